@@ -1,0 +1,97 @@
+"""Which words and rules drove a head's choice, located in the input text.
+
+For a linear head, feature i adds x_i * w_c,i to the score of class c; the
+largest positive terms are the words that pushed the petition toward the
+chosen class. Each is then found in the text so the desk can see it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from model.text import normalize
+
+if TYPE_CHECKING:
+    from model.taxonomy import Rule
+    from model.triage import TriageModel
+
+MAX_SPANS_PER_TERM = 3
+
+
+def _class_weights(model: TriageModel, head: str, label: str) -> np.ndarray | None:
+    classes = model.classes_[head]
+    if label not in classes:
+        return None
+    svm = model.heads_[head].calibrated_classifiers_[0].estimator
+    coef = svm.coef_
+    if coef.shape[0] == 1:  # binary: one row scores classes[1]
+        return coef[0] if classes.index(label) == 1 else -coef[0]
+    return coef[classes.index(label)]
+
+
+def _surface(feature: str, model: TriageModel) -> tuple[str, list[str]]:
+    """The feature's kind and the strings to look for in the text."""
+    block, _, name = feature.partition("__")
+    if block == "keywords":
+        if name.startswith("kw:"):
+            _, head, code = name.split(":", 2)
+            label = next(x for x in model.taxonomy.labels(head) if x.code == code)
+            return "keyword", list(label.keywords)
+        return "rule", []
+    return block, [name.replace(" ", "")]
+
+
+def _informative(needle: str) -> bool:
+    # Single characters and punctuation carry weight in the model but tell a person nothing.
+    return len(needle) > 1 and any(ch.isalnum() for ch in needle)
+
+
+def _spans(original: str, normalized: str, needles: list[str], limit: int) -> list[dict[str, Any]]:
+    """Occurrences found in the normalised text, reported with the original characters
+    (normalisation keeps offsets, so the two line up)."""
+    spans = []
+    for needle in filter(_informative, needles):
+        start = normalized.find(needle, 0, limit)
+        while start != -1 and len(spans) < MAX_SPANS_PER_TERM:
+            end = start + len(needle)
+            spans.append({"start": start, "end": end, "text": original[start:end]})
+            start = normalized.find(needle, end, limit)
+    return spans
+
+
+def explain_head(
+    model: TriageModel, head: str, label: str, matrix: Any, text: str,
+    rule_hits: list[tuple[Rule, list[tuple[int, int]]]], top_terms: int,
+) -> dict[str, Any]:
+    normalized = normalize(text)
+    terms: list[dict[str, Any]] = []
+    weights = _class_weights(model, head, label)
+    if weights is not None:
+        row = matrix.getrow(0).tocoo()
+        contributions = row.data * weights[row.col]
+        seen: set[str] = set()
+        for idx in np.argsort(-contributions):
+            if contributions[idx] <= 0 or len(terms) >= top_terms:
+                break
+            kind, needles = _surface(str(model.feature_names_[row.col[idx]]), model)
+            if kind == "rule":
+                continue  # rules are reported with their own spans below
+            limit = normalized.find("\n") if kind == "title" else len(normalized)
+            spans = _spans(text, normalized, needles, len(normalized) if limit < 0 else limit)
+            key = "|".join(s["text"] for s in spans)
+            if not spans or key in seen:
+                continue
+            seen.add(key)
+            terms.append({
+                "term": spans[0]["text"], "kind": kind,
+                "weight": round(float(contributions[idx]), 4), "spans": spans,
+            })
+    rules = [
+        {
+            "rule": rule.id, "label": rule.label, "explain": rule.explain,
+            "spans": [{"start": s, "end": e, "text": text[s:e]} for s, e in spans[:MAX_SPANS_PER_TERM]],
+        }
+        for rule, spans in rule_hits
+    ]
+    return {"label": label, "terms": terms, "rules": rules}

@@ -1,0 +1,152 @@
+"""The label set and the auditable rules, read from the province's config file."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HEADS = ("division", "risk", "key_group")
+RISK_ORDER = ("low", "medium", "high")
+DEFAULT_TAXONOMY = Path(__file__).resolve().parent.parent / "data" / "taxonomy.toml"
+
+
+class TaxonomyError(ValueError):
+    """The taxonomy config is malformed; the message names the entry and field."""
+
+
+@dataclass(frozen=True)
+class Label:
+    code: str
+    name: str
+    description: str = ""
+    keywords: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    head: str
+    label: str
+    explain: str
+    patterns: tuple[str, ...]
+    requires: tuple[str, ...] = ()
+    example: str = ""
+    counter_example: str = ""
+    _compiled: re.Pattern[str] = field(init=False, repr=False, compare=False)
+    _required: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_compiled", re.compile("|".join(f"(?:{p})" for p in self.patterns)))
+        required = re.compile("|".join(f"(?:{p})" for p in self.requires)) if self.requires else None
+        object.__setattr__(self, "_required", required)
+
+    def matches(self, text: str) -> list[tuple[int, int]]:
+        """Character spans that fire this rule, or [] when it does not fire."""
+        spans = [m.span() for m in self._compiled.finditer(text) if m.end() > m.start()]
+        if not spans or self._required is None:
+            return spans
+        required = [m.span() for m in self._required.finditer(text) if m.end() > m.start()]
+        return spans + required if required else []
+
+
+@dataclass(frozen=True)
+class Taxonomy:
+    version: str
+    divisions: tuple[Label, ...]
+    risk_levels: tuple[Label, ...]
+    key_groups: tuple[Label, ...]
+    rules: tuple[Rule, ...]
+
+    def labels(self, head: str) -> tuple[Label, ...]:
+        return {"division": self.divisions, "risk": self.risk_levels, "key_group": self.key_groups}[head]
+
+    def codes(self, head: str) -> list[str]:
+        return [label.code for label in self.labels(head)]
+
+    def name_of(self, head: str, code: str) -> str:
+        for label in self.labels(head):
+            if label.code == code:
+                return label.name
+        raise KeyError(f"{head} code {code!r} is not defined in the taxonomy")
+
+    def resolve(self, head: str, value: str) -> str | None:
+        """Map a code or a Chinese display name to the code; None when unknown."""
+        value = value.strip()
+        for label in self.labels(head):
+            if value in (label.code, label.name):
+                return label.code
+        return None
+
+    def to_dict(self) -> dict:
+        def labels(items: tuple[Label, ...]) -> list[dict]:
+            return [{"code": x.code, "name": x.name, "description": x.description} for x in items]
+
+        return {
+            "version": self.version,
+            "divisions": labels(self.divisions),
+            "risk_levels": labels(self.risk_levels),
+            "key_groups": labels(self.key_groups),
+        }
+
+
+def _labels(raw: dict, section: str, source: str) -> tuple[Label, ...]:
+    entries = raw.get(section)
+    if not isinstance(entries, list) or not entries:
+        raise TaxonomyError(f"{source}: section [[{section}]] is missing or empty")
+    labels = []
+    for i, entry in enumerate(entries, start=1):
+        for key in ("code", "name"):
+            if not isinstance(entry.get(key), str) or not entry[key].strip():
+                raise TaxonomyError(f"{source}: [[{section}]] entry {i} needs a non-empty '{key}'")
+        keywords = entry.get("keywords", [])
+        if not isinstance(keywords, list) or not all(isinstance(k, str) and k for k in keywords):
+            raise TaxonomyError(f"{source}: [[{section}]] {entry['code']}: 'keywords' must be a list of strings")
+        labels.append(Label(entry["code"], entry["name"], entry.get("description", ""), tuple(keywords)))
+    codes = [label.code for label in labels]
+    duplicated = sorted({c for c in codes if codes.count(c) > 1})
+    if duplicated:
+        raise TaxonomyError(f"{source}: [[{section}]] defines {duplicated} more than once")
+    return tuple(labels)
+
+
+def load_taxonomy(path: str | Path = DEFAULT_TAXONOMY) -> Taxonomy:
+    path = Path(path)
+    source = str(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TaxonomyError(f"taxonomy config not found: {source}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise TaxonomyError(f"{source}: not valid TOML: {exc}") from None
+    divisions = _labels(raw, "divisions", source)
+    risk_levels = _labels(raw, "risk_levels", source)
+    key_groups = _labels(raw, "key_groups", source)
+    if [r.code for r in risk_levels] != list(RISK_ORDER):
+        raise TaxonomyError(f"{source}: [[risk_levels]] must be exactly {list(RISK_ORDER)} in that order")
+    if "none" not in [k.code for k in key_groups]:
+        raise TaxonomyError(f"{source}: [[key_groups]] must define 'none'")
+    rules = []
+    for i, entry in enumerate(raw.get("rules", []), start=1):
+        where = f"{source}: [[rules]] entry {i} ({entry.get('id', '?')})"
+        head = entry.get("head")
+        if head not in ("risk", "key_group"):
+            raise TaxonomyError(f"{where}: 'head' must be 'risk' or 'key_group', got {head!r}")
+        valid = [x.code for x in (risk_levels if head == "risk" else key_groups)]
+        if entry.get("label") not in valid:
+            raise TaxonomyError(f"{where}: 'label' {entry.get('label')!r} is not one of {valid}")
+        if not entry.get("patterns"):
+            raise TaxonomyError(f"{where}: 'patterns' must be a non-empty list")
+        try:
+            rule = Rule(
+                id=entry["id"], head=head, label=entry["label"], explain=entry.get("explain", ""),
+                patterns=tuple(entry["patterns"]), requires=tuple(entry.get("requires", [])),
+                example=entry.get("example", ""), counter_example=entry.get("counter_example", ""),
+            )
+        except re.error as exc:
+            raise TaxonomyError(f"{where}: bad regular expression: {exc}") from None
+        except KeyError as exc:
+            raise TaxonomyError(f"{where}: missing field {exc}") from None
+        rules.append(rule)
+    return Taxonomy(str(raw.get("meta", {}).get("version", "")), divisions, risk_levels, key_groups, tuple(rules))

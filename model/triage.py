@@ -1,0 +1,202 @@
+"""TriageModel: one estimator, three calibrated heads, auditable rules on top."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.model_selection import StratifiedKFold
+from sklearn.svm import LinearSVC
+
+from model.explain import explain_head
+from model.features import build_features
+from model.taxonomy import HEADS, RISK_ORDER, Rule, Taxonomy
+from model.text import normalize
+
+DEFAULT_THRESHOLDS: dict[str, Any] = {
+    "division": {},  # per class; a class not listed uses "division_default"
+    "division_default": 0.5,
+    "risk_high": 0.5,
+    "key_group_any": 0.5,
+}
+# What a rule's firing is worth when the held-out data never saw it fire.
+DEFAULT_RULE_PRECISION = 0.5
+
+
+class ModelInputError(ValueError):
+    """Training input the model cannot learn from; the message says which head and label."""
+
+
+def _as_labels(y: Any) -> dict[str, np.ndarray]:
+    if hasattr(y, "columns"):
+        return {h: np.asarray(y[h], dtype=object) for h in HEADS}
+    arr = np.asarray(y, dtype=object)
+    if arr.ndim != 2 or arr.shape[1] != len(HEADS):
+        raise ModelInputError(f"y must have one column per head {HEADS}, got shape {arr.shape}")
+    return {h: arr[:, i] for i, h in enumerate(HEADS)}
+
+
+class TriageModel(BaseEstimator):
+    """Predicts division, risk and key group for petition texts.
+
+    X is a sequence of texts made by `model.text.join_fields(title, body)`;
+    y has the columns division, risk, key_group (codes of `taxonomy`)."""
+
+    def __init__(
+        self,
+        taxonomy: Taxonomy,
+        C: float = 0.3,
+        max_char_features: int = 150_000,
+        calibration_folds: int = 3,
+        random_state: int = 0,
+    ) -> None:
+        self.taxonomy = taxonomy
+        self.C = C
+        self.max_char_features = max_char_features
+        self.calibration_folds = calibration_folds
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X: Sequence[str], y: Any) -> TriageModel:
+        texts = self._check_texts(X)
+        labels = _as_labels(y)
+        for head in HEADS:
+            if len(labels[head]) != len(texts):
+                raise ModelInputError(f"{head}: {len(labels[head])} labels for {len(texts)} texts")
+            unknown = sorted(set(labels[head]) - set(self.taxonomy.codes(head)))
+            if unknown:
+                raise ModelInputError(f"{head}: labels {unknown} are not defined in the taxonomy")
+        self.features_ = build_features(self.taxonomy, self.max_char_features)
+        matrix = self.features_.fit_transform(texts)
+        self.feature_names_ = self.features_.get_feature_names_out()
+        self.skipped_labels_: dict[str, list[str]] = {}
+        self.heads_ = {head: self._fit_head(head, matrix, labels[head]) for head in HEADS}
+        self.classes_ = {head: list(self.heads_[head].classes_) for head in HEADS}
+        self.thresholds_ = {k: (dict(v) if isinstance(v, dict) else v) for k, v in DEFAULT_THRESHOLDS.items()}
+        self.rule_precision_: dict[str, float] = {}
+        return self
+
+    def _fit_head(self, head: str, matrix: Any, y: np.ndarray) -> CalibratedClassifierCV:
+        values, counts = np.unique(y, return_counts=True)
+        # A label seen once cannot be both learned and calibrated; it is left out
+        # of this head (and reported) rather than failing the whole training run.
+        single = {str(v) for v, c in zip(values, counts, strict=True) if c < 2}
+        self.skipped_labels_[head] = sorted(single)
+        if single:
+            keep = np.asarray([label not in single for label in y])
+            matrix, y = matrix[keep], y[keep]
+            values, counts = np.unique(y, return_counts=True)
+        if len(values) < 2:
+            raise ModelInputError(
+                f"{head}: need at least two labels with 2+ examples each, got {dict(zip(values, counts, strict=True))}"
+            )
+        folds = int(min(self.calibration_folds, counts.min()))
+        svm = LinearSVC(C=self.C, class_weight="balanced", random_state=self.random_state)
+        head_model = CalibratedClassifierCV(
+            svm, method="sigmoid", ensemble=False,
+            cv=StratifiedKFold(folds, shuffle=True, random_state=self.random_state),
+        )
+        return head_model.fit(matrix, y)
+
+    # -------------------------------------------------------------- predict
+    def _check_texts(self, X: Sequence[str]) -> list[str]:
+        if isinstance(X, str):
+            raise ModelInputError("X must be a sequence of texts, not a single string")
+        texts = list(X)
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise ModelInputError(f"X[{i}] must be str, got {type(text).__name__}")
+        return texts
+
+    def predict_proba(self, X: Sequence[str]) -> dict[str, np.ndarray]:
+        """Calibrated probabilities per head; columns follow `classes_[head]`."""
+        matrix = self.features_.transform(self._check_texts(X))
+        return {head: self.heads_[head].predict_proba(matrix) for head in HEADS}
+
+    def rule_hits(self, text: str) -> list[tuple[Rule, list[tuple[int, int]]]]:
+        normalized = normalize(text)
+        hits = []
+        for rule in self.taxonomy.rules:
+            spans = rule.matches(normalized)
+            if spans:
+                hits.append((rule, spans))
+        return hits
+
+    def decide(self, proba: dict[str, np.ndarray], hits: list[tuple[Rule, list]]) -> dict[str, Any]:
+        """Labels and confidences for one petition from its probabilities (1-D per head) and rule hits."""
+        t = self.thresholds_
+        div_classes = self.classes_["division"]
+        order = np.argsort(-proba["division"])
+        top3 = [(div_classes[i], float(proba["division"][i])) for i in order[:3]]
+        division, division_p = top3[0]
+        division_threshold = float(t["division"].get(division, t["division_default"]))
+
+        kg_classes = self.classes_["key_group"]
+        kg_p = proba["key_group"]
+        p_none = float(kg_p[kg_classes.index("none")]) if "none" in kg_classes else 0.0
+        kg_rules = [r for r, _ in hits if r.head == "key_group"]
+        key_group, key_group_p, key_group_rule = "none", p_none, None
+        if kg_rules:
+            rule = kg_rules[0]
+            model_p = float(kg_p[kg_classes.index(rule.label)]) if rule.label in kg_classes else 0.0
+            key_group, key_group_rule = rule.label, rule.id
+            key_group_p = max(model_p, self.rule_precision_.get(rule.id, DEFAULT_RULE_PRECISION))
+        elif 1.0 - p_none >= t["key_group_any"]:
+            candidates = [(float(kg_p[i]), c) for i, c in enumerate(kg_classes) if c != "none"]
+            key_group_p, key_group = max(candidates)
+
+        risk_classes = self.classes_["risk"]
+        risk_p = {c: float(proba["risk"][i]) for i, c in enumerate(risk_classes)}
+        risk_rules = [r for r, _ in hits if r.head == "risk"]
+        rule_level = max((RISK_ORDER.index(r.label) for r in risk_rules), default=0)
+        risk_rule = next((r.id for r in risk_rules if RISK_ORDER.index(r.label) == rule_level), None)
+        p_high = risk_p.get("high", 0.0)
+        if rule_level == 2 or p_high >= t["risk_high"]:
+            risk = "high"
+            risk_conf = p_high
+            if p_high < t["risk_high"] and risk_rule:
+                risk_conf = max(p_high, self.rule_precision_.get(risk_rule, DEFAULT_RULE_PRECISION))
+        else:
+            risk = "medium" if risk_p.get("medium", 0.0) >= risk_p.get("low", 0.0) else "low"
+            risk_conf = risk_p.get(risk, 0.0)
+            # The taxonomy makes every key-group case at least medium.
+            if risk == "low" and key_group != "none":
+                risk, risk_conf = "medium", max(risk_p.get("medium", 0.0), key_group_p)
+        needs_review = risk == "high" or division_p < division_threshold
+        return {
+            "division": division, "division_confidence": division_p, "division_top3": top3,
+            "division_threshold": division_threshold,
+            "risk": risk, "risk_confidence": float(risk_conf),
+            "key_group": key_group, "key_group_confidence": float(key_group_p),
+            "needs_review": bool(needs_review),
+            "rules": [r.id for r, _ in hits],
+            "key_group_rule": key_group_rule,
+        }
+
+    def predict(self, X: Sequence[str]) -> list[dict[str, Any]]:
+        """One decision per text (labels, confidences, top-3, rules fired), no explanation."""
+        texts = self._check_texts(X)
+        proba = self.predict_proba(texts)
+        return [
+            self.decide({h: proba[h][i] for h in HEADS}, self.rule_hits(text))
+            for i, text in enumerate(texts)
+        ]
+
+    def suggest(self, text: str, top_terms: int = 5) -> dict[str, Any]:
+        """The full suggestion for one petition: decision plus, per head, the words
+        and rules that drove it with their character offsets in `text`."""
+        matrix = self.features_.transform([text])
+        proba = {head: self.heads_[head].predict_proba(matrix)[0] for head in HEADS}
+        hits = self.rule_hits(text)
+        decision = self.decide(proba, hits)
+        decision["explanation"] = {
+            head: explain_head(
+                self, head, decision[head], matrix, text,
+                [(r, s) for r, s in hits if r.head == head], top_terms,
+            )
+            for head in HEADS
+        }
+        return decision

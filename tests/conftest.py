@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from model.artifact import LoadedModel, load_model
+from model.taxonomy import Taxonomy, load_taxonomy
+from training.corpus import generate, write_corpus
+from training.train import train
+
+
+@pytest.fixture(scope="session")
+def taxonomy() -> Taxonomy:
+    return load_taxonomy()
+
+
+@pytest.fixture(scope="session")
+def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real corpus file from the project's generator, small enough to train in seconds."""
+    path = tmp_path_factory.mktemp("corpus") / "small.csv"
+    write_corpus(generate(n=900, seed=7), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_model_dir(small_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("models") / "small"
+    train([small_corpus], out, seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def small_model(small_model_dir: Path) -> LoadedModel:
+    return load_model(small_model_dir)

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import csv
+import json
+
+import pandas as pd
+
+from triage.cli import main
+
+
+def test_predict_writes_one_row_per_petition(small_model_dir, small_corpus, tmp_path):
+    ledger = tmp_path / "in.csv"
+    frame = pd.read_csv(small_corpus).head(25)[["id", "title", "body"]]
+    frame.loc[0, "id"] = "=HYPERLINK(1)"
+    frame.to_csv(ledger, index=False)
+    out = tmp_path / "out.csv"
+    assert main(["predict", "--model", str(small_model_dir), "--input", str(ledger), "--output", str(out)]) == 0
+    rows = list(csv.DictReader(out.open(encoding="utf-8-sig")))
+    assert len(rows) == 25
+    for column in ("id", "division", "division_confidence", "division_top3", "risk", "risk_confidence",
+                   "key_group", "key_group_confidence", "needs_review"):
+        assert column in rows[0]
+    assert rows[0]["id"].startswith("'="), "formula-like cells must be neutralised for Excel"
+
+
+def test_evaluate_reports_every_head(small_model_dir, small_corpus, capsys):
+    assert main(["evaluate", "--model", str(small_model_dir), "--data", str(small_corpus), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    for head in ("division", "risk", "key_group"):
+        assert {"accuracy", "macro_f1", "per_class", "confusion"} <= metrics[head].keys()
+    assert "high_recall" in metrics["risk"] and "any_f1" in metrics["key_group"]
+
+
+def test_failed_training_writes_nothing_and_names_the_row(tmp_path, small_corpus, capsys):
+    bad = tmp_path / "bad.csv"
+    frame = pd.read_csv(small_corpus).head(50)
+    frame.loc[7, "division"] = "housing"
+    frame.to_csv(bad, index=False)
+    out = tmp_path / "model"
+    assert main(["train", "--data", str(bad), "--out", str(out)]) == 2
+    assert "row 9, column 'division'" in capsys.readouterr().err
+    assert not out.exists()
+    assert not list(tmp_path.glob(".model*"))

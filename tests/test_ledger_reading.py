@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from training.ledger import LedgerError, read_ledger, read_ledgers
+
+ROWS = [
+    {"id": "A1", "title": "老板拖欠工资", "body": "三个月没发工资", "division": "labor_inspection", "risk": "medium",
+     "key_group": "none"},
+    {"id": "A2", "title": "咨询养老金", "body": "视同缴费年限怎么算", "division": "pension", "risk": "low",
+     "key_group": "none"},
+]
+CHINESE = [
+    {"编号": "B1", "信访事项": "工伤认定", "诉求内容": "单位不给认定工伤", "承办处室": "工伤保险处", "风险等级": "加急",
+     "重点群体": "无", "登记日期": "2025-03-02"},
+    {"编号": "B2", "信访事项": "民办教师", "诉求内容": "我是原民办教师，教龄没有认定", "承办处室": "pension",
+     "风险等级": "中", "重点群体": "民办教师、代课教师", "登记日期": "2025/04/01"},
+]
+
+
+def write_csv(path, rows, encoding="utf-8"):
+    pd.DataFrame(rows).to_csv(path, index=False, encoding=encoding)
+    return path
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "gbk", "gb18030"])
+def test_csv_in_every_office_encoding_loads(tmp_path, taxonomy, encoding):
+    frame = read_ledger(write_csv(tmp_path / "l.csv", CHINESE, encoding), taxonomy)
+    assert frame["division"].tolist() == ["work_injury", "pension"]
+    assert frame["risk"].tolist() == ["medium", "medium"]
+    assert frame["key_group"].tolist() == ["none", "minban_teachers"]
+    assert str(frame["received_at"].iloc[1].date()) == "2025-04-01"
+
+
+def test_xlsx_and_jsonl_load(tmp_path, taxonomy):
+    xlsx = tmp_path / "l.xlsx"
+    pd.DataFrame(CHINESE).to_excel(xlsx, index=False)
+    jsonl = tmp_path / "l.jsonl"
+    jsonl.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in ROWS), encoding="utf-8")
+    assert read_ledger(xlsx, taxonomy)["id"].tolist() == ["B1", "B2"]
+    assert read_ledger(jsonl, taxonomy)["division"].tolist() == ["labor_inspection", "pension"]
+
+
+@pytest.mark.parametrize(("mutate", "message", "row", "column"), [
+    (lambda r: [{k: v for k, v in x.items() if k != "risk"} for x in r], "missing column", None, None),
+    (lambda r: [r[0], {**r[1], "title": "", "body": "  "}], "empty petition text", 3, "body"),
+    (lambda r: [r[0], {**r[1], "division": "housing"}], "unknown division 'housing'", 3, "division"),
+    (lambda r: [r[0], {**r[1], "risk": "critical"}], "unknown risk", 3, "risk"),
+    (lambda r: [r[0], {**r[1], "id": ""}], "empty id", 3, "id"),
+])
+def test_bad_rows_are_reported_with_file_row_and_column(tmp_path, taxonomy, mutate, message, row, column):
+    path = write_csv(tmp_path / "bad.csv", mutate(ROWS))
+    with pytest.raises(LedgerError, match=message) as caught:
+        read_ledger(path, taxonomy)
+    assert caught.value.path == str(path)
+    assert (caught.value.row, caught.value.column) == (row, column)
+
+
+def test_duplicate_id_with_different_labels_names_both_places(tmp_path, taxonomy):
+    first = write_csv(tmp_path / "q1.csv", ROWS)
+    second = write_csv(tmp_path / "q2.csv", [{**ROWS[0], "division": "labor_relations"}])
+    with pytest.raises(LedgerError, match=r"duplicate id 'A1'.*q1\.csv row 2"):
+        read_ledgers([first, second], taxonomy)
+    same = write_csv(tmp_path / "q3.csv", [ROWS[0]])
+    assert read_ledgers([first, same], taxonomy).duplicates_dropped == 1
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"", "empty"),
+    (b"id,title,body,division,risk,key_group\n", "header only"),
+    (b"\x00\x01\x02binary\x00junk" * 20, "binary"),
+    (b"id,title,body\n1,\xff\xfe\xfd\xff\xff,x\n", "unreadable encoding"),
+])
+def test_hostile_files_get_a_clear_error(tmp_path, taxonomy, content, message):
+    path = tmp_path / "hostile.csv"
+    path.write_bytes(content)
+    with pytest.raises(LedgerError, match=message):
+        read_ledger(path, taxonomy)
+
+
+def test_embedded_newlines_and_quotes_survive(tmp_path, taxonomy):
+    rows = [{**ROWS[0], "body": '第一行\n第二行，"引号"里的话'}]
+    frame = read_ledger(write_csv(tmp_path / "q.csv", rows), taxonomy)
+    assert frame["body"].iloc[0] == '第一行\n第二行，"引号"里的话'
+
+
+def test_oversized_file_is_refused_before_reading(tmp_path, taxonomy):
+    path = write_csv(tmp_path / "big.csv", ROWS)
+    with pytest.raises(LedgerError, match="over the"):
+        read_ledger(path, taxonomy, max_bytes=10)

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from model.text import join_fields
+from model.triage import ModelInputError, TriageModel
+from training.corpus import generate
+from training.train import texts_of
+
+WAGES = join_fields("老板拖欠工资", "我在电子厂上班，老板三个月没发工资，我们二十多个工友找不到人。")
+SELF_HARM = join_fields("讨薪无门", "工资一直拿不到，再不解决我就从公司楼顶跳楼。")
+
+
+def test_suggestion_has_top3_probabilities_and_all_heads(small_model):
+    s = small_model.model.suggest(WAGES)
+    assert len(s["division_top3"]) == 3
+    probs = [p for _, p in s["division_top3"]]
+    assert probs == sorted(probs, reverse=True) and all(0 <= p <= 1 for p in probs)
+    assert s["division"] == s["division_top3"][0][0]
+    assert s["risk"] in ("low", "medium", "high") and s["key_group"] in small_model.model.taxonomy.codes("key_group")
+    assert isinstance(s["needs_review"], bool)
+
+
+def test_explanation_offsets_point_at_the_words_in_the_text(small_model):
+    s = small_model.model.suggest(WAGES)
+    terms = s["explanation"]["division"]["terms"]
+    assert terms, "the division head must say which words drove it"
+    for term in terms:
+        for span in term["spans"]:
+            assert WAGES[span["start"]:span["end"]] == span["text"]
+
+
+def test_a_self_harm_statement_is_high_risk_and_explained_by_its_rule(small_model):
+    s = small_model.model.suggest(SELF_HARM)
+    assert s["risk"] == "high" and s["needs_review"] is True
+    rules = s["explanation"]["risk"]["rules"]
+    fired = [r for r in rules if r["rule"] == "risk.self_harm"]
+    assert fired and fired[0]["spans"][0]["text"] == "跳楼"
+
+
+def test_key_group_rule_marks_the_group_and_raises_risk(small_model):
+    text = join_fields("民办教师养老问题", "我是一名原民办教师，教了二十年书，教龄一直没有认定，退休后养老金很低。")
+    s = small_model.model.suggest(text)
+    assert s["key_group"] == "minban_teachers"
+    assert s["risk"] in ("medium", "high")
+
+
+def test_needs_review_when_confidence_is_below_the_division_threshold(small_model):
+    model = small_model.model
+    saved = dict(model.thresholds_["division"])
+    try:
+        s = model.suggest(WAGES)
+        model.thresholds_["division"][s["division"]] = 1.01
+        assert model.suggest(WAGES)["needs_review"] is True
+    finally:
+        model.thresholds_["division"] = saved
+
+
+def test_same_data_and_seed_give_identical_predictions(taxonomy):
+    rows = generate(n=300, seed=11)
+    import pandas as pd
+
+    frame = pd.DataFrame(rows)
+    texts = texts_of(frame)
+    probas = [TriageModel(taxonomy, random_state=5).fit(texts, frame[["division", "risk", "key_group"]])
+              .predict_proba(texts[:40]) for _ in range(2)]
+    for head in probas[0]:
+        np.testing.assert_array_equal(probas[0][head], probas[1][head])
+
+
+def test_probabilities_are_calibrated_on_held_out_data(small_model):
+    # Expected calibration error measured at training time on petitions the model did not see.
+    assert small_model.metadata["heldout_metrics"]["division"]["ece"] < 0.15
+
+
+def test_bad_input_says_what_was_expected(taxonomy):
+    model = TriageModel(taxonomy)
+    with pytest.raises(ModelInputError, match="sequence of texts"):
+        model.fit("一段文字", [["pension", "low", "none"]])
+    with pytest.raises(ModelInputError, match="not defined in the taxonomy"):
+        model.fit(["a", "b"], [["pension", "low", "none"], ["housing", "low", "none"]])

@@ -1,0 +1,1 @@
+"""Training: reading ledgers, validating them, fitting, evaluating, the corpus generator."""

@@ -1,0 +1,103 @@
+"""Choosing the decision thresholds on held-out petitions at training time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import f1_score
+
+from model.triage import DEFAULT_THRESHOLDS, TriageModel
+
+DIVISION_TARGET_PRECISION = 0.90
+HIGH_TARGET_RECALL = 0.90
+# The review queue must stay workable: flag at most this share of petitions
+# beyond those that really are high risk.
+HIGH_MAX_EXTRA_SHARE = 0.08
+MIN_SUPPORT = 3
+
+
+def division_thresholds(top: np.ndarray, p_top: np.ndarray, truth: np.ndarray,
+                        classes: list[str], target: float = DIVISION_TARGET_PRECISION) -> dict[str, float]:
+    """Per class, the lowest confidence above which the top suggestion keeps `target` precision.
+
+    Below it a person must look (`needs_review`). A class that never reaches
+    the target on held-out data gets the highest confidence seen, so it is
+    reviewed almost always."""
+    thresholds = {}
+    for label in classes:
+        mask = top == label
+        if mask.sum() < MIN_SUPPORT:
+            continue
+        order = np.argsort(-p_top[mask])
+        conf, hit = p_top[mask][order], (truth[mask][order] == label).astype(float)
+        precision = np.cumsum(hit) / np.arange(1, len(hit) + 1)
+        ok = [i for i in range(len(hit)) if i + 1 >= MIN_SUPPORT and precision[i:].max() >= target
+              and precision[i] >= target]
+        thresholds[label] = float(conf[max(ok)]) if ok else float(min(conf[0], 0.99))
+    return thresholds
+
+
+def high_risk_threshold(p_high: np.ndarray, rule_high: np.ndarray, truth_high: np.ndarray,
+                        target_recall: float = HIGH_TARGET_RECALL,
+                        max_extra_share: float = HIGH_MAX_EXTRA_SHARE) -> float:
+    """The highest p(high) cut that, with the rules, finds `target_recall` of high-risk
+    petitions; if that needs too many flags, the lowest cut inside the flag budget."""
+    if not truth_high.any():
+        return float(DEFAULT_THRESHOLDS["risk_high"])
+    budget = truth_high.mean() + max_extra_share
+    best_within_budget = 1.0
+    for cut in np.unique(np.concatenate([p_high, [1.0]]))[::-1]:
+        flagged = rule_high | (p_high >= cut)
+        if flagged.mean() > budget:
+            break
+        best_within_budget = float(cut)
+        if (flagged & truth_high).sum() / truth_high.sum() >= target_recall:
+            return float(cut)
+    return best_within_budget
+
+
+def key_group_threshold(p_any: np.ndarray, rule_any: np.ndarray, truth_any: np.ndarray) -> float:
+    """The p(any group) cut that maximises any-vs-none F1 together with the rules."""
+    if not truth_any.any():
+        return float(DEFAULT_THRESHOLDS["key_group_any"])
+    best, best_f1 = float(DEFAULT_THRESHOLDS["key_group_any"]), -1.0
+    for cut in np.linspace(0.05, 0.95, 19):
+        score = f1_score(truth_any, rule_any | (p_any >= cut), zero_division=0)
+        if score > best_f1 + 1e-9:
+            best, best_f1 = float(cut), score
+    return best
+
+
+def choose_thresholds(model: TriageModel, texts: list[str], truth: dict[str, np.ndarray]) -> tuple[dict[str, Any], dict[str, float]]:
+    """Thresholds and per-rule precision measured on held-out `texts` with a model
+    that did not see them."""
+    proba = model.predict_proba(texts)
+    hits = [model.rule_hits(t) for t in texts]
+    div_classes = model.classes_["division"]
+    top_idx = proba["division"].argmax(axis=1)
+    top = np.asarray([div_classes[i] for i in top_idx], dtype=object)
+    p_top = proba["division"].max(axis=1)
+    risk_classes = model.classes_["risk"]
+    p_high = proba["risk"][:, risk_classes.index("high")] if "high" in risk_classes else np.zeros(len(texts))
+    rule_high = np.asarray([any(r.head == "risk" and r.label == "high" for r, _ in h) for h in hits])
+    kg_classes = model.classes_["key_group"]
+    p_any = 1.0 - proba["key_group"][:, kg_classes.index("none")] if "none" in kg_classes else np.ones(len(texts))
+    rule_any = np.asarray([any(r.head == "key_group" for r, _ in h) for h in hits])
+    thresholds = {
+        "division": division_thresholds(top, p_top, np.asarray(truth["division"]), div_classes),
+        "division_default": DEFAULT_THRESHOLDS["division_default"],
+        "risk_high": high_risk_threshold(p_high, rule_high, np.asarray(truth["risk"]) == "high"),
+        "key_group_any": key_group_threshold(p_any, rule_any, np.asarray(truth["key_group"]) != "none"),
+    }
+    precision = {}
+    for rule in model.taxonomy.rules:
+        fired = np.asarray([any(r.id == rule.id for r, _ in h) for h in hits])
+        if rule.head == "risk":
+            order = ("low", "medium", "high")
+            right = np.asarray([order.index(v) >= order.index(rule.label) for v in truth["risk"]])
+        else:
+            right = np.asarray(truth["key_group"]) == rule.label
+        # Laplace smoothing keeps a rule that fired twice from claiming certainty.
+        precision[rule.id] = float(((fired & right).sum() + 1) / (fired.sum() + 2))
+    return thresholds, precision

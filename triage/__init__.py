@@ -1,0 +1,1 @@
+"""petition-triage command line: `triage --help`."""

@@ -1,0 +1,202 @@
+"""The `triage` command: train, predict, evaluate, generate the corpus, serve."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from model.artifact import ArtifactError, load_model
+from model.taxonomy import DEFAULT_TAXONOMY, HEADS, TaxonomyError
+from model.triage import ModelInputError
+from training.ledger import LedgerError
+from triage.defaults import default_corpus, default_model_dir
+
+EXAMPLES = [
+    ("老板拖欠工资三个月", "我在{company}上班，老板已经三个月没发工资了，春节快到了，我们二十多个工友连回家的路费都没有，请劳动监察部门帮帮我们。"),
+    ("咨询视同缴费年限", "我1985年参加工作，在国营厂干了十年，后来企业改制，请问这十年能不能算视同缴费年限？"),
+    ("小区物业乱收停车费", "我们小区物业公司今年起每月多收三百元停车费，业主多次反映都没人管。"),
+]
+
+
+def _progress(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def _spreadsheet_safe(value: str) -> str:
+    # A cell starting with = + - @ is run as a formula by Excel (CSV injection).
+    return "'" + value if value[:1] in ("=", "+", "-", "@") else value
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from training.train import train
+
+    started = time.perf_counter()
+    metadata = train(args.data, args.out, taxonomy_path=args.taxonomy, seed=args.seed, progress=_progress)
+    from training.evaluate import summary_line
+
+    _progress(f"done in {time.perf_counter() - started:.1f}s: model {metadata['version']} in {args.out}")
+    print("held-out:", summary_line(metadata["heldout_metrics"]))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from training.ledger import read_ledgers
+    from training.train import texts_of
+
+    loaded = load_model(args.model)
+    frame = read_ledgers(args.input, loaded.model.taxonomy, require_labels=False).frame
+    _progress(f"scoring {len(frame)} petitions with model {loaded.version} …")
+    texts = texts_of(frame)
+    decisions = []
+    for start in range(0, len(texts), 1000):
+        decisions += loaded.model.predict(texts[start:start + 1000])
+        if len(texts) > 1000:
+            _progress(f"{min(start + 1000, len(texts))}/{len(texts)}")
+    out = Path(args.output)
+    tmp = out.with_name(out.name + ".tmp")
+    fields = ["id", "division", "division_confidence", "division_top3", "risk", "risk_confidence",
+              "key_group", "key_group_confidence", "needs_review", "rules", "model_version"]
+    with tmp.open("w", encoding="utf-8-sig", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        for pid, d in zip(frame["id"], decisions, strict=True):
+            writer.writerow({
+                "id": _spreadsheet_safe(str(pid)), "division": d["division"],
+                "division_confidence": f"{d['division_confidence']:.4f}",
+                "division_top3": ";".join(f"{c}:{p:.3f}" for c, p in d["division_top3"]),
+                "risk": d["risk"], "risk_confidence": f"{d['risk_confidence']:.4f}",
+                "key_group": d["key_group"], "key_group_confidence": f"{d['key_group_confidence']:.4f}",
+                "needs_review": str(d["needs_review"]).lower(), "rules": ";".join(d["rules"]),
+                "model_version": loaded.version,
+            })
+    tmp.replace(out)
+    _progress(f"wrote {len(decisions)} rows to {out}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from training.evaluate import evaluate_decisions, summary_line
+    from training.ledger import read_ledgers
+    from training.train import label_arrays, predict_frame, taxonomy_codes
+
+    loaded = load_model(args.model)
+    frame = read_ledgers(args.data, loaded.model.taxonomy).frame
+    metrics = evaluate_decisions(predict_frame(loaded.model, frame), label_arrays(frame),
+                                 taxonomy_codes(loaded.model.taxonomy))
+    metrics["model_version"] = loaded.version
+    if args.json:
+        print(json.dumps(metrics, ensure_ascii=False, indent=2))
+        return 0
+    print(f"model {loaded.version} on {len(frame)} petitions")
+    print(summary_line(metrics))
+    for head in HEADS:
+        print(f"\n{head}: accuracy {metrics[head]['accuracy']:.3f}  macro-F1 {metrics[head]['macro_f1']:.3f}")
+        print(f"  {'label':<22}{'precision':>10}{'recall':>8}{'f1':>8}{'support':>9}")
+        for label, m in metrics[head]["per_class"].items():
+            print(f"  {label:<22}{m['precision']:>10.3f}{m['recall']:>8.3f}{m['f1']:>8.3f}{m['support']:>9}")
+        confusion = metrics[head]["confusion"]
+        print("  confusion (rows true, columns predicted):", " ".join(c[:6] for c in confusion["labels"]))
+        for label, row in zip(confusion["labels"], confusion["matrix"], strict=True):
+            print(f"  {label[:20]:<22}" + " ".join(f"{v:>6}" for v in row))
+    return 0
+
+
+def cmd_corpus(args: argparse.Namespace) -> int:
+    from training.corpus import generate, summary, write_corpus
+
+    rows = generate(n=args.n, seed=args.seed)
+    write_corpus(rows, Path(args.out))
+    for head, counts in summary(rows).items():
+        _progress(f"{head}: {dict(counts.most_common())}")
+    _progress(f"wrote {len(rows)} petitions to {args.out}")
+    return 0
+
+
+def ensure_default_model(model_dir: Path) -> Path:
+    """The bundled default model, trained from the bundled corpus when absent."""
+    try:
+        load_model(model_dir)
+        return model_dir
+    except ArtifactError as exc:
+        if (model_dir / "metadata.json").exists():
+            _progress(f"default model unusable ({exc}); retraining")
+    from training.train import train
+
+    _progress(f"training the default model from {default_corpus()} (first run) …")
+    train([default_corpus()], model_dir, progress=_progress)
+    return model_dir
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from model.text import join_fields
+
+    model_dir = ensure_default_model(Path(args.model))
+    loaded = load_model(model_dir)
+    taxonomy = loaded.model.taxonomy
+    for title, body in EXAMPLES:
+        body = body.replace("{company}", "某电子厂")
+        s = loaded.model.suggest(join_fields(title, body))
+        top3 = ", ".join(f"{taxonomy.name_of('division', c)} {p:.2f}" for c, p in s["division_top3"])
+        print(f"\n《{title}》\n  处室: {top3}\n  风险: {s['risk']} ({s['risk_confidence']:.2f})"
+              f"  重点群体: {s['key_group']}  需人工复核: {s['needs_review']}")
+        for head in HEADS:
+            words = [t["term"] for t in s["explanation"][head]["terms"]] + \
+                    [r["rule"] for r in s["explanation"][head]["rules"]]
+            print(f"  {head} 依据: {'、'.join(words)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="triage", description="Petition triage: train, score and serve.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model from ledger files (CSV/XLSX/JSONL)")
+    p.add_argument("--data", action="append", required=True, help="ledger file; repeat for several")
+    p.add_argument("--out", required=True, help="model directory to write (replaced atomically)")
+    p.add_argument("--taxonomy", default=str(DEFAULT_TAXONOMY), help="taxonomy config (default: data/taxonomy.toml)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("predict", help="score a ledger (id,title,body) into a CSV")
+    p.add_argument("--model", required=True)
+    p.add_argument("--input", action="append", required=True)
+    p.add_argument("--output", required=True)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("evaluate", help="metrics of a model on a labelled ledger")
+    p.add_argument("--model", required=True)
+    p.add_argument("--data", action="append", required=True)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("corpus", help="regenerate the bundled training corpus from its fragments")
+    p.add_argument("--out", default=str(default_corpus()))
+    p.add_argument("--n", type=int, default=5000)
+    p.add_argument("--seed", type=int, default=20261128)
+    p.set_defaults(func=cmd_corpus)
+
+    p = sub.add_parser("demo", help="train the default model if absent and triage a few example petitions")
+    p.add_argument("--model", default=str(default_model_dir()))
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (LedgerError, ArtifactError, TaxonomyError, ModelInputError) as exc:
+        print(f"triage {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"triage {args.command}: interrupted; nothing was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
