@@ -151,6 +151,38 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service.app import create_app
+    from service.settings import get_settings
+
+    settings = get_settings()
+    ensure_default_model(Path(settings.model_dir))
+    app = create_app(settings)
+    uvicorn.run(app, host=args.host or settings.host, port=args.port or settings.port, log_level="info")
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from service.database import Database
+    from service.keys import create_key, revoke_key
+    from service.settings import get_settings
+
+    database = Database(get_settings().database_url)
+    database.create_schema()
+    with database.sessions() as session:
+        if args.action == "create":
+            print(create_key(session, args.role, args.label or ""))
+            _progress(f"created a {args.role} key; it is shown only this once")
+            return 0
+        if not revoke_key(session, args.prefix):
+            print(f"triage keys: no active key with prefix {args.prefix!r}", file=sys.stderr)
+            return 2
+        _progress(f"revoked key {args.prefix}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="triage", description="Petition triage: train, score and serve.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -183,6 +215,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="train the default model if absent and triage a few example petitions")
     p.add_argument("--model", default=str(default_model_dir()))
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("serve", help="start the HTTP service (trains the default model on first run)")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("keys", help="create or revoke API keys")
+    keys = p.add_subparsers(dest="action", required=True)
+    k = keys.add_parser("create")
+    k.add_argument("--role", required=True, choices=["intake", "reviewer", "analyst", "admin"])
+    k.add_argument("--label")
+    k = keys.add_parser("revoke")
+    k.add_argument("prefix", help="the 8 characters after 'pt_' in the key")
+    p.set_defaults(func=cmd_keys)
     return parser
 
 

@@ -1,0 +1,51 @@
+"""POST /v1/decisions: the intake desk's final labels, kept as revisions."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from service.database import ApiKey, AuditEntry, DecisionRecord, TriageRecord
+from service.deps import ModelDep, SessionDep, actor_of, require_role
+from service.schemas import DecisionIn, DecisionOut
+
+router = APIRouter(prefix="/v1/decisions", tags=["decisions"])
+Intake = Annotated[ApiKey, Depends(require_role("intake"))]
+
+
+@router.post("", response_model=DecisionOut, status_code=201)
+def record_decision(decision: DecisionIn, session: SessionDep, loaded: ModelDep, key: Intake) -> DecisionOut:
+    taxonomy = loaded.model.taxonomy
+    try:
+        triage = session.get(TriageRecord, decision.triage_id)
+    except SQLAlchemyError:
+        raise HTTPException(503, "the database is unavailable; the decision was NOT recorded, send it again") from None
+    if triage is None:
+        raise HTTPException(404, f"triage_id: no triage {decision.triage_id!r}")
+    final = {
+        "division": decision.division,
+        "risk": decision.risk or triage.risk,
+        "key_group": decision.key_group or triage.key_group,
+    }
+    for head, value in final.items():
+        if value not in taxonomy.codes(head):
+            raise HTTPException(422, f"{head}: unknown code {value!r}; one of {taxonomy.codes(head)}")
+    accepted = all(final[h] == getattr(triage, h) for h in final)
+    try:
+        revision = (session.scalar(select(func.max(DecisionRecord.revision))
+                                   .where(DecisionRecord.triage_id == triage.id)) or 0) + 1
+        row = DecisionRecord(triage_id=triage.id, revision=revision, accepted=accepted,
+                             decided_by=decision.decided_by, reason=decision.reason, **final)
+        session.add(row)
+        session.add(AuditEntry(actor=actor_of(key), action="decision", target=triage.id,
+                               detail={**final, "revision": revision, "accepted": accepted,
+                                       "decided_by": decision.decided_by}))
+        session.commit()
+    except SQLAlchemyError:
+        session.rollback()
+        raise HTTPException(503, "the database is unavailable; the decision was NOT recorded, send it again") from None
+    return DecisionOut(triage_id=triage.id, revision=revision, accepted=accepted, decided_by=row.decided_by,
+                       created_at=row.created_at, **final)

@@ -1,0 +1,42 @@
+"""Health, readiness and metrics: no key needed."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from service.database import ReviewItem
+from service.metrics import REGISTRY, REVIEW_QUEUE
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+def readyz(request: Request, response: Response) -> dict[str, object]:
+    model = request.app.state.models.current
+    try:
+        with request.app.state.database.sessions() as session:
+            session.execute(text("SELECT 1"))
+        database = True
+    except SQLAlchemyError:
+        database = False
+    ready = model is not None and database
+    response.status_code = 200 if ready else 503
+    return {"ready": ready, "model": model.version if model else None, "database": database}
+
+
+@router.get("/metrics")
+def metrics(request: Request) -> Response:
+    try:
+        with request.app.state.database.sessions() as session:
+            REVIEW_QUEUE.set(session.scalar(select(func.count()).where(ReviewItem.status == "open")) or 0)
+    except SQLAlchemyError:
+        pass
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,55 @@
+"""The petition office's review queue: high-risk and low-confidence suggestions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from sqlalchemy import select
+
+from service.database import ApiKey, AuditEntry, ReviewItem, TriageRecord, utcnow
+from service.deps import SessionDep, actor_of, require_role
+from service.schemas import ResolveIn, ReviewItemOut
+
+router = APIRouter(prefix="/v1/review-queue", tags=["review-queue"])
+Reviewer = Annotated[ApiKey, Depends(require_role("reviewer"))]
+
+
+def _out(item: ReviewItem, triage: TriageRecord) -> ReviewItemOut:
+    return ReviewItemOut(triage_id=item.triage_id, reason=item.reason, status=item.status,
+                         created_at=item.created_at, division=triage.division, risk=triage.risk,
+                         title=triage.title_masked, resolved_by=item.resolved_by, note=item.note)
+
+
+@router.get("", response_model=list[ReviewItemOut])
+def list_queue(
+    session: SessionDep, _: Reviewer,
+    status: Literal["open", "resolved", "all"] = "open",
+    division: str | None = None,
+    since: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[ReviewItemOut]:
+    query = select(ReviewItem, TriageRecord).join(TriageRecord, TriageRecord.id == ReviewItem.triage_id)
+    if status != "all":
+        query = query.where(ReviewItem.status == status)
+    if division:
+        query = query.where(TriageRecord.division == division)
+    if since:
+        query = query.where(ReviewItem.created_at >= since)
+    # High risk first, then oldest first: nothing waits behind newer routine cases.
+    query = query.order_by((ReviewItem.reason != "high_risk"), ReviewItem.created_at).limit(limit)
+    return [_out(item, triage) for item, triage in session.execute(query)]
+
+
+@router.post("/{triage_id}/resolve", response_model=ReviewItemOut)
+def resolve(triage_id: str, body: ResolveIn, session: SessionDep, key: Reviewer) -> ReviewItemOut:
+    item = session.get(ReviewItem, triage_id)
+    if item is None:
+        raise HTTPException(404, f"triage_id: {triage_id!r} is not in the review queue")
+    if item.status == "resolved":
+        raise HTTPException(409, f"triage_id: {triage_id!r} was already resolved by {item.resolved_by}")
+    item.status, item.resolved_by, item.resolved_at, item.note = "resolved", actor_of(key), utcnow(), body.note
+    session.add(AuditEntry(actor=actor_of(key), action="review.resolve", target=triage_id, detail={"note": body.note}))
+    session.commit()
+    return _out(item, session.get(TriageRecord, triage_id))

@@ -1,0 +1,102 @@
+"""POST /v1/triage and /v1/triage/batch: suggestions for the intake desk."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException
+from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from model.artifact import LoadedModel
+from model.text import join_fields
+from service.database import ApiKey, ReviewItem, TriageRecord
+from service.deps import ModelDep, SessionDep, SettingsDep, require_role
+from service.metrics import PREDICTIONS
+from service.pii import mask_pii
+from service.schemas import BatchIn, BatchItem, PetitionIn, Suggestion
+from service.settings import Settings
+
+log = logging.getLogger("triage.service")
+router = APIRouter(prefix="/v1/triage", tags=["triage"])
+Intake = Annotated[ApiKey, Depends(require_role("intake"))]
+
+
+def _check_size(petition: PetitionIn, settings: Settings) -> None:
+    if len(petition.body) > settings.max_body_chars:
+        raise ValueError(f"body: {len(petition.body)} characters, over the limit of {settings.max_body_chars}")
+    if not (petition.title.strip() or petition.body.strip()):
+        raise ValueError("body: the petition text is empty")
+
+
+def _suggest(petition: PetitionIn, loaded: LoadedModel, session: Session) -> Suggestion:
+    model, taxonomy = loaded.model, loaded.model.taxonomy
+    raw = model.suggest(join_fields(petition.title, petition.body))
+    triage_id = str(uuid.uuid4())
+
+    def option(code: str, p: float) -> dict[str, Any]:
+        return {"code": code, "name": taxonomy.name_of("division", code), "probability": round(p, 4)}
+
+    suggestion = Suggestion(
+        triage_id=triage_id, model_version=loaded.version,
+        division=option(raw["division"], raw["division_confidence"]),
+        division_top3=[option(c, p) for c, p in raw["division_top3"]],
+        risk=raw["risk"], risk_confidence=round(raw["risk_confidence"], 4),
+        key_group=raw["key_group"], key_group_name=taxonomy.name_of("key_group", raw["key_group"]),
+        key_group_confidence=round(raw["key_group_confidence"], 4),
+        needs_review=raw["needs_review"], explanation=raw["explanation"], stored=False,
+    )
+    PREDICTIONS.labels(division=suggestion.division.code, risk=suggestion.risk).inc()
+    try:
+        session.add(TriageRecord(
+            id=triage_id, external_id=petition.external_id, channel=petition.channel,
+            received_at=petition.received_at, title_masked=mask_pii(petition.title),
+            body_masked=mask_pii(petition.body), model_version=loaded.version,
+            division=suggestion.division.code, division_confidence=suggestion.division.probability,
+            risk=suggestion.risk, key_group=suggestion.key_group, needs_review=suggestion.needs_review,
+            suggestion={"top3": raw["division_top3"], "rules": raw["rules"]},
+        ))
+        if suggestion.needs_review:
+            session.flush()  # the queue item references the triage row (no ORM relationship orders them)
+            reason = "high_risk" if suggestion.risk == "high" else "low_confidence"
+            session.add(ReviewItem(triage_id=triage_id, reason=reason))
+        session.commit()
+        suggestion.stored = True
+    except SQLAlchemyError as exc:
+        # A suggestion is still useful when storage is down; the caller is told it was not kept.
+        session.rollback()
+        log.error("triage %s not stored: %s", triage_id, type(exc).__name__)
+    return suggestion
+
+
+@router.post("", response_model=Suggestion)
+def triage_one(petition: PetitionIn, loaded: ModelDep, session: SessionDep, settings: SettingsDep, _: Intake) -> Suggestion:
+    try:
+        _check_size(petition, settings)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    return _suggest(petition, loaded, session)
+
+
+@router.post("/batch", response_model=list[BatchItem])
+def triage_batch(batch: BatchIn, loaded: ModelDep, session: SessionDep, settings: SettingsDep, _: Intake) -> list[BatchItem]:
+    if len(batch.petitions) > settings.max_batch:
+        raise HTTPException(422, f"petitions: {len(batch.petitions)} items, over the batch limit of {settings.max_batch}")
+    results = []
+    for index, item in enumerate(batch.petitions):
+        try:
+            petition = PetitionIn.model_validate(item)
+            _check_size(petition, settings)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first["loc"]) or "item"
+            results.append(BatchItem(index=index, error=f"{field}: {first['msg']}"))
+            continue
+        except ValueError as exc:
+            results.append(BatchItem(index=index, error=str(exc)))
+            continue
+        results.append(BatchItem(index=index, result=_suggest(petition, loaded, session)))
+    return results

@@ -1,0 +1,116 @@
+"""The API contract."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+Channel = Literal["来信", "来访", "网上", "电话"]
+
+
+class PetitionIn(BaseModel):
+    title: str = Field("", max_length=500)
+    body: str = Field(..., min_length=1)
+    external_id: str | None = Field(None, max_length=200)
+    received_at: datetime | None = None
+    channel: Channel | None = None
+
+
+class Span(BaseModel):
+    start: int
+    end: int
+    text: str
+
+
+class Term(BaseModel):
+    term: str
+    kind: str
+    weight: float
+    spans: list[Span]
+
+
+class RuleHit(BaseModel):
+    rule: str
+    label: str
+    explain: str
+    spans: list[Span]
+
+
+class HeadExplanation(BaseModel):
+    label: str
+    terms: list[Term]
+    rules: list[RuleHit]
+
+
+class DivisionOption(BaseModel):
+    code: str
+    name: str
+    probability: float
+
+
+class Suggestion(BaseModel):
+    triage_id: str
+    model_version: str
+    division: DivisionOption
+    division_top3: list[DivisionOption]
+    risk: str
+    risk_confidence: float
+    key_group: str
+    key_group_name: str
+    key_group_confidence: float
+    needs_review: bool
+    explanation: dict[str, HeadExplanation] = Field(
+        description="Per head: the words and rules that drove it; offsets index title + '\\n' + body.")
+    stored: bool = Field(description="False when the suggestion could not be written to the database.")
+
+
+class BatchIn(BaseModel):
+    petitions: list[dict] = Field(..., min_length=1)
+
+
+class BatchItem(BaseModel):
+    index: int
+    result: Suggestion | None = None
+    error: str | None = None
+
+
+class DecisionIn(BaseModel):
+    triage_id: str
+    division: str
+    risk: str | None = None
+    key_group: str | None = None
+    decided_by: str = Field(..., min_length=1, max_length=200)
+    reason: str | None = Field(None, max_length=2000)
+
+
+class DecisionOut(BaseModel):
+    triage_id: str
+    revision: int
+    division: str
+    risk: str
+    key_group: str
+    accepted: bool
+    decided_by: str
+    created_at: datetime
+
+
+class ReviewItemOut(BaseModel):
+    triage_id: str
+    reason: str
+    status: str
+    created_at: datetime
+    division: str
+    risk: str
+    title: str
+    resolved_by: str | None = None
+    note: str | None = None
+
+
+class ResolveIn(BaseModel):
+    note: str = Field(..., min_length=1, max_length=2000)
+
+
+class ReloadIn(BaseModel):
+    model_dir: str

@@ -1,0 +1,28 @@
+"""Service settings, read from the environment (prefix TRIAGE_) in one place."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TRIAGE_", env_file=".env", extra="ignore")
+
+    database_url: str = f"sqlite:///{ROOT / 'var' / 'triage.db'}"
+    model_dir: Path = ROOT / "var" / "models" / "default"
+    max_body_chars: int = 20_000
+    max_batch: int = 100
+    max_request_bytes: int = 2_000_000
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

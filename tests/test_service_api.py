@@ -1,0 +1,166 @@
+from __future__ import annotations
+
+import logging
+import sqlite3
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.database import Database
+from service.keys import create_key
+from service.settings import Settings
+
+PETITION = {"title": "老板拖欠工资", "body": "我在电子厂上班，老板三个月没发工资。我的电话13812345678，身份证110101199003071234。",
+            "channel": "网上"}
+URGENT = {"title": "讨薪无门", "body": "工资一直拿不到，再不解决我就从公司楼顶跳楼。"}
+
+
+@pytest.fixture
+def service(small_model_dir, tmp_path):
+    db_path = tmp_path / "triage.db"
+    settings = Settings(database_url=f"sqlite:///{db_path}", model_dir=small_model_dir, max_body_chars=2000, max_batch=5)
+    app = create_app(settings)
+    database = Database(settings.database_url)
+    with database.sessions() as session:
+        keys = {role: create_key(session, role) for role in ("intake", "reviewer", "analyst", "admin")}
+    with TestClient(app) as client:
+        yield client, keys, db_path
+
+
+def h(key: str) -> dict[str, str]:
+    return {"X-API-Key": key}
+
+
+def test_health_needs_no_key_and_everything_else_does(service):
+    client, _, _ = service
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").json()["ready"] is True
+    assert client.post("/v1/triage", json=PETITION).status_code == 401
+    assert client.post("/v1/triage", json=PETITION, headers=h("pt_bad_key")).status_code == 401
+
+
+@pytest.mark.parametrize(("method", "path", "role", "needed"), [
+    ("post", "/v1/triage", "reviewer", "intake"),
+    ("get", "/v1/review-queue", "intake", "reviewer"),
+    ("get", "/v1/stats", "intake", "analyst"),
+    ("post", "/v1/model/reload", "analyst", "admin"),
+])
+def test_a_wrong_role_gets_403_naming_the_role_needed(service, method, path, role, needed):
+    client, keys, _ = service
+    if method == "get":
+        response = client.get(path, headers=h(keys[role]))
+    else:
+        response = client.post(path, headers=h(keys[role]), json={"model_dir": "x", **PETITION})
+    assert response.status_code == 403
+    assert needed in response.json()["detail"]
+
+
+def test_triage_returns_a_suggestion_and_stores_it_masked(service):
+    client, keys, db_path = service
+    body = client.post("/v1/triage", json=PETITION, headers=h(keys["intake"])).json()
+    assert len(body["division_top3"]) == 3 and body["division"]["name"]
+    assert body["stored"] is True
+    row = sqlite3.connect(db_path).execute("SELECT body_masked FROM triages WHERE id=?", (body["triage_id"],)).fetchone()
+    assert "13812345678" not in row[0] and "110101199003071234" not in row[0]
+    assert "[手机号]" in row[0] and "[身份证号]" in row[0]
+
+
+def test_pii_never_reaches_the_logs(service, caplog):
+    client, keys, _ = service
+    with caplog.at_level(logging.DEBUG):
+        client.post("/v1/triage", json=PETITION, headers=h(keys["intake"]))
+        client.post("/v1/triage/batch", json={"petitions": [PETITION, {"body": ""}]}, headers=h(keys["intake"]))
+    assert "13812345678" not in caplog.text and "110101199003071234" not in caplog.text
+
+
+@pytest.mark.parametrize(("payload", "field"), [
+    ({"title": "x", "body": ""}, "body"),
+    ({"title": "x", "body": "字" * 2001}, "body"),
+    ({"title": "x", "body": 5}, "body"),
+    ({"title": "x", "body": "内容", "channel": "传真"}, "channel"),
+    ({"title": ["x"], "body": "内容"}, "title"),
+])
+def test_bad_input_is_a_4xx_naming_the_field(service, payload, field):
+    client, keys, _ = service
+    response = client.post("/v1/triage", json=payload, headers=h(keys["intake"]))
+    assert 400 <= response.status_code < 500
+    assert field in str(response.json()["detail"])
+
+
+def test_batch_gives_per_item_errors_in_order(service):
+    client, keys, _ = service
+    response = client.post("/v1/triage/batch", json={"petitions": [PETITION, {"title": "x"}, URGENT]},
+                           headers=h(keys["intake"]))
+    items = response.json()
+    assert [i["index"] for i in items] == [0, 1, 2]
+    assert items[0]["result"] and items[2]["result"]
+    assert items[1]["error"].startswith("body")
+    too_many = client.post("/v1/triage/batch", json={"petitions": [PETITION] * 6}, headers=h(keys["intake"]))
+    assert too_many.status_code == 422
+
+
+def test_decisions_are_revisions_and_feed_stats(service):
+    client, keys, _ = service
+    suggestion = client.post("/v1/triage", json=PETITION, headers=h(keys["intake"])).json()
+    tid, predicted = suggestion["triage_id"], suggestion["division"]["code"]
+    first = client.post("/v1/decisions", json={"triage_id": tid, "division": predicted, "decided_by": "张三"},
+                        headers=h(keys["intake"]))
+    assert first.status_code == 201 and first.json()["accepted"] is True and first.json()["revision"] == 1
+    other = "external" if predicted != "external" else "pension"
+    second = client.post("/v1/decisions", json={"triage_id": tid, "division": other, "decided_by": "李四",
+                                                "reason": "属医保"}, headers=h(keys["intake"]))
+    assert second.json()["accepted"] is False and second.json()["revision"] == 2
+    stats = client.get("/v1/stats", headers=h(keys["analyst"])).json()
+    assert stats["per_division"][predicted]["overridden"] == 1
+    assert stats["per_division"][predicted]["override_rate"] == 1.0
+
+
+@pytest.mark.parametrize(("payload", "status", "field"), [
+    ({"triage_id": "nope", "division": "pension", "decided_by": "x"}, 404, "triage_id"),
+    ({"division": "pension", "decided_by": "x"}, 422, "triage_id"),
+])
+def test_bad_decisions_are_refused(service, payload, status, field):
+    client, keys, _ = service
+    response = client.post("/v1/decisions", json=payload, headers=h(keys["intake"]))
+    assert response.status_code == status and field in str(response.json()["detail"])
+
+
+def test_unknown_division_code_in_a_decision_is_refused(service):
+    client, keys, _ = service
+    tid = client.post("/v1/triage", json=PETITION, headers=h(keys["intake"])).json()["triage_id"]
+    response = client.post("/v1/decisions", json={"triage_id": tid, "division": "housing", "decided_by": "x"},
+                           headers=h(keys["intake"]))
+    assert response.status_code == 422 and "division" in response.json()["detail"]
+
+
+def test_high_risk_enters_the_queue_and_leaves_only_when_resolved(service):
+    client, keys, _ = service
+    tid = client.post("/v1/triage", json=URGENT, headers=h(keys["intake"])).json()["triage_id"]
+    queue = client.get("/v1/review-queue", headers=h(keys["reviewer"])).json()
+    assert tid in [i["triage_id"] for i in queue]
+    resolved = client.post(f"/v1/review-queue/{tid}/resolve", json={"note": "已电话联系"}, headers=h(keys["reviewer"]))
+    assert resolved.status_code == 200 and resolved.json()["status"] == "resolved"
+    queue = client.get("/v1/review-queue", headers=h(keys["reviewer"])).json()
+    assert tid not in [i["triage_id"] for i in queue]
+    assert client.post(f"/v1/review-queue/{tid}/resolve", json={"note": "again"}, headers=h(keys["reviewer"])).status_code == 409
+
+
+def test_reload_refuses_a_broken_model_and_keeps_serving(service, tmp_path, small_model_dir):
+    client, keys, _ = service
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "metadata.json").write_text("{not json", encoding="utf-8")
+    before = client.get("/v1/model", headers=h(keys["analyst"])).json()["version"]
+    response = client.post("/v1/model/reload", json={"model_dir": str(broken)}, headers=h(keys["admin"]))
+    assert response.status_code == 422 and "previous model keeps serving" in response.json()["detail"]
+    assert client.post("/v1/triage", json=PETITION, headers=h(keys["intake"])).status_code == 200
+    ok = client.post("/v1/model/reload", json={"model_dir": str(small_model_dir)}, headers=h(keys["admin"]))
+    assert ok.status_code == 200 and ok.json()["version"] == before
+
+
+def test_metrics_are_prometheus_text(service):
+    client, keys, _ = service
+    client.post("/v1/triage", json=PETITION, headers=h(keys["intake"]))
+    text = client.get("/metrics").text
+    assert "triage_predictions_total" in text and "triage_review_queue_open" in text
