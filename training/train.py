@@ -56,7 +56,7 @@ def fit_with_thresholds(frame: pd.DataFrame, taxonomy: Taxonomy, seed: int = 0, 
     progress(f"fitting on {len(fit)} petitions to choose thresholds on {len(held)} held-out …")
     probe = TriageModel(taxonomy, random_state=seed, **params).fit(texts_of(fit), fit[list(HEADS)])
     held_texts = texts_of(held)
-    truth = {h: held[h].to_numpy() for h in HEADS}
+    truth = label_arrays(held)
     thresholds, rule_precision = choose_thresholds(probe, held_texts, truth)
     probe.thresholds_, probe.rule_precision_ = thresholds, rule_precision
     heldout = evaluate_decisions(probe.predict(held_texts), truth, taxonomy_codes(taxonomy))

@@ -33,11 +33,11 @@ def _spreadsheet_safe(value: str) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from training.evaluate import summary_line
     from training.train import train
 
     started = time.perf_counter()
     metadata = train(args.data, args.out, taxonomy_path=args.taxonomy, seed=args.seed, progress=_progress)
-    from training.evaluate import summary_line
 
     _progress(f"done in {time.perf_counter() - started:.1f}s: model {metadata['version']} in {args.out}")
     print("held-out:", summary_line(metadata["heldout_metrics"]))
