@@ -29,6 +29,9 @@ from model.triage import TriageModel
 MODEL_FILE = "model.joblib"
 METADATA_FILE = "metadata.json"
 LIBRARIES = ("scikit-learn", "numpy", "scipy", "joblib", "rjieba")
+# Bumped whenever TriageModel's fitted attributes change shape: a pickle of an
+# older layout would load and then fail on the first prediction.
+MODEL_FORMAT = 2
 
 
 class ArtifactError(RuntimeError):
@@ -73,6 +76,7 @@ def save_model(model: TriageModel, out: str | Path, metadata: dict[str, Any]) ->
         metadata = dict(metadata)
         metadata["model_sha256"] = sha256_file(staging / MODEL_FILE)
         metadata["libraries"] = library_versions()
+        metadata["model_format"] = MODEL_FORMAT
         (staging / METADATA_FILE).write_text(json.dumps(metadata, ensure_ascii=False, indent=2), encoding="utf-8")
         for child in staging.iterdir():
             with child.open("rb") as handle:
@@ -119,6 +123,11 @@ def load_model(path: str | Path) -> LoadedModel:
             f"{model_path} does not match the sha256 recorded at training time "
             f"(recorded {metadata['model_sha256'][:12]}…, file {actual[:12]}…); "
             "it is truncated or was replaced, and will not be unpickled"
+        )
+    if metadata.get("model_format") != MODEL_FORMAT:
+        raise ArtifactError(
+            f"{path} has model format {metadata.get('model_format')}, this version of petition-triage reads "
+            f"format {MODEL_FORMAT}; retrain the model (triage train)"
         )
     trained_with = metadata["libraries"].get("scikit-learn")
     installed = version("scikit-learn")

@@ -23,8 +23,7 @@ def _class_weights(model: TriageModel, head: str, label: str) -> np.ndarray | No
     classes = model.classes_[head]
     if label not in classes:
         return None
-    svm = model.heads_[head].calibrated_classifiers_[0].estimator
-    coef = svm.coef_
+    coef = model.heads_[head].coef_
     if coef.shape[0] == 1:  # binary: one row scores classes[1]
         return coef[0] if classes.index(label) == 1 else -coef[0]
     return coef[classes.index(label)]

@@ -26,8 +26,9 @@ class KeywordFeatures(TransformerMixin, BaseEstimator):
     The lists come from the province's taxonomy file, so an added keyword takes
     effect at the next training run; the model learns how far to trust it."""
 
-    def __init__(self, taxonomy: Taxonomy) -> None:
+    def __init__(self, taxonomy: Taxonomy, scale: float = 1.0) -> None:
         self.taxonomy = taxonomy
+        self.scale = scale
 
     def fit(self, X: Iterable[str], y: object = None) -> KeywordFeatures:
         self.keyword_patterns_ = []
@@ -48,7 +49,9 @@ class KeywordFeatures(TransformerMixin, BaseEstimator):
             row += [1.0 if rule.matches(text) else 0.0 for rule in self.rules_]
             rows.append(row)
         width = len(self.keyword_patterns_) + len(self.rules_)
-        return sp.csr_matrix(np.asarray(rows, dtype=np.float64).reshape(-1, width))
+        # TF-IDF rows have unit norm; `scale` keeps these few dense columns from
+        # dominating the margin of a linear model.
+        return sp.csr_matrix(self.scale * np.asarray(rows, dtype=np.float64).reshape(-1, width))
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
         names = [name for name, _ in self.keyword_patterns_] + [f"rule:{r.id}" for r in self.rules_]

@@ -6,11 +6,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator
-from sklearn.calibration import CalibratedClassifierCV
-from sklearn.model_selection import StratifiedKFold
-from sklearn.svm import LinearSVC
 
+from model.calibration import TemperatureScaledSVC
 from model.explain import explain_head
 from model.features import build_features
 from model.taxonomy import HEADS, RISK_ORDER, Rule, Taxonomy
@@ -21,7 +20,18 @@ DEFAULT_THRESHOLDS: dict[str, Any] = {
     "division_default": 0.5,
     "risk_high": 0.5,
     "key_group_any": 0.5,
+    "risk_medium_bias": 0.0,  # added to p(medium) before comparing it with p(low)
 }
+# How much each head leans on the taxonomy's keyword and rule columns relative to
+# the TF-IDF text features. Chosen by 5-fold cross-validation on the real training
+# petitions (benchmarks/accuracy.py): division routing is better with the lists
+# as a light hint, risk needs the rule indicators at full strength.
+DEFAULT_KEYWORD_WEIGHTS = {"division": 0.15, "risk": 1.0, "key_group": 1.0, "risk_high": 1.0}
+# Besides the three heads the API returns, a binary high-vs-rest head ranks
+# petitions for the same-day review queue: it orders real high-risk petitions
+# better than the high column of the three-way risk head (cross-validated
+# average precision on the real training petitions).
+HIGH_HEAD = "risk_high"
 # What a rule's firing is worth when the held-out data never saw it fire.
 DEFAULT_RULE_PRECISION = 0.5
 
@@ -51,9 +61,11 @@ class TriageModel(BaseEstimator):
         C: float = 0.3,
         max_char_features: int = 150_000,
         calibration_folds: int = 3,
+        keyword_weights: dict[str, float] | None = None,
         random_state: int = 0,
     ) -> None:
         self.taxonomy = taxonomy
+        self.keyword_weights = keyword_weights
         self.C = C
         self.max_char_features = max_char_features
         self.calibration_folds = calibration_folds
@@ -72,21 +84,36 @@ class TriageModel(BaseEstimator):
         self.features_ = build_features(self.taxonomy, self.max_char_features)
         matrix = self.features_.fit_transform(texts)
         self.feature_names_ = self.features_.get_feature_names_out()
+        weights = {**DEFAULT_KEYWORD_WEIGHTS, **(self.keyword_weights or {})}
+        n_keyword = len(self.features_.transformer_list[-1][1].get_feature_names_out())
+        self.head_scaling_ = {}
+        labels[HIGH_HEAD] = np.where(labels["risk"] == "high", "high", "other")
+        heads = HEADS + ((HIGH_HEAD,) if (labels["risk"] == "high").sum() >= 2 else ())
+        for head in heads:
+            diagonal = np.ones(matrix.shape[1])
+            diagonal[matrix.shape[1] - n_keyword:] = weights[head]
+            self.head_scaling_[head] = sp.diags(diagonal, format="csr")
         self.skipped_labels_: dict[str, list[str]] = {}
-        self.heads_ = {head: self._fit_head(head, matrix, labels[head]) for head in HEADS}
-        self.classes_ = {head: list(self.heads_[head].classes_) for head in HEADS}
+        self.oof_proba_: dict[str, np.ndarray] = {}
+        self.heads_ = {}
+        for head in heads:
+            head_matrix = self.head_matrix(head, matrix)
+            self.heads_[head], self.oof_proba_[head] = self._fit_head(head, head_matrix, labels[head])
+        self.classes_ = {head: list(self.heads_[head].classes_) for head in self.heads_}
         self.thresholds_ = {k: (dict(v) if isinstance(v, dict) else v) for k, v in DEFAULT_THRESHOLDS.items()}
         self.rule_precision_: dict[str, float] = {}
         return self
 
-    def _fit_head(self, head: str, matrix: Any, y: np.ndarray) -> CalibratedClassifierCV:
+    def _fit_head(self, head: str, matrix: Any, y: np.ndarray) -> tuple[TemperatureScaledSVC, np.ndarray]:
+        """The fitted head and its out-of-fold probabilities for every training row."""
+        all_rows = matrix
         values, counts = np.unique(y, return_counts=True)
         # A label seen once cannot be both learned and calibrated; it is left out
         # of this head (and reported) rather than failing the whole training run.
         single = {str(v) for v, c in zip(values, counts, strict=True) if c < 2}
         self.skipped_labels_[head] = sorted(single)
+        keep = np.asarray([label not in single for label in y])
         if single:
-            keep = np.asarray([label not in single for label in y])
             matrix, y = matrix[keep], y[keep]
             values, counts = np.unique(y, return_counts=True)
         if len(values) < 2:
@@ -94,12 +121,18 @@ class TriageModel(BaseEstimator):
                 f"{head}: need at least two labels with 2+ examples each, got {dict(zip(values, counts, strict=True))}"
             )
         folds = int(min(self.calibration_folds, counts.min()))
-        svm = LinearSVC(C=self.C, class_weight="balanced", random_state=self.random_state)
-        head_model = CalibratedClassifierCV(
-            svm, method="sigmoid", ensemble=False,
-            cv=StratifiedKFold(folds, shuffle=True, random_state=self.random_state),
-        )
-        return head_model.fit(matrix, y)
+        head_model = TemperatureScaledSVC(C=self.C, folds=folds, random_state=self.random_state).fit(matrix, y)
+        oof = head_model.oof_proba_
+        del head_model.oof_proba_
+        if single:  # rows of a left-out label only have the in-sample view
+            full = head_model.predict_proba(all_rows)
+            full[keep] = oof
+            oof = full
+        return head_model, oof
+
+    def head_matrix(self, head: str, matrix: Any) -> Any:
+        """The feature matrix as `head` sees it (its keyword weighting applied)."""
+        return matrix @ self.head_scaling_[head]
 
     # -------------------------------------------------------------- predict
     def _check_texts(self, X: Sequence[str]) -> list[str]:
@@ -114,7 +147,7 @@ class TriageModel(BaseEstimator):
     def predict_proba(self, X: Sequence[str]) -> dict[str, np.ndarray]:
         """Calibrated probabilities per head; columns follow `classes_[head]`."""
         matrix = self.features_.transform(self._check_texts(X))
-        return {head: self.heads_[head].predict_proba(matrix) for head in HEADS}
+        return {head: model.predict_proba(self.head_matrix(head, matrix)) for head, model in self.heads_.items()}
 
     def rule_hits(self, text: str) -> list[tuple[Rule, list[tuple[int, int]]]]:
         normalized = normalize(text)
@@ -153,14 +186,15 @@ class TriageModel(BaseEstimator):
         risk_rules = [r for r, _ in hits if r.head == "risk"]
         rule_level = max((RISK_ORDER.index(r.label) for r in risk_rules), default=0)
         risk_rule = next((r.id for r in risk_rules if RISK_ORDER.index(r.label) == rule_level), None)
-        p_high = risk_p.get("high", 0.0)
+        p_high = float(proba[HIGH_HEAD][self.classes_[HIGH_HEAD].index("high")]) if HIGH_HEAD in proba else risk_p.get("high", 0.0)
         if rule_level == 2 or p_high >= t["risk_high"]:
             risk = "high"
             risk_conf = p_high
             if p_high < t["risk_high"] and risk_rule:
                 risk_conf = max(p_high, self.rule_precision_.get(risk_rule, DEFAULT_RULE_PRECISION))
         else:
-            risk = "medium" if risk_p.get("medium", 0.0) >= risk_p.get("low", 0.0) else "low"
+            bias = t.get("risk_medium_bias", 0.0)
+            risk = "medium" if risk_p.get("medium", 0.0) + bias >= risk_p.get("low", 0.0) else "low"
             risk_conf = risk_p.get(risk, 0.0)
             # The taxonomy makes every key-group case at least medium.
             if risk == "low" and key_group != "none":
@@ -179,22 +213,22 @@ class TriageModel(BaseEstimator):
     def predict(self, X: Sequence[str]) -> list[dict[str, Any]]:
         """One decision per text (labels, confidences, top-3, rules fired), no explanation."""
         texts = self._check_texts(X)
-        proba = self.predict_proba(texts)
-        return [
-            self.decide({h: proba[h][i] for h in HEADS}, self.rule_hits(text))
-            for i, text in enumerate(texts)
-        ]
+        return self.decide_many(self.predict_proba(texts), [self.rule_hits(t) for t in texts])
+
+    def decide_many(self, proba: dict[str, np.ndarray], hits: list[list[tuple[Rule, list]]]) -> list[dict[str, Any]]:
+        return [self.decide({h: p[i] for h, p in proba.items()}, row_hits) for i, row_hits in enumerate(hits)]
 
     def suggest(self, text: str, top_terms: int = 5) -> dict[str, Any]:
         """The full suggestion for one petition: decision plus, per head, the words
         and rules that drove it with their character offsets in `text`."""
         matrix = self.features_.transform([text])
-        proba = {head: self.heads_[head].predict_proba(matrix)[0] for head in HEADS}
+        matrices = {head: self.head_matrix(head, matrix) for head in self.heads_}
+        proba = {head: model.predict_proba(matrices[head])[0] for head, model in self.heads_.items()}
         hits = self.rule_hits(text)
         decision = self.decide(proba, hits)
         decision["explanation"] = {
             head: explain_head(
-                self, head, decision[head], matrix, text,
+                self, head, decision[head], matrices[head], text,
                 [(r, s) for r, s in hits if r.head == head], top_terms,
             )
             for head in HEADS

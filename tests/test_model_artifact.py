@@ -51,3 +51,11 @@ def test_other_scikit_learn_version_is_refused(copy_of):
 def test_missing_directory_is_refused(tmp_path):
     with pytest.raises(ArtifactError, match="not found"):
         load_model(tmp_path / "nowhere")
+
+
+def test_an_artifact_of_another_model_format_is_refused(copy_of):
+    meta = json.loads((copy_of / METADATA_FILE).read_text(encoding="utf-8"))
+    meta["model_format"] = 1
+    (copy_of / METADATA_FILE).write_text(json.dumps(meta), encoding="utf-8")
+    with pytest.raises(ArtifactError, match="model format 1"):
+        load_model(copy_of)

@@ -24,7 +24,10 @@ HEADER_ALIASES: dict[str, tuple[str, ...]] = {
     "risk": ("risk", "风险等级", "风险", "风险级别", "紧急程度"),
     "key_group": ("key_group", "重点群体", "群体", "群体类别", "重点群体类别"),
     "received_at": ("received_at", "登记日期", "来信日期", "受理日期", "登记时间", "来信时间", "日期"),
+    # Marks petitions written by a generator (the bundled corpus), not by citizens.
+    "synthetic": ("synthetic", "生成数据"),
 }
+TRUE_VALUES = {"true", "1", "yes", "y", "是"}
 # Common ways a ledger writes a risk level or "no key group".
 RISK_ALIASES = {"低": "low", "中": "medium", "高": "high", "低风险": "low", "中风险": "medium", "高风险": "high",
                 "一般": "low", "较高": "medium", "紧急": "high"}
@@ -174,6 +177,8 @@ def read_ledger(path: str | Path, taxonomy: Taxonomy, require_labels: bool = Tru
         if not (title.strip() or body.strip()):
             raise LedgerError(path, "empty petition text (title and body are both empty)", row=first_row + i, column="body")
     frame["id"] = frame["id"].str.strip()
+    frame["synthetic"] = (frame["synthetic"].str.strip().str.lower().isin(TRUE_VALUES)
+                          if "synthetic" in frame.columns else False)
     if require_labels:
         _resolve_labels(path, frame, first_row, taxonomy)
     if "received_at" in frame.columns:

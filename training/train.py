@@ -12,13 +12,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from model.artifact import new_version_id, save_model
 from model.taxonomy import DEFAULT_TAXONOMY, HEADS, Taxonomy, load_taxonomy
 from model.text import join_fields
 from model.triage import TriageModel
-from training.evaluate import evaluate_decisions
+from training.evaluate import evaluate_decisions, summary_line
 from training.ledger import read_ledgers
 from training.thresholds import choose_thresholds
 
@@ -41,40 +40,45 @@ def taxonomy_codes(taxonomy: Taxonomy) -> dict[str, list[str]]:
     return {head: taxonomy.codes(head) for head in HEADS}
 
 
-def _split(frame: pd.DataFrame, holdout: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    counts = frame["division"].value_counts()
-    stratify = frame["division"] if counts.min() >= 2 else None
-    fit, held = train_test_split(frame, test_size=holdout, random_state=seed, stratify=stratify)
-    return fit.reset_index(drop=True), held.reset_index(drop=True)
+# Thresholds must reflect real intake: when a ledger mixes generated petitions
+# (the bundled corpus, `synthetic` = true) with real ones, they are chosen on the
+# real ones, if there are at least this many.
+MIN_REAL_FOR_THRESHOLDS = 200
 
 
-def fit_with_thresholds(frame: pd.DataFrame, taxonomy: Taxonomy, seed: int = 0, holdout: float = 0.2,
+def fit_with_thresholds(frame: pd.DataFrame, taxonomy: Taxonomy, seed: int = 0,
                         progress: Progress = lambda _: None, **params: Any) -> tuple[TriageModel, dict[str, Any]]:
-    """A model fitted on all of `frame`, with thresholds and held-out metrics from a
-    model fitted on the rest of `frame` and scored on the held-out part."""
-    fit, held = _split(frame, holdout, seed)
-    progress(f"fitting on {len(fit)} petitions to choose thresholds on {len(held)} held-out …")
-    probe = TriageModel(taxonomy, random_state=seed, **params).fit(texts_of(fit), fit[list(HEADS)])
-    held_texts = texts_of(held)
-    truth = label_arrays(held)
-    thresholds, rule_precision = choose_thresholds(probe, held_texts, truth)
-    probe.thresholds_, probe.rule_precision_ = thresholds, rule_precision
-    heldout = evaluate_decisions(probe.predict(held_texts), truth, taxonomy_codes(taxonomy))
-    progress(f"fitting the final model on all {len(frame)} petitions …")
-    model = TriageModel(taxonomy, random_state=seed, **params).fit(texts_of(frame), frame[list(HEADS)])
+    """A model fitted on all of `frame`, with thresholds and metrics from its
+    out-of-fold predictions (each row scored by a model that did not see it)."""
+    texts = texts_of(frame)
+    progress(f"fitting on {len(frame)} petitions (3-fold out-of-fold scores for calibration and thresholds) …")
+    model = TriageModel(taxonomy, random_state=seed, **params).fit(texts, frame[list(HEADS)])
+    oof = model.oof_proba_
+    del model.oof_proba_
+    real = ~frame["synthetic"].to_numpy(bool) if "synthetic" in frame.columns else np.ones(len(frame), bool)
+    scope = real if real.sum() >= MIN_REAL_FOR_THRESHOLDS else np.ones(len(frame), bool)
+    rows = np.flatnonzero(scope)
+    proba = {h: p[rows] for h, p in oof.items()}
+    hits = [model.rule_hits(texts[i]) for i in rows]
+    truth = {h: frame[h].to_numpy()[rows] for h in HEADS}
+    thresholds, rule_precision = choose_thresholds(model, proba, hits, truth)
     model.thresholds_, model.rule_precision_ = thresholds, rule_precision
-    return model, {"heldout_metrics": heldout, "heldout_ids": held["id"].tolist(), "thresholds": thresholds,
-                   "rule_precision": rule_precision}
+    heldout = evaluate_decisions(model.decide_many(proba, hits), truth, taxonomy_codes(taxonomy))
+    heldout["scope"] = ("out-of-fold, real petitions only" if scope is real and not real.all()
+                        else "out-of-fold, all petitions")
+    progress(f"out-of-fold ({heldout['scope']}, n={len(rows)}): {summary_line(heldout)}")
+    return model, {"heldout_metrics": heldout, "heldout_ids": frame["id"].to_numpy()[rows].tolist(),
+                   "thresholds": thresholds, "rule_precision": rule_precision}
 
 
 def train(data: list[str | Path], out: str | Path, taxonomy_path: str | Path = DEFAULT_TAXONOMY,
-          seed: int = 0, holdout: float = 0.2, progress: Progress = lambda _: None) -> dict[str, Any]:
+          seed: int = 0, progress: Progress = lambda _: None) -> dict[str, Any]:
     taxonomy = load_taxonomy(taxonomy_path)
     progress(f"reading {len(data)} ledger file(s) …")
     ledger = read_ledgers(list(data), taxonomy)
     frame = ledger.frame
     progress(f"{len(frame)} petitions ({ledger.duplicates_dropped} exact duplicates dropped)")
-    model, fitted = fit_with_thresholds(frame, taxonomy, seed=seed, holdout=holdout, progress=progress)
+    model, fitted = fit_with_thresholds(frame, taxonomy, seed=seed, progress=progress)
     digest = fingerprint(frame)
     dates = frame["received_at"].dropna() if "received_at" in frame.columns else pd.Series(dtype="datetime64[ns]")
     metadata = {
