@@ -1,15 +1,33 @@
-"""Storage: SQLAlchemy tables and the session dependency. SQLite in WAL mode by
-default; any SQLAlchemy URL (e.g. PostgreSQL) by setting TRIAGE_DATABASE_URL."""
+"""Storage: SQLAlchemy tables, migrations and the session dependency. SQLite in
+WAL mode by default; any SQLAlchemy URL (e.g. PostgreSQL) by setting
+TRIAGE_DATABASE_URL. The schema is made by the Alembic revisions in
+service/migrations/versions; a change to the tables here needs a new revision."""
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
+from urllib.parse import quote
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, create_engine, event
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import JSON, URL, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, create_engine, event, inspect, make_url, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.pool import NullPool
+
+log = logging.getLogger("triage.service")
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+CONNECT_TIMEOUT_S = 5
+# Any fixed 64-bit number; it names this project's migration lock on a shared PostgreSQL.
+MIGRATION_LOCK_KEY = 0x7472696167650001
 
 
 def utcnow() -> datetime:
@@ -44,6 +62,7 @@ class DecisionRecord(Base):
     """A person's final labels for a triage. Never updated: a change is a new revision."""
 
     __tablename__ = "decisions"
+    __table_args__ = (Index("uq_decisions_triage_revision", "triage_id", "revision", unique=True),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     triage_id: Mapped[str] = mapped_column(ForeignKey("triages.id"), index=True)
     revision: Mapped[int] = mapped_column(Integer)
@@ -88,13 +107,37 @@ class AuditEntry(Base):
     detail: Mapped[dict] = mapped_column(JSON, default=dict)
 
 
+def _sqlite_path(url: str) -> Path | None:
+    parsed = make_url(url)
+    # As SQLAlchemy reads the URL (it %-decodes the path); None for ":memory:" and other dialects.
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database).absolute()
+
+
+def _sqlite_existing(path: Path) -> URL:
+    # mode=rw: open the file only if it exists. Once the service runs, a missing file is
+    # an outage (a volume not mounted, a file moved away), not a cue to start an empty
+    # database beside the real one and acknowledge decisions into it.
+    return URL.create("sqlite", database=f"file:{quote(str(path))}", query={"mode": "rw", "uri": "true"})
+
+
+def _make_parent(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        # The volume may not be there yet; connecting fails and is retried later.
+        log.error("cannot create the database directory %s: %s", path.parent, exc)
+
+
 def make_engine(url: str) -> Engine:
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 5})
+    path = _sqlite_path(url)
+    if path is not None:
+        # The file itself is made by Database.migrate(), the first time only.
+        engine = create_engine(_sqlite_existing(path), connect_args={"check_same_thread": False, "timeout": 5})
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        def _sqlite_pragmas(dbapi_connection, record) -> None:  # type: ignore[no-untyped-def]
             cursor = dbapi_connection.cursor()
             # WAL lets readers proceed during a write; synchronous=FULL makes an
             # acknowledged commit survive a power cut or SIGKILL.
@@ -102,19 +145,163 @@ def make_engine(url: str) -> Engine:
             cursor.execute("PRAGMA synchronous=FULL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
+            record.info["file_id"] = _file_id(path)
+
+        @event.listens_for(engine, "checkout")
+        def _same_file(dbapi_connection, record, proxy) -> None:  # type: ignore[no-untyped-def]
+            # A pooled connection keeps writing to the file it opened even after that
+            # file was deleted or moved: commits would be acknowledged into a file
+            # nobody reads. Reconnect instead, which fails while the file is gone.
+            if _file_id(path) != record.info.get("file_id"):
+                raise DisconnectionError(f"{path} is no longer the file this connection opened")
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    # A database that does not answer must fail the request quickly, not hold it for minutes.
+    connect_args = {"connect_timeout": CONNECT_TIMEOUT_S} if url.startswith("postgresql") else {}
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def alembic_config(url: str | None = None) -> Config:
+    """The Alembic configuration, built in code: no alembic.ini is needed at run time.
+
+    To write a new revision after changing the tables above:
+        python -c "from alembic import command; from service.database import alembic_config; \
+                   command.revision(alembic_config('sqlite:///var/dev.db'), 'what changed', autogenerate=True)"
+    (upgrade that database to head first so autogenerate compares against the current schema)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if url:
+        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+@lru_cache
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None, "service/migrations/versions has no revision"
+    return head
+
+
+def migration_engine(url: str, create: bool = True) -> Engine:
+    """The engine migrations run on. PostgreSQL's DDL is transactional as it is; SQLite
+    needs this: pysqlite runs DDL outside any transaction by default, so a crash
+    mid-migration would leave half a schema and two processes starting together could
+    both create the tables. Here every transaction is an explicit BEGIN IMMEDIATE: DDL
+    and the version stamp commit together, and a second migrator waits for the first,
+    then finds head. `create=False` refuses to make a missing SQLite file."""
+    path = _sqlite_path(url)
+    if path is None:
+        return create_engine(url, poolclass=NullPool)
+    if create:
+        _make_parent(path)
+    engine = create_engine(url if create else _sqlite_existing(path), connect_args={"timeout": 30}, poolclass=NullPool)
+
+    @event.listens_for(engine, "connect")
+    def _autocommit_driver(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        dbapi_connection.isolation_level = None
+        dbapi_connection.execute("PRAGMA foreign_keys=ON")
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection) -> None:  # type: ignore[no-untyped-def]
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
 
 
 class Database:
-    def __init__(self, url: str) -> None:
+    """The engine, the session factory and the schema state.
+
+    Start-up must not depend on the database being up: when the first migration
+    fails, `ensure_migrated()` tries again (at most every `retry_seconds`) from
+    the first requests and from /readyz until it succeeds."""
+
+    def __init__(self, url: str, retry_seconds: float = 5.0) -> None:
+        self.url = url
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.retry_seconds = retry_seconds
+        self.migrated = False
+        self._migrated_once = False
+        self._lock = threading.Lock()
+        self._last_attempt = float("-inf")
 
-    def create_schema(self) -> None:
-        Base.metadata.create_all(self.engine)
+    def migrate(self) -> str:
+        """Brings the schema to the newest revision (a no-op when it is there) and returns it."""
+        # A first start creates a SQLite database; later attempts (after an outage) never do.
+        sqlite = _sqlite_path(self.url) is not None
+        engine = migration_engine(self.url, create=not self._migrated_once) if sqlite else self.engine
+        config = alembic_config(self.url)
+        try:
+            with engine.begin() as connection:
+                if connection.dialect.name == "postgresql":
+                    # Several replicas may start together; one migrates, the others wait and find head.
+                    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+                config.attributes["connection"] = connection
+                names = set(inspect(connection).get_table_names())
+                if "alembic_version" not in names and "triages" in names:
+                    # Made by create_all before migrations existed: the tables of revision 0001.
+                    log.warning("database has tables but no alembic_version; stamping it at revision 0001")
+                    command.stamp(config, "0001")
+                command.upgrade(config, "head")
+        finally:
+            if engine is not self.engine:
+                engine.dispose()
+        self.migrated = self._migrated_once = True
+        return head_revision()
+
+    def ensure_migrated(self) -> bool:
+        """True once the schema is at head; otherwise tries to migrate, never raising."""
+        if self.migrated:
+            return True
+        # Requests arriving while another one is trying do not queue behind a connect timeout.
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
+            if self.migrated:
+                return True
+            if time.monotonic() - self._last_attempt < self.retry_seconds:
+                return False
+            self._last_attempt = time.monotonic()
+            try:
+                self.migrate()
+            except Exception as exc:  # driver, OS or Alembic errors alike: log, keep serving, retry later
+                log.error("database unavailable, schema not migrated (retrying in %.0fs): %s",
+                          self.retry_seconds, _first_line(exc))
+                return False
+        finally:
+            self._lock.release()
+        log.info("database schema at revision %s", head_revision())
+        return True
+
+    def check(self) -> bool:
+        """True when the database answers and its schema is the one this code needs."""
+        if not self.ensure_migrated():
+            return False
+        try:
+            with self.engine.connect() as connection:
+                revision = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        except SQLAlchemyError as exc:
+            log.error("database check failed: %s", _first_line(exc))
+            revision = None
+        if revision != head_revision():
+            # Down, or e.g. the file was replaced by an empty one: migrate again when it answers.
+            self.migrated = False
+            return False
+        return True
 
     def session(self) -> Iterator[Session]:
         with self.sessions() as session:
             yield session
+
+
+def _first_line(exc: BaseException) -> str:
+    # Driver messages run over several lines (SQL, parameters, a link); the first says what happened.
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"

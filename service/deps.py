@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from model.artifact import LoadedModel
@@ -37,15 +41,53 @@ SessionDep = Annotated[Session, Depends(get_session)]
 ModelDep = Annotated[LoadedModel, Depends(get_model)]
 
 
+class RecentKeys:
+    """Keys verified against the database lately, so that while it is down the intake
+    desk still gets suggestions (answered with stored: false) instead of 503s. Holds
+    only the sha256 of each key, for `ttl` seconds after its last verification."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._keys: dict[str, tuple[float, str, str]] = {}
+        self._lock = threading.Lock()
+
+    def remember(self, key: str, row: ApiKey) -> None:
+        with self._lock:
+            self._keys[hashlib.sha256(key.encode()).hexdigest()] = (time.monotonic(), row.prefix, row.role)
+
+    def forget(self, key: str) -> None:
+        with self._lock:
+            self._keys.pop(hashlib.sha256(key.encode()).hexdigest(), None)
+
+    def recall(self, key: str) -> ApiKey | None:
+        with self._lock:
+            entry = self._keys.get(hashlib.sha256(key.encode()).hexdigest())
+        if entry is None or time.monotonic() - entry[0] > self.ttl:
+            return None
+        # A detached copy: the request's session may roll back and expire its own rows.
+        return ApiKey(prefix=entry[1], role=entry[2])
+
+
 def require_role(*roles: str) -> Callable[..., ApiKey]:
     allowed = (*roles, "admin")
 
-    def check(session: SessionDep, key: Annotated[str | None, Security(api_key_header)]) -> ApiKey:
+    def check(request: Request, session: SessionDep, key: Annotated[str | None, Security(api_key_header)]) -> ApiKey:
         if not key:
             raise HTTPException(401, "missing API key: send it in the X-API-Key header")
-        row = verify_key(session, key)
-        if row is None:
-            raise HTTPException(401, "unknown or revoked API key")
+        recent: RecentKeys = request.app.state.recent_keys
+        try:
+            row = verify_key(session, key)
+        except SQLAlchemyError:
+            session.rollback()
+            row = recent.recall(key)
+            if row is None:
+                raise HTTPException(503, "the database is unavailable, so the API key cannot be checked; "
+                                         "try again shortly") from None
+        else:
+            if row is None:
+                recent.forget(key)
+                raise HTTPException(401, "unknown or revoked API key")
+            recent.remember(key, row)
         if row.role not in allowed:
             raise HTTPException(403, f"this endpoint needs the role {' or '.join(allowed)}; your key has {row.role!r}")
         return row

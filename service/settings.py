@@ -21,6 +21,16 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
+    # While the database is down: how often to try migrating it again, and how long a key
+    # last verified against it stays usable (no key can be revoked then, but a key revoked
+    # just before the outage keeps working this long).
+    database_retry_seconds: float = 5.0
+    offline_key_seconds: float = 900.0
+    # A model registry (REGISTRY/registry.json naming the champion, REGISTRY/models/<version>/):
+    # when set, the champion is served instead of model_dir and a promotion is picked up
+    # within registry_poll_seconds, without a restart.
+    registry_dir: Path | None = None
+    registry_poll_seconds: float = 5.0
 
 
 @lru_cache

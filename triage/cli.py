@@ -170,7 +170,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
     from service.settings import get_settings
 
     database = Database(get_settings().database_url)
-    database.create_schema()
+    database.migrate()
     with database.sessions() as session:
         if args.action == "create":
             print(create_key(session, args.role, args.label or ""))

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException
 from sqlalchemy import func, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from service.database import ApiKey, AuditEntry, DecisionRecord, TriageRecord
 from service.deps import ModelDep, SessionDep, actor_of, require_role
@@ -14,6 +14,7 @@ from service.schemas import DecisionIn, DecisionOut
 
 router = APIRouter(prefix="/v1/decisions", tags=["decisions"])
 Intake = Annotated[ApiKey, Depends(require_role("intake"))]
+REVISION_ATTEMPTS = 20
 
 
 @router.post("", response_model=DecisionOut, status_code=201)
@@ -34,18 +35,26 @@ def record_decision(decision: DecisionIn, session: SessionDep, loaded: ModelDep,
         if value not in taxonomy.codes(head):
             raise HTTPException(422, f"{head}: unknown code {value!r}; one of {taxonomy.codes(head)}")
     accepted = all(final[h] == getattr(triage, h) for h in final)
-    try:
-        revision = (session.scalar(select(func.max(DecisionRecord.revision))
-                                   .where(DecisionRecord.triage_id == triage.id)) or 0) + 1
-        row = DecisionRecord(triage_id=triage.id, revision=revision, accepted=accepted,
-                             decided_by=decision.decided_by, reason=decision.reason, **final)
-        session.add(row)
-        session.add(AuditEntry(actor=actor_of(key), action="decision", target=triage.id,
-                               detail={**final, "revision": revision, "accepted": accepted,
-                                       "decided_by": decision.decided_by}))
-        session.commit()
-    except SQLAlchemyError:
-        session.rollback()
-        raise HTTPException(503, "the database is unavailable; the decision was NOT recorded, send it again") from None
-    return DecisionOut(triage_id=triage.id, revision=revision, accepted=accepted, decided_by=row.decided_by,
+    triage_id = triage.id
+    for _attempt in range(REVISION_ATTEMPTS):
+        try:
+            revision = (session.scalar(select(func.max(DecisionRecord.revision))
+                                       .where(DecisionRecord.triage_id == triage_id)) or 0) + 1
+            row = DecisionRecord(triage_id=triage_id, revision=revision, accepted=accepted,
+                                 decided_by=decision.decided_by, reason=decision.reason, **final)
+            session.add(row)
+            session.add(AuditEntry(actor=actor_of(key), action="decision", target=triage_id,
+                                   detail={**final, "revision": revision, "accepted": accepted,
+                                           "decided_by": decision.decided_by}))
+            session.commit()
+            break
+        except IntegrityError:
+            # Another decision on this triage took that revision number first: count again.
+            session.rollback()
+        except SQLAlchemyError:
+            session.rollback()
+            raise HTTPException(503, "the database is unavailable; the decision was NOT recorded, send it again") from None
+    else:
+        raise HTTPException(503, "too many simultaneous decisions on this triage; the decision was NOT recorded, send it again")
+    return DecisionOut(triage_id=triage_id, revision=revision, accepted=accepted, decided_by=row.decided_by,
                        created_at=row.created_at, **final)

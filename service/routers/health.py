@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from service.database import ReviewItem
@@ -21,12 +21,8 @@ def healthz() -> dict[str, str]:
 @router.get("/readyz")
 def readyz(request: Request, response: Response) -> dict[str, object]:
     model = request.app.state.models.current
-    try:
-        with request.app.state.database.sessions() as session:
-            session.execute(text("SELECT 1"))
-        database = True
-    except SQLAlchemyError:
-        database = False
+    # Reachable and migrated to the revision this code needs (migrating now if it was down at start-up).
+    database = request.app.state.database.check()
     ready = model is not None and database
     response.status_code = 200 if ready else 503
     return {"ready": ready, "model": model.version if model else None, "database": database}

@@ -1,0 +1,512 @@
+"""Storage: migrations, what is stored, database outages and recovery, on SQLite and
+(when TRIAGE_TEST_POSTGRES_URL is set, as .ci/run does) PostgreSQL; and the model
+registry watch. Outages are real: the SQLite file's directory disappears, or the
+TCP path to PostgreSQL is cut."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, create_engine, event, inspect, make_url, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.pool import NullPool
+
+from service.app import create_app
+from service.database import Base, Database, alembic_config, head_revision
+from service.keys import create_key
+from service.registry_watch import RegistryError, read_champion
+from service.settings import Settings
+
+POSTGRES_URL = os.environ.get("TRIAGE_TEST_POSTGRES_URL")
+PETITION = {"title": "老板拖欠工资", "body": "我在电子厂上班，老板三个月没发工资。我的电话13812345678。", "channel": "网上"}
+TABLES = {"triages", "decisions", "review_items", "api_keys", "audit"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class TcpCut:
+    """A TCP relay on 127.0.0.1 in front of PostgreSQL. stop() closes the listening
+    port and every relayed connection, as when the server or the network goes away;
+    start() opens the same port again."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = free_port()
+        self._listener: socket.socket | None = None
+        self._sockets: set[socket.socket] = set()
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(32)
+        listener.settimeout(0.05)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def stop(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
+        with self._lock:
+            for sock in self._sockets:
+                with suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+            self._sockets.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while self._listener is listener:
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            client.settimeout(None)
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                self._sockets |= {client, upstream}
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, sink):
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+@dataclass
+class Backend:
+    name: str
+    url: str  # what the service connects to, through the fault
+    direct_url: str  # what the test checks with, never cut
+    down: Callable[[], None]
+    up: Callable[[], None]
+
+    @contextmanager
+    def connect(self) -> Iterator[Any]:
+        engine = create_engine(self.direct_url, poolclass=NullPool)
+        try:
+            with engine.connect() as connection:
+                yield connection
+        finally:
+            engine.dispose()
+
+    def scalar(self, sql: str, **params: Any) -> Any:
+        with self.connect() as connection:
+            return connection.execute(text(sql), params).scalar()
+
+
+def sqlite_backend(tmp_path: Path) -> Backend:
+    volume = tmp_path / "volume"
+    away = tmp_path / "volume.unmounted"
+    url = f"sqlite:///{volume / 'triage.db'}"
+
+    def down() -> None:
+        # The directory goes, as when its volume is unmounted. If there never was one,
+        # a plain file takes its name so that nothing can bring it up too early.
+        if volume.is_dir():
+            volume.rename(away)
+        else:
+            volume.write_text("the database volume is not mounted", encoding="utf-8")
+
+    def up() -> None:
+        if volume.is_file():
+            volume.unlink()
+        if away.exists():
+            away.rename(volume)
+
+    return Backend("sqlite", url, url, down, up)
+
+
+@contextmanager
+def postgres_backend() -> Iterator[Backend]:
+    assert POSTGRES_URL
+    base = make_url(POSTGRES_URL)
+    admin = create_engine(base, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    name = f"triage_t_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    cut = TcpCut(base.port or 5432)
+    cut.start()
+    direct = base.set(database=name).render_as_string(hide_password=False)
+    through = base.set(database=name, host="127.0.0.1", port=cut.port).render_as_string(hide_password=False)
+    try:
+        yield Backend("postgresql", through, direct, cut.stop, cut.start)
+    finally:
+        cut.stop()
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(
+    not POSTGRES_URL, reason="TRIAGE_TEST_POSTGRES_URL is not set (.ci/run sets it when it can start PostgreSQL)"))])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    if request.param == "sqlite":
+        yield sqlite_backend(tmp_path)
+    else:
+        with postgres_backend() as pg:
+            yield pg
+
+
+def settings_for(url: str, model_dir: Path, **extra: Any) -> Settings:
+    # Retry at once: the tests decide when the database is back.
+    return Settings(database_url=url, model_dir=model_dir, database_retry_seconds=0, _env_file=None, **extra)
+
+
+@contextmanager
+def running(settings: Settings) -> Iterator[TestClient]:
+    app = create_app(settings)
+    try:
+        with TestClient(app) as client:
+            yield client
+    finally:
+        app.state.database.engine.dispose()
+
+
+def make_keys(url: str, *roles: str) -> dict[str, str]:
+    database = Database(url)
+    try:
+        with database.sessions() as session:
+            return {role: create_key(session, role) for role in roles}
+    finally:
+        database.engine.dispose()
+
+
+def h(key: str) -> dict[str, str]:
+    return {"X-API-Key": key}
+
+
+@contextmanager
+def statements_run() -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        seen.append(statement.strip().split(None, 1)[0].upper())
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+
+
+# --- migrations -------------------------------------------------------------
+
+
+def test_an_empty_database_is_migrated_and_a_second_start_changes_nothing(backend):
+    database = Database(backend.url)
+    assert database.migrate() == head_revision() == "0002"
+    with backend.connect() as connection:
+        assert set(inspect(connection).get_table_names()) == TABLES | {"alembic_version"}
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [head_revision()]
+        # The revisions make exactly the tables the code declares.
+        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+    database.engine.dispose()
+
+    restarted = Database(backend.url)
+    with statements_run() as seen:
+        assert restarted.migrate() == head_revision()
+    assert seen, "the second start did not look at the database at all"
+    assert not {"CREATE", "ALTER", "DROP", "INSERT", "UPDATE", "DELETE"} & set(seen), seen
+    assert restarted.check() is True
+    restarted.engine.dispose()
+    assert backend.scalar("SELECT count(*) FROM alembic_version") == 1
+
+
+def test_a_database_from_before_migrations_is_adopted_and_upgraded(backend):
+    config = alembic_config(backend.direct_url)
+    # What create_all made before migrations existed is revision 0001 without the version table
+    # (0001 was written to match it; the test above holds head to the current models).
+    command.upgrade(config, "0001")
+    with backend.connect() as connection:
+        connection.execute(text("DROP TABLE alembic_version"))
+        connection.commit()
+    keys = make_keys(backend.direct_url, "intake")
+    # Revisions as the code before 0002 could store them: two decisions numbered 2 at once.
+    with backend.connect() as connection:
+        connection.execute(text(
+            "INSERT INTO triages (id, created_at, title_masked, body_masked, model_version, division, "
+            "division_confidence, risk, key_group, needs_review, suggestion) "
+            "VALUES ('t1', CURRENT_TIMESTAMP, '', '正文', 'm', 'pension', 0.9, 'low', 'none', false, '{}')"))
+        for revision, who in ((1, "a"), (2, "b"), (2, "c"), (3, "d")):
+            connection.execute(text(
+                "INSERT INTO decisions (triage_id, revision, division, risk, key_group, accepted, decided_by, created_at) "
+                "VALUES ('t1', :r, 'pension', 'low', 'none', true, :w, CURRENT_TIMESTAMP)"), {"r": revision, "w": who})
+        connection.commit()
+
+    database = Database(backend.url)
+    assert database.migrate() == head_revision()
+    database.engine.dispose()
+    assert backend.scalar("SELECT version_num FROM alembic_version") == head_revision()
+    assert backend.scalar("SELECT count(*) FROM api_keys WHERE prefix = :p", p=keys["intake"].split("_")[1]) == 1
+    with backend.connect() as connection:
+        renumbered = connection.execute(text("SELECT decided_by, revision FROM decisions ORDER BY id")).all()
+        assert [tuple(r) for r in renumbered] == [("a", 1), ("b", 2), ("c", 3), ("d", 4)]
+        with pytest.raises(IntegrityError):
+            connection.execute(text(
+                "INSERT INTO decisions (triage_id, revision, division, risk, key_group, accepted, decided_by, created_at) "
+                "VALUES ('t1', 4, 'pension', 'low', 'none', true, 'e', CURRENT_TIMESTAMP)"))
+        connection.rollback()
+
+    command.downgrade(config, "base")
+    with backend.connect() as connection:
+        assert set(inspect(connection).get_table_names()) <= {"alembic_version"}
+
+
+def test_simultaneous_start_ups_migrate_once(backend):
+    databases = [Database(backend.url) for _ in range(3)]
+    barrier = threading.Barrier(len(databases))
+    results: list[Any] = []
+
+    def start(database: Database) -> None:
+        barrier.wait()
+        try:
+            results.append(database.migrate())
+        except Exception as exc:  # reported below with the others
+            results.append(exc)
+
+    threads = [threading.Thread(target=start, args=(d,)) for d in databases]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert results == [head_revision()] * len(databases)
+    assert backend.scalar("SELECT count(*) FROM alembic_version") == 1
+    for database in databases:
+        database.engine.dispose()
+
+
+# --- what is stored ---------------------------------------------------------
+
+
+def test_triages_are_stored_masked_and_decisions_as_revisions(backend, small_model_dir):
+    with running(settings_for(backend.url, small_model_dir)) as client:
+        key = make_keys(backend.url, "intake")["intake"]
+        suggestion = client.post("/v1/triage", json=PETITION, headers=h(key)).json()
+        assert suggestion["stored"] is True
+        tid, predicted = suggestion["triage_id"], suggestion["division"]["code"]
+        other = "external" if predicted != "external" else "pension"
+        for division, who in ((predicted, "张三"), (other, "李四")):
+            response = client.post("/v1/decisions", json={"triage_id": tid, "division": division, "decided_by": who},
+                                   headers=h(key))
+            assert response.status_code == 201, response.text
+    with backend.connect() as connection:
+        body = connection.execute(text("SELECT body_masked FROM triages WHERE id = :t"), {"t": tid}).scalar()
+        assert "13812345678" not in body and "[手机号]" in body
+        rows = connection.execute(text("SELECT revision, division, decided_by, accepted FROM decisions "
+                                       "WHERE triage_id = :t ORDER BY revision"), {"t": tid}).all()
+    assert [tuple(r) for r in rows] == [(1, predicted, "张三", True), (2, other, "李四", False)]
+
+
+# --- outages ----------------------------------------------------------------
+
+
+def test_an_outage_while_serving_then_recovery_without_a_restart(backend, small_model_dir, caplog):
+    with running(settings_for(backend.url, small_model_dir)) as client:
+        keys = make_keys(backend.url, "intake", "reviewer", "analyst")
+        # Keys used before the outage are remembered; the analyst's is not used until during it.
+        first = client.post("/v1/triage", json=PETITION, headers=h(keys["intake"])).json()
+        assert first["stored"] is True
+        assert client.get("/v1/review-queue", headers=h(keys["reviewer"])).status_code == 200
+
+        backend.down()
+        with caplog.at_level(logging.ERROR, logger="triage.service"):
+            lost = client.post("/v1/triage", json=PETITION, headers=h(keys["intake"]))
+        assert lost.status_code == 200 and lost.json()["stored"] is False
+        assert lost.json()["division_top3"], "the suggestion itself must still be given"
+        assert "not stored" in caplog.text
+        decision = client.post("/v1/decisions", headers=h(keys["intake"]),
+                               json={"triage_id": first["triage_id"], "division": "pension", "decided_by": "张三"})
+        assert decision.status_code == 503 and "NOT recorded" in decision.json()["detail"]
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["database"] is False and ready.json()["model"]
+        assert client.get("/healthz").status_code == 200
+        queue = client.get("/v1/review-queue", headers=h(keys["reviewer"]))
+        assert queue.status_code == 503 and "database is unavailable" in queue.json()["detail"]
+        unseen = client.get("/v1/stats", headers=h(keys["analyst"]))
+        assert unseen.status_code == 503 and "cannot be checked" in unseen.json()["detail"]
+
+        backend.up()
+        assert client.get("/readyz").status_code == 200
+        back = client.post("/v1/triage", json=PETITION, headers=h(keys["intake"])).json()
+        assert back["stored"] is True
+        decision = client.post("/v1/decisions", headers=h(keys["intake"]),
+                               json={"triage_id": back["triage_id"], "division": "pension", "decided_by": "张三"})
+        assert decision.status_code == 201
+        assert client.get("/v1/stats", headers=h(keys["analyst"])).status_code == 200
+    assert backend.scalar("SELECT count(*) FROM triages WHERE id = :t", t=lost.json()["triage_id"]) == 0
+    assert backend.scalar("SELECT count(*) FROM triages") == 2
+    assert backend.scalar("SELECT count(*) FROM decisions WHERE triage_id = :t", t=back["triage_id"]) == 1
+    assert backend.scalar("SELECT count(*) FROM decisions WHERE triage_id = :t", t=first["triage_id"]) == 0
+
+
+def test_a_database_down_at_start_up_is_migrated_when_it_comes(backend, small_model_dir):
+    backend.down()
+    with running(settings_for(backend.url, small_model_dir)) as client:
+        assert client.get("/healthz").status_code == 200
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and ready.json() == {"ready": False, "model": ready.json()["model"], "database": False}
+        refused = client.post("/v1/triage", json=PETITION, headers=h("pt_00000000_never-seen"))
+        assert refused.status_code == 503 and "cannot be checked" in refused.json()["detail"]
+
+        backend.up()
+        # The first request after the database came back migrates it.
+        assert client.get("/healthz").status_code == 200
+        assert backend.scalar("SELECT version_num FROM alembic_version") == head_revision()
+        assert client.get("/readyz").status_code == 200
+        key = make_keys(backend.url, "intake")["intake"]
+        assert client.post("/v1/triage", json=PETITION, headers=h(key)).json()["stored"] is True
+
+
+def test_an_unreachable_postgresql_at_an_unused_port_does_not_stop_the_service(small_model_dir):
+    url = f"postgresql+psycopg://triage:secret@127.0.0.1:{free_port()}/triage"
+    started = time.monotonic()
+    with running(settings_for(url, small_model_dir)) as client:
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["database"] is False
+        assert client.post("/v1/triage", json=PETITION, headers=h("pt_00000000_x")).status_code == 503
+        response = client.post("/v1/decisions", json={"triage_id": "x", "division": "pension", "decided_by": "x"},
+                               headers=h("pt_00000000_x"))
+        assert response.status_code == 503
+    # Refused connections fail at once; nothing waits for a timeout.
+    assert time.monotonic() - started < 20
+
+
+# --- the model registry -----------------------------------------------------
+
+
+def registry_version(registry: Path, small_model_dir: Path, name: str, version: str) -> Path:
+    target = registry / "models" / name
+    shutil.copytree(small_model_dir, target)
+    meta_path = target / "metadata.json"
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta["version"] = version  # only model.joblib is hashed; a distinct version tells the copies apart
+    meta_path.write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+    return target
+
+
+def promote(registry: Path, champion: str | None) -> None:
+    tmp = registry / "registry.json.tmp"
+    tmp.write_text(json.dumps({"champion": champion, "history": [{"version": champion}]}), encoding="utf-8")
+    os.replace(tmp, registry / "registry.json")
+
+
+@pytest.fixture
+def registry(tmp_path: Path, small_model_dir: Path) -> Path:
+    registry = tmp_path / "registry"
+    registry_version(registry, small_model_dir, "2026q3", "2026q3-test")
+    registry_version(registry, small_model_dir, "2026q4", "2026q4-test")
+    broken = registry_version(registry, small_model_dir, "2027q1", "2027q1-test")
+    with (broken / "model.joblib").open("r+b") as handle:
+        handle.truncate(1000)
+    promote(registry, "2026q3")
+    return registry
+
+
+def test_the_registry_champion_is_served_and_a_promotion_needs_no_restart(registry, tmp_path, small_model_dir, caplog):
+    settings = settings_for(f"sqlite:///{tmp_path / 'db' / 'triage.db'}", tmp_path / "no-model-here",
+                            registry_dir=registry, registry_poll_seconds=3600)
+    with running(settings) as client:
+        watch = client.app.state.registry_watch
+        keys = make_keys(settings.database_url, "analyst", "intake")
+        version = lambda: client.get("/v1/model", headers=h(keys["analyst"])).json()["version"]  # noqa: E731
+        assert version() == "2026q3-test"
+        assert watch.check() is None  # nothing changed: no reload
+
+        promote(registry, "2026q4")
+        assert watch.check() == "2026q4-test"
+        assert version() == "2026q4-test"
+        suggestion = client.post("/v1/triage", json=PETITION, headers=h(keys["intake"])).json()
+        assert suggestion["model_version"] == "2026q4-test" and suggestion["stored"] is True
+
+        with caplog.at_level(logging.ERROR, logger="triage.service"):
+            promote(registry, "2027q1")
+            assert watch.check() is None
+            assert watch.check() is None  # a broken champion is not retried until something changes
+        assert caplog.text.count("champion 2027q1 not loaded") == 1 and "2026q4-test keeps serving" in caplog.text
+        assert version() == "2026q4-test"
+        for content in ("{not json", json.dumps({"champion": None}), json.dumps({"champion": "../../etc"})):
+            (registry / "registry.json").write_text(content, encoding="utf-8")
+            assert watch.check() is None
+            assert version() == "2026q4-test"
+        promote(registry, "2026q4")
+        assert watch.check() is None  # already serving it
+
+    with Database(settings.database_url).sessions() as session:
+        promotions = session.execute(text("SELECT target FROM audit WHERE action = 'model.promote' ORDER BY id")).scalars().all()
+    assert promotions == ["2026q3", "2026q4"]
+
+
+def test_the_watcher_thread_picks_up_a_promotion_by_itself(registry, tmp_path, small_model_dir):
+    settings = settings_for(f"sqlite:///{tmp_path / 'db' / 'triage.db'}", small_model_dir,
+                            registry_dir=registry, registry_poll_seconds=0.05)
+    with running(settings) as client:
+        key = make_keys(settings.database_url, "analyst")["analyst"]
+        promote(registry, "2026q4")
+        deadline = time.monotonic() + 10
+        while client.get("/v1/model", headers=h(key)).json()["version"] != "2026q4-test":
+            assert time.monotonic() < deadline, "the watcher did not pick up the promotion within 10 s"
+            time.sleep(0.05)
+        thread = client.app.state.registry_watch._thread
+        assert thread is not None and thread.is_alive()
+    assert not thread.is_alive(), "the watcher thread outlived the application"
+
+
+def test_without_a_usable_champion_the_configured_model_serves(registry, tmp_path, small_model_dir, small_model):
+    promote(registry, "2027q1")
+    settings = settings_for(f"sqlite:///{tmp_path / 'db' / 'triage.db'}", small_model_dir, registry_dir=registry,
+                            registry_poll_seconds=3600)
+    with running(settings) as client:
+        key = make_keys(settings.database_url, "analyst")["analyst"]
+        assert client.get("/v1/model", headers=h(key)).json()["version"] == small_model.version
+        promote(registry, "2026q3")
+        assert client.app.state.registry_watch.check() == "2026q3-test"
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("{not json", "not valid JSON"),
+    ('["2026q3"]', "'champion' field"),
+    ('{"champion": "../outside"}', "version name or null"),
+    ('{"champion": 3}', "version name or null"),
+])
+def test_a_bad_registry_file_is_named_in_the_error(tmp_path, content, message):
+    (tmp_path / "registry.json").write_text(content, encoding="utf-8")
+    with pytest.raises(RegistryError, match=message) as error:
+        read_champion(tmp_path)
+    assert "registry.json" in str(error.value)
