@@ -183,6 +183,150 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def _key_metrics(values: list[str] | None) -> tuple[str, ...]:
+    from training.registry import DEFAULT_KEY_METRICS, KEY_METRIC_CHOICES
+
+    metrics = tuple(values or DEFAULT_KEY_METRICS)
+    unknown = [m for m in metrics if m not in KEY_METRIC_CHOICES]
+    if unknown:
+        raise ValueError(f"--metric {', '.join(unknown)}: not a key metric; choose from {', '.join(KEY_METRIC_CHOICES)}")
+    return metrics
+
+
+def _print_checks(checks: list, tolerance: float) -> None:
+    print(f"key metrics (challenger may be at most {tolerance} below the champion):")
+    for c in checks:
+        if c.champion is None or c.challenger is None:
+            print(f"  {c.metric:<22} champion {c.champion if c.champion is None else f'{c.champion:.3f}'}  "
+                  f"challenger {c.challenger if c.challenger is None else f'{c.challenger:.3f}'}  not compared")
+            continue
+        print(f"  {c.metric:<22} champion {c.champion:.3f}  challenger {c.challenger:.3f}  {c.delta:+.3f}  "
+              f"{'WORSE' if c.worse else 'ok'}")
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from training.evaluate import summary_line
+    from training.registry import RegistryError
+    from training.retrain import retrain
+
+    try:
+        key_metrics = _key_metrics(args.metric)
+    except ValueError as exc:
+        print(f"triage retrain: error: {exc}", file=sys.stderr)
+        return 2
+    tolerance = args.tolerance
+    started = time.perf_counter()
+    try:
+        result = retrain(args.data, args.registry, decisions=args.decisions, holdout=args.holdout,
+                         holdout_quarter=args.holdout_quarter, taxonomy_path=args.taxonomy, seed=args.seed,
+                         by=args.by, key_metrics=key_metrics, tolerance=tolerance, progress=_progress)
+    except RegistryError as exc:
+        print(f"triage retrain: error: {exc}", file=sys.stderr)
+        return 2
+    _progress(f"done in {time.perf_counter() - started:.1f}s")
+    evaluation = result.metadata["evaluation"]
+    print(f"held out: {evaluation['holdout']['description']}")
+    print(f"challenger {result.version}: {summary_line(evaluation['challenger']['metrics'])}")
+    champion = evaluation["champion"]
+    if champion is None:
+        print("champion: none in the registry; only the challenger was evaluated")
+    elif champion["metrics"] is None:
+        print(f"champion {champion['version']}: could not be scored ({champion['error']})")
+    else:
+        print(f"champion   {champion['version']}: {summary_line(champion['metrics'])}")
+        _print_checks(result.checks, tolerance)
+    print(f"report: {result.report}")
+    print(f"to put it into service: triage models promote {result.version} --registry {args.registry}")
+    return 0
+
+
+def _model_line(meta: dict, champion: str | None) -> str:
+    if "error" in meta:
+        return f"  {meta['version']:<36} DAMAGED: {meta['error']}"
+    evaluation = meta.get("evaluation") or {}
+    metrics = (evaluation.get("challenger") or {}).get("metrics") or meta.get("heldout_metrics") or {}
+    f1 = metrics.get("division", {}).get("macro_f1")
+    recall = metrics.get("risk", {}).get("high_recall")
+    against = (evaluation.get("champion") or {}).get("version") or "-"
+    period = (meta.get("training_data") or {}).get("period") or ["?", "?"]
+    mark = "*" if meta["version"] == champion else " "
+    return (f"{mark} {meta['version']:<36} {meta.get('created_at', '?'):<26} {period[0]}..{period[1]}  "
+            f"div macro-F1 {'-' if f1 is None else f'{f1:.3f}'}  high recall {'-' if recall is None else f'{recall:.3f}'}"
+            f"  compared with {against}")
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from training.registry import PromotionRefused, Registry, RegistryError
+
+    registry = Registry(args.registry)
+    try:
+        if args.action == "list":
+            champion = registry.champion()
+            versions = registry.versions()
+            if not versions:
+                print(f"no models registered in {registry.root}")
+                return 0
+            for meta in versions:
+                print(_model_line(meta, champion))
+            print(f"(* champion: {champion or 'none'})")
+            return 0
+        if args.action == "show":
+            meta = registry.metadata(args.version)
+            shown = {k: v for k, v in meta.items() if k not in ("heldout_ids", "report_summary", "taxonomy")}
+            if "evaluation" in shown:
+                evaluation = dict(shown["evaluation"])
+                evaluation["holdout"] = {k: v for k, v in evaluation["holdout"].items() if k != "ids"}
+                for who in ("challenger", "champion"):
+                    if evaluation.get(who):
+                        evaluation[who] = {k: v for k, v in evaluation[who].items() if k not in ("ids", "metrics")} | {
+                            "summary": _summary_or_none(evaluation[who].get("metrics"))}
+                shown["evaluation"] = evaluation
+            shown["heldout_metrics"] = _summary_or_none(meta.get("heldout_metrics"))
+            shown["champion"] = registry.champion() == args.version
+            shown["history"] = registry.entries(args.version)
+            report = registry.report_path(args.version)
+            shown["report"] = str(report) if report.exists() else None
+            print(json.dumps(shown, ensure_ascii=False, indent=2))
+            return 0
+        if args.action == "promote":
+            if args.reason and not args.force:
+                _progress("note: --reason is recorded; it does not override a refusal without --force")
+            entry = registry.promote(args.version, by=args.by, force=args.force, reason=args.reason,
+                                     key_metrics=_key_metrics(args.metric), tolerance=args.tolerance)
+            forced = f" (FORCED: {entry['reason']})" if entry["forced"] else ""
+            print(f"{entry['version']} is now the champion (was {entry['previous'] or 'none'}){forced}")
+            return 0
+        entry = registry.rollback(by=args.by, reason=args.reason)
+        print(f"rolled back: {entry['version']} is the champion again (replacing {entry['previous']})")
+        return 0
+    except PromotionRefused as exc:
+        print(f"triage models promote: refused: {exc}", file=sys.stderr)
+        return 1
+    except (RegistryError, ValueError) as exc:
+        print(f"triage models {args.action}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _summary_or_none(metrics: dict | None) -> str | None:
+    from training.evaluate import summary_line
+
+    return summary_line(metrics) if metrics else None
+
+
+def cmd_export_decisions(args: argparse.Namespace) -> int:
+    from model.taxonomy import load_taxonomy
+    from training.decisions import export_decisions
+
+    source = args.db
+    if source is None:
+        from service.settings import get_settings
+
+        source = get_settings().database_url
+    count = export_decisions(source, args.out, load_taxonomy(args.taxonomy))
+    _progress(f"wrote {count} decisions (latest revision per petition) to {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="triage", description="Petition triage: train, score and serve.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -229,7 +373,55 @@ def build_parser() -> argparse.ArgumentParser:
     k = keys.add_parser("revoke")
     k.add_argument("prefix", help="the 8 characters after 'pt_' in the key")
     p.set_defaults(func=cmd_keys)
+
+    p = sub.add_parser("retrain", help="train a challenger, score it and the champion on the latest quarter, register it")
+    p.add_argument("--data", action="append", required=True, help="ledger file; repeat for several")
+    p.add_argument("--decisions", help="the service's database (SQLite file or URL) or an export-decisions file")
+    p.add_argument("--registry", required=True, help="registry directory (created if absent)")
+    p.add_argument("--holdout", action="append", help="held-out ledger instead of the latest quarter; repeatable")
+    p.add_argument("--holdout-quarter", help="hold out this quarter, e.g. 2026Q3 (default: the latest)")
+    p.add_argument("--taxonomy", default=str(DEFAULT_TAXONOMY))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--by", help="who runs it (default: the login name)")
+    _add_policy_arguments(p)
+    p.set_defaults(func=cmd_retrain)
+
+    p = sub.add_parser("models", help="list, show, promote or roll back the models of a registry")
+    models = p.add_subparsers(dest="action", required=True)
+    m = models.add_parser("list", help="every registered version; * marks the champion")
+    m.add_argument("--registry", required=True)
+    m = models.add_parser("show", help="metadata and history of one version")
+    m.add_argument("version")
+    m.add_argument("--registry", required=True)
+    m = models.add_parser("promote", help="make a version the champion (refused when worse than the champion)")
+    m.add_argument("version")
+    m.add_argument("--registry", required=True)
+    m.add_argument("--force", action="store_true", help="promote even if worse or not compared; needs --reason")
+    m.add_argument("--reason", help="why; recorded in the registry history")
+    m.add_argument("--by", help="who promotes (default: the login name)")
+    _add_policy_arguments(m)
+    m = models.add_parser("rollback", help="restore the champion the current one replaced")
+    m.add_argument("--registry", required=True)
+    m.add_argument("--reason")
+    m.add_argument("--by")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("export-decisions", help="write the recorded intake decisions as a ledger for retrain")
+    p.add_argument("--db", help="SQLite file or database URL (default: TRIAGE_DATABASE_URL / var/triage.db)")
+    p.add_argument("--out", required=True, help="CSV file to write (replaced atomically)")
+    p.add_argument("--taxonomy", default=str(DEFAULT_TAXONOMY))
+    p.set_defaults(func=cmd_export_decisions)
     return parser
+
+
+def _add_policy_arguments(p: argparse.ArgumentParser) -> None:
+    from training.registry import DEFAULT_TOLERANCE
+
+    p.add_argument("--metric", action="append",
+                   help="key metric HEAD.NAME a challenger must not lose on; repeatable "
+                        "(default: division.macro_f1 and risk.high_recall)")
+    p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
+                   help=f"how far below the champion a key metric may be (default {DEFAULT_TOLERANCE})")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,220 @@
+"""Intake decisions as training labels: a person's final division, risk and key
+group for a petition, read from the service's database (SQLite file or any
+SQLAlchemy URL, through SQLAlchemy Core: training never imports the service)
+or from a ledger written by `triage export-decisions`.
+
+The database stores times in UTC; they are shown here in China time (UTC+8),
+the time the ledgers' 登记日期 are written in."""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from datetime import timedelta, timezone
+from pathlib import Path
+from urllib.parse import quote
+
+import pandas as pd
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from model.taxonomy import HEADS, Taxonomy
+from training.ledger import LedgerError, read_ledger
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+CHINA_TIME = timezone(timedelta(hours=8))
+# The first seven columns make it a ledger that `triage train` / `retrain --data` read;
+# the rest let `retrain --decisions` count overrides against the model's suggestion.
+EXPORT_COLUMNS = ["id", "title", "body", "division", "risk", "key_group", "received_at",
+                  "suggested_division", "suggested_risk", "suggested_key_group", "accepted",
+                  "decided_by", "reason", "decided_at", "triage_id", "revision"]
+_FORMULA_START = ("=", "+", "-", "@")
+_TEXT_COLUMNS = ("id", "title", "body", "decided_by", "reason")
+_REQUIRED = {
+    "triages": {"id", "external_id", "title_masked", "body_masked", "division", "risk", "key_group", "created_at"},
+    "decisions": {"triage_id", "revision", "division", "risk", "key_group", "accepted", "decided_by", "reason",
+                  "created_at"},
+}
+
+
+class DecisionsError(LedgerError):
+    """Decisions that cannot be used; str() names the database or file, the triage or row, and the field."""
+
+
+def is_database(source: str | Path) -> bool:
+    if "://" in str(source):
+        return True
+    path = Path(source)
+    if not path.is_file():
+        return False
+    with path.open("rb") as handle:
+        return handle.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC
+
+
+def _url(source: str | Path) -> str:
+    if "://" in str(source):
+        return str(source)
+    # Read-only: exporting must never create or change anything in the service's database.
+    return f"sqlite:///file:{quote(str(Path(source).resolve()))}?mode=ro&uri=true"
+
+
+def _china_time(values: pd.Series) -> pd.Series:
+    # Naive values from SQLite are UTC (the service writes UTC); aware ones are converted.
+    parsed = pd.to_datetime(values, utc=True, errors="coerce", format="mixed")
+    return parsed.dt.tz_convert(CHINA_TIME).dt.tz_localize(None).dt.as_unit("us")
+
+
+def _check_labels(frame: pd.DataFrame, taxonomy: Taxonomy, source: str, where: pd.Series) -> None:
+    for head in HEADS:
+        allowed = set(taxonomy.codes(head))
+        for value, place in zip(frame[head], where, strict=True):
+            if value not in allowed:
+                raise DecisionsError(source, f"{place}: unknown {head} {value!r} (the taxonomy defines: "
+                                     f"{', '.join(taxonomy.codes(head))})", column=head)
+
+
+def _from_database(source: str | Path, taxonomy: Taxonomy) -> pd.DataFrame:
+    shown = str(source)
+    if "://" not in shown and not Path(source).exists():
+        raise DecisionsError(shown, "database file not found")
+    engine = create_engine(_url(source))
+    try:
+        with engine.connect() as connection:
+            tables = inspect(connection).get_table_names()
+            for table, needed in _REQUIRED.items():
+                if table not in tables:
+                    raise DecisionsError(shown, f"no table '{table}': not a triage service database "
+                                         f"(tables: {', '.join(tables) or 'none'})")
+                columns = {c["name"] for c in inspect(connection).get_columns(table)}
+                missing = sorted(needed - columns)
+                if missing:
+                    raise DecisionsError(shown, f"table '{table}' lacks column(s) {missing}")
+            has_received = "received_at" in {c["name"] for c in inspect(connection).get_columns("triages")}
+            # The only text put into the query is one of these two fixed strings.
+            received = "t.received_at" if has_received else "NULL"
+            # The latest revision per triage is the person's final word on it.
+            rows = connection.execute(text(f"""
+                SELECT t.id AS triage_id, t.external_id, t.title_masked AS title, t.body_masked AS body,
+                       t.division AS suggested_division, t.risk AS suggested_risk,
+                       t.key_group AS suggested_key_group, t.created_at AS triaged_at,
+                       {received} AS received_at,
+                       d.revision, d.division, d.risk, d.key_group, d.accepted, d.decided_by, d.reason,
+                       d.created_at AS decided_at
+                FROM decisions d
+                JOIN triages t ON t.id = d.triage_id
+                JOIN (SELECT triage_id, MAX(revision) AS revision FROM decisions GROUP BY triage_id) latest
+                  ON latest.triage_id = d.triage_id AND latest.revision = d.revision
+                ORDER BY d.created_at, t.id
+            """)).mappings().all()
+    except SQLAlchemyError as exc:
+        raise DecisionsError(shown, f"cannot read the database ({type(exc).__name__}: {exc})") from None
+    finally:
+        engine.dispose()
+    frame = pd.DataFrame([dict(r) for r in rows],
+                         columns=["triage_id", "external_id", "title", "body", "suggested_division", "suggested_risk",
+                                  "suggested_key_group", "triaged_at", "received_at", "revision", "division", "risk",
+                                  "key_group", "accepted", "decided_by", "reason", "decided_at"])
+    if frame.empty:
+        return pd.DataFrame(columns=EXPORT_COLUMNS)
+    frame["external_id"] = frame["external_id"].fillna("").astype(str).str.strip()
+    frame["id"] = frame["external_id"].where(frame["external_id"] != "", frame["triage_id"].astype(str))
+    _check_labels(frame, taxonomy, shown, "triage " + frame["triage_id"].astype(str))
+    frame["decided_at"] = _china_time(frame["decided_at"])
+    frame["received_at"] = _china_time(frame["received_at"]).fillna(_china_time(frame["triaged_at"]))
+    frame["accepted"] = frame["accepted"].map(lambda v: None if v is None else bool(int(v)))
+    for column in ("title", "body", "decided_by", "reason", "suggested_division", "suggested_risk",
+                   "suggested_key_group"):
+        frame[column] = frame[column].fillna("").astype(str)
+    frame["revision"] = frame["revision"].astype(int)
+    return _latest_per_petition(frame)[EXPORT_COLUMNS]
+
+
+def _latest_per_petition(frame: pd.DataFrame) -> pd.DataFrame:
+    # A petition triaged twice (same external id) has two decisions; the later one stands.
+    frame = frame.sort_values(["decided_at", "triage_id"], kind="stable", na_position="first")
+    return frame.drop_duplicates("id", keep="last").reset_index(drop=True)
+
+
+def _unprotect(value: str) -> str:
+    return value[1:] if value[:1] == "'" and value[1:2] in _FORMULA_START else value
+
+
+def _from_export(path: Path, taxonomy: Taxonomy) -> pd.DataFrame:
+    core = read_ledger(path, taxonomy)
+    frame = pd.DataFrame({c: core[c] for c in ("id", "title", "body", *HEADS)})
+    frame["received_at"] = core["received_at"] if "received_at" in core.columns else pd.NaT
+    extras = pd.DataFrame()
+    if path.suffix.lower() == ".csv":
+        for encoding in ("utf-8-sig", "gb18030"):
+            try:
+                extras = pd.read_csv(path, dtype=str, keep_default_na=False, encoding=encoding)
+                break
+            except UnicodeDecodeError:
+                continue
+    if len(extras) != len(frame):
+        extras = pd.DataFrame(index=frame.index)
+    for column in EXPORT_COLUMNS[7:]:
+        frame[column] = extras[column].to_numpy() if column in extras.columns else ""
+    for column in _TEXT_COLUMNS:
+        frame[column] = frame[column].astype(str).map(_unprotect)
+    frame["accepted"] = frame["accepted"].map({"true": True, "false": False, "1": True, "0": False}.get)
+    frame["decided_at"] = pd.to_datetime(frame["decided_at"].replace("", None), errors="coerce", format="mixed")
+    frame["revision"] = pd.to_numeric(frame["revision"].replace("", None), errors="coerce")
+    return frame[EXPORT_COLUMNS].reset_index(drop=True)
+
+
+def read_decisions(source: str | Path, taxonomy: Taxonomy) -> pd.DataFrame:
+    """One row per petition with the final human labels (columns EXPORT_COLUMNS).
+
+    `suggested_*` are the model's suggestions ('' when the source does not have them),
+    `accepted` is None when unknown."""
+    if is_database(source):
+        return _from_database(source, taxonomy)
+    path = Path(source)
+    if not path.exists():
+        raise DecisionsError(path, "file not found (expected the service's SQLite database or a file "
+                                   "written by `triage export-decisions`)")
+    return _from_export(path, taxonomy)
+
+
+def _protect(value: str) -> str:
+    # A cell starting with = + - @ is run as a formula by Excel (CSV injection).
+    return "'" + value if value[:1] in _FORMULA_START else value
+
+
+def _cell(value: object) -> str:
+    if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NaT:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat(timespec="seconds")
+    return str(value)
+
+
+def write_export(frame: pd.DataFrame, out: str | Path) -> Path:
+    """The decisions as a UTF-8 (BOM, for Excel) CSV ledger, written to a temp file and renamed."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    try:
+        # mkstemp makes the file private (0600); the service, maybe another user, must read it.
+        os.chmod(tmp, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8-sig", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=EXPORT_COLUMNS)
+            writer.writeheader()
+            for record in frame[EXPORT_COLUMNS].to_dict("records"):
+                row = {k: _cell(v) for k, v in record.items()}
+                writer.writerow({k: _protect(v) if k in _TEXT_COLUMNS else v for k, v in row.items()})
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out
+
+
+def export_decisions(source: str | Path, out: str | Path, taxonomy: Taxonomy) -> int:
+    frame = read_decisions(source, taxonomy)
+    write_export(frame, out)
+    return len(frame)

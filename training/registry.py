@@ -1,0 +1,316 @@
+"""The model registry: every trained version kept side by side, one champion in
+service, and a history of who registered, promoted or rolled back what, and why.
+
+    REGISTRY/registry.json          {"champion": version | null, "history": [entry, ...]}
+    REGISTRY/models/<version>/      the artifact (model.artifact.save_model); never overwritten
+    REGISTRY/reports/<version>.html the training report of that version
+
+registry.json is replaced atomically (temp file + os.replace) under a lock file,
+so a reader (the service) sees either the old state or the new one."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import getpass
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from model.artifact import ArtifactError, read_metadata, save_model
+from model.triage import TriageModel
+
+REGISTRY_FILE = "registry.json"
+MODELS_DIR = "models"
+REPORTS_DIR = "reports"
+LOCK_FILE = ".lock"
+# The numbers a challenger must not lose on: intake routing across all divisions
+# (macro-F1, so a small division counts as much as a big one) and finding high-risk cases.
+DEFAULT_KEY_METRICS = ("division.macro_f1", "risk.high_recall")
+# Held-out sets are one quarter of petitions; differences smaller than this are noise.
+DEFAULT_TOLERANCE = 0.02
+# Metrics a promotion can be gated on: all higher-is-better, as `compare` assumes.
+KEY_METRIC_CHOICES = (
+    "division.accuracy", "division.macro_f1", "division.top3_accuracy",
+    "risk.accuracy", "risk.macro_f1", "risk.high_recall", "risk.high_precision",
+    "key_group.accuracy", "key_group.macro_f1", "key_group.any_f1",
+)
+_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,119}$")
+
+
+class RegistryError(RuntimeError):
+    """An operation on the registry that cannot be done; the message says why."""
+
+
+class PromotionRefused(RegistryError):
+    def __init__(self, message: str, checks: list[MetricCheck]) -> None:
+        super().__init__(message)
+        self.checks = checks
+
+
+@dataclass
+class MetricCheck:
+    metric: str  # "head.name", e.g. "division.macro_f1"
+    champion: float | None
+    challenger: float | None
+    tolerance: float
+
+    @property
+    def delta(self) -> float | None:
+        if self.champion is None or self.challenger is None:
+            return None
+        return self.challenger - self.champion
+
+    @property
+    def worse(self) -> bool:
+        delta = self.delta
+        return delta is not None and delta < -self.tolerance
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"delta": self.delta, "worse": self.worse}
+
+
+def metric_value(metrics: dict[str, Any] | None, name: str) -> float | None:
+    if not metrics:
+        return None
+    head, _, key = name.partition(".")
+    value = metrics.get(head, {}).get(key)
+    return None if value is None else float(value)
+
+
+def check_key_metrics(key_metrics: tuple[str, ...] | list[str]) -> None:
+    unknown = [m for m in key_metrics if m not in KEY_METRIC_CHOICES]
+    if unknown:
+        raise RegistryError(f"unknown key metric(s) {unknown}; choose from {', '.join(KEY_METRIC_CHOICES)}")
+
+
+def compare(champion: dict[str, Any] | None, challenger: dict[str, Any],
+            key_metrics: tuple[str, ...] | list[str] = DEFAULT_KEY_METRICS,
+            tolerance: float = DEFAULT_TOLERANCE) -> list[MetricCheck]:
+    check_key_metrics(key_metrics)
+    return [MetricCheck(m, metric_value(champion, m), metric_value(challenger, m), tolerance) for m in key_metrics]
+
+
+def current_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry in some containers
+        return os.environ.get("USER") or "unknown"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        # mkstemp makes the file private (0600); the service, maybe another user, must read it.
+        os.chmod(tmp, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+class Registry:
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.state_path = self.root / REGISTRY_FILE
+        self.models_dir = self.root / MODELS_DIR
+        self.reports_dir = self.root / REPORTS_DIR
+
+    # ------------------------------------------------------------ reading
+    def read_state(self) -> dict[str, Any]:
+        if not self.state_path.exists():
+            if self.root.exists() and not self.root.is_dir():
+                raise RegistryError(f"{self.root} is not a directory")
+            return {"champion": None, "history": []}
+        try:
+            state = json.loads(self.state_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise RegistryError(f"{self.state_path} is not valid JSON ({exc.msg}, line {exc.lineno}); "
+                                "restore it from backup, the model directories are intact") from None
+        if not isinstance(state, dict) or "champion" not in state or not isinstance(state.get("history"), list):
+            raise RegistryError(f"{self.state_path} lacks 'champion' or a 'history' list; not a registry file")
+        return state
+
+    def champion(self) -> str | None:
+        return self.read_state()["champion"]
+
+    def model_dir(self, version: str) -> Path:
+        if not _VERSION.match(version):
+            raise RegistryError(f"{version!r} is not a version name (letters, digits, '.', '_', '-')")
+        return self.models_dir / version
+
+    def report_path(self, version: str) -> Path:
+        return self.reports_dir / f"{self.model_dir(version).name}.html"
+
+    def metadata(self, version: str) -> dict[str, Any]:
+        path = self.model_dir(version)
+        if not path.is_dir():
+            known = ", ".join(self.version_names()) or "none"
+            raise RegistryError(f"no version {version!r} in {self.models_dir} (registered: {known})")
+        try:
+            return read_metadata(path)
+        except ArtifactError as exc:
+            raise RegistryError(str(exc)) from None
+
+    def version_names(self) -> list[str]:
+        if not self.models_dir.is_dir():
+            return []
+        # save_model stages into dot-directories; those are never versions.
+        return sorted(p.name for p in self.models_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def versions(self) -> list[dict[str, Any]]:
+        """Metadata of every registered version, oldest first; a damaged one is listed with its error."""
+        rows = []
+        for name in self.version_names():
+            try:
+                rows.append(read_metadata(self.models_dir / name))
+            except ArtifactError as exc:
+                rows.append({"version": name, "error": str(exc)})
+        return sorted(rows, key=lambda m: (str(m.get("created_at", "")), m["version"]))
+
+    def entries(self, version: str) -> list[dict[str, Any]]:
+        return [e for e in self.read_state()["history"] if e.get("version") == version]
+
+    def lineage(self, state: dict[str, Any] | None = None) -> list[str]:
+        """The champions in force, oldest first: promotions push, rollbacks pop."""
+        state = state or self.read_state()
+        stack: list[str] = []
+        for entry in state["history"]:
+            if entry.get("action") == "promote":
+                stack.append(entry["version"])
+            elif entry.get("action") == "rollback" and stack:
+                stack.pop()
+        if (stack[-1] if stack else None) != state["champion"]:
+            raise RegistryError(f"{self.state_path}: champion {state['champion']!r} disagrees with its history "
+                                f"(which ends with {stack[-1] if stack else None!r}); it was edited by hand")
+        return stack
+
+    # ------------------------------------------------------------ writing
+    @contextlib.contextmanager
+    def _locked(self, create: bool = False) -> Iterator[dict[str, Any]]:
+        if create:
+            self.root.mkdir(parents=True, exist_ok=True)
+        elif not self.state_path.exists():
+            raise RegistryError(f"no registry at {self.root} ({REGISTRY_FILE} is missing); `triage retrain` creates one")
+        with (self.root / LOCK_FILE).open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield self.read_state()
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _save_state(self, state: dict[str, Any]) -> None:
+        _write_atomic(self.state_path, json.dumps(state, ensure_ascii=False, indent=2) + "\n")
+
+    def _entry(self, action: str, version: str, previous: str | None, by: str | None,
+               forced: bool = False, reason: str | None = None, **extra: Any) -> dict[str, Any]:
+        return {"at": _now(), "action": action, "version": version, "previous": previous,
+                "forced": forced, "reason": reason, "by": by or current_user(), **extra}
+
+    def fresh_version(self, base: str) -> str:
+        """`base`, or `base-2`, `base-3` … when a version of that name is already registered."""
+        version, n = base, 1
+        while self.model_dir(version).exists():
+            n += 1
+            version = f"{base}-{n}"
+        return version
+
+    def register(self, model: TriageModel, metadata: dict[str, Any], report_html: str | None = None,
+                 by: str | None = None) -> Path:
+        """Write the artifact (and its report) as a new version; refuses to replace anything."""
+        version = str(metadata["version"])
+        with self._locked(create=True) as state:
+            out = self.model_dir(version)
+            report = self.report_path(version)
+            if out.exists() or report.exists():
+                raise RegistryError(f"version {version} is already registered in {self.root}; "
+                                    "versions are never overwritten")
+            self.models_dir.mkdir(parents=True, exist_ok=True)
+            save_model(model, out, metadata)
+            try:
+                if report_html is not None:
+                    self.reports_dir.mkdir(parents=True, exist_ok=True)
+                    _write_atomic(report, report_html)
+                state["history"].append(self._entry("register", version, state["champion"], by))
+                self._save_state(state)
+            except BaseException:
+                shutil.rmtree(out, ignore_errors=True)
+                with contextlib.suppress(FileNotFoundError):
+                    report.unlink()
+                raise
+        return out
+
+    def promote(self, version: str, by: str | None = None, force: bool = False, reason: str | None = None,
+                key_metrics: tuple[str, ...] | list[str] = DEFAULT_KEY_METRICS,
+                tolerance: float = DEFAULT_TOLERANCE) -> dict[str, Any]:
+        """Make `version` the champion. Refused (PromotionRefused) when it was not compared
+        with the current champion, or is worse on a key metric by more than `tolerance`,
+        unless `force` with a reason, which is recorded."""
+        reason = (reason or "").strip() or None
+        if force and not reason:
+            raise RegistryError("--force needs --reason: say why a worse or uncompared model goes into service")
+        metadata = self.metadata(version)
+        with self._locked() as state:
+            self.lineage(state)
+            champion = state["champion"]
+            if champion == version:
+                raise RegistryError(f"{version} is already the champion")
+            checks: list[MetricCheck] = []
+            if champion is not None:
+                evaluation = metadata.get("evaluation") or {}
+                compared = evaluation.get("champion") or {}
+                if compared.get("version") != champion or not compared.get("metrics"):
+                    against = compared.get("version") or "no champion"
+                    problem = f" (it could not be scored: {compared['error']})" if compared.get("error") else ""
+                    message = (f"{version} was evaluated against {against}{problem}, but the champion now is "
+                               f"{champion}; retrain so both are scored on the same held-out petitions, "
+                               "or promote with --force --reason")
+                    if not force:
+                        raise PromotionRefused(message, [])
+                else:
+                    checks = compare(compared["metrics"], evaluation["challenger"]["metrics"], key_metrics, tolerance)
+                    worse = [c for c in checks if c.worse]
+                    if worse and not force:
+                        detail = "; ".join(f"{c.metric} {c.challenger:.3f} vs champion {c.champion:.3f} "
+                                           f"({c.delta:+.3f}, tolerance {c.tolerance})" for c in worse)
+                        raise PromotionRefused(f"{version} is worse than champion {champion}: {detail}; "
+                                               "promote with --force --reason to override", checks)
+            entry = self._entry("promote", version, champion, by, forced=force, reason=reason,
+                                checks=[c.to_dict() for c in checks])
+            state["champion"] = version
+            state["history"].append(entry)
+            self._save_state(state)
+        return entry
+
+    def rollback(self, by: str | None = None, reason: str | None = None) -> dict[str, Any]:
+        """Restore the champion that the current one replaced."""
+        with self._locked() as state:
+            lineage = self.lineage(state)
+            if not lineage:
+                raise RegistryError(f"{self.root} has no champion; nothing to roll back")
+            if len(lineage) < 2:
+                raise RegistryError(f"{lineage[-1]} is the first champion of {self.root}; there is no previous "
+                                    "one to restore")
+            current, restored = lineage[-1], lineage[-2]
+            self.metadata(restored)  # its directory must still be there
+            entry = self._entry("rollback", restored, current, by, reason=(reason or "").strip() or None)
+            state["champion"] = restored
+            state["history"].append(entry)
+            self._save_state(state)
+        return entry
