@@ -14,6 +14,12 @@ import rjieba
 _FULLWIDTH = {cp: cp - 0xFEE0 for cp in range(0xFF01, 0xFF5F)}
 _FULLWIDTH[0x3000] = 0x20
 _SPACE = re.compile(r"\s+")
+# rjieba keeps runs such as "2016.4.19", "0769-12345" or "baidu.com" whole,
+# where jieba's fallback segmenter splits them into "2016.4" "." "19"; these
+# patterns redo jieba's split so both give the same tokens.
+_ASCII_RUN = re.compile(r"[a-zA-Z0-9+#&._%\-]+")
+# jieba.finalseg's re_skip: the split applied to runs the dictionary does not know.
+_FINALSEG_SKIP = re.compile(r"([a-zA-Z0-9]+(?:\.\d+)?%?)")
 
 
 def normalize(text: str) -> str:
@@ -39,4 +45,12 @@ def title_of(text: str) -> str:
 def segment(text: str) -> list[str]:
     """jieba's segmentation (rjieba is a Rust build of the same dictionary and
     algorithm, about 30x faster here; tests/test_segmentation.py checks they agree)."""
-    return [w for w in rjieba.cut(text) if not w.isspace()]
+    tokens = []
+    for word in rjieba.cut(text):
+        if word.isspace():
+            continue
+        if _ASCII_RUN.fullmatch(word):
+            tokens.extend(piece for piece in _FINALSEG_SKIP.split(word) if piece)
+        else:
+            tokens.append(word)
+    return tokens
