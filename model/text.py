@@ -20,6 +20,8 @@ _SPACE = re.compile(r"\s+")
 _ASCII_RUN = re.compile(r"[a-zA-Z0-9+#&._%\-]+")
 # jieba.finalseg's re_skip: the split applied to runs the dictionary does not know.
 _FINALSEG_SKIP = re.compile(r"([a-zA-Z0-9]+(?:\.\d+)?%?)")
+# The only such runs in jieba's dictionary, which jieba keeps whole.
+_DICTIONARY_ASCII = frozenset({"AT&T", "c#", "C#", "c++", "C++"})
 
 
 def normalize(text: str) -> str:
@@ -49,7 +51,7 @@ def segment(text: str) -> list[str]:
     for word in rjieba.cut(text):
         if word.isspace():
             continue
-        if _ASCII_RUN.fullmatch(word):
+        if _ASCII_RUN.fullmatch(word) and word not in _DICTIONARY_ASCII:
             tokens.extend(piece for piece in _FINALSEG_SKIP.split(word) if piece)
         else:
             tokens.append(word)
