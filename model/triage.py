@@ -11,7 +11,7 @@ from sklearn.base import BaseEstimator
 
 from model.calibration import TemperatureScaledSVC
 from model.explain import explain_head
-from model.features import build_features
+from model.features import build_features, rule_feature_names, rule_matrix
 from model.taxonomy import HEADS, RISK_ORDER, Rule, Taxonomy
 from model.text import normalize
 
@@ -81,11 +81,14 @@ class TriageModel(BaseEstimator):
             unknown = sorted(set(labels[head]) - set(self.taxonomy.codes(head)))
             if unknown:
                 raise ModelInputError(f"{head}: labels {unknown} are not defined in the taxonomy")
+        texts = [normalize(t) for t in texts]
+        hits = [self._hits(t) for t in texts]
         self.features_ = build_features(self.taxonomy, self.max_char_features)
-        matrix = self.features_.fit_transform(texts)
-        self.feature_names_ = self.features_.get_feature_names_out()
+        matrix = sp.hstack([self.features_.fit_transform(texts), rule_matrix(hits, self.taxonomy.rules)], format="csr")
+        self.feature_names_ = np.concatenate([
+            self.features_.get_feature_names_out(), rule_feature_names(self.taxonomy.rules)]).astype(object)
         weights = {**DEFAULT_KEYWORD_WEIGHTS, **(self.keyword_weights or {})}
-        n_keyword = len(self.features_.transformer_list[-1][1].get_feature_names_out())
+        n_keyword = len(self.features_.transformer_list[-1][1].get_feature_names_out()) + len(self.taxonomy.rules)
         self.head_scaling_ = {}
         labels[HIGH_HEAD] = np.where(labels["risk"] == "high", "high", "other")
         heads = HEADS + ((HIGH_HEAD,) if (labels["risk"] == "high").sum() >= 2 else ())
@@ -144,19 +147,30 @@ class TriageModel(BaseEstimator):
                 raise ModelInputError(f"X[{i}] must be str, got {type(text).__name__}")
         return texts
 
-    def predict_proba(self, X: Sequence[str]) -> dict[str, np.ndarray]:
-        """Calibrated probabilities per head; columns follow `classes_[head]`."""
-        matrix = self.features_.transform(self._check_texts(X))
-        return {head: model.predict_proba(self.head_matrix(head, matrix)) for head, model in self.heads_.items()}
-
-    def rule_hits(self, text: str) -> list[tuple[Rule, list[tuple[int, int]]]]:
-        normalized = normalize(text)
+    def _hits(self, normalized: str) -> list[tuple[Rule, list[tuple[int, int]]]]:
         hits = []
         for rule in self.taxonomy.rules:
             spans = rule.matches(normalized)
             if spans:
                 hits.append((rule, spans))
         return hits
+
+    def _matrix(self, normalized: list[str], hits: list[list[tuple[Rule, Any]]]) -> Any:
+        return sp.hstack([self.features_.transform(normalized), rule_matrix(hits, self.taxonomy.rules)], format="csr")
+
+    def _score(self, X: Sequence[str]) -> tuple[dict[str, np.ndarray], list[list[tuple[Rule, Any]]], Any]:
+        normalized = [normalize(t) for t in self._check_texts(X)]
+        hits = [self._hits(t) for t in normalized]
+        matrix = self._matrix(normalized, hits)
+        proba = {head: model.predict_proba(self.head_matrix(head, matrix)) for head, model in self.heads_.items()}
+        return proba, hits, matrix
+
+    def predict_proba(self, X: Sequence[str]) -> dict[str, np.ndarray]:
+        """Calibrated probabilities per head; columns follow `classes_[head]`."""
+        return self._score(X)[0]
+
+    def rule_hits(self, text: str) -> list[tuple[Rule, list[tuple[int, int]]]]:
+        return self._hits(normalize(text))
 
     def decide(self, proba: dict[str, np.ndarray], hits: list[tuple[Rule, list]]) -> dict[str, Any]:
         """Labels and confidences for one petition from its probabilities (1-D per head) and rule hits."""
@@ -212,8 +226,8 @@ class TriageModel(BaseEstimator):
 
     def predict(self, X: Sequence[str]) -> list[dict[str, Any]]:
         """One decision per text (labels, confidences, top-3, rules fired), no explanation."""
-        texts = self._check_texts(X)
-        return self.decide_many(self.predict_proba(texts), [self.rule_hits(t) for t in texts])
+        proba, hits, _ = self._score(X)
+        return self.decide_many(proba, hits)
 
     def decide_many(self, proba: dict[str, np.ndarray], hits: list[list[tuple[Rule, list]]]) -> list[dict[str, Any]]:
         return [self.decide({h: p[i] for h, p in proba.items()}, row_hits) for i, row_hits in enumerate(hits)]
@@ -221,10 +235,10 @@ class TriageModel(BaseEstimator):
     def suggest(self, text: str, top_terms: int = 5) -> dict[str, Any]:
         """The full suggestion for one petition: decision plus, per head, the words
         and rules that drove it with their character offsets in `text`."""
-        matrix = self.features_.transform([text])
+        proba_rows, hit_rows, matrix = self._score([text])
+        proba = {head: p[0] for head, p in proba_rows.items()}
+        hits = hit_rows[0]
         matrices = {head: self.head_matrix(head, matrix) for head in self.heads_}
-        proba = {head: model.predict_proba(matrices[head])[0] for head, model in self.heads_.items()}
-        hits = self.rule_hits(text)
         decision = self.decide(proba, hits)
         decision["explanation"] = {
             head: explain_head(
