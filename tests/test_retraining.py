@@ -446,3 +446,14 @@ def test_explicit_holdout_ledger_is_scored_and_kept_out_of_training(data, tmp_pa
     assert f"{len(data.q2_rows)} of them also in the training ledgers were taken out of training" in result.out
     # Q1 without its repeated row and without the id labelled two ways (no decision settles it here)
     assert registry.metadata(version)["training_data"]["rows"] == len(data.q1_rows) - 1
+
+
+def test_high_recall_bought_with_an_unworkable_queue_is_not_the_bar():
+    from training.registry import compare
+
+    champion = {"division": {"macro_f1": 0.6}, "risk": {"high_recall": 0.95, "high_share": 0.25}}
+    workable = {"division": {"macro_f1": 0.6}, "risk": {"high_recall": 0.80, "high_share": 0.12}}
+    checks = {c.metric: c for c in compare(champion, workable)}
+    assert not checks["risk.high_recall"].worse and checks["risk.high_recall"].excused
+    flooding = {"division": {"macro_f1": 0.6}, "risk": {"high_recall": 0.99, "high_share": 0.40}}
+    assert any(c.worse for c in compare(champion, flooding))

@@ -42,6 +42,9 @@ KEY_METRIC_CHOICES = (
     "risk.accuracy", "risk.macro_f1", "risk.high_recall", "risk.high_precision",
     "key_group.accuracy", "key_group.macro_f1", "key_group.any_f1",
 )
+# The review queue must stay workable: recall bought by flagging more than this
+# share of petitions high is not a standard a challenger has to meet.
+HIGH_SHARE_CEILING = 0.15
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,119}$")
 
 
@@ -61,6 +64,7 @@ class MetricCheck:
     champion: float | None
     challenger: float | None
     tolerance: float
+    excused: str | None = None  # why a loss on this metric does not count
 
     @property
     def delta(self) -> float | None:
@@ -71,7 +75,7 @@ class MetricCheck:
     @property
     def worse(self) -> bool:
         delta = self.delta
-        return delta is not None and delta < -self.tolerance
+        return delta is not None and delta < -self.tolerance and self.excused is None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"delta": self.delta, "worse": self.worse}
@@ -95,7 +99,18 @@ def compare(champion: dict[str, Any] | None, challenger: dict[str, Any],
             key_metrics: tuple[str, ...] | list[str] = DEFAULT_KEY_METRICS,
             tolerance: float = DEFAULT_TOLERANCE) -> list[MetricCheck]:
     check_key_metrics(key_metrics)
-    return [MetricCheck(m, metric_value(champion, m), metric_value(challenger, m), tolerance) for m in key_metrics]
+    checks = [MetricCheck(m, metric_value(champion, m), metric_value(challenger, m), tolerance) for m in key_metrics]
+    champion_share = metric_value(champion, "risk.high_share")
+    challenger_share = metric_value(challenger, "risk.high_share")
+    for check in checks:
+        if (check.metric == "risk.high_recall" and champion_share is not None and challenger_share is not None
+                and champion_share > HIGH_SHARE_CEILING >= challenger_share):
+            check.excused = (f"the champion flags {champion_share:.1%} of petitions high, over the "
+                             f"{HIGH_SHARE_CEILING:.0%} a review queue can take; the challenger flags {challenger_share:.1%}")
+    if challenger_share is not None and challenger_share > HIGH_SHARE_CEILING and (
+            champion_share is None or challenger_share > champion_share + tolerance):
+        checks.append(MetricCheck("risk.high_share_within_ceiling", 1.0, 0.0, tolerance))
+    return checks
 
 
 def current_user() -> str:

@@ -79,7 +79,7 @@ def medium_bias(model: TriageModel, thresholds: dict[str, Any], proba: dict[str,
     saved = model.thresholds_
     best, best_f1 = 0.0, -1.0
     try:
-        for bias in np.round(np.arange(-0.3, 0.31, 0.05), 2):
+        for bias in np.round(np.arange(-0.5, 0.51, 0.05), 2):
             model.thresholds_ = {**thresholds, "risk_medium_bias": float(bias)}
             predicted = [d["risk"] for d in model.decide_many(proba, hits)]
             score = f1_score(truth_risk, predicted, average="macro", zero_division=0)
