@@ -41,6 +41,22 @@ _SLOT = re.compile(r"\{(\w+)\}")
 _PUNCT = re.compile(r"[，。；、]")
 
 
+def _merge(into: dict[str, Any], extra: dict[str, Any]) -> None:
+    for key, value in extra.items():
+        if isinstance(value, dict):
+            _merge(into.setdefault(key, {}), value)
+        else:
+            into.setdefault(key, []).extend(value)
+
+
+def _merged_risk(folder: Path) -> dict[str, Any]:
+    """risk.json plus any risk_*.json: more writers add sentences without editing one file."""
+    merged: dict[str, Any] = {}
+    for path in [folder / "risk.json", *sorted(folder.glob("risk_*.json"))]:
+        _merge(merged, json.loads(path.read_text(encoding="utf-8")))
+    return merged
+
+
 def load_fragments(folder: Path = FRAGMENTS) -> dict[str, Any]:
     scenarios: list[dict[str, Any]] = []
     for path in sorted(folder.glob("*.json")):
@@ -50,7 +66,7 @@ def load_fragments(folder: Path = FRAGMENTS) -> dict[str, Any]:
             scenarios.append(scenario)
     return {
         "scenarios": scenarios,
-        "risk": json.loads((folder / "risk.json").read_text(encoding="utf-8")),
+        "risk": _merged_risk(folder),
         "registers": json.loads((folder / "registers.json").read_text(encoding="utf-8")),
         "slots": json.loads((folder / "slots.json").read_text(encoding="utf-8")),
     }
