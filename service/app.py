@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
+import signal
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -12,6 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from model.artifact import ArtifactError, LoadedModel
 from service.database import AuditEntry, Database
@@ -20,17 +25,21 @@ from service.metrics import LATENCY, REQUESTS
 from service.model_holder import ModelHolder
 from service.registry_watch import RegistryWatch
 from service.routers import decisions, health, model_info, review, stats, triage
-from service.settings import Settings
+from service.settings import Settings, get_settings
 
 log = logging.getLogger("triage.service")
+# uvicorn's exit status for "the app cannot start": its worker supervisor then stops
+# instead of restarting a worker that would fail the same way forever.
+STARTUP_FAILURE = 3
 
 
 def _audit_promotion(database: Database) -> Callable[[str, LoadedModel], None]:
     def audit(champion: str, loaded: LoadedModel) -> None:
         try:
             with database.sessions() as session:
+                # Each worker process puts the champion into service itself, so each records it.
                 session.add(AuditEntry(actor="registry", action="model.promote", target=champion,
-                                       detail={"version": loaded.version, "path": str(loaded.path)}))
+                                       detail={"version": loaded.version, "path": str(loaded.path), "pid": os.getpid()}))
                 session.commit()
         except SQLAlchemyError as exc:
             log.error("promotion of %s not audited, database unavailable: %s", champion, type(exc).__name__)
@@ -78,19 +87,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.registry_watch = watch
     app.state.recent_keys = RecentKeys(settings.offline_key_seconds)
 
-    @app.middleware("http")
-    async def limits_and_metrics(request: Request, call_next):  # type: ignore[no-untyped-def]
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > settings.max_request_bytes:
-            return JSONResponse({"detail": f"request body over {settings.max_request_bytes} bytes"}, status_code=413)
-        if not database.migrated:
-            await run_in_threadpool(database.ensure_migrated)
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        REQUESTS.labels(request.method, route, str(response.status_code)).inc()
-        LATENCY.labels(route).observe(time.perf_counter() - started)
-        return response
+    app.add_middleware(LimitsAndMetrics, max_request_bytes=settings.max_request_bytes, database=database)
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(PoolTimeoutError)
@@ -103,3 +100,66 @@ def create_app(settings: Settings) -> FastAPI:
     for module in (health, triage, decisions, review, model_info, stats):
         app.include_router(module.router)
     return app
+
+
+class LimitsAndMetrics:
+    """Refuses oversized bodies, migrates a database that was down at start-up, and counts
+    requests. Plain ASGI rather than @app.middleware("http"): that wraps every response
+    in a stream and a task group, which cost more per request than this whole middleware."""
+
+    def __init__(self, app: ASGIApp, max_request_bytes: int, database: Database) -> None:
+        self.app, self.max_request_bytes, self.database = app, max_request_bytes, database
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = next((v for k, v in scope["headers"] if k == b"content-length"), b"")
+        if length.isdigit() and int(length) > self.max_request_bytes:
+            response = JSONResponse({"detail": f"request body over {self.max_request_bytes} bytes"}, status_code=413)
+            await response(scope, receive, send)
+            return
+        if not self.database.migrated:
+            await run_in_threadpool(self.database.ensure_migrated)
+        started = time.perf_counter()
+        status = 500  # what the client gets when the app raises before answering
+
+        async def send_and_note_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note_status)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            REQUESTS.labels(scope["method"], route, str(status)).inc()
+            LATENCY.labels(route).observe(time.perf_counter() - started)
+
+
+def _stop_with_supervisor() -> None:
+    # A worker outliving its supervisor (killed with SIGKILL, or crashed) would go on serving,
+    # unsupervised, on the port forever. When the supervisor is gone, stop as on SIGTERM:
+    # requests in flight are finished first.
+    supervisor = multiprocessing.parent_process()
+    if supervisor is None:  # one worker: uvicorn serves in the `triage serve` process itself
+        return
+
+    def watch() -> None:
+        supervisor.join()
+        log.warning("the supervisor process %s is gone; worker %s stops", supervisor.pid, os.getpid())
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="supervisor-watch", daemon=True).start()
+
+
+def create_app_from_env() -> FastAPI:
+    """The app of one `triage serve` worker process (uvicorn's factory): settings from
+    the environment, as the parent process read them."""
+    _stop_with_supervisor()
+    try:
+        return create_app(get_settings())
+    except Exception as exc:
+        log.critical("cannot start the service: %s: %s", type(exc).__name__, exc)
+        raise SystemExit(STARTUP_FAILURE) from exc

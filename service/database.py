@@ -6,6 +6,7 @@ service/migrations/versions; a change to the tables here needs a new revision.""
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -141,7 +142,7 @@ def make_engine(url: str) -> Engine:
             cursor = dbapi_connection.cursor()
             # WAL lets readers proceed during a write; synchronous=FULL makes an
             # acknowledged commit survive a power cut or SIGKILL.
-            cursor.execute("PRAGMA journal_mode=WAL")
+            _journal_mode_wal(cursor)
             cursor.execute("PRAGMA synchronous=FULL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
@@ -159,6 +160,21 @@ def make_engine(url: str) -> Engine:
     # A database that does not answer must fail the request quickly, not hold it for minutes.
     connect_args = {"connect_timeout": CONNECT_TIMEOUT_S} if url.startswith("postgresql") else {}
     return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+
+
+def _journal_mode_wal(cursor: sqlite3.Cursor, wait_seconds: float = 5.0) -> None:
+    # Turning a new file to WAL needs it to itself, and SQLite refuses at once ("database is
+    # locked"), without waiting, while another process reads it: e.g. two `triage serve`
+    # workers on their first connections. Once the file is in WAL, this returns at once.
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def _file_id(path: Path) -> tuple[int, int] | None:

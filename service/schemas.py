@@ -8,12 +8,15 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 Channel = Literal["来信", "来访", "网上", "电话"]
+# PostgreSQL cannot store a NUL character (the request would fail as a database error), and no
+# petition, name or path holds one: refused as bad input instead.
+NO_NUL = r"^[^\x00]*$"
 
 
 class PetitionIn(BaseModel):
-    title: str = Field("", max_length=500)
-    body: str = Field(..., min_length=1)
-    external_id: str | None = Field(None, max_length=200)
+    title: str = Field("", max_length=500, pattern=NO_NUL)
+    body: str = Field(..., min_length=1, pattern=NO_NUL)
+    external_id: str | None = Field(None, max_length=200, pattern=NO_NUL)
     received_at: datetime | None = None
     channel: Channel | None = None
 
@@ -77,12 +80,12 @@ class BatchItem(BaseModel):
 
 
 class DecisionIn(BaseModel):
-    triage_id: str
-    division: str
-    risk: str | None = None
-    key_group: str | None = None
-    decided_by: str = Field(..., min_length=1, max_length=200)
-    reason: str | None = Field(None, max_length=2000)
+    triage_id: str = Field(..., max_length=200, pattern=NO_NUL)
+    division: str = Field(..., max_length=200, pattern=NO_NUL)
+    risk: str | None = Field(None, max_length=200, pattern=NO_NUL)
+    key_group: str | None = Field(None, max_length=200, pattern=NO_NUL)
+    decided_by: str = Field(..., min_length=1, max_length=200, pattern=NO_NUL)
+    reason: str | None = Field(None, max_length=2000, pattern=NO_NUL)
 
 
 class DecisionOut(BaseModel):
@@ -109,8 +112,9 @@ class ReviewItemOut(BaseModel):
 
 
 class ResolveIn(BaseModel):
-    note: str = Field(..., min_length=1, max_length=2000)
+    note: str = Field(..., min_length=1, max_length=2000, pattern=NO_NUL)
 
 
 class ReloadIn(BaseModel):
-    model_dir: str
+    # At most what the audit log's target column holds.
+    model_dir: str = Field(..., min_length=1, max_length=200, pattern=NO_NUL)

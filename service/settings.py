@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def cpu_count() -> int:
+    # The CPUs this process may run on (a container or taskset may allow fewer than the machine has).
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 class Settings(BaseSettings):
@@ -20,7 +30,9 @@ class Settings(BaseSettings):
     max_request_bytes: int = 2_000_000
     host: str = "127.0.0.1"
     port: int = 8000
-    workers: int = 1
+    # uvicorn worker processes of `triage serve`. One process runs Python on one core at a
+    # time (the model is CPU-bound), so the default is one per core. Each holds its own model.
+    workers: int = Field(default_factory=cpu_count, ge=1, le=64)
     # While the database is down: how often to try migrating it again, and how long a key
     # last verified against it stays usable (no key can be revoked then, but a key revoked
     # just before the outage keeps working this long).

@@ -59,7 +59,8 @@ class Server:
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
+            # The whole process group: with TRIAGE_WORKERS > 1 the workers answer, not this process.
+            os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=30)
 
     def tail(self) -> str:

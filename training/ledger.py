@@ -4,6 +4,7 @@ with the file, the row as a person sees it in a spreadsheet, and the column."""
 
 from __future__ import annotations
 
+import codecs
 import io
 import json
 from dataclasses import dataclass, field
@@ -14,6 +15,8 @@ import pandas as pd
 from model.taxonomy import HEADS, Taxonomy
 
 MAX_LEDGER_BYTES = 100 * 1024 * 1024
+# The compound-file signature of Excel 97-2003 .xls workbooks and of password-protected .xlsx.
+OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
 # Header spellings seen in real 台账 exports, per canonical column.
 HEADER_ALIASES: dict[str, tuple[str, ...]] = {
@@ -56,6 +59,13 @@ class Ledger:
 
 
 def _decode(path: Path, raw: bytes) -> str:
+    # Excel's "Unicode Text" export is UTF-16 with a byte-order mark.
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            return raw.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise LedgerError(path, f"unreadable UTF-16 text (invalid data at byte {exc.start}); "
+                                    "re-export the file as UTF-8 CSV or XLSX") from None
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     try:
@@ -73,21 +83,53 @@ def _decode(path: Path, raw: bytes) -> str:
             ) from None
 
 
+def _not_text(path: Path, raw: bytes) -> str:
+    """Why a file with NUL bytes is not a ledger, in terms a person can act on."""
+    if raw.startswith(OLE2_MAGIC):
+        return ("an Excel 97-2003 workbook (.xls) or a password-protected workbook; "
+                "save it without a password as .xlsx or UTF-8 CSV")
+    head = raw[:4096]
+    if head[1::2].count(0) > len(head) // 4 or head[0::2].count(0) > len(head) // 4:
+        return "UTF-16 text without a byte-order mark; re-export the file as UTF-8 CSV or XLSX"
+    return "binary data, not a CSV/JSONL text file"
+
+
+def _delimiter(text: str) -> str:
+    # Excel's "Text (tab delimited)" and "Unicode Text" exports separate columns with tabs.
+    header = text.lstrip("\ufeff").split("\n", 1)[0]
+    return "\t" if "\t" in header and "," not in header else ","
+
+
 def _read_raw(path: Path) -> tuple[pd.DataFrame, int]:
     """The file as strings, and the spreadsheet row number of its first data row."""
     suffix = path.suffix.lower()
     if suffix in (".xlsx", ".xlsm"):
+        with path.open("rb") as handle:
+            if handle.read(len(OLE2_MAGIC)) == OLE2_MAGIC:
+                raise LedgerError(path, _not_text(path, OLE2_MAGIC))
         try:
-            frame = pd.read_excel(path, dtype=str, keep_default_na=False, engine="openpyxl")
+            # data_only=False: a formula is read as the text of the formula, never as a value
+            # Excel computed (a cell "=HYPERLINK(...)" stays that text, and is never evaluated).
+            frame = pd.read_excel(path, dtype=str, keep_default_na=False, engine="openpyxl",
+                                  engine_kwargs={"data_only": False})
         except Exception as exc:  # openpyxl raises many types for a damaged workbook
             raise LedgerError(path, f"not a readable XLSX workbook ({type(exc).__name__}: {exc})") from None
+        for column in frame.columns:
+            # Array formulas come back as openpyxl objects whose text pandas cannot give.
+            odd = frame[column].astype(str).str.startswith("<openpyxl.worksheet.formula.")
+            if odd.any():
+                raise LedgerError(path, "an array formula; replace it by its value (paste as values)",
+                                  row=2 + int(odd.to_numpy().nonzero()[0][0]), column=str(column))
         return frame, 2
     raw = path.read_bytes()
-    if b"\x00" in raw[:4096] and not raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise LedgerError(path, "binary data, not a CSV/JSONL text file")
+    if b"\x00" in raw[:4096] and not raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise LedgerError(path, _not_text(path, raw))
     text = _decode(path, raw)
     if not text.strip():
         raise LedgerError(path, "the file is empty")
+    if text.lstrip("\ufeff \t\r\n")[:1] == "<":
+        # What many web systems' "export to Excel" writes under an .xls name.
+        raise LedgerError(path, "an HTML or XML page, not a CSV/JSONL file; open it in Excel and save it as .xlsx or UTF-8 CSV")
     if suffix in (".jsonl", ".ndjson", ".json"):
         records = []
         for number, line in enumerate(text.splitlines(), start=1):
@@ -102,11 +144,16 @@ def _read_raw(path: Path) -> tuple[pd.DataFrame, int]:
             records.append({k: "" if v is None else str(v) for k, v in record.items()})
         return pd.DataFrame.from_records(records), 1
     try:
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=False)
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=False,
+                            sep=_delimiter(text))
     except pd.errors.ParserError as exc:
         raise LedgerError(path, f"not a valid CSV file ({exc})") from None
     except pd.errors.EmptyDataError:
         raise LedgerError(path, "the file is empty") from None
+    if not isinstance(frame.index, pd.RangeIndex):
+        # pandas turns the surplus leading fields into an index and shifts every column by as many.
+        raise LedgerError(path, f"the data rows have more fields than the {len(frame.columns)} columns of the header "
+                                "(a comma at the end of each line, or an unquoted comma inside a field?)", row=2)
     return frame, 2
 
 
@@ -149,8 +196,10 @@ def _resolve_labels(path: Path, frame: pd.DataFrame, first_row: int, taxonomy: T
 
 
 def read_ledger(path: str | Path, taxonomy: Taxonomy, require_labels: bool = True,
-                max_bytes: int = MAX_LEDGER_BYTES) -> pd.DataFrame:
+                max_bytes: int | None = None) -> pd.DataFrame:
     path = Path(path)
+    if max_bytes is None:
+        max_bytes = MAX_LEDGER_BYTES  # looked up now, so that the limit can be changed at run time
     if not path.exists():
         raise LedgerError(path, "file not found")
     if path.is_dir():

@@ -16,7 +16,7 @@ import pandas as pd
 from model.artifact import new_version_id, save_model
 from model.taxonomy import DEFAULT_TAXONOMY, HEADS, Taxonomy, load_taxonomy
 from model.text import join_fields
-from model.triage import TriageModel
+from model.triage import ModelInputError, TriageModel
 from training.evaluate import evaluate_decisions, summary_line
 from training.ledger import read_ledgers
 from training.thresholds import choose_thresholds
@@ -52,7 +52,15 @@ def fit_with_thresholds(frame: pd.DataFrame, taxonomy: Taxonomy, seed: int = 0,
     out-of-fold predictions (each row scored by a model that did not see it)."""
     texts = texts_of(frame)
     progress(f"fitting on {len(frame)} petitions (3-fold out-of-fold scores for calibration and thresholds) …")
-    model = TriageModel(taxonomy, random_state=seed, **params).fit(texts, frame[list(HEADS)])
+    try:
+        model = TriageModel(taxonomy, random_state=seed, **params).fit(texts, frame[list(HEADS)])
+    except ModelInputError:
+        raise
+    except ValueError as exc:
+        # scikit-learn's refusals (one petition; no word or character seen in two petitions)
+        # are problems of the ledger, not of the program.
+        raise ModelInputError(f"cannot learn from these {len(frame)} petitions: too few, or too little text shared "
+                              f"between them (scikit-learn: {exc})") from None
     oof = model.oof_proba_
     del model.oof_proba_
     real = ~frame["synthetic"].to_numpy(bool) if "synthetic" in frame.columns else np.ones(len(frame), bool)

@@ -151,16 +151,39 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
+def _worker_count(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 64:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected a number of processes from 1 to 64")
+    return int(value)
 
-    from service.app import create_app
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import copy
+
+    import uvicorn
+    from pydantic import ValidationError
+
     from service.settings import get_settings
 
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        print(f"triage serve: error: invalid TRIAGE_ setting: {exc}", file=sys.stderr)
+        return 2
+    workers = args.workers or settings.workers
+    # Once, here: workers started together must not each train the default model.
     ensure_default_model(Path(settings.model_dir))
-    app = create_app(settings)
-    uvicorn.run(app, host=args.host or settings.host, port=args.port or settings.port, log_level="info")
+    # The service's own messages (migrations, registry promotions) beside uvicorn's, in every worker.
+    log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    log_config["loggers"]["triage"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    _progress(f"starting {workers} worker process{'es' if workers > 1 else ''} "
+              f"(TRIAGE_WORKERS; each loads its own copy of the model)")
+    # An import string and a factory, not an app object: uvicorn can only start worker
+    # processes from a string, and each worker builds its own app (model, database engine,
+    # registry watch) from the environment this process read.
+    uvicorn.run("service.app:create_app_from_env", factory=True, workers=workers,
+                host=args.host or settings.host, port=args.port or settings.port,
+                log_level="info", log_config=log_config)
     return 0
 
 
@@ -363,6 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="start the HTTP service (trains the default model on first run)")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
+    p.add_argument("--workers", type=_worker_count, metavar="N",
+                   help="worker processes, 1-64 (default: TRIAGE_WORKERS, else one per CPU core)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("keys", help="create or revoke API keys")

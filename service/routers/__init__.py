@@ -1,0 +1,52 @@
+"""One module per resource. Every router but health's builds its routes with KeyedRoute."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+
+MISSING_KEY = "missing API key: send it in the X-API-Key header"
+
+
+def _printable(value: Any) -> Any:
+    # A lone surrogate or a NaN/infinity cannot be written as JSON; the 422 would become a 500.
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return _printable(str(value))
+
+
+def _without_input(error: dict[str, Any]) -> dict[str, Any]:
+    # The submitted value is not echoed: it may be petition text holding a resident ID or a phone number.
+    safe = {k: error[k] for k in ("type", "msg") if k in error}
+    safe["loc"] = [_printable(part) for part in error.get("loc", ())]
+    if isinstance(error.get("ctx"), dict):
+        safe["ctx"] = {str(k): _printable(v) for k, v in error["ctx"].items()}
+    return safe
+
+
+class KeyedRoute(APIRoute):
+    """A route that needs an X-API-Key. A request without one is answered 401 before its
+    body is read or parsed, so nobody without a key gets the server to parse JSON or learns
+    more than that a key is needed; and a 422 names the field and the problem, never the value."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def keyed(request: Request) -> Response:
+            if not request.headers.get("x-api-key"):
+                raise HTTPException(401, MISSING_KEY)
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                raise RequestValidationError([_without_input(e) for e in exc.errors()]) from None
+
+        return keyed

@@ -10,9 +10,10 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from service.database import ApiKey, AuditEntry, DecisionRecord, TriageRecord
 from service.deps import ModelDep, SessionDep, actor_of, require_role
+from service.routers import KeyedRoute
 from service.schemas import DecisionIn, DecisionOut
 
-router = APIRouter(prefix="/v1/decisions", tags=["decisions"])
+router = APIRouter(prefix="/v1/decisions", tags=["decisions"], route_class=KeyedRoute)
 Intake = Annotated[ApiKey, Depends(require_role("intake"))]
 REVISION_ATTEMPTS = 20
 

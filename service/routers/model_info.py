@@ -9,9 +9,10 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from model.artifact import ArtifactError
 from service.database import ApiKey, AuditEntry
 from service.deps import ModelDep, SessionDep, actor_of, require_role
+from service.routers import KeyedRoute
 from service.schemas import ReloadIn
 
-router = APIRouter(prefix="/v1/model", tags=["model"])
+router = APIRouter(prefix="/v1/model", tags=["model"], route_class=KeyedRoute)
 
 
 @router.get("")

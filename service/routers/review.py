@@ -5,14 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from sqlalchemy import select
 
 from service.database import ApiKey, AuditEntry, ReviewItem, TriageRecord, utcnow
 from service.deps import SessionDep, actor_of, require_role
-from service.schemas import ResolveIn, ReviewItemOut
+from service.routers import KeyedRoute
+from service.schemas import NO_NUL, ResolveIn, ReviewItemOut
 
-router = APIRouter(prefix="/v1/review-queue", tags=["review-queue"])
+router = APIRouter(prefix="/v1/review-queue", tags=["review-queue"], route_class=KeyedRoute)
 Reviewer = Annotated[ApiKey, Depends(require_role("reviewer"))]
 
 
@@ -26,7 +27,7 @@ def _out(item: ReviewItem, triage: TriageRecord) -> ReviewItemOut:
 def list_queue(
     session: SessionDep, _: Reviewer,
     status: Literal["open", "resolved", "all"] = "open",
-    division: str | None = None,
+    division: Annotated[str | None, Query(max_length=200, pattern=NO_NUL)] = None,
     since: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[ReviewItemOut]:
@@ -43,7 +44,7 @@ def list_queue(
 
 
 @router.post("/{triage_id}/resolve", response_model=ReviewItemOut)
-def resolve(triage_id: str, body: ResolveIn, session: SessionDep, key: Reviewer) -> ReviewItemOut:
+def resolve(triage_id: Annotated[str, Path(max_length=200, pattern=NO_NUL)], body: ResolveIn, session: SessionDep, key: Reviewer) -> ReviewItemOut:
     item = session.get(ReviewItem, triage_id)
     if item is None:
         raise HTTPException(404, f"triage_id: {triage_id!r} is not in the review queue")

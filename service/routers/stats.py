@@ -10,8 +10,9 @@ from sqlalchemy import func, select
 
 from service.database import ApiKey, DecisionRecord, TriageRecord
 from service.deps import SessionDep, require_role
+from service.routers import KeyedRoute
 
-router = APIRouter(prefix="/v1/stats", tags=["stats"])
+router = APIRouter(prefix="/v1/stats", tags=["stats"], route_class=KeyedRoute)
 
 
 @router.get("")

@@ -17,11 +17,12 @@ from service.database import ApiKey, ReviewItem, TriageRecord
 from service.deps import ModelDep, SessionDep, SettingsDep, require_role
 from service.metrics import PREDICTIONS
 from service.pii import mask_pii
+from service.routers import KeyedRoute
 from service.schemas import BatchIn, BatchItem, PetitionIn, Suggestion
 from service.settings import Settings
 
 log = logging.getLogger("triage.service")
-router = APIRouter(prefix="/v1/triage", tags=["triage"])
+router = APIRouter(prefix="/v1/triage", tags=["triage"], route_class=KeyedRoute)
 Intake = Annotated[ApiKey, Depends(require_role("intake"))]
 
 

@@ -1,0 +1,217 @@
+"""Hostile ledgers through the command line, as staff would meet them: `triage train` and
+`triage predict` either answer correctly or stop with exit code 2 and one line naming the
+file (and the row or byte when there is one), never a traceback, and write nothing.
+tests/test_ledger_reading.py covers the reader itself on the common cases."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import openpyxl
+import pandas as pd
+import pytest
+from openpyxl.worksheet.formula import ArrayFormula
+
+import training.ledger
+from training.ledger import read_ledger
+from triage.cli import main
+
+HEADER = ["id", "title", "body", "division", "risk", "key_group"]
+ROW = ["A1", "老板拖欠工资", "三个月没发工资了", "labor_inspection", "medium", "none"]
+OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+
+
+def csv_text(rows: list[list[str]]) -> str:
+    return "\n".join(",".join(r) for r in [HEADER, *rows]) + "\n"
+
+
+def gbk_with_bad_bytes(path: Path) -> str:
+    good = csv_text([ROW]).encode("gbk")
+    path.write_bytes(good + "A2,养老金,".encode("gbk") + b"\xff\xfe\x80" + b",pension,low,none\n")
+    return f"invalid byte 0xff at byte {len(good) + len('A2,养老金,'.encode('gbk'))}, line 3"
+
+
+def xlsx_with_array_formula(path: Path) -> str:
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(HEADER)
+    sheet.append(ROW)
+    sheet.append(["A2", "t", None, "pension", "low", "none"])
+    sheet["C3"] = ArrayFormula("C3:C3", "=CONCAT(A1:B1)")
+    book.save(path)
+    return "row 3, column 'body': an array formula"
+
+
+# name -> (file name, how to make it, what the error must say)
+HOSTILE: dict[str, tuple[str, Callable[[Path], object], str]] = {
+    "empty": ("l.csv", lambda p: p.write_bytes(b""), "the file is empty"),
+    "header only": ("l.csv", lambda p: p.write_text(csv_text([]), encoding="utf-8"), "no data rows (header only)"),
+    "only blank lines": ("l.csv", lambda p: p.write_text("\n\n  \n", encoding="utf-8"), "the file is empty"),
+    "binary garbage": ("l.csv", lambda p: p.write_bytes(bytes(range(256)) * 40), "binary data, not a CSV/JSONL text file"),
+    "a picture": ("l.csv", lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + b"\xde\xad" * 500), "binary data"),
+    "UTF-16 without BOM": ("l.csv", lambda p: p.write_bytes(csv_text([ROW]).encode("utf-16-le")),
+                           "UTF-16 text without a byte-order mark"),
+    "GBK with invalid bytes": ("l.csv", gbk_with_bad_bytes, "unreadable encoding"),
+    "Excel 97-2003 .xls": ("l.xls", lambda p: p.write_bytes(OLE2 + b"\x00" * 600), "Excel 97-2003 workbook (.xls)"),
+    "password-protected .xlsx": ("l.xlsx", lambda p: p.write_bytes(OLE2 + b"\x00" * 600), "password-protected workbook"),
+    "HTML saved as .xls": ("l.xls", lambda p: p.write_text("<html><body><table><tr><td>编号</td></tr></table></body></html>",
+                                                           encoding="utf-8"), "an HTML or XML page, not a CSV/JSONL file"),
+    "CSV named .xlsx": ("l.xlsx", lambda p: p.write_text(csv_text([ROW]), encoding="utf-8"), "not a readable XLSX workbook"),
+    "array formula": ("l.xlsx", xlsx_with_array_formula, "array formula; replace it by its value"),
+    "unterminated quote": ("l.csv", lambda p: p.write_text(csv_text([]) + 'A1,"老板,三个月没发工资,pension,low,none\n',
+                                                           encoding="utf-8"), "not a valid CSV file"),
+    "comma at the end of each row": ("l.csv", lambda p: p.write_text(csv_text([[*ROW, ""]]), encoding="utf-8"),
+                                     "row 2: the data rows have more fields than the 6 columns of the header"),
+    "JSONL of arrays": ("l.jsonl", lambda p: p.write_text("[1, 2]\n", encoding="utf-8"), "row 1: each line must be a JSON object"),
+    "directory": ("ledger.csv", lambda p: p.mkdir(), "is a directory"),
+    "missing": ("nowhere.csv", lambda p: None, "file not found"),
+}
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    code = main(argv)  # an exception escaping here is a traceback the user would see: the test fails
+    return code, capsys.readouterr().err
+
+
+def command(kind: str, ledger: Path, model_dir: Path, tmp_path: Path) -> tuple[list[str], Path]:
+    out = tmp_path / ("model" if kind == "train" else "out.csv")
+    if kind == "train":
+        return ["train", "--data", str(ledger), "--out", str(out)], out
+    return ["predict", "--model", str(model_dir), "--input", str(ledger), "--output", str(out)], out
+
+
+def assert_refused(code: int, err: str, kind: str, ledger: Path | None, message: str, out: Path) -> None:
+    assert code == 2, err
+    assert "Traceback" not in err
+    assert f"triage {kind}: error: {ledger if ledger else ''}" in err
+    assert message in err
+    assert not out.exists() and not list(out.parent.glob(f"{out.name}*.tmp")) and not list(out.parent.glob(f".{out.name}*"))
+
+
+@pytest.mark.parametrize("kind", ["train", "predict"])
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_a_hostile_ledger_stops_with_a_clear_error(case, kind, tmp_path, small_model_dir, capsys):
+    name, make, message = HOSTILE[case]
+    ledger = tmp_path / name
+    made = make(ledger)
+    if isinstance(made, str):  # the maker knows a more precise message (the byte, the row)
+        message = made
+    argv, out = command(kind, ledger, small_model_dir, tmp_path)
+    code, err = run(argv, capsys)
+    assert_refused(code, err, kind, ledger, message, out)
+
+
+@pytest.mark.parametrize("kind", ["train", "predict"])
+def test_a_ledger_over_the_size_limit_is_refused(kind, tmp_path, small_model_dir, monkeypatch, capsys):
+    ledger = tmp_path / "big.csv"
+    ledger.write_text(csv_text([ROW] * 50), encoding="utf-8")
+    monkeypatch.setattr(training.ledger, "MAX_LEDGER_BYTES", 1024)
+    argv, out = command(kind, ledger, small_model_dir, tmp_path)
+    code, err = run(argv, capsys)
+    assert_refused(code, err, kind, ledger, "limit; split the ledger into several files", out)
+
+
+@pytest.mark.parametrize(("rows", "message"), [
+    ([ROW], "cannot learn from these 1 petitions"),
+    # No character appears in two petitions: nothing to learn from, whatever the labels.
+    ([[f"A{i}", "", chr(0x4E00 + i), d, r, "none"] for i, (d, r) in
+      enumerate([("pension", "low"), ("labor_inspection", "medium")] * 20)], "cannot learn from these 40 petitions"),
+])
+def test_training_on_too_little_text_is_refused(rows, message, tmp_path, capsys):
+    ledger = tmp_path / "few.csv"
+    ledger.write_text(csv_text(rows), encoding="utf-8")
+    argv, out = command("train", ledger, tmp_path, tmp_path)
+    code, err = run(argv, capsys)
+    assert_refused(code, err, "train", None, message, out)  # the whole ledger is at fault, not one file or row
+    assert "too few, or too little text shared between them" in err
+
+
+def predicted_ids(argv: list[str], out: Path, capsys: pytest.CaptureFixture[str]) -> list[str]:
+    code, err = run(argv, capsys)
+    assert code == 0, err
+    with out.open(encoding="utf-8-sig", newline="") as handle:
+        return [row["id"] for row in csv.DictReader(handle)]
+
+
+def test_quotes_newlines_spaces_and_a_bom_are_read_as_meant(tmp_path, small_model_dir, taxonomy, capsys):
+    ledger = tmp_path / "messy.csv"
+    ledger.write_bytes("\ufeff id , title ,body\n".encode() + (
+        ' Q1 ,"标题, 带逗号","第一行\n第二行，""引号""里的话\r\n第三行"\n'
+        'Q2,,"只有正文, 没有标题"\n'
+        '"Q3","=1+1","@SUM(1)"\n').encode())
+    argv, out = command("predict", ledger, small_model_dir, tmp_path)
+    assert predicted_ids(argv, out, capsys) == ["Q1", "Q2", "Q3"]
+    frame = read_ledger(ledger, taxonomy, require_labels=False)
+    assert frame["body"].iloc[0] == '第一行\n第二行，"引号"里的话\r\n第三行'
+    assert frame["title"].tolist() == ["标题, 带逗号", "", "=1+1"]
+
+
+@pytest.mark.parametrize(("name", "data"), [
+    # Excel's "Unicode Text": UTF-16 with a byte-order mark, tab-separated.
+    ("unicode.txt", "\t".join(HEADER[:3]).encode("utf-16") + "\nT1\t欠薪\t三个月没发工资\r\nT2\t养老\t视同缴费年限\r\n".encode("utf-16-le")),
+    ("utf16be.csv", b"\xfe\xff" + "id,title,body\nT1,欠薪,三个月没发工资\nT2,养老,视同缴费年限\n".encode("utf-16-be")),
+    # Office systems export CSV text under an .xls or .txt name.
+    ("export.xls", "id,title,body\nT1,欠薪,三个月没发工资\nT2,养老,视同缴费年限\n".encode("gbk")),
+    ("export.txt", "id\ttitle\tbody\nT1\t欠薪\t三个月没发工资\nT2\t养老\t视同缴费年限\n".encode()),
+], ids=["utf-16-le-bom-tabs", "utf-16-be-bom", "gbk-csv-named-xls", "utf-8-tabs-named-txt"])
+def test_utf16_and_misnamed_text_exports_are_read(name, data, tmp_path, small_model_dir, capsys):
+    ledger = tmp_path / name
+    ledger.write_bytes(data)
+    argv, out = command("predict", ledger, small_model_dir, tmp_path)
+    assert predicted_ids(argv, out, capsys) == ["T1", "T2"]
+
+
+def formula_workbook(path: Path, rows: list[list[object]]) -> Path:
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["编号", "信访事项", "诉求内容"])
+    for row in rows:
+        sheet.append(row)  # openpyxl stores a string starting with "=" as a formula
+    book.save(path)
+    return path
+
+
+def test_xlsx_formulas_are_read_as_text_and_neutralised_in_predict_output(tmp_path, small_model_dir, taxonomy, capsys):
+    ledger = formula_workbook(tmp_path / "f.xlsx", [
+        ["=SUM(1,2)", "=HYPERLINK(\"http://example.invalid/x\",\"点此查看\")", "老板三个月没发工资"],
+        ['=HYPERLINK("http://example.invalid/y","X2")', "欠薪", "=1+1"],
+        ["+86", "养老", "视同缴费年限"],
+        ["@X4", "养老", "视同缴费年限"],
+        ["-5", "养老", "视同缴费年限"],
+        [7, "养老", "视同缴费年限"],
+    ])
+    frame = read_ledger(ledger, taxonomy, require_labels=False)
+    assert frame["id"].tolist()[:2] == ["=SUM(1,2)", '=HYPERLINK("http://example.invalid/y","X2")']
+    assert frame["title"].iloc[0] == '=HYPERLINK("http://example.invalid/x","点此查看")'
+    assert frame["body"].iloc[1] == "=1+1"
+    argv, out = command("predict", ledger, small_model_dir, tmp_path)
+    ids = predicted_ids(argv, out, capsys)
+    assert ids == ["'=SUM(1,2)", "'=HYPERLINK(\"http://example.invalid/y\",\"X2\")", "'+86", "'@X4", "'-5", "7"]
+    with out.open(encoding="utf-8-sig", newline="") as handle:
+        for row in csv.DictReader(handle):
+            assert not any(v[:1] in "=+-@" for v in row.values() if v), row
+
+
+def test_training_on_messy_but_valid_ledgers_succeeds(small_corpus, tmp_path, capsys):
+    corpus = pd.read_csv(small_corpus, dtype=str, keep_default_na=False)
+    first, second = corpus.iloc[:450].copy(), corpus.iloc[450:].copy()
+    # CSV: BOM, Chinese headers with surrounding spaces, values with spaces, quotes and newlines.
+    first["body"] = first["body"].str.replace("。", '。\n"', n=1, regex=False)
+    first["division"] = " " + first["division"] + " "
+    first = first.rename(columns={"id": " 编号 ", "title": "信访事项 ", "body": " 诉求内容", "division": "承办处室",
+                                  "risk": " 风险等级", "key_group": "重点群体 "})
+    messy = tmp_path / "messy.csv"
+    first.to_csv(messy, index=False, encoding="utf-8-sig")
+    # XLSX: some titles are formulas, read as their text.
+    second.loc[second.index[:20], "title"] = "=HYPERLINK(\"http://example.invalid\",\"点击\")"
+    book = tmp_path / "second.xlsx"
+    second.to_excel(book, index=False)
+    out = tmp_path / "model"
+    code, err = run(["train", "--data", str(messy), "--data", str(book), "--out", str(out)], capsys)
+    assert code == 0, err
+    metadata = json.loads((out / "metadata.json").read_text(encoding="utf-8"))
+    assert metadata["training_data"]["rows"] == 900
+    assert metadata["training_data"]["sources"] == [str(messy), str(book)]
