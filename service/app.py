@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from model.artifact import ArtifactError, LoadedModel
 from service.database import AuditEntry, Database
 from service.deps import RecentKeys
-from service.metrics import LATENCY, REQUESTS
+from service.metrics import LATENCY, REQUESTS, process_stopped
 from service.model_holder import ModelHolder
 from service.registry_watch import RegistryWatch
 from service.routers import decisions, health, model_info, review, stats, triage
@@ -80,6 +80,7 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             if watch is not None:
                 watch.stop()
+            process_stopped()
 
     app = FastAPI(title="petition-triage", version="1", description="Routing suggestions for petitions (信访件).",
                   lifespan=lifespan)
@@ -109,6 +110,7 @@ class LimitsAndMetrics:
 
     def __init__(self, app: ASGIApp, max_request_bytes: int, database: Database) -> None:
         self.app, self.max_request_bytes, self.database = app, max_request_bytes, database
+        self.too_large = f"request body over {max_request_bytes} bytes"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -116,9 +118,23 @@ class LimitsAndMetrics:
             return
         length = next((v for k, v in scope["headers"] if k == b"content-length"), b"")
         if length.isdigit() and int(length) > self.max_request_bytes:
-            response = JSONResponse({"detail": f"request body over {self.max_request_bytes} bytes"}, status_code=413)
+            # Closing the connection spares the server reading (and discarding) the announced body.
+            response = JSONResponse({"detail": self.too_large}, status_code=413, headers={"Connection": "close"})
             await response(scope, receive, send)
             return
+        # A chunked body announces no length: its bytes are counted as they arrive, and the
+        # message that goes over the limit never reaches the app. The HTTPException passes through
+        # FastAPI's body parsing (which turns other errors into a 400) to its handler, the 413.
+        received = 0
+
+        async def receive_within_limit() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_request_bytes:
+                    raise HTTPException(413, self.too_large, headers={"Connection": "close"})
+            return message
         if not self.database.migrated:
             await run_in_threadpool(self.database.ensure_migrated)
         started = time.perf_counter()
@@ -131,7 +147,7 @@ class LimitsAndMetrics:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_and_note_status)
+            await self.app(scope, receive_within_limit, send_and_note_status)
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
             REQUESTS.labels(scope["method"], route, str(status)).inc()

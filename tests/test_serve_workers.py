@@ -5,49 +5,29 @@ acknowledged before a SIGKILL of every process is in the database."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.parser import text_string_to_metric_families
+from serving import ServeProcess, children, make_key, serve_command, serve_env
 
 from service.database import head_revision
 
-CLI = [sys.executable, "-m", "triage.cli"]
 PETITION = {"title": "老板拖欠工资", "body": "我在电子厂上班，老板三个月没发工资了，春节前必须解决。", "channel": "网上"}
-START_TIMEOUT_S = 120
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-                cmdline = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            # uvicorn's workers are multiprocessing "spawn" children (its resource tracker is not one)
-            if int(stat.rpartition(")")[2].split()[1]) == pid and b"spawn_main" in cmdline:
-                found.append(int(entry.name))
-    return sorted(found)
 
 
 def alive(pid: int) -> bool:
@@ -58,73 +38,15 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-class Serve:
-    def __init__(self, tmp_path: Path, env: dict[str, str]) -> None:
-        self.env, self.log = env, tmp_path / "serve.log"
-        self.cwd = tmp_path
-        self.process: subprocess.Popen[bytes] | None = None
-        self.base = ""
-
-    def start(self) -> None:
-        port = free_port()
-        self.base = f"http://127.0.0.1:{port}"
-        with self.log.open("ab") as log:
-            # Its own session and process group: teardown can kill the supervisor and every worker.
-            self.process = subprocess.Popen([*CLI, "serve", "--host", "127.0.0.1", "--port", str(port)], env=self.env,
-                                            cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"triage serve exited with {self.process.returncode}:\n{self.tail()}")
-            try:
-                if httpx.get(f"{self.base}/readyz", timeout=2, trust_env=False).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        pytest.fail(f"triage serve was not ready within {START_TIMEOUT_S}s:\n{self.tail()}")
-
-    def wait_for_workers(self, count: int) -> list[int]:
-        # /readyz answers once the first worker serves; the others may still be loading the model.
-        assert self.process is not None
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            workers = children(self.process.pid)
-            log = self.log.read_text(encoding="utf-8", errors="replace")
-            if (len(workers) == count and log.count("Application startup complete") >= count
-                    and all(f"Started server process [{w}]" in log for w in workers)):
-                return workers
-            time.sleep(0.2)
-        pytest.fail(f"expected {count} started workers, have {children(self.process.pid)}:\n{self.tail()}")
-
-    def kill_all(self) -> None:
-        if self.process is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        if self.process.poll() is None:
-            self.process.wait(timeout=30)
-
-    def tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
-
-
 @pytest.fixture
-def serve(tmp_path: Path, small_model_dir: Path) -> Iterator[tuple[Serve, Path, dict[str, str]]]:
+def serve(tmp_path: Path, small_model_dir: Path) -> Iterator[tuple[ServeProcess, Path, dict[str, str]]]:
     db_path = tmp_path / "db" / "triage.db"  # not there yet: the workers create and migrate it together
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIAGE_")}
-    env |= {"TRIAGE_DATABASE_URL": f"sqlite:///{db_path}", "TRIAGE_MODEL_DIR": str(small_model_dir)}
-    server = Serve(tmp_path, env)
+    env = serve_env(f"sqlite:///{db_path}", small_model_dir, tmp_path)
+    server = ServeProcess(tmp_path, env)
     try:
         yield server, db_path, env
     finally:
-        server.kill_all()
-
-
-def make_key(env: dict[str, str], cwd: Path, role: str = "intake") -> str:
-    made = subprocess.run([*CLI, "keys", "create", "--role", role], env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
-    assert made.returncode == 0, made.stderr
-    return made.stdout.strip()
+        server.kill()
 
 
 def write_registry(registry: Path, champion: str) -> None:
@@ -256,7 +178,7 @@ def test_what_two_workers_acknowledged_survives_a_sigkill_of_every_process(serve
     deadline = time.monotonic() + 60
     while len(decided) < 20 and time.monotonic() < deadline:
         time.sleep(0.01)
-    server.kill_all()  # the supervisor and both workers at once, mid-burst
+    server.kill()  # the supervisor and both workers at once, mid-burst
     stop.set()
     for thread in threads:
         thread.join(timeout=60)
@@ -271,3 +193,69 @@ def test_what_two_workers_acknowledged_survives_a_sigkill_of_every_process(serve
     assert not [t for t in stored if t not in triages], "answered stored: true but not in the database"
     assert not [d for d in decided if d not in decisions], "acknowledged with 201 but not in the database"
 
+
+
+def _requests_of(metrics_text: str, route: str) -> float:
+    return sum(sample.value for family in text_string_to_metric_families(metrics_text) for sample in family.samples
+               if sample.name == "triage_http_requests_total" and sample.labels.get("route") == route
+               and sample.labels.get("status") == "200")
+
+
+def _metrics_dir_of(worker: int) -> Path:
+    environ = dict(item.split(b"=", 1) for item in Path(f"/proc/{worker}/environ").read_bytes().split(b"\0") if b"=" in item)
+    assert b"PROMETHEUS_MULTIPROC_DIR" in environ, "triage serve did not give the workers a metrics directory"
+    return Path(environ[b"PROMETHEUS_MULTIPROC_DIR"].decode())
+
+
+def _share_of(worker: int, metrics_dir: Path, scratch: Path) -> float:
+    # One worker's own count: its file alone, read as /metrics reads them all.
+    alone = scratch / str(worker)
+    alone.mkdir(parents=True, exist_ok=True)
+    counts = metrics_dir / f"counter_{worker}.db"
+    if not counts.exists():
+        return 0.0
+    shutil.copy(counts, alone / counts.name)
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(alone))
+    return _requests_of(generate_latest(registry).decode(), "/v1/triage")
+
+
+def test_metrics_add_up_the_requests_of_every_worker(serve, tmp_path: Path):
+    server, db_path, env = serve
+    server.command = lambda port: [*serve_command(port), "--workers", "2"]
+    server.start()
+    workers = server.wait_for_workers(2)
+    metrics_dir = _metrics_dir_of(workers[0])
+    assert _metrics_dir_of(workers[1]) == metrics_dir and metrics_dir.is_dir()
+    key = make_key(env, tmp_path)
+
+    def triage(_: int) -> int:
+        # A new connection each time: a kept-alive one would stay with one worker.
+        return httpx.post(f"{server.base}/v1/triage", json=PETITION, headers={"X-API-Key": key}, timeout=30,
+                          trust_env=False).status_code
+
+    # Until both workers have answered some (the kernel hands each connection to either), so that
+    # one worker's share is less than the total.
+    sent = 0
+    with ThreadPoolExecutor(4) as pool:
+        while sent < 200:
+            assert list(pool.map(triage, range(20))) == [200] * 20
+            sent += 20
+            shares = [_share_of(w, metrics_dir, tmp_path / "shares") for w in workers]
+            if all(shares):
+                break
+    assert all(shares) and sum(shares) == sent, f"{sent} requests, per worker {shares}"
+
+    for _ in range(6):  # whichever worker answers
+        answer = httpx.get(f"{server.base}/metrics", timeout=30, trust_env=False)
+        assert answer.status_code == 200
+        assert _requests_of(answer.text, "/v1/triage") == sent, f"per worker {shares}"
+        with sqlite3.connect(db_path) as db:
+            queued = db.execute("SELECT count(*) FROM review_items WHERE status = 'open'").fetchone()[0]
+        gauges = [s for f in text_string_to_metric_families(answer.text) for s in f.samples if s.name == "triage_review_queue_open"]
+        assert [s.value for s in gauges] == [queued]
+
+    assert server.process is not None
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(timeout=60) == 0, server.tail()
+    assert not metrics_dir.exists(), "the metrics directory outlived triage serve"

@@ -5,80 +5,27 @@ SIGKILL in the middle of a burst of decisions: every decision it acknowledged wi
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from serving import ServeProcess, make_key, serve_env
 
 from service.database import head_revision
 
 PETITION = {"title": "老板拖欠工资", "body": "我在电子厂上班，老板三个月没发工资了，春节前必须解决。", "channel": "网上"}
-CLI = [sys.executable, "-m", "triage.cli"]
 BURST, KILL_AFTER, WORKERS = 50, 15, 4
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, env: dict[str, str], workdir: Path) -> None:
-        self.env, self.workdir = env, workdir
-        self.process: subprocess.Popen[bytes] | None = None
-        self.log = workdir / "server.log"
-        self.base = ""
-
-    def start(self, timeout: float = 90) -> None:
-        port = free_port()
-        self.base = f"http://127.0.0.1:{port}"
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen([*CLI, "serve", "--host", "127.0.0.1"], env={**self.env, "TRIAGE_PORT": str(port)},
-                                            cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"the server exited with {self.process.returncode}:\n{self.tail()}")
-            try:
-                if httpx.get(f"{self.base}/readyz", timeout=2, trust_env=False).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        pytest.fail(f"the server was not ready within {timeout:.0f}s:\n{self.tail()}")
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            # The whole process group: with TRIAGE_WORKERS > 1 the workers answer, not this process.
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=30)
-
-    def tail(self) -> str:
-        return "\n".join(self.log.read_text(encoding="utf-8", errors="replace").splitlines()[-30:])
-
-
 @pytest.fixture
-def server(tmp_path: Path, small_model_dir: Path) -> Iterator[tuple[Server, Path, str]]:
+def server(tmp_path: Path, small_model_dir: Path) -> Iterator[tuple[ServeProcess, Path, str]]:
     db_path = tmp_path / "triage.db"
-    # Only this test's settings: nothing from the developer's environment or a .env file.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIAGE_")}
-    env |= {"TRIAGE_DATABASE_URL": f"sqlite:///{db_path}", "TRIAGE_MODEL_DIR": str(small_model_dir)}
-    made = subprocess.run([*CLI, "keys", "create", "--role", "intake"], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
-    assert made.returncode == 0, made.stderr
-    key = made.stdout.strip()
-    assert key.startswith("pt_")
-    server = Server(env, tmp_path)
+    env = serve_env(f"sqlite:///{db_path}", small_model_dir, tmp_path)
+    key = make_key(env, tmp_path)
+    server = ServeProcess(tmp_path, env)
     try:
         yield server, db_path, key
     finally:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
+import os
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -178,12 +181,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     log_config["loggers"]["triage"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
     _progress(f"starting {workers} worker process{'es' if workers > 1 else ''} "
               f"(TRIAGE_WORKERS; each loads its own copy of the model)")
-    # An import string and a factory, not an app object: uvicorn can only start worker
-    # processes from a string, and each worker builds its own app (model, database engine,
-    # registry watch) from the environment this process read.
-    uvicorn.run("service.app:create_app_from_env", factory=True, workers=workers,
-                host=args.host or settings.host, port=args.port or settings.port,
-                log_level="info", log_config=log_config)
+    with contextlib.ExitStack() as stack:
+        if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            # Where every worker keeps its metric values, so that /metrics adds up all workers
+            # (service/metrics.py). Set before the workers start: they read it when they import
+            # prometheus_client. Fresh for each run, as counts left by an earlier run would add up
+            # with this one's; an operator's own directory is left as it is.
+            metrics_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="triage-metrics-"))
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+            stack.callback(os.environ.pop, "PROMETHEUS_MULTIPROC_DIR", None)
+        # An import string and a factory, not an app object: uvicorn can only start worker
+        # processes from a string, and each worker builds its own app (model, database engine,
+        # registry watch) from the environment this process read.
+        uvicorn.run("service.app:create_app_from_env", factory=True, workers=workers,
+                    host=args.host or settings.host, port=args.port or settings.port,
+                    log_level="info", log_config=log_config)
     return 0
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from service.database import ReviewItem
-from service.metrics import REGISTRY, REVIEW_QUEUE
+from service.metrics import REVIEW_QUEUE, exposition
 
 router = APIRouter(tags=["health"])
 
@@ -35,4 +35,5 @@ def metrics(request: Request) -> Response:
             REVIEW_QUEUE.set(session.scalar(select(func.count()).where(ReviewItem.status == "open")) or 0)
     except SQLAlchemyError:
         pass
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    # Every worker's counts when several serve (see service/metrics.py), not only this one's.
+    return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
