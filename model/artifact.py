@@ -31,7 +31,7 @@ METADATA_FILE = "metadata.json"
 LIBRARIES = ("scikit-learn", "numpy", "scipy", "joblib", "rjieba")
 # Bumped whenever TriageModel's fitted attributes change shape: a pickle of an
 # older layout would load and then fail on the first prediction.
-MODEL_FORMAT = 3
+MODEL_FORMAT = 4
 
 
 class ArtifactError(RuntimeError):

@@ -9,10 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from joblib import Parallel, delayed
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.model_selection import StratifiedKFold
 from sklearn.svm import LinearSVC
 
 
@@ -21,12 +22,22 @@ def _scores(decision: np.ndarray) -> np.ndarray:
     return np.column_stack([-decision / 2, decision / 2]) if decision.ndim == 1 else decision
 
 
+def _fit(svm: LinearSVC, X: Any, y: np.ndarray, sample_weight: np.ndarray | None) -> LinearSVC:
+    return svm.fit(X, y, sample_weight=sample_weight)
+
+
 class TemperatureScaledSVC(ClassifierMixin, BaseEstimator):
+    """`sample_weight` weighs rows in the SVM and in the temperature's fit alike.
+    `n_jobs` fits the folds and the final SVM side by side in processes, so training
+    uses every core. Not threads: liblinear draws from one random generator per
+    process, and threads sharing it would make the fitted weights differ run to run."""
+
     def __init__(self, C: float = 0.3, folds: int = 3, class_weight: str | None = "balanced",
-                 random_state: int = 0) -> None:
+                 n_jobs: int | None = None, random_state: int = 0) -> None:
         self.C = C
         self.folds = folds
         self.class_weight = class_weight
+        self.n_jobs = n_jobs
         self.random_state = random_state
 
     def _svm(self) -> LinearSVC:
@@ -34,19 +45,26 @@ class TemperatureScaledSVC(ClassifierMixin, BaseEstimator):
 
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> TemperatureScaledSVC:
         y = np.asarray(y)
+        weight = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
         self.classes_, encoded = np.unique(y, return_inverse=True)
-        cv = StratifiedKFold(self.folds, shuffle=True, random_state=self.random_state)
-        params = {"sample_weight": sample_weight} if sample_weight is not None else None
-        oof = _scores(cross_val_predict(self._svm(), X, y, cv=cv, method="decision_function", params=params))
+        splits = list(StratifiedKFold(self.folds, shuffle=True, random_state=self.random_state).split(X, y))
+        jobs = [(train, None if weight is None else weight[train]) for train, _ in splits]
+        fitted = Parallel(n_jobs=self.n_jobs)(
+            delayed(_fit)(self._svm(), X[rows], y[rows], w) for rows, w in [*jobs, (np.arange(len(y)), weight)])
+        self.estimator_ = fitted[-1]
+        oof = np.zeros((len(y), len(self.classes_) if len(self.classes_) > 2 else 2))
+        for svm, (_, test) in zip(fitted[:-1], splits, strict=True):
+            oof[test] = _scores(svm.decision_function(X[test]))
+        row_weight = np.ones(len(y)) if weight is None else weight
 
         def nll(log_t: float) -> float:
-            return -float(log_softmax(oof / np.exp(log_t), axis=1)[np.arange(len(encoded)), encoded].mean())
+            log_p = log_softmax(oof / np.exp(log_t), axis=1)[np.arange(len(encoded)), encoded]
+            return -float(np.average(log_p, weights=row_weight))
 
         self.temperature_ = float(np.exp(minimize_scalar(nll, bounds=(-5, 3), method="bounded").x))
         # Out-of-fold probabilities: what the model says of each training row without
         # having seen it. Training uses them to choose thresholds, then drops them.
         self.oof_proba_ = softmax(oof / self.temperature_, axis=1)
-        self.estimator_ = self._svm().fit(X, y, sample_weight=sample_weight)
         return self
 
     @property

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from model.text import normalize
+from model.text import ask_start, normalize
 
 if TYPE_CHECKING:
     from model.taxonomy import Rule
@@ -46,12 +46,23 @@ def _informative(needle: str) -> bool:
     return len(needle) > 1 and any(ch.isalnum() for ch in needle)
 
 
-def _spans(original: str, normalized: str, needles: list[str], limit: int) -> list[dict[str, Any]]:
+def _region(kind: str, normalized: str) -> tuple[int, int]:
+    """Where a feature of this kind was read: the title, the closing request, or anywhere."""
+    if kind == "title":
+        newline = normalized.find("\n")
+        return 0, len(normalized) if newline < 0 else newline
+    if kind == "ask":
+        return ask_start(normalized), len(normalized)
+    return 0, len(normalized)
+
+
+def _spans(original: str, normalized: str, needles: list[str], region: tuple[int, int]) -> list[dict[str, Any]]:
     """Occurrences found in the normalised text, reported with the original characters
     (normalisation keeps offsets, so the two line up)."""
     spans = []
+    begin, limit = region
     for needle in filter(_informative, needles):
-        start = normalized.find(needle, 0, limit)
+        start = normalized.find(needle, begin, limit)
         while start != -1 and len(spans) < MAX_SPANS_PER_TERM:
             end = start + len(needle)
             spans.append({"start": start, "end": end, "text": original[start:end]})
@@ -76,8 +87,7 @@ def explain_head(
             kind, needles = _surface(str(model.feature_names_[row.col[idx]]), model)
             if kind == "rule":
                 continue  # rules are reported with their own spans below
-            limit = normalized.find("\n") if kind == "title" else len(normalized)
-            spans = _spans(text, normalized, needles, len(normalized) if limit < 0 else limit)
+            spans = _spans(text, normalized, needles, _region(kind, normalized))
             key = "|".join(s["text"] for s in spans)
             if not spans or key in seen:
                 continue

@@ -44,6 +44,20 @@ def title_of(text: str) -> str:
     return text.partition("\n")[0]
 
 
+# How much of the end of a body counts as the request: petitions close with what
+# they ask for, and the taxonomy labels what is asked, not every topic mentioned.
+ASK_CHARS = 120
+
+
+def ask_start(text: str) -> int:
+    """Offset in `text` where the request region (`ask_of`) begins."""
+    return max(text.find("\n") + 1, len(text) - ASK_CHARS)
+
+
+def ask_of(text: str) -> str:
+    return text[ask_start(text):]
+
+
 def segment(text: str) -> list[str]:
     """jieba's segmentation (rjieba is a Rust build of the same dictionary and
     algorithm, about 30x faster here; tests/test_segmentation.py checks they agree)."""
@@ -51,7 +65,8 @@ def segment(text: str) -> list[str]:
     for word in rjieba.cut(text):
         if word.isspace():
             continue
-        if _ASCII_RUN.fullmatch(word) and word not in _DICTIONARY_ASCII:
+        # isascii() first: most tokens are Chinese, and it costs far less than the regex.
+        if word.isascii() and _ASCII_RUN.fullmatch(word) and word not in _DICTIONARY_ASCII:
             tokens.extend(piece for piece in _FINALSEG_SKIP.split(word) if piece)
         else:
             tokens.append(word)

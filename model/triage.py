@@ -23,10 +23,12 @@ DEFAULT_THRESHOLDS: dict[str, Any] = {
     "risk_medium_bias": 0.0,  # added to p(medium) before comparing it with p(low)
 }
 # How much each head leans on the taxonomy's keyword and rule columns relative to
-# the TF-IDF text features. Chosen by 5-fold cross-validation on the real training
-# petitions (benchmarks/accuracy.py): division routing is better with the lists
-# as a light hint, risk needs the rule indicators at full strength.
+# the TF-IDF text features. Division routing is better with the lists as a light
+# hint, risk needs the rule indicators at full strength (benchmarks/model_choices.py).
 DEFAULT_KEYWORD_WEIGHTS = {"division": 0.15, "risk": 1.0, "key_group": 1.0, "risk_high": 1.0}
+# Only routing reads the closing request a second time: it sharpens the division
+# but blurs the three-way risk head (benchmarks/model_choices.py).
+ASK_HEADS = frozenset({"division"})
 # Besides the three heads the API returns, a binary high-vs-rest head ranks
 # petitions for the same-day review queue: it orders real high-risk petitions
 # better than the high column of the three-way risk head (cross-validated
@@ -62,19 +64,27 @@ class TriageModel(BaseEstimator):
         max_char_features: int = 150_000,
         calibration_folds: int = 3,
         keyword_weights: dict[str, float] | None = None,
+        ask_weight: float = 0.5,
+        n_jobs: int | None = None,
         random_state: int = 0,
     ) -> None:
         self.taxonomy = taxonomy
+        self.n_jobs = n_jobs
         self.keyword_weights = keyword_weights
+        self.ask_weight = ask_weight
         self.C = C
         self.max_char_features = max_char_features
         self.calibration_folds = calibration_folds
         self.random_state = random_state
 
     # ------------------------------------------------------------------ fit
-    def fit(self, X: Sequence[str], y: Any) -> TriageModel:
+    def fit(self, X: Sequence[str], y: Any, sample_weight: Any = None) -> TriageModel:
         texts = self._check_texts(X)
         labels = _as_labels(y)
+        weight = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        if weight is not None and (weight.shape != (len(texts),) or not np.all(np.isfinite(weight)) or weight.min() <= 0):
+            raise ModelInputError(f"sample_weight must hold one positive number per text ({len(texts)}), "
+                                  f"got shape {weight.shape}")
         for head in HEADS:
             if len(labels[head]) != len(texts):
                 raise ModelInputError(f"{head}: {len(labels[head])} labels for {len(texts)} texts")
@@ -83,31 +93,37 @@ class TriageModel(BaseEstimator):
                 raise ModelInputError(f"{head}: labels {unknown} are not defined in the taxonomy")
         texts = [normalize(t) for t in texts]
         hits = [self._hits(t) for t in texts]
-        self.features_ = build_features(self.taxonomy, self.max_char_features)
-        matrix = sp.hstack([self.features_.fit_transform(texts), rule_matrix(hits, self.taxonomy.rules)], format="csr")
+        # Word and character vectorizers fit in separate processes; afterwards the union
+        # transforms in-process, as one petition is not worth starting a process for.
+        self.features_ = build_features(self.taxonomy, self.max_char_features, self.ask_weight).set_params(n_jobs=self.n_jobs)
+        features = self.features_.fit_transform(texts)
+        self.features_.set_params(n_jobs=None)
+        matrix = sp.hstack([features, rule_matrix(hits, self.taxonomy.rules)], format="csr")
         self.feature_names_ = np.concatenate([
             self.features_.get_feature_names_out(), rule_feature_names(self.taxonomy.rules)]).astype(object)
         weights = {**DEFAULT_KEYWORD_WEIGHTS, **(self.keyword_weights or {})}
-        n_keyword = len(self.features_.transformer_list[-1][1].get_feature_names_out()) + len(self.taxonomy.rules)
+        block = np.asarray([name.partition("__")[0] for name in self.feature_names_], dtype=object)
         self.head_scaling_ = {}
         labels[HIGH_HEAD] = np.where(labels["risk"] == "high", "high", "other")
         heads = HEADS + ((HIGH_HEAD,) if (labels["risk"] == "high").sum() >= 2 else ())
         for head in heads:
             diagonal = np.ones(matrix.shape[1])
-            diagonal[matrix.shape[1] - n_keyword:] = weights[head]
+            diagonal[block == "keywords"] = weights[head]
+            diagonal[block == "ask"] = 1.0 if head in ASK_HEADS else 0.0
             self.head_scaling_[head] = sp.diags(diagonal, format="csr")
         self.skipped_labels_: dict[str, list[str]] = {}
         self.oof_proba_: dict[str, np.ndarray] = {}
         self.heads_ = {}
         for head in heads:
             head_matrix = self.head_matrix(head, matrix)
-            self.heads_[head], self.oof_proba_[head] = self._fit_head(head, head_matrix, labels[head])
+            self.heads_[head], self.oof_proba_[head] = self._fit_head(head, head_matrix, labels[head], weight)
         self.classes_ = {head: list(self.heads_[head].classes_) for head in self.heads_}
         self.thresholds_ = {k: (dict(v) if isinstance(v, dict) else v) for k, v in DEFAULT_THRESHOLDS.items()}
         self.rule_precision_: dict[str, float] = {}
         return self
 
-    def _fit_head(self, head: str, matrix: Any, y: np.ndarray) -> tuple[TemperatureScaledSVC, np.ndarray]:
+    def _fit_head(self, head: str, matrix: Any, y: np.ndarray,
+                  weight: np.ndarray | None) -> tuple[TemperatureScaledSVC, np.ndarray]:
         """The fitted head and its out-of-fold probabilities for every training row."""
         all_rows = matrix
         values, counts = np.unique(y, return_counts=True)
@@ -118,13 +134,15 @@ class TriageModel(BaseEstimator):
         keep = np.asarray([label not in single for label in y])
         if single:
             matrix, y = matrix[keep], y[keep]
+            weight = None if weight is None else weight[keep]
             values, counts = np.unique(y, return_counts=True)
         if len(values) < 2:
             raise ModelInputError(
                 f"{head}: need at least two labels with 2+ examples each, got {dict(zip(values, counts, strict=True))}"
             )
         folds = int(min(self.calibration_folds, counts.min()))
-        head_model = TemperatureScaledSVC(C=self.C, folds=folds, random_state=self.random_state).fit(matrix, y)
+        head_model = TemperatureScaledSVC(C=self.C, folds=folds, n_jobs=self.n_jobs,
+                                          random_state=self.random_state).fit(matrix, y, sample_weight=weight)
         oof = head_model.oof_proba_
         del head_model.oof_proba_
         if single:  # rows of a left-out label only have the in-sample view

@@ -5,6 +5,7 @@ import json
 
 import pandas as pd
 
+from training.train import SYNTHETIC_WEIGHT, sample_weights
 from triage.cli import main
 
 
@@ -41,3 +42,11 @@ def test_failed_training_writes_nothing_and_names_the_row(tmp_path, small_corpus
     assert "row 9, column 'division'" in capsys.readouterr().err
     assert not out.exists()
     assert not list(tmp_path.glob(".model*"))
+
+
+def test_generated_petitions_count_less_only_beside_real_ones():
+    mixed = pd.DataFrame({"synthetic": [True, False, True]})
+    assert sample_weights(mixed).tolist() == [SYNTHETIC_WEIGHT, 1.0, SYNTHETIC_WEIGHT]
+    # A ledger of one kind is weighed evenly: scaling every row would only change the SVM's C.
+    assert sample_weights(pd.DataFrame({"synthetic": [True, True]})) is None
+    assert sample_weights(pd.DataFrame({"title": ["a"]})) is None

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from model.text import join_fields
+from model.taxonomy import HEADS
+from model.text import ASK_CHARS, join_fields
 from model.triage import ModelInputError, TriageModel
 from training.corpus import generate
 from training.train import texts_of
@@ -57,16 +59,36 @@ def test_needs_review_when_confidence_is_below_the_division_threshold(small_mode
         model.thresholds_["division"] = saved
 
 
-def test_same_data_and_seed_give_identical_predictions(taxonomy):
-    rows = generate(n=300, seed=11)
-    import pandas as pd
-
-    frame = pd.DataFrame(rows)
+def test_same_data_and_seed_give_identical_predictions_on_one_core_or_all(taxonomy):
+    frame = pd.DataFrame(generate(n=300, seed=11))
     texts = texts_of(frame)
-    probas = [TriageModel(taxonomy, random_state=5).fit(texts, frame[["division", "risk", "key_group"]])
-              .predict_proba(texts[:40]) for _ in range(2)]
+    probas = [TriageModel(taxonomy, n_jobs=n_jobs, random_state=5).fit(texts, frame[list(HEADS)])
+              .predict_proba(texts[:40]) for n_jobs in (None, None, 2)]
     for head in probas[0]:
         np.testing.assert_array_equal(probas[0][head], probas[1][head])
+        np.testing.assert_array_equal(probas[0][head], probas[2][head])
+
+
+def test_rows_weighted_down_pull_the_model_less(taxonomy):
+    frame = pd.DataFrame(generate(n=300, seed=11))
+    texts, pension = texts_of(frame), (frame["division"] == "pension").to_numpy()
+    column = sorted(set(frame["division"])).index("pension")
+    plain = TriageModel(taxonomy).fit(texts, frame[list(HEADS)]).predict_proba(texts)
+    light = TriageModel(taxonomy).fit(texts, frame[list(HEADS)], sample_weight=np.where(pension, 0.05, 1.0))
+    assert light.predict_proba(texts)["division"][pension, column].mean() < plain["division"][pension, column].mean()
+    with pytest.raises(ModelInputError, match="one positive number per text"):
+        TriageModel(taxonomy).fit(texts, frame[list(HEADS)], sample_weight=np.zeros(len(texts)))
+
+
+def test_a_word_of_the_closing_request_is_located_in_the_request(small_model):
+    filler = "我在厂里上班好几年了，平时工作也很认真。" * 8
+    text = join_fields("求助", filler + "请劳动保障监察部门督促老板尽快支付拖欠的工资。")
+    request_begins = text.rfind("请劳动")
+    for head in ("division", "risk", "key_group"):
+        for term in small_model.model.suggest(text)["explanation"][head]["terms"]:
+            if term["kind"] == "ask":
+                assert all(span["start"] >= request_begins - ASK_CHARS for span in term["spans"])
+                assert all(text[span["start"]:span["end"]] == span["text"] for span in term["spans"])
 
 
 def test_probabilities_are_calibrated_on_held_out_data(small_model):

@@ -1,0 +1,104 @@
+"""The evidence behind the model's settings: each variant is cross-validated on
+the real training petitions (5 folds; the bundled corpus joins every training
+fold, as in real use) and also trained on all of train.csv + corpus and scored
+on dev.csv. The pooled figure weighs both by their number of petitions.
+
+    python benchmarks/model_choices.py [--variants shipped,no_ask_view,...] [--folds 5]
+
+Reports the model's own scores, before thresholds: division accuracy and
+macro-F1 of the top suggestion, risk macro-F1 of the three-way head's top
+class, and average precision of the high-risk head (how well it ranks real
+high-risk petitions first). Needs ../shared/data/real (exit 3 without it)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import accuracy_score, average_precision_score, f1_score
+from sklearn.model_selection import StratifiedKFold
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from model.taxonomy import HEADS, load_taxonomy  # noqa: E402
+from model.triage import HIGH_HEAD, TriageModel  # noqa: E402
+from training.corpus import DEFAULT_CORPUS  # noqa: E402
+from training.ledger import read_ledgers  # noqa: E402
+from training.train import SYNTHETIC_WEIGHT, sample_weights, texts_of  # noqa: E402
+
+REAL = ROOT.parent / "shared" / "data" / "real"
+# name: (TriageModel parameters, weight of a generated petition beside real ones)
+VARIANTS: dict[str, tuple[dict[str, Any], float]] = {
+    "shipped": ({}, SYNTHETIC_WEIGHT),
+    "no_ask_view": ({"ask_weight": 0.0}, SYNTHETIC_WEIGHT),
+    "ask_view_full_weight": ({"ask_weight": 1.0}, SYNTHETIC_WEIGHT),
+    "synthetic_weight_1": ({}, 1.0),
+    "synthetic_weight_0.3": ({}, 0.3),
+    "division_keywords_full_weight": ({"keyword_weights": {"division": 1.0}}, SYNTHETIC_WEIGHT),
+}
+
+
+def scores(model: TriageModel, frame: pd.DataFrame) -> dict[str, float]:
+    proba = model.predict_proba(texts_of(frame))
+    division = np.asarray(model.classes_["division"], dtype=object)[proba["division"].argmax(1)]
+    risk = np.asarray(model.classes_["risk"], dtype=object)[proba["risk"].argmax(1)]
+    high = proba[HIGH_HEAD][:, model.classes_[HIGH_HEAD].index("high")]
+    return {
+        "division_accuracy": accuracy_score(frame["division"], division),
+        "division_macro_f1": f1_score(frame["division"], division, average="macro"),
+        "risk_macro_f1": f1_score(frame["risk"], risk, average="macro"),
+        "high_ap": average_precision_score(frame["risk"] == "high", high),
+    }
+
+
+def fit(frame: pd.DataFrame, params: dict[str, Any], synthetic_weight: float) -> TriageModel:
+    weight = sample_weights(frame)
+    if weight is not None:
+        weight = np.where(frame["synthetic"].to_numpy(bool), synthetic_weight, 1.0)
+    return TriageModel(load_taxonomy(), n_jobs=-1, **params).fit(texts_of(frame), frame[list(HEADS)],
+                                                                  sample_weight=weight)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, from: " + ", ".join(VARIANTS))
+    parser.add_argument("--folds", type=int, default=5)
+    args = parser.parse_args()
+    if not (REAL / "train.csv").exists() or not (REAL / "dev.csv").exists():
+        print(f"needs the real petitions at {REAL}/train.csv and dev.csv (the ../shared folder beside the "
+              "checkout); they are not there, so nothing was measured.")
+        return 3
+    taxonomy = load_taxonomy()
+    real = read_ledgers([REAL / "train.csv"], taxonomy).frame
+    corpus = read_ledgers([DEFAULT_CORPUS], taxonomy).frame
+    dev = read_ledgers([REAL / "dev.csv"], taxonomy).frame
+    folds = list(StratifiedKFold(args.folds, shuffle=True, random_state=0).split(real, real["division"]))
+    print(f"{len(real)} real training petitions in {args.folds} folds, {len(corpus)} generated, {len(dev)} dev")
+    header = f"{'variant':<30} {'':>6} {'div acc':>8} {'div mF1':>8} {'risk mF1':>9} {'high AP':>8}"
+    print(header)
+    for name in args.variants.split(","):
+        params, synthetic_weight = VARIANTS[name]
+        started = time.perf_counter()
+        cv_rows = []
+        for train_rows, test_rows in folds:
+            model = fit(pd.concat([real.iloc[train_rows], corpus], ignore_index=True), params, synthetic_weight)
+            cv_rows.append((len(test_rows), scores(model, real.iloc[test_rows])))
+        cv = {k: sum(n * s[k] for n, s in cv_rows) / len(real) for k in cv_rows[0][1]}
+        on_dev = scores(fit(pd.concat([real, corpus], ignore_index=True), params, synthetic_weight), dev)
+        pooled = {k: (cv[k] * len(real) + on_dev[k] * len(dev)) / (len(real) + len(dev)) for k in cv}
+        for label, figures in (("cv", cv), ("dev", on_dev), ("pooled", pooled)):
+            print(f"{name if label == 'cv' else '':<30} {label:>6} {figures['division_accuracy']:8.3f} "
+                  f"{figures['division_macro_f1']:8.3f} {figures['risk_macro_f1']:9.3f} {figures['high_ap']:8.3f}",
+                  flush=True)
+        print(f"{'':<30} ({time.perf_counter() - started:.0f} s)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
