@@ -335,7 +335,8 @@ def main() -> int:
         trained = "the baselines" if args.model else "every pipeline"
         print(f"SMOKE SETTINGS: {trained} trained on a sample of {args.train_sample} petitions")
     print_table(rows)
-    print("train s: the project's is fit_with_thresholds (a probe fit on 80 % to choose thresholds, then the final fit); "
+    print("train s: the project's is fit_with_thresholds (3 out-of-fold fits and the final fit per head, on all cores; "
+          "thresholds from the out-of-fold scores); "
           "the baselines' is one fit, tokenisation included")
     print(f"jieba and rjieba tokens identical on {results['jieba_rjieba_identical_dev']} dev petitions")
     for name, lat in results["latency"].items():

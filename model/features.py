@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from itertools import chain, repeat
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import FeatureUnion
 from sklearn.preprocessing import normalize
 
@@ -69,6 +69,19 @@ def _ngram_codes(texts: list[str], max_n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(codes), np.concatenate(rows)
 
 
+def _tfidf(rows: np.ndarray, cols: np.ndarray, n_docs: int, idf: np.ndarray, dtype: Any) -> sp.csr_matrix:
+    """Counts per (text, column) -> sublinear tf x idf, rows l2-normalised: TfidfVectorizer's
+    weighting with sublinear_tf=True, smooth_idf=True, norm="l2"."""
+    counts = sp.csr_matrix((np.ones(len(rows), dtype), (rows, cols)), shape=(n_docs, len(idf)))
+    counts.sum_duplicates()
+    counts.data = (np.log(counts.data) + 1) * idf[counts.indices]
+    return normalize(counts, norm="l2", copy=False)
+
+
+def _idf(doc_freq: np.ndarray, n_docs: int, dtype: Any) -> np.ndarray:
+    return (np.log((1 + n_docs) / (1 + doc_freq.astype(dtype))) + 1).astype(dtype)
+
+
 class CharNgramTfidf(TransformerMixin, BaseEstimator):
     """TfidfVectorizer(analyzer="char", lowercase=True, sublinear_tf=True, min_df,
     max_features) with n-grams counted by numpy instead of Python dictionaries.
@@ -112,7 +125,7 @@ class CharNgramTfidf(TransformerMixin, BaseEstimator):
             chosen[np.flatnonzero(keep)[ranked]] = True
             keep = chosen
         self.codes_ = vocabulary[keep]
-        self.idf_ = (np.log((1 + n_docs) / (1 + doc_freq[keep].astype(self.dtype))) + 1).astype(self.dtype)
+        self.idf_ = _idf(doc_freq[keep], n_docs, self.dtype)
         return self._weigh(codes, rows, n_docs)
 
     def transform(self, X: Iterable[str]) -> sp.csr_matrix:
@@ -122,11 +135,7 @@ class CharNgramTfidf(TransformerMixin, BaseEstimator):
         cols = np.searchsorted(self.codes_, codes)
         known = cols < len(self.codes_)
         known[known] = self.codes_[cols[known]] == codes[known]
-        counts = sp.csr_matrix((np.ones(known.sum(), self.dtype), (rows[known], cols[known])),
-                               shape=(n_docs, len(self.codes_)))
-        counts.sum_duplicates()
-        counts.data = (np.log(counts.data) + 1) * self.idf_[counts.indices]
-        return normalize(counts, norm="l2", copy=False)
+        return _tfidf(rows[known], cols[known], n_docs, self.idf_, self.dtype)
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
         names = []
@@ -134,6 +143,103 @@ class CharNgramTfidf(TransformerMixin, BaseEstimator):
             fields = [(code >> (_BITS * (self.max_n - 1 - i))) & _MASK for i in range(self.max_n)]
             names.append("".join(chr(f - 1) for f in fields if f))
         return np.asarray(names, dtype=object)
+
+
+class WordNgramTfidf(TransformerMixin, BaseEstimator):
+    """TfidfVectorizer(tokenizer, preprocessor, token_pattern=None, lowercase=False,
+    ngram_range=(1, max_n), min_df, sublinear_tf=True) with the n-grams looked up
+    by numpy: words become integers once, and a word pair is found by its two
+    integers instead of by building the string "w1 w2" and hashing it.
+
+    Same vocabulary, same weights (tests/test_char_ngrams.py checks it)."""
+
+    def __init__(self, tokenizer: Any, preprocessor: Any = None, max_n: int = 2, min_df: int = 2,
+                 dtype: Any = np.float32) -> None:
+        self.tokenizer = tokenizer
+        self.preprocessor = preprocessor
+        self.max_n = max_n
+        self.min_df = min_df
+        self.dtype = dtype
+
+    def _tokens(self, X: Iterable[str]) -> list[list[str]]:
+        if self.max_n not in (1, 2):
+            raise ValueError(f"max_n must be 1 or 2, got {self.max_n}")
+        prepare = self.preprocessor or (lambda text: text)
+        return [self.tokenizer(prepare(text)) for text in X]
+
+    def _entries(self, tokens: list[list[str]], words: dict[str, int]) -> tuple[np.ndarray, ...]:
+        """(text, word id) of every known word, and (text, pair key) of every word pair."""
+        lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
+        ids = np.fromiter(map(words.get, chain.from_iterable(tokens), repeat(-1)), dtype=np.int64,
+                          count=int(lengths.sum()))
+        owner = np.repeat(np.arange(len(tokens)), lengths)
+        known = ids >= 0
+        if self.max_n == 1:
+            return owner[known], ids[known], np.zeros(0, np.int64), np.zeros(0, np.int64)
+        pair = (owner[:-1] == owner[1:]) & known[:-1] & known[1:]
+        keys = ids[:-1][pair] * len(words) + ids[1:][pair]
+        return owner[known], ids[known], owner[:-1][pair], keys
+
+    def fit(self, X: Iterable[str], y: object = None) -> WordNgramTfidf:
+        self.fit_transform(X)
+        return self
+
+    def fit_transform(self, X: Iterable[str], y: object = None) -> sp.csr_matrix:
+        tokens = self._tokens(X)
+        n_docs = len(tokens)
+        every: dict[str, int] = {}
+        for word in chain.from_iterable(tokens):
+            every.setdefault(word, len(every))
+        word_rows, word_ids, pair_rows, pair_keys = self._entries(tokens, every)
+        word_df = np.bincount(np.unique(word_rows * len(every) + word_ids) % max(len(every), 1),
+                              minlength=len(every))
+        pair_keys_seen, pair_df = np.unique(np.unique(pair_rows * len(every) ** 2 + pair_keys) % max(len(every) ** 2, 1),
+                                            return_counts=True)
+        kept_words = np.flatnonzero(word_df >= self.min_df)
+        kept_pairs = pair_keys_seen[pair_df >= self.min_df]
+        # A pair seen in min_df texts has both its words in those texts, so every word of
+        # a kept pair is a kept word: the vocabulary needs only the kept words' ids.
+        vocabulary = list(every)
+        self.words_ = {vocabulary[i]: n for n, i in enumerate(kept_words)}
+        renumber = np.full(len(every), -1, np.int64)
+        renumber[kept_words] = np.arange(len(kept_words))
+        first, second = renumber[kept_pairs // max(len(every), 1)], renumber[kept_pairs % max(len(every), 1)]
+        self.pair_keys_ = first * len(kept_words) + second
+        names = [vocabulary[i] for i in kept_words] + [f"{vocabulary[kept_words[a]]} {vocabulary[kept_words[b]]}"
+                                                       for a, b in zip(first.tolist(), second.tolist(), strict=True)]
+        # scikit-learn's column order: feature names sorted as strings.
+        order = sorted(range(len(names)), key=names.__getitem__)
+        column = np.empty(len(names), np.int64)
+        column[order] = np.arange(len(names))
+        self.names_ = np.asarray([names[i] for i in order], dtype=object)
+        self.word_columns_ = column[: len(kept_words)]
+        sort_pairs = np.argsort(self.pair_keys_)
+        self.pair_keys_ = self.pair_keys_[sort_pairs]
+        self.pair_columns_ = column[len(kept_words):][sort_pairs]
+        doc_freq = np.concatenate([word_df[kept_words], pair_df[pair_df >= self.min_df][sort_pairs]])
+        self.idf_ = np.empty(len(names), self.dtype)
+        self.idf_[np.concatenate([self.word_columns_, self.pair_columns_])] = _idf(doc_freq, n_docs, self.dtype)
+        return self._weigh(tokens)
+
+    def transform(self, X: Iterable[str]) -> sp.csr_matrix:
+        return self._weigh(self._tokens(X))
+
+    def _weigh(self, tokens: list[list[str]]) -> sp.csr_matrix:
+        word_rows, word_ids, pair_rows, pair_keys = self._entries(tokens, self.words_)
+        at = np.searchsorted(self.pair_keys_, pair_keys)
+        found = at < len(self.pair_keys_)
+        found[found] = self.pair_keys_[at[found]] == pair_keys[found]
+        rows = np.concatenate([word_rows, pair_rows[found]])
+        cols = np.concatenate([self.word_columns_[word_ids], self.pair_columns_[at[found]]])
+        return _tfidf(rows, cols, len(tokens), self.idf_, self.dtype)
+
+    def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
+        return self.names_.copy()
+
+    @property
+    def vocabulary_(self) -> dict[str, int]:
+        """Feature name -> column, as scikit-learn's vectorizers have it."""
+        return {name: column for column, name in enumerate(self.names_)}
 
 
 def rule_matrix(hits: list[list[tuple[Rule, Any]]], rules: tuple[Rule, ...]) -> sp.csr_matrix:
@@ -154,26 +260,18 @@ def rule_feature_names(rules: tuple[Rule, ...]) -> list[str]:
 
 
 def build_features(taxonomy: Taxonomy, max_char_features: int = 150_000, ask_weight: float = 0.5) -> FeatureUnion:
-    # Input is normalised once by TriageModel, so no vectorizer repeats it.
-    words = TfidfVectorizer(
-        preprocessor=None, tokenizer=segment, token_pattern=None, lowercase=False,
-        ngram_range=(1, 2), min_df=2, sublinear_tf=True, dtype=np.float32,
-    )
+    # Input is normalised once by TriageModel, so no vectorizer repeats it. The
+    # vectorizers are scikit-learn's TF-IDF computed faster (tests/test_fast_vectorizers.py).
+    words = WordNgramTfidf(segment, max_n=2, min_df=2)
     # Character n-grams survive the typos, dialect spellings and missing
     # punctuation that break word segmentation.
-    chars = CharNgramTfidf(max_n=3, min_df=2, max_features=max_char_features, dtype=np.float32)
-    title = TfidfVectorizer(
-        preprocessor=title_of, tokenizer=segment, token_pattern=None, lowercase=False,
-        min_df=1, sublinear_tf=True, dtype=np.float32,
-    )
+    chars = CharNgramTfidf(max_n=3, min_df=2, max_features=max_char_features)
+    title = WordNgramTfidf(segment, title_of, max_n=1, min_df=1)
     # The closing request read again on its own: the taxonomy labels what is asked,
     # and a petition that tells of pay but asks for a school's fees to be checked
     # belongs to the school's authority (weight: benchmarks/model_choices.py).
-    ask = TfidfVectorizer(
-        preprocessor=ask_of, tokenizer=segment, token_pattern=None, lowercase=False,
-        min_df=2, sublinear_tf=True, dtype=np.float32,
-    )
-    # The keyword block stays last: TriageModel weighs it per head by position.
+    ask = WordNgramTfidf(segment, ask_of, max_n=1, min_df=2)
     return FeatureUnion([
-        ("word", words), ("char", chars), ("title", title), ("ask", ask if ask_weight else "drop"), ("keywords", KeywordFeatures(taxonomy)),
+        ("word", words), ("char", chars), ("title", title), ("ask", ask if ask_weight else "drop"),
+        ("keywords", KeywordFeatures(taxonomy)),
     ], transformer_weights={"ask": ask_weight})

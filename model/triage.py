@@ -103,20 +103,21 @@ class TriageModel(BaseEstimator):
             self.features_.get_feature_names_out(), rule_feature_names(self.taxonomy.rules)]).astype(object)
         weights = {**DEFAULT_KEYWORD_WEIGHTS, **(self.keyword_weights or {})}
         block = np.asarray([name.partition("__")[0] for name in self.feature_names_], dtype=object)
-        self.head_scaling_ = {}
         labels[HIGH_HEAD] = np.where(labels["risk"] == "high", "high", "other")
         heads = HEADS + ((HIGH_HEAD,) if (labels["risk"] == "high").sum() >= 2 else ())
-        for head in heads:
-            diagonal = np.ones(matrix.shape[1])
-            diagonal[block == "keywords"] = weights[head]
-            diagonal[block == "ask"] = 1.0 if head in ASK_HEADS else 0.0
-            self.head_scaling_[head] = sp.diags(diagonal, format="csr")
         self.skipped_labels_: dict[str, list[str]] = {}
         self.oof_proba_: dict[str, np.ndarray] = {}
         self.heads_ = {}
         for head in heads:
-            head_matrix = self.head_matrix(head, matrix)
-            self.heads_[head], self.oof_proba_[head] = self._fit_head(head, head_matrix, labels[head], weight)
+            scaling = np.ones(matrix.shape[1])
+            scaling[block == "keywords"] = weights[head]
+            scaling[block == "ask"] = 1.0 if head in ASK_HEADS else 0.0
+            head_model, self.oof_proba_[head] = self._fit_head(
+                head, matrix @ sp.diags(scaling, format="csr"), labels[head], weight)
+            # Learned on the scaled columns, the weights are folded back: w·(x∘s) = (w∘s)·x,
+            # so every head then reads the one shared matrix, unscaled.
+            head_model.estimator_.coef_ = head_model.estimator_.coef_ * scaling
+            self.heads_[head] = head_model
         self.classes_ = {head: list(self.heads_[head].classes_) for head in self.heads_}
         self.thresholds_ = {k: (dict(v) if isinstance(v, dict) else v) for k, v in DEFAULT_THRESHOLDS.items()}
         self.rule_precision_: dict[str, float] = {}
@@ -151,10 +152,6 @@ class TriageModel(BaseEstimator):
             oof = full
         return head_model, oof
 
-    def head_matrix(self, head: str, matrix: Any) -> Any:
-        """The feature matrix as `head` sees it (its keyword weighting applied)."""
-        return matrix @ self.head_scaling_[head]
-
     # -------------------------------------------------------------- predict
     def _check_texts(self, X: Sequence[str]) -> list[str]:
         if isinstance(X, str):
@@ -174,13 +171,18 @@ class TriageModel(BaseEstimator):
         return hits
 
     def _matrix(self, normalized: list[str], hits: list[list[tuple[Rule, Any]]]) -> Any:
-        return sp.hstack([self.features_.transform(normalized), rule_matrix(hits, self.taxonomy.rules)], format="csr")
+        # FeatureUnion.transform's own result, without its joblib dispatch, which cost
+        # about 3 ms per call: most of the time of one petition.
+        weights = self.features_.transformer_weights or {}
+        blocks = [transformer.transform(normalized) * weights.get(name, 1.0)
+                  for name, transformer in self.features_.transformer_list if transformer != "drop"]
+        return sp.hstack([*blocks, rule_matrix(hits, self.taxonomy.rules)], format="csr")
 
     def _score(self, X: Sequence[str]) -> tuple[dict[str, np.ndarray], list[list[tuple[Rule, Any]]], Any]:
         normalized = [normalize(t) for t in self._check_texts(X)]
         hits = [self._hits(t) for t in normalized]
         matrix = self._matrix(normalized, hits)
-        proba = {head: model.predict_proba(self.head_matrix(head, matrix)) for head, model in self.heads_.items()}
+        proba = {head: model.predict_proba(matrix) for head, model in self.heads_.items()}
         return proba, hits, matrix
 
     def predict_proba(self, X: Sequence[str]) -> dict[str, np.ndarray]:
@@ -256,11 +258,10 @@ class TriageModel(BaseEstimator):
         proba_rows, hit_rows, matrix = self._score([text])
         proba = {head: p[0] for head, p in proba_rows.items()}
         hits = hit_rows[0]
-        matrices = {head: self.head_matrix(head, matrix) for head in self.heads_}
         decision = self.decide(proba, hits)
         decision["explanation"] = {
             head: explain_head(
-                self, head, decision[head], matrices[head], text,
+                self, head, decision[head], matrix, text,
                 [(r, s) for r, s in hits if r.head == head], top_terms,
             )
             for head in HEADS

@@ -8,7 +8,7 @@ from model.taxonomy import HEADS
 from model.text import ASK_CHARS, join_fields
 from model.triage import ModelInputError, TriageModel
 from training.corpus import generate
-from training.train import texts_of
+from training.train import GENERATED_MIN_HIGH_CUT, texts_of
 
 WAGES = join_fields("老板拖欠工资", "我在电子厂上班，老板三个月没发工资，我们二十多个工友找不到人。")
 SELF_HARM = join_fields("讨薪无门", "工资一直拿不到，再不解决我就从公司楼顶跳楼。")
@@ -102,3 +102,17 @@ def test_bad_input_says_what_was_expected(taxonomy):
         model.fit("一段文字", [["pension", "low", "none"]])
     with pytest.raises(ModelInputError, match="not defined in the taxonomy"):
         model.fit(["a", "b"], [["pension", "low", "none"], ["housing", "low", "none"]])
+
+
+def test_without_real_petitions_high_risk_needs_a_rule_or_an_even_chance(small_model):
+    # small_model is trained on generated petitions only: its p(high) cut was not measured on real intake.
+    assert small_model.model.thresholds_["risk_high"] >= GENERATED_MIN_HIGH_CUT
+    assert small_model.metadata["thresholds"]["risk_high"] >= GENERATED_MIN_HIGH_CUT
+
+
+def test_the_feature_matrix_is_the_feature_unions_own(small_model):
+    model = small_model.model
+    texts = [WAGES, SELF_HARM, ""]
+    hits = [model.rule_hits(t) for t in texts]
+    ours = model._matrix(texts, hits)[:, : -len(model.taxonomy.rules)]
+    np.testing.assert_allclose(ours.toarray(), model.features_.transform(texts).toarray())

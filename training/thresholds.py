@@ -91,9 +91,10 @@ def medium_bias(model: TriageModel, thresholds: dict[str, Any], proba: dict[str,
 
 
 def choose_thresholds(model: TriageModel, proba: dict[str, np.ndarray], hits: list[list[tuple[Rule, Any]]],
-                      truth: dict[str, np.ndarray]) -> tuple[dict[str, Any], dict[str, float]]:
+                      truth: dict[str, np.ndarray], min_high_cut: float = 0.0) -> tuple[dict[str, Any], dict[str, float]]:
     """Thresholds and per-rule precision from probabilities of petitions the model
-    did not see (out-of-fold), their rule hits and their true labels."""
+    did not see (out-of-fold), their rule hits and their true labels. The p(high)
+    cut is never below `min_high_cut`."""
     n = len(hits)
     div_classes = model.classes_["division"]
     top_idx = proba["division"].argmax(axis=1)
@@ -112,7 +113,7 @@ def choose_thresholds(model: TriageModel, proba: dict[str, np.ndarray], hits: li
     thresholds = {
         "division": division_thresholds(top, p_top, np.asarray(truth["division"]), div_classes),
         "division_default": DEFAULT_THRESHOLDS["division_default"],
-        "risk_high": high_risk_threshold(p_high, rule_high, np.asarray(truth["risk"]) == "high"),
+        "risk_high": max(min_high_cut, high_risk_threshold(p_high, rule_high, np.asarray(truth["risk"]) == "high")),
         "key_group_any": key_group_threshold(p_any, rule_any, np.asarray(truth["key_group"]) != "none"),
     }
     thresholds["risk_medium_bias"] = medium_bias(model, thresholds, proba, hits, np.asarray(truth["risk"]))

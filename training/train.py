@@ -44,6 +44,12 @@ def taxonomy_codes(taxonomy: Taxonomy) -> dict[str, list[str]]:
 # (the bundled corpus, `synthetic` = true) with real ones, they are chosen on the
 # real ones, if there are at least this many.
 MIN_REAL_FOR_THRESHOLDS = 200
+# Generated petitions state their risk plainly, and a p(high) cut learned on them
+# alone sits so low that it flagged a third of the real dev petitions (the corpus-
+# only default model: 34 % flagged; with this floor 18 %, recall 0.88; see
+# benchmarks/accuracy.py --corpus-only). Without enough real petitions to measure
+# it on, high needs the model to find it more likely than not, or a rule.
+GENERATED_MIN_HIGH_CUT = 0.5
 # Beside real petitions, a generated one counts this much: the corpus teaches the
 # vocabulary of every label, the real ledger how intake is really written
 # (benchmarks/model_choices.py compares the weights).
@@ -81,7 +87,8 @@ def fit_with_thresholds(frame: pd.DataFrame, taxonomy: Taxonomy, seed: int = 0,
     proba = {h: p[rows] for h, p in oof.items()}
     hits = [model.rule_hits(texts[i]) for i in rows]
     truth = {h: frame[h].to_numpy()[rows] for h in HEADS}
-    thresholds, rule_precision = choose_thresholds(model, proba, hits, truth)
+    thresholds, rule_precision = choose_thresholds(
+        model, proba, hits, truth, min_high_cut=GENERATED_MIN_HIGH_CUT if real.sum() < MIN_REAL_FOR_THRESHOLDS else 0.0)
     model.thresholds_, model.rule_precision_ = thresholds, rule_precision
     heldout = evaluate_decisions(model.decide_many(proba, hits), truth, taxonomy_codes(taxonomy))
     heldout["scope"] = ("out-of-fold, real petitions only" if scope is real and not real.all()
