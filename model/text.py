@@ -13,6 +13,9 @@ import rjieba
 # block is folded (one-to-one, so character offsets are unchanged).
 _FULLWIDTH = {cp: cp - 0xFEE0 for cp in range(0xFF01, 0xFF5F)}
 _FULLWIDTH[0x3000] = 0x20
+# A lone surrogate (JSON allows "\ud800") is not text: the segmenter and the
+# character n-grams cannot encode it. It becomes U+FFFD, still one character.
+_FULLWIDTH.update(dict.fromkeys(range(0xD800, 0xE000), 0xFFFD))
 _SPACE = re.compile(r"\s+")
 # rjieba keeps runs such as "2016.4.19", "0769-12345" or "baidu.com" whole,
 # where jieba's fallback segmenter splits them into "2016.4" "." "19"; these

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from model.taxonomy import HEADS
-from model.text import ASK_CHARS, join_fields
+from model.text import ASK_CHARS, join_fields, normalize
 from model.triage import ModelInputError, TriageModel
 from training.corpus import generate
 from training.train import GENERATED_MIN_HIGH_CUT, texts_of
@@ -116,3 +116,10 @@ def test_the_feature_matrix_is_the_feature_unions_own(small_model):
     hits = [model.rule_hits(t) for t in texts]
     ours = model._matrix(texts, hits)[:, : -len(model.taxonomy.rules)]
     np.testing.assert_allclose(ours.toarray(), model.features_.transform(texts).toarray())
+
+
+def test_a_lone_surrogate_is_read_as_a_replacement_character(small_model):
+    # JSON may carry "\ud800"; neither the segmenter nor the n-grams can encode it.
+    text = join_fields("拖欠工资", "老板\ud800三个月没发工资")
+    s = small_model.model.suggest(text)
+    assert s["division"] and len(normalize(text)) == len(text)
