@@ -75,16 +75,33 @@ def load_petitions(path: str | None) -> list[dict[str, str]]:
     return rows
 
 
+def _descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*/children"):
+            todo += [int(child) for child in task.read_text().split()]
+    return found
+
+
 def proc_status(pid: int) -> dict[str, Any]:
-    """Resident memory (KiB) and CPU seconds of the server process."""
-    status = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM", "Threads"):
-            status[key] = int(value.split()[0])
-    # /proc/PID/stat: the command may contain spaces, so count fields after the closing parenthesis
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    status["cpu_seconds"] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """Resident memory (KiB) and CPU seconds of the server: the process and, with
+    --workers N, its worker processes (summed)."""
+    status = {"VmRSS": 0, "VmHWM": 0, "Threads": 0, "cpu_seconds": 0.0, "processes": 0}
+    for process in _descendants(pid):
+        try:
+            lines = Path(f"/proc/{process}/status").read_text().splitlines()
+            # /proc/PID/stat: the command may contain spaces, so count fields after the closing parenthesis
+            fields = Path(f"/proc/{process}/stat").read_text().rpartition(")")[2].split()
+        except FileNotFoundError:
+            continue  # exited between listing and reading
+        for line in lines:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM", "Threads"):
+                status[key] += int(value.split()[0])
+        status["cpu_seconds"] += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        status["processes"] += 1
     return status
 
 
@@ -173,6 +190,7 @@ def run_level(clients: int, args: argparse.Namespace, target: tuple[str, str, in
         result["server_cpu_seconds"] = server_after["cpu_seconds"] - server_before["cpu_seconds"]
         result["server_cpu_ms_per_request"] = 1000 * result["server_cpu_seconds"] / len(ordered) if ordered else None
         result["server_rss_kib"] = server_after["VmRSS"]
+        result["server_processes"] = server_after["processes"]
     return result
 
 
@@ -255,7 +273,9 @@ def main() -> int:
             print(f"  {r['clients']} clients: {count} x {kind}")
     if args.pid:
         before, after = results["server_before"], results["server_after"]
-        print(f"server pid {args.pid}: VmRSS {before['VmRSS'] / 1024:.0f} MiB before, {after['VmRSS'] / 1024:.0f} MiB after, "
+        served = sum(r["ok"] for r in results["levels"])
+        print(f"server pid {args.pid} and its {after['processes'] - 1} worker process(es), summed: VmRSS "
+              f"{before['VmRSS'] / 1024:.0f} MiB before, {after['VmRSS'] / 1024:.0f} MiB after {served} requests, "
               f"peak VmHWM {after['VmHWM'] / 1024:.0f} MiB, {after['Threads']} threads")
     if args.json:
         target_path = Path(args.json)
