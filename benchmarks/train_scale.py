@@ -6,7 +6,7 @@ training.train.fit_with_thresholds (features, then every head's 3
 out-of-fold fits and final fit, all cores; then thresholds from the out-of-fold
 scores), saves the artifact with
 model.artifact.save_model into a temporary folder and loads it back. The child
-reports wall time per phase, its peak resident memory (getrusage ru_maxrss,
+reports its wall time, its peak resident memory (getrusage ru_maxrss,
 so one size's peak is not hidden by another's) and the artifact's size on disk.
 
     python benchmarks/train_scale.py [--sizes 10000,50000,100000] [--seed 20261128] [--json OUT.json]
@@ -53,13 +53,9 @@ def child(n: int, seed: int, workdir: Path) -> dict[str, Any]:
     rss_before_fit = peak_rss_mb()
     chars = int(frame["title"].str.len().sum() + frame["body"].str.len().sum())
 
-    marks: list[float] = []
     started = time.perf_counter()
-    model, fitted = fit_with_thresholds(frame, taxonomy, seed=0, progress=lambda _: marks.append(time.perf_counter()))
+    model, fitted = fit_with_thresholds(frame, taxonomy, seed=0)
     fit_seconds = time.perf_counter() - started
-    # fit_with_thresholds reports progress before fitting and once the out-of-fold scores are measured
-    model_seconds = marks[1] - marks[0] if len(marks) >= 2 else None
-    threshold_seconds = started + fit_seconds - marks[1] if len(marks) >= 2 else None
     rss_after_fit = peak_rss_mb()
 
     out = workdir / "model"
@@ -74,8 +70,7 @@ def child(n: int, seed: int, workdir: Path) -> dict[str, Any]:
     return {
         "n": n, "chars": chars, "features": len(model.feature_names_),
         "generate_seconds": generate_seconds, "fit_seconds": fit_seconds,
-        "model_fit_seconds": model_seconds, "thresholds_seconds": threshold_seconds,
-        "save_seconds": save_seconds, "load_seconds": load_seconds, "artifact_bytes": artifact_bytes,
+                "save_seconds": save_seconds, "load_seconds": load_seconds, "artifact_bytes": artifact_bytes,
         "peak_rss_mb_before_fit": rss_before_fit, "peak_rss_mb_after_fit": rss_after_fit, "peak_rss_mb": peak_rss_mb(),
     }
 
@@ -136,11 +131,11 @@ def main() -> int:
 
     ok = [r for r in rows if "error" not in r]
     print(f"\ntraining cost on generated petitions ({os.cpu_count()} CPUs, load average now {os.getloadavg()[0]:.2f})")
-    header = ("N", "chars", "features", "fit s", "model s", "thresholds s", "save s", "load s", "artifact MB",
+    header = ("N", "chars", "features", "fit s", "save s", "load s", "artifact MB",
               "peak RSS MB", "RSS before fit")
     table = [header] + [(
         f"{r['n']:,}", f"{r['chars']:,}", f"{r['features']:,}", f"{r['fit_seconds']:.1f}",
-        f"{r['model_fit_seconds']:.1f}", f"{r['thresholds_seconds']:.1f}", f"{r['save_seconds']:.1f}",
+        f"{r['save_seconds']:.1f}",
         f"{r['load_seconds']:.2f}", f"{r['artifact_bytes'] / 2**20:.1f}", f"{r['peak_rss_mb']:.0f}",
         f"{r['peak_rss_mb_before_fit']:.0f}",
     ) for r in ok]
