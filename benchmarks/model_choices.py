@@ -58,11 +58,8 @@ def scores(model: TriageModel, frame: pd.DataFrame) -> dict[str, float]:
 
 
 def fit(frame: pd.DataFrame, params: dict[str, Any], synthetic_weight: float) -> TriageModel:
-    weight = sample_weights(frame)
-    if weight is not None:
-        weight = np.where(frame["synthetic"].to_numpy(bool), synthetic_weight, 1.0)
-    return TriageModel(load_taxonomy(), n_jobs=-1, **params).fit(texts_of(frame), frame[list(HEADS)],
-                                                                  sample_weight=weight)
+    return TriageModel(load_taxonomy(), n_jobs=-1, **params).fit(
+        texts_of(frame), frame[list(HEADS)], sample_weight=sample_weights(frame, synthetic_weight))
 
 
 def main() -> int:

@@ -82,9 +82,10 @@ class TriageModel(BaseEstimator):
         texts = self._check_texts(X)
         labels = _as_labels(y)
         weight = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-        if weight is not None and (weight.shape != (len(texts),) or not np.all(np.isfinite(weight)) or weight.min() <= 0):
+        if weight is not None and (weight.shape != (len(texts),) or not (np.isfinite(weight) & (weight > 0)).all()):
+            smallest = f", smallest {weight.min()}" if weight.size else ""
             raise ModelInputError(f"sample_weight must hold one positive number per text ({len(texts)}), "
-                                  f"got shape {weight.shape}")
+                                  f"got shape {weight.shape}{smallest}")
         for head in HEADS:
             if len(labels[head]) != len(texts):
                 raise ModelInputError(f"{head}: {len(labels[head])} labels for {len(texts)} texts")

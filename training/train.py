@@ -56,11 +56,11 @@ GENERATED_MIN_HIGH_CUT = 0.5
 SYNTHETIC_WEIGHT = 0.5
 
 
-def sample_weights(frame: pd.DataFrame) -> np.ndarray | None:
+def sample_weights(frame: pd.DataFrame, synthetic_weight: float = SYNTHETIC_WEIGHT) -> np.ndarray | None:
     synthetic = frame["synthetic"].to_numpy(bool) if "synthetic" in frame.columns else np.zeros(len(frame), bool)
     if synthetic.all() or not synthetic.any():
         return None
-    return np.where(synthetic, SYNTHETIC_WEIGHT, 1.0)
+    return np.where(synthetic, synthetic_weight, 1.0)
 
 
 def fit_with_thresholds(frame: pd.DataFrame, taxonomy: Taxonomy, seed: int = 0,
