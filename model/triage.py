@@ -104,6 +104,9 @@ class TriageModel(BaseEstimator):
             self.features_.get_feature_names_out(), rule_feature_names(self.taxonomy.rules)]).astype(object)
         weights = {**DEFAULT_KEYWORD_WEIGHTS, **(self.keyword_weights or {})}
         block = np.asarray([name.partition("__")[0] for name in self.feature_names_], dtype=object)
+        if not (block == "word").any():
+            raise ModelInputError(f"cannot learn from these {len(texts)} petitions: too few, or too little text "
+                                  "shared between them (no word appears in two of them)")
         labels[HIGH_HEAD] = np.where(labels["risk"] == "high", "high", "other")
         heads = HEADS + ((HIGH_HEAD,) if (labels["risk"] == "high").sum() >= 2 else ())
         self.skipped_labels_: dict[str, list[str]] = {}

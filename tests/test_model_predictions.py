@@ -123,3 +123,10 @@ def test_a_lone_surrogate_is_read_as_a_replacement_character(small_model):
     text = join_fields("拖欠工资", "老板\ud800三个月没发工资")
     s = small_model.model.suggest(text)
     assert s["division"] and len(normalize(text)) == len(text)
+
+
+def test_petitions_without_titles_train_and_predict(taxonomy):
+    # Hotline notes have no title: an empty title vocabulary is not an error.
+    frame = pd.DataFrame(generate(n=300, seed=3))
+    model = TriageModel(taxonomy).fit([join_fields("", body) for body in frame["body"]], frame[list(HEADS)])
+    assert model.suggest(join_fields("", "老板拖欠工资三个月了"))["division"] in taxonomy.codes("division")
