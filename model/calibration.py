@@ -48,9 +48,9 @@ class TemperatureScaledSVC(ClassifierMixin, BaseEstimator):
         weight = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
         self.classes_, encoded = np.unique(y, return_inverse=True)
         splits = list(StratifiedKFold(self.folds, shuffle=True, random_state=self.random_state).split(X, y))
-        jobs = [(train, None if weight is None else weight[train]) for train, _ in splits]
+        subsets = [(X[train], y[train], None if weight is None else weight[train]) for train, _ in splits]
         fitted = Parallel(n_jobs=self.n_jobs)(
-            delayed(_fit)(self._svm(), X[rows], y[rows], w) for rows, w in [*jobs, (np.arange(len(y)), weight)])
+            delayed(_fit)(self._svm(), *subset) for subset in [*subsets, (X, y, weight)])
         self.estimator_ = fitted[-1]
         oof = np.zeros((len(y), len(self.classes_) if len(self.classes_) > 2 else 2))
         for svm, (_, test) in zip(fitted[:-1], splits, strict=True):

@@ -194,21 +194,20 @@ class WordNgramTfidf(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
         every: dict[str, int] = {}
         for word in chain.from_iterable(tokens):
             every.setdefault(word, len(every))
+        size = max(len(every), 1)
         word_rows, word_ids, pair_rows, pair_keys = self._entries(tokens, every)
-        word_df = np.bincount(np.unique(word_rows * len(every) + word_ids) % max(len(every), 1),
-                              minlength=len(every))
-        pair_keys_seen, pair_df = np.unique(np.unique(pair_rows * len(every) ** 2 + pair_keys) % max(len(every) ** 2, 1),
-                                            return_counts=True)
+        # Document frequency: each (text, word) and (text, pair) counted once.
+        word_df = np.bincount(np.unique(word_rows * size + word_ids) % size, minlength=len(every))
+        pairs_seen, pair_df = np.unique(np.unique(pair_rows * size**2 + pair_keys) % size**2, return_counts=True)
         kept_words = np.flatnonzero(word_df >= self.min_df)
-        kept_pairs = pair_keys_seen[pair_df >= self.min_df]
+        pair_kept = pair_df >= self.min_df
         # A pair seen in min_df texts has both its words in those texts, so every word of
         # a kept pair is a kept word: the vocabulary needs only the kept words' ids.
         vocabulary = list(every)
         self.words_ = {vocabulary[i]: n for n, i in enumerate(kept_words)}
         renumber = np.full(len(every), -1, np.int64)
         renumber[kept_words] = np.arange(len(kept_words))
-        first, second = renumber[kept_pairs // max(len(every), 1)], renumber[kept_pairs % max(len(every), 1)]
-        self.pair_keys_ = first * len(kept_words) + second
+        first, second = renumber[pairs_seen[pair_kept] // size], renumber[pairs_seen[pair_kept] % size]
         names = [vocabulary[i] for i in kept_words] + [f"{vocabulary[kept_words[a]]} {vocabulary[kept_words[b]]}"
                                                        for a, b in zip(first.tolist(), second.tolist(), strict=True)]
         # scikit-learn's column order: feature names sorted as strings.
@@ -217,10 +216,10 @@ class WordNgramTfidf(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
         column[order] = np.arange(len(names))
         self.names_ = np.asarray([names[i] for i in order], dtype=object)
         self.word_columns_ = column[: len(kept_words)]
-        sort_pairs = np.argsort(self.pair_keys_)
-        self.pair_keys_ = self.pair_keys_[sort_pairs]
-        self.pair_columns_ = column[len(kept_words):][sort_pairs]
-        doc_freq = np.concatenate([word_df[kept_words], pair_df[pair_df >= self.min_df][sort_pairs]])
+        keys = first * len(kept_words) + second
+        by_key = np.argsort(keys)
+        self.pair_keys_, self.pair_columns_ = keys[by_key], column[len(kept_words):][by_key]
+        doc_freq = np.concatenate([word_df[kept_words], pair_df[pair_kept][by_key]])
         self.idf_ = np.empty(len(names), self.dtype)
         self.idf_[np.concatenate([self.word_columns_, self.pair_columns_])] = _idf(doc_freq, n_docs, self.dtype)
         return self._weigh(tokens)

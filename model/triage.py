@@ -94,6 +94,8 @@ class TriageModel(BaseEstimator):
                 raise ModelInputError(f"{head}: labels {unknown} are not defined in the taxonomy")
         texts = [normalize(t) for t in texts]
         hits = [self._hits(t) for t in texts]
+        # Training reuses them to choose thresholds, then drops them (as oof_proba_).
+        self.training_hits_ = hits
         # Word and character vectorizers fit in separate processes; afterwards the union
         # transforms in-process, as one petition is not worth starting a process for.
         self.features_ = build_features(self.taxonomy, self.max_char_features, self.ask_weight).set_params(n_jobs=self.n_jobs)
@@ -178,8 +180,11 @@ class TriageModel(BaseEstimator):
         # FeatureUnion.transform's own result, without its joblib dispatch, which cost
         # about 3 ms per call: most of the time of one petition.
         weights = self.features_.transformer_weights or {}
-        blocks = [transformer.transform(normalized) * weights.get(name, 1.0)
-                  for name, transformer in self.features_.transformer_list if transformer != "drop"]
+        blocks = []
+        for name, transformer in self.features_.transformer_list:
+            if transformer != "drop":
+                block = transformer.transform(normalized)
+                blocks.append(block * weights[name] if name in weights else block)
         return sp.hstack([*blocks, rule_matrix(hits, self.taxonomy.rules)], format="csr")
 
     def _score(self, X: Sequence[str]) -> tuple[dict[str, np.ndarray], list[list[tuple[Rule, Any]]], Any]:

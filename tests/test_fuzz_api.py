@@ -8,8 +8,6 @@ TRIAGE_TEST_POSTGRES_URL is set (.ci/run sets it), which refuses what SQLite let
 from __future__ import annotations
 
 import contextlib
-import os
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,18 +20,15 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
+from postgres_db import POSTGRES_PARAM, throwaway_database
 from schemathesis import GenerationMode
 from schemathesis.python import asgi
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
 
 from service.app import create_app
 from service.database import Database
 from service.keys import create_key
 from service.settings import Settings
 
-POSTGRES_URL = os.environ.get("TRIAGE_TEST_POSTGRES_URL")
 PUBLIC = {"/healthz", "/readyz", "/metrics"}
 URGENT = {"title": "讨薪无门", "body": "工资一直拿不到，再不解决我就从公司楼顶跳楼。"}
 EXAMPLES = 30  # per operation and generation mode: the whole file runs in well under a minute
@@ -48,46 +43,29 @@ class Target:
     seen: dict[str, Counter] = field(default_factory=dict)
 
 
-def _postgres_database() -> tuple[str, Callable[[], None]]:
-    assert POSTGRES_URL
-    base = make_url(POSTGRES_URL)
-    admin = create_engine(base, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    name = f"triage_fuzz_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return base.set(database=name).render_as_string(hide_password=False), drop
-
-
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(
-    not POSTGRES_URL, reason="TRIAGE_TEST_POSTGRES_URL is not set (.ci/run sets it when it can start PostgreSQL)"))])
+@pytest.fixture(scope="module", params=["sqlite", POSTGRES_PARAM])
 def target(request: pytest.FixtureRequest, small_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
-    if request.param == "sqlite":
-        url, drop = f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'triage.db'}", (lambda: None)
-    else:
-        url, drop = _postgres_database()
-    app = create_app(Settings(database_url=url, model_dir=small_model_dir, max_batch=5, max_body_chars=2000,
-                              database_retry_seconds=0, _env_file=None))
-    keys = Database(url)
-    try:
-        with keys.sessions() as session:
-            admin = create_key(session, "admin")
-    finally:
-        keys.engine.dispose()
-    seeded = TestClient(app).post("/v1/triage", json=URGENT, headers={"X-API-Key": admin}).json()
-    assert seeded["needs_review"] and seeded["stored"], seeded
-    try:
-        yield Target(schemathesis.openapi.from_asgi("/openapi.json", app), TestClient(app, raise_server_exceptions=False),
-                     admin, seeded["triage_id"])
-    finally:
-        asgi.shutdown_lifespans()
-        app.state.database.engine.dispose()
-        drop()
+    with contextlib.ExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'triage.db'}"
+        else:
+            url = stack.enter_context(throwaway_database("triage_fuzz")).render_as_string(hide_password=False)
+        app = create_app(Settings(database_url=url, model_dir=small_model_dir, max_batch=5, max_body_chars=2000,
+                                  database_retry_seconds=0, _env_file=None))
+        keys = Database(url)
+        try:
+            with keys.sessions() as session:
+                admin = create_key(session, "admin")
+        finally:
+            keys.engine.dispose()
+        seeded = TestClient(app).post("/v1/triage", json=URGENT, headers={"X-API-Key": admin}).json()
+        assert seeded["needs_review"] and seeded["stored"], seeded
+        try:
+            yield Target(schemathesis.openapi.from_asgi("/openapi.json", app), TestClient(app, raise_server_exceptions=False),
+                         admin, seeded["triage_id"])
+        finally:
+            asgi.shutdown_lifespans()
+            app.state.database.engine.dispose()
 
 
 def _operations(schema: Any) -> list[Any]:

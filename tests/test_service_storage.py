@@ -12,7 +12,6 @@ import shutil
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -24,7 +23,8 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, create_engine, event, inspect, make_url, text
+from postgres_db import POSTGRES_PARAM, throwaway_database
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import NullPool
 
@@ -34,7 +34,6 @@ from service.keys import create_key
 from service.registry_watch import RegistryError, read_champion
 from service.settings import Settings
 
-POSTGRES_URL = os.environ.get("TRIAGE_TEST_POSTGRES_URL")
 PETITION = {"title": "老板拖欠工资", "body": "我在电子厂上班，老板三个月没发工资。我的电话13812345678。", "channel": "网上"}
 TABLES = {"triages", "decisions", "review_items", "api_keys", "audit"}
 
@@ -155,27 +154,18 @@ def sqlite_backend(tmp_path: Path) -> Backend:
 
 @contextmanager
 def postgres_backend() -> Iterator[Backend]:
-    assert POSTGRES_URL
-    base = make_url(POSTGRES_URL)
-    admin = create_engine(base, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    name = f"triage_t_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    cut = TcpCut(base.port or 5432)
-    cut.start()
-    direct = base.set(database=name).render_as_string(hide_password=False)
-    through = base.set(database=name, host="127.0.0.1", port=cut.port).render_as_string(hide_password=False)
-    try:
-        yield Backend("postgresql", through, direct, cut.stop, cut.start)
-    finally:
-        cut.stop()
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with throwaway_database("triage_t") as database:
+        cut = TcpCut(database.port or 5432)
+        cut.start()
+        direct = database.render_as_string(hide_password=False)
+        through = database.set(host="127.0.0.1", port=cut.port).render_as_string(hide_password=False)
+        try:
+            yield Backend("postgresql", through, direct, cut.stop, cut.start)
+        finally:
+            cut.stop()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(
-    not POSTGRES_URL, reason="TRIAGE_TEST_POSTGRES_URL is not set (.ci/run sets it when it can start PostgreSQL)"))])
+@pytest.fixture(params=["sqlite", POSTGRES_PARAM])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     if request.param == "sqlite":
         yield sqlite_backend(tmp_path)

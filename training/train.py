@@ -75,17 +75,17 @@ def fit_with_thresholds(frame: pd.DataFrame, taxonomy: Taxonomy, seed: int = 0,
     except ModelInputError:
         raise
     except ValueError as exc:
-        # scikit-learn's refusals (one petition; no word or character seen in two petitions)
-        # are problems of the ledger, not of the program.
+        # scikit-learn's refusals of data it cannot fit are problems of the ledger, not of
+        # the program (TriageModel itself refuses a ledger in which no word appears twice).
         raise ModelInputError(f"cannot learn from these {len(frame)} petitions: too few, or too little text shared "
                               f"between them (scikit-learn: {exc})") from None
-    oof = model.oof_proba_
-    del model.oof_proba_
+    oof, training_hits = model.oof_proba_, model.training_hits_
+    del model.oof_proba_, model.training_hits_
     real = ~frame["synthetic"].to_numpy(bool) if "synthetic" in frame.columns else np.ones(len(frame), bool)
     scope = real if real.sum() >= MIN_REAL_FOR_THRESHOLDS else np.ones(len(frame), bool)
     rows = np.flatnonzero(scope)
     proba = {h: p[rows] for h, p in oof.items()}
-    hits = [model.rule_hits(texts[i]) for i in rows]
+    hits = [training_hits[i] for i in rows]
     truth = {h: frame[h].to_numpy()[rows] for h in HEADS}
     thresholds, rule_precision = choose_thresholds(
         model, proba, hits, truth, min_high_cut=GENERATED_MIN_HIGH_CUT if real.sum() < MIN_REAL_FOR_THRESHOLDS else 0.0)

@@ -1,0 +1,35 @@
+"""A throwaway PostgreSQL database per test, on the server .ci/run starts
+(TRIAGE_TEST_POSTGRES_URL); tests without that server are skipped, saying why."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from sqlalchemy import URL, create_engine, make_url, text
+from sqlalchemy.pool import NullPool
+
+POSTGRES_URL = os.environ.get("TRIAGE_TEST_POSTGRES_URL")
+# A parameter of a fixture that runs on SQLite and on PostgreSQL: pytest.param("postgresql", ...).
+POSTGRES_PARAM = pytest.param("postgresql", marks=pytest.mark.skipif(
+    not POSTGRES_URL, reason="TRIAGE_TEST_POSTGRES_URL is not set (.ci/run sets it when it can start PostgreSQL)"))
+
+
+@contextmanager
+def throwaway_database(prefix: str) -> Iterator[URL]:
+    """The URL of a new, empty database, dropped afterwards even while connections to it are open."""
+    assert POSTGRES_URL
+    base = make_url(POSTGRES_URL)
+    admin = create_engine(base, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield base.set(database=name)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
