@@ -30,13 +30,20 @@ class TemperatureScaledSVC(ClassifierMixin, BaseEstimator):
     """`sample_weight` weighs rows in the SVM and in the temperature's fit alike.
     `n_jobs` fits the folds and the final SVM side by side in processes, so training
     uses every core. Not threads: liblinear draws from one random generator per
-    process, and threads sharing it would make the fitted weights differ run to run."""
+    process, and threads sharing it would make the fitted weights differ run to run.
+
+    `holdout` (row indices) replaces the folds for large training sets: one SVM is
+    fitted on the other rows and kept, and the temperature is fitted on the held-out
+    rows, the only ones with out-of-sample probabilities then (`oof_rows_`). With a
+    few thousand held-out rows the temperature is as well determined as with folds,
+    at a quarter of the fits."""
 
     def __init__(self, C: float = 0.3, folds: int = 3, class_weight: str | None = "balanced",
-                 n_jobs: int | None = None, random_state: int = 0) -> None:
+                 holdout: np.ndarray | None = None, n_jobs: int | None = None, random_state: int = 0) -> None:
         self.C = C
         self.folds = folds
         self.class_weight = class_weight
+        self.holdout = holdout
         self.n_jobs = n_jobs
         self.random_state = random_state
 
@@ -47,23 +54,35 @@ class TemperatureScaledSVC(ClassifierMixin, BaseEstimator):
         y = np.asarray(y)
         weight = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
         self.classes_, encoded = np.unique(y, return_inverse=True)
-        splits = list(StratifiedKFold(self.folds, shuffle=True, random_state=self.random_state).split(X, y))
+        if self.holdout is None:
+            splits = list(StratifiedKFold(self.folds, shuffle=True, random_state=self.random_state).split(X, y))
+            refit = [(X, y, weight)]
+            self.oof_rows_ = np.arange(len(y))
+        else:
+            test = np.asarray(self.holdout)
+            splits = [(np.setdiff1d(np.arange(len(y)), test), test)]
+            refit = []
+            self.oof_rows_ = test
         subsets = [(X[train], y[train], None if weight is None else weight[train]) for train, _ in splits]
-        fitted = Parallel(n_jobs=self.n_jobs)(
-            delayed(_fit)(self._svm(), *subset) for subset in [*subsets, (X, y, weight)])
+        fitted = Parallel(n_jobs=self.n_jobs)(delayed(_fit)(self._svm(), *subset) for subset in [*subsets, *refit])
         self.estimator_ = fitted[-1]
+        if not np.array_equal(self.estimator_.classes_, self.classes_):
+            missing = sorted(set(self.classes_) - set(self.estimator_.classes_))
+            raise ValueError(f"labels {missing} occur only in the held-out rows; every label needs training rows")
         oof = np.zeros((len(y), len(self.classes_) if len(self.classes_) > 2 else 2))
-        for svm, (_, test) in zip(fitted[:-1], splits, strict=True):
+        for svm, (_, test) in zip(fitted[: len(splits)], splits, strict=True):
             oof[test] = _scores(svm.decision_function(X[test]))
-        row_weight = np.ones(len(y)) if weight is None else weight
+        oof, encoded = oof[self.oof_rows_], encoded[self.oof_rows_]
+        row_weight = np.ones(len(encoded)) if weight is None else weight[self.oof_rows_]
 
         def nll(log_t: float) -> float:
             log_p = log_softmax(oof / np.exp(log_t), axis=1)[np.arange(len(encoded)), encoded]
             return -float(np.average(log_p, weights=row_weight))
 
         self.temperature_ = float(np.exp(minimize_scalar(nll, bounds=(-5, 3), method="bounded").x))
-        # Out-of-fold probabilities: what the model says of each training row without
-        # having seen it. Training uses them to choose thresholds, then drops them.
+        # Out-of-fold probabilities: what the model says of each training row (each row of
+        # `oof_rows_`) without having seen it. Training uses them to choose thresholds,
+        # then drops them.
         self.oof_proba_ = softmax(oof / self.temperature_, axis=1)
         return self
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator
 
 from model.calibration import TemperatureScaledSVC
@@ -34,6 +35,12 @@ ASK_HEADS = frozenset({"division"})
 # better than the high column of the three-way risk head (cross-validated
 # average precision on the real training petitions).
 HIGH_HEAD = "risk_high"
+# Above this many petitions, calibration and thresholds use one held-out sample of
+# HOLDOUT_ROWS instead of folds, and each head is fitted once: a quarter of the
+# fits (benchmarks/train_scale.py).
+HOLDOUT_ABOVE = 20_000
+HOLDOUT_ROWS = 5_000
+MIN_ROWS_PER_LABEL_FOR_HOLDOUT = 10
 # What a rule's firing is worth when the held-out data never saw it fire.
 DEFAULT_RULE_PRECISION = 0.5
 
@@ -51,6 +58,44 @@ def _as_labels(y: Any) -> dict[str, np.ndarray]:
     return {h: arr[:, i] for i, h in enumerate(HEADS)}
 
 
+def _fit_head(head: str, matrix: Any, scaling: np.ndarray, y: np.ndarray, weight: np.ndarray | None, *,
+              C: float, folds: int, holdout: np.ndarray | None, n_jobs: int | None,
+              random_state: int) -> tuple[TemperatureScaledSVC, np.ndarray, list[str]]:
+    """One head fitted on the columns scaled for it, its out-of-sample probabilities
+    (NaN for rows without any: those outside the holdout), and the labels left out."""
+    values, counts = np.unique(y, return_counts=True)
+    # A label seen once cannot be both learned and calibrated; it is left out
+    # of this head (and reported) rather than failing the whole training run.
+    single = sorted(str(v) for v, c in zip(values, counts, strict=True) if c < 2)
+    kept = np.flatnonzero(~np.isin(y, single))
+    if len(values) - len(single) < 2:
+        raise ModelInputError(
+            f"{head}: need at least two labels with 2+ examples each, got {dict(zip(values, counts, strict=True))}")
+    split = None
+    if holdout is not None:  # held-out rows never carry a left-out label (TriageModel._holdout_rows)
+        position = np.full(len(y), -1)
+        position[kept] = np.arange(len(kept))
+        split = position[holdout]
+    scaled = matrix @ sp.diags(scaling, format="csr")
+    if single:  # a row copy of the whole matrix, only when some rows are left out
+        scaled, y_kept, weight = scaled[kept], y[kept], None if weight is None else weight[kept]
+    else:
+        y_kept = y
+    head_model = TemperatureScaledSVC(
+        C=C, folds=int(min(folds, counts[np.isin(values, y_kept)].min())), holdout=split, n_jobs=n_jobs,
+        random_state=random_state).fit(scaled, y_kept, sample_weight=weight)
+    # Learned on the scaled columns, the weights are folded back: w·(x∘s) = (w∘s)·x,
+    # so every head then reads the one shared matrix, unscaled.
+    head_model.estimator_.coef_ = head_model.estimator_.coef_ * scaling
+    oof = np.full((len(y), head_model.oof_proba_.shape[1]), np.nan)
+    oof[kept[head_model.oof_rows_]] = head_model.oof_proba_
+    del head_model.oof_proba_, head_model.oof_rows_
+    if single and holdout is None:  # rows of a left-out label only have the in-sample view
+        left = np.setdiff1d(np.arange(len(y)), kept)
+        oof[left] = head_model.predict_proba(matrix[left])
+    return head_model, oof, single
+
+
 class TriageModel(BaseEstimator):
     """Predicts division, risk and key group for petition texts.
 
@@ -63,6 +108,8 @@ class TriageModel(BaseEstimator):
         C: float = 0.3,
         max_char_features: int = 150_000,
         calibration_folds: int = 3,
+        holdout_above: int | None = HOLDOUT_ABOVE,
+        holdout_rows: int = HOLDOUT_ROWS,
         keyword_weights: dict[str, float] | None = None,
         ask_weight: float = 0.5,
         n_jobs: int | None = None,
@@ -75,6 +122,8 @@ class TriageModel(BaseEstimator):
         self.C = C
         self.max_char_features = max_char_features
         self.calibration_folds = calibration_folds
+        self.holdout_above = holdout_above
+        self.holdout_rows = holdout_rows
         self.random_state = random_state
 
     # ------------------------------------------------------------------ fit
@@ -111,52 +160,44 @@ class TriageModel(BaseEstimator):
                                   "shared between them (no word appears in two of them)")
         labels[HIGH_HEAD] = np.where(labels["risk"] == "high", "high", "other")
         heads = HEADS + ((HIGH_HEAD,) if (labels["risk"] == "high").sum() >= 2 else ())
-        self.skipped_labels_: dict[str, list[str]] = {}
-        self.oof_proba_: dict[str, np.ndarray] = {}
-        self.heads_ = {}
+        holdout = self._holdout_rows(labels)
+        self.oof_rows_ = np.arange(len(texts)) if holdout is None else holdout
+        scalings = {}
         for head in heads:
-            scaling = np.ones(matrix.shape[1])
-            scaling[block == "keywords"] = weights[head]
-            scaling[block == "ask"] = 1.0 if head in ASK_HEADS else 0.0
-            head_model, self.oof_proba_[head] = self._fit_head(
-                head, matrix @ sp.diags(scaling, format="csr"), labels[head], weight)
-            # Learned on the scaled columns, the weights are folded back: w·(x∘s) = (w∘s)·x,
-            # so every head then reads the one shared matrix, unscaled.
-            head_model.estimator_.coef_ = head_model.estimator_.coef_ * scaling
-            self.heads_[head] = head_model
+            scalings[head] = np.ones(matrix.shape[1])
+            scalings[head][block == "keywords"] = weights[head]
+            scalings[head][block == "ask"] = 1.0 if head in ASK_HEADS else 0.0
+        params = {"C": self.C, "folds": self.calibration_folds, "holdout": holdout, "random_state": self.random_state}
+        if holdout is None:  # each head's folds side by side
+            fitted = [_fit_head(head, matrix, scalings[head], labels[head], weight, n_jobs=self.n_jobs, **params)
+                      for head in heads]
+        else:  # one fit per head: the heads side by side
+            fitted = Parallel(n_jobs=self.n_jobs)(
+                delayed(_fit_head)(head, matrix, scalings[head], labels[head], weight, n_jobs=None, **params)
+                for head in heads)
+        self.heads_ = {head: model for head, (model, _, _) in zip(heads, fitted, strict=True)}
+        self.oof_proba_ = {head: oof for head, (_, oof, _) in zip(heads, fitted, strict=True)}
+        self.skipped_labels_ = {head: skipped for head, (_, _, skipped) in zip(heads, fitted, strict=True)}
         self.classes_ = {head: list(self.heads_[head].classes_) for head in self.heads_}
         self.thresholds_ = {k: (dict(v) if isinstance(v, dict) else v) for k, v in DEFAULT_THRESHOLDS.items()}
         self.rule_precision_: dict[str, float] = {}
         return self
 
-    def _fit_head(self, head: str, matrix: Any, y: np.ndarray,
-                  weight: np.ndarray | None) -> tuple[TemperatureScaledSVC, np.ndarray]:
-        """The fitted head and its out-of-fold probabilities for every training row."""
-        all_rows = matrix
-        values, counts = np.unique(y, return_counts=True)
-        # A label seen once cannot be both learned and calibrated; it is left out
-        # of this head (and reported) rather than failing the whole training run.
-        single = {str(v) for v, c in zip(values, counts, strict=True) if c < 2}
-        self.skipped_labels_[head] = sorted(single)
-        keep = np.asarray([label not in single for label in y])
-        if single:
-            matrix, y = matrix[keep], y[keep]
-            weight = None if weight is None else weight[keep]
-            values, counts = np.unique(y, return_counts=True)
-        if len(values) < 2:
-            raise ModelInputError(
-                f"{head}: need at least two labels with 2+ examples each, got {dict(zip(values, counts, strict=True))}"
-            )
-        folds = int(min(self.calibration_folds, counts.min()))
-        head_model = TemperatureScaledSVC(C=self.C, folds=folds, n_jobs=self.n_jobs,
-                                          random_state=self.random_state).fit(matrix, y, sample_weight=weight)
-        oof = head_model.oof_proba_
-        del head_model.oof_proba_
-        if single:  # rows of a left-out label only have the in-sample view
-            full = head_model.predict_proba(all_rows)
-            full[keep] = oof
-            oof = full
-        return head_model, oof
+    def _holdout_rows(self, labels: dict[str, np.ndarray]) -> np.ndarray | None:
+        """Rows held out for calibration and thresholds when the ledger is large, else None (folds).
+
+        Only rows whose labels are all common enough are candidates, so every label
+        keeps most of its rows for training."""
+        n = len(labels["division"])
+        if self.holdout_above is None or n <= self.holdout_above:
+            return None
+        candidate = np.ones(n, bool)
+        for y in labels.values():
+            _, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
+            candidate &= counts[inverse] >= MIN_ROWS_PER_LABEL_FOR_HOLDOUT
+        rows = np.flatnonzero(candidate)
+        size = min(self.holdout_rows, len(rows) // 4)
+        return np.sort(np.random.default_rng(self.random_state).choice(rows, size=size, replace=False))
 
     # -------------------------------------------------------------- predict
     def _check_texts(self, X: Sequence[str]) -> list[str]:

@@ -8,7 +8,7 @@ from model.taxonomy import HEADS
 from model.text import ASK_CHARS, join_fields, normalize
 from model.triage import ModelInputError, TriageModel
 from training.corpus import generate
-from training.train import GENERATED_MIN_HIGH_CUT, texts_of
+from training.train import GENERATED_MIN_HIGH_CUT, fit_with_thresholds, texts_of
 
 WAGES = join_fields("老板拖欠工资", "我在电子厂上班，老板三个月没发工资，我们二十多个工友找不到人。")
 SELF_HARM = join_fields("讨薪无门", "工资一直拿不到，再不解决我就从公司楼顶跳楼。")
@@ -67,6 +67,40 @@ def test_same_data_and_seed_give_identical_predictions_on_one_core_or_all(taxono
     for head in probas[0]:
         np.testing.assert_array_equal(probas[0][head], probas[1][head])
         np.testing.assert_array_equal(probas[0][head], probas[2][head])
+
+
+def test_a_large_ledger_is_calibrated_on_one_held_out_sample(taxonomy):
+    # The large-ledger path, made to apply at 600 petitions: each head is fitted once, and
+    # thresholds and held-out metrics come from the held-out rows alone.
+    frame = pd.DataFrame(generate(n=600, seed=11))
+    fits = [fit_with_thresholds(frame, taxonomy, seed=3, n_jobs=n_jobs, holdout_above=500, holdout_rows=150)
+            for n_jobs in (None, 2)]
+    (model, fitted), (parallel_model, _) = fits
+    held_out = len(fitted["heldout_ids"])
+    # At most 150, from rows whose labels are common enough to spare some.
+    assert 100 < held_out <= 150 and fitted["heldout_metrics"]["n"] == held_out
+    assert fitted["heldout_metrics"]["scope"].startswith(f"held-out sample of {held_out}")
+    assert not hasattr(model, "oof_rows_") and not hasattr(model, "oof_proba_")
+    assert all(0 < head.temperature_ < np.inf for head in model.heads_.values())
+    texts = texts_of(frame)[:40]
+    for head, proba in model.predict_proba(texts).items():
+        np.testing.assert_array_equal(proba, parallel_model.predict_proba(texts)[head])
+    # Below the size it does not apply: every row is scored out-of-fold.
+    _, small = fit_with_thresholds(frame, taxonomy, seed=3, holdout_above=600)
+    assert len(small["heldout_ids"]) == 600
+
+
+def test_a_label_seen_once_is_left_out_of_its_head_and_reported(taxonomy):
+    frame = pd.DataFrame(generate(n=300, seed=11))
+    groups = frame.loc[frame["key_group"] != "none", "key_group"].value_counts().index
+    lone_group = frame["key_group"] == groups[1]
+    lone = frame.index[lone_group][0]
+    frame.loc[lone_group & (frame.index != lone), "key_group"] = "none"
+    model = TriageModel(taxonomy).fit(texts_of(frame), frame[list(HEADS)])
+    assert groups[1] in model.skipped_labels_["key_group"]
+    assert groups[1] not in model.classes_["key_group"] and groups[0] in model.classes_["key_group"]
+    # Its row still gets a probability for threshold choice, from the model that saw it.
+    assert not np.isnan(model.oof_proba_["key_group"]).any()
 
 
 def test_rows_weighted_down_pull_the_model_less(taxonomy):

@@ -16,7 +16,7 @@ import pandas as pd
 from model.artifact import new_version_id, save_model
 from model.taxonomy import DEFAULT_TAXONOMY, HEADS, Taxonomy, load_taxonomy
 from model.text import join_fields
-from model.triage import ModelInputError, TriageModel
+from model.triage import HOLDOUT_ABOVE, ModelInputError, TriageModel
 from training.evaluate import evaluate_decisions, summary_line
 from training.ledger import read_ledgers
 from training.thresholds import choose_thresholds
@@ -68,7 +68,10 @@ def fit_with_thresholds(frame: pd.DataFrame, taxonomy: Taxonomy, seed: int = 0,
     """A model fitted on all of `frame`, with thresholds and metrics from its
     out-of-fold predictions (each row scored by a model that did not see it)."""
     texts = texts_of(frame)
-    progress(f"fitting on {len(frame)} petitions (3-fold out-of-fold scores for calibration and thresholds) …")
+    above = params.get("holdout_above", HOLDOUT_ABOVE)
+    how = ("one fit per head, a held-out sample for calibration and thresholds" if above is not None and len(frame) > above
+           else "3-fold out-of-fold scores for calibration and thresholds")
+    progress(f"fitting on {len(frame)} petitions ({how}) …")
     try:
         model = TriageModel(taxonomy, random_state=seed, **{"n_jobs": -1, **params}).fit(
             texts, frame[list(HEADS)], sample_weight=sample_weights(frame))
@@ -79,11 +82,14 @@ def fit_with_thresholds(frame: pd.DataFrame, taxonomy: Taxonomy, seed: int = 0,
         # the program (TriageModel itself refuses a ledger in which no word appears twice).
         raise ModelInputError(f"cannot learn from these {len(frame)} petitions: too few, or too little text shared "
                               f"between them (scikit-learn: {exc})") from None
-    oof, training_hits = model.oof_proba_, model.training_hits_
-    del model.oof_proba_, model.training_hits_
-    real = ~frame["synthetic"].to_numpy(bool) if "synthetic" in frame.columns else np.ones(len(frame), bool)
-    scope = real if real.sum() >= MIN_REAL_FOR_THRESHOLDS else np.ones(len(frame), bool)
-    rows = np.flatnonzero(scope)
+    oof, training_hits, scored = model.oof_proba_, model.training_hits_, model.oof_rows_
+    del model.oof_proba_, model.training_hits_, model.oof_rows_
+    has_oof = np.zeros(len(frame), bool)
+    has_oof[scored] = True
+    synthetic = frame["synthetic"].to_numpy(bool) if "synthetic" in frame.columns else np.zeros(len(frame), bool)
+    real = ~synthetic & has_oof
+    real_only = synthetic.any() and real.sum() >= MIN_REAL_FOR_THRESHOLDS
+    rows = np.flatnonzero(real if real_only else has_oof)
     proba = {h: p[rows] for h, p in oof.items()}
     hits = [training_hits[i] for i in rows]
     truth = {h: frame[h].to_numpy()[rows] for h in HEADS}
@@ -91,9 +97,9 @@ def fit_with_thresholds(frame: pd.DataFrame, taxonomy: Taxonomy, seed: int = 0,
         model, proba, hits, truth, min_high_cut=GENERATED_MIN_HIGH_CUT if real.sum() < MIN_REAL_FOR_THRESHOLDS else 0.0)
     model.thresholds_, model.rule_precision_ = thresholds, rule_precision
     heldout = evaluate_decisions(model.decide_many(proba, hits), truth, taxonomy_codes(taxonomy))
-    heldout["scope"] = ("out-of-fold, real petitions only" if scope is real and not real.all()
-                        else "out-of-fold, all petitions")
-    progress(f"out-of-fold ({heldout['scope']}, n={len(rows)}): {summary_line(heldout)}")
+    heldout["scope"] = ("out-of-fold" if len(scored) == len(frame) else f"held-out sample of {len(scored)}") + (
+        ", real petitions only" if real_only else ", all petitions")
+    progress(f"held out ({heldout['scope']}, n={len(rows)}): {summary_line(heldout)}")
     return model, {"heldout_metrics": heldout, "heldout_ids": frame["id"].to_numpy()[rows].tolist(),
                    "thresholds": thresholds, "rule_precision": rule_precision}
 
