@@ -77,9 +77,20 @@ def _tfidf(rows: np.ndarray, cols: np.ndarray, n_docs: int, idf: np.ndarray, dty
     input checks, which cost more than the work for one petition. (COO->CSR sums the
     duplicates in linear time; counting by sorting was slower for large batches.)"""
     counts = sp.coo_matrix((np.ones(len(rows), dtype), (rows, cols)), shape=(n_docs, len(idf))).tocsr()
+    return _weigh_counts(counts, idf)
+
+
+def _weigh_counts(counts: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
     counts.data = (np.log(counts.data) + 1) * idf[counts.indices]
     inplace_csr_row_normalize_l2(counts)
     return counts
+
+
+def _distinct(values: np.ndarray) -> np.ndarray:
+    """np.unique(values) by sorting: numpy 2's default hashing was about 15 times
+    slower on the millions of (text, word) keys of a large ledger."""
+    ordered = np.sort(values)
+    return ordered[np.concatenate((ordered[:1] == ordered[:1], ordered[1:] != ordered[:-1]))]
 
 
 def _idf(doc_freq: np.ndarray, n_docs: int, dtype: Any) -> np.ndarray:
@@ -130,7 +141,9 @@ class CharNgramTfidf(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
             keep = chosen
         self.codes_ = vocabulary[keep]
         self.idf_ = _idf(doc_freq[keep], n_docs, self.dtype)
-        return self._weigh(codes, rows, n_docs)
+        # The counts are already summed per (text, n-gram): keep their columns rather
+        # than look every n-gram up again, which took a third of the fit.
+        return _weigh_counts(every[:, np.flatnonzero(keep)].astype(self.dtype), self.idf_)
 
     def transform(self, X: Iterable[str]) -> sp.csr_matrix:
         return self._weigh(*self._codes(X))
@@ -197,8 +210,8 @@ class WordNgramTfidf(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
         size = max(len(every), 1)
         word_rows, word_ids, pair_rows, pair_keys = self._entries(tokens, every)
         # Document frequency: each (text, word) and (text, pair) counted once.
-        word_df = np.bincount(np.unique(word_rows * size + word_ids) % size, minlength=len(every))
-        pairs_seen, pair_df = np.unique(np.unique(pair_rows * size**2 + pair_keys) % size**2, return_counts=True)
+        word_df = np.bincount(_distinct(word_rows * size + word_ids) % size, minlength=len(every))
+        pairs_seen, pair_df = np.unique(_distinct(pair_rows * size**2 + pair_keys) % size**2, return_counts=True)
         kept_words = np.flatnonzero(word_df >= self.min_df)
         pair_kept = pair_df >= self.min_df
         # A pair seen in min_df texts has both its words in those texts, so every word of
