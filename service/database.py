@@ -5,7 +5,9 @@ service/migrations/versions; a change to the tables here needs a new revision.""
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -27,6 +29,8 @@ from sqlalchemy.pool import NullPool
 log = logging.getLogger("triage.service")
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 CONNECT_TIMEOUT_S = 5
+# How long SQLite itself waits for another writer before failing the write.
+SQLITE_BUSY_TIMEOUT_S = 5
 # Any fixed 64-bit number; it names this project's migration lock on a shared PostgreSQL.
 MIGRATION_LOCK_KEY = 0x7472696167650001
 
@@ -135,7 +139,7 @@ def make_engine(url: str) -> Engine:
     path = _sqlite_path(url)
     if path is not None:
         # The file itself is made by Database.migrate(), the first time only.
-        engine = create_engine(_sqlite_existing(path), connect_args={"check_same_thread": False, "timeout": 5})
+        engine = create_engine(_sqlite_existing(path), connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, record) -> None:  # type: ignore[no-untyped-def]
@@ -232,6 +236,59 @@ def migration_engine(url: str, create: bool = True) -> Engine:
     return engine
 
 
+class SQLiteWriteLock:
+    """One writing session at a time across the worker processes and their threads.
+
+    SQLite lets one writer in and makes the others retry after sleeps that grow to
+    100 ms, so under load a write could wait out the whole busy timeout behind
+    luckier ones (the slowest triage requests of benchmarks/load.py waited 5 s).
+    Writers queue here instead, and the next one goes as soon as a commit ends.
+    Held from a session's first flush to the end of its transaction; a session
+    that cannot get it within the busy timeout writes anyway and lets SQLite decide.
+    A plain Lock, not an RLock: FastAPI may close a request's session in another
+    thread than the one that flushed it."""
+
+    POLL_S = 0.0005
+
+    def __init__(self, database: Path) -> None:
+        self._path = database.with_name(database.name + ".write-lock")
+        self._threads = threading.Lock()
+        self._fd: int | None = None
+
+    def hold(self, session: Session) -> None:
+        if session.info.get("write_lock") or not self._threads.acquire(timeout=SQLITE_BUSY_TIMEOUT_S):
+            return
+        if not self._lock_file():
+            self._threads.release()
+            return
+        session.info["write_lock"] = True
+
+    def let_go(self, session: Session) -> None:
+        if not session.info.pop("write_lock", False):
+            return
+        try:
+            if self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._threads.release()
+
+    def _lock_file(self) -> bool:
+        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+        try:
+            if self._fd is None:
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            while True:
+                try:
+                    fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return True
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        return False
+                    time.sleep(self.POLL_S)
+        except OSError:  # e.g. a read-only disk: SQLite will say why the write fails
+            return False
+
+
 class Database:
     """The engine, the session factory and the schema state.
 
@@ -243,6 +300,13 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.write_lock: SQLiteWriteLock | None = None
+        path = _sqlite_path(url)
+        if path is not None:
+            lock = self.write_lock = SQLiteWriteLock(path)
+            event.listen(self.sessions, "before_flush", lambda session, *_: lock.hold(session))
+            event.listen(self.sessions, "after_transaction_end",
+                         lambda session, transaction: transaction.parent is None and lock.let_go(session))
         self.retry_seconds = retry_seconds
         self.migrated = False
         self._migrated_once = False

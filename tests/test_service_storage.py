@@ -10,6 +10,7 @@ import logging
 import os
 import shutil
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -364,6 +365,29 @@ def test_an_outage_while_serving_then_recovery_without_a_restart(backend, small_
     assert backend.scalar("SELECT count(*) FROM triages") == 2
     assert backend.scalar("SELECT count(*) FROM decisions WHERE triage_id = :t", t=back["triage_id"]) == 1
     assert backend.scalar("SELECT count(*) FROM decisions WHERE triage_id = :t", t=first["triage_id"]) == 0
+
+
+def test_a_file_locked_by_another_writer_delays_nothing_but_storage(tmp_path, small_model_dir, monkeypatch):
+    monkeypatch.setattr("service.database.SQLITE_BUSY_TIMEOUT_S", 0.5)
+    url = f"sqlite:///{tmp_path / 'locked.db'}"
+    with running(settings_for(url, small_model_dir)) as client:
+        keys = make_keys(url, "intake")
+        first = client.post("/v1/triage", json=PETITION, headers=h(keys["intake"])).json()
+        other = sqlite3.connect(tmp_path / "locked.db", isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")  # another program writing, e.g. a backup tool or a manual edit
+        try:
+            lost = client.post("/v1/triage", json=PETITION, headers=h(keys["intake"]))
+            assert lost.status_code == 200 and lost.json()["stored"] is False and lost.json()["division_top3"]
+            decision = client.post("/v1/decisions", headers=h(keys["intake"]),
+                                   json={"triage_id": first["triage_id"], "division": "pension", "decided_by": "张三"})
+            assert decision.status_code == 503 and "NOT recorded" in decision.json()["detail"]
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert client.post("/v1/triage", json=PETITION, headers=h(keys["intake"])).json()["stored"] is True
+        decision = client.post("/v1/decisions", headers=h(keys["intake"]),
+                               json={"triage_id": first["triage_id"], "division": "pension", "decided_by": "张三"})
+        assert decision.status_code == 201
 
 
 def test_a_database_down_at_start_up_is_migrated_when_it_comes(backend, small_model_dir):
