@@ -3,7 +3,7 @@ bundled corpus (and, separately, the corpus alone), evaluate on dev.csv, and
 check the floors of the model issue. Exit 1 when a floor is missed, 3 when the
 real data is not there.
 
-    python benchmarks/accuracy.py [--json OUT.json] [--corpus-only]
+    python benchmarks/accuracy.py [--json OUT.json] [--corpus-only] [--seed N]
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ FLOORS = {
 MAX_HIGH_SHARE = 0.15
 
 
-def run(train_files: list[Path], dev: Path, workdir: Path) -> dict:
+def run(train_files: list[Path], dev: Path, workdir: Path, seed: int) -> dict:
     started = time.perf_counter()
-    train(train_files, workdir / "model", progress=lambda m: print("  " + m, file=sys.stderr))
+    train(train_files, workdir / "model", seed=seed, progress=lambda m: print("  " + m, file=sys.stderr))
     seconds = time.perf_counter() - started
     loaded = load_model(workdir / "model")
     frame = read_ledgers([dev], loaded.model.taxonomy).frame
@@ -51,6 +51,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", help="also write the full metrics here")
     parser.add_argument("--corpus-only", action="store_true", help="also report a model trained on the corpus alone")
+    parser.add_argument("--seed", type=int, default=0, help="training seed (it draws the calibration folds)")
     args = parser.parse_args()
     train_csv, dev_csv = REAL / "train.csv", REAL / "dev.csv"
     if not (train_csv.exists() and dev_csv.exists()):
@@ -60,9 +61,9 @@ def main() -> int:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         if args.corpus_only:
-            results["corpus_only"] = run([DEFAULT_CORPUS], dev_csv, Path(tmp) / "corpus")
+            results["corpus_only"] = run([DEFAULT_CORPUS], dev_csv, Path(tmp) / "corpus", args.seed)
             print("corpus only      →", summary_line(results["corpus_only"]))
-        results["train_plus_corpus"] = run([train_csv, DEFAULT_CORPUS], dev_csv, Path(tmp) / "both")
+        results["train_plus_corpus"] = run([train_csv, DEFAULT_CORPUS], dev_csv, Path(tmp) / "both", args.seed)
     metrics = results["train_plus_corpus"]
     print("train + corpus   →", summary_line(metrics), f"(trained in {metrics['train_seconds']}s)")
     failed = []
