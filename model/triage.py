@@ -197,7 +197,14 @@ class TriageModel(BaseEstimator):
             candidate &= counts[inverse] >= MIN_ROWS_PER_LABEL_FOR_HOLDOUT
         rows = np.flatnonzero(candidate)
         size = min(self.holdout_rows, len(rows) // 4)
-        return np.sort(np.random.default_rng(self.random_state).choice(rows, size=size, replace=False))
+        held = np.zeros(n, bool)
+        held[np.random.default_rng(self.random_state).choice(rows, size=size, replace=False)] = True
+        for y in labels.values():  # a label the draw took almost wholly stays in training
+            for label in np.unique(y[held]):
+                of_label = y == label
+                if (of_label & ~held).sum() < MIN_ROWS_PER_LABEL_FOR_HOLDOUT // 2:
+                    held &= ~of_label
+        return np.flatnonzero(held)
 
     # -------------------------------------------------------------- predict
     def _check_texts(self, X: Sequence[str]) -> list[str]:

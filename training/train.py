@@ -65,8 +65,9 @@ def sample_weights(frame: pd.DataFrame, synthetic_weight: float = SYNTHETIC_WEIG
 
 def fit_with_thresholds(frame: pd.DataFrame, taxonomy: Taxonomy, seed: int = 0,
                         progress: Progress = lambda _: None, **params: Any) -> tuple[TriageModel, dict[str, Any]]:
-    """A model fitted on all of `frame`, with thresholds and metrics from its
-    out-of-fold predictions (each row scored by a model that did not see it)."""
+    """A model fitted on `frame` (less the held-out rows of a large ledger), with
+    thresholds and metrics from its out-of-sample predictions: out-of-fold for every
+    row, or, for a large ledger, for the rows held out (TriageModel's `holdout_above`)."""
     texts = texts_of(frame)
     above = params.get("holdout_above", HOLDOUT_ABOVE)
     how = ("one fit per head, a held-out sample for calibration and thresholds" if above is not None and len(frame) > above
