@@ -147,8 +147,9 @@ class TriageModel(BaseEstimator):
         self.training_hits_ = hits
         # Word and character vectorizers fit side by side in threads: the character one
         # spends its time in numpy, which lets go of the GIL, and a process would send its
-        # whole matrix back pickled (25 % slower on 50,000 petitions). Afterwards the union
-        # transforms in one thread, as one petition is not worth dispatching.
+        # whole matrix back pickled (benchmarks/train_scale.py, 100,000 petitions: 129 s in
+        # processes, 120 s in threads). Afterwards the union transforms in one thread, as
+        # one petition is not worth dispatching.
         self.features_ = build_features(self.taxonomy, self.max_char_features, self.ask_weight).set_params(n_jobs=self.n_jobs)
         with parallel_config(backend="threading"):
             features = self.features_.fit_transform(texts)
@@ -207,7 +208,7 @@ class TriageModel(BaseEstimator):
                 of_label = y == label
                 if (of_label & ~held).sum() < MIN_ROWS_PER_LABEL_FOR_HOLDOUT // 2:
                     held &= ~of_label
-        return np.flatnonzero(held)
+        return np.flatnonzero(held) if held.any() else None
 
     # -------------------------------------------------------------- predict
     def _check_texts(self, X: Sequence[str]) -> list[str]:
