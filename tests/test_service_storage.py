@@ -367,7 +367,7 @@ def test_an_outage_while_serving_then_recovery_without_a_restart(backend, small_
     assert backend.scalar("SELECT count(*) FROM decisions WHERE triage_id = :t", t=first["triage_id"]) == 0
 
 
-def test_a_file_locked_by_another_writer_delays_nothing_but_storage(tmp_path, small_model_dir, monkeypatch):
+def test_a_file_locked_by_another_writer_holds_up_storage_not_suggestions(tmp_path, small_model_dir, monkeypatch):
     monkeypatch.setattr("service.database.SQLITE_BUSY_TIMEOUT_S", 0.5)
     url = f"sqlite:///{tmp_path / 'locked.db'}"
     with running(settings_for(url, small_model_dir)) as client:
