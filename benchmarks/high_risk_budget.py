@@ -49,11 +49,13 @@ def main() -> int:
     dev = read_ledgers([dev_csv], model.taxonomy).frame
     texts = texts_of(dev)
     p_high = model.predict_proba(texts)[HIGH_HEAD][:, model.classes_[HIGH_HEAD].index("high")]
-    rule = np.asarray([any(r.head == "risk" and r.label == "high" for r, _ in model.rule_hits(t)) for t in texts])
+    decisions = model.predict(texts)
+    high_rules = {r.id for r in model.taxonomy.rules if r.head == "risk" and r.label == "high"}
+    rule = np.asarray([bool(high_rules.intersection(d["rules"])) for d in decisions])
     truth = dev["risk"].to_numpy() == "high"
     order = np.lexsort((-p_high, ~rule))  # rule hits first, then by probability
     found = np.cumsum(truth[order])
-    flagged = np.asarray([d["risk"] == "high" for d in model.predict(texts)])
+    flagged = np.asarray([d["risk"] == "high" for d in decisions])
     print(f"{len(dev)} dev petitions, {truth.sum()} high-risk; a high-risk rule fires on {rule.sum()} "
           f"({(rule & truth).sum()} of them high-risk)")
     print(f"average precision of the ranking: {average_precision_score(truth, p_high + rule):.3f}")

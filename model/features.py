@@ -90,7 +90,9 @@ def _distinct(values: np.ndarray) -> np.ndarray:
     """np.unique(values) by sorting: numpy 2's default hashing was about 15 times
     slower on the millions of (text, word) keys of a large ledger."""
     ordered = np.sort(values)
-    return ordered[np.concatenate((ordered[:1] == ordered[:1], ordered[1:] != ordered[:-1]))]
+    first = np.ones(len(ordered), bool)
+    first[1:] = ordered[1:] != ordered[:-1]
+    return ordered[first]
 
 
 def _idf(doc_freq: np.ndarray, n_docs: int, dtype: Any) -> np.ndarray:

@@ -82,7 +82,7 @@ def _fit_head(head: str, matrix: Any, scaling: np.ndarray, y: np.ndarray, weight
     else:
         y_kept = y
     head_model = TemperatureScaledSVC(
-        C=C, folds=int(min(folds, counts[np.isin(values, y_kept)].min())), holdout=split, n_jobs=n_jobs,
+        C=C, folds=int(min(folds, counts[counts >= 2].min())), holdout=split, n_jobs=n_jobs,
         random_state=random_state).fit(scaled, y_kept, sample_weight=weight)
     # Learned on the scaled columns, the weights are folded back: w·(x∘s) = (w∘s)·x,
     # so every head then reads the one shared matrix, unscaled.

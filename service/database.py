@@ -251,7 +251,7 @@ class SQLiteWriteLock:
     POLL_S = 0.0005
 
     def __init__(self, database: Path) -> None:
-        self._path = database.with_name(database.name + ".write-lock")
+        self.path = database.with_name(database.name + ".write-lock")
         self._threads = threading.Lock()
         self._fd: int | None = None
 
@@ -276,7 +276,7 @@ class SQLiteWriteLock:
         deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
         try:
             if self._fd is None:
-                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
             while True:
                 try:
                     fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -16,7 +16,7 @@ import pandas as pd
 from model.artifact import new_version_id, save_model
 from model.taxonomy import DEFAULT_TAXONOMY, HEADS, Taxonomy, load_taxonomy
 from model.text import join_fields
-from model.triage import HOLDOUT_ABOVE, ModelInputError, TriageModel
+from model.triage import ModelInputError, TriageModel
 from training.evaluate import evaluate_decisions, summary_line
 from training.ledger import read_ledgers
 from training.thresholds import choose_thresholds
@@ -69,10 +69,9 @@ def fit_with_thresholds(frame: pd.DataFrame, taxonomy: Taxonomy, seed: int = 0,
     thresholds and metrics from its out-of-sample predictions: out-of-fold for every
     row, or, for a large ledger, for the rows held out (TriageModel's `holdout_above`)."""
     texts = texts_of(frame)
-    above = params.get("holdout_above", HOLDOUT_ABOVE)
-    how = ("one fit per head, a held-out sample for calibration and thresholds" if above is not None and len(frame) > above
-           else "3-fold out-of-fold scores for calibration and thresholds")
-    progress(f"fitting on {len(frame)} petitions ({how}) …")
+    # Whether folds or a held-out sample score the rows is TriageModel's choice; the
+    # "held out" line after the fit says which.
+    progress(f"fitting on {len(frame)} petitions (calibration and thresholds from out-of-sample scores) …")
     try:
         model = TriageModel(taxonomy, random_state=seed, **{"n_jobs": -1, **params}).fit(
             texts, frame[list(HEADS)], sample_weight=sample_weights(frame))
