@@ -61,6 +61,12 @@ def library_versions() -> dict[str, str]:
     return {name: version(name) for name in LIBRARIES} | {"python": platform.python_version()}
 
 
+def created_at_now() -> str:
+    """When a model was made, to the microsecond: the registry lists versions in this
+    order, and two trained within one second must not fall back on their ids' hashes."""
+    return datetime.now(UTC).isoformat()
+
+
 def new_version_id(fingerprint: str) -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + fingerprint[:8]
 

@@ -15,7 +15,6 @@ import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from model.artifact import ArtifactError, load_model, new_version_id
+from model.artifact import ArtifactError, created_at_now, load_model, new_version_id
 from model.taxonomy import DEFAULT_TAXONOMY, HEADS, Taxonomy, load_taxonomy
 from model.text import join_fields, normalize, segment
 from model.triage import TriageModel
@@ -440,7 +439,7 @@ def retrain(data: Sequence[str | Path], registry_dir: str | Path, decisions: str
     }
     metadata = {
         "version": version,
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "created_at": created_at_now(),
         "created_by": by,
         "kind": "retrain",
         "training_data": {

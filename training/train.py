@@ -6,14 +6,13 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from model.artifact import new_version_id, save_model
+from model.artifact import created_at_now, new_version_id, save_model
 from model.taxonomy import DEFAULT_TAXONOMY, HEADS, Taxonomy, load_taxonomy
 from model.text import join_fields
 from model.triage import ModelInputError, TriageModel
@@ -116,7 +115,7 @@ def train(data: list[str | Path], out: str | Path, taxonomy_path: str | Path = D
     dates = frame["received_at"].dropna() if "received_at" in frame.columns else pd.Series(dtype="datetime64[ns]")
     metadata = {
         "version": new_version_id(digest),
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "created_at": created_at_now(),
         "training_data": {
             "fingerprint": digest, "sources": ledger.sources, "rows": len(frame),
             "duplicates_dropped": ledger.duplicates_dropped,
