@@ -45,7 +45,7 @@ def taxonomy_codes(taxonomy: Taxonomy) -> dict[str, list[str]]:
 MIN_REAL_FOR_THRESHOLDS = 200
 # Generated petitions state their risk plainly, and a p(high) cut learned on them
 # alone sits so low that it flagged a third of the real dev petitions (the corpus-
-# only default model: 34 % flagged; with this floor 18 %, recall 0.88; see
+# only default model: 34 % flagged; with this floor 19 %, recall 1.00; see
 # benchmarks/accuracy.py --corpus-only). Without enough real petitions to measure
 # it on, high needs the model to find it more likely than not, or a rule.
 GENERATED_MIN_HIGH_CUT = 0.5
