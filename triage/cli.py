@@ -209,7 +209,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
     with database.sessions() as session:
         if args.action == "create":
             print(create_key(session, args.role, args.label or ""))
-            _progress(f"created a {args.role} key; it is shown only this once")
+            _progress(f"created a key for the {args.role} role; it is shown only this once")
             return 0
         if not revoke_key(session, args.prefix):
             print(f"triage keys: no active key with prefix {args.prefix!r}", file=sys.stderr)
