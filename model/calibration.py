@@ -13,7 +13,7 @@ from joblib import Parallel, delayed
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from sklearn.svm import LinearSVC
 
 # liblinear's stopping tolerance. Ten times scikit-learn's default stops the solver
@@ -37,6 +37,13 @@ class TemperatureScaledSVC(ClassifierMixin, BaseEstimator):
     uses every core. Not threads: liblinear draws from one random generator per
     process, and threads sharing it would make the fitted weights differ run to run.
 
+    `groups` (one value per row, optional) keeps rows that share a value in one fold,
+    so that no row is scored by a model that saw its sibling: petitions written from
+    one scenario of the bundled corpus, or about one matter. Out-of-fold scores are
+    then a fair estimate of text the model has not seen, and so are the temperature
+    and the thresholds chosen from them. If the grouped folds would leave a label
+    out of some fold's training rows, the folds are drawn ungrouped.
+
     `holdout` (row indices) replaces the folds for large training sets: one SVM is
     fitted on the other rows and kept, and the temperature is fitted on the held-out
     rows, the only ones with out-of-sample probabilities then (`oof_rows_`). With a
@@ -57,12 +64,20 @@ class TemperatureScaledSVC(ClassifierMixin, BaseEstimator):
     def _svm(self) -> LinearSVC:
         return LinearSVC(C=self.C, class_weight=self.class_weight, tol=self.tol, random_state=self.random_state)
 
-    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> TemperatureScaledSVC:
+    def _folds(self, X: Any, y: np.ndarray, groups: np.ndarray | None) -> list[tuple[np.ndarray, np.ndarray]]:
+        if groups is not None:
+            splits = list(StratifiedGroupKFold(self.folds, shuffle=True, random_state=self.random_state)
+                          .split(X, y, groups))
+            if all(len(np.unique(y[train])) == len(self.classes_) for train, _ in splits):
+                return splits
+        return list(StratifiedKFold(self.folds, shuffle=True, random_state=self.random_state).split(X, y))
+
+    def fit(self, X: Any, y: Any, sample_weight: Any = None, groups: Any = None) -> TemperatureScaledSVC:
         y = np.asarray(y)
         weight = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
         self.classes_, encoded = np.unique(y, return_inverse=True)
         if self.holdout is None:
-            splits = list(StratifiedKFold(self.folds, shuffle=True, random_state=self.random_state).split(X, y))
+            splits = self._folds(X, y, None if groups is None else np.asarray(groups))
             refit = [(X, y, weight)]
             self.oof_rows_ = np.arange(len(y))
         else:

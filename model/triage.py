@@ -58,8 +58,8 @@ def _as_labels(y: Any) -> dict[str, np.ndarray]:
     return {h: arr[:, i] for i, h in enumerate(HEADS)}
 
 
-def _fit_head(head: str, matrix: Any, scaling: np.ndarray, y: np.ndarray, weight: np.ndarray | None, *,
-              C: float, folds: int, holdout: np.ndarray | None, n_jobs: int | None,
+def _fit_head(head: str, matrix: Any, scaling: np.ndarray, y: np.ndarray, weight: np.ndarray | None,
+              groups: np.ndarray | None, *, C: float, folds: int, holdout: np.ndarray | None, n_jobs: int | None,
               random_state: int) -> tuple[TemperatureScaledSVC, np.ndarray, list[str]]:
     """One head fitted on the columns scaled for it, its out-of-sample probabilities
     (NaN for rows without any: those outside the holdout), and the labels left out."""
@@ -79,11 +79,12 @@ def _fit_head(head: str, matrix: Any, scaling: np.ndarray, y: np.ndarray, weight
     scaled = matrix @ sp.diags(scaling, format="csr")
     if single:  # a row copy of the whole matrix, only when some rows are left out
         scaled, y_kept, weight = scaled[kept], y[kept], None if weight is None else weight[kept]
+        groups = None if groups is None else groups[kept]
     else:
         y_kept = y
     head_model = TemperatureScaledSVC(
         C=C, folds=int(min(folds, counts[counts >= 2].min())), holdout=split, n_jobs=n_jobs,
-        random_state=random_state).fit(scaled, y_kept, sample_weight=weight)
+        random_state=random_state).fit(scaled, y_kept, sample_weight=weight, groups=groups)
     # Learned on the scaled columns, the weights are folded back: w·(x∘s) = (w∘s)·x,
     # so every head then reads the one shared matrix, unscaled.
     head_model.estimator_.coef_ = head_model.estimator_.coef_ * scaling
@@ -100,7 +101,9 @@ class TriageModel(BaseEstimator):
     """Predicts division, risk and key group for petition texts.
 
     X is a sequence of texts made by `model.text.join_fields(title, body)`;
-    y has the columns division, risk, key_group (codes of `taxonomy`)."""
+    y has the columns division, risk, key_group (codes of `taxonomy`); `groups`
+    in `fit` (optional) keeps petitions that share a value in one calibration
+    fold (see `TemperatureScaledSVC`)."""
 
     def __init__(
         self,
@@ -127,7 +130,7 @@ class TriageModel(BaseEstimator):
         self.random_state = random_state
 
     # ------------------------------------------------------------------ fit
-    def fit(self, X: Sequence[str], y: Any, sample_weight: Any = None) -> TriageModel:
+    def fit(self, X: Sequence[str], y: Any, sample_weight: Any = None, groups: Any = None) -> TriageModel:
         texts = self._check_texts(X)
         labels = _as_labels(y)
         weight = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
@@ -135,6 +138,9 @@ class TriageModel(BaseEstimator):
             smallest = f", smallest {weight.min()}" if weight.size else ""
             raise ModelInputError(f"sample_weight must hold one positive number per text ({len(texts)}), "
                                   f"got shape {weight.shape}{smallest}")
+        groups = None if groups is None else np.asarray(groups, dtype=object)
+        if groups is not None and groups.shape != (len(texts),):
+            raise ModelInputError(f"groups must hold one value per text ({len(texts)}), got shape {groups.shape}")
         for head in HEADS:
             if len(labels[head]) != len(texts):
                 raise ModelInputError(f"{head}: {len(labels[head])} labels for {len(texts)} texts")
@@ -173,11 +179,11 @@ class TriageModel(BaseEstimator):
             scalings[head][block == "ask"] = 1.0 if head in ASK_HEADS else 0.0
         params = {"C": self.C, "folds": self.calibration_folds, "holdout": holdout, "random_state": self.random_state}
         if holdout is None:  # each head's folds side by side
-            fitted = [_fit_head(head, matrix, scalings[head], labels[head], weight, n_jobs=self.n_jobs, **params)
+            fitted = [_fit_head(head, matrix, scalings[head], labels[head], weight, groups, n_jobs=self.n_jobs, **params)
                       for head in heads]
         else:  # one fit per head: the heads side by side
             fitted = Parallel(n_jobs=self.n_jobs)(
-                delayed(_fit_head)(head, matrix, scalings[head], labels[head], weight, n_jobs=None, **params)
+                delayed(_fit_head)(head, matrix, scalings[head], labels[head], weight, None, n_jobs=None, **params)
                 for head in heads)
         self.heads_ = {head: model for head, (model, _, _) in zip(heads, fitted, strict=True)}
         self.oof_proba_ = {head: oof for head, (_, oof, _) in zip(heads, fitted, strict=True)}

@@ -3,7 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 
+from model.calibration import TemperatureScaledSVC
 from model.taxonomy import HEADS
 from model.text import ASK_CHARS, join_fields, normalize
 from model.triage import ModelInputError, TriageModel
@@ -136,6 +138,40 @@ def test_bad_input_says_what_was_expected(taxonomy):
         model.fit("一段文字", [["pension", "low", "none"]])
     with pytest.raises(ModelInputError, match="not defined in the taxonomy"):
         model.fit(["a", "b"], [["pension", "low", "none"], ["housing", "low", "none"]])
+    with pytest.raises(ModelInputError, match="groups must hold one value per text"):
+        model.fit(["a", "b"], [["pension", "low", "none"]] * 2, groups=["m1"])
+
+
+def _twins(n: int = 150) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+    """Every row twice, under a random label: only a model that saw the twin can be right."""
+    rows = sp.random(n, 400, density=0.05, random_state=0, format="csr")
+    labels = np.random.default_rng(0).choice(["a", "b"], n)
+    return sp.vstack([rows, rows]).tocsr(), np.tile(labels, 2), np.tile(np.arange(n), 2)
+
+
+def test_out_of_fold_scores_never_come_from_a_model_that_saw_a_sibling():
+    X, y, twins = _twins()
+    leaky = TemperatureScaledSVC(C=10.0).fit(X, y)
+    fair = TemperatureScaledSVC(C=10.0).fit(X, y, groups=twins)
+
+    def oof_accuracy(model: TemperatureScaledSVC) -> float:
+        return float((model.classes_[model.oof_proba_.argmax(1)] == y).mean())
+
+    # Without groups two in three rows are scored by a model that learned their twin.
+    assert oof_accuracy(leaky) > 0.75
+    assert oof_accuracy(fair) < 0.65
+    # And the temperature, fitted on those scores, is no longer sharpened by the leak.
+    assert fair.temperature_ > leaky.temperature_
+
+
+@pytest.mark.filterwarnings("ignore:The least populated class")
+def test_groups_that_would_take_a_label_out_of_a_fold_fall_back_to_plain_folds():
+    X, y, twins = _twins()
+    y = y.copy()
+    y[twins == 0] = "c"  # label c lives in one group: grouped folds would leave it out of training once
+    model = TemperatureScaledSVC().fit(X, y, groups=twins)
+    assert list(model.classes_) == ["a", "b", "c"]
+    assert np.isfinite(model.oof_proba_).all()
 
 
 def test_without_real_petitions_high_risk_needs_a_rule_or_an_even_chance(small_model):
