@@ -25,3 +25,5 @@ def test_bundled_corpus_covers_every_label(taxonomy):
     for head in HEADS:
         assert {r[head] for r in rows} == set(taxonomy.codes(head)), head
     assert len({r["register"] for r in rows}) == 4
+    # Each petition names the scenario it was written from, so training can keep siblings together.
+    assert all(r["matter"] for r in rows) and 100 < len({r["matter"] for r in rows}) < len(rows)

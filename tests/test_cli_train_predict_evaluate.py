@@ -3,9 +3,10 @@ from __future__ import annotations
 import csv
 import json
 
+import numpy as np
 import pandas as pd
 
-from training.train import SYNTHETIC_WEIGHT, sample_weights
+from training.train import SYNTHETIC_WEIGHT, matter_groups, sample_weights
 from triage.cli import main
 
 
@@ -50,3 +51,14 @@ def test_generated_petitions_count_less_only_beside_real_ones():
     # A ledger of one kind is weighed evenly: scaling every row would only change the SVM's C.
     assert sample_weights(pd.DataFrame({"synthetic": [True, True]})) is None
     assert sample_weights(pd.DataFrame({"title": ["a"]})) is None
+
+
+def test_petitions_of_one_matter_share_a_calibration_group_where_thresholds_are_chosen():
+    frame = pd.DataFrame({"id": ["g1", "g2", "g3", "r1", "r2"], "matter": ["s1", "s1", "s2", "", "s2"],
+                          "synthetic": [True, True, True, False, False]})
+    everywhere = matter_groups(frame, np.ones(len(frame), bool))
+    assert everywhere[0] == everywhere[1] != everywhere[2]
+    assert everywhere[2] == everywhere[4] and everywhere[3] not in set(everywhere[[0, 1, 2, 4]])
+    # Thresholds chosen on the real rows: those share no matter, so nothing is grouped.
+    assert matter_groups(frame, ~frame["synthetic"].to_numpy()) is None
+    assert matter_groups(frame.drop(columns="matter"), np.ones(len(frame), bool)) is None

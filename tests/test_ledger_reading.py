@@ -59,6 +59,11 @@ def test_bad_rows_are_reported_with_file_row_and_column(tmp_path, taxonomy, muta
     assert (caught.value.row, caught.value.column) == (row, column)
 
 
+def test_the_matter_column_is_read_under_its_chinese_header(tmp_path, taxonomy):
+    rows = [{**r, "事项编号": "SX-7"} for r in CHINESE]
+    assert read_ledger(write_csv(tmp_path / "m.csv", rows), taxonomy)["matter"].tolist() == ["SX-7", "SX-7"]
+
+
 def test_duplicate_id_with_different_labels_names_both_places(tmp_path, taxonomy):
     first = write_csv(tmp_path / "q1.csv", ROWS)
     second = write_csv(tmp_path / "q2.csv", [{**ROWS[0], "division": "labor_relations"}])

@@ -21,7 +21,7 @@ from typing import Any
 
 FRAGMENTS = Path(__file__).resolve().parent.parent / "data" / "corpus" / "fragments"
 DEFAULT_CORPUS = FRAGMENTS.parent / "petitions.csv"
-COLUMNS = ["id", "title", "body", "division", "risk", "key_group", "received_at", "register", "synthetic"]
+COLUMNS = ["id", "title", "body", "division", "risk", "key_group", "received_at", "register", "synthetic", "matter"]
 
 # Share of petitions per division in the default corpus; the real intake is
 # dominated by `external` and `labor_inspection`, but every class needs enough
@@ -201,7 +201,7 @@ def generate(n: int = 5000, seed: int = 20261128, fragments: dict[str, Any] | No
             "division": scenario["division"], "risk": risk,
             "key_group": scenario.get("key_group", "none"),
             "received_at": (start + timedelta(days=rng.randrange(0, 1000))).isoformat(),
-            "register": register, "synthetic": "true",
+            "register": register, "synthetic": "true", "matter": scenario["id"],
         })
     return rows
 

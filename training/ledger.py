@@ -29,6 +29,9 @@ HEADER_ALIASES: dict[str, tuple[str, ...]] = {
     "received_at": ("received_at", "登记日期", "来信日期", "受理日期", "登记时间", "来信时间", "日期"),
     # Marks petitions written by a generator (the bundled corpus), not by citizens.
     "synthetic": ("synthetic", "生成数据"),
+    # Petitions about one matter, or generated from one corpus scenario, share a value;
+    # training keeps them together when it scores petitions out-of-fold.
+    "matter": ("matter", "事项编号"),
 }
 TRUE_VALUES = {"true", "1", "yes", "y", "是"}
 # Common ways a ledger writes a risk level or "no key group".

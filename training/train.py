@@ -55,11 +55,39 @@ GENERATED_MIN_HIGH_CUT = 0.5
 SYNTHETIC_WEIGHT = 0.5
 
 
+def synthetic_rows(frame: pd.DataFrame) -> np.ndarray:
+    return frame["synthetic"].to_numpy(bool) if "synthetic" in frame.columns else np.zeros(len(frame), bool)
+
+
+def thresholds_on_real(synthetic: np.ndarray) -> bool:
+    return bool(synthetic.any()) and int((~synthetic).sum()) >= MIN_REAL_FOR_THRESHOLDS
+
+
 def sample_weights(frame: pd.DataFrame, synthetic_weight: float = SYNTHETIC_WEIGHT) -> np.ndarray | None:
-    synthetic = frame["synthetic"].to_numpy(bool) if "synthetic" in frame.columns else np.zeros(len(frame), bool)
+    synthetic = synthetic_rows(frame)
     if synthetic.all() or not synthetic.any():
         return None
     return np.where(synthetic, synthetic_weight, 1.0)
+
+
+def matter_groups(frame: pd.DataFrame, among: np.ndarray) -> np.ndarray | None:
+    """Calibration groups: the rows of `among` (a mask) that share a `matter` are one
+    group, every other row is its own; None when no two rows of `among` share one.
+
+    Out-of-fold scores choose the temperature and the thresholds, so they must come
+    from models that never saw a sibling of the row they score: petitions generated
+    from one corpus scenario share their facts and much of their wording (README,
+    "Heads", measured with benchmarks/accuracy.py --corpus-only). When the thresholds are chosen on real petitions, the generated ones are not
+    grouped: no real petition has a sibling among them, and whole scenarios left out
+    would only make the fold models that score the real petitions weaker than the
+    model that is kept."""
+    if "matter" not in frame.columns:
+        return None
+    matter = frame["matter"].fillna("").astype(str).str.strip()  # NaN: a ledger without the column
+    shared = among & matter.ne("").to_numpy()
+    if not matter[shared].duplicated().any():
+        return None
+    return np.where(shared, "matter:" + matter, "id:" + frame["id"].astype(str)).astype(object)
 
 
 def fit_with_thresholds(frame: pd.DataFrame, taxonomy: Taxonomy, seed: int = 0,
@@ -68,12 +96,14 @@ def fit_with_thresholds(frame: pd.DataFrame, taxonomy: Taxonomy, seed: int = 0,
     thresholds and metrics from its out-of-sample predictions: out-of-fold for every
     row, or, for a large ledger, for the rows held out (TriageModel's `holdout_above`)."""
     texts = texts_of(frame)
+    synthetic = synthetic_rows(frame)
+    groups = matter_groups(frame, ~synthetic if thresholds_on_real(synthetic) else np.ones(len(frame), bool))
     # Whether folds or a held-out sample score the rows is TriageModel's choice; the
     # "held out" line after the fit says which.
     progress(f"fitting on {len(frame)} petitions (calibration and thresholds from out-of-sample scores) …")
     try:
         model = TriageModel(taxonomy, random_state=seed, **{"n_jobs": -1, **params}).fit(
-            texts, frame[list(HEADS)], sample_weight=sample_weights(frame))
+            texts, frame[list(HEADS)], sample_weight=sample_weights(frame), groups=groups)
     except ModelInputError:
         raise
     except ValueError as exc:
@@ -85,9 +115,8 @@ def fit_with_thresholds(frame: pd.DataFrame, taxonomy: Taxonomy, seed: int = 0,
     del model.oof_proba_, model.training_hits_, model.oof_rows_
     has_oof = np.zeros(len(frame), bool)
     has_oof[scored] = True
-    synthetic = frame["synthetic"].to_numpy(bool) if "synthetic" in frame.columns else np.zeros(len(frame), bool)
     real = ~synthetic & has_oof
-    real_only = synthetic.any() and real.sum() >= MIN_REAL_FOR_THRESHOLDS
+    real_only = thresholds_on_real(synthetic[has_oof])
     rows = np.flatnonzero(real if real_only else has_oof)
     proba = {h: p[rows] for h, p in oof.items()}
     hits = [training_hits[i] for i in rows]
