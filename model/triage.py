@@ -170,7 +170,7 @@ class TriageModel(BaseEstimator):
                                   "shared between them (no word appears in two of them)")
         labels[HIGH_HEAD] = np.where(labels["risk"] == "high", "high", "other")
         heads = HEADS + ((HIGH_HEAD,) if (labels["risk"] == "high").sum() >= 2 else ())
-        holdout = self._holdout_rows(labels)
+        holdout = self._holdout_rows(labels, groups)
         self.oof_rows_ = np.arange(len(texts)) if holdout is None else holdout
         scalings = {}
         for head in heads:
@@ -193,11 +193,12 @@ class TriageModel(BaseEstimator):
         self.rule_precision_: dict[str, float] = {}
         return self
 
-    def _holdout_rows(self, labels: dict[str, np.ndarray]) -> np.ndarray | None:
+    def _holdout_rows(self, labels: dict[str, np.ndarray], groups: np.ndarray | None) -> np.ndarray | None:
         """Rows held out for calibration and thresholds when the ledger is large, else None (folds).
 
         Only rows whose labels are all common enough are candidates, so every label
-        keeps most of its rows for training."""
+        keeps most of its rows for training. With `groups`, whole groups are held out,
+        so that no held-out petition has a sibling in training."""
         n = len(labels["division"])
         if self.holdout_above is None or n <= self.holdout_above:
             return None
@@ -205,15 +206,26 @@ class TriageModel(BaseEstimator):
         for y in labels.values():
             _, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
             candidate &= counts[inverse] >= MIN_ROWS_PER_LABEL_FOR_HOLDOUT
+        if groups is not None:
+            groups = np.unique(groups, return_inverse=True)[1]  # integers: np.isin on objects is quadratic
+            candidate &= ~np.isin(groups, groups[~candidate])
         rows = np.flatnonzero(candidate)
         size = min(self.holdout_rows, len(rows) // 4)
         held = np.zeros(n, bool)
-        held[np.random.default_rng(self.random_state).choice(rows, size=size, replace=False)] = True
+        rng = np.random.default_rng(self.random_state)
+        if groups is None:
+            held[rng.choice(rows, size=size, replace=False)] = True
+        elif size:  # groups in a random order, up to and including the one that fills the sample
+            _, inverse = np.unique(groups[rows], return_inverse=True)
+            rank = rng.permutation(inverse.max() + 1)[inverse]
+            held[rows[rank <= np.sort(rank)[size - 1]]] = True
         for y in labels.values():  # a label the draw took almost wholly stays in training
             for label in np.unique(y[held]):
                 of_label = y == label
                 if (of_label & ~held).sum() < MIN_ROWS_PER_LABEL_FOR_HOLDOUT // 2:
                     held &= ~of_label
+        if groups is not None:  # and with it the rest of its groups
+            held &= ~np.isin(groups, groups[candidate & ~held])
         return np.flatnonzero(held) if held.any() else None
 
     # -------------------------------------------------------------- predict

@@ -77,10 +77,10 @@ def matter_groups(frame: pd.DataFrame, among: np.ndarray) -> np.ndarray | None:
     Out-of-fold scores choose the temperature and the thresholds, so they must come
     from models that never saw a sibling of the row they score: petitions generated
     from one corpus scenario share their facts and much of their wording (README,
-    "Heads", measured with benchmarks/accuracy.py --corpus-only). When the thresholds are chosen on real petitions, the generated ones are not
-    grouped: no real petition has a sibling among them, and whole scenarios left out
-    would only make the fold models that score the real petitions weaker than the
-    model that is kept."""
+    "Heads"; benchmarks/accuracy.py --corpus-only). When the thresholds are chosen
+    on real petitions, the generated ones are not grouped: no real petition has a
+    sibling among them, and whole scenarios left out would only make the fold
+    models that score the real petitions weaker than the model that is kept."""
     if "matter" not in frame.columns:
         return None
     matter = frame["matter"].fillna("").astype(str).str.strip()  # NaN: a ledger without the column
