@@ -138,9 +138,13 @@ class TriageModel(BaseEstimator):
             smallest = f", smallest {weight.min()}" if weight.size else ""
             raise ModelInputError(f"sample_weight must hold one positive number per text ({len(texts)}), "
                                   f"got shape {weight.shape}{smallest}")
-        groups = None if groups is None else np.asarray(groups, dtype=object)
-        if groups is not None and groups.shape != (len(texts),):
-            raise ModelInputError(f"groups must hold one value per text ({len(texts)}), got shape {groups.shape}")
+        if groups is not None:
+            groups = np.asarray(groups, dtype=object)
+            if groups.shape != (len(texts),):
+                raise ModelInputError(f"groups must hold one value per text ({len(texts)}), got shape {groups.shape}")
+            # Integer codes, once: every head's folds and the held-out draw compare groups,
+            # and np.isin on object arrays is quadratic.
+            groups = np.unique(groups, return_inverse=True)[1]
         for head in HEADS:
             if len(labels[head]) != len(texts):
                 raise ModelInputError(f"{head}: {len(labels[head])} labels for {len(texts)} texts")
@@ -207,7 +211,6 @@ class TriageModel(BaseEstimator):
             _, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
             candidate &= counts[inverse] >= MIN_ROWS_PER_LABEL_FOR_HOLDOUT
         if groups is not None:
-            groups = np.unique(groups, return_inverse=True)[1]  # integers: np.isin on objects is quadratic
             candidate &= ~np.isin(groups, groups[~candidate])
         rows = np.flatnonzero(candidate)
         size = min(self.holdout_rows, len(rows) // 4)
