@@ -5,10 +5,14 @@ on dev.csv. The pooled figure weighs both by their number of petitions.
 
     python benchmarks/model_choices.py [--variants shipped,no_ask_view,...] [--folds 5]
 
-Reports the model's own scores, before thresholds: division accuracy and
-macro-F1 of the top suggestion, risk macro-F1 of the three-way head's top
-class, and average precision of the high-risk head (how well it ranks real
-high-risk petitions first). Needs ../shared/data/real (exit 3 without it)."""
+Each model is trained as `triage train` trains it, thresholds chosen on its own
+out-of-fold scores. Reports the model's scores before thresholds: division
+accuracy and macro-F1 of the top suggestion, risk macro-F1 of the three-way
+head's top class, and average precision of the high-risk head (how well it
+ranks real high-risk petitions first); and the decisions after them: risk
+macro-F1, the recall of high risk with the share of petitions marked high, and
+key-group (any vs none) F1.
+Needs ../shared/data/real (exit 3 without it)."""
 
 from __future__ import annotations
 
@@ -26,11 +30,12 @@ from sklearn.model_selection import StratifiedKFold
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from model.taxonomy import HEADS, load_taxonomy  # noqa: E402
+from model.taxonomy import load_taxonomy  # noqa: E402
 from model.triage import HIGH_HEAD, TriageModel  # noqa: E402
 from training.corpus import DEFAULT_CORPUS  # noqa: E402
+from training.evaluate import evaluate_decisions  # noqa: E402
 from training.ledger import read_ledgers  # noqa: E402
-from training.train import SYNTHETIC_WEIGHT, sample_weights, texts_of  # noqa: E402
+from training.train import SYNTHETIC_WEIGHT, fit_with_thresholds, label_arrays, taxonomy_codes, texts_of  # noqa: E402
 
 REAL = ROOT.parent / "shared" / "data" / "real"
 # name: (TriageModel parameters, weight of a generated petition beside real ones)
@@ -41,6 +46,14 @@ VARIANTS: dict[str, tuple[dict[str, Any], float]] = {
     "synthetic_weight_1": ({}, 1.0),
     "synthetic_weight_0.3": ({}, 0.3),
     "division_keywords_full_weight": ({"keyword_weights": {"division": 1.0}}, SYNTHETIC_WEIGHT),
+    "high_head_svm": ({"head_losses": {"risk_high": "squared_hinge"}}, SYNTHETIC_WEIGHT),
+    "risk_head_logistic": ({"head_losses": {"risk": "log_loss"}}, SYNTHETIC_WEIGHT),
+    "key_group_head_logistic": ({"head_losses": {"key_group": "log_loss"}}, SYNTHETIC_WEIGHT),
+}
+FIGURES = {  # column heading: key
+    "div acc": "division_accuracy", "div mF1": "division_macro_f1", "risk mF1": "risk_macro_f1",
+    "high AP": "high_ap", "decided risk mF1": "decided_risk_macro_f1", "high recall": "high_recall",
+    "high share": "high_share", "kg any-F1": "key_group_any_f1",
 }
 
 
@@ -49,17 +62,22 @@ def scores(model: TriageModel, frame: pd.DataFrame) -> dict[str, float]:
     division = np.asarray(model.classes_["division"], dtype=object)[proba["division"].argmax(1)]
     risk = np.asarray(model.classes_["risk"], dtype=object)[proba["risk"].argmax(1)]
     high = proba[HIGH_HEAD][:, model.classes_[HIGH_HEAD].index("high")]
+    decided = evaluate_decisions(model.predict(texts_of(frame)), label_arrays(frame),
+                                 taxonomy_codes(model.taxonomy))
     return {
         "division_accuracy": accuracy_score(frame["division"], division),
         "division_macro_f1": f1_score(frame["division"], division, average="macro"),
         "risk_macro_f1": f1_score(frame["risk"], risk, average="macro"),
         "high_ap": average_precision_score(frame["risk"] == "high", high),
+        "decided_risk_macro_f1": decided["risk"]["macro_f1"],
+        "high_recall": decided["risk"]["high_recall"],
+        "high_share": decided["risk"]["high_share"],
+        "key_group_any_f1": decided["key_group"]["any_f1"],
     }
 
 
 def fit(frame: pd.DataFrame, params: dict[str, Any], synthetic_weight: float) -> TriageModel:
-    return TriageModel(load_taxonomy(), n_jobs=-1, **params).fit(
-        texts_of(frame), frame[list(HEADS)], sample_weight=sample_weights(frame, synthetic_weight))
+    return fit_with_thresholds(frame, load_taxonomy(), synthetic_weight=synthetic_weight, **params)[0]
 
 
 def main() -> int:
@@ -77,8 +95,7 @@ def main() -> int:
     dev = read_ledgers([REAL / "dev.csv"], taxonomy).frame
     folds = list(StratifiedKFold(args.folds, shuffle=True, random_state=0).split(real, real["division"]))
     print(f"{len(real)} real training petitions in {args.folds} folds, {len(corpus)} generated, {len(dev)} dev")
-    header = f"{'variant':<30} {'':>6} {'div acc':>8} {'div mF1':>8} {'risk mF1':>9} {'high AP':>8}"
-    print(header)
+    print(f"{'variant':<30} {'':>6} " + " ".join(f"{heading:>{max(len(heading), 8)}}" for heading in FIGURES))
     for name in args.variants.split(","):
         params, synthetic_weight = VARIANTS[name]
         started = time.perf_counter()
@@ -90,9 +107,8 @@ def main() -> int:
         on_dev = scores(fit(pd.concat([real, corpus], ignore_index=True), params, synthetic_weight), dev)
         pooled = {k: (cv[k] * len(real) + on_dev[k] * len(dev)) / (len(real) + len(dev)) for k in cv}
         for label, figures in (("cv", cv), ("dev", on_dev), ("pooled", pooled)):
-            print(f"{name if label == 'cv' else '':<30} {label:>6} {figures['division_accuracy']:8.3f} "
-                  f"{figures['division_macro_f1']:8.3f} {figures['risk_macro_f1']:9.3f} {figures['high_ap']:8.3f}",
-                  flush=True)
+            print(f"{name if label == 'cv' else '':<30} {label:>6} " + " ".join(
+                f"{figures[key]:{max(len(heading), 8)}.3f}" for heading, key in FIGURES.items()), flush=True)
         print(f"{'':<30} ({time.perf_counter() - started:.0f} s)", flush=True)
     return 0
 

@@ -1,7 +1,8 @@
-"""A linear SVM whose scores are turned into probabilities by temperature scaling.
+"""A linear classifier (an SVM, or logistic regression) whose scores are turned
+into probabilities by temperature scaling.
 
 Per-class sigmoid calibration (CalibratedClassifierCV) can reorder classes and
-cost accuracy; one temperature, fitted on out-of-fold scores, keeps the SVM's
+cost accuracy; one temperature, fitted on out-of-fold scores, keeps the model's
 ranking and only sharpens or softens the probabilities (Guo et al., 2017)."""
 
 from __future__ import annotations
@@ -13,27 +14,43 @@ from joblib import Parallel, delayed
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from sklearn.svm import LinearSVC
+from threadpoolctl import threadpool_limits
 
 # liblinear's stopping tolerance. Ten times scikit-learn's default stops the solver
 # earlier with the same dev-set metrics to three decimals and about a fifth less
 # training time (benchmarks/accuracy.py, benchmarks/train_scale.py).
 SVM_TOL = 1e-3
+LOSSES = ("squared_hinge", "log_loss")
 
 
 def _scores(decision: np.ndarray) -> np.ndarray:
-    # A binary LinearSVC returns one column scoring classes_[1].
+    # A binary linear model's decision_function is one column, scoring classes_[1].
     return np.column_stack([-decision / 2, decision / 2]) if decision.ndim == 1 else decision
 
 
-def _fit(svm: LinearSVC, X: Any, y: np.ndarray, sample_weight: np.ndarray | None) -> LinearSVC:
-    return svm.fit(X, y, sample_weight=sample_weight)
+Linear = LinearSVC | LogisticRegression
 
 
-class TemperatureScaledSVC(ClassifierMixin, BaseEstimator):
-    """`sample_weight` weighs rows in the SVM and in the temperature's fit alike.
-    `n_jobs` fits the folds and the final SVM side by side in processes, so training
+def _fit(linear: Linear, X: Any, y: np.ndarray, sample_weight: np.ndarray | None) -> Linear:
+    # One BLAS thread, as in joblib's worker processes: lbfgs's sums then add up in
+    # the same order whether the fit runs in a worker or here, so the weights are
+    # the same to the last bit on one core or all.
+    with threadpool_limits(limits=1):
+        return linear.fit(X, y, sample_weight=sample_weight)
+
+
+class TemperatureScaledLinear(ClassifierMixin, BaseEstimator):
+    """`loss` chooses the linear model: "squared_hinge", liblinear's SVM (LinearSVC),
+    or "log_loss", logistic regression (lbfgs). The log loss gives a mislabelled
+    row a penalty that grows linearly, the squared hinge one that grows with the
+    square; the high-risk head, whose labellers disagree most, ranks better with
+    the log loss (README "Heads").
+
+    `sample_weight` weighs rows in the linear model and in the temperature's fit alike.
+    `n_jobs` fits the folds and the final model side by side in processes, so training
     uses every core. Not threads: liblinear draws from one random generator per
     process, and threads sharing it would make the fitted weights differ run to run.
 
@@ -44,16 +61,17 @@ class TemperatureScaledSVC(ClassifierMixin, BaseEstimator):
     and the thresholds chosen from them. If the grouped folds would leave a label
     out of some fold's training rows, the folds are drawn ungrouped.
 
-    `holdout` (row indices) replaces the folds for large training sets: one SVM is
+    `holdout` (row indices) replaces the folds for large training sets: one model is
     fitted on the other rows and kept, and the temperature is fitted on the held-out
     rows, the only ones with out-of-sample probabilities then (`oof_rows_`). With a
     few thousand held-out rows the temperature is as well determined as with folds,
     at a quarter of the fits."""
 
-    def __init__(self, C: float = 0.3, folds: int = 3, class_weight: str | None = "balanced",
-                 holdout: np.ndarray | None = None, tol: float = SVM_TOL, n_jobs: int | None = None,
-                 random_state: int = 0) -> None:
+    def __init__(self, C: float = 0.3, loss: str = "squared_hinge", folds: int = 3,
+                 class_weight: str | None = "balanced", holdout: np.ndarray | None = None, tol: float = SVM_TOL,
+                 n_jobs: int | None = None, random_state: int = 0) -> None:
         self.C = C
+        self.loss = loss
         self.tol = tol
         self.folds = folds
         self.class_weight = class_weight
@@ -61,7 +79,11 @@ class TemperatureScaledSVC(ClassifierMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.random_state = random_state
 
-    def _svm(self) -> LinearSVC:
+    def _linear(self) -> Linear:
+        if self.loss == "log_loss":
+            # lbfgs is deterministic; scikit-learn's default of 100 iterations stops
+            # short of convergence on a few thousand TF-IDF rows.
+            return LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=1000)
         return LinearSVC(C=self.C, class_weight=self.class_weight, tol=self.tol, random_state=self.random_state)
 
     def _folds(self, X: Any, y: np.ndarray, groups: np.ndarray | None) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -72,7 +94,9 @@ class TemperatureScaledSVC(ClassifierMixin, BaseEstimator):
                 return splits
         return list(StratifiedKFold(self.folds, shuffle=True, random_state=self.random_state).split(X, y))
 
-    def fit(self, X: Any, y: Any, sample_weight: Any = None, groups: Any = None) -> TemperatureScaledSVC:
+    def fit(self, X: Any, y: Any, sample_weight: Any = None, groups: Any = None) -> TemperatureScaledLinear:
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         y = np.asarray(y)
         weight = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
         self.classes_, encoded = np.unique(y, return_inverse=True)
@@ -86,14 +110,14 @@ class TemperatureScaledSVC(ClassifierMixin, BaseEstimator):
             refit = []
             self.oof_rows_ = test
         subsets = [(X[train], y[train], None if weight is None else weight[train]) for train, _ in splits]
-        fitted = Parallel(n_jobs=self.n_jobs)(delayed(_fit)(self._svm(), *subset) for subset in [*subsets, *refit])
+        fitted = Parallel(n_jobs=self.n_jobs)(delayed(_fit)(self._linear(), *subset) for subset in [*subsets, *refit])
         self.estimator_ = fitted[-1]
         if not np.array_equal(self.estimator_.classes_, self.classes_):
             missing = sorted(set(self.classes_) - set(self.estimator_.classes_))
             raise ValueError(f"labels {missing} occur only in the held-out rows; every label needs training rows")
         oof = np.zeros((len(y), len(self.classes_) if len(self.classes_) > 2 else 2))
-        for svm, (_, test) in zip(fitted[: len(splits)], splits, strict=True):
-            oof[test] = _scores(svm.decision_function(X[test]))
+        for linear, (_, test) in zip(fitted[: len(splits)], splits, strict=True):
+            oof[test] = _scores(linear.decision_function(X[test]))
         oof, encoded = oof[self.oof_rows_], encoded[self.oof_rows_]
         row_weight = np.ones(len(encoded)) if weight is None else weight[self.oof_rows_]
 
@@ -113,10 +137,10 @@ class TemperatureScaledSVC(ClassifierMixin, BaseEstimator):
         return self.estimator_.coef_
 
     def decision_function(self, X: Any) -> np.ndarray:
-        # LinearSVC.decision_function, without its per-call input validation (TriageModel
+        # The linear model's decision_function, without its per-call input validation (TriageModel
         # validates at its boundary and builds X itself): that was a third of a petition's time.
-        svm = self.estimator_
-        scores = np.asarray(X @ svm.coef_.T) + svm.intercept_
+        linear = self.estimator_
+        scores = np.asarray(X @ linear.coef_.T) + linear.intercept_
         return scores.ravel() if scores.shape[1] == 1 else scores
 
     def predict_proba(self, X: Any) -> np.ndarray:
@@ -124,3 +148,8 @@ class TemperatureScaledSVC(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: Any) -> np.ndarray:
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+
+# Artifacts pickled before the logistic option name the class by its old name;
+# they predict as before, so they keep loading.
+TemperatureScaledSVC = TemperatureScaledLinear

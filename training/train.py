@@ -53,6 +53,13 @@ GENERATED_MIN_HIGH_CUT = 0.5
 # vocabulary of every label, the real ledger how intake is really written
 # (benchmarks/model_choices.py compares the weights).
 SYNTHETIC_WEIGHT = 0.5
+# The high-risk head is a logistic regression (model/triage.py, DEFAULT_HEAD_LOSSES),
+# which pays off where real labellers disagree. Trained on generated petitions,
+# whose labels are clean, with fewer than MIN_REAL_FOR_THRESHOLDS real ones, it
+# transferred worse to real text than the SVM: the corpus-only default model
+# flagged 24 % of the real dev petitions high, 19 % as an SVM
+# (benchmarks/accuracy.py --corpus-only).
+GENERATED_HEAD_LOSSES = {"risk_high": "squared_hinge"}
 
 
 def synthetic_rows(frame: pd.DataFrame) -> np.ndarray:
@@ -91,7 +98,8 @@ def matter_groups(frame: pd.DataFrame, among: np.ndarray) -> np.ndarray | None:
 
 
 def fit_with_thresholds(frame: pd.DataFrame, taxonomy: Taxonomy, seed: int = 0,
-                        progress: Progress = lambda _: None, **params: Any) -> tuple[TriageModel, dict[str, Any]]:
+                        progress: Progress = lambda _: None, synthetic_weight: float = SYNTHETIC_WEIGHT,
+                        **params: Any) -> tuple[TriageModel, dict[str, Any]]:
     """A model fitted on `frame` (less the held-out rows of a large ledger), with
     thresholds and metrics from its out-of-sample predictions: out-of-fold for every
     row, or, for a large ledger, for the rows held out (TriageModel's `holdout_above`)."""
@@ -102,8 +110,10 @@ def fit_with_thresholds(frame: pd.DataFrame, taxonomy: Taxonomy, seed: int = 0,
     # "held out" line after the fit says which.
     progress(f"fitting on {len(frame)} petitions (calibration and thresholds from out-of-sample scores) …")
     try:
-        model = TriageModel(taxonomy, random_state=seed, **{"n_jobs": -1, **params}).fit(
-            texts, frame[list(HEADS)], sample_weight=sample_weights(frame), groups=groups)
+        mostly_generated = int((~synthetic).sum()) < MIN_REAL_FOR_THRESHOLDS
+        defaults = {"n_jobs": -1, "head_losses": GENERATED_HEAD_LOSSES if mostly_generated else None}
+        model = TriageModel(taxonomy, random_state=seed, **{**defaults, **params}).fit(
+            texts, frame[list(HEADS)], sample_weight=sample_weights(frame, synthetic_weight), groups=groups)
     except ModelInputError:
         raise
     except ValueError as exc:
