@@ -58,12 +58,14 @@ FIGURES = {  # column heading: key
 
 
 def scores(model: TriageModel, frame: pd.DataFrame) -> dict[str, float]:
-    proba = model.predict_proba(texts_of(frame))
+    texts = texts_of(frame)
+    proba = model.predict_proba(texts)
     division = np.asarray(model.classes_["division"], dtype=object)[proba["division"].argmax(1)]
     risk = np.asarray(model.classes_["risk"], dtype=object)[proba["risk"].argmax(1)]
     high = proba[HIGH_HEAD][:, model.classes_[HIGH_HEAD].index("high")]
-    decided = evaluate_decisions(model.predict(texts_of(frame)), label_arrays(frame),
-                                 taxonomy_codes(model.taxonomy))
+    # The decisions from the probabilities already computed, not a second pass of the features.
+    decisions = model.decide_many(proba, [model.rule_hits(text) for text in texts])
+    decided = evaluate_decisions(decisions, label_arrays(frame), taxonomy_codes(model.taxonomy))
     return {
         "division_accuracy": accuracy_score(frame["division"], division),
         "division_macro_f1": f1_score(frame["division"], division, average="macro"),

@@ -66,8 +66,13 @@ def synthetic_rows(frame: pd.DataFrame) -> np.ndarray:
     return frame["synthetic"].to_numpy(bool) if "synthetic" in frame.columns else np.zeros(len(frame), bool)
 
 
+def enough_real(real: np.ndarray) -> bool:
+    """Whether the rows marked in `real` are enough to measure real intake on."""
+    return int(real.sum()) >= MIN_REAL_FOR_THRESHOLDS
+
+
 def thresholds_on_real(synthetic: np.ndarray) -> bool:
-    return bool(synthetic.any()) and int((~synthetic).sum()) >= MIN_REAL_FOR_THRESHOLDS
+    return bool(synthetic.any()) and enough_real(~synthetic)
 
 
 def sample_weights(frame: pd.DataFrame, synthetic_weight: float = SYNTHETIC_WEIGHT) -> np.ndarray | None:
@@ -106,12 +111,11 @@ def fit_with_thresholds(frame: pd.DataFrame, taxonomy: Taxonomy, seed: int = 0,
     texts = texts_of(frame)
     synthetic = synthetic_rows(frame)
     groups = matter_groups(frame, ~synthetic if thresholds_on_real(synthetic) else np.ones(len(frame), bool))
+    defaults = {"n_jobs": -1, "head_losses": None if enough_real(~synthetic) else GENERATED_HEAD_LOSSES}
     # Whether folds or a held-out sample score the rows is TriageModel's choice; the
     # "held out" line after the fit says which.
     progress(f"fitting on {len(frame)} petitions (calibration and thresholds from out-of-sample scores) …")
     try:
-        mostly_generated = int((~synthetic).sum()) < MIN_REAL_FOR_THRESHOLDS
-        defaults = {"n_jobs": -1, "head_losses": GENERATED_HEAD_LOSSES if mostly_generated else None}
         model = TriageModel(taxonomy, random_state=seed, **{**defaults, **params}).fit(
             texts, frame[list(HEADS)], sample_weight=sample_weights(frame, synthetic_weight), groups=groups)
     except ModelInputError:
@@ -132,7 +136,7 @@ def fit_with_thresholds(frame: pd.DataFrame, taxonomy: Taxonomy, seed: int = 0,
     hits = [training_hits[i] for i in rows]
     truth = {h: frame[h].to_numpy()[rows] for h in HEADS}
     thresholds, rule_precision = choose_thresholds(
-        model, proba, hits, truth, min_high_cut=GENERATED_MIN_HIGH_CUT if real.sum() < MIN_REAL_FOR_THRESHOLDS else 0.0)
+        model, proba, hits, truth, min_high_cut=0.0 if enough_real(real) else GENERATED_MIN_HIGH_CUT)
     model.thresholds_, model.rule_precision_ = thresholds, rule_precision
     heldout = evaluate_decisions(model.decide_many(proba, hits), truth, taxonomy_codes(taxonomy))
     heldout["scope"] = ("out-of-fold" if len(scored) == len(frame) else f"held-out sample of {len(scored)}") + (
