@@ -3,7 +3,7 @@ the real training petitions (5 folds; the bundled corpus joins every training
 fold, as in real use) and also trained on all of train.csv + corpus and scored
 on dev.csv. The pooled figure weighs both by their number of petitions.
 
-    python benchmarks/model_choices.py [--variants shipped,no_ask_view,...] [--folds 5]
+    python benchmarks/model_choices.py [--variants shipped,no_ask_view,...] [--folds 5] [--seed 0]
 
 Each model is trained as `triage train` trains it, thresholds chosen on its own
 out-of-fold scores. Reports the model's scores before thresholds: division
@@ -49,6 +49,8 @@ VARIANTS: dict[str, tuple[dict[str, Any], float]] = {
     "high_head_svm": ({"head_losses": {"risk_high": "squared_hinge"}}, SYNTHETIC_WEIGHT),
     "risk_head_logistic": ({"head_losses": {"risk": "log_loss"}}, SYNTHETIC_WEIGHT),
     "key_group_head_logistic": ({"head_losses": {"key_group": "log_loss"}}, SYNTHETIC_WEIGHT),
+    "key_group_rules_alone": ({"key_group_rules_alone": True}, SYNTHETIC_WEIGHT),
+    "calibration_folds_5": ({"calibration_folds": 5}, SYNTHETIC_WEIGHT),
 }
 FIGURES = {  # column heading: key
     "div acc": "division_accuracy", "div mF1": "division_macro_f1", "risk mF1": "risk_macro_f1",
@@ -86,6 +88,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, from: " + ", ".join(VARIANTS))
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0, help="draws the folds: another seed shows how far a difference is noise")
     args = parser.parse_args()
     if not (REAL / "train.csv").exists() or not (REAL / "dev.csv").exists():
         print(f"needs the real petitions at {REAL}/train.csv and dev.csv (the ../shared folder beside the "
@@ -95,7 +98,7 @@ def main() -> int:
     real = read_ledgers([REAL / "train.csv"], taxonomy).frame
     corpus = read_ledgers([DEFAULT_CORPUS], taxonomy).frame
     dev = read_ledgers([REAL / "dev.csv"], taxonomy).frame
-    folds = list(StratifiedKFold(args.folds, shuffle=True, random_state=0).split(real, real["division"]))
+    folds = list(StratifiedKFold(args.folds, shuffle=True, random_state=args.seed).split(real, real["division"]))
     print(f"{len(real)} real training petitions in {args.folds} folds, {len(corpus)} generated, {len(dev)} dev")
     print(f"{'variant':<30} {'':>6} " + " ".join(f"{heading:>{max(len(heading), 8)}}" for heading in FIGURES))
     for name in args.variants.split(","):

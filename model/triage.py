@@ -123,6 +123,7 @@ class TriageModel(BaseEstimator):
         keyword_weights: dict[str, float] | None = None,
         head_losses: dict[str, str] | None = None,
         ask_weight: float = 0.5,
+        key_group_rules_alone: bool = False,
         n_jobs: int | None = None,
         random_state: int = 0,
     ) -> None:
@@ -131,12 +132,19 @@ class TriageModel(BaseEstimator):
         self.keyword_weights = keyword_weights
         self.head_losses = head_losses
         self.ask_weight = ask_weight
+        self.key_group_rules_alone = key_group_rules_alone
         self.C = C
         self.max_char_features = max_char_features
         self.calibration_folds = calibration_folds
         self.holdout_above = holdout_above
         self.holdout_rows = holdout_rows
         self.random_state = random_state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # An artifact pickled before `key_group_rules_alone` existed let the rules decide
+        # alone and chose its key-group cut that way; it keeps deciding as it was trained.
+        state.setdefault("key_group_rules_alone", True)
+        super().__setstate__(state)
 
     # ------------------------------------------------------------------ fit
     def fit(self, X: Sequence[str], y: Any, sample_weight: Any = None, groups: Any = None) -> TriageModel:
@@ -286,6 +294,12 @@ class TriageModel(BaseEstimator):
         """Calibrated probabilities per head; columns follow `classes_[head]`."""
         return self._score(X)[0]
 
+    def key_group_rule_alone(self, rule: Rule) -> bool:
+        """Whether `rule` puts a petition in its key group even where the head finds no
+        key-group case: when told to, or when the head has not learned the group (one
+        a province has just added to the taxonomy)."""
+        return self.key_group_rules_alone or rule.label not in self.classes_["key_group"]
+
     def rule_hits(self, text: str) -> list[tuple[Rule, list[tuple[int, int]]]]:
         return self._hits(normalize(text))
 
@@ -301,14 +315,18 @@ class TriageModel(BaseEstimator):
         kg_classes = self.classes_["key_group"]
         kg_p = proba["key_group"]
         p_none = float(kg_p[kg_classes.index("none")]) if "none" in kg_classes else 0.0
-        kg_rules = [r for r, _ in hits if r.head == "key_group"]
+        # A key-group rule names the group; whether the petition is a key-group case at
+        # all is the head's call once it has learned the group: deciding alone, the rules
+        # added only false hits on real petitions (benchmarks/model_choices.py).
+        is_case = 1.0 - p_none >= t["key_group_any"]
+        kg_rules = [r for r, _ in hits if r.head == "key_group" and (is_case or self.key_group_rule_alone(r))]
         key_group, key_group_p, key_group_rule = "none", p_none, None
         if kg_rules:
             rule = kg_rules[0]
             model_p = float(kg_p[kg_classes.index(rule.label)]) if rule.label in kg_classes else 0.0
             key_group, key_group_rule = rule.label, rule.id
             key_group_p = max(model_p, self.rule_precision_.get(rule.id, DEFAULT_RULE_PRECISION))
-        elif 1.0 - p_none >= t["key_group_any"]:
+        elif is_case:
             candidates = [(float(kg_p[i]), c) for i, c in enumerate(kg_classes) if c != "none"]
             key_group_p, key_group = max(candidates)
 

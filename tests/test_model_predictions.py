@@ -54,6 +54,41 @@ def test_key_group_rule_marks_the_group_and_raises_risk(small_model):
     assert s["risk"] in ("medium", "high")
 
 
+def test_a_key_group_rule_names_the_group_and_the_head_decides_whether_there_is_one(small_model):
+    model = small_model.model
+    text = join_fields("民办教师养老问题", "我是一名原民办教师，教了二十年书，教龄一直没有认定，退休后养老金很低。")
+    saved = model.thresholds_["key_group_any"], model.key_group_rules_alone
+    try:
+        model.key_group_rules_alone = False  # as trained beside enough real petitions
+        model.thresholds_["key_group_any"] = 1.01  # the head can then never find a key-group case
+        s = model.suggest(text)
+        assert s["key_group"] == "none" and s["key_group_rule"] is None
+        assert "key_group.minban_teachers" in s["rules"], "the rule still fires and is reported"
+        model.key_group_rules_alone = True
+        assert model.suggest(text)["key_group"] == "minban_teachers"
+    finally:
+        model.thresholds_["key_group_any"], model.key_group_rules_alone = saved
+
+
+def test_a_rule_for_a_key_group_the_head_never_learned_decides_alone(taxonomy):
+    # Marked real, so that the head decides for the groups it learned.
+    frame = pd.DataFrame(generate(n=300, seed=11)).drop(columns="synthetic")
+    frame = frame[frame["key_group"] != "retired_athletes"]  # as if a province had just added the group
+    model, _ = fit_with_thresholds(frame, taxonomy, seed=0)
+    assert "retired_athletes" not in model.classes_["key_group"] and not model.key_group_rules_alone
+    model.thresholds_["key_group_any"] = 1.01
+    s = model.suggest(join_fields("安置问题", "我是省体工队的退役运动员，至今没有安置"))
+    assert s["key_group"] == "retired_athletes" and s["key_group_rule"] == "key_group.retired_athletes"
+
+
+def test_a_model_pickled_before_the_key_group_option_keeps_deciding_as_it_was_trained(small_model):
+    state = dict(small_model.model.__getstate__())
+    del state["key_group_rules_alone"]
+    old = TriageModel.__new__(TriageModel)
+    old.__setstate__(state)
+    assert old.key_group_rules_alone is True
+
+
 def test_needs_review_when_confidence_is_below_the_division_threshold(small_model):
     model = small_model.model
     saved = dict(model.thresholds_["division"])
@@ -209,7 +244,7 @@ def test_petitions_without_titles_train_and_predict(taxonomy):
     assert model.suggest(join_fields("", "老板拖欠工资三个月了"))["division"] in taxonomy.codes("division")
 
 
-def test_the_high_risk_head_is_logistic_only_with_enough_real_petitions(taxonomy):
+def test_enough_real_petitions_make_the_high_risk_head_logistic_and_the_key_group_head_decide(taxonomy):
     frame = pd.DataFrame(generate(n=300, seed=11))
     frame["synthetic"] = np.arange(len(frame)) >= 10  # ten real petitions beside generated ones
     mostly_generated, _ = fit_with_thresholds(frame, taxonomy, seed=0)
@@ -217,6 +252,7 @@ def test_the_high_risk_head_is_logistic_only_with_enough_real_petitions(taxonomy
     real, _ = fit_with_thresholds(frame.drop(columns="synthetic"), taxonomy, seed=0)  # 300 real petitions
     assert isinstance(real.heads_["risk_high"].estimator_, LogisticRegression)
     assert all(isinstance(real.heads_[head].estimator_, LinearSVC) for head in HEADS)
+    assert mostly_generated.key_group_rules_alone and not real.key_group_rules_alone
 
 
 def test_an_unknown_loss_or_head_is_refused_with_the_choices(taxonomy):

@@ -111,7 +111,15 @@ def fit_with_thresholds(frame: pd.DataFrame, taxonomy: Taxonomy, seed: int = 0,
     texts = texts_of(frame)
     synthetic = synthetic_rows(frame)
     groups = matter_groups(frame, ~synthetic if thresholds_on_real(synthetic) else np.ones(len(frame), bool))
-    defaults = {"n_jobs": -1, "head_losses": None if enough_real(~synthetic) else GENERATED_HEAD_LOSSES}
+    real_enough = enough_real(~synthetic)
+    # Beside real petitions the key-group head decides whether a petition is a key-group
+    # case and a rule only names the group (model/triage.py). Trained on generated ones
+    # alone, the head knows only how the corpus speaks as a member, and the rules find
+    # cases on real text that it misses: the default model's key-group F1 on the real dev
+    # petitions is 0.720 with the rules deciding alone, 0.636 without
+    # (benchmarks/accuracy.py --corpus-only).
+    defaults = {"n_jobs": -1, "head_losses": None if real_enough else GENERATED_HEAD_LOSSES,
+                "key_group_rules_alone": not real_enough}
     # Whether folds or a held-out sample score the rows is TriageModel's choice; the
     # "held out" line after the fit says which.
     progress(f"fitting on {len(frame)} petitions (calibration and thresholds from out-of-sample scores) …")
