@@ -317,7 +317,7 @@ class TriageModel(BaseEstimator):
         p_none = float(kg_p[kg_classes.index("none")]) if "none" in kg_classes else 0.0
         # A key-group rule names the group; whether the petition is a key-group case at
         # all is the head's call once it has learned the group: deciding alone, the rules
-        # added only false hits on real petitions (benchmarks/model_choices.py).
+        # lowered key-group F1 on real petitions (benchmarks/model_choices.py).
         is_case = 1.0 - p_none >= t["key_group_any"]
         kg_rules = [r for r, _ in hits if r.head == "key_group" and (is_case or self.key_group_rule_alone(r))]
         key_group, key_group_p, key_group_rule = "none", p_none, None

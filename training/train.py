@@ -117,7 +117,8 @@ def fit_with_thresholds(frame: pd.DataFrame, taxonomy: Taxonomy, seed: int = 0,
     # alone, the head knows only how the corpus speaks as a member, and the rules find
     # cases on real text that it misses: the default model's key-group F1 on the real dev
     # petitions is 0.720 with the rules deciding alone, 0.636 without
-    # (benchmarks/accuracy.py --corpus-only).
+    # (benchmarks/accuracy.py --corpus-only, the second with `not real_enough` below
+    # replaced by False).
     defaults = {"n_jobs": -1, "head_losses": None if real_enough else GENERATED_HEAD_LOSSES,
                 "key_group_rules_alone": not real_enough}
     # Whether folds or a held-out sample score the rows is TriageModel's choice; the
