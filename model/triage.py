@@ -294,7 +294,7 @@ class TriageModel(BaseEstimator):
         """Calibrated probabilities per head; columns follow `classes_[head]`."""
         return self._score(X)[0]
 
-    def key_group_rule_alone(self, rule: Rule) -> bool:
+    def decides_key_group_alone(self, rule: Rule) -> bool:
         """Whether `rule` puts a petition in its key group even where the head finds no
         key-group case: when told to, or when the head has not learned the group (one
         a province has just added to the taxonomy)."""
@@ -319,7 +319,7 @@ class TriageModel(BaseEstimator):
         # all is the head's call once it has learned the group: deciding alone, the rules
         # lowered key-group F1 on real petitions (benchmarks/model_choices.py).
         is_case = 1.0 - p_none >= t["key_group_any"]
-        kg_rules = [r for r, _ in hits if r.head == "key_group" and (is_case or self.key_group_rule_alone(r))]
+        kg_rules = [r for r, _ in hits if r.head == "key_group" and (is_case or self.decides_key_group_alone(r))]
         key_group, key_group_p, key_group_rule = "none", p_none, None
         if kg_rules:
             rule = kg_rules[0]

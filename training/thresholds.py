@@ -109,7 +109,7 @@ def choose_thresholds(model: TriageModel, proba: dict[str, np.ndarray], hits: li
     rule_high = np.asarray([any(r.head == "risk" and r.label == "high" for r, _ in h) for h in hits])
     kg_classes = model.classes_["key_group"]
     p_any = 1.0 - proba["key_group"][:, kg_classes.index("none")] if "none" in kg_classes else np.ones(n)
-    rule_any = np.asarray([any(r.head == "key_group" and model.key_group_rule_alone(r) for r, _ in h) for h in hits])
+    rule_any = np.asarray([any(r.head == "key_group" and model.decides_key_group_alone(r) for r, _ in h) for h in hits])
     thresholds = {
         "division": division_thresholds(top, p_top, np.asarray(truth["division"]), div_classes),
         "division_default": DEFAULT_THRESHOLDS["division_default"],
