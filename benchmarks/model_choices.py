@@ -51,6 +51,8 @@ VARIANTS: dict[str, tuple[dict[str, Any], float]] = {
     "key_group_head_logistic": ({"head_losses": {"key_group": "log_loss"}}, SYNTHETIC_WEIGHT),
     "key_group_rules_alone": ({"key_group_rules_alone": True}, SYNTHETIC_WEIGHT),
     "calibration_folds_5": ({"calibration_folds": 5}, SYNTHETIC_WEIGHT),
+    # not a TriageModel parameter: fit_with_thresholds takes it
+    "high_budget_not_filled": ({"fill_high_budget": False}, SYNTHETIC_WEIGHT),
 }
 FIGURES = {  # column heading: key
     "div acc": "division_accuracy", "div mF1": "division_macro_f1", "risk mF1": "risk_macro_f1",

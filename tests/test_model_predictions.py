@@ -14,6 +14,7 @@ from model.taxonomy import HEADS
 from model.text import ASK_CHARS, join_fields, normalize
 from model.triage import ModelInputError, TriageModel
 from training.corpus import generate
+from training.thresholds import high_risk_threshold
 from training.train import GENERATED_MIN_HIGH_CUT, fit_with_thresholds, texts_of
 
 WAGES = join_fields("老板拖欠工资", "我在电子厂上班，老板三个月没发工资，我们二十多个工友找不到人。")
@@ -220,6 +221,20 @@ def test_without_real_petitions_high_risk_needs_a_rule_or_an_even_chance(small_m
     # small_model is trained on generated petitions only: its p(high) cut was not measured on real intake.
     assert small_model.model.thresholds_["risk_high"] >= GENERATED_MIN_HIGH_CUT
     assert small_model.metadata["thresholds"]["risk_high"] >= GENERATED_MIN_HIGH_CUT
+
+
+def test_when_the_target_recall_is_out_of_reach_the_high_risk_cut_fills_the_flag_budget():
+    # 20 petitions, 4 high-risk; a rule finds 2. The budget (0.2 + 0.1) allows 6 flags:
+    # p(high) >= 0.8 adds a third high-risk petition, 0.6 and 0.5 only more flags.
+    p_high = np.asarray([0.9, 0.8, 0.7, 0.6, 0.5, 0.2, 0.1] + [0.0] * 13)
+    rule = np.zeros(20, bool)
+    rule[[10, 11]] = True
+    truth = np.zeros(20, bool)
+    truth[[1, 10, 11, 6]] = True
+    assert high_risk_threshold(p_high, rule, truth, target_recall=0.9, max_extra_share=0.1) == 0.6
+    assert high_risk_threshold(p_high, rule, truth, target_recall=0.9, max_extra_share=0.1, fill_budget=False) == 0.8
+    # Within reach, both stop at the highest cut that reaches it.
+    assert high_risk_threshold(p_high, rule, truth, target_recall=0.75, max_extra_share=0.1, fill_budget=False) == 0.8
 
 
 def test_the_feature_matrix_is_the_feature_unions_own(small_model):

@@ -104,7 +104,7 @@ def matter_groups(frame: pd.DataFrame, among: np.ndarray) -> np.ndarray | None:
 
 def fit_with_thresholds(frame: pd.DataFrame, taxonomy: Taxonomy, seed: int = 0,
                         progress: Progress = lambda _: None, synthetic_weight: float = SYNTHETIC_WEIGHT,
-                        **params: Any) -> tuple[TriageModel, dict[str, Any]]:
+                        fill_high_budget: bool = True, **params: Any) -> tuple[TriageModel, dict[str, Any]]:
     """A model fitted on `frame` (less the held-out rows of a large ledger), with
     thresholds and metrics from its out-of-sample predictions: out-of-fold for every
     row, or, for a large ledger, for the rows held out (TriageModel's `holdout_above`)."""
@@ -145,7 +145,8 @@ def fit_with_thresholds(frame: pd.DataFrame, taxonomy: Taxonomy, seed: int = 0,
     hits = [training_hits[i] for i in rows]
     truth = {h: frame[h].to_numpy()[rows] for h in HEADS}
     thresholds, rule_precision = choose_thresholds(
-        model, proba, hits, truth, min_high_cut=0.0 if enough_real(real) else GENERATED_MIN_HIGH_CUT)
+        model, proba, hits, truth, min_high_cut=0.0 if enough_real(real) else GENERATED_MIN_HIGH_CUT,
+        fill_high_budget=fill_high_budget)
     model.thresholds_, model.rule_precision_ = thresholds, rule_precision
     heldout = evaluate_decisions(model.decide_many(proba, hits), truth, taxonomy_codes(taxonomy))
     heldout["scope"] = ("out-of-fold" if len(scored) == len(frame) else f"held-out sample of {len(scored)}") + (
