@@ -47,6 +47,7 @@ VARIANTS: dict[str, tuple[dict[str, Any], float]] = {
     "synthetic_weight_0.3": ({}, 0.3),
     "division_keywords_full_weight": ({"keyword_weights": {"division": 1.0}}, SYNTHETIC_WEIGHT),
     "high_head_svm": ({"head_losses": {"risk_high": "squared_hinge"}}, SYNTHETIC_WEIGHT),
+    "high_head_balanced": ({"head_class_weights": {"risk_high": "balanced"}}, SYNTHETIC_WEIGHT),
     "risk_head_logistic": ({"head_losses": {"risk": "log_loss"}}, SYNTHETIC_WEIGHT),
     "key_group_head_logistic": ({"head_losses": {"key_group": "log_loss"}}, SYNTHETIC_WEIGHT),
     "key_group_rules_alone": ({"key_group_rules_alone": True}, SYNTHETIC_WEIGHT),

@@ -82,12 +82,14 @@ def test_a_rule_for_a_key_group_the_head_never_learned_decides_alone(taxonomy):
     assert s["key_group"] == "retired_athletes" and s["key_group_rule"] == "key_group.retired_athletes"
 
 
-def test_a_model_pickled_before_the_key_group_option_keeps_deciding_as_it_was_trained(small_model):
+def test_a_model_pickled_before_the_key_group_and_class_weight_options_says_how_it_was_trained(small_model):
     state = dict(small_model.model.__getstate__())
-    del state["key_group_rules_alone"]
+    del state["key_group_rules_alone"], state["head_class_weights"]
     old = TriageModel.__new__(TriageModel)
     old.__setstate__(state)
     assert old.key_group_rules_alone is True
+    assert old.get_params()["head_class_weights"] == dict.fromkeys(["division", "risk", "key_group", "risk_high"],
+                                                                   "balanced")
 
 
 def test_needs_review_when_confidence_is_below_the_division_threshold(small_model):
@@ -259,14 +261,17 @@ def test_petitions_without_titles_train_and_predict(taxonomy):
     assert model.suggest(join_fields("", "老板拖欠工资三个月了"))["division"] in taxonomy.codes("division")
 
 
-def test_enough_real_petitions_make_the_high_risk_head_logistic_and_the_key_group_head_decide(taxonomy):
+def test_enough_real_petitions_make_the_high_risk_head_logistic_unweighted_and_the_key_group_head_decide(taxonomy):
     frame = pd.DataFrame(generate(n=300, seed=11))
     frame["synthetic"] = np.arange(len(frame)) >= 10  # ten real petitions beside generated ones
     mostly_generated, _ = fit_with_thresholds(frame, taxonomy, seed=0)
     assert all(isinstance(head.estimator_, LinearSVC) for head in mostly_generated.heads_.values())
+    assert all(head.estimator_.class_weight == "balanced" for head in mostly_generated.heads_.values())
     real, _ = fit_with_thresholds(frame.drop(columns="synthetic"), taxonomy, seed=0)  # 300 real petitions
     assert isinstance(real.heads_["risk_high"].estimator_, LogisticRegression)
+    assert real.heads_["risk_high"].estimator_.class_weight is None
     assert all(isinstance(real.heads_[head].estimator_, LinearSVC) for head in HEADS)
+    assert all(real.heads_[head].estimator_.class_weight == "balanced" for head in HEADS)
     assert mostly_generated.key_group_rules_alone and not real.key_group_rules_alone
 
 
@@ -277,6 +282,10 @@ def test_an_unknown_loss_or_head_is_refused_with_the_choices(taxonomy):
     frame = pd.DataFrame(generate(n=120, seed=11))
     with pytest.raises(ModelInputError, match=r"head_losses names heads \['urgency'\]"):
         TriageModel(taxonomy, head_losses={"urgency": "log_loss"}).fit(texts_of(frame), frame[list(HEADS)])
+    with pytest.raises(ModelInputError, match=r"head_class_weights names heads \['urgency'\]"):
+        TriageModel(taxonomy, head_class_weights={"urgency": None}).fit(texts_of(frame), frame[list(HEADS)])
+    with pytest.raises(ModelInputError, match=r"'balanced' or None per head, got \{'risk_high': 'auto'\}"):
+        TriageModel(taxonomy, head_class_weights={"risk_high": "auto"}).fit(texts_of(frame), frame[list(HEADS)])
 
 
 def test_a_head_pickled_under_its_former_name_loads_and_predicts_alike():

@@ -48,7 +48,7 @@ def high_risk_threshold(p_high: np.ndarray, rule_high: np.ndarray, truth_high: n
 
     Filling it is a choice for recall. Cross-validated on the real training petitions,
     the flags past the last high-risk petition the training folds found caught no more
-    in the held-out fold, but on the dev petitions they caught 4 of 16
+    in the held-out fold, but on the dev petitions they caught 5 of 16
     (benchmarks/model_choices.py, variant `high_budget_not_filled`)."""
     if not truth_high.any():
         return float(DEFAULT_THRESHOLDS["risk_high"])
