@@ -29,8 +29,8 @@ DEFAULT_THRESHOLDS: dict[str, Any] = {
 DEFAULT_KEYWORD_WEIGHTS = {"division": 0.15, "risk": 1.0, "key_group": 1.0, "risk_high": 1.0}
 # The high-risk head is a logistic regression, the others are SVMs: cross-validated
 # on the real training petitions, thresholds chosen inside each fold, it finds as
-# many high-risk petitions with fewer flagged (12.1 % against 13.9 %; risk macro-F1
-# 0.646 against 0.630). The three-way risk and the key-group heads did worse as
+# many high-risk petitions with fewer flagged (12.6 % against 14.1 %; risk macro-F1
+# 0.637 against 0.628). The three-way risk and the key-group heads did worse as
 # logistic regressions (benchmarks/model_choices.py).
 DEFAULT_HEAD_LOSSES = {"division": "squared_hinge", "risk": "squared_hinge", "key_group": "squared_hinge",
                        "risk_high": "log_loss"}
