@@ -74,8 +74,8 @@ def _as_labels(y: Any) -> dict[str, np.ndarray]:
 
 def _fit_head(head: str, matrix: Any, scaling: np.ndarray, y: np.ndarray, weight: np.ndarray | None,
               groups: np.ndarray | None, *, C: float, loss: str, class_weight: str | None, folds: int,
-              holdout: np.ndarray | None, n_jobs: int | None,
-              random_state: int) -> tuple[TemperatureScaledLinear, np.ndarray, list[str]]:
+              holdout: np.ndarray | None, n_jobs: int | None, random_state: int,
+              ) -> tuple[TemperatureScaledLinear, np.ndarray, list[str]]:
     """One head fitted on the columns scaled for it, its out-of-sample probabilities
     (NaN for rows without any: those outside the holdout), and the labels left out."""
     values, counts = np.unique(y, return_counts=True)
@@ -99,8 +99,7 @@ def _fit_head(head: str, matrix: Any, scaling: np.ndarray, y: np.ndarray, weight
         y_kept = y
     head_model = TemperatureScaledLinear(
         C=C, loss=loss, class_weight=class_weight, folds=int(min(folds, counts[counts >= 2].min())), holdout=split,
-        n_jobs=n_jobs,
-        random_state=random_state).fit(scaled, y_kept, sample_weight=weight, groups=groups)
+        n_jobs=n_jobs, random_state=random_state).fit(scaled, y_kept, sample_weight=weight, groups=groups)
     # Learned on the scaled columns, the weights are folded back: w·(x∘s) = (w∘s)·x,
     # so every head then reads the one shared matrix, unscaled.
     head_model.estimator_.coef_ = head_model.estimator_.coef_ * scaling
