@@ -32,6 +32,35 @@ def normalize(text: str) -> str:
     return text.translate(_FULLWIDTH)
 
 
+# Numbers say little about which division should act, and how a board masks or prints
+# them says a lot about the board: a phone number, an ID masked as asterisks or a
+# case number would otherwise route a petition by where it was posted. Long digit
+# runs (with their separators) and mask runs become blanks; shorter runs (dates,
+# amounts, ages) become zeros, so that "2019年3月" and "2021年10月" are one pattern.
+# Five-digit runs stay: the hotlines (12333, 12345) are words of their own.
+_LONG_NUMBER = re.compile(r"[0-9*#xX][0-9*# -]{4,}[0-9*#xX]|[*#]{3,}")
+_SHORT_NUMBER = re.compile(r"(?<![0-9])[0-9]{1,4}(?![0-9])")
+NUMBER_VIEWS = ("digits", "long_blank", "placeholders")
+
+
+def feature_view(normalized: str, numbers: str = "placeholders") -> str:
+    """The text the word and character features read: `normalize`d text with numbers
+    replaced as `numbers` says ("digits": as written; "long_blank": long numbers and
+    masks blanked; "placeholders": also shorter numbers as zeros). Same length as the
+    input, so offsets still hold."""
+    if numbers == "digits":
+        return normalized
+
+    def long_blank(match: re.Match[str]) -> str:
+        run = match.group()
+        return " " * len(run) if sum(ch.isdigit() or ch in "*#" for ch in run) >= 6 or run[0] in "*#" else run
+
+    viewed = _LONG_NUMBER.sub(long_blank, normalized)
+    if numbers == "placeholders":
+        viewed = _SHORT_NUMBER.sub(lambda m: "0" * len(m.group()), viewed)
+    return viewed
+
+
 def join_fields(title: str, body: str) -> str:
     """The one string every head reads: the title on the first line, then the body."""
     title = _SPACE.sub(" ", unicodedata.normalize("NFC", title or "")).strip()

@@ -13,16 +13,10 @@ from sklearn.base import BaseEstimator
 from model.calibration import TemperatureScaledLinear
 from model.explain import explain_head
 from model.features import build_features, rule_feature_names, rule_matrix
-from model.taxonomy import HEADS, RISK_ORDER, Rule, Taxonomy
-from model.text import normalize
+from model.taxonomy import HEADS, HIGH_HEAD, RISK_ORDER, Rule, Taxonomy
+from model.text import NUMBER_VIEWS, feature_view, normalize
+from model.thresholds import DEFAULT_THRESHOLDS, choose_thresholds
 
-DEFAULT_THRESHOLDS: dict[str, Any] = {
-    "division": {},  # per class; a class not listed uses "division_default"
-    "division_default": 0.5,
-    "risk_high": 0.5,
-    "key_group_any": 0.5,
-    "risk_medium_bias": 0.0,  # added to p(medium) before comparing it with p(low)
-}
 # How much each head leans on the taxonomy's keyword and rule columns relative to
 # the TF-IDF text features. Division routing is better with the lists as a light
 # hint, risk needs the rule indicators at full strength (benchmarks/model_choices.py).
@@ -44,11 +38,6 @@ DEFAULT_HEAD_CLASS_WEIGHTS: dict[str, str | None] = {
 # Only routing reads the closing request a second time: it sharpens the division
 # but blurs the three-way risk head (benchmarks/model_choices.py).
 ASK_HEADS = frozenset({"division"})
-# Besides the three heads the API returns, a binary high-vs-rest head ranks
-# petitions for the same-day review queue: it orders real high-risk petitions
-# better than the high column of the three-way risk head (cross-validated
-# average precision on the real training petitions).
-HIGH_HEAD = "risk_high"
 # Above this many petitions, calibration and thresholds use one held-out sample of
 # HOLDOUT_ROWS instead of folds, and each head is fitted once: a quarter of the
 # fits (benchmarks/train_scale.py).
@@ -113,12 +102,71 @@ def _fit_head(head: str, matrix: Any, scaling: np.ndarray, y: np.ndarray, weight
 
 
 class TriageModel(BaseEstimator):
-    """Predicts division, risk and key group for petition texts.
+    """Predicts division, risk and key group for petition texts, with thresholds.
 
-    X is a sequence of texts made by `model.text.join_fields(title, body)`;
-    y has the columns division, risk, key_group (codes of `taxonomy`); `groups`
-    in `fit` (optional) keeps petitions that share a value in one calibration
-    fold (see `TemperatureScaledLinear`)."""
+    Like scikit-learn's `TunedThresholdClassifierCV`, `fit` returns a finished
+    model: the heads are calibrated and the decision thresholds chosen on
+    out-of-sample scores of the training petitions.
+
+    Parameters
+    ----------
+    taxonomy : Taxonomy
+        Codes, keyword lists and rules (`data/taxonomy.toml`).
+    C : float, default=0.3
+        Inverse regularisation strength of every linear head.
+    max_char_features : int, default=150_000
+        Cap on the character n-gram vocabulary.
+    calibration_folds : int, default=3
+        Folds whose out-of-fold scores fit the temperatures and the thresholds.
+    holdout_above, holdout_rows : int
+        Above `holdout_above` petitions, one held-out sample of `holdout_rows`
+        replaces the folds.
+    keyword_weights, head_losses, head_class_weights : dict, optional
+        Per head, overrides of DEFAULT_KEYWORD_WEIGHTS, DEFAULT_HEAD_LOSSES and
+        DEFAULT_HEAD_CLASS_WEIGHTS.
+    ask_weight : float, default=0.5
+        Weight of the closing-request view (division head only).
+    key_group_rules_alone : bool, default=False
+        Whether a key-group rule decides without the head's agreement.
+    numbers : {"digits", "long_blank", "placeholders"}, default="digits"
+        How the word and character features read numbers (`model.text.feature_view`).
+    min_threshold_rows : int, default=200
+        The fewest `threshold_rows` with out-of-sample scores for thresholds to be
+        chosen on them alone.
+    min_high_cut : float, default=0.0
+        The lowest p(high) cut allowed.
+    fill_high_budget : bool, default=True
+        See `model.thresholds.high_risk_threshold`.
+    n_jobs : int, optional
+        Parallel fits (joblib).
+    random_state : int, default=0
+        Draws the calibration folds and the held-out sample.
+
+    Attributes
+    ----------
+    features_ : FeatureUnion
+        The fitted text features.
+    feature_names_ : ndarray of str
+        Names of the feature columns, rule columns last.
+    heads_ : dict of str to TemperatureScaledLinear
+        The calibrated heads, `risk_high` included when there were high-risk petitions.
+    classes_ : dict of str to list of str
+        Class order of each head's probabilities.
+    skipped_labels_ : dict of str to list of str
+        Labels seen once, left out of a head.
+    thresholds_ : dict
+        Per-division review cuts, the p(high) cut, the key-group cut and the
+        low/medium shift.
+    rule_precision_ : dict of str to float
+        Each rule's precision on the held-out petitions.
+    heldout_rows_ : ndarray of int
+        The training rows the thresholds were chosen on.
+    heldout_decisions_ : list of dict
+        The decisions the finished model makes for those rows from their
+        out-of-sample scores: what training reports as held-out metrics.
+    heldout_scope_ : str
+        "out-of-fold", or "held-out sample of N" for a large ledger.
+    """
 
     def __init__(
         self,
@@ -133,6 +181,10 @@ class TriageModel(BaseEstimator):
         head_class_weights: dict[str, str | None] | None = None,
         ask_weight: float = 0.5,
         key_group_rules_alone: bool = False,
+        numbers: str = "digits",
+        min_threshold_rows: int = 200,
+        min_high_cut: float = 0.0,
+        fill_high_budget: bool = True,
         n_jobs: int | None = None,
         random_state: int = 0,
     ) -> None:
@@ -143,6 +195,10 @@ class TriageModel(BaseEstimator):
         self.head_class_weights = head_class_weights
         self.ask_weight = ask_weight
         self.key_group_rules_alone = key_group_rules_alone
+        self.numbers = numbers
+        self.min_threshold_rows = min_threshold_rows
+        self.min_high_cut = min_high_cut
+        self.fill_high_budget = fill_high_budget
         self.C = C
         self.max_char_features = max_char_features
         self.calibration_folds = calibration_folds
@@ -156,10 +212,41 @@ class TriageModel(BaseEstimator):
         state.setdefault("key_group_rules_alone", True)
         # Before `head_class_weights`, every head weighted its classes to balance.
         state.setdefault("head_class_weights", dict.fromkeys(DEFAULT_HEAD_CLASS_WEIGHTS, "balanced"))
+        # Before `numbers`, the features read numbers as written.
+        state.setdefault("numbers", "digits")
+        # Thresholds were chosen by the training code before fit chose them.
+        state.setdefault("min_threshold_rows", 200)
+        state.setdefault("min_high_cut", 0.0)
+        state.setdefault("fill_high_budget", True)
         super().__setstate__(state)
 
     # ------------------------------------------------------------------ fit
-    def fit(self, X: Sequence[str], y: Any, sample_weight: Any = None, groups: Any = None) -> TriageModel:
+    def fit(self, X: Sequence[str], y: Any, sample_weight: Any = None, groups: Any = None,
+            threshold_rows: Any = None) -> TriageModel:
+        """Fit the heads, calibrate them and choose the decision thresholds.
+
+        Parameters
+        ----------
+        X : sequence of str
+            Texts made by `model.text.join_fields(title, body)`.
+        y : DataFrame or array of shape (n, 3)
+            The columns division, risk and key_group, as codes of `taxonomy`.
+        sample_weight : array of shape (n,), optional
+            Positive weight of each petition.
+        groups : array of shape (n,), optional
+            Petitions that share a value stay in one calibration fold (and are held
+            out together from a large ledger), so none is scored by a model that saw
+            its sibling or, when the values are boards, its board.
+        threshold_rows : bool array of shape (n,), optional
+            The petitions that stand for real intake: thresholds are chosen on their
+            out-of-sample scores when at least `min_threshold_rows` of them have one,
+            else on every scored petition.
+
+        Returns
+        -------
+        self : TriageModel
+            Fitted, with its thresholds: ready to `predict`.
+        """
         texts = self._check_texts(X)
         labels = _as_labels(y)
         weight = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
@@ -188,10 +275,10 @@ class TriageModel(BaseEstimator):
             unknown = sorted(set(labels[head]) - set(self.taxonomy.codes(head)))
             if unknown:
                 raise ModelInputError(f"{head}: labels {unknown} are not defined in the taxonomy")
+        if self.numbers not in NUMBER_VIEWS:
+            raise ModelInputError(f"numbers must be one of {NUMBER_VIEWS}, got {self.numbers!r}")
         texts = [normalize(t) for t in texts]
         hits = [self._hits(t) for t in texts]
-        # Training reuses them to choose thresholds, then drops them (as oof_proba_).
-        self.training_hits_ = hits
         # Word and character vectorizers fit side by side in threads: the character one
         # spends its time in numpy, which lets go of the GIL, and a process would send its
         # whole matrix back pickled (benchmarks/train_scale.py, 100,000 petitions: 129 s in
@@ -199,7 +286,7 @@ class TriageModel(BaseEstimator):
         # one petition is not worth dispatching.
         self.features_ = build_features(self.taxonomy, self.max_char_features, self.ask_weight).set_params(n_jobs=self.n_jobs)
         with parallel_config(backend="threading"):
-            features = self.features_.fit_transform(texts)
+            features = self.features_.fit_transform([self.feature_view(t) for t in texts])
         self.features_.set_params(n_jobs=None)
         matrix = sp.hstack([features, rule_matrix(hits, self.taxonomy.rules)], format="csr")
         self.feature_names_ = np.concatenate([
@@ -212,7 +299,7 @@ class TriageModel(BaseEstimator):
         labels[HIGH_HEAD] = np.where(labels["risk"] == "high", "high", "other")
         heads = HEADS + ((HIGH_HEAD,) if (labels["risk"] == "high").sum() >= 2 else ())
         holdout = self._holdout_rows(labels, groups)
-        self.oof_rows_ = np.arange(len(texts)) if holdout is None else holdout
+        scored = np.arange(len(texts)) if holdout is None else holdout
         scalings = {}
         for head in heads:
             scalings[head] = np.ones(matrix.shape[1])
@@ -230,12 +317,33 @@ class TriageModel(BaseEstimator):
                                    class_weight=class_weights[head], n_jobs=None, **params)
                 for head in heads)
         self.heads_ = {head: model for head, (model, _, _) in zip(heads, fitted, strict=True)}
-        self.oof_proba_ = {head: oof for head, (_, oof, _) in zip(heads, fitted, strict=True)}
         self.skipped_labels_ = {head: skipped for head, (_, _, skipped) in zip(heads, fitted, strict=True)}
         self.classes_ = {head: list(self.heads_[head].classes_) for head in self.heads_}
+        self._choose_thresholds(scored, {head: oof for head, (_, oof, _) in zip(heads, fitted, strict=True)},
+                                hits, labels, threshold_rows)
+        return self
+
+    def _choose_thresholds(self, scored: np.ndarray, oof: dict[str, np.ndarray], hits: list[list[tuple[Rule, Any]]],
+                           labels: dict[str, np.ndarray], threshold_rows: Any) -> None:
+        """Thresholds and rule precisions from the out-of-sample scores of `scored` rows,
+        and the decisions they then give those rows (`heldout_rows_`, `heldout_decisions_`)."""
+        rows = scored
+        if threshold_rows is not None:
+            mask = np.asarray(threshold_rows, dtype=bool)
+            if mask.shape != (len(hits),):
+                raise ModelInputError(f"threshold_rows must hold one bool per text ({len(hits)}), got shape {mask.shape}")
+            if mask[scored].sum() >= self.min_threshold_rows:
+                rows = scored[mask[scored]]
+        proba = {head: p[rows] for head, p in oof.items()}
+        row_hits = [hits[i] for i in rows]
         self.thresholds_ = {k: (dict(v) if isinstance(v, dict) else v) for k, v in DEFAULT_THRESHOLDS.items()}
         self.rule_precision_: dict[str, float] = {}
-        return self
+        self.thresholds_, self.rule_precision_ = choose_thresholds(
+            self, proba, row_hits, {head: labels[head][rows] for head in HEADS},
+            min_high_cut=self.min_high_cut, fill_high_budget=self.fill_high_budget)
+        self.heldout_rows_ = rows
+        self.heldout_scope_ = "out-of-fold" if len(scored) == len(hits) else f"held-out sample of {len(scored)}"
+        self.heldout_decisions_ = self.decide_many(proba, row_hits)
 
     def _holdout_rows(self, labels: dict[str, np.ndarray], groups: np.ndarray | None) -> np.ndarray | None:
         """Rows held out for calibration and thresholds when the ledger is large, else None (folds).
@@ -289,14 +397,19 @@ class TriageModel(BaseEstimator):
                 hits.append((rule, spans))
         return hits
 
+    def feature_view(self, normalized: str) -> str:
+        """What the word and character features read of a normalised text (rules read it whole)."""
+        return feature_view(normalized, self.numbers)
+
     def _matrix(self, normalized: list[str], hits: list[list[tuple[Rule, Any]]]) -> Any:
         # FeatureUnion.transform's own result, without its joblib dispatch, which cost
         # about 3 ms per call: most of the time of one petition.
         weights = self.features_.transformer_weights or {}
+        viewed = [self.feature_view(t) for t in normalized]
         blocks = []
         for name, transformer in self.features_.transformer_list:
             if transformer != "drop":
-                block = transformer.transform(normalized)
+                block = transformer.transform(viewed)
                 blocks.append(block * weights[name] if name in weights else block)
         return sp.hstack([*blocks, rule_matrix(hits, self.taxonomy.rules)], format="csr")
 

@@ -32,6 +32,9 @@ HEADER_ALIASES: dict[str, tuple[str, ...]] = {
     # Petitions about one matter, or generated from one corpus scenario, share a value;
     # training keeps them together when it scores petitions out-of-fold.
     "matter": ("matter", "事项编号"),
+    # The board, city or office a petition reached: thresholds are chosen on petitions
+    # scored by models that did not see their board (training/train.py, matter_groups).
+    "board": ("board", "source", "地市", "来源地区"),
 }
 TRUE_VALUES = {"true", "1", "yes", "y", "是"}
 # Common ways a ledger writes a risk level or "no key group".
