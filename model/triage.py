@@ -66,12 +66,14 @@ def _fit_head(head: str, matrix: Any, scaling: np.ndarray, y: np.ndarray, weight
               holdout: np.ndarray | None, n_jobs: int | None, random_state: int,
               ) -> tuple[TemperatureScaledLinear, np.ndarray, list[str]]:
     """One head fitted on the columns scaled for it, its out-of-sample probabilities
-    (NaN for rows without any: those outside the holdout), and the labels left out."""
-    values, counts = np.unique(y, return_counts=True)
+    (NaN for rows without any: those outside the holdout, or of weight 0), and the
+    labels left out."""
+    counted = np.ones(len(y), bool) if weight is None else weight > 0
+    values, counts = np.unique(y[counted], return_counts=True)
     # A label seen once cannot be both learned and calibrated; it is left out
     # of this head (and reported) rather than failing the whole training run.
     single = sorted(str(v) for v, c in zip(values, counts, strict=True) if c < 2)
-    kept = np.flatnonzero(~np.isin(y, single))
+    kept = np.flatnonzero(~np.isin(y, single) & counted)
     if len(values) - len(single) < 2:
         raise ModelInputError(
             f"{head}: need at least two labels with 2+ examples each, got {dict(zip(values, counts, strict=True))}")
@@ -81,7 +83,7 @@ def _fit_head(head: str, matrix: Any, scaling: np.ndarray, y: np.ndarray, weight
         position[kept] = np.arange(len(kept))
         split = position[holdout]
     scaled = matrix @ sp.diags(scaling, format="csr")
-    if single:  # a row copy of the whole matrix, only when some rows are left out
+    if len(kept) < len(y):  # a row copy of the whole matrix, only when some rows are left out
         scaled, y_kept, weight = scaled[kept], y[kept], None if weight is None else weight[kept]
         groups = None if groups is None else groups[kept]
     else:
@@ -96,7 +98,7 @@ def _fit_head(head: str, matrix: Any, scaling: np.ndarray, y: np.ndarray, weight
     oof[kept[head_model.oof_rows_]] = head_model.oof_proba_
     del head_model.oof_proba_, head_model.oof_rows_
     if single and holdout is None:  # rows of a left-out label only have the in-sample view
-        left = np.setdiff1d(np.arange(len(y)), kept)
+        left = np.flatnonzero(np.isin(y, single) & counted)
         oof[left] = head_model.predict_proba(matrix[left])
     return head_model, oof, single
 
@@ -231,8 +233,11 @@ class TriageModel(BaseEstimator):
             Texts made by `model.text.join_fields(title, body)`.
         y : DataFrame or array of shape (n, 3)
             The columns division, risk and key_group, as codes of `taxonomy`.
-        sample_weight : array of shape (n,), optional
-            Positive weight of each petition.
+        sample_weight : array of shape (n,), or dict of head to such arrays, optional
+            Weight of each petition, for every head or per head (a head not named
+            weighs every petition 1; `risk_high` follows `risk`). A petition of
+            weight 0 is left out of that head: self-training labels petitions for
+            routing only.
         groups : array of shape (n,), optional
             Petitions that share a value stay in one calibration fold (and are held
             out together from a large ledger), so none is scored by a model that saw
@@ -249,11 +254,7 @@ class TriageModel(BaseEstimator):
         """
         texts = self._check_texts(X)
         labels = _as_labels(y)
-        weight = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-        if weight is not None and (weight.shape != (len(texts),) or not (np.isfinite(weight) & (weight > 0)).all()):
-            smallest = f", smallest {weight.min()}" if weight.size else ""
-            raise ModelInputError(f"sample_weight must hold one positive number per text ({len(texts)}), "
-                                  f"got shape {weight.shape}{smallest}")
+        head_weights = self._head_weights(sample_weight, len(texts))
         if groups is not None:
             groups = np.asarray(groups, dtype=object)
             if groups.shape != (len(texts),):
@@ -297,8 +298,11 @@ class TriageModel(BaseEstimator):
             raise ModelInputError(f"cannot learn from these {len(texts)} petitions: too few, or too little text "
                                   "shared between them (no word appears in two of them)")
         labels[HIGH_HEAD] = np.where(labels["risk"] == "high", "high", "other")
-        heads = HEADS + ((HIGH_HEAD,) if (labels["risk"] == "high").sum() >= 2 else ())
-        holdout = self._holdout_rows(labels, groups)
+        risk_weight = head_weights["risk"]
+        high = (labels["risk"] == "high") & (True if risk_weight is None else risk_weight > 0)
+        heads = HEADS + ((HIGH_HEAD,) if high.sum() >= 2 else ())
+        head_weights[HIGH_HEAD] = head_weights["risk"]
+        holdout = self._holdout_rows(labels, groups, head_weights)
         scored = np.arange(len(texts)) if holdout is None else holdout
         scalings = {}
         for head in heads:
@@ -308,12 +312,12 @@ class TriageModel(BaseEstimator):
         losses = {**DEFAULT_HEAD_LOSSES, **(self.head_losses or {})}
         params = {"C": self.C, "folds": self.calibration_folds, "holdout": holdout, "random_state": self.random_state}
         if holdout is None:  # each head's folds side by side
-            fitted = [_fit_head(head, matrix, scalings[head], labels[head], weight, groups, loss=losses[head],
+            fitted = [_fit_head(head, matrix, scalings[head], labels[head], head_weights[head], groups, loss=losses[head],
                                 class_weight=class_weights[head], n_jobs=self.n_jobs, **params)
                       for head in heads]
         else:  # one fit per head: the heads side by side
             fitted = Parallel(n_jobs=self.n_jobs)(
-                delayed(_fit_head)(head, matrix, scalings[head], labels[head], weight, None, loss=losses[head],
+                delayed(_fit_head)(head, matrix, scalings[head], labels[head], head_weights[head], None, loss=losses[head],
                                    class_weight=class_weights[head], n_jobs=None, **params)
                 for head in heads)
         self.heads_ = {head: model for head, (model, _, _) in zip(heads, fitted, strict=True)}
@@ -327,6 +331,9 @@ class TriageModel(BaseEstimator):
                            labels: dict[str, np.ndarray], threshold_rows: Any) -> None:
         """Thresholds and rule precisions from the out-of-sample scores of `scored` rows,
         and the decisions they then give those rows (`heldout_rows_`, `heldout_decisions_`)."""
+        scope = "out-of-fold" if len(scored) == len(hits) else f"held-out sample of {len(scored)}"
+        # Rows some head left out (weight 0) have no score from it.
+        scored = scored[np.all([np.isfinite(p[scored]).all(axis=1) for p in oof.values()], axis=0)]
         rows = scored
         if threshold_rows is not None:
             mask = np.asarray(threshold_rows, dtype=bool)
@@ -342,10 +349,29 @@ class TriageModel(BaseEstimator):
             self, proba, row_hits, {head: labels[head][rows] for head in HEADS},
             min_high_cut=self.min_high_cut, fill_high_budget=self.fill_high_budget)
         self.heldout_rows_ = rows
-        self.heldout_scope_ = "out-of-fold" if len(scored) == len(hits) else f"held-out sample of {len(scored)}"
+        self.heldout_scope_ = scope
         self.heldout_decisions_ = self.decide_many(proba, row_hits)
 
-    def _holdout_rows(self, labels: dict[str, np.ndarray], groups: np.ndarray | None) -> np.ndarray | None:
+    @staticmethod
+    def _head_weights(sample_weight: Any, n: int) -> dict[str, np.ndarray | None]:
+        by_head = sample_weight if isinstance(sample_weight, dict) else dict.fromkeys(HEADS, sample_weight)
+        unknown = sorted(set(by_head) - set(HEADS))
+        if unknown:
+            raise ModelInputError(f"sample_weight names heads {unknown}; the heads are {list(HEADS)}")
+        weights: dict[str, np.ndarray | None] = {}
+        for head in HEADS:
+            weight = by_head.get(head)
+            weight = None if weight is None else np.asarray(weight, dtype=np.float64)
+            if weight is not None and (weight.shape != (n,) or not (np.isfinite(weight) & (weight >= 0)).all()
+                                       or not (weight > 0).any()):
+                smallest = f", smallest {weight.min()}" if weight.size else ""
+                raise ModelInputError(f"sample_weight must hold one positive number per text ({n}; 0 leaves a "
+                                      f"text out of a head, but not all of them), got shape {weight.shape}{smallest}")
+            weights[head] = weight
+        return weights
+
+    def _holdout_rows(self, labels: dict[str, np.ndarray], groups: np.ndarray | None,
+                      head_weights: dict[str, np.ndarray | None]) -> np.ndarray | None:
         """Rows held out for calibration and thresholds when the ledger is large, else None (folds).
 
         Only rows whose labels are all common enough are candidates, so every label
@@ -355,6 +381,9 @@ class TriageModel(BaseEstimator):
         if self.holdout_above is None or n <= self.holdout_above:
             return None
         candidate = np.ones(n, bool)
+        for weight in head_weights.values():  # a held-out row is scored by every head
+            if weight is not None:
+                candidate &= weight > 0
         for y in labels.values():
             _, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
             candidate &= counts[inverse] >= MIN_ROWS_PER_LABEL_FOR_HOLDOUT

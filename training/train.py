@@ -47,6 +47,9 @@ MIN_REAL_FOR_THRESHOLDS = 200
 # vocabulary of every label, the real ledger how intake is really written
 # (benchmarks/accuracy.py compares the weights).
 SYNTHETIC_WEIGHT = 0.5
+# What a petition labelled by the model itself (self-training, training/selftrain.py)
+# counts for routing.
+PSEUDO_WEIGHT = 0.3
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,8 @@ def profile_for(frame: pd.DataFrame) -> TrainingProfile:
 
 
 def synthetic_rows(frame: pd.DataFrame) -> np.ndarray:
-    return frame["synthetic"].to_numpy(bool) if "synthetic" in frame.columns else np.zeros(len(frame), bool)
+    # NaN: a row of a frame concatenated with one that had no such column.
+    return frame["synthetic"].fillna(False).to_numpy(bool) if "synthetic" in frame.columns else np.zeros(len(frame), bool)
 
 
 def enough_real(real: np.ndarray) -> bool:
@@ -97,11 +101,24 @@ def thresholds_on_real(synthetic: np.ndarray) -> bool:
     return bool(synthetic.any()) and enough_real(~synthetic)
 
 
-def sample_weights(frame: pd.DataFrame, synthetic_weight: float = SYNTHETIC_WEIGHT) -> np.ndarray | None:
-    synthetic = synthetic_rows(frame)
-    if synthetic.all() or not synthetic.any():
-        return None
-    return np.where(synthetic, synthetic_weight, 1.0)
+def pseudo_rows(frame: pd.DataFrame) -> np.ndarray:
+    """Rows labelled by a model (self-training), not by a person."""
+    return frame["pseudo"].fillna(False).to_numpy(bool) if "pseudo" in frame.columns else np.zeros(len(frame), bool)
+
+
+def sample_weights(frame: pd.DataFrame, synthetic_weight: float = SYNTHETIC_WEIGHT,
+                   pseudo_weight: float = PSEUDO_WEIGHT) -> np.ndarray | dict[str, np.ndarray] | None:
+    """Per row, or per head and row: generated petitions weigh `synthetic_weight` beside
+    real ones; petitions a model labelled weigh `pseudo_weight` for routing and are
+    left out of the risk and key-group heads (they carry only a division)."""
+    synthetic, pseudo = synthetic_rows(frame), pseudo_rows(frame)
+    generated = synthetic & ~pseudo
+    base = None if generated.all() or not generated.any() else np.where(generated, synthetic_weight, 1.0)
+    if not pseudo.any():
+        return base
+    base = np.ones(len(frame)) if base is None else base
+    return {"division": np.where(pseudo, pseudo_weight, base), "risk": np.where(pseudo, 0.0, base),
+            "key_group": np.where(pseudo, 0.0, base)}
 
 
 def matter_groups(frame: pd.DataFrame, among: np.ndarray, across_boards: bool = True) -> np.ndarray | None:
