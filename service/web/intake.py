@@ -17,7 +17,7 @@ from service.deps import ModelDep, SessionDep, SettingsDep
 from service.routers.decisions import record
 from service.routers.triage import triage_one
 from service.schemas import DecisionIn, PetitionIn
-from service.web.render import highlight, marks_of, page
+from service.web.render import highlight, marks_of, page, shown_heads
 from service.web.sessions import Csrf, WebUser, page_user
 
 router = APIRouter(include_in_schema=False)
@@ -68,7 +68,7 @@ def case_view(request: Request, user: WebUser, triage_id: str, session: SessionD
     case = case_out(session, row, taxonomy, settings)
     return page(request, "case.html", user, status=status, case=case, error=error, taxonomy=taxonomy,
                 text=highlight(masked_text(row), marks_of(case.explanation)),
-                heads=[h for h in ("division", "risk", "key_group") if h in case.explanation])
+                heads=shown_heads(case.explanation))
 
 
 @router.get("/cases/{triage_id}", response_class=HTMLResponse)

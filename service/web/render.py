@@ -33,13 +33,27 @@ class Mark:
     why: str
 
 
+# Words weighing less than this towards a label are not worth a reader's attention.
+MIN_WEIGHT = 0.005
+
+
+def shown_heads(explanation: dict[str, HeadExplanation] | dict[str, Any]) -> list[str]:
+    """The heads whose evidence is shown: not the key group's when the case concerns none."""
+    return [head for head in ("division", "risk", "key_group") if head in explanation
+            and not (head == "key_group" and _part(explanation[head]).label == "none")]
+
+
+def _part(part: HeadExplanation | dict[str, Any]) -> HeadExplanation:
+    return part if isinstance(part, HeadExplanation) else HeadExplanation.model_validate(part)
+
+
 def marks_of(explanation: dict[str, HeadExplanation] | dict[str, Any]) -> list[Mark]:
     """Every span that drove a suggestion: words weighing towards it, and the rules that fired."""
     marks = []
-    for head, part in explanation.items():
-        part = part if isinstance(part, HeadExplanation) else HeadExplanation.model_validate(part)
+    for head in shown_heads(explanation):
+        part = _part(explanation[head])
         for term in part.terms:
-            if term.weight > 0:
+            if term.weight >= MIN_WEIGHT:
                 marks += [Mark(s.start, s.end, head, f"{HEAD_NAMES.get(head, head)}：{term.term}") for s in term.spans]
         for rule in part.rules:
             marks += [Mark(s.start, s.end, head, f"{HEAD_NAMES.get(head, head)}规则 {rule.rule}：{rule.explain}") for s in rule.spans]
@@ -76,6 +90,7 @@ templates.env.filters["when"] = local_time
 templates.env.filters["pct"] = lambda p: f"{100 * p:.0f}%"
 templates.env.globals["hours_left"] = hours_left
 templates.env.globals["head_names"] = HEAD_NAMES
+templates.env.globals["min_weight"] = MIN_WEIGHT
 
 
 def page(request: Request, template: str, user: WebUser | None, status: int = 200, **context: Any) -> HTMLResponse:
