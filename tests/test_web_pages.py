@@ -4,6 +4,7 @@ overview charts, keyboard-only intake, CSRF refusal and session expiry."""
 
 from __future__ import annotations
 
+import io
 import os
 import sqlite3
 import time
@@ -250,3 +251,36 @@ def test_the_api_docs_load_without_the_internet(site, page):
     page.wait_for_selector(".opblock-summary")
     assert page.locator(".opblock-summary").count() >= 8
     assert hosts == {site.base.split("/")[2]}
+
+
+def test_a_ledger_upload_gives_a_table_and_an_xlsx(site, page, tmp_path):
+    from openpyxl import Workbook, load_workbook
+
+    book = Workbook()
+    book.active.append(["编号", "标题", "内容", "登记日期"])
+    book.active.append(["TZ-001", *URGENT, "2026-11-02"])
+    book.active.append(["TZ-002", *ROUTINE, "2026-11-03"])
+    ledger = tmp_path / "台账.xlsx"
+    book.save(ledger)
+    sign_in(page, site.base, site.keys["intake"], "/intake")
+    page.set_input_files("#ledger", str(ledger))
+    page.click("#ledger-submit")
+    page.wait_for_selector("#ledger-table")
+    assert "已处理 2 行：2 条建议" in page.inner_text("#ledger-progress")
+    assert page.locator("#ledger-table tbody tr").count() == 2 and "当日人工研判" in page.inner_text("#ledger-table")
+    with page.expect_download() as download:
+        page.click("#ledger-download")
+    sheet = load_workbook(io.BytesIO(Path(download.value.path()).read_bytes())).active
+    rows = list(sheet.iter_rows(values_only=True))
+    assert rows[0][0] == "信访件编号" and [r[0] for r in rows[1:]] == ["TZ-001", "TZ-002"]
+    assert rows[1][6] == "当日人工研判"
+    assert site.rows("SELECT count(*) FROM triages WHERE external_id IN ('TZ-001', 'TZ-002')") == [(2,)]
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("编号,内容\nTZ-003,\n", encoding="utf-8")
+    page.goto(f"{site.base}/intake")
+    page.set_input_files("#ledger", str(bad))
+    page.click("#ledger-submit")
+    page.wait_for_selector("p.error")
+    message = page.inner_text("p.error")
+    assert "bad.csv" in message and "row 2" in message and "upload" not in message
