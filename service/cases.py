@@ -33,14 +33,19 @@ def as_utc(moment: datetime) -> datetime:
 
 
 def time_limits(received_at: datetime | None, triaged_at: datetime, settings: Settings,
-                now: datetime | None = None) -> TimeLimits:
-    """Deadlines in calendar days from receipt, as the 信访工作条例 counts them."""
-    starts = as_utc(received_at or triaged_at)
+                now: datetime | None = None) -> TimeLimits | None:
+    """Deadlines in calendar days from receipt, as the 信访工作条例 counts them; None when
+    received_at is so near year 1 or 9999 that a deadline falls outside the calendar."""
     today = (now or datetime.now(UTC)).astimezone(UTC).date()
-    accept_by = starts + timedelta(days=settings.accept_days)
-    conclude_by = starts + timedelta(days=settings.conclude_days)
+    try:
+        starts = as_utc(received_at or triaged_at)
+        accept_by = starts + timedelta(days=settings.accept_days)
+        conclude_by = starts + timedelta(days=settings.conclude_days)
+        extended = conclude_by + timedelta(days=settings.extension_days)
+    except OverflowError:
+        return None
     return TimeLimits(starts_at=starts, from_received_at=received_at is not None, accept_by=accept_by,
-                      conclude_by=conclude_by, conclude_by_extended=conclude_by + timedelta(days=settings.extension_days),
+                      conclude_by=conclude_by, conclude_by_extended=extended,
                       days_left_to_accept=(accept_by.date() - today).days,
                       days_left_to_conclude=(conclude_by.date() - today).days)
 

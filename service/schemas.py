@@ -83,7 +83,8 @@ class Suggestion(BaseModel):
     needs_review: bool = Field(description="True when the petition office's review queue got it (high risk or low division confidence).")
     explanation: dict[str, HeadExplanation] = Field(
         description="Per head (division, risk, key_group): the words and rules that drove it. " + OFFSETS)
-    time_limits: TimeLimits | None = Field(None, description="The statutory time limits, from received_at.")
+    time_limits: TimeLimits | None = Field(None, description="The statutory time limits, from received_at "
+                                                            "(null when it is so far off that a deadline is out of the calendar's range).")
     stored: bool = Field(description="False when the suggestion could not be written to the database.")
 
 
@@ -156,7 +157,7 @@ class CaseOut(BaseModel):
     explanation: dict[str, HeadExplanation] = Field(
         description="As in the suggestion, but with offsets into the masked text: title + '\\n' + body of this object "
                     "(empty for triages stored before explanations were kept).")
-    time_limits: TimeLimits = Field(description="The statutory time limits.")
+    time_limits: TimeLimits | None = Field(description="The statutory time limits (null when received_at is out of the calendar's range).")
     review: ReviewState | None = Field(None, description="Its review-queue item, if it has one.")
     decisions: list[DecisionOut] = Field(description="Every decision on it, oldest first; the last one counts.")
 

@@ -88,7 +88,8 @@ def download(request: Request, user: IntakeUser, session: SessionDep, settings: 
         others = [o.name for o in case.division_top3[1:3]] + ["", ""]
         sheet.append([case.external_id or "", case.title, case.division.name, case.division.probability, others[0], others[1],
                       case.risk_name, case.key_group_name, "是" if case.needs_review else "否",
-                      case.time_limits.accept_by.date().isoformat(), case.time_limits.conclude_by.date().isoformat(), case.triage_id])
+                      *((case.time_limits.accept_by.date().isoformat(), case.time_limits.conclude_by.date().isoformat())
+                        if case.time_limits else ("", "")), case.triage_id])
     out = io.BytesIO()
     book.save(out)
     return Response(out.getvalue(), media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
