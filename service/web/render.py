@@ -91,6 +91,8 @@ templates.env.filters["pct"] = lambda p: f"{100 * p:.0f}%"
 templates.env.globals["hours_left"] = hours_left
 templates.env.globals["head_names"] = HEAD_NAMES
 templates.env.globals["min_weight"] = MIN_WEIGHT
+# Where a word was read, when not anywhere in the text (model/explain.py's feature kinds).
+templates.env.globals["term_kinds"] = {"keyword": "分类关键词", "title": "标题", "ask": "诉求"}
 
 
 def page(request: Request, template: str, user: WebUser | None, status: int = 200, **context: Any) -> HTMLResponse:
