@@ -19,6 +19,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from model.artifact import ArtifactError, LoadedModel
+from service import web
 from service.database import AuditEntry, Database
 from service.deps import RecentKeys
 from service.metrics import LATENCY, REQUESTS, process_stopped
@@ -82,8 +83,9 @@ def create_app(settings: Settings) -> FastAPI:
                 watch.stop()
             process_stopped()
 
+    # /docs is served by service.web from vendored files (no CDN); ReDoc would need one.
     app = FastAPI(title="petition-triage", version="1", description="Routing suggestions for petitions (信访件).",
-                  lifespan=lifespan)
+                  lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings, app.state.database, app.state.models = settings, database, models
     app.state.registry_watch = watch
     app.state.recent_keys = RecentKeys(settings.offline_key_seconds)
@@ -100,6 +102,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     for module in (health, triage, decisions, review, model_info, stats):
         app.include_router(module.router)
+    web.install(app)
     return app
 
 

@@ -68,8 +68,14 @@ class RecentKeys:
         return ApiKey(prefix=entry[1], role=entry[2])
 
 
+def allowed_roles(*roles: str) -> tuple[str, ...]:
+    """The roles that may use something meant for `roles`: admin may use everything. The API's
+    keys and the pages' sessions are checked with the same rule."""
+    return (*roles, "admin")
+
+
 def require_role(*roles: str) -> Callable[..., ApiKey]:
-    allowed = (*roles, "admin")
+    allowed = allowed_roles(*roles)
 
     def check(request: Request, session: SessionDep, key: Annotated[str | None, Security(api_key_header)]) -> ApiKey:
         if not key:

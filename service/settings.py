@@ -43,6 +43,17 @@ class Settings(BaseSettings):
     # within registry_poll_seconds, without a restart.
     registry_dir: Path | None = None
     registry_poll_seconds: float = 5.0
+    # Statutory time limits of the 信访工作条例, in calendar days from received_at: decide
+    # whether to accept, conclude, and the extension a conclusion may get.
+    accept_days: int = Field(default=15, ge=1)
+    conclude_days: int = Field(default=60, ge=1)
+    extension_days: int = Field(default=30, ge=0)
+    # The petition office's target for a queued item: reviewed within this many hours (same day).
+    review_target_hours: float = Field(default=24.0, gt=0)
+    # Web pages: how long a sign-in lasts, and the key signing session cookies. Unset, `triage
+    # serve` makes a random one per run (its workers share it; a restart signs everyone out).
+    session_seconds: int = Field(default=8 * 3600, ge=1)
+    session_secret: str | None = None
 
 
 @lru_cache

@@ -7,6 +7,7 @@ import contextlib
 import csv
 import json
 import os
+import secrets
 import sys
 import tempfile
 import time
@@ -182,6 +183,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _progress(f"starting {workers} worker process{'es' if workers > 1 else ''} "
               f"(TRIAGE_WORKERS; each loads its own copy of the model)")
     with contextlib.ExitStack() as stack:
+        if workers > 1 and not settings.session_secret:
+            # The workers must sign the pages' session cookies with one key: a session made by
+            # one worker is checked by another. A fresh key per run; a restart signs everyone out.
+            os.environ["TRIAGE_SESSION_SECRET"] = secrets.token_urlsafe(32)
+            stack.callback(os.environ.pop, "TRIAGE_SESSION_SECRET", None)
         if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             # Where every worker keeps its metric values, so that /metrics adds up all workers
             # (service/metrics.py). Set before the workers start: they read it when they import

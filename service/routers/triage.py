@@ -6,24 +6,27 @@ import logging
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Path
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from model.artifact import LoadedModel
 from model.text import join_fields
-from service.database import ApiKey, ReviewItem, TriageRecord
+from service.cases import case_out, decisions_of, masked_text, rebase_explanation, time_limits
+from service.database import ApiKey, ReviewItem, TriageRecord, utcnow
 from service.deps import ModelDep, SessionDep, SettingsDep, require_role
 from service.metrics import PREDICTIONS
 from service.pii import mask_pii
 from service.routers import KeyedRoute
-from service.schemas import BatchIn, BatchItem, PetitionIn, Suggestion
+from service.schemas import NO_NUL, BatchIn, BatchItem, CaseOut, DecisionOut, PetitionIn, Suggestion
 from service.settings import Settings
 
 log = logging.getLogger("triage.service")
 router = APIRouter(prefix="/v1/triage", tags=["triage"], route_class=KeyedRoute)
 Intake = Annotated[ApiKey, Depends(require_role("intake"))]
+Reader = Annotated[ApiKey, Depends(require_role("intake", "reviewer"))]
+TriageId = Annotated[str, Path(max_length=200, pattern=NO_NUL)]
 
 
 def _check_size(petition: PetitionIn, settings: Settings) -> None:
@@ -33,7 +36,7 @@ def _check_size(petition: PetitionIn, settings: Settings) -> None:
         raise ValueError("body: the petition text is empty")
 
 
-def _suggest(petition: PetitionIn, loaded: LoadedModel, session: Session) -> Suggestion:
+def _suggest(petition: PetitionIn, loaded: LoadedModel, session: Session, settings: Settings) -> Suggestion:
     model, taxonomy = loaded.model, loaded.model.taxonomy
     raw = model.suggest(join_fields(petition.title, petition.body))
     triage_id = str(uuid.uuid4())
@@ -45,21 +48,25 @@ def _suggest(petition: PetitionIn, loaded: LoadedModel, session: Session) -> Sug
         triage_id=triage_id, model_version=loaded.version,
         division=option(raw["division"], raw["division_confidence"]),
         division_top3=[option(c, p) for c, p in raw["division_top3"]],
-        risk=raw["risk"], risk_confidence=round(raw["risk_confidence"], 4),
+        risk=raw["risk"], risk_name=taxonomy.name_of("risk", raw["risk"]), risk_confidence=round(raw["risk_confidence"], 4),
         key_group=raw["key_group"], key_group_name=taxonomy.name_of("key_group", raw["key_group"]),
         key_group_confidence=round(raw["key_group_confidence"], 4),
         needs_review=raw["needs_review"], explanation=raw["explanation"], stored=False,
+        time_limits=time_limits(petition.received_at, utcnow(), settings),
     )
     PREDICTIONS.labels(division=suggestion.division.code, risk=suggestion.risk).inc()
     try:
-        session.add(TriageRecord(
+        record = TriageRecord(
             id=triage_id, external_id=petition.external_id, channel=petition.channel,
             received_at=petition.received_at, title_masked=mask_pii(petition.title),
             body_masked=mask_pii(petition.body), model_version=loaded.version,
             division=suggestion.division.code, division_confidence=suggestion.division.probability,
             risk=suggestion.risk, key_group=suggestion.key_group, needs_review=suggestion.needs_review,
             suggestion={"top3": raw["division_top3"], "rules": raw["rules"]},
-        ))
+        )
+        # Kept on the masked text, so that GET /v1/triage/{id} and the review queue can show the evidence.
+        record.suggestion["explanation"] = rebase_explanation(raw["explanation"], masked_text(record))
+        session.add(record)
         if suggestion.needs_review:
             session.flush()  # the queue item references the triage row (no ORM relationship orders them)
             reason = "high_risk" if suggestion.risk == "high" else "low_confidence"
@@ -79,7 +86,7 @@ def triage_one(petition: PetitionIn, loaded: ModelDep, session: SessionDep, sett
         _check_size(petition, settings)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
-    return _suggest(petition, loaded, session)
+    return _suggest(petition, loaded, session, settings)
 
 
 @router.post("/batch", response_model=list[BatchItem])
@@ -99,5 +106,24 @@ def triage_batch(batch: BatchIn, loaded: ModelDep, session: SessionDep, settings
         except ValueError as exc:
             results.append(BatchItem(index=index, error=str(exc)))
             continue
-        results.append(BatchItem(index=index, result=_suggest(petition, loaded, session)))
+        results.append(BatchItem(index=index, result=_suggest(petition, loaded, session, settings)))
     return results
+
+
+def _record(session: Session, triage_id: str) -> TriageRecord:
+    record = session.get(TriageRecord, triage_id)
+    if record is None:
+        raise HTTPException(404, f"triage_id: no triage {triage_id!r}")
+    return record
+
+
+@router.get("/{triage_id}", response_model=CaseOut)
+def get_case(triage_id: TriageId, loaded: ModelDep, session: SessionDep, settings: SettingsDep, _: Reader) -> CaseOut:
+    """A stored triage with its masked text, evidence, time limits, review state and decisions."""
+    return case_out(session, _record(session, triage_id), loaded.model.taxonomy, settings)
+
+
+@router.get("/{triage_id}/decisions", response_model=list[DecisionOut])
+def get_decisions(triage_id: TriageId, loaded: ModelDep, session: SessionDep, _: Reader) -> list[DecisionOut]:
+    """Every decision on a triage, oldest first; the last one counts."""
+    return decisions_of(session, _record(session, triage_id).id, loaded.model.taxonomy)
