@@ -53,6 +53,15 @@ class DivisionOption(BaseModel):
     probability: float
 
 
+class SimilarCase(BaseModel):
+    triage_id: str
+    external_id: str | None
+    received_at: datetime
+    similarity: float
+    decided_division: str | None
+    review_status: str | None
+
+
 class Suggestion(BaseModel):
     triage_id: str
     model_version: str
@@ -67,6 +76,9 @@ class Suggestion(BaseModel):
     explanation: dict[str, HeadExplanation] = Field(
         description="Per head: the words and rules that drove it; offsets index title + '\\n' + body.")
     stored: bool = Field(description="False when the suggestion could not be written to the database.")
+    similar_cases: list[SimilarCase] = Field(default_factory=list,
+                                             description="Stored petitions about the same matter within the window, most similar first.")
+    repeat_of: str | None = Field(None, description="The triage_id of the closest earlier petition about the same matter.")
 
 
 class BatchIn(BaseModel):
@@ -118,3 +130,23 @@ class ResolveIn(BaseModel):
 class ReloadIn(BaseModel):
     # At most what the audit log's target column holds.
     model_dir: str = Field(..., min_length=1, max_length=200, pattern=NO_NUL)
+
+
+class EmergingMember(BaseModel):
+    triage_id: str
+    external_id: str | None
+    received_at: datetime
+    division: str
+    risk: str
+    review_status: str | None
+
+
+class EmergingGroup(BaseModel):
+    size: int
+    growth: int = Field(description="Members received in the last quarter of the window.")
+    first_seen: datetime
+    last_seen: datetime
+    divisions: dict[str, int]
+    highest_risk: str
+    shared_words: list[str] = Field(description="Organisation, project and place names most members mention (never persons).")
+    members: list[EmergingMember]

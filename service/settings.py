@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     # within registry_poll_seconds, without a restart.
     registry_dir: Path | None = None
     registry_poll_seconds: float = 5.0
+    # Same-matter linking (model/matter.py): petitions received this many days before a new one
+    # are looked up; a group of emerging_min_size linked petitions within emerging_days is reviewed.
+    similar_window_days: float = Field(365.0, gt=0)
+    link_threshold: float = Field(0.5, gt=0, le=1)
+    emerging_min_size: int = Field(3, ge=2)
+    emerging_days: float = Field(14.0, gt=0)
 
 
 @lru_cache
