@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from model.artifact import created_at_now, new_version_id, save_model
+from model.matter import link_matters
 from model.taxonomy import DEFAULT_TAXONOMY, HEADS, Taxonomy, load_taxonomy
 from model.text import join_fields
 from model.triage import ModelInputError, TriageModel
@@ -100,9 +101,11 @@ def matter_groups(frame: pd.DataFrame, among: np.ndarray) -> np.ndarray | None:
     on real petitions, the generated ones are not grouped: no real petition has a
     sibling among them, and whole scenarios left out would only make the fold
     models that score the real petitions weaker than the model that is kept."""
-    if "matter" not in frame.columns:
-        return None
-    matter = frame["matter"].fillna("").astype(str).str.strip()  # NaN: a ledger without the column
+    matter = (frame["matter"].fillna("").astype(str).str.strip() if "matter" in frame.columns  # NaN: a ledger without the column
+              else pd.Series("", index=frame.index))
+    # Rows without one are linked by the text (model/matter.py), so re-sent letters stay in one fold.
+    unnamed = among & matter.eq("").to_numpy()
+    matter[unnamed] = ["linked:" + m for m in link_matters(texts_of(frame[unnamed]))]
     shared = among & matter.ne("").to_numpy()
     if not matter[shared].duplicated().any():
         return None
