@@ -58,7 +58,7 @@ _NOT_WORD = re.compile(r"[\W_]+")
 # are all different (two employers, two projects, two villages) is not linked.
 _ANCHOR_KINDS = {
     "organisation": "有限责任公司|有限公司|分公司|公司|集团|工厂|厂|医院|学校|中学|小学|幼儿园|酒店|银行|合作社",
-    "project": "项目部|项目|工地|工程|楼盘|小区|花园|广场|园区|开发区|矿",
+    "project": "项目部|项目|工地|工程|楼盘|小区|花园|家园|广场|园区|开发区|矿",
     "place": "街道|社区|村|镇|乡|县|区|市",
 }
 _SUFFIX = re.compile("|".join(f"(?P<{k}>{v})" for k, v in _ANCHOR_KINDS.items()))
@@ -119,11 +119,17 @@ def _bigrams(names: frozenset[str]) -> set[str]:
 
 
 def anchors_conflict(a: dict[str, frozenset[str]], b: dict[str, frozenset[str]]) -> bool:
-    """True when both name something of one kind and no name of that kind overlaps.
+    """True when, for one kind, each side names something the other does not and those
+    names do not overlap.
 
-    Overlap is a shared character pair, so "华建公司" and "华建集团" agree while
-    "华建公司" and "鑫达公司" do not."""
-    return any(not _bigrams(a[kind]) & _bigrams(b[kind]) for kind in a.keys() & b.keys())
+    Names both mention are set aside first (a template's fixed words can look like a
+    name). Overlap is at least half the character pairs of the shorter side, so
+    "恒远建筑" and "恒远" agree while "督促恒远建筑" and "督促鑫达劳务" do not."""
+    for kind in a.keys() & b.keys():
+        only_a, only_b = _bigrams(a[kind] - b[kind]), _bigrams(b[kind] - a[kind])
+        if only_a and only_b and 2 * len(only_a & only_b) < min(len(only_a), len(only_b)):
+            return True
+    return False
 
 
 def shared_words(texts: Sequence[str], top: int = 8) -> list[str]:
