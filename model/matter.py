@@ -35,6 +35,9 @@ SHINGLE = 3
 # benchmarks/linking.py measures precision and recall around it.
 LINK_THRESHOLD = 0.5
 SEED = 19
+# A letter states its matter long before this many characters; the rare longer ones
+# would cost a lookup ten times the usual.
+MAX_CHARS = 3000
 
 _MASK = "#"
 _PII = [
@@ -69,6 +72,16 @@ _GENERIC = {"建筑", "劳务", "物业", "保安", "科技", "工程", "建设"
 _NAME_WINDOW = 6
 
 
+def _masked(text: str) -> str:
+    # Identity fields masked; punctuation kept, so that an anchor's name stops at a sentence break.
+    text = unicodedata.normalize("NFKC", text)
+    for pattern in _PII:
+        text = pattern.sub(_MASK, text)
+    text = _NAME.sub(lambda m: m.group(1) + _MASK, text)
+    text = _TITLE.sub(lambda m: _MASK + m.group(1), text)
+    return _DIGITS.sub("0", text)
+
+
 def normalize_for_linking(text: str) -> str:
     """The text as linking reads it: identity fields and numbers masked, punctuation dropped.
 
@@ -80,31 +93,30 @@ def normalize_for_linking(text: str) -> str:
     Returns
     -------
     str
-        Identity numbers and names after introducing words become ``#``, other digit runs
-        ``0``; only letters, digits and Chinese characters remain.
+        Identity numbers and names after introducing words are dropped, other digit runs
+        become ``0``; only letters, digits and Chinese characters remain.
     """
-    text = unicodedata.normalize("NFKC", text)
-    for pattern in _PII:
-        text = pattern.sub(_MASK, text)
-    text = _NAME.sub(lambda m: m.group(1) + _MASK, text)
-    text = _TITLE.sub(lambda m: _MASK + m.group(1), text)
-    text = _DIGITS.sub("0", text)
-    return _NOT_WORD.sub("", text)
+    return _NOT_WORD.sub("", _masked(text))
 
 
-def anchors(normalized: str) -> dict[str, frozenset[str]]:
-    """Names of organisations, projects and places in a normalised text, by kind.
+def anchors_of(text: str) -> dict[str, frozenset[str]]:
+    """`anchors` of a petition as written."""
+    return anchors(_masked(text))
+
+
+def anchors(masked: str) -> dict[str, frozenset[str]]:
+    """Names of organisations, projects and places in a masked text (punctuation kept), by kind.
 
     Each is the up to six characters before a suffix, cut at the last function word
-    ("在", "的", "我们" ...); generic names ("建筑公司", "该公司") are left out.
+    ("在", "的", "我们" ...), mask or punctuation; generic names ("建筑公司", "该公司") are left out.
     """
     found: dict[str, set[str]] = {}
     previous_end = 0
-    for match in _SUFFIX.finditer(normalized):
+    for match in _SUFFIX.finditer(masked):
         # A name does not run back over the anchor before it ("A区华建公司" names 华建, not 区华建).
-        window = normalized[max(previous_end, match.start() - _NAME_WINDOW):match.start()]
+        window = masked[max(previous_end, match.start() - _NAME_WINDOW):match.start()]
         previous_end = match.end()
-        cut = max((i for i, ch in enumerate(window) if ch in _STOP or ch == _MASK), default=-1)
+        cut = max((i for i, ch in enumerate(window) if ch in _STOP or not (ch.isalnum() and ch.isprintable())), default=-1)
         name = window[cut + 1:].lstrip("0")
         if len(name) < 2 and not (name and name.isascii() and name.isalpha()):
             continue
@@ -137,7 +149,7 @@ def shared_words(texts: Sequence[str], top: int = 8) -> list[str]:
     words that make them one matter. Persons' names are never anchors."""
     counts: dict[str, int] = {}
     for text in texts:
-        for names in anchors(normalize_for_linking(text)).values():
+        for names in anchors_of(text).values():
             for name in names:
                 counts[name] = counts.get(name, 0) + 1
     need = max(2, (len(texts) + 1) // 2)
@@ -176,8 +188,8 @@ def shingles(normalized: str) -> np.ndarray:
 
 
 def signature(normalized: str) -> np.ndarray:
-    """MinHash signature (NUM_PERM uint32) of a normalised text's 3-grams."""
-    hashed = shingles(normalized)
+    """MinHash signature (NUM_PERM uint32) of a normalised text's 3-grams (of its first MAX_CHARS)."""
+    hashed = shingles(normalized[:MAX_CHARS])
     if not len(hashed):
         return _EMPTY.copy()
     with np.errstate(over="ignore"):
@@ -252,8 +264,8 @@ class MatterIndex:
     def add_many(self, items: Iterable[tuple[str, str, float]]) -> None:
         prepared = []
         for key, text, when in items:
-            normalized = normalize_for_linking(text)
-            prepared.append((key, when, anchors(normalized), signature(normalized)))
+            masked = _masked(text)
+            prepared.append((key, when, anchors(masked), signature(_NOT_WORD.sub("", masked))))
         with self._lock:
             prepared = [p for p in prepared if p[0] not in self._positions]
             if not prepared:
@@ -314,8 +326,8 @@ class MatterIndex:
         exclude : str, optional
             A key to leave out (the query's own, when it is stored).
         """
-        normalized = normalize_for_linking(text)
-        return self._query(signature(normalized), anchors(normalized), limit, since, until, exclude)
+        masked = _masked(text)
+        return self._query(signature(_NOT_WORD.sub("", masked)), anchors(masked), limit, since, until, exclude)
 
     def query_key(self, key: str, limit: int = 50, since: float | None = None, until: float | None = None) -> list[Match]:
         """Like `query`, for a petition already stored under `key`."""

@@ -72,10 +72,13 @@ def create_app(settings: Settings) -> FastAPI:
             # The registry may get a champion later; until then /readyz says no model.
             log.exception("model %s not loaded either", settings.model_dir)
 
+    matters = SharedMatterIndex(settings.similar_window_days, settings.link_threshold)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if watch is not None:
             watch.start()
+        matters.warm_up(database)
         try:
             yield
         finally:
@@ -88,7 +91,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings, app.state.database, app.state.models = settings, database, models
     app.state.registry_watch = watch
     app.state.recent_keys = RecentKeys(settings.offline_key_seconds)
-    app.state.matters = SharedMatterIndex(settings.similar_window_days, settings.link_threshold)
+    app.state.matters = matters
 
     app.add_middleware(LimitsAndMetrics, max_request_bytes=settings.max_request_bytes, database=database)
 

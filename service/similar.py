@@ -20,13 +20,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from model.matter import Match, MatterIndex, components
-from service.database import DecisionRecord, ReviewItem, TriageRecord
+from service.database import Database, DecisionRecord, ReviewItem, TriageRecord
 from service.schemas import SimilarCase
 
 log = logging.getLogger("triage.service")
 # A row's created_at is set before its transaction commits, so a row committed late can
 # carry an earlier time than one already seen: each refresh looks this far back again.
-COMMIT_LAG = timedelta(seconds=30)
+COMMIT_LAG = timedelta(seconds=10)
 
 
 def aware(moment: datetime) -> datetime:
@@ -87,19 +87,36 @@ class SharedMatterIndex:
                                     for tid, title, body, received, created in rows)
             self._seen_until = now
 
+    def warm_up(self, database: Database) -> None:
+        """Builds the index in the background, so that the first lookup does not wait for a
+        year of petitions; a lookup before it is done waits for it (or, with the database
+        down, builds it later)."""
+
+        def build() -> None:
+            try:
+                with database.sessions() as session:
+                    self.refresh(session)
+                log.info("same-matter index: %d petitions", len(self.index))
+            except Exception as exc:  # the database may be down at start; the first lookup tries again
+                log.error("same-matter index not built at start: %s", type(exc).__name__)
+
+        threading.Thread(target=build, name="matter-index", daemon=True).start()
+
     def add(self, triage_id: str, text: str, received: datetime) -> None:
         self.index.add(triage_id, text, aware(received).timestamp())
 
     def lookup(self, session: Session, text: str, received: datetime, limit: int = 5) -> list[Match]:
         """Stored petitions about the same matter received within the window before `received`."""
         self.refresh(session)
-        moment = aware(received)
-        return self.index.query(text, limit=limit, since=(moment - self.window).timestamp(), until=moment.timestamp())
+        # Timestamps, not datetimes: a window reaching before year 1 is no error.
+        until = aware(received).timestamp()
+        return self.index.query(text, limit=limit, since=until - self.window.total_seconds(), until=until)
 
     def group_size(self, text: str, received: datetime, days: float, cap: int) -> int:
         """How many stored petitions are linked to `text`, directly or through others, within `days`
         before `received` (at most `cap` are counted)."""
-        until, since = aware(received).timestamp(), (aware(received) - timedelta(days=days)).timestamp()
+        until = aware(received).timestamp()
+        since = until - days * 86400
         frontier = [m.key for m in self.index.query(text, limit=cap, since=since, until=until)]
         seen = set(frontier)
         while frontier and len(seen) < cap:
@@ -107,10 +124,9 @@ class SharedMatterIndex:
                 seen.add(match.key)
         return len(seen)
 
-    def groups(self, since: datetime, until: datetime, min_size: int) -> list[list[str]]:
-        """Connected groups of linked petitions received in [since, until], of at least `min_size`."""
-        lo, hi = aware(since).timestamp(), aware(until).timestamp()
-        return [g for g in components(self.index, self.index.keys_between(lo, hi), lo, hi) if len(g) >= min_size]
+    def groups(self, since: float, until: float, min_size: int) -> list[list[str]]:
+        """Connected groups of linked petitions received between the timestamps, of at least `min_size`."""
+        return [g for g in components(self.index, self.index.keys_between(since, until), since, until) if len(g) >= min_size]
 
 
 def case_infos(session: Session, triage_ids: list[str]) -> dict[str, CaseInfo]:

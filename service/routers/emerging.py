@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -31,11 +31,10 @@ def emerging(
     `until` (default: the settings' emerging_min_size and emerging_days, and now), largest and
     fastest-growing first. Members are cases; nothing here counts or names a petitioner."""
     days, min_size = days or settings.emerging_days, min_size or settings.emerging_min_size
-    end = aware(until) if until else utcnow()
-    start = end - timedelta(days=days)
+    end = (aware(until) if until else utcnow()).timestamp()
     matters.refresh(session)
     groups = []
-    for keys in matters.groups(start, end, min_size):
+    for keys in matters.groups(end - days * 86400, end, min_size):
         infos = sorted(case_infos(session, keys).values(), key=lambda i: i.received_at)
         if len(infos) < min_size:
             continue
@@ -44,7 +43,7 @@ def emerging(
             division = info.decided_division or info.division
             divisions[division] = divisions.get(division, 0) + 1
         groups.append(EmergingGroup(
-            size=len(infos), growth=sum(i.received_at >= end - timedelta(days=days / 4) for i in infos),
+            size=len(infos), growth=sum(i.received_at.timestamp() >= end - days * 86400 / 4 for i in infos),
             first_seen=infos[0].received_at, last_seen=infos[-1].received_at, divisions=divisions,
             highest_risk=max((i.risk for i in infos), key=RISK_ORDER.index),
             shared_words=shared_words([i.text for i in infos]),
