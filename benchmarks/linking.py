@@ -24,6 +24,7 @@ import os
 import random
 import re
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -195,6 +196,49 @@ def replay(frame: pd.DataFrame, days: float, min_size: int) -> dict:
     }
 
 
+def service_cost(stored: list[str], queries: list[str], workdir: Path) -> dict:
+    """What the service adds to a triage with these petitions stored: a SQLite database of
+    them, the index rebuilt from it as at start-up, then service.similar.link per query
+    (refresh from the database, index lookup, the similar cases' rows and group size)."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import insert
+
+    from service.database import Database, TriageRecord
+    from service.similar import SharedMatterIndex, link
+
+    database = Database(f"sqlite:///{workdir / 'linking.db'}")
+    database.migrate()
+    now = datetime.now(UTC)
+    with database.sessions() as session:
+        for start in range(0, len(stored), 5000):
+            session.execute(insert(TriageRecord), [
+                {"id": f"t{i}", "external_id": None, "channel": None, "received_at": None,
+                 "created_at": now - timedelta(days=360 * (len(stored) - i) / len(stored)),
+                 "title_masked": text.partition("\n")[0], "body_masked": text.partition("\n")[2], "model_version": "benchmark",
+                 "division": "external", "division_confidence": 0.5, "risk": "low", "key_group": "none",
+                 "needs_review": False, "suggestion": {}} for i, text in enumerate(stored[start:start + 5000], start)])
+        session.commit()
+    before = rss_mb()
+    shared = SharedMatterIndex(window_days=365, threshold=LINK_THRESHOLD)
+    started = time.perf_counter()
+    with database.sessions() as session:
+        shared.refresh(session)
+    build = time.perf_counter() - started
+    grown = rss_mb() - before
+    latencies = []
+    for text in queries:
+        with database.sessions() as session:
+            started = time.perf_counter()
+            link(session, shared, text, datetime.now(UTC), min_size=3, days=14)
+            latencies.append(time.perf_counter() - started)
+    database.engine.dispose()
+    return {"stored_in_sqlite": len(stored), "rebuild_from_database_s": round(build, 1),
+            "rss_growth_mb": round(grown, 1), "indexed": len(shared.index),
+            "added_ms_p50": round(float(np.percentile(latencies, 50)) * 1e3, 3),
+            "added_ms_p99": round(float(np.percentile(latencies, 99)) * 1e3, 3)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sample", type=int, default=2000)
@@ -274,6 +318,8 @@ def main() -> int:
         "bands": BANDS,
     }
     del index, added
+    with tempfile.TemporaryDirectory() as workdir:
+        results["service_cost"] = service_cost(stored, queries[:500], Path(workdir))
 
     results["emerging_replay"] = replay(frame, days=14, min_size=3)
     results["machine"] = {"cpus": os.cpu_count(), "load_avg": os.getloadavg()}
@@ -281,7 +327,8 @@ def main() -> int:
     partial = RESULTS.with_name(RESULTS.name + ".tmp")
     partial.write_text(json.dumps(results, ensure_ascii=False, indent=2, default=float), encoding="utf-8")
     partial.replace(RESULTS)
-    print(json.dumps({k: results[k] for k in ("data", "reposts_vs_all_negatives", "per_set_linked_at_threshold", "cost")},
+    print(json.dumps({k: results[k] for k in ("data", "reposts_vs_all_negatives", "per_set_linked_at_threshold", "cost",
+                                              "service_cost")},
                      ensure_ascii=False, indent=1))
     er = results["emerging_replay"]
     print(f"emerging replay: {er['groups']} groups of >=3 within 14 days among {er['dated_messages']} dated messages; "

@@ -13,6 +13,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import numpy as np
+import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 from postgres_db import POSTGRES_PARAM, throwaway_database
@@ -207,3 +209,12 @@ def test_triage_link_writes_a_matter_per_ledger_row(tmp_path):
     with out.open(encoding="utf-8-sig") as handle:
         matter = {row["id"]: row["matter"] for row in csv.DictReader(handle)}
     assert matter["1"] == matter["4"] and len({matter["1"], matter["2"], matter["3"]}) == 3
+
+
+def test_training_keeps_a_resent_letter_in_one_fold_when_the_ledger_names_no_matter():
+    from training.train import matter_groups
+
+    texts = [petition(FIRST), petition(RETOLD), petition(OTHER), PENSION]
+    frame = pd.DataFrame({"id": ["a", "b", "c", "d"], "title": [t["title"] for t in texts], "body": [t["body"] for t in texts]})
+    groups = matter_groups(frame, np.ones(len(frame), bool))
+    assert groups[0] == groups[1] and len({groups[0], groups[2], groups[3]}) == 3

@@ -105,7 +105,8 @@ def matter_groups(frame: pd.DataFrame, among: np.ndarray) -> np.ndarray | None:
               else pd.Series("", index=frame.index))
     # Rows without one are linked by the text (model/matter.py), so re-sent letters stay in one fold.
     unnamed = among & matter.eq("").to_numpy()
-    matter[unnamed] = ["linked:" + m for m in link_matters(texts_of(frame[unnamed]))]
+    if unnamed.sum() > 1:
+        matter[unnamed] = ["linked:" + m for m in link_matters(texts_of(frame[unnamed]))]
     shared = among & matter.ne("").to_numpy()
     if not matter[shared].duplicated().any():
         return None
