@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy import func, select
+from sqlalchemy import Row, bindparam, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -27,6 +28,22 @@ log = logging.getLogger("triage.service")
 # A row's created_at is set before its transaction commits, so a row committed late can
 # carry an earlier time than one already seen: each refresh looks this far back again.
 COMMIT_LAG = timedelta(seconds=10)
+SIMILAR_SHOWN = 5
+
+# Built once: these run on every triage, and building a statement costs more than running it.
+_TEXT_COLUMNS = (TriageRecord.id, TriageRecord.title_masked, TriageRecord.body_masked, TriageRecord.received_at, TriageRecord.created_at)
+_IDS_SINCE = select(TriageRecord.id).where(TriageRecord.created_at >= bindparam("since"))
+_TEXTS_SINCE = select(*_TEXT_COLUMNS).where(TriageRecord.created_at >= bindparam("since"))
+_TEXTS_OF = select(*_TEXT_COLUMNS).where(TriageRecord.id.in_(bindparam("ids", expanding=True)))
+_LATEST = (select(DecisionRecord.triage_id, func.max(DecisionRecord.revision).label("rev"))
+           .where(DecisionRecord.triage_id.in_(bindparam("ids", expanding=True))).group_by(DecisionRecord.triage_id).subquery())
+_CASES_OF = (select(TriageRecord.id, TriageRecord.external_id, TriageRecord.received_at, TriageRecord.created_at,
+                    TriageRecord.division, TriageRecord.risk, TriageRecord.title_masked, TriageRecord.body_masked,
+                    DecisionRecord.division, ReviewItem.status)
+             .outerjoin(_LATEST, _LATEST.c.triage_id == TriageRecord.id)
+             .outerjoin(DecisionRecord, (DecisionRecord.triage_id == _LATEST.c.triage_id) & (DecisionRecord.revision == _LATEST.c.rev))
+             .outerjoin(ReviewItem, ReviewItem.triage_id == TriageRecord.id)
+             .where(TriageRecord.id.in_(bindparam("ids", expanding=True))))
 
 
 def aware(moment: datetime) -> datetime:
@@ -73,19 +90,19 @@ class SharedMatterIndex:
         """Adds the rows stored since the last refresh (all rows within the window the first time)."""
         with self._lock:
             now = datetime.now(UTC)
-            query = select(TriageRecord.id, TriageRecord.created_at)
             if self._seen_until is None:
-                query = query.where(TriageRecord.created_at >= now - self.window - timedelta(days=1))
+                # The first time, the texts come with the ids: nearly all of them are new.
+                rows = session.execute(_TEXTS_SINCE, {"since": now - self.window - timedelta(days=1)})
+                self._add_rows(rows)
             else:
-                query = query.where(TriageRecord.created_at >= self._seen_until - COMMIT_LAG)
-            new = [tid for tid, _ in session.execute(query) if tid not in self.index]
-            for start in range(0, len(new), 500):
-                rows = session.execute(select(TriageRecord.id, TriageRecord.title_masked, TriageRecord.body_masked,
-                                              TriageRecord.received_at, TriageRecord.created_at)
-                                       .where(TriageRecord.id.in_(new[start:start + 500])))
-                self.index.add_many((tid, text_of(title, body), aware(received or created).timestamp())
-                                    for tid, title, body, received, created in rows)
+                new = [tid for tid, in session.execute(_IDS_SINCE, {"since": self._seen_until - COMMIT_LAG}) if tid not in self.index]
+                for start in range(0, len(new), 500):
+                    self._add_rows(session.execute(_TEXTS_OF, {"ids": new[start:start + 500]}))
             self._seen_until = now
+
+    def _add_rows(self, rows: Iterable[Row]) -> None:
+        self.index.add_many((tid, text_of(title, body), aware(received or created).timestamp())
+                            for tid, title, body, received, created in rows)
 
     def warm_up(self, database: Database) -> None:
         """Builds the index in the background, so that the first lookup does not wait for a
@@ -105,23 +122,25 @@ class SharedMatterIndex:
     def add(self, triage_id: str, text: str, received: datetime) -> None:
         self.index.add(triage_id, text, aware(received).timestamp())
 
-    def lookup(self, session: Session, text: str, received: datetime, limit: int = 5) -> list[Match]:
+    def lookup(self, session: Session, text: str, received: datetime, limit: int = 50) -> list[Match]:
         """Stored petitions about the same matter received within the window before `received`."""
         self.refresh(session)
         # Timestamps, not datetimes: a window reaching before year 1 is no error.
         until = aware(received).timestamp()
         return self.index.query(text, limit=limit, since=until - self.window.total_seconds(), until=until)
 
-    def group_size(self, text: str, received: datetime, days: float, cap: int) -> int:
-        """How many stored petitions are linked to `text`, directly or through others, within `days`
-        before `received` (at most `cap` are counted)."""
+    def group_size(self, matches: list[Match], received: datetime, days: float, cap: int) -> int:
+        """How many stored petitions are linked, directly or through others, to a petition whose
+        matches these are, within `days` before `received` (counting stops at `cap`)."""
         until = aware(received).timestamp()
         since = until - days * 86400
-        frontier = [m.key for m in self.index.query(text, limit=cap, since=since, until=until)]
+        frontier = [m.key for m in matches if since <= self.index.when(m.key) <= until]
         seen = set(frontier)
         while frontier and len(seen) < cap:
             for match in self.index.query_key(frontier.pop(), limit=cap, since=since, until=until):
-                seen.add(match.key)
+                if match.key not in seen:
+                    seen.add(match.key)
+                    frontier.append(match.key)
         return len(seen)
 
     def groups(self, since: float, until: float, min_size: int) -> list[list[str]]:
@@ -130,21 +149,14 @@ class SharedMatterIndex:
 
 
 def case_infos(session: Session, triage_ids: list[str]) -> dict[str, CaseInfo]:
-    """The stored facts of these triages, with the latest decided division and the review status."""
+    """The stored facts of these triages, with the latest decided division and the review status
+    (one query: it runs on every triage that has similar cases)."""
     if not triage_ids:
         return {}
-    latest = (select(DecisionRecord.triage_id, func.max(DecisionRecord.revision).label("rev"))
-              .where(DecisionRecord.triage_id.in_(triage_ids)).group_by(DecisionRecord.triage_id).subquery())
-    decided = dict(session.execute(
-        select(DecisionRecord.triage_id, DecisionRecord.division)
-        .join(latest, (latest.c.triage_id == DecisionRecord.triage_id) & (latest.c.rev == DecisionRecord.revision))).all())
-    status = dict(session.execute(select(ReviewItem.triage_id, ReviewItem.status).where(ReviewItem.triage_id.in_(triage_ids))).all())
-    infos = {}
-    for row in session.scalars(select(TriageRecord).where(TriageRecord.id.in_(triage_ids))):
-        infos[row.id] = CaseInfo(triage_id=row.id, external_id=row.external_id, received_at=aware(row.received_at or row.created_at),
-                                 division=row.division, decided_division=decided.get(row.id), risk=row.risk,
-                                 review_status=status.get(row.id), text=text_of(row.title_masked, row.body_masked))
-    return infos
+    return {tid: CaseInfo(triage_id=tid, external_id=external_id, received_at=aware(received or created), division=division,
+                          decided_division=decided, risk=risk, review_status=status, text=text_of(title, body))
+            for tid, external_id, received, created, division, risk, title, body, decided, status
+            in session.execute(_CASES_OF, {"ids": triage_ids})}
 
 
 @dataclass
@@ -160,15 +172,15 @@ def link(session: Session, shared: SharedMatterIndex, text: str, received: datet
     `min_size` within `days`. Nothing is found while the database cannot be read."""
     try:
         matches = shared.lookup(session, text, received)
-        infos = case_infos(session, [m.key for m in matches])
+        infos = case_infos(session, [m.key for m in matches[:SIMILAR_SHOWN]])
     except SQLAlchemyError as exc:
         session.rollback()
         log.error("same-matter lookup failed: %s", type(exc).__name__)
         return Linked([], False)
     similar = [SimilarCase(triage_id=m.key, external_id=info.external_id, received_at=info.received_at, similarity=m.similarity,
                            decided_division=info.decided_division, review_status=info.review_status)
-               for m in matches if (info := infos.get(m.key)) is not None]
-    emerging = bool(similar) and shared.group_size(text, received, days, cap=min_size) + 1 >= min_size
+               for m in matches[:SIMILAR_SHOWN] if (info := infos.get(m.key)) is not None]
+    emerging = bool(similar) and shared.group_size(matches, received, days, cap=min_size) + 1 >= min_size
     return Linked(similar, emerging)
 
 
