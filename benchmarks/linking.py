@@ -182,14 +182,16 @@ def replay(frame: pd.DataFrame, days: float, min_size: int) -> dict:
     for members in flagged_groups.values():
         members = sorted(set(members), key=lambda k: whens[k])
         span = (whens[members[-1]] - whens[members[0]]).total_seconds() / 86400
-        distinct = len({normalize_for_linking(texts[k]) for k in members})
-        groups.append({"size": len(members), "span_days": round(span, 1), "distinct_texts": distinct,
+        first = signature(normalize_for_linking(texts[members[0]]))
+        closest = min(float((signature(normalize_for_linking(texts[k])) == first).mean()) for k in members[1:])
+        groups.append({"size": len(members), "span_days": round(span, 1), "least_similarity_to_first": round(closest, 3),
                        "boards": sorted({boards_of[k] for k in members}),
                        "shared_word_count": len(shared_words([texts[k] for k in members]))})
     groups.sort(key=lambda g: -g["size"])
     return {
         "dated_messages": len(dated), "groups": len(groups),
-        "groups_of_near_identical_texts": sum(g["distinct_texts"] == 1 for g in groups),
+        # Copies of one letter (every member at least 0.9 similar to the first) or one matter in other words.
+        "groups_of_copies": sum(g["least_similarity_to_first"] >= 0.9 for g in groups),
         "sizes": dict(sorted(Counter(g["size"] for g in groups).items())),
         "flagged_at_kth_member": len(delays), "max_delay_after_kth_member_s": max(delays, default=0.0),
         "largest": groups[:10],
@@ -332,7 +334,7 @@ def main() -> int:
                      ensure_ascii=False, indent=1))
     er = results["emerging_replay"]
     print(f"emerging replay: {er['groups']} groups of >=3 within 14 days among {er['dated_messages']} dated messages; "
-          f"{er['groups_of_near_identical_texts']} of near-identical texts; sizes {er['sizes']}")
+          f"{er['groups_of_copies']} of copies of one letter; sizes {er['sizes']}")
     return 0
 
 
