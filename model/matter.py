@@ -41,8 +41,9 @@ MAX_CHARS = 3000
 
 _MASK = "#"
 _PII = [
-    # Resident ID (18 or 15 characters), bank card (16-19 digits), mobile, landline: as service/pii.py
-    # masks them before storage, plus the asterisk runs some boards already put in their place.
+    # Resident ID (18 characters), bank card (16-19 digits), mobile, landline: as service/pii.py masks
+    # them before storage, plus its placeholders and the asterisk runs some boards put in their place.
+    # Other digit runs (an old 15-digit ID among them) become "0" below.
     re.compile(r"(?<![0-9])[1-9][0-9]{16}[0-9Xx](?![0-9])"),
     re.compile(r"(?<![0-9])(?:[0-9]{4}[ -]?){3}[0-9]{4,7}(?![0-9])"),
     re.compile(r"(?<![0-9])(?:\+?86[ -]?)?1[3-9][0-9][ -]?[0-9]{4}[ -]?[0-9]{4}(?![0-9])"),
@@ -57,8 +58,8 @@ _TITLE = re.compile(r"[\u4e00-\u9fff](先生|女士|师傅|老师|同志|大爷|
 _DIGITS = re.compile(r"(?<![A-Za-z0-9])[0-9]+(?:\.[0-9]+)?")
 _NOT_WORD = re.compile(r"[\W_]+")
 
-# Anchors: the thing a matter is about. Suffixes by kind; a pair whose anchors of one kind
-# are all different (two employers, two projects, two villages) is not linked.
+# Anchors: the thing a matter is about, by the suffix that ends its name. A pair naming different
+# things of one kind (two employers, two projects, two villages) is not linked: anchors_conflict.
 _ANCHOR_KINDS = {
     "organisation": "有限责任公司|有限公司|分公司|公司|集团|工厂|厂|医院|学校|中学|小学|幼儿园|酒店|银行|合作社",
     "project": "项目部|项目|工地|工程|楼盘|小区|花园|家园|广场|园区|开发区|矿",

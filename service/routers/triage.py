@@ -44,10 +44,12 @@ def _same_matter(suggestion: Suggestion, loaded: LoadedModel, linked_text: str, 
     if linked.similar:
         first = linked.similar[0]
         suggestion.repeat_of = first.triage_id
-        cue = next(r for r in loaded.model.taxonomy.rules if r.id == "risk.repeated")
+        # A taxonomy without the cue still gets the hit, in the bundled taxonomy's words.
+        cue = next((r for r in loaded.model.taxonomy.rules if r.id == "risk.repeated"), None)
         suggestion.explanation["risk"].rules.append(RuleHit(
-            rule=cue.id, label=cue.label, spans=[],
-            explain=f"{cue.explain}：同一事项已于 {first.received_at:%Y-%m-%d} 登记（triage_id {first.triage_id}，相似度 {first.similarity:.2f}）"))
+            rule="risk.repeated", label=cue.label if cue else "medium", spans=[],
+            explain=f"{cue.explain if cue else '多次反映或久拖未决'}：同一事项已于 {first.received_at:%Y-%m-%d} 登记"
+                    f"（triage_id {first.triage_id}，相似度 {first.similarity:.2f}）"))
     return linked.emerging
 
 
