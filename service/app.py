@@ -25,8 +25,9 @@ from service.deps import RecentKeys
 from service.metrics import LATENCY, REQUESTS, process_stopped
 from service.model_holder import ModelHolder
 from service.registry_watch import RegistryWatch
-from service.routers import decisions, health, model_info, review, stats, triage
+from service.routers import decisions, emerging, health, model_info, review, stats, triage
 from service.settings import Settings, get_settings
+from service.similar import SharedMatterIndex
 
 log = logging.getLogger("triage.service")
 # uvicorn's exit status for "the app cannot start": its worker supervisor then stops
@@ -72,10 +73,13 @@ def create_app(settings: Settings) -> FastAPI:
             # The registry may get a champion later; until then /readyz says no model.
             log.exception("model %s not loaded either", settings.model_dir)
 
+    matters = SharedMatterIndex(settings.similar_window_days, settings.link_threshold)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if watch is not None:
             watch.start()
+        matters.warm_up(database)
         try:
             yield
         finally:
@@ -89,6 +93,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings, app.state.database, app.state.models = settings, database, models
     app.state.registry_watch = watch
     app.state.recent_keys = RecentKeys(settings.offline_key_seconds)
+    app.state.matters = matters
 
     app.add_middleware(LimitsAndMetrics, max_request_bytes=settings.max_request_bytes, database=database)
 
@@ -100,7 +105,7 @@ def create_app(settings: Settings) -> FastAPI:
         return JSONResponse({"detail": "the database is unavailable; try again shortly"},
                             status_code=503)
 
-    for module in (health, triage, decisions, review, model_info, stats):
+    for module in (health, triage, decisions, review, model_info, stats, emerging):
         app.include_router(module.router)
     web.install(app)
     return app

@@ -69,6 +69,15 @@ class TimeLimits(BaseModel):
     days_left_to_conclude: int = Field(description="Whole days from today (UTC) to conclude_by; negative when overdue.")
 
 
+class SimilarCase(BaseModel):
+    triage_id: str
+    external_id: str | None
+    received_at: datetime
+    similarity: float
+    decided_division: str | None
+    review_status: str | None
+
+
 class Suggestion(BaseModel):
     triage_id: str = Field(description="This suggestion's id: send it with the decision.")
     model_version: str = Field(description="The model that made it.")
@@ -86,6 +95,9 @@ class Suggestion(BaseModel):
     time_limits: TimeLimits | None = Field(None, description="The statutory time limits, from received_at "
                                                             "(null when it is so far off that a deadline is out of the calendar's range).")
     stored: bool = Field(description="False when the suggestion could not be written to the database.")
+    similar_cases: list[SimilarCase] = Field(default_factory=list,
+                                             description="Stored petitions about the same matter within the window, most similar first.")
+    repeat_of: str | None = Field(None, description="The triage_id of the closest earlier petition about the same matter.")
 
 
 class BatchIn(BaseModel):
@@ -184,3 +196,23 @@ class ResolveIn(BaseModel):
 class ReloadIn(BaseModel):
     # At most what the audit log's target column holds.
     model_dir: str = Field(..., min_length=1, max_length=200, pattern=NO_NUL, description="Directory of the model artifact to serve.")
+
+
+class EmergingMember(BaseModel):
+    triage_id: str
+    external_id: str | None
+    received_at: datetime
+    division: str
+    risk: str
+    review_status: str | None
+
+
+class EmergingGroup(BaseModel):
+    size: int
+    growth: int = Field(description="Members received in the last quarter of the window.")
+    first_seen: datetime
+    last_seen: datetime
+    divisions: dict[str, int]
+    highest_risk: str
+    shared_words: list[str] = Field(description="Organisation, project and place names most members mention (never persons).")
+    members: list[EmergingMember]

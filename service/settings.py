@@ -54,6 +54,12 @@ class Settings(BaseSettings):
     # serve` makes a random one per run (its workers share it; a restart signs everyone out).
     session_seconds: int = Field(default=8 * 3600, ge=1)
     session_secret: str | None = None
+    # Same-matter linking (model/matter.py): petitions received this many days before a new one
+    # are looked up; a group of emerging_min_size linked petitions within emerging_days is reviewed.
+    similar_window_days: float = Field(365.0, gt=0)
+    link_threshold: float = Field(0.5, gt=0, le=1)
+    emerging_min_size: int = Field(3, ge=2)
+    emerging_days: float = Field(14.0, gt=0)
 
 
 @lru_cache

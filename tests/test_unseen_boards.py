@@ -48,7 +48,8 @@ def test_a_phone_number_or_an_id_does_not_change_the_suggestion(taxonomy):
 
 def test_thresholds_are_chosen_on_boards_the_fold_models_did_not_see():
     frame = pd.DataFrame({"id": [f"p{i}" for i in range(6)], "board": ["a", "a", "b", "b", "c", ""],
-                          "matter": ["m1", "m1", "", "", "", ""]})
+                          "matter": ["m1", "m1", "", "", "", ""], "title": "",
+                          "body": ["养老金", "失业金", "工伤认定", "职称评审", "拖欠工资", "人事考试"]})
     groups = matter_groups(frame, np.ones(6, bool))
     assert list(groups[:5]) == ["board:a", "board:a", "board:b", "board:b", "board:c"] and groups[5] == "id:p5"
     # Without boards, matters group as before; one board alone is no grouping by board.

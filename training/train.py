@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from model.artifact import created_at_now, new_version_id, save_model
+from model.matter import link_matters
 from model.taxonomy import DEFAULT_TAXONOMY, HEADS, Taxonomy, load_taxonomy
 from model.text import join_fields
 from model.triage import ModelInputError, TriageModel
@@ -140,9 +141,12 @@ def matter_groups(frame: pd.DataFrame, among: np.ndarray, across_boards: bool = 
         if board[among & board.ne("").to_numpy()].nunique() >= 2:
             named = among & board.ne("").to_numpy()
             return np.where(named, "board:" + board, "id:" + frame["id"].astype(str)).astype(object)
-    if "matter" not in frame.columns:
-        return None
-    matter = frame["matter"].fillna("").astype(str).str.strip()  # NaN: a ledger without the column
+    matter = (frame["matter"].fillna("").astype(str).str.strip() if "matter" in frame.columns  # NaN: a ledger without the column
+              else pd.Series("", index=frame.index))
+    # Rows without one are linked by the text (model/matter.py), so re-sent letters stay in one fold.
+    unnamed = among & matter.eq("").to_numpy()
+    if unnamed.sum() > 1:
+        matter[unnamed] = ["linked:" + m for m in link_matters(texts_of(frame[unnamed]))]
     shared = among & matter.ne("").to_numpy()
     if not matter[shared].duplicated().any():
         return None

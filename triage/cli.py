@@ -83,6 +83,28 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_link(args: argparse.Namespace) -> int:
+    from model.matter import link_matters
+    from model.taxonomy import load_taxonomy
+    from training.ledger import read_ledgers
+    from training.train import texts_of
+
+    frame = read_ledgers(args.input, load_taxonomy(), require_labels=False).frame
+    _progress(f"linking {len(frame)} petitions by the matter they describe …")
+    frame["matter"] = link_matters(texts_of(frame))
+    sizes = frame["matter"].map(frame["matter"].value_counts())
+    columns = ["id", "matter", *(c for c in frame.columns if c not in ("id", "matter", "row", "source", "synthetic"))]
+    out = Path(args.output)
+    tmp = out.with_name(out.name + ".tmp")
+    # The same ledger with a `matter` column: `triage train` keeps each matter in one fold.
+    frame[columns].map(lambda v: _spreadsheet_safe(str(v)) if isinstance(v, str) else v).to_csv(
+        tmp, index=False, encoding="utf-8-sig")
+    tmp.replace(out)
+    _progress(f"wrote {len(frame)} rows to {out}: {frame['matter'].nunique()} matters, "
+              f"{int((sizes > 1).sum())} petitions share one with another")
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from training.evaluate import evaluate_decisions, summary_line
     from training.ledger import read_ledgers
@@ -384,6 +406,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", action="append", required=True)
     p.add_argument("--output", required=True)
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("link", help="assign a `matter` id per row of a ledger (petitions about one matter share it)")
+    p.add_argument("--input", action="append", required=True, help="ledger file; repeat for several")
+    p.add_argument("--output", required=True, help="CSV to write: the ledger with a matter column")
+    p.set_defaults(func=cmd_link)
 
     p = sub.add_parser("evaluate", help="metrics of a model on a labelled ledger")
     p.add_argument("--model", required=True)
