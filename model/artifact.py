@@ -75,9 +75,23 @@ class SigningKey:
         self.key_id = hashlib.sha256(b"petition-triage key id:" + secret).hexdigest()[:12]
 
 
+def make_private_dir(path: Path) -> None:
+    """`path` and the parents it lacks, created owner-only (0700): the models, the key
+    and the database under var/ are nobody else's to read."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        if path.parent == path:
+            break
+        path = path.parent
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            directory.mkdir(mode=0o700)
+
+
 def _key_from_file(path: Path, create: bool) -> SigningKey:
     if not path.exists() and create:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_private_dir(path.parent)
         # Written beside, then linked into place: two processes signing their first
         # model together both end up with the one key that won.
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mkstemp makes it 0600
@@ -102,13 +116,15 @@ def _key_from_file(path: Path, create: bool) -> SigningKey:
     return SigningKey(secret, str(path))
 
 
-def signing_key(create: bool = True) -> SigningKey:
-    """The key from the environment (see the module docstring); `create` makes the
-    default key file when there is none, as the first training run does."""
-    if os.environ.get("TRIAGE_SIGNING_KEY"):
-        return SigningKey(os.environ["TRIAGE_SIGNING_KEY"].encode("utf-8"), "TRIAGE_SIGNING_KEY")
-    configured = os.environ.get("TRIAGE_SIGNING_KEY_FILE")
-    return _key_from_file(Path(configured) if configured else DEFAULT_KEY_FILE, create=create)
+def signing_key(create: bool = True, secret: str | None = None, key_file: str | Path | None = None) -> SigningKey:
+    """The key given (`secret`, else `key_file`), else the one the environment names (see
+    the module docstring); `create` makes the key file when there is none, as the first
+    training run does."""
+    secret = secret or os.environ.get("TRIAGE_SIGNING_KEY")
+    if secret:
+        return SigningKey(secret.encode("utf-8"), "TRIAGE_SIGNING_KEY")
+    key_file = key_file or os.environ.get("TRIAGE_SIGNING_KEY_FILE") or DEFAULT_KEY_FILE
+    return _key_from_file(Path(key_file), create=create)
 
 
 def _signature(key: SigningKey, model_path: Path, metadata: dict[str, Any]) -> str:
@@ -189,7 +205,7 @@ def save_model(model: TriageModel, out: str | Path, metadata: dict[str, Any], ke
     place, so `out` is either the old model or the complete new one."""
     out = Path(out)
     key = key or signing_key()
-    out.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_private_dir(out.parent)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         joblib.dump(model, staging / MODEL_FILE, compress=3)

@@ -36,7 +36,7 @@ from service.registry_watch import RegistryError, read_champion
 from service.settings import Settings
 
 PETITION = {"title": "老板拖欠工资", "body": "我在电子厂上班，老板三个月没发工资。我的电话13812345678。", "channel": "网上"}
-TABLES = {"triages", "decisions", "review_items", "api_keys", "audit"}
+TABLES = {"triages", "decisions", "review_items", "api_keys", "audit", "model_in_service"}
 
 
 def free_port() -> int:
@@ -222,7 +222,7 @@ def statements_run() -> Iterator[list[str]]:
 
 def test_an_empty_database_is_migrated_and_a_second_start_changes_nothing(backend):
     database = Database(backend.url)
-    assert database.migrate() == head_revision() == "0002"
+    assert database.migrate() == head_revision() == "0003"
     with backend.connect() as connection:
         assert set(inspect(connection).get_table_names()) == TABLES | {"alembic_version"}
         assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [head_revision()]

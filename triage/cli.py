@@ -161,11 +161,10 @@ def _worker_count(value: str) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import copy
-
     import uvicorn
     from pydantic import ValidationError
 
+    from service.logs import log_config
     from service.settings import get_settings
 
     try:
@@ -176,11 +175,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     workers = args.workers or settings.workers
     # Once, here: workers started together must not each train the default model.
     ensure_default_model(Path(settings.model_dir))
-    # The service's own messages (migrations, registry promotions) beside uvicorn's, in every worker.
-    log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
-    log_config["loggers"]["triage"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
     _progress(f"starting {workers} worker process{'es' if workers > 1 else ''} "
-              f"(TRIAGE_WORKERS; each loads its own copy of the model)")
+              f"(TRIAGE_WORKERS; each loads its own copy of the model and follows the one in service)")
     with contextlib.ExitStack() as stack:
         if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             # Where every worker keeps its metric values, so that /metrics adds up all workers
@@ -195,7 +191,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # registry watch) from the environment this process read.
         uvicorn.run("service.app:create_app_from_env", factory=True, workers=workers,
                     host=args.host or settings.host, port=args.port or settings.port,
-                    log_level="info", log_config=log_config)
+                    log_level=settings.log_level.lower(), log_config=log_config(settings.log_level, settings.log_json))
     return 0
 
 
