@@ -93,6 +93,7 @@ def require_role(*roles: str) -> Callable[..., ApiKey]:
             raise HTTPException(403, f"this endpoint needs the role {' or '.join(allowed)}; your key has {row.role!r}")
         return row
 
+    check.roles = allowed  # type: ignore[attr-defined]  # read by service/roles.py for the README's table
     return check
 
 

@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 Channel = Literal["来信", "来访", "网上", "电话"]
 # PostgreSQL cannot store a NUL character (the request would fail as a database error), and no
 # petition, name or path holds one: refused as bad input instead.
 NO_NUL = r"^[^\x00]*$"
+
+
+_UNENCODED_PLUS = re.compile(r"^(.*[0-9]) ([0-9]{2}:?[0-9]{2})$")
+
+
+def _plus_restored(value: Any) -> Any:
+    # `?since=2026-12-06T09:00:00+08:00` typed into a URL unencoded arrives with a space for the "+".
+    if isinstance(value, str) and (match := _UNENCODED_PLUS.match(value.strip())):
+        return f"{match[1]}+{match[2]}"
+    return value
+
+
+# A query parameter for a moment: any ISO 8601 offset ("Z", "+08:00"); without one, UTC.
+Moment = Annotated[datetime, BeforeValidator(_plus_restored)]
 
 
 class PetitionIn(BaseModel):

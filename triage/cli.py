@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 from model.artifact import ArtifactError, load_model
@@ -197,7 +198,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_keys(args: argparse.Namespace) -> int:
     from service.database import Database
-    from service.keys import create_key, revoke_key
+    from service.keys import create_key, list_keys, revoke_key
     from service.settings import get_settings
 
     database = Database(get_settings().database_url)
@@ -207,10 +208,76 @@ def cmd_keys(args: argparse.Namespace) -> int:
             print(create_key(session, args.role, args.label or ""))
             _progress(f"created a key for the {args.role} role; it is shown only this once")
             return 0
-        if not revoke_key(session, args.prefix):
-            print(f"triage keys: no active key with prefix {args.prefix!r}", file=sys.stderr)
+        if args.action == "list":
+            print(f"{'prefix':<10}{'role':<10}{'created (UTC)':<27}{'revoked (UTC)':<27}label")
+            for row in list_keys(session):
+                revoked = row.revoked_at.isoformat(timespec="seconds") if row.revoked_at else "-"
+                print(f"{row.prefix:<10}{row.role:<10}{row.created_at.isoformat(timespec='seconds'):<27}{revoked:<27}{row.label}")
+            return 0
+        if not revoke_key(session, args.key):
+            print(f"triage keys: no active key {args.key if not args.key.startswith('pt_') else 'like the one given'!r}",
+                  file=sys.stderr)
             return 2
-        _progress(f"revoked key {args.prefix}")
+        _progress("revoked the key")
+    return 0
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    from model.artifact import sign_artifact
+
+    metadata = sign_artifact(args.model)
+    _progress(f"signed model {metadata['version']} in {args.model} with key {metadata['signature']['key_id']}")
+    return 0
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from service.maintenance import MaintenanceError, backup
+    from service.settings import get_settings
+
+    try:
+        revision = backup(get_settings().database_url, Path(args.out))
+    except MaintenanceError as exc:
+        print(f"triage backup: error: {exc}", file=sys.stderr)
+        return 2
+    _progress(f"backed up the database (schema revision {revision}) to {args.out}")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from service.maintenance import MaintenanceError, restore
+    from service.settings import get_settings
+
+    try:
+        revision = restore(Path(getattr(args, "from")), get_settings().database_url)
+    except MaintenanceError as exc:
+        print(f"triage restore: error: {exc}", file=sys.stderr)
+        return 2
+    _progress(f"restored {getattr(args, 'from')} (schema revision {revision}); the service migrates it on its next request")
+    return 0
+
+
+def _moment(value: str) -> datetime:
+    from datetime import UTC
+
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected a date or an ISO 8601 time, e.g. 2025-01-01 or "
+                                         "2025-01-01T00:00:00+08:00") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    from service.database import Database
+    from service.maintenance import purge_petitions
+    from service.settings import get_settings
+    from training.registry import current_user
+
+    database = Database(get_settings().database_url)
+    database.migrate()
+    count = purge_petitions(database, args.before, actor=f"cli:{current_user()}")
+    _progress(f"purged the text of {count} petitions triaged before {args.before.isoformat()}; "
+              "their labels and decisions are kept")
     return 0
 
 
@@ -404,8 +471,26 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--role", required=True, choices=["intake", "reviewer", "analyst", "admin"])
     k.add_argument("--label")
     k = keys.add_parser("revoke")
-    k.add_argument("prefix", help="the 8 characters after 'pt_' in the key")
+    k.add_argument("key", help="the whole key, or its prefix: the 8 characters after 'pt_'")
+    keys.add_parser("list", help="every key: prefix, role, label, when created and revoked (never the key)")
     p.set_defaults(func=cmd_keys)
+
+    p = sub.add_parser("sign", help="sign a model directory you trust with the signing key (e.g. one made before signing)")
+    p.add_argument("--model", required=True)
+    p.set_defaults(func=cmd_sign)
+
+    p = sub.add_parser("backup", help="copy the live SQLite database to a file (SQLite's online backup)")
+    p.add_argument("--out", required=True, help="file to write (replaced atomically, owner-only)")
+    p.set_defaults(func=cmd_backup)
+
+    p = sub.add_parser("restore", help="replace the SQLite database's content with a backup")
+    p.add_argument("--from", required=True, metavar="FILE", help="a file written by `triage backup`")
+    p.set_defaults(func=cmd_restore)
+
+    p = sub.add_parser("purge", help="delete the text of petitions triaged before a date (labels and decisions kept)")
+    p.add_argument("--before", required=True, type=_moment,
+                   help="date or ISO 8601 time; without an offset it is UTC (2025-01-01T00:00:00+08:00 for Beijing midnight)")
+    p.set_defaults(func=cmd_purge)
 
     p = sub.add_parser("retrain", help="train a challenger, score it and the champion on the latest quarter, register it")
     p.add_argument("--data", action="append", required=True, help="ledger file; repeat for several")

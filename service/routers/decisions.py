@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException
@@ -13,6 +14,7 @@ from service.deps import ModelDep, SessionDep, actor_of, require_role
 from service.routers import KeyedRoute
 from service.schemas import DecisionIn, DecisionOut
 
+log = logging.getLogger("triage.service")
 router = APIRouter(prefix="/v1/decisions", tags=["decisions"], route_class=KeyedRoute)
 Intake = Annotated[ApiKey, Depends(require_role("intake"))]
 REVISION_ATTEMPTS = 20
@@ -57,5 +59,6 @@ def record_decision(decision: DecisionIn, session: SessionDep, loaded: ModelDep,
             raise HTTPException(503, "the database is unavailable; the decision was NOT recorded, send it again") from None
     else:
         raise HTTPException(503, "too many simultaneous decisions on this triage; the decision was NOT recorded, send it again")
+    log.debug("decision on triage %s stored as revision %d (accepted: %s)", triage_id, revision, accepted)
     return DecisionOut(triage_id=triage_id, revision=revision, accepted=accepted, decided_by=row.decided_by,
                        created_at=row.created_at, **final)

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from sqlalchemy import select
 
 from service.database import ApiKey, AuditEntry, ReviewItem, TriageRecord, utcnow
 from service.deps import SessionDep, actor_of, require_role
 from service.routers import KeyedRoute
-from service.schemas import NO_NUL, ResolveIn, ReviewItemOut
+from service.schemas import NO_NUL, Moment, ResolveIn, ReviewItemOut
 
 router = APIRouter(prefix="/v1/review-queue", tags=["review-queue"], route_class=KeyedRoute)
 Reviewer = Annotated[ApiKey, Depends(require_role("reviewer"))]
@@ -25,16 +24,20 @@ def _out(item: ReviewItem, triage: TriageRecord) -> ReviewItemOut:
 
 @router.get("", response_model=list[ReviewItemOut])
 def list_queue(
-    session: SessionDep, _: Reviewer,
+    session: SessionDep, _: Reviewer, request: Request,
     status: Literal["open", "resolved", "all"] = "open",
     division: Annotated[str | None, Query(max_length=200, pattern=NO_NUL)] = None,
-    since: datetime | None = None,
+    since: Moment | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[ReviewItemOut]:
     query = select(ReviewItem, TriageRecord).join(TriageRecord, TriageRecord.id == ReviewItem.triage_id)
     if status != "all":
         query = query.where(ReviewItem.status == status)
     if division:
+        loaded = request.app.state.models.current
+        # A misspelt code would match nothing and look like an empty queue.
+        if loaded is not None and division not in loaded.model.taxonomy.codes("division"):
+            raise HTTPException(422, f"division: unknown code {division!r}; one of {loaded.model.taxonomy.codes('division')}")
         query = query.where(TriageRecord.division == division)
     if since:
         query = query.where(ReviewItem.created_at >= since)
