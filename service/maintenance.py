@@ -12,10 +12,8 @@ from pathlib import Path
 
 from sqlalchemy import select, update
 
+from model.text import PURGED_TEXT as PURGED
 from service.database import AuditEntry, Database, TriageRecord, _sqlite_path
-
-# What a purged petition's text becomes: its labels, decisions and audit trail stay.
-PURGED = "[已按保留期限删除]"
 
 
 class MaintenanceError(RuntimeError):

@@ -18,7 +18,7 @@ from model.artifact import ArtifactError, load_model
 from model.taxonomy import DEFAULT_TAXONOMY, HEADS, TaxonomyError
 from model.triage import ModelInputError
 from training.ledger import LedgerError
-from triage.defaults import default_corpus, default_model_dir
+from triage.defaults import ROOT, default_corpus, default_model_dir
 
 EXAMPLES = [
     ("老板拖欠工资三个月", "我在{company}上班，老板已经三个月没发工资了，春节快到了，我们二十多个工友连回家的路费都没有，请劳动监察部门帮帮我们。"),
@@ -128,6 +128,10 @@ def ensure_default_model(model_dir: Path) -> Path:
         return model_dir
     except ArtifactError as exc:
         if (model_dir / "metadata.json").exists():
+            if Path(model_dir).resolve() != (ROOT / "var" / "models" / "default").resolve():
+                # Someone's own model: never replaced by one trained on the bundled corpus.
+                raise
+            # e.g. trained before artifacts were signed, or with another scikit-learn: it is rebuilt from the bundled corpus.
             _progress(f"default model unusable ({exc}); retraining")
     from training.train import train
 
