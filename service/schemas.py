@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 
 Channel = Literal["来信", "来访", "网上", "电话"]
 # PostgreSQL cannot store a NUL character (the request would fail as a database error), and no
@@ -24,15 +24,24 @@ def _plus_restored(value: Any) -> Any:
     return value
 
 
-# A query parameter for a moment: any ISO 8601 offset ("Z", "+08:00"); without one, UTC.
-Moment = Annotated[datetime, BeforeValidator(_plus_restored)]
+def _in_utc(value: datetime) -> datetime:
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00 is before the first moment there is in UTC
+        raise ValueError("outside the range of moments that can be stored") from None
+
+
+# A moment: any ISO 8601 offset ("Z", "+08:00"); without one, UTC. Held in UTC from here on.
+UTCMoment = Annotated[datetime, AfterValidator(_in_utc)]
+# The same as a query parameter, where an unencoded "+" of the offset arrives as a space.
+Moment = Annotated[datetime, BeforeValidator(_plus_restored), AfterValidator(_in_utc)]
 
 
 class PetitionIn(BaseModel):
     title: str = Field("", max_length=500, pattern=NO_NUL)
     body: str = Field(..., min_length=1, pattern=NO_NUL)
     external_id: str | None = Field(None, max_length=200, pattern=NO_NUL)
-    received_at: datetime | None = None
+    received_at: UTCMoment | None = None
     channel: Channel | None = None
 
 

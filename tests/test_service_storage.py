@@ -29,6 +29,7 @@ from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import NullPool
 
+from model.artifact import sign_artifact
 from service.app import create_app
 from service.database import Base, Database, alembic_config, head_revision
 from service.keys import create_key
@@ -430,8 +431,9 @@ def registry_version(registry: Path, small_model_dir: Path, name: str, version: 
     shutil.copytree(small_model_dir, target)
     meta_path = target / "metadata.json"
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    meta["version"] = version  # only model.joblib is hashed; a distinct version tells the copies apart
+    meta["version"] = version  # a distinct version tells the copies apart
     meta_path.write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+    sign_artifact(target)  # as the registry signs what it registers
     return target
 
 
