@@ -219,8 +219,9 @@ def cmd_keys(args: argparse.Namespace) -> int:
                 print(f"{row.prefix:<10}{row.role:<10}{row.created_at.isoformat(timespec='seconds'):<27}{revoked:<27}{row.label}")
             return 0
         if not revoke_key(session, args.key):
-            print(f"triage keys: no active key {args.key if not args.key.startswith('pt_') else 'like the one given'!r}",
-                  file=sys.stderr)
+            # A whole key is never echoed: it may be a live one typed with a mistake.
+            shown = f"with prefix {args.key.split('_')[1]!r} matching the key given" if args.key.startswith("pt_") else repr(args.key)
+            print(f"triage keys: no active key {shown}", file=sys.stderr)
             return 2
         _progress("revoked the key")
     return 0
