@@ -7,6 +7,9 @@ import unicodedata
 
 import rjieba
 
+# What retention (`triage purge`) leaves of a petition's text; training never reads such a petition.
+PURGED_TEXT = "[已按保留期限删除]"
+
 # Full-width ASCII is common in petitions typed on Chinese IMEs; folding it lets
 # "１２３３３" and "12333" be the same feature. NFKC would also fold the
 # full-width Chinese punctuation that the offsets must keep, so only the ASCII

@@ -18,12 +18,12 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from model.artifact import ArtifactError, LoadedModel
+from model.artifact import ArtifactError, LoadedModel, signing_key
 from service import web
 from service.database import AuditEntry, Database
 from service.deps import RecentKeys
 from service.metrics import LATENCY, REQUESTS, process_stopped
-from service.model_holder import ModelHolder
+from service.model_holder import ModelHolder, ServedModelFollower
 from service.registry_watch import RegistryWatch
 from service.routers import decisions, emerging, health, model_info, review, stats, triage
 from service.settings import Settings, get_settings
@@ -56,12 +56,17 @@ def create_app(settings: Settings) -> FastAPI:
     database = Database(settings.database_url, retry_seconds=settings.database_retry_seconds)
     database.ensure_migrated()
 
-    models = ModelHolder()
-    watch = None
+    secret = settings.signing_key.get_secret_value() if settings.signing_key else None
+    models = ModelHolder(signing_key(create=False, secret=secret, key_file=settings.signing_key_file))
+    watch = follower = None
     if settings.registry_dir is not None:
         watch = RegistryWatch(settings.registry_dir, models, settings.registry_poll_seconds,
                               on_promote=_audit_promotion(database))
         watch.check()
+    else:
+        # A restart serves what was put into service last, not TRIAGE_MODEL_DIR again.
+        follower = ServedModelFollower(database, models, settings.model_root, settings.model_poll_seconds)
+        follower.check()
     if models.current is None:
         if watch is not None:
             log.warning("no usable champion in the model registry %s; serving %s", settings.registry_dir, settings.model_dir)
@@ -77,21 +82,23 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        if watch is not None:
-            watch.start()
+        for watcher in (watch, follower):
+            if watcher is not None:
+                watcher.start()
         matters.warm_up(database)
         try:
             yield
         finally:
-            if watch is not None:
-                watch.stop()
+            for watcher in (watch, follower):
+                if watcher is not None:
+                    watcher.stop()
             process_stopped()
 
     # /docs is served by service.web from vendored files (no CDN); ReDoc would need one.
     app = FastAPI(title="petition-triage", version="1", description="Routing suggestions for petitions (信访件).",
                   lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings, app.state.database, app.state.models = settings, database, models
-    app.state.registry_watch = watch
+    app.state.registry_watch, app.state.model_follower = watch, follower
     app.state.recent_keys = RecentKeys(settings.offline_key_seconds)
     app.state.matters = matters
 

@@ -70,8 +70,9 @@ class RecentKeys:
 
 def allowed_roles(*roles: str) -> tuple[str, ...]:
     """The roles that may use something meant for `roles`: admin may use everything. The API's
-    keys and the pages' sessions are checked with the same rule."""
-    return (*roles, "admin")
+    keys and the pages' sessions are checked with the same rule. Admin is named once even
+    when the caller names it too."""
+    return tuple(dict.fromkeys((*roles, "admin")))
 
 
 def require_role(*roles: str) -> Callable[..., ApiKey]:
@@ -98,6 +99,7 @@ def require_role(*roles: str) -> Callable[..., ApiKey]:
             raise HTTPException(403, f"this endpoint needs the role {' or '.join(allowed)}; your key has {row.role!r}")
         return row
 
+    check.roles = allowed  # type: ignore[attr-defined]  # read by service/roles.py for the README's table
     return check
 
 

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from model.artifact import METADATA_FILE, ArtifactError, LoadedModel
-from service.model_holder import ModelHolder
+from service.model_holder import ModelHolder, confined
 
 log = logging.getLogger("triage.service")
 REGISTRY_FILE = "registry.json"
@@ -110,7 +110,8 @@ class RegistryWatch:
             if attempt == self._failed:
                 return None
             try:
-                loaded = self.models.reload(path)
+                # models/<version> may be a symbolic link: it must still lead into the registry.
+                loaded = self.models.reload(confined(path, self.registry_dir))
             except ArtifactError as exc:
                 self._failed = attempt
                 log.error("model registry: champion %s not loaded (%s); model %s keeps serving",

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 
 Channel = Literal["来信", "来访", "网上", "电话"]
 # PostgreSQL cannot store a NUL character (the request would fail as a database error), and no
@@ -15,12 +16,35 @@ OFFSETS = ("Character offsets (Python str indices, 0-based, end exclusive) into 
            "the title, a newline, then the body (title + '\\n' + body).")
 
 
+_UNENCODED_PLUS = re.compile(r"^(.*[0-9]) ([0-9]{2}:?[0-9]{2})$")
+
+
+def _plus_restored(value: Any) -> Any:
+    # `?since=2026-12-06T09:00:00+08:00` typed into a URL unencoded arrives with a space for the "+".
+    if isinstance(value, str) and (match := _UNENCODED_PLUS.match(value.strip())):
+        return f"{match[1]}+{match[2]}"
+    return value
+
+
+def _in_utc(value: datetime) -> datetime:
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00 is before the first moment there is in UTC
+        raise ValueError("outside the range of moments that can be stored") from None
+
+
+# A moment: any ISO 8601 offset ("Z", "+08:00"); without one, UTC. Held in UTC from here on.
+UTCMoment = Annotated[datetime, AfterValidator(_in_utc)]
+# The same as a query parameter, where an unencoded "+" of the offset arrives as a space.
+Moment = Annotated[datetime, BeforeValidator(_plus_restored), AfterValidator(_in_utc)]
+
+
 class PetitionIn(BaseModel):
     title: str = Field("", max_length=500, pattern=NO_NUL, description="The petition's title (标题); may be empty.")
     body: str = Field(..., min_length=1, pattern=NO_NUL, description="The petition's text (正文).")
     external_id: str | None = Field(None, max_length=200, pattern=NO_NUL,
                                     description="The petition's number in the office's own register (信访件编号).")
-    received_at: datetime | None = Field(None, description="When the office received it; the statutory time limits run from it.")
+    received_at: UTCMoment | None = Field(None, description="When the office received it; the statutory time limits run from it.")
     channel: Channel | None = Field(None, description="How it arrived: 来信 (letter), 来访 (visit), 网上 (online), 电话 (phone).")
 
 

@@ -6,7 +6,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,6 +60,19 @@ class Settings(BaseSettings):
     link_threshold: float = Field(0.5, gt=0, le=1)
     emerging_min_size: int = Field(3, ge=2)
     emerging_days: float = Field(14.0, gt=0)
+    # Without a registry, the model in service is a row of the database (set by POST
+    # /v1/model/reload); every worker checks it this often and follows it.
+    model_poll_seconds: float = Field(default=2.0, gt=0)
+    # Reload accepts only model directories under this root (a relative model_dir is taken from here).
+    model_root: Path = ROOT / "var" / "models"
+    # The key artifacts are signed with (model/artifact.py): the key itself, or the file
+    # holding it; neither set: var/signing.key, made by the first training run.
+    signing_key: SecretStr | None = None
+    signing_key_file: Path | None = None
+    # Logging of the service's and uvicorn's messages: a level name, and one JSON object
+    # per line (with a UTC timestamp) instead of text.
+    log_level: str = Field(default="INFO", pattern=r"^(?i:debug|info|warning|error|critical)$")
+    log_json: bool = False
 
 
 @lru_cache

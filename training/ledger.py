@@ -8,11 +8,28 @@ import codecs
 import io
 import json
 from dataclasses import dataclass, field
+from datetime import timedelta, timezone
 from pathlib import Path
 
 import pandas as pd
 
 from model.taxonomy import HEADS, Taxonomy
+
+# Ledger dates are the petition office's wall-clock time.
+CHINA_TIME = timezone(timedelta(hours=8))
+_WITH_OFFSET = r"[0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?\s*(?:Z|[+-][0-9]{2}:?[0-9]{2})$"
+
+
+def local_times(values: pd.Series) -> pd.Series:
+    """Dates and times as Beijing wall-clock time (naive): values with an offset (as
+    export-decisions writes them) are converted, values without one are taken as they are."""
+    values = values.astype("string").str.strip()
+    has_offset = values.str.contains(_WITH_OFFSET, regex=True, na=False)
+    parsed = pd.to_datetime(values.where(~has_offset), errors="coerce", format="mixed")
+    if has_offset.any():
+        aware = pd.to_datetime(values.where(has_offset), errors="coerce", format="mixed", utc=True)
+        parsed = parsed.where(~has_offset, aware.dt.tz_convert(CHINA_TIME).dt.tz_localize(None))
+    return parsed
 
 MAX_LEDGER_BYTES = 100 * 1024 * 1024
 # The compound-file signature of Excel 97-2003 .xls workbooks and of password-protected .xlsx.
@@ -237,7 +254,7 @@ def read_ledger(path: str | Path, taxonomy: Taxonomy, require_labels: bool = Tru
     if require_labels:
         _resolve_labels(path, frame, first_row, taxonomy)
     if "received_at" in frame.columns:
-        parsed = pd.to_datetime(frame["received_at"].str.strip().replace("", None), errors="coerce", format="mixed")
+        parsed = local_times(frame["received_at"].str.strip().replace("", None))
         bad = frame["received_at"].str.strip().ne("") & parsed.isna()
         if bad.any():
             i = int(bad.to_numpy().nonzero()[0][0])

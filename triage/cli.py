@@ -12,13 +12,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 from model.artifact import ArtifactError, load_model
 from model.taxonomy import DEFAULT_TAXONOMY, HEADS, TaxonomyError
 from model.triage import ModelInputError
 from training.ledger import LedgerError
-from triage.defaults import default_corpus, default_model_dir
+from triage.defaults import ROOT, default_corpus, default_model_dir
 
 EXAMPLES = [
     ("老板拖欠工资三个月", "我在{company}上班，老板已经三个月没发工资了，春节快到了，我们二十多个工友连回家的路费都没有，请劳动监察部门帮帮我们。"),
@@ -150,6 +151,10 @@ def ensure_default_model(model_dir: Path) -> Path:
         return model_dir
     except ArtifactError as exc:
         if (model_dir / "metadata.json").exists():
+            if Path(model_dir).resolve() != (ROOT / "var" / "models" / "default").resolve():
+                # Someone's own model: never replaced by one trained on the bundled corpus.
+                raise
+            # e.g. trained before artifacts were signed, or with another scikit-learn: it is rebuilt from the bundled corpus.
             _progress(f"default model unusable ({exc}); retraining")
     from training.train import train
 
@@ -184,11 +189,10 @@ def _worker_count(value: str) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import copy
-
     import uvicorn
     from pydantic import ValidationError
 
+    from service.logs import log_config
     from service.settings import get_settings
 
     try:
@@ -199,11 +203,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     workers = args.workers or settings.workers
     # Once, here: workers started together must not each train the default model.
     ensure_default_model(Path(settings.model_dir))
-    # The service's own messages (migrations, registry promotions) beside uvicorn's, in every worker.
-    log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
-    log_config["loggers"]["triage"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
     _progress(f"starting {workers} worker process{'es' if workers > 1 else ''} "
-              f"(TRIAGE_WORKERS; each loads its own copy of the model)")
+              f"(TRIAGE_WORKERS; each loads its own copy of the model and follows the one in service)")
     with contextlib.ExitStack() as stack:
         if workers > 1 and not settings.session_secret:
             # The workers must sign the pages' session cookies with one key: a session made by
@@ -223,13 +224,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # registry watch) from the environment this process read.
         uvicorn.run("service.app:create_app_from_env", factory=True, workers=workers,
                     host=args.host or settings.host, port=args.port or settings.port,
-                    log_level="info", log_config=log_config)
+                    log_level=settings.log_level.lower(), log_config=log_config(settings.log_level, settings.log_json))
     return 0
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
     from service.database import Database
-    from service.keys import create_key, revoke_key
+    from service.keys import create_key, list_keys, revoke_key
     from service.settings import get_settings
 
     database = Database(get_settings().database_url)
@@ -239,10 +240,77 @@ def cmd_keys(args: argparse.Namespace) -> int:
             print(create_key(session, args.role, args.label or ""))
             _progress(f"created a key for the {args.role} role; it is shown only this once")
             return 0
-        if not revoke_key(session, args.prefix):
-            print(f"triage keys: no active key with prefix {args.prefix!r}", file=sys.stderr)
+        if args.action == "list":
+            print(f"{'prefix':<10}{'role':<10}{'created (UTC)':<27}{'revoked (UTC)':<27}label")
+            for row in list_keys(session):
+                revoked = row.revoked_at.isoformat(timespec="seconds") if row.revoked_at else "-"
+                print(f"{row.prefix:<10}{row.role:<10}{row.created_at.isoformat(timespec='seconds'):<27}{revoked:<27}{row.label}")
+            return 0
+        if not revoke_key(session, args.key):
+            # A whole key is never echoed: it may be a live one typed with a mistake.
+            shown = f"with prefix {args.key.split('_')[1]!r} matching the key given" if args.key.startswith("pt_") else repr(args.key)
+            print(f"triage keys: no active key {shown}", file=sys.stderr)
             return 2
-        _progress(f"revoked key {args.prefix}")
+        _progress("revoked the key")
+    return 0
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    from model.artifact import sign_artifact
+
+    metadata = sign_artifact(args.model)
+    _progress(f"signed model {metadata['version']} in {args.model} with key {metadata['signature']['key_id']}")
+    return 0
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from service.maintenance import MaintenanceError, backup
+    from service.settings import get_settings
+
+    try:
+        revision = backup(get_settings().database_url, Path(args.out))
+    except MaintenanceError as exc:
+        print(f"triage backup: error: {exc}", file=sys.stderr)
+        return 2
+    _progress(f"backed up the database (schema revision {revision}) to {args.out}")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from service.maintenance import MaintenanceError, restore
+    from service.settings import get_settings
+
+    try:
+        revision = restore(Path(getattr(args, "from")), get_settings().database_url)
+    except MaintenanceError as exc:
+        print(f"triage restore: error: {exc}", file=sys.stderr)
+        return 2
+    _progress(f"restored {getattr(args, 'from')} (schema revision {revision}); the service migrates it on its next request")
+    return 0
+
+
+def _moment(value: str) -> datetime:
+    from datetime import UTC
+
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected a date or an ISO 8601 time, e.g. 2025-01-01 or "
+                                         "2025-01-01T00:00:00+08:00") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    from service.database import Database
+    from service.maintenance import purge_petitions
+    from service.settings import get_settings
+    from training.registry import current_user
+
+    database = Database(get_settings().database_url)
+    database.migrate()
+    count = purge_petitions(database, args.before, actor=f"cli:{current_user()}")
+    _progress(f"purged the text of {count} petitions triaged before {args.before.isoformat()}; "
+              "their labels and decisions are kept")
     return 0
 
 
@@ -441,8 +509,26 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--role", required=True, choices=["intake", "reviewer", "analyst", "admin"])
     k.add_argument("--label")
     k = keys.add_parser("revoke")
-    k.add_argument("prefix", help="the 8 characters after 'pt_' in the key")
+    k.add_argument("key", help="the whole key, or its prefix: the 8 characters after 'pt_'")
+    keys.add_parser("list", help="every key: prefix, role, label, when created and revoked (never the key)")
     p.set_defaults(func=cmd_keys)
+
+    p = sub.add_parser("sign", help="sign a model directory you trust with the signing key (e.g. one made before signing)")
+    p.add_argument("--model", required=True)
+    p.set_defaults(func=cmd_sign)
+
+    p = sub.add_parser("backup", help="copy the live SQLite database to a file (SQLite's online backup)")
+    p.add_argument("--out", required=True, help="file to write (replaced atomically, owner-only)")
+    p.set_defaults(func=cmd_backup)
+
+    p = sub.add_parser("restore", help="replace the SQLite database's content with a backup")
+    p.add_argument("--from", required=True, metavar="FILE", help="a file written by `triage backup`")
+    p.set_defaults(func=cmd_restore)
+
+    p = sub.add_parser("purge", help="delete the text of petitions triaged before a date (labels and decisions kept)")
+    p.add_argument("--before", required=True, type=_moment,
+                   help="date or ISO 8601 time; without an offset it is UTC (2025-01-01T00:00:00+08:00 for Beijing midnight)")
+    p.set_defaults(func=cmd_purge)
 
     p = sub.add_parser("retrain", help="train a challenger, score it and the champion on the latest quarter, register it")
     p.add_argument("--data", action="append", required=True, help="ledger file; repeat for several")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException
@@ -16,6 +17,7 @@ from service.deps import ModelDep, SessionDep, actor_of, require_role
 from service.routers import KeyedRoute
 from service.schemas import DecisionIn, DecisionOut
 
+log = logging.getLogger("triage.service")
 router = APIRouter(prefix="/v1/decisions", tags=["decisions"], route_class=KeyedRoute)
 Intake = Annotated[ApiKey, Depends(require_role("intake"))]
 REVISION_ATTEMPTS = 20
@@ -67,4 +69,5 @@ def record(decision: DecisionIn, session: Session, taxonomy: Taxonomy, key: ApiK
             raise HTTPException(503, "the database is unavailable; the decision was NOT recorded, send it again") from None
     else:
         raise HTTPException(503, "too many simultaneous decisions on this triage; the decision was NOT recorded, send it again")
+    log.debug("decision on triage %s stored as revision %d (accepted: %s)", triage_id, revision, accepted)
     return decision_out(row, taxonomy)

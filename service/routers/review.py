@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
@@ -14,7 +13,7 @@ from service.cases import TaxonomyDep, case_out, name_of
 from service.database import ApiKey, AuditEntry, ReviewItem, TriageRecord, utcnow
 from service.deps import SessionDep, SettingsDep, actor_of, require_role
 from service.routers import KeyedRoute
-from service.schemas import NO_NUL, ResolveIn, ReviewItemOut
+from service.schemas import NO_NUL, Moment, ResolveIn, ReviewItemOut
 from service.settings import Settings
 
 router = APIRouter(prefix="/v1/review-queue", tags=["review-queue"], route_class=KeyedRoute)
@@ -34,16 +33,20 @@ def list_queue(
     session: SessionDep, _: Reviewer, taxonomy: TaxonomyDep, settings: SettingsDep,
     status: Literal["open", "resolved", "all"] = "open",
     division: Annotated[str | None, Query(max_length=200, pattern=NO_NUL, description="Division code or Chinese name.")] = None,
-    reason: Literal["high_risk", "low_confidence"] | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    reason: Literal["high_risk", "low_confidence", "emerging_group"] | None = None,
+    since: Moment | None = None,
+    until: Moment | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[ReviewItemOut]:
     query = select(ReviewItem, TriageRecord).join(TriageRecord, TriageRecord.id == ReviewItem.triage_id)
     if status != "all":
         query = query.where(ReviewItem.status == status)
     if division:
-        query = query.where(TriageRecord.division == (taxonomy.resolve("division", division) or division))
+        code = taxonomy.resolve("division", division)
+        # A misspelt code would match nothing and look like an empty queue.
+        if code is None:
+            raise HTTPException(422, f"division: unknown code or name {division!r}; one of {taxonomy.codes('division')}")
+        query = query.where(TriageRecord.division == code)
     if reason:
         query = query.where(ReviewItem.reason == reason)
     if since:

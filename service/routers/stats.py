@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
@@ -12,13 +11,14 @@ from service.cases import TaxonomyDep, name_of
 from service.database import ApiKey, DecisionRecord, TriageRecord
 from service.deps import SessionDep, require_role
 from service.routers import KeyedRoute
+from service.schemas import Moment
 
 router = APIRouter(prefix="/v1/stats", tags=["stats"], route_class=KeyedRoute)
 
 
 @router.get("")
 def stats(session: SessionDep, _: Annotated[ApiKey, Depends(require_role("analyst"))], taxonomy: TaxonomyDep,
-          since: datetime | None = None, until: datetime | None = None) -> dict[str, Any]:
+          since: Moment | None = None, until: Moment | None = None) -> dict[str, Any]:
     triages = select(TriageRecord.division, func.count()).group_by(TriageRecord.division)
     # The latest revision of each decision is the one that counts.
     latest = (select(DecisionRecord.triage_id, func.max(DecisionRecord.revision).label("rev"))
