@@ -7,9 +7,11 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from data import bundled
+
 HEADS = ("division", "risk", "key_group")
 RISK_ORDER = ("low", "medium", "high")
-DEFAULT_TAXONOMY = Path(__file__).resolve().parent.parent / "data" / "taxonomy.toml"
+DEFAULT_TAXONOMY = bundled("taxonomy.toml")
 
 
 class TaxonomyError(ValueError):

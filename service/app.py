@@ -62,7 +62,8 @@ def create_app(settings: Settings) -> FastAPI:
         watch.check()
     if models.current is None:
         if watch is not None:
-            log.warning("no usable champion in the model registry %s; serving %s", settings.registry_dir, settings.model_dir)
+            # Info: the check above has already said why when the registry is not just empty.
+            log.info("no usable champion in the model registry %s; serving %s", settings.registry_dir, settings.model_dir)
         try:
             models.reload(settings.model_dir)
         except ArtifactError:
