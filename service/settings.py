@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, home: Path) -> Path:
         # Fixed when read: worker processes and log lines name the same directory.
-        return home.absolute()
+        return home.expanduser().absolute()
 
 
 @lru_cache
