@@ -44,7 +44,11 @@ LIBRARIES = ("scikit-learn", "numpy", "scipy", "joblib", "rjieba")
 # older layout would load and then fail on the first prediction.
 MODEL_FORMAT = 4
 SIGNATURE = "signature"
-DEFAULT_KEY_FILE = Path(__file__).resolve().parent.parent / "var" / "signing.key"
+def default_key_file() -> Path:
+    """TRIAGE_HOME/signing.key (TRIAGE_HOME: ./var unless set, as service/settings.py reads it)."""
+    return Path(os.environ.get("TRIAGE_HOME") or "var").expanduser().absolute() / "signing.key"
+
+
 # Shorter keys are refused: an HMAC is only as strong as its key.
 MIN_KEY_BYTES = 16
 RESIGN_HINT = "if you trust this directory, sign it with `triage sign --model DIR`; otherwise retrain (triage train)"
@@ -123,7 +127,7 @@ def signing_key(create: bool = True, secret: str | None = None, key_file: str | 
     secret = secret or os.environ.get("TRIAGE_SIGNING_KEY")
     if secret:
         return SigningKey(secret.encode("utf-8"), "TRIAGE_SIGNING_KEY")
-    key_file = key_file or os.environ.get("TRIAGE_SIGNING_KEY_FILE") or DEFAULT_KEY_FILE
+    key_file = key_file or os.environ.get("TRIAGE_SIGNING_KEY_FILE") or default_key_file()
     return _key_from_file(Path(key_file), create=create)
 
 

@@ -24,7 +24,7 @@ from service.database import AuditEntry, Database
 from service.deps import RecentKeys
 from service.metrics import LATENCY, REQUESTS, process_stopped
 from service.model_holder import ModelHolder, ServedModelFollower
-from service.registry_watch import RegistryWatch
+from service.registry_watch import REGISTRY_FILE, RegistryWatch
 from service.routers import decisions, emerging, health, model_info, review, stats, triage
 from service.settings import Settings, get_settings
 from service.similar import SharedMatterIndex
@@ -59,7 +59,9 @@ def create_app(settings: Settings) -> FastAPI:
     secret = settings.signing_key.get_secret_value() if settings.signing_key else None
     models = ModelHolder(signing_key(create=False, secret=secret, key_file=settings.signing_key_file))
     watch = follower = None
-    if settings.registry_dir is not None:
+    # The registry governs once `triage retrain` has made one; until then the model in
+    # service is the database's row, which a reload sets.
+    if settings.registry_dir is not None and (settings.registry_dir / REGISTRY_FILE).exists():
         watch = RegistryWatch(settings.registry_dir, models, settings.registry_poll_seconds,
                               on_promote=_audit_promotion(database))
         watch.check()
@@ -69,7 +71,8 @@ def create_app(settings: Settings) -> FastAPI:
         follower.check()
     if models.current is None:
         if watch is not None:
-            log.warning("no usable champion in the model registry %s; serving %s", settings.registry_dir, settings.model_dir)
+            # Info: the check above has already said why when the registry is not just empty.
+            log.info("no usable champion in the model registry %s; serving %s", settings.registry_dir, settings.model_dir)
         try:
             models.reload(settings.model_dir)
         except ArtifactError:

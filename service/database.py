@@ -48,7 +48,8 @@ from model.artifact import make_private_dir
 from service.pii import mask_pii, mask_pii_in
 
 log = logging.getLogger("triage.service")
-MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+# Alembic finds the revisions as a package resource, wherever the service is installed.
+MIGRATIONS = "service:migrations"
 CONNECT_TIMEOUT_S = 5
 # How long SQLite itself waits for another writer before failing the write.
 SQLITE_BUSY_TIMEOUT_S = 5
@@ -295,7 +296,7 @@ def alembic_config(url: str | None = None) -> Config:
                    command.revision(alembic_config('sqlite:///var/dev.db'), 'what changed', autogenerate=True)"
     (upgrade that database to head first so autogenerate compares against the current schema)."""
     config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("script_location", MIGRATIONS)
     if url:
         config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config

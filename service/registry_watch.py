@@ -93,6 +93,11 @@ class RegistryWatch:
             seen = _signature(registry_file)
             if seen != self._registry_seen:
                 self._registry_seen = seen
+                if seen is None and not registry_file.exists():
+                    # Nothing registered yet: the first `triage retrain` writes registry.json.
+                    log.info("model registry %s is empty: nothing registered yet", self.registry_dir)
+                    self._champion = None
+                    return None
                 try:
                     self._champion = read_champion(self.registry_dir)
                 except RegistryError as exc:

@@ -19,7 +19,7 @@ from model.artifact import ArtifactError, load_model
 from model.taxonomy import DEFAULT_TAXONOMY, HEADS, TaxonomyError
 from model.triage import ModelInputError
 from training.ledger import LedgerError
-from triage.defaults import ROOT, default_corpus, default_model_dir
+from triage.defaults import SettingsError, default_corpus, default_model_dir, default_registry_dir, settings
 
 EXAMPLES = [
     ("老板拖欠工资三个月", "我在{company}上班，老板已经三个月没发工资了，春节快到了，我们二十多个工友连回家的路费都没有，请劳动监察部门帮帮我们。"),
@@ -151,7 +151,7 @@ def ensure_default_model(model_dir: Path) -> Path:
         return model_dir
     except ArtifactError as exc:
         if (model_dir / "metadata.json").exists():
-            if Path(model_dir).resolve() != (ROOT / "var" / "models" / "default").resolve():
+            if Path(model_dir).resolve() != default_model_dir().resolve():
                 # Someone's own model: never replaced by one trained on the bundled corpus.
                 raise
             # e.g. trained before artifacts were signed, or with another scikit-learn: it is rebuilt from the bundled corpus.
@@ -166,7 +166,7 @@ def ensure_default_model(model_dir: Path) -> Path:
 def cmd_demo(args: argparse.Namespace) -> int:
     from model.text import join_fields
 
-    model_dir = ensure_default_model(Path(args.model))
+    model_dir = ensure_default_model(Path(args.model) if args.model else default_model_dir())
     loaded = load_model(model_dir)
     taxonomy = loaded.model.taxonomy
     for title, body in EXAMPLES:
@@ -231,9 +231,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_keys(args: argparse.Namespace) -> int:
     from service.database import Database
     from service.keys import create_key, list_keys, revoke_key
-    from service.settings import get_settings
 
-    database = Database(get_settings().database_url)
+    database = Database(settings().database_url)
     database.migrate()
     with database.sessions() as session:
         if args.action == "create":
@@ -450,12 +449,13 @@ def cmd_export_decisions(args: argparse.Namespace) -> int:
 
     source = args.db
     if source is None:
-        from service.settings import get_settings
-
-        source = get_settings().database_url
+        source = settings().database_url
     count = export_decisions(source, args.out, load_taxonomy(args.taxonomy))
     _progress(f"wrote {count} decisions (latest revision per petition) to {args.out}")
     return 0
+
+
+REGISTRY_HELP = "registry directory (default: TRIAGE_REGISTRY_DIR, else $TRIAGE_HOME/registry)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -465,7 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model from ledger files (CSV/XLSX/JSONL)")
     p.add_argument("--data", action="append", required=True, help="ledger file; repeat for several")
     p.add_argument("--out", required=True, help="model directory to write (replaced atomically)")
-    p.add_argument("--taxonomy", default=str(DEFAULT_TAXONOMY), help="taxonomy config (default: data/taxonomy.toml)")
+    p.add_argument("--taxonomy", default=str(DEFAULT_TAXONOMY), help="taxonomy config (default: the bundled taxonomy.toml)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_train)
 
@@ -493,7 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_corpus)
 
     p = sub.add_parser("demo", help="train the default model if absent and triage a few example petitions")
-    p.add_argument("--model", default=str(default_model_dir()))
+    p.add_argument("--model", help="model directory (default: TRIAGE_MODEL_DIR, else $TRIAGE_HOME/models/default)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("serve", help="start the HTTP service (trains the default model on first run)")
@@ -533,7 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("retrain", help="train a challenger, score it and the champion on the latest quarter, register it")
     p.add_argument("--data", action="append", required=True, help="ledger file; repeat for several")
     p.add_argument("--decisions", help="the service's database (SQLite file or URL) or an export-decisions file")
-    p.add_argument("--registry", required=True, help="registry directory (created if absent)")
+    p.add_argument("--registry", help=f"{REGISTRY_HELP} (created if absent)")
     p.add_argument("--holdout", action="append", help="held-out ledger instead of the latest quarter; repeatable")
     p.add_argument("--holdout-quarter", help="hold out this quarter, e.g. 2026Q3 (default: the latest)")
     p.add_argument("--taxonomy", default=str(DEFAULT_TAXONOMY))
@@ -545,25 +545,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="list, show, promote or roll back the models of a registry")
     models = p.add_subparsers(dest="action", required=True)
     m = models.add_parser("list", help="every registered version; * marks the champion")
-    m.add_argument("--registry", required=True)
+    m.add_argument("--registry", help=REGISTRY_HELP)
     m = models.add_parser("show", help="metadata and history of one version")
     m.add_argument("version")
-    m.add_argument("--registry", required=True)
+    m.add_argument("--registry", help=REGISTRY_HELP)
     m = models.add_parser("promote", help="make a version the champion (refused when worse than the champion)")
     m.add_argument("version")
-    m.add_argument("--registry", required=True)
+    m.add_argument("--registry", help=REGISTRY_HELP)
     m.add_argument("--force", action="store_true", help="promote even if worse or not compared; needs --reason")
     m.add_argument("--reason", help="why; recorded in the registry history")
     m.add_argument("--by", help="who promotes (default: the login name)")
     _add_policy_arguments(m)
     m = models.add_parser("rollback", help="restore the champion the current one replaced")
-    m.add_argument("--registry", required=True)
+    m.add_argument("--registry", help=REGISTRY_HELP)
     m.add_argument("--reason")
     m.add_argument("--by")
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("export-decisions", help="write the recorded intake decisions as a ledger for retrain")
-    p.add_argument("--db", help="SQLite file or database URL (default: TRIAGE_DATABASE_URL / var/triage.db)")
+    p.add_argument("--db", help="SQLite file or database URL (default: TRIAGE_DATABASE_URL, else $TRIAGE_HOME/triage.db)")
     p.add_argument("--out", required=True, help="CSV file to write (replaced atomically)")
     p.add_argument("--taxonomy", default=str(DEFAULT_TAXONOMY))
     p.set_defaults(func=cmd_export_decisions)
@@ -583,8 +583,10 @@ def _add_policy_arguments(p: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "registry", "") is None:
+            args.registry = str(default_registry_dir())
         return int(args.func(args))
-    except (LedgerError, ArtifactError, TaxonomyError, ModelInputError) as exc:
+    except (LedgerError, ArtifactError, TaxonomyError, ModelInputError, SettingsError) as exc:
         print(f"triage {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
