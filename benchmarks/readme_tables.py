@@ -33,6 +33,8 @@ ACCURACY_COLUMNS = {
     "high_recall": "high-risk recall",
     "high_share": "flagged high",
     "key_group_f1": "key-group F1",
+    "auto_routed_precision": "precision routed without review",
+    "auto_routed_share": "share routed without review",
 }
 PIPELINE_NAMES = {"shipped": "this model", "reference": "reference: char 1–3 TF-IDF + LinearSVC"}
 
@@ -78,12 +80,31 @@ def default_model(results: dict[str, Any]) -> str:
             + " | ".join(_cell(summary, k) for k in keys) + " |\n")
 
 
+def linking(results: dict[str, Any]) -> str:
+    at = next(r for r in results["reposts_vs_all_negatives"] if r["threshold"] == results["link_threshold"])
+    data, service, replay = results["data"], results["service_cost"], results["emerging_replay"]
+    rows = [
+        (f"re-posts found ({data['synthetic_reposts']:,} simulated re-sends + {data['natural_reposts']} real), "
+         f"threshold {results['link_threshold']}", f"recall {at['recall']:.3f}, precision {at['precision']:.3f}"),
+        (f"wrongly linked: {data['template_swaps']} template swaps (one letter, another employer or project), "
+         f"{data['hard_negatives_other_board']} same-topic messages of other boards", str(at["false_links"])),
+        (f"added per triage with {service['stored_in_sqlite']:,} stored (SQLite)",
+         f"p50 {service['added_ms_p50']:.1f} ms, p99 {service['added_ms_p99']:.1f} ms"),
+        (f"memory with {service['indexed']:,} stored; index rebuilt at start",
+         f"+{service['rss_growth_mb']:.0f} MB; {service['rebuild_from_database_s']:.0f} s in the background"),
+        (f"replay of {replay['dated_messages']:,} dated messages: groups of ≥ 3 within 14 days",
+         f"{replay['groups']}, {replay['flagged_at_kth_member']} flagged at their 3rd member's own triage"),
+    ]
+    return "| measure | figure |\n|---|---|\n" + "".join(f"| {a} | {b} |\n" for a, b in rows)
+
+
 # table name: (results file, how to render it)
 TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "accuracy_lobo": ("accuracy.json", accuracy_table("lobo")),
     "accuracy_cv": ("accuracy.json", accuracy_table("cv")),
     "accuracy_by_board": ("accuracy.json", accuracy_by_board),
     "accuracy_default": ("accuracy.json", default_model),
+    "linking": ("linking.json", linking),
 }
 
 

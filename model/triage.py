@@ -130,8 +130,10 @@ class TriageModel(BaseEstimator):
         Weight of the closing-request view (division head only).
     key_group_rules_alone : bool, default=False
         Whether a key-group rule decides without the head's agreement.
-    numbers : {"digits", "long_blank", "placeholders"}, default="digits"
-        How the word and character features read numbers (`model.text.feature_view`).
+    numbers : {"digits", "long_blank", "placeholders"}, default="long_blank"
+        How the word and character features read numbers (`model.text.feature_view`):
+        by default phone, ID and card numbers and masks are blanks, so that a
+        petitioner's contact details cannot route the petition.
     min_threshold_rows : int, default=200
         The fewest `threshold_rows` with out-of-sample scores for thresholds to be
         chosen on them alone.
@@ -183,7 +185,7 @@ class TriageModel(BaseEstimator):
         head_class_weights: dict[str, str | None] | None = None,
         ask_weight: float = 0.5,
         key_group_rules_alone: bool = False,
-        numbers: str = "digits",
+        numbers: str = "long_blank",
         min_threshold_rows: int = 200,
         min_high_cut: float = 0.0,
         fill_high_budget: bool = True,

@@ -30,6 +30,8 @@ from service.settings import Settings, get_settings
 from service.similar import SharedMatterIndex
 
 log = logging.getLogger("triage.service")
+# The API's routers, in the order the app includes them (service/roles.py tabulates them).
+API_ROUTERS = (health, triage, decisions, review, model_info, stats, emerging)
 # uvicorn's exit status for "the app cannot start": its worker supervisor then stops
 # instead of restarting a worker that would fail the same way forever.
 STARTUP_FAILURE = 3
@@ -115,7 +117,7 @@ def create_app(settings: Settings) -> FastAPI:
         return JSONResponse({"detail": "the database is unavailable; try again shortly"},
                             status_code=503)
 
-    for module in (health, triage, decisions, review, model_info, stats, emerging):
+    for module in API_ROUTERS:
         app.include_router(module.router)
     web.install(app)
     return app

@@ -24,11 +24,10 @@ def _roles_of(dependant: Dependant) -> tuple[str, ...] | None:
 
 def role_table() -> str:
     """A Markdown table: which role's key may call each endpoint of the service."""
-    from service.routers import decisions, health, model_info, review, stats, triage
+    from service.app import API_ROUTERS
 
     lines = [BEGIN, "| Endpoint | " + " | ".join(ROLES) + " |", "|---|" + "---|" * len(ROLES)]
-    # The routers create_app includes, in its order (new routers are added there and here).
-    routes = [r for module in (health, triage, decisions, review, model_info, stats) for r in module.router.routes]
+    routes = [r for module in API_ROUTERS for r in module.router.routes]
     for route in routes:
         if not isinstance(route, APIRoute):
             continue

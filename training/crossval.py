@@ -107,6 +107,8 @@ def metrics(truth: dict[str, np.ndarray], pred: Predictions, rows: np.ndarray | 
     high_true, high_pred = risk_true == "high", risk_pred == "high"
     kg_true, kg_pred = truth["key_group"][rows] != "none", pred.key_group[rows] != "none"
     labels = sorted(set(div_true))
+    review = None if pred.needs_review is None else pred.needs_review[rows].astype(bool)
+    routed = ~review if review is not None else None
     return {
         "division_accuracy": float(correct.mean()),
         "division_accuracy_ours": float(correct[ours].mean()) if ours.any() else float("nan"),
@@ -118,6 +120,10 @@ def metrics(truth: dict[str, np.ndarray], pred: Predictions, rows: np.ndarray | 
         "high_recall": float((high_true & high_pred).sum() / high_true.sum()) if high_true.any() else float("nan"),
         "high_share": float(high_pred.mean()),
         "key_group_f1": float(f1_score(kg_true, kg_pred, zero_division=0)),
+        # The thresholds' own promise: of the petitions the model routes without review,
+        # how many are routed right, and how many it routes so.
+        "auto_routed_precision": float(correct[routed].mean()) if routed is not None and routed.any() else float("nan"),
+        "auto_routed_share": float(routed.mean()) if routed is not None else float("nan"),
     }
 
 
