@@ -13,7 +13,7 @@ never signed is refused. A model built with another scikit-learn version is
 refused too, instead of silently mis-predicting.
 
 The key: TRIAGE_SIGNING_KEY (the key itself), else the file TRIAGE_SIGNING_KEY_FILE,
-else var/signing.key, which is created (owner-only, 0600) the first time a model is
+else TRIAGE_HOME/signing.key (./var unless set), which is created (owner-only, 0600) the first time a model is
 signed. Whoever trains and whoever serves must use the same key."""
 
 from __future__ import annotations

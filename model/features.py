@@ -287,7 +287,7 @@ def build_features(taxonomy: Taxonomy, max_char_features: int = 150_000, ask_wei
     title = WordNgramTfidf(segment, title_of, max_n=1, min_df=1)
     # The closing request read again on its own: the taxonomy labels what is asked,
     # and a petition that tells of pay but asks for a school's fees to be checked
-    # belongs to the school's authority (weight: benchmarks/model_choices.py).
+    # belongs to the school's authority (its weight: docs/model.md, "Features").
     ask = WordNgramTfidf(segment, ask_of, max_n=1, min_df=2)
     return FeatureUnion([
         ("word", words), ("char", chars), ("title", title), ("ask", ask if ask_weight else "drop"),

@@ -76,6 +76,14 @@ class Taxonomy:
                 return label.name
         raise KeyError(f"{head} code {code!r} is not defined in the taxonomy")
 
+    def display_name(self, head: str, code: str) -> str:
+        """The Chinese name, or the code itself when this taxonomy no longer defines it
+        (a label of an older model or ledger)."""
+        try:
+            return self.name_of(head, code)
+        except KeyError:
+            return code
+
     def resolve(self, head: str, value: str) -> str | None:
         """Map a code or a Chinese display name to the code; None when unknown."""
         value = value.strip()

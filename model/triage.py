@@ -19,24 +19,22 @@ from model.thresholds import DEFAULT_THRESHOLDS, choose_thresholds
 
 # How much each head leans on the taxonomy's keyword and rule columns relative to
 # the TF-IDF text features. Division routing is better with the lists as a light
-# hint, risk needs the rule indicators at full strength (benchmarks/model_choices.py).
+# hint, risk needs the rule indicators at full strength (docs/model.md, "Heads").
 DEFAULT_KEYWORD_WEIGHTS = {"division": 0.15, "risk": 1.0, "key_group": 1.0, "risk_high": 1.0}
-# The high-risk head is a logistic regression, the others are SVMs: cross-validated
-# on the real training petitions, thresholds chosen inside each fold, it finds as
-# many high-risk petitions with fewer flagged (12.6 % against 14.1 %; risk macro-F1
-# 0.637 against 0.628). The three-way risk and the key-group heads did worse as
-# logistic regressions (benchmarks/model_choices.py).
+# The high-risk head is a logistic regression, the others are SVMs: cross-validated,
+# it finds as many high-risk petitions with fewer flagged, as its loss grows only
+# linearly on the petitions labellers disagree about; the three-way risk and the
+# key-group heads did worse as logistic regressions (docs/model.md, "Heads").
 DEFAULT_HEAD_LOSSES = {"division": "squared_hinge", "risk": "squared_hinge", "key_group": "squared_hinge",
                        "risk_high": "log_loss"}
 # Classes weighted to balance, except in the high-risk head. Balanced, its few real
 # high-risk petitions and the many generated ones, which state their risk plainly,
 # outweigh the real medium-risk petitions that share their words; unweighted, it ranks
-# real high-risk petitions better with every draw of the folds (cross-validated average
-# precision 0.450/0.440/0.438 against 0.432/0.416/0.413; benchmarks/model_choices.py).
+# real high-risk petitions better with every draw of the folds (docs/model.md).
 DEFAULT_HEAD_CLASS_WEIGHTS: dict[str, str | None] = {
     "division": "balanced", "risk": "balanced", "key_group": "balanced", "risk_high": None}
 # Only routing reads the closing request a second time: it sharpens the division
-# but blurs the three-way risk head (benchmarks/model_choices.py).
+# but blurs the three-way risk head (docs/model.md, "Features").
 ASK_HEADS = frozenset({"division"})
 # Above this many petitions, calibration and thresholds use one held-out sample of
 # HOLDOUT_ROWS instead of folds, and each head is fitted once: a quarter of the
@@ -478,7 +476,7 @@ class TriageModel(BaseEstimator):
         p_none = float(kg_p[kg_classes.index("none")]) if "none" in kg_classes else 0.0
         # A key-group rule names the group; whether the petition is a key-group case at
         # all is the head's call once it has learned the group: deciding alone, the rules
-        # lowered key-group F1 on real petitions (benchmarks/model_choices.py).
+        # lowered key-group F1 on real petitions in every draw of the folds (docs/model.md).
         is_case = 1.0 - p_none >= t["key_group_any"]
         kg_rules = [r for r, _ in hits if r.head == "key_group" and (is_case or self.decides_key_group_alone(r))]
         key_group, key_group_p, key_group_rule = "none", p_none, None

@@ -82,16 +82,9 @@ def rebase_explanation(explanation: dict[str, Any], text: str) -> dict[str, Any]
 def decision_out(row: DecisionRecord, taxonomy: Taxonomy) -> DecisionOut:
     return DecisionOut(triage_id=row.triage_id, revision=row.revision, division=row.division, risk=row.risk,
                        key_group=row.key_group, accepted=row.accepted, decided_by=row.decided_by, created_at=row.created_at,
-                       division_name=name_of(taxonomy, "division", row.division), risk_name=name_of(taxonomy, "risk", row.risk),
-                       key_group_name=name_of(taxonomy, "key_group", row.key_group), reason=row.reason)
+                       division_name=taxonomy.display_name("division", row.division), risk_name=taxonomy.display_name("risk", row.risk),
+                       key_group_name=taxonomy.display_name("key_group", row.key_group), reason=row.reason)
 
-
-def name_of(taxonomy: Taxonomy, head: str, code: str) -> str:
-    # A code the current taxonomy no longer defines (an older model's) is shown as the code.
-    try:
-        return taxonomy.name_of(head, code)
-    except KeyError:
-        return code
 
 
 def decisions_of(session: Session, triage_id: str, taxonomy: Taxonomy) -> list[DecisionOut]:
@@ -109,7 +102,7 @@ def case_out(session: Session, record: TriageRecord, taxonomy: Taxonomy, setting
     stored = record.suggestion or {}
 
     def option(code: str, p: float) -> DivisionOption:
-        return DivisionOption(code=code, name=name_of(taxonomy, "division", code), probability=round(p, 4))
+        return DivisionOption(code=code, name=taxonomy.display_name("division", code), probability=round(p, 4))
 
     item = session.get(ReviewItem, record.id)
     return CaseOut(
@@ -117,8 +110,8 @@ def case_out(session: Session, record: TriageRecord, taxonomy: Taxonomy, setting
         created_at=record.created_at, title=record.title_masked, body=record.body_masked, model_version=record.model_version,
         division=option(record.division, record.division_confidence),
         division_top3=[option(code, p) for code, p in stored.get("top3", [])],
-        risk=record.risk, risk_name=name_of(taxonomy, "risk", record.risk),
-        key_group=record.key_group, key_group_name=name_of(taxonomy, "key_group", record.key_group),
+        risk=record.risk, risk_name=taxonomy.display_name("risk", record.risk),
+        key_group=record.key_group, key_group_name=taxonomy.display_name("key_group", record.key_group),
         needs_review=record.needs_review, rules=stored.get("rules", []), explanation=stored.get("explanation", {}),
         time_limits=time_limits(record.received_at, record.created_at, settings),
         review=review_state(item, settings) if item is not None else None,

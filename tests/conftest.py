@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,10 +38,22 @@ def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def small_model_dir(small_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("models") / "small"
-    train([small_corpus], out, seed=0)
+    with _session_key():
+        train([small_corpus], out, seed=0)
     return out
 
 
 @pytest.fixture(scope="session")
 def small_model(small_model_dir: Path) -> LoadedModel:
-    return load_model(small_model_dir)
+    with _session_key():
+        return load_model(small_model_dir)
+
+
+@contextlib.contextmanager
+def _session_key() -> Iterator[None]:
+    """The session's signing key (TRIAGE_HOME/signing.key), whatever key the test that first
+    asks for a session fixture has set up for itself."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("TRIAGE_SIGNING_KEY", raising=False)
+        patch.delenv("TRIAGE_SIGNING_KEY_FILE", raising=False)
+        yield

@@ -16,6 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from model.artifact import default_key_file
+
 CLI = [sys.executable, "-m", "triage.cli"]
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 120
@@ -32,8 +34,10 @@ def serve_env(database_url: str, model_dir: Path, workdir: Path, **settings: str
     (the server runs in `workdir`, where there is none). Temporary files go to `workdir` too,
     so that a process group killed with SIGKILL leaves nothing behind in /tmp."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIAGE_")}
-    return env | {"TRIAGE_DATABASE_URL": database_url, "TRIAGE_MODEL_DIR": str(model_dir), "TMPDIR": str(workdir),
-                  "PYTHONPATH": str(ROOT)} | {f"TRIAGE_{k.upper()}": v for k, v in settings.items()}
+    # The key the test session's models were signed with (tests/conftest.py's TRIAGE_HOME).
+    key = {"TRIAGE_SIGNING_KEY_FILE": str(default_key_file())}
+    return env | key | {"TRIAGE_DATABASE_URL": database_url, "TRIAGE_MODEL_DIR": str(model_dir), "TMPDIR": str(workdir),
+                        "PYTHONPATH": str(ROOT)} | {f"TRIAGE_{k.upper()}": v for k, v in settings.items()}
 
 
 def make_key(env: dict[str, str], cwd: Path, role: str = "intake") -> str:

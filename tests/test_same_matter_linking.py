@@ -140,7 +140,7 @@ def test_lookup_after_a_restart_finds_what_was_stored_before(database_url, small
 
 
 def test_a_repeat_is_detected_across_a_model_reload(tmp_path, small_model_dir):
-    with running(f"sqlite:///{tmp_path / 'triage.db'}", small_model_dir) as (client, keys):
+    with running(f"sqlite:///{tmp_path / 'triage.db'}", small_model_dir, model_root=small_model_dir.parent) as (client, keys):
         first = triage(client, keys, petition(FIRST))
         reloaded = client.post("/v1/model/reload", json={"model_dir": str(small_model_dir)}, headers={"X-API-Key": keys["admin"]})
         assert reloaded.status_code == 200, reloaded.text

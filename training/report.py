@@ -56,12 +56,6 @@ def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f} %"
 
 
-def _name(taxonomy: Taxonomy, head: str, code: str) -> str:
-    try:
-        return taxonomy.name_of(head, code)
-    except KeyError:
-        return code
-
 
 def _table(headers: list[str], rows: list[list[str]], raw: bool = False, classes: list[str] | None = None,
            id_: str | None = None) -> str:
@@ -300,7 +294,7 @@ def _per_class(run: dict[str, Any], taxonomy: Taxonomy) -> str:
     for head in HEADS:
         for who, metrics in models:
             per_class = metrics[head]["per_class"]
-            rows = [(f"{_name(taxonomy, head, c)} ({m['support']})", [m["precision"], m["recall"], m["f1"]])
+            rows = [(f"{taxonomy.display_name(head, c)} ({m['support']})", [m["precision"], m["recall"], m["f1"]])
                     for c, m in per_class.items()]
             slug = "challenger" if who == "challenger" else "champion"
             svg = hbar_chart(rows, [(n, c) for n, c in PRF_COLORS], f"bars-{head}-{slug}",
@@ -322,7 +316,7 @@ def _confusion(run: dict[str, Any], taxonomy: Taxonomy) -> str:
     for head in ("division", "risk"):
         for who, metrics in models:
             confusion = metrics[head]["confusion"]
-            names = [_name(taxonomy, head, c) for c in confusion["labels"]]
+            names = [taxonomy.display_name(head, c) for c in confusion["labels"]]
             slug = "challenger" if who == "challenger" else "champion"
             svg = heatmap(confusion["labels"], names, confusion["matrix"], f"confusion-{head}-{slug}",
                           f"{head} confusion matrix, {who}")
@@ -360,9 +354,9 @@ def _label_counts(run: dict[str, Any], taxonomy: Taxonomy) -> str:
         rows, bars = [], []
         for code in taxonomy.codes(head):
             values = [c.get(code, 0) for _, c in columns]
-            rows.append([_name(taxonomy, head, code), code] +
+            rows.append([taxonomy.display_name(head, code), code] +
                         [f"{v} ({_pct(v / t)})" for v, t in zip(values, totals, strict=True)])
-            bars.append((_name(taxonomy, head, code), [v / t for v, t in zip(values, totals, strict=True)]))
+            bars.append((taxonomy.display_name(head, code), [v / t for v, t in zip(values, totals, strict=True)]))
         colors = ["#1f6fb4", "#f28e2b", "#9a9a9a"]
         out.append(f"<h4>{_e(HEAD_TITLES[head])}</h4>")
         out.append(_table(["name", "code"] + [n for n, _ in columns], rows, id_=f"label-counts-{head}"))
@@ -428,7 +422,7 @@ def _decisions(run: dict[str, Any], taxonomy: Taxonomy) -> str:
                f"{dec['extra_rows']} have none and were added as petitions (their masked text). A person's final "
                f"label replaced the ledger's on {dec['overridden_petitions']} petitions ({_e(per_head)}). "
                "These are counted, not trusted blindly: check the list for mistakes before promoting.</p>")
-    rows = [[o["id"], o["head"], _name(taxonomy, o["head"], o["ledger"]), _name(taxonomy, o["head"], o["decision"]),
+    rows = [[o["id"], o["head"], taxonomy.display_name(o["head"], o["ledger"]), taxonomy.display_name(o["head"], o["decision"]),
              o["decided_by"], o["reason"] or "", f"{o['source']} row {o['row']}"] for o in dec["overrides"]]
     if rows:
         out.append(_table(["id", "head", "ledger label", "decision", "decided by", "reason", "ledger row"], rows,
@@ -445,7 +439,7 @@ def _drift(run: dict[str, Any], taxonomy: Taxonomy) -> str:
     for head in ("division", "risk"):
         ref, pred, true = drift["reference_labels"][head], drift["predicted"][head], drift["heldout_true"][head]
         codes = taxonomy.codes(head)
-        bars = [(_name(taxonomy, head, c), [ref[c], pred[c], true[c]]) for c in codes]
+        bars = [(taxonomy.display_name(head, c), [ref[c], pred[c], true[c]]) for c in codes]
         biggest = max((v for _, vs in bars for v in vs), default=1.0) or 1.0
         distance = 0.5 * sum(abs(pred[c] - ref[c]) for c in codes)
         series = [("training labels (reference)", "#9a9a9a"), ("predicted, held-out", "#1f6fb4"),
@@ -474,14 +468,14 @@ def _drift(run: dict[str, Any], taxonomy: Taxonomy) -> str:
                    "export-decisions file), so the override rate cannot be computed.</p>")
     else:
         per = overrides["per_division"]
-        rows = [[_name(taxonomy, "division", c), c, str(m["n"]), str(m["changed"]), _pct(m["rate"])]
+        rows = [[taxonomy.display_name("division", c), c, str(m["n"]), str(m["changed"]), _pct(m["rate"])]
                 for c, m in sorted(per.items(), key=lambda kv: -kv[1]["rate"])]
         heads = ", ".join(f"{h} {_pct(r)}" for h, r in overrides["per_head"].items())
         out.append(f"<p>{overrides['n']} decisions with the model's suggestion recorded; share where the person "
                    f"changed it: {_e(heads)}. Per suggested division:</p>")
         out.append(_table(["suggested division", "code", "decisions", "changed", "override rate"], rows,
                           id_="table-override-rate"))
-        bars = [(f"{_name(taxonomy, 'division', c)} ({m['n']})", [m["rate"]]) for c, m in per.items()]
+        bars = [(f"{taxonomy.display_name('division', c)} ({m['n']})", [m["rate"]]) for c, m in per.items()]
         out.append(_figure(hbar_chart(bars, [("override rate", "#d9534f")], "override-rate",
                                       "intake override rate per division", percent=True),
                            "Share of the model's division suggestions that intake staff changed."))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,9 +31,7 @@ from training.evaluate import evaluate_decisions
 from training.ledger import LedgerError, read_ledger
 from training.registry import DEFAULT_KEY_METRICS, DEFAULT_TOLERANCE, MetricCheck, Registry, compare, current_user
 from training.report import render_report
-from training.train import fingerprint, fit_with_thresholds, label_arrays, taxonomy_codes, texts_of
-
-Progress = Callable[[str], None]
+from training.train import Progress, fingerprint, fit_with_thresholds, label_arrays, taxonomy_codes, texts_of
 
 # A class needs 2 examples to be fitted at all (model.triage skips it otherwise) and
 # 3 for 3-fold calibration; below about 30 its threshold is chosen on a handful of
@@ -301,21 +299,15 @@ def weak_classes(metrics: dict[str, Any], counts: dict[str, dict[str, int]], tax
     for head in HEADS:
         for code, m in metrics[head]["per_class"].items():
             if m["support"] and m["f1"] < WEAK_F1:
-                rows.append({"head": head, "code": code, "name": _name(taxonomy, head, code),
+                rows.append({"head": head, "code": code, "name": taxonomy.display_name(head, code),
                              "f1": m["f1"], "support": m["support"], "why": f"held-out F1 below {WEAK_F1}"})
         for code in taxonomy.codes(head):
             n = counts[head].get(code, 0)
             if n < 2:
-                rows.append({"head": head, "code": code, "name": _name(taxonomy, head, code), "f1": None,
+                rows.append({"head": head, "code": code, "name": taxonomy.display_name(head, code), "f1": None,
                              "support": None, "why": f"{n} training examples: never predicted"})
     return rows
 
-
-def _name(taxonomy: Taxonomy, head: str, code: str) -> str:
-    try:
-        return taxonomy.name_of(head, code)
-    except KeyError:
-        return code
 
 
 def _period(frame: pd.DataFrame) -> list[str] | None:

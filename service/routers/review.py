@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from model.taxonomy import Taxonomy
-from service.cases import TaxonomyDep, case_out, name_of
+from service.cases import TaxonomyDep, case_out
 from service.database import ApiKey, AuditEntry, ReviewItem, TriageRecord, utcnow
 from service.deps import SessionDep, SettingsDep, actor_of, require_role
 from service.routers import KeyedRoute
@@ -24,7 +24,7 @@ def _out(item: ReviewItem, triage: TriageRecord, session: Session, taxonomy: Tax
     return ReviewItemOut(triage_id=item.triage_id, reason=item.reason, status=item.status,
                          created_at=item.created_at, division=triage.division, risk=triage.risk,
                          title=triage.title_masked, resolved_by=item.resolved_by, note=item.note,
-                         division_name=name_of(taxonomy, "division", triage.division), risk_name=name_of(taxonomy, "risk", triage.risk),
+                         division_name=taxonomy.display_name("division", triage.division), risk_name=taxonomy.display_name("risk", triage.risk),
                          case=case_out(session, triage, taxonomy, settings))
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from sqlalchemy import func, select
 
-from service.cases import TaxonomyDep, name_of
+from service.cases import TaxonomyDep
 from service.database import ApiKey, DecisionRecord, TriageRecord
 from service.deps import SessionDep, require_role
 from service.routers import KeyedRoute
@@ -40,7 +40,7 @@ def stats(session: SessionDep, _: Annotated[ApiKey, Depends(require_role("analys
         entry = per_division.setdefault(division, {"suggestions": 0, "accepted": 0, "overridden": 0})
         entry["accepted" if accepted else "overridden"] += count
     for division, entry in per_division.items():
-        entry["name"] = name_of(taxonomy, "division", division)
+        entry["name"] = taxonomy.display_name("division", division)
         decided = entry["accepted"] + entry["overridden"]
         entry["override_rate"] = round(entry["overridden"] / decided, 4) if decided else None
     return {

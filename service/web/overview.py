@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from model.taxonomy import Taxonomy
-from service.cases import TaxonomyDep, as_utc, name_of
+from service.cases import TaxonomyDep, as_utc
 from service.database import TriageRecord
 from service.deps import SessionDep
 from service.routers.stats import stats
@@ -64,7 +64,7 @@ def weekly(session: Session, taxonomy: Taxonomy, weeks: int = WEEKS, today: date
         per_division[division] = per_division.get(division, 0) + 1
         total[week] += 1
         high[week] += risk == "high"
-    divisions = [(code, name_of(taxonomy, "division", code)) for code, _ in sorted(per_division.items(), key=lambda kv: -kv[1])]
+    divisions = [(code, taxonomy.display_name("division", code)) for code, _ in sorted(per_division.items(), key=lambda kv: -kv[1])]
     return Weekly(starts, divisions, counts, high, total)
 
 
