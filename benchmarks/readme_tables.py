@@ -49,26 +49,25 @@ def _cell(summary: dict[str, Any], key: str) -> str:
 
 
 def accuracy_table(protocol: str) -> Callable[[dict[str, Any]], str]:
+    """One row per figure, one column per pipeline."""
     def table(results: dict[str, Any]) -> str:
-        rows = results[protocol]
-        lines = ["| | " + " | ".join(ACCURACY_COLUMNS.values()) + " |", "|---" * (len(ACCURACY_COLUMNS) + 1) + "|"]
-        for pipeline, summary in rows.items():
-            name = PIPELINE_NAMES.get(pipeline, f"variant `{pipeline}`")
-            lines.append(f"| {name} | " + " | ".join(_cell(summary, k) for k in ACCURACY_COLUMNS) + " |")
+        pipelines = results[protocol]
+        names = [PIPELINE_NAMES.get(p, f"variant `{p}`") for p in pipelines]
+        lines = ["| | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+        for key, label in ACCURACY_COLUMNS.items():
+            cells = [_cell(summary, key) for summary in pipelines.values()]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
         return "\n".join(lines) + "\n"
     return table
 
 
 def accuracy_by_board(results: dict[str, Any]) -> str:
     keys = ("division_accuracy", "division_accuracy_ours", "routed_share_ours", "high_recall", "high_share", "key_group_f1")
-    lines = ["| test board | petitions | pipeline | " + " | ".join(ACCURACY_COLUMNS[k] for k in keys) + " |",
-             "|---" * (len(keys) + 3) + "|"]
-    lobo = results["lobo"]
-    for board in next(iter(lobo.values()))["by_board"]:
-        for pipeline, summary in lobo.items():
-            figures = summary["by_board"][board]
-            cells = ["–" if figures[k] != figures[k] else f"{figures[k]:.3f}" for k in keys]
-            lines.append(f"| {board} | {figures['n']} | {PIPELINE_NAMES.get(pipeline, pipeline)} | " + " | ".join(cells) + " |")
+    shipped = results["lobo"]["shipped"]["by_board"]
+    lines = ["| test board (petitions) | " + " | ".join(ACCURACY_COLUMNS[k] for k in keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    for board, figures in shipped.items():
+        cells = ["–" if figures[k] != figures[k] else f"{figures[k]:.3f}" for k in keys]
+        lines.append(f"| {board} ({figures['n']}) | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -76,8 +75,7 @@ def default_model(results: dict[str, Any]) -> str:
     summary = results["default"]
     keys = ("division_accuracy", "division_accuracy_ours", "risk_macro_f1", "high_recall", "high_share", "key_group_f1")
     return ("| | " + " | ".join(ACCURACY_COLUMNS[k] for k in keys) + " |\n" + "|---" * (len(keys) + 1) + "|\n"
-            + f"| default model, on all {summary['n']} labelled real petitions | "
-            + " | ".join(_cell(summary, k) for k in keys) + " |\n")
+            + f"| on all {summary['n']} labelled real petitions | " + " | ".join(_cell(summary, k) for k in keys) + " |\n")
 
 
 def linking(results: dict[str, Any]) -> str:
