@@ -165,10 +165,10 @@ def fit_with_thresholds(frame: pd.DataFrame, taxonomy: Taxonomy, seed: int = 0,
 
 
 def train(data: list[str | Path], out: str | Path, taxonomy_path: str | Path = DEFAULT_TAXONOMY,
-          seed: int = 0, progress: Progress = lambda _: None) -> dict[str, Any]:
+          seed: int = 0, progress: Progress = lambda _: None, sheet: str | None = None) -> dict[str, Any]:
     taxonomy = load_taxonomy(taxonomy_path)
     progress(f"reading {len(data)} ledger file(s) …")
-    ledger = read_ledgers(list(data), taxonomy)
+    ledger = read_ledgers(list(data), taxonomy, sheet=sheet)
     frame = ledger.frame
     progress(f"{len(frame)} petitions ({ledger.duplicates_dropped} exact duplicates dropped)")
     model, fitted = fit_with_thresholds(frame, taxonomy, seed=seed, progress=progress)

@@ -39,8 +39,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     from training.evaluate import summary_line
     from training.train import train
 
+    data = list(args.data)
+    if args.with_corpus:
+        data.append(str(default_corpus()))
+        _progress(f"adding the bundled generated corpus {default_corpus()} (its petitions weigh half as much as yours)")
     started = time.perf_counter()
-    metadata = train(args.data, args.out, taxonomy_path=args.taxonomy, seed=args.seed, progress=_progress)
+    try:
+        metadata = train(data, args.out, taxonomy_path=args.taxonomy, seed=args.seed, progress=_progress,
+                         sheet=args.sheet)
+    except ModelInputError as exc:
+        if args.with_corpus:
+            raise
+        print(f"triage train: error: {exc}\n"
+              "  hint: a small ledger can be trained beside the bundled generated corpus, which has examples of "
+              "every label: add --with-corpus", file=sys.stderr)
+        return 2
 
     _progress(f"done in {time.perf_counter() - started:.1f}s: model {metadata['version']} in {args.out}")
     print("held-out:", summary_line(metadata["heldout_metrics"]))
@@ -52,7 +65,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from training.train import texts_of
 
     loaded = load_model(args.model)
-    frame = read_ledgers(args.input, loaded.model.taxonomy, require_labels=False).frame
+    frame = read_ledgers(args.input, loaded.model.taxonomy, require_labels=False, sheet=args.sheet).frame
     _progress(f"scoring {len(frame)} petitions with model {loaded.version} …")
     texts = texts_of(frame)
     decisions = []
@@ -88,7 +101,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from training.train import label_arrays, predict_frame, taxonomy_codes
 
     loaded = load_model(args.model)
-    frame = read_ledgers(args.data, loaded.model.taxonomy).frame
+    frame = read_ledgers(args.data, loaded.model.taxonomy, sheet=args.sheet).frame
     metrics = evaluate_decisions(predict_frame(loaded.model, frame), label_arrays(frame),
                                  taxonomy_codes(loaded.model.taxonomy))
     metrics["model_version"] = loaded.version
@@ -254,7 +267,8 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     try:
         result = retrain(args.data, args.registry, decisions=args.decisions, holdout=args.holdout,
                          holdout_quarter=args.holdout_quarter, taxonomy_path=args.taxonomy, seed=args.seed,
-                         by=args.by, key_metrics=key_metrics, tolerance=tolerance, progress=_progress)
+                         by=args.by, key_metrics=key_metrics, tolerance=tolerance, progress=_progress,
+                         sheet=args.sheet)
     except RegistryError as exc:
         print(f"triage retrain: error: {exc}", file=sys.stderr)
         return 2
@@ -371,18 +385,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="model directory to write (replaced atomically)")
     p.add_argument("--taxonomy", default=str(DEFAULT_TAXONOMY), help="taxonomy config (default: data/taxonomy.toml)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--with-corpus", action="store_true",
+                   help="train beside the bundled generated corpus (data/corpus/petitions.csv): makes a small ledger "
+                        "trainable, every label then has examples")
+    _add_sheet_argument(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("predict", help="score a ledger (id,title,body) into a CSV")
     p.add_argument("--model", required=True)
     p.add_argument("--input", action="append", required=True)
     p.add_argument("--output", required=True)
+    _add_sheet_argument(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="metrics of a model on a labelled ledger")
     p.add_argument("--model", required=True)
     p.add_argument("--data", action="append", required=True)
     p.add_argument("--json", action="store_true")
+    _add_sheet_argument(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("corpus", help="regenerate the bundled training corpus from its fragments")
@@ -421,6 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--by", help="who runs it (default: the login name)")
     _add_policy_arguments(p)
+    _add_sheet_argument(p)
     p.set_defaults(func=cmd_retrain)
 
     p = sub.add_parser("models", help="list, show, promote or roll back the models of a registry")
@@ -449,6 +470,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--taxonomy", default=str(DEFAULT_TAXONOMY))
     p.set_defaults(func=cmd_export_decisions)
     return parser
+
+
+def _add_sheet_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sheet", metavar="NAME",
+                   help="the sheet to read in XLSX/XLS workbooks (default: the first sheet with the needed columns)")
 
 
 def _add_policy_arguments(p: argparse.ArgumentParser) -> None:
