@@ -107,14 +107,50 @@ def test_a_hostile_ledger_stops_with_a_clear_error(case, kind, tmp_path, small_m
     assert_refused(code, err, kind, ledger, message, out)
 
 
-@pytest.mark.parametrize("kind", ["train", "predict"])
-def test_a_ledger_over_the_size_limit_is_refused(kind, tmp_path, small_model_dir, monkeypatch, capsys):
-    ledger = tmp_path / "big.csv"
-    ledger.write_text(csv_text([ROW] * 50), encoding="utf-8")
+@pytest.mark.parametrize(("kind", "name"), [("train", "big.csv"), ("train", "big.xlsx"), ("predict", "big.xlsx")])
+def test_a_ledger_over_the_size_limit_is_refused(kind, name, tmp_path, small_model_dir, monkeypatch, capsys):
+    ledger = tmp_path / name
+    if name.endswith(".csv"):
+        ledger.write_text(csv_text([ROW] * 50), encoding="utf-8")
+    else:
+        pd.DataFrame([ROW] * 50, columns=HEADER).to_excel(ledger, index=False)
     monkeypatch.setattr(training.ledger, "MAX_LEDGER_BYTES", 1024)
     argv, out = command(kind, ledger, small_model_dir, tmp_path)
     code, err = run(argv, capsys)
     assert_refused(code, err, kind, ledger, "limit; split the ledger into several files", out)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_predict_streams_a_text_ledger_over_the_size_limit(workers, tmp_path, small_model_dir, monkeypatch, capsys):
+    """Read and scored in batches (several of them here, each by a worker process with
+    --workers 2), a CSV larger than the limit is scored whole, in order, with a progress line."""
+    import training.batch
+
+    ledger = tmp_path / "big.csv"
+    rows = [[f"A{i}", *ROW[1:3]] for i in range(1, 5001)]
+    ledger.write_text("\n".join(",".join(r) for r in [HEADER[:3], *rows]) + "\n", encoding="utf-8")
+    monkeypatch.setattr(training.ledger, "MAX_LEDGER_BYTES", 1024)
+    monkeypatch.setattr(training.batch, "STREAM_BATCH", 700)
+    monkeypatch.setattr(training.batch, "PROGRESS_SECONDS", 0.0)
+    argv, out = command("predict", ledger, small_model_dir, tmp_path)
+    code, err = run([*argv, "--workers", workers], capsys)
+    assert code == 0, err
+    with out.open(encoding="utf-8-sig", newline="") as handle:
+        assert [row["id"] for row in csv.DictReader(handle)] == [r[0] for r in rows]
+    assert "scored 700 petitions" in err and f"wrote 5,000 rows to {out}" in err
+    assert f"({workers} scoring process" in err
+
+
+def test_a_bad_row_late_in_a_streamed_ledger_leaves_nothing_written(tmp_path, small_model_dir, monkeypatch, capsys):
+    import training.batch
+
+    ledger = tmp_path / "late.csv"
+    rows = [[f"A{i}", *ROW[1:3]] for i in range(1, 3001)] + [["", "t", "b"]]
+    ledger.write_text("\n".join(",".join(r) for r in [HEADER[:3], *rows]) + "\n", encoding="utf-8")
+    monkeypatch.setattr(training.batch, "STREAM_BATCH", 500)
+    argv, out = command("predict", ledger, small_model_dir, tmp_path)
+    code, err = run(argv, capsys)
+    assert_refused(code, err, "predict", ledger, "row 3002, column 'id': empty id", out)
 
 
 @pytest.mark.parametrize(("rows", "message"), [

@@ -486,7 +486,7 @@ def iter_ledger(path: str | Path, taxonomy: Taxonomy, require_labels: bool = Tru
     """The petitions of one ledger file, checked, `chunk_rows` at a time (all at once by
     default). CSV and JSONL files are read as they are consumed, in constant memory;
     a workbook is read whole. `max_bytes` (default MAX_LEDGER_BYTES; 0 for no limit)
-    refuses a larger file before anything is read. `sheet` names the sheet of a workbook;
+    refuses a larger file before anything is read, unless it is a text file read in chunks. `sheet` names the sheet of a workbook;
     without it, the first sheet that has the columns is read."""
     path = Path(path)
     if max_bytes is None:
@@ -496,15 +496,17 @@ def iter_ledger(path: str | Path, taxonomy: Taxonomy, require_labels: bool = Tru
     if path.is_dir():
         raise LedgerError(path, "is a directory, expected a CSV, XLSX, XLS or JSONL file")
     size = path.stat().st_size
-    if max_bytes and size > max_bytes:
-        raise LedgerError(path, f"file is {size / 2**20:.0f} MiB, over the {max_bytes / 2**20:.0f} MiB limit; "
-                                "split the ledger into several files and pass each with --data")
     if size == 0:
         raise LedgerError(path, "the file is empty")
-    required = ("id", "body") + (HEADS if require_labels else ())
     with path.open("rb") as handle:
         magic = handle.read(len(OLE2_MAGIC))
     workbook = magic == OLE2_MAGIC or path.suffix.lower() in (".xlsx", ".xlsm")
+    # A text file read in chunks needs no more memory when it is larger; a workbook is read whole.
+    if max_bytes and size > max_bytes and (workbook or not chunk_rows):
+        raise LedgerError(path, f"file is {size / 2**20:.0f} MiB, over the {max_bytes / 2**20:.0f} MiB limit; "
+                                "split the ledger into several files (each given with its own --data or --input)"
+                                + ("" if chunk_rows else ", or save it as CSV"))
+    required = ("id", "body") + (HEADS if require_labels else ())
     if workbook and magic != OLE2_MAGIC and not magic.startswith(ZIP_MAGIC):
         raise LedgerError(path, "not a readable XLSX workbook (not a zip archive: a CSV or text file named .xlsx?)")
     chunks = (_workbook_chunks(path, magic == OLE2_MAGIC, required, sheet, chunk_rows) if workbook

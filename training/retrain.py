@@ -26,6 +26,7 @@ from model.artifact import ArtifactError, created_at_now, load_model, new_versio
 from model.taxonomy import DEFAULT_TAXONOMY, HEADS, Taxonomy, load_taxonomy
 from model.text import join_fields, normalize, segment
 from model.triage import TriageModel
+from training.batch import predict_in_batches
 from training.decisions import read_decisions
 from training.evaluate import evaluate_decisions
 from training.ledger import LedgerError, read_ledger
@@ -234,12 +235,7 @@ def choose_holdout(frame: pd.DataFrame, seed: int = 0, quarter: str | None = Non
 
 
 def score(model: TriageModel, frame: pd.DataFrame, name: str, progress: Progress) -> tuple[list[str], list[dict]]:
-    ids, texts = frame["id"].tolist(), texts_of(frame)
-    decisions: list[dict[str, Any]] = []
-    for start in range(0, len(texts), 500):
-        decisions += model.predict(texts[start:start + 500])
-        progress(f"scoring {name}: {len(decisions)}/{len(texts)}")
-    return ids, decisions
+    return frame["id"].tolist(), predict_in_batches(model, texts_of(frame), progress, name, batch=500)
 
 
 def word_vocabulary(model: TriageModel) -> set[str]:

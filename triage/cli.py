@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import json
 import os
 import sys
@@ -28,11 +27,6 @@ EXAMPLES = [
 
 def _progress(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def _spreadsheet_safe(value: str) -> str:
-    # A cell starting with = + - @ is run as a formula by Excel (CSV injection).
-    return "'" + value if value[:1] in ("=", "+", "-", "@") else value
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -61,37 +55,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from training.ledger import read_ledgers
-    from training.train import texts_of
+    from training.batch import write_predictions
 
     loaded = load_model(args.model)
-    frame = read_ledgers(args.input, loaded.model.taxonomy, require_labels=False, sheet=args.sheet).frame
-    _progress(f"scoring {len(frame)} petitions with model {loaded.version} …")
-    texts = texts_of(frame)
-    decisions = []
-    for start in range(0, len(texts), 1000):
-        decisions += loaded.model.predict(texts[start:start + 1000])
-        if len(texts) > 1000:
-            _progress(f"{min(start + 1000, len(texts))}/{len(texts)}")
-    out = Path(args.output)
-    tmp = out.with_name(out.name + ".tmp")
-    fields = ["id", "division", "division_confidence", "division_top3", "risk", "risk_confidence",
-              "key_group", "key_group_confidence", "needs_review", "rules", "model_version"]
-    with tmp.open("w", encoding="utf-8-sig", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields)
-        writer.writeheader()
-        for pid, d in zip(frame["id"], decisions, strict=True):
-            writer.writerow({
-                "id": _spreadsheet_safe(str(pid)), "division": d["division"],
-                "division_confidence": f"{d['division_confidence']:.4f}",
-                "division_top3": ";".join(f"{c}:{p:.3f}" for c, p in d["division_top3"]),
-                "risk": d["risk"], "risk_confidence": f"{d['risk_confidence']:.4f}",
-                "key_group": d["key_group"], "key_group_confidence": f"{d['key_group_confidence']:.4f}",
-                "needs_review": str(d["needs_review"]).lower(), "rules": ";".join(d["rules"]),
-                "model_version": loaded.version,
-            })
-    tmp.replace(out)
-    _progress(f"wrote {len(decisions)} rows to {out}")
+    _progress(f"scoring {', '.join(args.input)} with model {loaded.version} …")
+    written = write_predictions(loaded.model, args.model, loaded.version, args.input, args.output, sheet=args.sheet,
+                                workers=args.workers, progress=_progress)
+    _progress(f"wrote {written.rows:,} rows to {args.output} in {written.seconds:.1f}s "
+              f"({written.workers} scoring process{'es' if written.workers > 1 else ''})")
     return 0
 
 
@@ -395,6 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True)
     p.add_argument("--input", action="append", required=True)
     p.add_argument("--output", required=True)
+    p.add_argument("--workers", type=_worker_count, metavar="N",
+                   help="processes scoring in parallel, 1-64 (default: one per CPU core; one for a small ledger)")
     _add_sheet_argument(p)
     p.set_defaults(func=cmd_predict)
 
