@@ -323,3 +323,16 @@ def test_a_tiny_ledger_gets_a_plain_error_and_trains_beside_the_corpus(small_cor
     assert code == 0, err
     sources = json.loads((out / "metadata.json").read_text(encoding="utf-8"))["training_data"]["sources"]
     assert sources == [str(ledger), str(default_corpus())]
+
+
+def test_training_that_would_not_fit_in_memory_is_refused_before_it_starts(small_corpus, tmp_path, monkeypatch, capsys):
+    import training.memory
+
+    monkeypatch.setattr(training.memory, "available_bytes", lambda: 300 * 2**20)
+    out = tmp_path / "model"
+    code, err = run(["train", "--data", str(small_corpus), "--out", str(out)], capsys)
+    assert_refused(code, err, "train", None, "training on 900 petitions (", out)
+    assert "GiB of memory at its peak, and 0.3 GiB is available" in err
+    assert "fitting on" not in err  # refused before any work
+    monkeypatch.setenv(training.memory.SKIP_VARIABLE, "1")
+    assert training.memory.check_training_memory(["工资"] * 10) > 300 * 2**20

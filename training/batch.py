@@ -35,11 +35,11 @@ OUTPUT_FIELDS = ["id", "division", "division_confidence", "division_top3", "risk
 def predict_in_batches(model: TriageModel, texts: Sequence[str], progress: Progress | None = None,
                        name: str = "petitions", batch: int = BATCH) -> list[dict[str, Any]]:
     """model.predict over `texts`, `batch` at a time (the features of a batch are one
-    sparse matrix), saying how far it got after each batch when there are several."""
+    sparse matrix), saying how far it got after each batch."""
     decisions: list[dict[str, Any]] = []
     for start in range(0, len(texts), batch):
         decisions += model.predict(texts[start:start + batch])
-        if progress is not None and len(texts) > batch:
+        if progress is not None:
             progress(f"scoring {name}: {len(decisions)}/{len(texts)}")
     return decisions
 

@@ -18,6 +18,7 @@ from model.text import join_fields
 from model.triage import ModelInputError, TriageModel
 from training.evaluate import evaluate_decisions, summary_line
 from training.ledger import read_ledgers
+from training.memory import check_training_memory
 from training.thresholds import choose_thresholds
 
 Progress = Callable[[str], None]
@@ -116,6 +117,7 @@ def fit_with_thresholds(frame: pd.DataFrame, taxonomy: Taxonomy, seed: int = 0,
     thresholds and metrics from its out-of-sample predictions: out-of-fold for every
     row, or, for a large ledger, for the rows held out (TriageModel's `holdout_above`)."""
     texts = texts_of(frame)
+    check_training_memory(texts)  # refused now, not killed by the kernel minutes in
     synthetic = synthetic_rows(frame)
     groups = matter_groups(frame, ~synthetic if thresholds_on_real(synthetic) else np.ones(len(frame), bool))
     real_enough = enough_real(~synthetic)

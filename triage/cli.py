@@ -16,6 +16,7 @@ from model.artifact import ArtifactError, load_model
 from model.taxonomy import DEFAULT_TAXONOMY, HEADS, TaxonomyError
 from model.triage import ModelInputError
 from training.ledger import LedgerError
+from training.memory import NotEnoughMemory
 from triage.defaults import default_corpus, default_model_dir
 
 EXAMPLES = [
@@ -464,7 +465,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (LedgerError, ArtifactError, TaxonomyError, ModelInputError) as exc:
+    except (LedgerError, ArtifactError, TaxonomyError, ModelInputError, NotEnoughMemory) as exc:
         print(f"triage {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
