@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from itertools import chain, repeat
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -215,23 +215,32 @@ class WordNgramTfidf(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
         self.min_df = min_df
         self.dtype = dtype
 
-    def _tokens(self, X: Iterable[str]) -> list[list[str]]:
+    def _word_ids(self, X: Iterable[str], words: dict[str, int], grow: bool) -> tuple[np.ndarray, np.ndarray]:
+        """The id in `words` of every token of every text, one flat array (-1 for a word
+        not there, or, with `grow`, a new id added to `words`), and each text's number
+        of tokens. Tokens become integers text by text: the strings of a large ledger's
+        tokens, kept all at once, took more memory than everything else in the fit."""
         if self.max_n not in (1, 2):
             raise ValueError(f"max_n must be 1 or 2, got {self.max_n}")
         prepare = self.preprocessor or (lambda text: text)
-        return [self.tokenizer(prepare(text)) for text in X]
+        parts, lengths = [], []
+        for text in X:
+            tokens = self.tokenizer(prepare(text))
+            found = (words.setdefault(t, len(words)) for t in tokens) if grow else map(words.get, tokens, repeat(-1))
+            parts.append(np.fromiter(found, dtype=np.int64, count=len(tokens)))
+            lengths.append(len(tokens))
+        ids = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        return ids, np.asarray(lengths, dtype=np.int64)
 
-    def _entries(self, tokens: list[list[str]], words: dict[str, int]) -> tuple[np.ndarray, ...]:
-        """(text, word id) of every known word, and (text, pair key) of every word pair."""
-        lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
-        ids = np.fromiter(map(words.get, chain.from_iterable(tokens), repeat(-1)), dtype=np.int64,
-                          count=int(lengths.sum()))
-        owner = np.repeat(np.arange(len(tokens)), lengths)
+    def _entries(self, ids: np.ndarray, lengths: np.ndarray, size: int) -> tuple[np.ndarray, ...]:
+        """(text, word id) of every known word, and (text, pair key) of every word pair,
+        for word ids below `size` (-1: unknown)."""
+        owner = np.repeat(np.arange(len(lengths)), lengths)
         known = ids >= 0
         if self.max_n == 1:
             return owner[known], ids[known], np.zeros(0, np.int64), np.zeros(0, np.int64)
         pair = (owner[:-1] == owner[1:]) & known[:-1] & known[1:]
-        keys = ids[:-1][pair] * len(words) + ids[1:][pair]
+        keys = ids[:-1][pair] * size + ids[1:][pair]
         return owner[known], ids[known], owner[:-1][pair], keys
 
     def fit(self, X: Iterable[str], y: object = None) -> WordNgramTfidf:
@@ -239,13 +248,11 @@ class WordNgramTfidf(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
         return self
 
     def fit_transform(self, X: Iterable[str], y: object = None) -> sp.csr_matrix:
-        tokens = self._tokens(X)
-        n_docs = len(tokens)
         every: dict[str, int] = {}
-        for word in chain.from_iterable(tokens):
-            every.setdefault(word, len(every))
+        ids, lengths = self._word_ids(X, every, grow=True)
+        n_docs = len(lengths)
         size = max(len(every), 1)
-        word_rows, word_ids, pair_rows, pair_keys = self._entries(tokens, every)
+        word_rows, word_ids, pair_rows, pair_keys = self._entries(ids, lengths, len(every))
         # Document frequency: each (text, word) and (text, pair) counted once.
         word_df = np.bincount(_distinct(word_rows * size + word_ids) % size, minlength=len(every))
         pairs_seen, pair_df = np.unique(_distinct(pair_rows * size**2 + pair_keys) % size**2, return_counts=True)
@@ -272,19 +279,20 @@ class WordNgramTfidf(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
         doc_freq = np.concatenate([word_df[kept_words], pair_df[pair_kept][by_key]])
         self.idf_ = np.empty(len(names), self.dtype)
         self.idf_[np.concatenate([self.word_columns_, self.pair_columns_])] = _idf(doc_freq, n_docs, self.dtype)
-        return self._weigh(tokens)
+        del word_rows, word_ids, pair_rows, pair_keys
+        return self._weigh(renumber[ids], lengths)  # every id is >= 0 here: renumber never reads index -1
 
     def transform(self, X: Iterable[str]) -> sp.csr_matrix:
-        return self._weigh(self._tokens(X))
+        return self._weigh(*self._word_ids(X, self.words_, grow=False))
 
-    def _weigh(self, tokens: list[list[str]]) -> sp.csr_matrix:
-        word_rows, word_ids, pair_rows, pair_keys = self._entries(tokens, self.words_)
+    def _weigh(self, ids: np.ndarray, lengths: np.ndarray) -> sp.csr_matrix:
+        word_rows, word_ids, pair_rows, pair_keys = self._entries(ids, lengths, len(self.words_))
         at = np.searchsorted(self.pair_keys_, pair_keys)
         found = at < len(self.pair_keys_)
         found[found] = self.pair_keys_[at[found]] == pair_keys[found]
         rows = np.concatenate([word_rows, pair_rows[found]])
         cols = np.concatenate([self.word_columns_[word_ids], self.pair_columns_[at[found]]])
-        return _tfidf(rows, cols, len(tokens), self.idf_, self.dtype)
+        return _tfidf(rows, cols, len(lengths), self.idf_, self.dtype)
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
         return self.names_.copy()
