@@ -289,7 +289,8 @@ def fasttext_predict_process(model_dir: str, source: str, out: str) -> None:
 
 
 def timed_process(command: list[str]) -> dict[str, float]:
-    """Wall time and CPU time (this process and the children it waited for) of one command."""
+    """Wall time and CPU time of one command: its process and the children it waited for
+    (not the scoring workers of `triage predict`, which its forkserver starts)."""
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
     _, status, usage = os.wait4(process.pid, 0)
@@ -298,8 +299,10 @@ def timed_process(command: list[str]) -> dict[str, float]:
     err = process.stderr.read().decode("utf-8", "replace") if process.stderr else ""
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} exited {process.returncode}: {err[-2000:]}")
+    # No peak memory: Linux carries a process's ru_maxrss over fork and exec, so a child
+    # started from this large process reports this process's peak, not its own.
     return {"wall_seconds": round(wall, 3), "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
-            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "load_avg": os.getloadavg()[0]}
+            "load_avg": os.getloadavg()[0]}
 
 
 def whole_processes(model_dir: Path, ft: FastTextHeads, real: Path, rows: int, runs: int) -> dict[str, Any]:
@@ -339,7 +342,7 @@ def print_whole(whole: dict[str, Any]) -> None:
         cpu = statistics.median(m["cpu_seconds"] for m in entry["runs"])
         loads = ", ".join(f"{m['load_avg']:.1f}" for m in entry["runs"])
         print(f"  {name:<28} {entry['median_wall_seconds']:7.1f} s  x{entry['speedup_over_fasttext']:.2f} vs fastText"
-              f"  (CPU {cpu:.1f} s; load average after each run: {loads})")
+              f"  (CPU {cpu:.1f} s, scoring workers not counted; load average after each run: {loads})")
 
 
 # ------------------------------------------------------------------ main
@@ -358,6 +361,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--whole-rows", type=int, default=30060, help="petitions in the whole-process comparison")
     parser.add_argument("--whole-runs", type=int, default=3, help="fresh starts of each whole process; the median counts")
+    parser.add_argument("--whole-only", action="store_true",
+                        help="only the whole-process comparison (fastText is still trained; no in-process figures)")
     parser.add_argument("--fasttext-predict", nargs=3, metavar=("MODELS", "IN", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.fasttext_predict:
@@ -419,36 +424,37 @@ def main() -> int:
     ft_rjieba = ft_jieba.with_tokenizer(rjieba_segment)
     same = sum(ft_jieba.tokenize(t) == rjieba_segment(t) for t in dev_texts)
     results["jieba_rjieba_identical_dev"] = f"{same}/{len(dev_texts)}"
-    log("training char TF-IDF + LogisticRegression …")
-    started = time.perf_counter()
-    charlr = CharLogReg().fit(train_texts, train_labels)
-    lr_seconds = time.perf_counter() - started
+    if not args.whole_only:
+        log("training char TF-IDF + LogisticRegression …")
+        started = time.perf_counter()
+        charlr = CharLogReg().fit(train_texts, train_labels)
+        lr_seconds = time.perf_counter() - started
 
-    pipelines: list[tuple[str, Callable[[Sequence[str]], Any], float | None, bool]] = [
-        ("project TriageModel.predict", model.predict, train_seconds, True),
-        ("project predict_proba only", model.predict_proba, None, False),
-        ("fastText + jieba", ft_jieba.predict, ft_seconds, True),
-        ("fastText + rjieba", ft_rjieba.predict, None, True),
-        ("char TF-IDF + LogReg", charlr.predict, lr_seconds, True),
-    ]
-    rows = []
-    for name, predict, seconds, has_labels in pipelines:
-        log(f"timing {name}: {args.runs} x {len(bulk)} petitions …")
-        row: dict[str, Any] = {"pipeline": name, "train_seconds": seconds, **throughput(predict, bulk, args.runs)}
-        if has_labels:
-            row["accuracy"] = score(predict(dev_texts), truth, codes)
-        rows.append(row)
-    ft_rates = {r["pipeline"]: r["per_second"] for r in rows}
-    for row in rows:
-        row["ratio_fasttext_jieba"] = row["per_second"] / ft_rates["fastText + jieba"]
-        row["ratio_fasttext_rjieba"] = row["per_second"] / ft_rates["fastText + rjieba"]
-    results["pipelines"] = rows
+        pipelines: list[tuple[str, Callable[[Sequence[str]], Any], float | None, bool]] = [
+            ("project TriageModel.predict", model.predict, train_seconds, True),
+            ("project predict_proba only", model.predict_proba, None, False),
+            ("fastText + jieba", ft_jieba.predict, ft_seconds, True),
+            ("fastText + rjieba", ft_rjieba.predict, None, True),
+            ("char TF-IDF + LogReg", charlr.predict, lr_seconds, True),
+        ]
+        rows = []
+        for name, predict, seconds, has_labels in pipelines:
+            log(f"timing {name}: {args.runs} x {len(bulk)} petitions …")
+            row: dict[str, Any] = {"pipeline": name, "train_seconds": seconds, **throughput(predict, bulk, args.runs)}
+            if has_labels:
+                row["accuracy"] = score(predict(dev_texts), truth, codes)
+            rows.append(row)
+        ft_rates = {r["pipeline"]: r["per_second"] for r in rows}
+        for row in rows:
+            row["ratio_fasttext_jieba"] = row["per_second"] / ft_rates["fastText + jieba"]
+            row["ratio_fasttext_rjieba"] = row["per_second"] / ft_rates["fastText + rjieba"]
+        results["pipelines"] = rows
 
-    log(f"single-petition latency: {args.latency_calls} calls each …")
-    results["latency"] = {
-        "suggest": latency(model.suggest, dev_texts, args.latency_calls),
-        "predict_one": latency(lambda t: model.predict([t]), dev_texts, args.latency_calls),
-    }
+        log(f"single-petition latency: {args.latency_calls} calls each …")
+        results["latency"] = {
+            "suggest": latency(model.suggest, dev_texts, args.latency_calls),
+            "predict_one": latency(lambda t: model.predict([t]), dev_texts, args.latency_calls),
+        }
     if args.whole_runs > 0:
         with tempfile.TemporaryDirectory(prefix="speed-model-") as tmp:
             model_dir = Path(args.model) if args.model else Path(tmp) / "model"
@@ -464,12 +470,15 @@ def main() -> int:
     if args.train_sample:
         trained = "the baselines" if args.model else "every pipeline"
         print(f"SMOKE SETTINGS: {trained} trained on a sample of {args.train_sample} petitions")
-    print_table(rows)
-    print("train s: the project's is fit_with_thresholds (3 out-of-fold fits and the final fit per head, on all cores; "
-          "thresholds from the out-of-fold scores); "
-          "the baselines' is one fit, tokenisation included")
+    if results["pipelines"]:
+        print_table(results["pipelines"])
+        print("train s: the project's is fit_with_thresholds (3 out-of-fold fits and the final fit per head, on all cores; "
+              "thresholds from the out-of-fold scores); "
+              "the baselines' is one fit, tokenisation included")
+    else:
+        print("(--whole-only: no in-process figures)")
     print(f"jieba and rjieba tokens identical on {results['jieba_rjieba_identical_dev']} dev petitions")
-    for name, lat in results["latency"].items():
+    for name, lat in results.get("latency", {}).items():
         print(f"project {name}: median {lat['median_ms']:.2f} ms, p99 {lat['p99_ms']:.2f} ms, max {lat['max_ms']:.2f} ms "
               f"over {lat['calls']} calls")
     if "whole_process" in results:

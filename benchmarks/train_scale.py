@@ -5,8 +5,8 @@ Petitions of real length are built from the real unlabelled petitions
 of real petitions drawn at random, joined until it reaches a length drawn
 around --mean-chars (the first boards' labelled petitions average about 470
 characters). Their labels are NOT a person's: they are the suggestions of a
-trained model (the default model, trained on the bundled corpus), which
-`triage predict` writes. The figures measure cost, not accuracy. The built file
+trained model (the default model, trained on the bundled corpus, through
+`triage predict`'s code) for the real petition each one starts with. The figures measure cost, not accuracy. The built file
 lives in a temporary folder and is removed afterwards.
 
 For each N in --sizes, a fresh child process reads the first N petitions,
@@ -93,7 +93,13 @@ class PeakSampler(threading.Thread):
 
 def real_length_ledger(real: Path, rows: int, mean_chars: int, seed: int, out: Path) -> dict[str, Any]:
     """`rows` petitions of about `mean_chars` characters built from real ones, labelled by the
-    default model; returns what was built."""
+    default model; returns what was built.
+
+    Each takes a real petition's title and body and continues it with the bodies of other
+    real petitions drawn at random, up to a length drawn uniformly from 0.5 to 1.5 times
+    `mean_chars` (the last body cut there). It carries the labels the model gives the
+    real petition it starts with: labelling every built one would cost as much as
+    the training measured, and the labels only need to be a plausible mix."""
     import numpy as np
     import pandas as pd
 
@@ -104,36 +110,34 @@ def real_length_ledger(real: Path, rows: int, mean_chars: int, seed: int, out: P
 
     source = pd.read_csv(real / "unlabeled.csv", dtype=str, keep_default_na=False)
     source = source[source["body"].str.strip().ne("")].reset_index(drop=True)
-    rng = np.random.default_rng(seed)
-    bodies = source["body"].to_numpy()
-    titles = source["title"].to_numpy()
-    targets = rng.uniform(0.5, 1.5, rows) * mean_chars
-    draws = iter(rng.integers(0, len(bodies), size=rows * 8).tolist())
-    built_titles, built_bodies = [], []
-    for target in targets:
-        first = next(draws)
-        parts, length = [bodies[first]], len(titles[first]) + len(bodies[first])
-        while length < target:
-            nxt = next(draws, None)
-            nxt = int(rng.integers(len(bodies))) if nxt is None else nxt
-            parts.append(bodies[nxt])
-            length += len(bodies[nxt])
-        built_titles.append(titles[first])
-        built_bodies.append("\n".join(parts))
-    frame = pd.DataFrame({"id": [f"RL-{i:06d}" for i in range(rows)], "title": built_titles, "body": built_bodies})
-    texts = out.with_name("texts.csv")
-    frame.to_csv(texts, index=False)
     model_dir = ensure_default_model(default_model_dir())
     loaded = load_model(model_dir)
-    log(f"labelling {rows:,} real-length petitions with the model {loaded.version} (triage predict) …")
-    labels = out.with_name("labels.csv")
+    log(f"labelling the {len(source):,} real petitions with the model {loaded.version} (triage predict) …")
+    texts, labels = out.with_name("texts.csv"), out.with_name("labels.csv")
+    source[["id", "title", "body"]].to_csv(texts, index=False)
     write_predictions(loaded.model, model_dir, loaded.version, [texts], labels, progress=lambda m: log("  " + m))
     predicted = pd.read_csv(labels, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    frame = frame.assign(division=predicted["division"], risk=predicted["risk"], key_group=predicted["key_group"])
+
+    rng = np.random.default_rng(seed)
+    bodies, titles = source["body"].to_numpy(), source["title"].to_numpy()
+    first = rng.integers(0, len(bodies), size=rows)
+    targets = (rng.uniform(0.5, 1.5, rows) * mean_chars).astype(int)
+    built = []
+    for start, target in zip(first.tolist(), targets.tolist(), strict=True):
+        parts, length = [bodies[start]], len(titles[start]) + len(bodies[start])
+        while length < target:
+            extra = bodies[int(rng.integers(len(bodies)))]
+            parts.append(extra)
+            length += len(extra)
+        body = "\n".join(parts)
+        built.append(body[: max(target - len(titles[start]), len(bodies[start]))] if len(parts) > 1 else body)
+    frame = pd.DataFrame({"id": [f"RL-{i:06d}" for i in range(rows)], "title": titles[first], "body": built})
+    for head in ("division", "risk", "key_group"):
+        frame[head] = predicted[head].to_numpy()[first]
     frame.to_csv(out, index=False)
     chars = frame["title"].str.len() + frame["body"].str.len()
     return {"rows": rows, "mean_chars": float(chars.mean()), "median_chars": float(chars.median()),
-            "labelled_by": f"model {loaded.version} ({model_dir})",
+            "labelled_by": f"model {loaded.version} ({model_dir}), each built petition labelled as the real one it starts with",
             "label_counts": {h: frame[h].value_counts().to_dict() for h in ("division", "risk", "key_group")}}
 
 
@@ -224,6 +228,16 @@ def growth(rows: list[dict[str, Any]], key: str) -> list[str]:
     return notes
 
 
+def write_json(path: str | None, figures: dict[str, Any]) -> None:
+    if not path:
+        return
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".tmp")
+    partial.write_text(json.dumps(figures, indent=2, ensure_ascii=False), encoding="utf-8")
+    partial.replace(target)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="10000,50000,100000", help="comma-separated numbers of petitions")
@@ -268,8 +282,10 @@ def main() -> int:
             log(f"training on {n:,} {kind} petitions (fresh process) …")
             row = run_size(n, args.seed, args.timeout, ledger)
             rows.append(row)
-            if "error" in row:
-                log(f"  {n:,}: {row['error']}")
+            log(f"  {n:,}: {json.dumps(row)}")
+            # Written after every size, so that a run stopped half-way keeps what it measured.
+            write_json(args.json, {"kind": kind, "seed": args.seed, "cpus": os.cpu_count(), "built": built,
+                                   "complete": len(rows) == len(sizes), "rows": rows})
 
     ok = [r for r in rows if "error" not in r and "refused" not in r]
     if built:
@@ -298,13 +314,6 @@ def main() -> int:
     for key, label in (("fit_seconds", "fit time"), ("peak_tree_pss_mb", "peak memory"), ("artifact_bytes", "artifact size")):
         for note in growth(ok, key):
             print(f"{label:13} {note}")
-    if args.json:
-        target = Path(args.json)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + ".tmp")
-        partial.write_text(json.dumps({"kind": kind, "seed": args.seed, "cpus": os.cpu_count(), "built": built,
-                                       "rows": rows}, indent=2, ensure_ascii=False), encoding="utf-8")
-        partial.replace(target)
     return 1 if len(ok) + sum("refused" in r for r in rows) < len(rows) else 0
 
 
