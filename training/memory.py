@@ -9,11 +9,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 # Peak memory of training grows with the characters of the petitions (character
-# n-grams, word n-grams and their sparse matrices, the heads' copies); these two
-# figures are fitted to benchmarks/train_scale.py's peaks on real-length text, with
-# some room, so that the estimate errs on the high side.
-BASE_BYTES = 600 * 2**20
-BYTES_PER_CHARACTER = 110
+# n-grams, word n-grams and their sparse matrices, and the copies the head-fitting
+# worker processes make of them); these two figures are a line through
+# benchmarks/train_scale.py's peaks on real-length text (the whole process tree),
+# raised so that the estimate errs on the high side.
+BASE_BYTES = 2**30
+BYTES_PER_CHARACTER = 330
 SKIP_VARIABLE = "TRIAGE_SKIP_MEMORY_CHECK"
 
 
