@@ -74,7 +74,8 @@ def explain_head(
     model: TriageModel, head: str, label: str, matrix: Any, text: str,
     rule_hits: list[tuple[Rule, list[tuple[int, int]]]], top_terms: int,
 ) -> dict[str, Any]:
-    normalized = normalize(text)
+    # Found where the features read them: in the same view of the text.
+    normalized = model.feature_view(normalize(text))
     terms: list[dict[str, Any]] = []
     weights = _class_weights(model, head, label)
     if weights is not None:

@@ -7,9 +7,14 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from data import bundled
+
 HEADS = ("division", "risk", "key_group")
+# Besides the three heads the API returns, a binary high-vs-rest head ranks
+# petitions for the same-day review queue (model/triage.py).
+HIGH_HEAD = "risk_high"
 RISK_ORDER = ("low", "medium", "high")
-DEFAULT_TAXONOMY = Path(__file__).resolve().parent.parent / "data" / "taxonomy.toml"
+DEFAULT_TAXONOMY = bundled("taxonomy.toml")
 
 
 class TaxonomyError(ValueError):

@@ -7,6 +7,9 @@ import unicodedata
 
 import rjieba
 
+# What retention (`triage purge`) leaves of a petition's text; training never reads such a petition.
+PURGED_TEXT = "[已按保留期限删除]"
+
 # Full-width ASCII is common in petitions typed on Chinese IMEs; folding it lets
 # "１２３３３" and "12333" be the same feature. NFKC would also fold the
 # full-width Chinese punctuation that the offsets must keep, so only the ASCII
@@ -30,6 +33,35 @@ _DICTIONARY_ASCII = frozenset({"AT&T", "c#", "C#", "c++", "C++"})
 def normalize(text: str) -> str:
     """Same length as the input, so offsets computed on it hold for the original."""
     return text.translate(_FULLWIDTH)
+
+
+# Numbers say little about which division should act, and how a board masks or prints
+# them says a lot about the board: a phone number, an ID masked as asterisks or a
+# case number would otherwise route a petition by where it was posted. Long digit
+# runs (with their separators) and mask runs become blanks; shorter runs (dates,
+# amounts, ages) become zeros, so that "2019年3月" and "2021年10月" are one pattern.
+# Five-digit runs stay: the hotlines (12333, 12345) are words of their own.
+_LONG_NUMBER = re.compile(r"[0-9*#xX][0-9*# -]{4,}[0-9*#xX]|[*#]{3,}")
+_SHORT_NUMBER = re.compile(r"(?<![0-9])[0-9]{1,4}(?![0-9])")
+NUMBER_VIEWS = ("digits", "long_blank", "placeholders")
+
+
+def feature_view(normalized: str, numbers: str = "placeholders") -> str:
+    """The text the word and character features read: `normalize`d text with numbers
+    replaced as `numbers` says ("digits": as written; "long_blank": long numbers and
+    masks blanked; "placeholders": also shorter numbers as zeros). Same length as the
+    input, so offsets still hold."""
+    if numbers == "digits":
+        return normalized
+
+    def long_blank(match: re.Match[str]) -> str:
+        run = match.group()
+        return " " * len(run) if sum(ch.isdigit() or ch in "*#" for ch in run) >= 6 or run[0] in "*#" else run
+
+    viewed = _LONG_NUMBER.sub(long_blank, normalized)
+    if numbers == "placeholders":
+        viewed = _SHORT_NUMBER.sub(lambda m: "0" * len(m.group()), viewed)
+    return viewed
 
 
 def join_fields(title: str, body: str) -> str:

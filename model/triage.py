@@ -13,16 +13,10 @@ from sklearn.base import BaseEstimator
 from model.calibration import TemperatureScaledLinear
 from model.explain import explain_head
 from model.features import build_features, rule_feature_names, rule_matrix
-from model.taxonomy import HEADS, RISK_ORDER, Rule, Taxonomy
-from model.text import normalize
+from model.taxonomy import HEADS, HIGH_HEAD, RISK_ORDER, Rule, Taxonomy
+from model.text import NUMBER_VIEWS, feature_view, normalize
+from model.thresholds import DEFAULT_THRESHOLDS, choose_thresholds
 
-DEFAULT_THRESHOLDS: dict[str, Any] = {
-    "division": {},  # per class; a class not listed uses "division_default"
-    "division_default": 0.5,
-    "risk_high": 0.5,
-    "key_group_any": 0.5,
-    "risk_medium_bias": 0.0,  # added to p(medium) before comparing it with p(low)
-}
 # How much each head leans on the taxonomy's keyword and rule columns relative to
 # the TF-IDF text features. Division routing is better with the lists as a light
 # hint, risk needs the rule indicators at full strength (benchmarks/model_choices.py).
@@ -44,11 +38,6 @@ DEFAULT_HEAD_CLASS_WEIGHTS: dict[str, str | None] = {
 # Only routing reads the closing request a second time: it sharpens the division
 # but blurs the three-way risk head (benchmarks/model_choices.py).
 ASK_HEADS = frozenset({"division"})
-# Besides the three heads the API returns, a binary high-vs-rest head ranks
-# petitions for the same-day review queue: it orders real high-risk petitions
-# better than the high column of the three-way risk head (cross-validated
-# average precision on the real training petitions).
-HIGH_HEAD = "risk_high"
 # Above this many petitions, calibration and thresholds use one held-out sample of
 # HOLDOUT_ROWS instead of folds, and each head is fitted once: a quarter of the
 # fits (benchmarks/train_scale.py).
@@ -77,12 +66,14 @@ def _fit_head(head: str, matrix: Any, scaling: np.ndarray, y: np.ndarray, weight
               holdout: np.ndarray | None, n_jobs: int | None, random_state: int,
               ) -> tuple[TemperatureScaledLinear, np.ndarray, list[str]]:
     """One head fitted on the columns scaled for it, its out-of-sample probabilities
-    (NaN for rows without any: those outside the holdout), and the labels left out."""
-    values, counts = np.unique(y, return_counts=True)
+    (NaN for rows without any: those outside the holdout, or of weight 0), and the
+    labels left out."""
+    counted = np.ones(len(y), bool) if weight is None else weight > 0
+    values, counts = np.unique(y[counted], return_counts=True)
     # A label seen once cannot be both learned and calibrated; it is left out
     # of this head (and reported) rather than failing the whole training run.
     single = sorted(str(v) for v, c in zip(values, counts, strict=True) if c < 2)
-    kept = np.flatnonzero(~np.isin(y, single))
+    kept = np.flatnonzero(~np.isin(y, single) & counted)
     if len(values) - len(single) < 2:
         raise ModelInputError(
             f"{head}: need at least two labels with 2+ examples each, got {({str(v): int(c) for v, c in zip(values, counts, strict=True)})}")
@@ -92,7 +83,7 @@ def _fit_head(head: str, matrix: Any, scaling: np.ndarray, y: np.ndarray, weight
         position[kept] = np.arange(len(kept))
         split = position[holdout]
     scaled = matrix @ sp.diags(scaling, format="csr")
-    if single:  # a row copy of the whole matrix, only when some rows are left out
+    if len(kept) < len(y):  # a row copy of the whole matrix, only when some rows are left out
         scaled, y_kept, weight = scaled[kept], y[kept], None if weight is None else weight[kept]
         groups = None if groups is None else groups[kept]
     else:
@@ -107,18 +98,79 @@ def _fit_head(head: str, matrix: Any, scaling: np.ndarray, y: np.ndarray, weight
     oof[kept[head_model.oof_rows_]] = head_model.oof_proba_
     del head_model.oof_proba_, head_model.oof_rows_
     if single and holdout is None:  # rows of a left-out label only have the in-sample view
-        left = np.setdiff1d(np.arange(len(y)), kept)
+        left = np.flatnonzero(np.isin(y, single) & counted)
         oof[left] = head_model.predict_proba(matrix[left])
     return head_model, oof, single
 
 
 class TriageModel(BaseEstimator):
-    """Predicts division, risk and key group for petition texts.
+    """Predicts division, risk and key group for petition texts, with thresholds.
 
-    X is a sequence of texts made by `model.text.join_fields(title, body)`;
-    y has the columns division, risk, key_group (codes of `taxonomy`); `groups`
-    in `fit` (optional) keeps petitions that share a value in one calibration
-    fold (see `TemperatureScaledLinear`)."""
+    Like scikit-learn's `TunedThresholdClassifierCV`, `fit` returns a finished
+    model: the heads are calibrated and the decision thresholds chosen on
+    out-of-sample scores of the training petitions.
+
+    Parameters
+    ----------
+    taxonomy : Taxonomy
+        Codes, keyword lists and rules (`data/taxonomy.toml`).
+    C : float, default=0.3
+        Inverse regularisation strength of every linear head.
+    max_char_features : int, default=150_000
+        Cap on the character n-gram vocabulary.
+    calibration_folds : int, default=3
+        Folds whose out-of-fold scores fit the temperatures and the thresholds.
+    holdout_above, holdout_rows : int
+        Above `holdout_above` petitions, one held-out sample of `holdout_rows`
+        replaces the folds.
+    keyword_weights, head_losses, head_class_weights : dict, optional
+        Per head, overrides of DEFAULT_KEYWORD_WEIGHTS, DEFAULT_HEAD_LOSSES and
+        DEFAULT_HEAD_CLASS_WEIGHTS.
+    ask_weight : float, default=0.5
+        Weight of the closing-request view (division head only).
+    key_group_rules_alone : bool, default=False
+        Whether a key-group rule decides without the head's agreement.
+    numbers : {"digits", "long_blank", "placeholders"}, default="long_blank"
+        How the word and character features read numbers (`model.text.feature_view`):
+        by default phone, ID and card numbers and masks are blanks, so that a
+        petitioner's contact details cannot route the petition.
+    min_threshold_rows : int, default=200
+        The fewest `threshold_rows` with out-of-sample scores for thresholds to be
+        chosen on them alone.
+    min_high_cut : float, default=0.0
+        The lowest p(high) cut allowed.
+    fill_high_budget : bool, default=True
+        See `model.thresholds.high_risk_threshold`.
+    n_jobs : int, optional
+        Parallel fits (joblib).
+    random_state : int, default=0
+        Draws the calibration folds and the held-out sample.
+
+    Attributes
+    ----------
+    features_ : FeatureUnion
+        The fitted text features.
+    feature_names_ : ndarray of str
+        Names of the feature columns, rule columns last.
+    heads_ : dict of str to TemperatureScaledLinear
+        The calibrated heads, `risk_high` included when there were high-risk petitions.
+    classes_ : dict of str to list of str
+        Class order of each head's probabilities.
+    skipped_labels_ : dict of str to list of str
+        Labels seen once, left out of a head.
+    thresholds_ : dict
+        Per-division review cuts, the p(high) cut, the key-group cut and the
+        low/medium shift.
+    rule_precision_ : dict of str to float
+        Each rule's precision on the held-out petitions.
+    heldout_rows_ : ndarray of int
+        The training rows the thresholds were chosen on.
+    heldout_decisions_ : list of dict
+        The decisions the finished model makes for those rows from their
+        out-of-sample scores: what training reports as held-out metrics.
+    heldout_scope_ : str
+        "out-of-fold", or "held-out sample of N" for a large ledger.
+    """
 
     def __init__(
         self,
@@ -133,6 +185,10 @@ class TriageModel(BaseEstimator):
         head_class_weights: dict[str, str | None] | None = None,
         ask_weight: float = 0.5,
         key_group_rules_alone: bool = False,
+        numbers: str = "long_blank",
+        min_threshold_rows: int = 200,
+        min_high_cut: float = 0.0,
+        fill_high_budget: bool = True,
         n_jobs: int | None = None,
         random_state: int = 0,
     ) -> None:
@@ -143,6 +199,10 @@ class TriageModel(BaseEstimator):
         self.head_class_weights = head_class_weights
         self.ask_weight = ask_weight
         self.key_group_rules_alone = key_group_rules_alone
+        self.numbers = numbers
+        self.min_threshold_rows = min_threshold_rows
+        self.min_high_cut = min_high_cut
+        self.fill_high_budget = fill_high_budget
         self.C = C
         self.max_char_features = max_char_features
         self.calibration_folds = calibration_folds
@@ -156,17 +216,47 @@ class TriageModel(BaseEstimator):
         state.setdefault("key_group_rules_alone", True)
         # Before `head_class_weights`, every head weighted its classes to balance.
         state.setdefault("head_class_weights", dict.fromkeys(DEFAULT_HEAD_CLASS_WEIGHTS, "balanced"))
+        # Before `numbers`, the features read numbers as written.
+        state.setdefault("numbers", "digits")
+        # Thresholds were chosen by the training code before fit chose them.
+        state.setdefault("min_threshold_rows", 200)
+        state.setdefault("min_high_cut", 0.0)
+        state.setdefault("fill_high_budget", True)
         super().__setstate__(state)
 
     # ------------------------------------------------------------------ fit
-    def fit(self, X: Sequence[str], y: Any, sample_weight: Any = None, groups: Any = None) -> TriageModel:
+    def fit(self, X: Sequence[str], y: Any, sample_weight: Any = None, groups: Any = None,
+            threshold_rows: Any = None) -> TriageModel:
+        """Fit the heads, calibrate them and choose the decision thresholds.
+
+        Parameters
+        ----------
+        X : sequence of str
+            Texts made by `model.text.join_fields(title, body)`.
+        y : DataFrame or array of shape (n, 3)
+            The columns division, risk and key_group, as codes of `taxonomy`.
+        sample_weight : array of shape (n,), or dict of head to such arrays, optional
+            Weight of each petition, for every head or per head (a head not named
+            weighs every petition 1; `risk_high` follows `risk`). A petition of
+            weight 0 is left out of that head: self-training labels petitions for
+            routing only.
+        groups : array of shape (n,), optional
+            Petitions that share a value stay in one calibration fold (and are held
+            out together from a large ledger), so none is scored by a model that saw
+            its sibling or, when the values are boards, its board.
+        threshold_rows : bool array of shape (n,), optional
+            The petitions that stand for real intake: thresholds are chosen on their
+            out-of-sample scores when at least `min_threshold_rows` of them have one,
+            else on every scored petition.
+
+        Returns
+        -------
+        self : TriageModel
+            Fitted, with its thresholds: ready to `predict`.
+        """
         texts = self._check_texts(X)
         labels = _as_labels(y)
-        weight = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-        if weight is not None and (weight.shape != (len(texts),) or not (np.isfinite(weight) & (weight > 0)).all()):
-            smallest = f", smallest {weight.min()}" if weight.size else ""
-            raise ModelInputError(f"sample_weight must hold one positive number per text ({len(texts)}), "
-                                  f"got shape {weight.shape}{smallest}")
+        head_weights = self._head_weights(sample_weight, len(texts))
         if groups is not None:
             groups = np.asarray(groups, dtype=object)
             if groups.shape != (len(texts),):
@@ -188,10 +278,10 @@ class TriageModel(BaseEstimator):
             unknown = sorted(set(labels[head]) - set(self.taxonomy.codes(head)))
             if unknown:
                 raise ModelInputError(f"{head}: labels {unknown} are not defined in the taxonomy")
+        if self.numbers not in NUMBER_VIEWS:
+            raise ModelInputError(f"numbers must be one of {NUMBER_VIEWS}, got {self.numbers!r}")
         texts = [normalize(t) for t in texts]
         hits = [self._hits(t) for t in texts]
-        # Training reuses them to choose thresholds, then drops them (as oof_proba_).
-        self.training_hits_ = hits
         # Word and character vectorizers fit side by side in threads: the character one
         # spends its time in numpy, which lets go of the GIL, and a process would send its
         # whole matrix back pickled (benchmarks/train_scale.py, 100,000 petitions: 129 s in
@@ -199,7 +289,7 @@ class TriageModel(BaseEstimator):
         # one petition is not worth dispatching.
         self.features_ = build_features(self.taxonomy, self.max_char_features, self.ask_weight).set_params(n_jobs=self.n_jobs)
         with parallel_config(backend="threading"):
-            features = self.features_.fit_transform(texts)
+            features = self.features_.fit_transform([self.feature_view(t) for t in texts])
         self.features_.set_params(n_jobs=None)
         matrix = sp.hstack([features, rule_matrix(hits, self.taxonomy.rules)], format="csr")
         self.feature_names_ = np.concatenate([
@@ -210,9 +300,12 @@ class TriageModel(BaseEstimator):
             raise ModelInputError(f"cannot learn from these {len(texts)} petitions: too few, or too little text "
                                   "shared between them (no word appears in two of them)")
         labels[HIGH_HEAD] = np.where(labels["risk"] == "high", "high", "other")
-        heads = HEADS + ((HIGH_HEAD,) if (labels["risk"] == "high").sum() >= 2 else ())
-        holdout = self._holdout_rows(labels, groups)
-        self.oof_rows_ = np.arange(len(texts)) if holdout is None else holdout
+        risk_weight = head_weights["risk"]
+        high = (labels["risk"] == "high") & (True if risk_weight is None else risk_weight > 0)
+        heads = HEADS + ((HIGH_HEAD,) if high.sum() >= 2 else ())
+        head_weights[HIGH_HEAD] = head_weights["risk"]
+        holdout = self._holdout_rows(labels, groups, head_weights)
+        scored = np.arange(len(texts)) if holdout is None else holdout
         scalings = {}
         for head in heads:
             scalings[head] = np.ones(matrix.shape[1])
@@ -221,23 +314,66 @@ class TriageModel(BaseEstimator):
         losses = {**DEFAULT_HEAD_LOSSES, **(self.head_losses or {})}
         params = {"C": self.C, "folds": self.calibration_folds, "holdout": holdout, "random_state": self.random_state}
         if holdout is None:  # each head's folds side by side
-            fitted = [_fit_head(head, matrix, scalings[head], labels[head], weight, groups, loss=losses[head],
+            fitted = [_fit_head(head, matrix, scalings[head], labels[head], head_weights[head], groups, loss=losses[head],
                                 class_weight=class_weights[head], n_jobs=self.n_jobs, **params)
                       for head in heads]
         else:  # one fit per head: the heads side by side
             fitted = Parallel(n_jobs=self.n_jobs)(
-                delayed(_fit_head)(head, matrix, scalings[head], labels[head], weight, None, loss=losses[head],
+                delayed(_fit_head)(head, matrix, scalings[head], labels[head], head_weights[head], None, loss=losses[head],
                                    class_weight=class_weights[head], n_jobs=None, **params)
                 for head in heads)
         self.heads_ = {head: model for head, (model, _, _) in zip(heads, fitted, strict=True)}
-        self.oof_proba_ = {head: oof for head, (_, oof, _) in zip(heads, fitted, strict=True)}
         self.skipped_labels_ = {head: skipped for head, (_, _, skipped) in zip(heads, fitted, strict=True)}
         self.classes_ = {head: list(self.heads_[head].classes_) for head in self.heads_}
-        self.thresholds_ = {k: (dict(v) if isinstance(v, dict) else v) for k, v in DEFAULT_THRESHOLDS.items()}
-        self.rule_precision_: dict[str, float] = {}
+        self._choose_thresholds(scored, {head: oof for head, (_, oof, _) in zip(heads, fitted, strict=True)},
+                                hits, labels, threshold_rows)
         return self
 
-    def _holdout_rows(self, labels: dict[str, np.ndarray], groups: np.ndarray | None) -> np.ndarray | None:
+    def _choose_thresholds(self, scored: np.ndarray, oof: dict[str, np.ndarray], hits: list[list[tuple[Rule, Any]]],
+                           labels: dict[str, np.ndarray], threshold_rows: Any) -> None:
+        """Thresholds and rule precisions from the out-of-sample scores of `scored` rows,
+        and the decisions they then give those rows (`heldout_rows_`, `heldout_decisions_`)."""
+        scope = "out-of-fold" if len(scored) == len(hits) else f"held-out sample of {len(scored)}"
+        # Rows some head left out (weight 0) have no score from it.
+        scored = scored[np.all([np.isfinite(p[scored]).all(axis=1) for p in oof.values()], axis=0)]
+        rows = scored
+        if threshold_rows is not None:
+            mask = np.asarray(threshold_rows, dtype=bool)
+            if mask.shape != (len(hits),):
+                raise ModelInputError(f"threshold_rows must hold one bool per text ({len(hits)}), got shape {mask.shape}")
+            if mask[scored].sum() >= self.min_threshold_rows:
+                rows = scored[mask[scored]]
+        proba = {head: p[rows] for head, p in oof.items()}
+        row_hits = [hits[i] for i in rows]
+        self.thresholds_ = {k: (dict(v) if isinstance(v, dict) else v) for k, v in DEFAULT_THRESHOLDS.items()}
+        self.rule_precision_: dict[str, float] = {}
+        self.thresholds_, self.rule_precision_ = choose_thresholds(
+            self, proba, row_hits, {head: labels[head][rows] for head in HEADS},
+            min_high_cut=self.min_high_cut, fill_high_budget=self.fill_high_budget)
+        self.heldout_rows_ = rows
+        self.heldout_scope_ = scope
+        self.heldout_decisions_ = self.decide_many(proba, row_hits)
+
+    @staticmethod
+    def _head_weights(sample_weight: Any, n: int) -> dict[str, np.ndarray | None]:
+        by_head = sample_weight if isinstance(sample_weight, dict) else dict.fromkeys(HEADS, sample_weight)
+        unknown = sorted(set(by_head) - set(HEADS))
+        if unknown:
+            raise ModelInputError(f"sample_weight names heads {unknown}; the heads are {list(HEADS)}")
+        weights: dict[str, np.ndarray | None] = {}
+        for head in HEADS:
+            weight = by_head.get(head)
+            weight = None if weight is None else np.asarray(weight, dtype=np.float64)
+            if weight is not None and (weight.shape != (n,) or not (np.isfinite(weight) & (weight >= 0)).all()
+                                       or not (weight > 0).any()):
+                smallest = f", smallest {weight.min()}" if weight.size else ""
+                raise ModelInputError(f"sample_weight must hold one positive number per text ({n}; 0 leaves a "
+                                      f"text out of a head, but not all of them), got shape {weight.shape}{smallest}")
+            weights[head] = weight
+        return weights
+
+    def _holdout_rows(self, labels: dict[str, np.ndarray], groups: np.ndarray | None,
+                      head_weights: dict[str, np.ndarray | None]) -> np.ndarray | None:
         """Rows held out for calibration and thresholds when the ledger is large, else None (folds).
 
         Only rows whose labels are all common enough are candidates, so every label
@@ -247,6 +383,9 @@ class TriageModel(BaseEstimator):
         if self.holdout_above is None or n <= self.holdout_above:
             return None
         candidate = np.ones(n, bool)
+        for weight in head_weights.values():  # a held-out row is scored by every head
+            if weight is not None:
+                candidate &= weight > 0
         for y in labels.values():
             _, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
             candidate &= counts[inverse] >= MIN_ROWS_PER_LABEL_FOR_HOLDOUT
@@ -289,14 +428,19 @@ class TriageModel(BaseEstimator):
                 hits.append((rule, spans))
         return hits
 
+    def feature_view(self, normalized: str) -> str:
+        """What the word and character features read of a normalised text (rules read it whole)."""
+        return feature_view(normalized, self.numbers)
+
     def _matrix(self, normalized: list[str], hits: list[list[tuple[Rule, Any]]]) -> Any:
         # FeatureUnion.transform's own result, without its joblib dispatch, which cost
         # about 3 ms per call: most of the time of one petition.
         weights = self.features_.transformer_weights or {}
+        viewed = [self.feature_view(t) for t in normalized]
         blocks = []
         for name, transformer in self.features_.transformer_list:
             if transformer != "drop":
-                block = transformer.transform(normalized)
+                block = transformer.transform(viewed)
                 blocks.append(block * weights[name] if name in weights else block)
         return sp.hstack([*blocks, rule_matrix(hits, self.taxonomy.rules)], format="csr")
 

@@ -18,16 +18,20 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from model.artifact import ArtifactError, LoadedModel
+from model.artifact import ArtifactError, LoadedModel, signing_key
+from service import web
 from service.database import AuditEntry, Database
 from service.deps import RecentKeys
 from service.metrics import LATENCY, REQUESTS, process_stopped
-from service.model_holder import ModelHolder
-from service.registry_watch import RegistryWatch
-from service.routers import decisions, health, model_info, review, stats, triage
+from service.model_holder import ModelHolder, ServedModelFollower
+from service.registry_watch import REGISTRY_FILE, RegistryWatch
+from service.routers import decisions, emerging, health, model_info, review, stats, triage
 from service.settings import Settings, get_settings
+from service.similar import SharedMatterIndex
 
 log = logging.getLogger("triage.service")
+# The API's routers, in the order the app includes them (service/roles.py tabulates them).
+API_ROUTERS = (health, triage, decisions, review, model_info, stats, emerging)
 # uvicorn's exit status for "the app cannot start": its worker supervisor then stops
 # instead of restarting a worker that would fail the same way forever.
 STARTUP_FAILURE = 3
@@ -54,15 +58,23 @@ def create_app(settings: Settings) -> FastAPI:
     database = Database(settings.database_url, retry_seconds=settings.database_retry_seconds)
     database.ensure_migrated()
 
-    models = ModelHolder()
-    watch = None
-    if settings.registry_dir is not None:
+    secret = settings.signing_key.get_secret_value() if settings.signing_key else None
+    models = ModelHolder(signing_key(create=False, secret=secret, key_file=settings.signing_key_file))
+    watch = follower = None
+    # The registry governs once `triage retrain` has made one; until then the model in
+    # service is the database's row, which a reload sets.
+    if settings.registry_dir is not None and (settings.registry_dir / REGISTRY_FILE).exists():
         watch = RegistryWatch(settings.registry_dir, models, settings.registry_poll_seconds,
                               on_promote=_audit_promotion(database))
         watch.check()
+    else:
+        # A restart serves what was put into service last, not TRIAGE_MODEL_DIR again.
+        follower = ServedModelFollower(database, models, settings.model_root, settings.model_poll_seconds)
+        follower.check()
     if models.current is None:
         if watch is not None:
-            log.warning("no usable champion in the model registry %s; serving %s", settings.registry_dir, settings.model_dir)
+            # Info: the check above has already said why when the registry is not just empty.
+            log.info("no usable champion in the model registry %s; serving %s", settings.registry_dir, settings.model_dir)
         try:
             models.reload(settings.model_dir)
         except ArtifactError:
@@ -71,22 +83,29 @@ def create_app(settings: Settings) -> FastAPI:
             # The registry may get a champion later; until then /readyz says no model.
             log.exception("model %s not loaded either", settings.model_dir)
 
+    matters = SharedMatterIndex(settings.similar_window_days, settings.link_threshold)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        if watch is not None:
-            watch.start()
+        for watcher in (watch, follower):
+            if watcher is not None:
+                watcher.start()
+        matters.warm_up(database)
         try:
             yield
         finally:
-            if watch is not None:
-                watch.stop()
+            for watcher in (watch, follower):
+                if watcher is not None:
+                    watcher.stop()
             process_stopped()
 
+    # /docs is served by service.web from vendored files (no CDN); ReDoc would need one.
     app = FastAPI(title="petition-triage", version="1", description="Routing suggestions for petitions (信访件).",
-                  lifespan=lifespan)
+                  lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings, app.state.database, app.state.models = settings, database, models
-    app.state.registry_watch = watch
+    app.state.registry_watch, app.state.model_follower = watch, follower
     app.state.recent_keys = RecentKeys(settings.offline_key_seconds)
+    app.state.matters = matters
 
     app.add_middleware(LimitsAndMetrics, max_request_bytes=settings.max_request_bytes, database=database)
 
@@ -98,8 +117,9 @@ def create_app(settings: Settings) -> FastAPI:
         return JSONResponse({"detail": "the database is unavailable; try again shortly"},
                             status_code=503)
 
-    for module in (health, triage, decisions, review, model_info, stats):
+    for module in API_ROUTERS:
         app.include_router(module.router)
+    web.install(app)
     return app
 
 

@@ -20,14 +20,36 @@ from urllib.parse import quote
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import JSON, URL, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, create_engine, event, inspect, make_url, text
+from sqlalchemy import (
+    JSON,
+    URL,
+    Boolean,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    event,
+    inspect,
+    make_url,
+    text,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.pool import NullPool
+from sqlalchemy.types import TypeDecorator
+
+from model.artifact import make_private_dir
+from service.pii import mask_pii, mask_pii_in
 
 log = logging.getLogger("triage.service")
-MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+# Alembic finds the revisions as a package resource, wherever the service is installed.
+MIGRATIONS = "service:migrations"
 CONNECT_TIMEOUT_S = 5
 # How long SQLite itself waits for another writer before failing the write.
 SQLITE_BUSY_TIMEOUT_S = 5
@@ -39,6 +61,55 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class UTCDateTime(TypeDecorator[datetime]):
+    """A moment, stored in UTC and read back as an aware UTC datetime.
+
+    SQLite has no time zone type: SQLAlchemy writes an aware datetime's wall-clock
+    digits and drops its offset, so 09:00+08:00 was stored (and compared) as 09:00.
+    Converting every value bound to these columns, query parameters included,
+    makes `since=...+08:00` and `since=...Z` the same instant on SQLite and
+    PostgreSQL alike. A value without an offset is taken as UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class MaskedText(TypeDecorator[str]):
+    """Free text that staff or callers write: resident ID, mobile, landline and card
+    numbers are masked on the way into the database, whichever code path writes it."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return None if value is None else mask_pii(value)
+
+
+class MaskedString(MaskedText):
+    impl = String  # with its length, as the column declares it (masking never lengthens text)
+
+
+class MaskedJSON(TypeDecorator[dict]):
+    """JSON whose strings are masked, e.g. the audit log's detail."""
+
+    impl = JSON
+    cache_ok = True
+
+    def process_bind_param(self, value: dict | None, dialect: Dialect) -> dict | None:
+        return None if value is None else mask_pii_in(value)
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -48,12 +119,12 @@ class TriageRecord(Base):
 
     __tablename__ = "triages"
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    external_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    external_id: Mapped[str | None] = mapped_column(MaskedString(200), index=True)
     channel: Mapped[str | None] = mapped_column(String(10))
-    received_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
-    title_masked: Mapped[str] = mapped_column(Text)
-    body_masked: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    title_masked: Mapped[str] = mapped_column(MaskedText)
+    body_masked: Mapped[str] = mapped_column(MaskedText)
     model_version: Mapped[str] = mapped_column(String(80))
     division: Mapped[str] = mapped_column(String(40), index=True)
     division_confidence: Mapped[float] = mapped_column(Float)
@@ -75,9 +146,9 @@ class DecisionRecord(Base):
     risk: Mapped[str] = mapped_column(String(10))
     key_group: Mapped[str] = mapped_column(String(40))
     accepted: Mapped[bool] = mapped_column(Boolean)
-    decided_by: Mapped[str] = mapped_column(String(200))
-    reason: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    decided_by: Mapped[str] = mapped_column(MaskedString(200))
+    reason: Mapped[str | None] = mapped_column(MaskedText)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
 class ReviewItem(Base):
@@ -85,10 +156,10 @@ class ReviewItem(Base):
     triage_id: Mapped[str] = mapped_column(ForeignKey("triages.id"), primary_key=True)
     reason: Mapped[str] = mapped_column(String(40))
     status: Mapped[str] = mapped_column(String(10), default="open", index=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
-    resolved_by: Mapped[str | None] = mapped_column(String(200))
-    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    resolved_by: Mapped[str | None] = mapped_column(MaskedString(200))
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    note: Mapped[str | None] = mapped_column(MaskedText)
 
 
 class ApiKey(Base):
@@ -97,19 +168,35 @@ class ApiKey(Base):
     prefix: Mapped[str] = mapped_column(String(16), unique=True, index=True)
     key_hash: Mapped[str] = mapped_column(String(64))
     role: Mapped[str] = mapped_column(String(20))
-    label: Mapped[str] = mapped_column(String(200), default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    label: Mapped[str] = mapped_column(MaskedString(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class AuditEntry(Base):
     __tablename__ = "audit"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     actor: Mapped[str] = mapped_column(String(200))
     action: Mapped[str] = mapped_column(String(40))
     target: Mapped[str] = mapped_column(String(200))
-    detail: Mapped[dict] = mapped_column(JSON, default=dict)
+    detail: Mapped[dict] = mapped_column(MaskedJSON, default=dict)
+
+
+class ServedModel(Base):
+    """The model in service: one row, shared by every worker process (and every replica
+    using this database). A reload writes it; each worker follows it within
+    model_poll_seconds and a restart starts from it."""
+
+    __tablename__ = "model_in_service"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # always SERVED_MODEL_ROW
+    path: Mapped[str] = mapped_column(Text)
+    version: Mapped[str] = mapped_column(String(80))
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    changed_by: Mapped[str] = mapped_column(String(200))
+
+
+SERVED_MODEL_ROW = 1
 
 
 def _sqlite_path(url: str) -> Path | None:
@@ -129,10 +216,22 @@ def _sqlite_existing(path: Path) -> URL:
 
 def _make_parent(path: Path) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(path.parent)
     except OSError as exc:
         # The volume may not be there yet; connecting fails and is retried later.
         log.error("cannot create the database directory %s: %s", path.parent, exc)
+
+
+def _create_private(path: Path) -> None:
+    # Made here, owner-only (0600), before SQLite makes it with the umask's 0644: it holds
+    # petitions. SQLite gives its -wal and -shm files the database file's permissions.
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        if path.stat().st_mode & 0o004:
+            log.warning("database %s is readable by every user of this machine; chmod 600 it (and its -wal, -shm)", path)
+    except OSError as exc:
+        log.error("cannot create the database file %s: %s", path, exc)
 
 
 def make_engine(url: str) -> Engine:
@@ -197,7 +296,7 @@ def alembic_config(url: str | None = None) -> Config:
                    command.revision(alembic_config('sqlite:///var/dev.db'), 'what changed', autogenerate=True)"
     (upgrade that database to head first so autogenerate compares against the current schema)."""
     config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("script_location", MIGRATIONS)
     if url:
         config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
@@ -222,6 +321,7 @@ def migration_engine(url: str, create: bool = True) -> Engine:
         return create_engine(url, poolclass=NullPool)
     if create:
         _make_parent(path)
+        _create_private(path)
     engine = create_engine(url if create else _sqlite_existing(path), connect_args={"timeout": 30}, poolclass=NullPool)
 
     @event.listens_for(engine, "connect")

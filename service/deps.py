@@ -68,8 +68,15 @@ class RecentKeys:
         return ApiKey(prefix=entry[1], role=entry[2])
 
 
+def allowed_roles(*roles: str) -> tuple[str, ...]:
+    """The roles that may use something meant for `roles`: admin may use everything. The API's
+    keys and the pages' sessions are checked with the same rule. Admin is named once even
+    when the caller names it too."""
+    return tuple(dict.fromkeys((*roles, "admin")))
+
+
 def require_role(*roles: str) -> Callable[..., ApiKey]:
-    allowed = (*roles, "admin")
+    allowed = allowed_roles(*roles)
 
     def check(request: Request, session: SessionDep, key: Annotated[str | None, Security(api_key_header)]) -> ApiKey:
         if not key:
@@ -92,6 +99,7 @@ def require_role(*roles: str) -> Callable[..., ApiKey]:
             raise HTTPException(403, f"this endpoint needs the role {' or '.join(allowed)}; your key has {row.role!r}")
         return row
 
+    check.roles = allowed  # type: ignore[attr-defined]  # read by service/roles.py for the README's table
     return check
 
 

@@ -29,14 +29,27 @@ def create_key(session: Session, role: str, label: str = "", actor: str = "cli")
     return key
 
 
-def revoke_key(session: Session, prefix: str, actor: str = "cli") -> bool:
+def _prefix_of(prefix_or_key: str) -> str:
+    parts = prefix_or_key.strip().split("_")
+    return parts[1] if len(parts) >= 3 and parts[0] == "pt" else prefix_or_key.strip()
+
+
+def revoke_key(session: Session, prefix_or_key: str, actor: str = "cli") -> bool:
+    """Revokes the active key with this prefix; a whole key is accepted too (it must be
+    the key itself, not merely share its prefix). False when there is no such key."""
+    prefix = _prefix_of(prefix_or_key)
     row = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None)))
-    if row is None:
+    if row is None or (prefix_or_key.strip().startswith("pt_") and not hmac.compare_digest(row.key_hash, _hash(prefix_or_key.strip()))):
         return False
     row.revoked_at = utcnow()
     session.add(AuditEntry(actor=actor, action="key.revoke", target=prefix, detail={}))
     session.commit()
     return True
+
+
+def list_keys(session: Session) -> list[ApiKey]:
+    """Every key ever created, oldest first: prefix, role, label and dates; never the key."""
+    return list(session.scalars(select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)))
 
 
 def verify_key(session: Session, key: str) -> ApiKey | None:

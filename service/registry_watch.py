@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from model.artifact import METADATA_FILE, ArtifactError, LoadedModel
-from service.model_holder import ModelHolder
+from service.model_holder import ModelHolder, confined
 
 log = logging.getLogger("triage.service")
 REGISTRY_FILE = "registry.json"
@@ -93,6 +93,11 @@ class RegistryWatch:
             seen = _signature(registry_file)
             if seen != self._registry_seen:
                 self._registry_seen = seen
+                if seen is None and not registry_file.exists():
+                    # Nothing registered yet: the first `triage retrain` writes registry.json.
+                    log.info("model registry %s is empty: nothing registered yet", self.registry_dir)
+                    self._champion = None
+                    return None
                 try:
                     self._champion = read_champion(self.registry_dir)
                 except RegistryError as exc:
@@ -110,7 +115,8 @@ class RegistryWatch:
             if attempt == self._failed:
                 return None
             try:
-                loaded = self.models.reload(path)
+                # models/<version> may be a symbolic link: it must still lead into the registry.
+                loaded = self.models.reload(confined(path, self.registry_dir))
             except ArtifactError as exc:
                 self._failed = attempt
                 log.error("model registry: champion %s not loaded (%s); model %s keeps serving",

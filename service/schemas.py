@@ -2,119 +2,241 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 
 Channel = Literal["来信", "来访", "网上", "电话"]
 # PostgreSQL cannot store a NUL character (the request would fail as a database error), and no
 # petition, name or path holds one: refused as bad input instead.
 NO_NUL = r"^[^\x00]*$"
+OFFSETS = ("Character offsets (Python str indices, 0-based, end exclusive) into the petition's text as the model read it: "
+           "the title, a newline, then the body (title + '\\n' + body).")
+
+
+_UNENCODED_PLUS = re.compile(r"^(.*[0-9]) ([0-9]{2}:?[0-9]{2})$")
+
+
+def _plus_restored(value: Any) -> Any:
+    # `?since=2026-12-06T09:00:00+08:00` typed into a URL unencoded arrives with a space for the "+".
+    if isinstance(value, str) and (match := _UNENCODED_PLUS.match(value.strip())):
+        return f"{match[1]}+{match[2]}"
+    return value
+
+
+def _in_utc(value: datetime) -> datetime:
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00 is before the first moment there is in UTC
+        raise ValueError("outside the range of moments that can be stored") from None
+
+
+# A moment: any ISO 8601 offset ("Z", "+08:00"); without one, UTC. Held in UTC from here on.
+UTCMoment = Annotated[datetime, AfterValidator(_in_utc)]
+# The same as a query parameter, where an unencoded "+" of the offset arrives as a space.
+Moment = Annotated[datetime, BeforeValidator(_plus_restored), AfterValidator(_in_utc)]
 
 
 class PetitionIn(BaseModel):
-    title: str = Field("", max_length=500, pattern=NO_NUL)
-    body: str = Field(..., min_length=1, pattern=NO_NUL)
-    external_id: str | None = Field(None, max_length=200, pattern=NO_NUL)
-    received_at: datetime | None = None
-    channel: Channel | None = None
+    title: str = Field("", max_length=500, pattern=NO_NUL, description="The petition's title (标题); may be empty.")
+    body: str = Field(..., min_length=1, pattern=NO_NUL, description="The petition's text (正文).")
+    external_id: str | None = Field(None, max_length=200, pattern=NO_NUL,
+                                    description="The petition's number in the office's own register (信访件编号).")
+    received_at: UTCMoment | None = Field(None, description="When the office received it; the statutory time limits run from it.")
+    channel: Channel | None = Field(None, description="How it arrived: 来信 (letter), 来访 (visit), 网上 (online), 电话 (phone).")
 
 
 class Span(BaseModel):
-    start: int
-    end: int
-    text: str
+    start: int = Field(description=OFFSETS)
+    end: int = Field(description="End offset (exclusive), in the same text as start.")
+    text: str = Field(description="The characters between start and end.")
 
 
 class Term(BaseModel):
-    term: str
-    kind: str
-    weight: float
-    spans: list[Span]
+    term: str = Field(description="A word or phrase the model weighed.")
+    kind: str = Field(description="Which feature it is: e.g. a taxonomy keyword or a word of the text.")
+    weight: float = Field(description="Its contribution to the suggested label (positive: towards it).")
+    spans: list[Span] = Field(description="Where it occurs in the text.")
 
 
 class RuleHit(BaseModel):
-    rule: str
-    label: str
-    explain: str
-    spans: list[Span]
+    rule: str = Field(description="The rule's id in data/taxonomy.toml.")
+    label: str = Field(description="The code the rule proposes (a risk level or key group).")
+    explain: str = Field(description="The rule's explanation, in Chinese.")
+    spans: list[Span] = Field(description="The text that fired it.")
 
 
 class HeadExplanation(BaseModel):
-    label: str
-    terms: list[Term]
-    rules: list[RuleHit]
+    label: str = Field(description="The code this head suggested.")
+    terms: list[Term] = Field(description="The words that drove it, strongest first.")
+    rules: list[RuleHit] = Field(description="The rules that fired for this head.")
 
 
 class DivisionOption(BaseModel):
-    code: str
-    name: str
-    probability: float
+    code: str = Field(description="The division's code (data/taxonomy.toml).")
+    name: str = Field(description="The division's Chinese name.")
+    probability: float = Field(description="Calibrated probability that this division handles the petition.")
+
+
+class TimeLimits(BaseModel):
+    """The statutory time limits of the 信访工作条例, in calendar days (settings TRIAGE_ACCEPT_DAYS,
+    TRIAGE_CONCLUDE_DAYS, TRIAGE_EXTENSION_DAYS)."""
+
+    starts_at: datetime = Field(description="When the limits run from: received_at, or when the petition was triaged if it was not given.")
+    from_received_at: bool = Field(description="False when received_at was not given and the triage time stands in for it.")
+    accept_by: datetime = Field(description="Deadline to decide whether to accept the petition (受理告知).")
+    conclude_by: datetime = Field(description="Deadline to conclude it (办结).")
+    conclude_by_extended: datetime = Field(description="Deadline to conclude it if the extension is granted (延期办结).")
+    days_left_to_accept: int = Field(description="Whole days from today (UTC) to accept_by; negative when overdue.")
+    days_left_to_conclude: int = Field(description="Whole days from today (UTC) to conclude_by; negative when overdue.")
+
+
+class SimilarCase(BaseModel):
+    triage_id: str
+    external_id: str | None
+    received_at: datetime
+    similarity: float
+    decided_division: str | None
+    review_status: str | None
 
 
 class Suggestion(BaseModel):
-    triage_id: str
-    model_version: str
-    division: DivisionOption
-    division_top3: list[DivisionOption]
-    risk: str
-    risk_confidence: float
-    key_group: str
-    key_group_name: str
-    key_group_confidence: float
-    needs_review: bool
+    triage_id: str = Field(description="This suggestion's id: send it with the decision.")
+    model_version: str = Field(description="The model that made it.")
+    division: DivisionOption = Field(description="The suggested handling division.")
+    division_top3: list[DivisionOption] = Field(description="The three most probable divisions, most probable first.")
+    risk: str = Field(description="Risk level code: low, medium or high.")
+    risk_name: str = Field("", description="The risk level's Chinese name: 一般, 加急 or 当日人工研判.")
+    risk_confidence: float = Field(description="Calibrated probability of that risk level (or the precision of the rule that set it).")
+    key_group: str = Field(description="Key group code ('none' when the case concerns no key group).")
+    key_group_name: str = Field(description="The key group's Chinese name.")
+    key_group_confidence: float = Field(description="Calibrated probability of that key group.")
+    needs_review: bool = Field(description="True when the petition office's review queue got it (high risk or low division confidence).")
     explanation: dict[str, HeadExplanation] = Field(
-        description="Per head: the words and rules that drove it; offsets index title + '\\n' + body.")
+        description="Per head (division, risk, key_group): the words and rules that drove it. " + OFFSETS)
+    time_limits: TimeLimits | None = Field(None, description="The statutory time limits, from received_at "
+                                                            "(null when it is so far off that a deadline is out of the calendar's range).")
     stored: bool = Field(description="False when the suggestion could not be written to the database.")
+    similar_cases: list[SimilarCase] = Field(default_factory=list,
+                                             description="Stored petitions about the same matter within the window, most similar first.")
+    repeat_of: str | None = Field(None, description="The triage_id of the closest earlier petition about the same matter.")
 
 
 class BatchIn(BaseModel):
-    petitions: list[dict] = Field(..., min_length=1)
+    petitions: list[dict] = Field(..., min_length=1, description="Petitions, each as the body of POST /v1/triage.")
 
 
 class BatchItem(BaseModel):
-    index: int
-    result: Suggestion | None = None
-    error: str | None = None
+    index: int = Field(description="The petition's position in the request.")
+    result: Suggestion | None = Field(None, description="Its suggestion, unless it was refused.")
+    error: str | None = Field(None, description="Why it was refused, naming the field.")
 
 
 class DecisionIn(BaseModel):
-    triage_id: str = Field(..., max_length=200, pattern=NO_NUL)
-    division: str = Field(..., max_length=200, pattern=NO_NUL)
-    risk: str | None = Field(None, max_length=200, pattern=NO_NUL)
-    key_group: str | None = Field(None, max_length=200, pattern=NO_NUL)
-    decided_by: str = Field(..., min_length=1, max_length=200, pattern=NO_NUL)
-    reason: str | None = Field(None, max_length=2000, pattern=NO_NUL)
+    triage_id: str = Field(..., max_length=200, pattern=NO_NUL, description="The suggestion decided on.")
+    division: str = Field(..., max_length=200, pattern=NO_NUL, description="The handling division: its code or its Chinese name.")
+    risk: str | None = Field(None, max_length=200, pattern=NO_NUL,
+                             description="Risk level code or Chinese name; the suggested one when omitted.")
+    key_group: str | None = Field(None, max_length=200, pattern=NO_NUL,
+                                  description="Key group code or Chinese name; the suggested one when omitted.")
+    decided_by: str = Field(..., min_length=1, max_length=200, pattern=NO_NUL, description="The staff member who decided.")
+    reason: str | None = Field(None, max_length=2000, pattern=NO_NUL, description="Why the suggestion was overridden, if it was.")
 
 
 class DecisionOut(BaseModel):
-    triage_id: str
-    revision: int
-    division: str
-    risk: str
-    key_group: str
-    accepted: bool
-    decided_by: str
-    created_at: datetime
+    triage_id: str = Field(description="The suggestion decided on.")
+    revision: int = Field(description="1 for the first decision on a triage; a change is a new revision.")
+    division: str = Field(description="Division code.")
+    risk: str = Field(description="Risk level code.")
+    key_group: str = Field(description="Key group code.")
+    accepted: bool = Field(description="True when all three labels equal the suggestion.")
+    decided_by: str = Field(description="The staff member who decided.")
+    created_at: datetime = Field(description="When it was recorded (UTC).")
+    division_name: str = Field("", description="The division's Chinese name.")
+    risk_name: str = Field("", description="The risk level's Chinese name.")
+    key_group_name: str = Field("", description="The key group's Chinese name.")
+    reason: str | None = Field(None, description="Why the suggestion was overridden, if given.")
+
+
+class ReviewState(BaseModel):
+    reason: str = Field(description="Why it is queued: high_risk or low_confidence.")
+    status: str = Field(description="open or resolved.")
+    created_at: datetime = Field(description="When it was queued.")
+    due_at: datetime = Field(description="The review target: created_at + TRIAGE_REVIEW_TARGET_HOURS.")
+    resolved_by: str | None = Field(None, description="Who resolved it.")
+    resolved_at: datetime | None = Field(None, description="When it was resolved.")
+    note: str | None = Field(None, description="The reviewer's note.")
+
+
+class CaseOut(BaseModel):
+    """A stored triage: the masked petition, the suggestion with its evidence, the time limits,
+    its place in the review queue and every decision taken on it."""
+
+    triage_id: str = Field(description="The triage's id.")
+    external_id: str | None = Field(None, description="The petition's number in the office's register.")
+    channel: str | None = Field(None, description="How it arrived.")
+    received_at: datetime | None = Field(None, description="When the office received it.")
+    created_at: datetime = Field(description="When it was triaged.")
+    title: str = Field(description="The title, personal identifiers masked.")
+    body: str = Field(description="The body, personal identifiers masked.")
+    model_version: str = Field(description="The model that made the suggestion.")
+    division: DivisionOption = Field(description="The suggested division.")
+    division_top3: list[DivisionOption] = Field(description="The three most probable divisions.")
+    risk: str = Field(description="Suggested risk level code.")
+    risk_name: str = Field(description="Its Chinese name.")
+    key_group: str = Field(description="Suggested key group code.")
+    key_group_name: str = Field(description="Its Chinese name.")
+    needs_review: bool = Field(description="Whether it went to the review queue.")
+    rules: list[str] = Field(description="Ids of the rules that fired.")
+    explanation: dict[str, HeadExplanation] = Field(
+        description="As in the suggestion, but with offsets into the masked text: title + '\\n' + body of this object "
+                    "(empty for triages stored before explanations were kept).")
+    time_limits: TimeLimits | None = Field(description="The statutory time limits (null when received_at is out of the calendar's range).")
+    review: ReviewState | None = Field(None, description="Its review-queue item, if it has one.")
+    decisions: list[DecisionOut] = Field(description="Every decision on it, oldest first; the last one counts.")
 
 
 class ReviewItemOut(BaseModel):
-    triage_id: str
-    reason: str
-    status: str
-    created_at: datetime
-    division: str
-    risk: str
-    title: str
-    resolved_by: str | None = None
-    note: str | None = None
+    triage_id: str = Field(description="The triage queued.")
+    reason: str = Field(description="Why it is queued: high_risk or low_confidence.")
+    status: str = Field(description="open or resolved.")
+    created_at: datetime = Field(description="When it was queued.")
+    division: str = Field(description="Suggested division code.")
+    risk: str = Field(description="Suggested risk level code.")
+    title: str = Field(description="The masked title.")
+    resolved_by: str | None = Field(None, description="Who resolved it.")
+    note: str | None = Field(None, description="The reviewer's note.")
+    division_name: str = Field("", description="The suggested division's Chinese name.")
+    risk_name: str = Field("", description="The risk level's Chinese name.")
+    case: CaseOut | None = Field(None, description="The whole case: masked text, explanation, time limits, decisions.")
 
 
 class ResolveIn(BaseModel):
-    note: str = Field(..., min_length=1, max_length=2000, pattern=NO_NUL)
+    note: str = Field(..., min_length=1, max_length=2000, pattern=NO_NUL, description="What the reviewer found or did.")
 
 
 class ReloadIn(BaseModel):
     # At most what the audit log's target column holds.
-    model_dir: str = Field(..., min_length=1, max_length=200, pattern=NO_NUL)
+    model_dir: str = Field(..., min_length=1, max_length=200, pattern=NO_NUL, description="Directory of the model artifact to serve.")
+
+
+class EmergingMember(BaseModel):
+    triage_id: str
+    external_id: str | None
+    received_at: datetime
+    division: str
+    risk: str
+    review_status: str | None
+
+
+class EmergingGroup(BaseModel):
+    size: int
+    growth: int = Field(description="Members received in the last quarter of the window.")
+    first_seen: datetime
+    last_seen: datetime
+    divisions: dict[str, int]
+    highest_risk: str
+    shared_words: list[str] = Field(description="Organisation, project and place names most members mention (never persons).")
+    members: list[EmergingMember]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,16 @@ from model.artifact import LoadedModel, load_model
 from model.taxonomy import Taxonomy, load_taxonomy
 from training.corpus import generate, write_corpus
 from training.train import train
+
+
+@pytest.fixture(scope="session", autouse=True)
+def triage_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The tests' own TRIAGE_HOME: an app built in a test must not serve a registry
+    champion or use a database the developer left in ./var."""
+    with pytest.MonkeyPatch.context() as patch:
+        home = tmp_path_factory.mktemp("triage-home")
+        patch.setenv("TRIAGE_HOME", str(home))
+        yield home
 
 
 @pytest.fixture(scope="session")

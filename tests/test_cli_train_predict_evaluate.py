@@ -55,7 +55,8 @@ def test_generated_petitions_count_less_only_beside_real_ones():
 
 def test_petitions_of_one_matter_share_a_calibration_group_where_thresholds_are_chosen():
     frame = pd.DataFrame({"id": ["g1", "g2", "g3", "r1", "r2"], "matter": ["s1", "s1", "s2", "", "s2"],
-                          "synthetic": [True, True, True, False, False]})
+                          "synthetic": [True, True, True, False, False], "title": [""] * 5,
+                          "body": ["养老金怎么算", "工伤认定要多久", "社保卡丢了怎么补办", "失业金领取条件", "职称评审时间"]})
     everywhere = matter_groups(frame, np.ones(len(frame), bool))
     assert everywhere[0] == everywhere[1] != everywhere[2]
     assert everywhere[2] == everywhere[4] and everywhere[3] not in set(everywhere[[0, 1, 2, 4]])

@@ -12,9 +12,9 @@ from sklearn.svm import LinearSVC
 from model.calibration import TemperatureScaledLinear
 from model.taxonomy import HEADS
 from model.text import ASK_CHARS, join_fields, normalize
+from model.thresholds import high_risk_threshold
 from model.triage import ModelInputError, TriageModel
 from training.corpus import generate
-from training.thresholds import high_risk_threshold
 from training.train import GENERATED_MIN_HIGH_CUT, fit_with_thresholds, texts_of
 
 WAGES = join_fields("老板拖欠工资", "我在电子厂上班，老板三个月没发工资，我们二十多个工友找不到人。")
@@ -147,7 +147,8 @@ def test_a_label_seen_once_is_left_out_of_its_head_and_reported(taxonomy):
     assert groups[1] in model.skipped_labels_["key_group"]
     assert groups[1] not in model.classes_["key_group"] and groups[0] in model.classes_["key_group"]
     # Its row still gets a probability for threshold choice, from the model that saw it.
-    assert not np.isnan(model.oof_proba_["key_group"]).any()
+    assert len(model.heldout_rows_) == len(frame)
+    assert all(np.isfinite(d["key_group_confidence"]) for d in model.heldout_decisions_)
 
 
 def test_rows_weighted_down_pull_the_model_less(taxonomy):

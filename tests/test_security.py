@@ -33,7 +33,9 @@ from service.keys import create_key, revoke_key, verify_key
 from service.settings import Settings
 
 # The only paths anybody may call without a key: probes, metrics and the API's documentation.
-PUBLIC = {"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+PUBLIC = {"/healthz", "/readyz", "/metrics", "/docs", "/openapi.json"}
+# The pages (service/web/) need a signed-in session, not a key: see test_pages_need_a_session.
+SIGN_IN = {"/signin"}
 PII = {"resident ID": "110101199003071234", "mobile": "13812345678", "landline": "010-62345678",
        "bank card": "6222021234567890123"}
 WITH_PII = {"title": f"欠薪，电话{PII['mobile']}",
@@ -81,7 +83,7 @@ def each_endpoint(app: FastAPI) -> Iterator[tuple[str, str]]:
 
 
 def test_only_probes_metrics_and_docs_answer_without_a_key(service: Service) -> None:
-    endpoints = list(each_endpoint(service.app))
+    endpoints = [(m, p) for m, p in each_endpoint(service.app) if p.startswith("/v1/") or p in PUBLIC]
     protected = [(m, p) for m, p in endpoints if p not in PUBLIC]
     assert len(protected) >= 8 and {p for _, p in endpoints} >= PUBLIC
     for method, path in endpoints:
@@ -96,6 +98,18 @@ def test_only_probes_metrics_and_docs_answer_without_a_key(service: Service) -> 
     for method, path in protected:
         answer = service.client.request(method, path, json={}, headers={"X-API-Key": service.keys["admin"]})
         assert answer.status_code not in (401, 403), (method, path, answer.text)
+
+
+def test_pages_need_a_session_and_an_api_key_is_not_one(service: Service) -> None:
+    pages = [(m, p) for m, p in each_endpoint(service.app) if not p.startswith("/v1/") and p not in PUBLIC | SIGN_IN]
+    assert len(pages) >= 10
+    for method, path in pages:
+        for headers in ({}, {"X-API-Key": service.keys["admin"]}):
+            answer = service.client.request(method, path, data={}, headers=headers, follow_redirects=False)
+            # A page sends to the sign-in form; a form post without a session is refused or sent there too.
+            assert answer.status_code in (303, 403), (method, path, answer.status_code)
+            if answer.status_code == 303:
+                assert answer.headers["location"].startswith("/signin"), (method, path, answer.headers["location"])
 
 
 def test_without_a_key_nothing_of_the_request_is_read(service: Service) -> None:

@@ -19,7 +19,8 @@ URGENT = {"title": "讨薪无门", "body": "工资一直拿不到，再不解决
 @pytest.fixture
 def service(small_model_dir, tmp_path):
     db_path = tmp_path / "triage.db"
-    settings = Settings(database_url=f"sqlite:///{db_path}", model_dir=small_model_dir, max_body_chars=2000, max_batch=5)
+    settings = Settings(database_url=f"sqlite:///{db_path}", model_dir=small_model_dir, max_body_chars=2000, max_batch=5,
+                        model_root=small_model_dir.parent.parent)
     app = create_app(settings)
     database = Database(settings.database_url)
     with database.sessions() as session:

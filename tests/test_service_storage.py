@@ -29,6 +29,7 @@ from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import NullPool
 
+from model.artifact import sign_artifact
 from service.app import create_app
 from service.database import Base, Database, alembic_config, head_revision
 from service.keys import create_key
@@ -36,7 +37,7 @@ from service.registry_watch import RegistryError, read_champion
 from service.settings import Settings
 
 PETITION = {"title": "老板拖欠工资", "body": "我在电子厂上班，老板三个月没发工资。我的电话13812345678。", "channel": "网上"}
-TABLES = {"triages", "decisions", "review_items", "api_keys", "audit"}
+TABLES = {"triages", "decisions", "review_items", "api_keys", "audit", "model_in_service"}
 
 
 def free_port() -> int:
@@ -222,7 +223,7 @@ def statements_run() -> Iterator[list[str]]:
 
 def test_an_empty_database_is_migrated_and_a_second_start_changes_nothing(backend):
     database = Database(backend.url)
-    assert database.migrate() == head_revision() == "0002"
+    assert database.migrate() == head_revision() == "0003"
     with backend.connect() as connection:
         assert set(inspect(connection).get_table_names()) == TABLES | {"alembic_version"}
         assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [head_revision()]
@@ -430,8 +431,9 @@ def registry_version(registry: Path, small_model_dir: Path, name: str, version: 
     shutil.copytree(small_model_dir, target)
     meta_path = target / "metadata.json"
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    meta["version"] = version  # only model.joblib is hashed; a distinct version tells the copies apart
+    meta["version"] = version  # a distinct version tells the copies apart
     meta_path.write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+    sign_artifact(target)  # as the registry signs what it registers
     return target
 
 

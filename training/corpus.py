@@ -19,8 +19,10 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-FRAGMENTS = Path(__file__).resolve().parent.parent / "data" / "corpus" / "fragments"
-DEFAULT_CORPUS = FRAGMENTS.parent / "petitions.csv"
+from data import bundled
+
+FRAGMENTS = bundled("corpus", "fragments")
+DEFAULT_CORPUS = bundled("corpus", "petitions.csv")
 COLUMNS = ["id", "title", "body", "division", "risk", "key_group", "received_at", "register", "synthetic", "matter"]
 
 # Share of petitions per division in the default corpus; the real intake is

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import os
 import tempfile
-from datetime import timedelta, timezone
 from pathlib import Path
 from urllib.parse import quote
 
@@ -20,10 +19,10 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from model.taxonomy import HEADS, Taxonomy
-from training.ledger import LedgerError, read_ledger
+from model.text import PURGED_TEXT
+from training.ledger import CHINA_TIME, LedgerError, local_times, read_ledger
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
-CHINA_TIME = timezone(timedelta(hours=8))
 # The first seven columns make it a ledger that `triage train` / `retrain --data` read;
 # the rest let `retrain --decisions` count overrides against the model's suggestion.
 EXPORT_COLUMNS = ["id", "title", "body", "division", "risk", "key_group", "received_at",
@@ -105,8 +104,9 @@ def _from_database(source: str | Path, taxonomy: Taxonomy) -> pd.DataFrame:
                 JOIN triages t ON t.id = d.triage_id
                 JOIN (SELECT triage_id, MAX(revision) AS revision FROM decisions GROUP BY triage_id) latest
                   ON latest.triage_id = d.triage_id AND latest.revision = d.revision
+                WHERE t.body_masked <> :purged
                 ORDER BY d.created_at, t.id
-            """)).mappings().all()
+            """), {"purged": PURGED_TEXT}).mappings().all()
     except SQLAlchemyError as exc:
         raise DecisionsError(shown, f"cannot read the database ({type(exc).__name__}: {exc})") from None
     finally:
@@ -159,7 +159,7 @@ def _from_export(path: Path, taxonomy: Taxonomy) -> pd.DataFrame:
     for column in _TEXT_COLUMNS:
         frame[column] = frame[column].astype(str).map(_unprotect)
     frame["accepted"] = frame["accepted"].map({"true": True, "false": False, "1": True, "0": False}.get)
-    frame["decided_at"] = pd.to_datetime(frame["decided_at"].replace("", None), errors="coerce", format="mixed")
+    frame["decided_at"] = local_times(frame["decided_at"].astype(str).replace("", None))
     frame["revision"] = pd.to_numeric(frame["revision"].replace("", None), errors="coerce")
     return frame[EXPORT_COLUMNS].reset_index(drop=True)
 
@@ -189,7 +189,8 @@ def _cell(value: object) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, pd.Timestamp):
-        return value.isoformat(timespec="seconds")
+        # Times here are Beijing wall-clock time; written with their offset so nobody takes them for UTC.
+        return (value.tz_localize(CHINA_TIME) if value.tzinfo is None else value).isoformat(timespec="seconds")
     return str(value)
 
 

@@ -16,12 +16,29 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from model.taxonomy import HEADS, Taxonomy
+
+# Ledger dates are the petition office's wall-clock time.
+CHINA_TIME = timezone(timedelta(hours=8))
+_WITH_OFFSET = r"[0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?\s*(?:Z|[+-][0-9]{2}:?[0-9]{2})$"
+
+
+def local_times(values: pd.Series) -> pd.Series:
+    """Dates and times as Beijing wall-clock time (naive): values with an offset (as
+    export-decisions writes them) are converted, values without one are taken as they are."""
+    values = values.astype("string").str.strip()
+    has_offset = values.str.contains(_WITH_OFFSET, regex=True, na=False)
+    parsed = pd.to_datetime(values.where(~has_offset), errors="coerce", format="mixed")
+    if has_offset.any():
+        aware = pd.to_datetime(values.where(has_offset), errors="coerce", format="mixed", utc=True)
+        parsed = parsed.where(~has_offset, aware.dt.tz_convert(CHINA_TIME).dt.tz_localize(None))
+    return parsed
 
 MAX_LEDGER_BYTES = 100 * 1024 * 1024
 # The compound-file signature of Excel 97-2003 .xls workbooks and of password-protected .xlsx.
@@ -42,6 +59,9 @@ HEADER_ALIASES: dict[str, tuple[str, ...]] = {
     # Petitions about one matter, or generated from one corpus scenario, share a value;
     # training keeps them together when it scores petitions out-of-fold.
     "matter": ("matter", "事项编号"),
+    # The board, city or office a petition reached: thresholds are chosen on petitions
+    # scored by models that did not see their board (training/train.py, matter_groups).
+    "board": ("board", "source", "地市", "来源地区"),
 }
 # 序号 numbers the rows of a printed ledger (1, 2, 3 …) and changes whenever rows are
 # sorted or deleted: it identifies a petition only in a ledger that has no case number.
@@ -425,7 +445,7 @@ def parse_dates(values: pd.Series) -> pd.Series:
             return (EXCEL_EPOCH + pd.to_timedelta(float(value), unit="D")).round("s").isoformat(sep=" ")
         return value
 
-    return pd.to_datetime(text.map(standard), errors="coerce", format="mixed")
+    return local_times(text.map(standard))
 
 
 def _resolve_labels(path: Path, frame: pd.DataFrame, rows: np.ndarray, taxonomy: Taxonomy, sheet: str | None) -> None:

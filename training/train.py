@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +14,13 @@ import numpy as np
 import pandas as pd
 
 from model.artifact import created_at_now, new_version_id, save_model
+from model.matter import link_matters
 from model.taxonomy import DEFAULT_TAXONOMY, HEADS, Taxonomy, load_taxonomy
 from model.text import join_fields
 from model.triage import ModelInputError, TriageModel
 from training.evaluate import evaluate_decisions, summary_line
 from training.ledger import read_ledgers
 from training.memory import check_training_memory
-from training.thresholds import choose_thresholds
 
 Progress = Callable[[str], None]
 
@@ -44,34 +45,53 @@ def taxonomy_codes(taxonomy: Taxonomy) -> dict[str, list[str]]:
 # (the bundled corpus, `synthetic` = true) with real ones, they are chosen on the
 # real ones, if there are at least this many.
 MIN_REAL_FOR_THRESHOLDS = 200
-# Generated petitions state their risk plainly, and a p(high) cut learned on them
-# alone sits so low that it flagged a third of the real dev petitions (the corpus-
-# only default model: 34 % flagged; with this floor 19 %, recall 1.00; see
-# benchmarks/accuracy.py --corpus-only). Without enough real petitions to measure
-# it on, high needs the model to find it more likely than not, or a rule.
-GENERATED_MIN_HIGH_CUT = 0.5
 # Beside real petitions, a generated one counts this much: the corpus teaches the
 # vocabulary of every label, the real ledger how intake is really written
-# (benchmarks/model_choices.py compares the weights).
+# (benchmarks/accuracy.py compares the weights).
 SYNTHETIC_WEIGHT = 0.5
-# The high-risk head is a logistic regression (model/triage.py, DEFAULT_HEAD_LOSSES),
-# which pays off where real labellers disagree. Trained on generated petitions,
-# whose labels are clean, with fewer than MIN_REAL_FOR_THRESHOLDS real ones, it
-# transferred worse to real text than the SVM: the corpus-only default model
-# flagged 24 % of the real dev petitions high, 19 % as an SVM
-# (benchmarks/accuracy.py --corpus-only).
-GENERATED_HEAD_LOSSES = {"risk_high": "squared_hinge"}
-# Unweighted, the high-risk head ranks better only where real medium-risk petitions
-# are there to weigh against the generated high-risk ones (model/triage.py,
-# DEFAULT_HEAD_CLASS_WEIGHTS). Without them it found fewer on real text: the
-# corpus-only default model found 12 of the 16 real high-risk dev petitions, 16 of
-# 16 balanced (benchmarks/accuracy.py --corpus-only, the first with the dict below
-# emptied).
-GENERATED_HEAD_CLASS_WEIGHTS = {"risk_high": "balanced"}
+# What a petition labelled by the model itself (self-training, training/selftrain.py)
+# counts for routing.
+PSEUDO_WEIGHT = 0.3
+
+
+@dataclass(frozen=True)
+class TrainingProfile:
+    """TriageModel settings that depend on what the ledger holds."""
+
+    name: str
+    head_losses: dict[str, str] | None = None
+    head_class_weights: dict[str, str | None] | None = None
+    key_group_rules_alone: bool = False
+    min_high_cut: float = 0.0
+
+    def params(self) -> dict[str, Any]:
+        return {"head_losses": self.head_losses, "head_class_weights": self.head_class_weights,
+                "key_group_rules_alone": self.key_group_rules_alone, "min_high_cut": self.min_high_cut}
+
+
+REAL_LEDGER = TrainingProfile("real ledger")
+# Generated petitions alone (the default model), or with too few real ones beside them
+# to learn how real intake is written. Their labels are clean and they state their
+# risk plainly, so what pays off on real petitions does not transfer (docs/model.md):
+# - the high-risk head stays an SVM, weighted to balance: as a logistic regression, or
+#   unweighted, it flagged more of the real petitions high, or found fewer;
+# - the key-group rules decide alone: the head knows only how the corpus speaks as a
+#   member, and the rules find cases on real text that it misses;
+# - high needs the model to find it more likely than not (or a rule): a cut learned on
+#   generated petitions alone sits so low that it flags a third of real ones.
+GENERATED_ONLY = TrainingProfile(
+    "generated petitions", head_losses={"risk_high": "squared_hinge"},
+    head_class_weights={"risk_high": "balanced"}, key_group_rules_alone=True, min_high_cut=0.5)
+GENERATED_MIN_HIGH_CUT = GENERATED_ONLY.min_high_cut
+
+
+def profile_for(frame: pd.DataFrame) -> TrainingProfile:
+    return REAL_LEDGER if enough_real(~synthetic_rows(frame)) else GENERATED_ONLY
 
 
 def synthetic_rows(frame: pd.DataFrame) -> np.ndarray:
-    return frame["synthetic"].to_numpy(bool) if "synthetic" in frame.columns else np.zeros(len(frame), bool)
+    # NaN: a row of a frame concatenated with one that had no such column.
+    return frame["synthetic"].fillna(False).to_numpy(bool) if "synthetic" in frame.columns else np.zeros(len(frame), bool)
 
 
 def enough_real(real: np.ndarray) -> bool:
@@ -83,14 +103,27 @@ def thresholds_on_real(synthetic: np.ndarray) -> bool:
     return bool(synthetic.any()) and enough_real(~synthetic)
 
 
-def sample_weights(frame: pd.DataFrame, synthetic_weight: float = SYNTHETIC_WEIGHT) -> np.ndarray | None:
-    synthetic = synthetic_rows(frame)
-    if synthetic.all() or not synthetic.any():
-        return None
-    return np.where(synthetic, synthetic_weight, 1.0)
+def pseudo_rows(frame: pd.DataFrame) -> np.ndarray:
+    """Rows labelled by a model (self-training), not by a person."""
+    return frame["pseudo"].fillna(False).to_numpy(bool) if "pseudo" in frame.columns else np.zeros(len(frame), bool)
 
 
-def matter_groups(frame: pd.DataFrame, among: np.ndarray) -> np.ndarray | None:
+def sample_weights(frame: pd.DataFrame, synthetic_weight: float = SYNTHETIC_WEIGHT,
+                   pseudo_weight: float = PSEUDO_WEIGHT) -> np.ndarray | dict[str, np.ndarray] | None:
+    """Per row, or per head and row: generated petitions weigh `synthetic_weight` beside
+    real ones; petitions a model labelled weigh `pseudo_weight` for routing and are
+    left out of the risk and key-group heads (they carry only a division)."""
+    synthetic, pseudo = synthetic_rows(frame), pseudo_rows(frame)
+    generated = synthetic & ~pseudo
+    base = None if generated.all() or not generated.any() else np.where(generated, synthetic_weight, 1.0)
+    if not pseudo.any():
+        return base
+    base = np.ones(len(frame)) if base is None else base
+    return {"division": np.where(pseudo, pseudo_weight, base), "risk": np.where(pseudo, 0.0, base),
+            "key_group": np.where(pseudo, 0.0, base)}
+
+
+def matter_groups(frame: pd.DataFrame, among: np.ndarray, across_boards: bool = True) -> np.ndarray | None:
     """Calibration groups: the rows of `among` (a mask) that share a `matter` are one
     group, every other row is its own; None when no two rows of `among` share one.
 
@@ -101,9 +134,20 @@ def matter_groups(frame: pd.DataFrame, among: np.ndarray) -> np.ndarray | None:
     on real petitions, the generated ones are not grouped: no real petition has a
     sibling among them, and whole scenarios left out would only make the fold
     models that score the real petitions weaker than the model that is kept."""
-    if "matter" not in frame.columns:
-        return None
-    matter = frame["matter"].fillna("").astype(str).str.strip()  # NaN: a ledger without the column
+    if across_boards and "board" in frame.columns:
+        # Petitions from several boards: each board is one group, so the thresholds are
+        # chosen on scores from models that never saw the board they score, as a new
+        # board will meet the model.
+        board = frame["board"].fillna("").astype(str).str.strip()
+        if board[among & board.ne("").to_numpy()].nunique() >= 2:
+            named = among & board.ne("").to_numpy()
+            return np.where(named, "board:" + board, "id:" + frame["id"].astype(str)).astype(object)
+    matter = (frame["matter"].fillna("").astype(str).str.strip() if "matter" in frame.columns  # NaN: a ledger without the column
+              else pd.Series("", index=frame.index))
+    # Rows without one are linked by the text (model/matter.py), so re-sent letters stay in one fold.
+    unnamed = among & matter.eq("").to_numpy()
+    if unnamed.sum() > 1:
+        matter[unnamed] = ["linked:" + m for m in link_matters(texts_of(frame[unnamed]))]
     shared = among & matter.ne("").to_numpy()
     if not matter[shared].duplicated().any():
         return None
@@ -112,31 +156,26 @@ def matter_groups(frame: pd.DataFrame, among: np.ndarray) -> np.ndarray | None:
 
 def fit_with_thresholds(frame: pd.DataFrame, taxonomy: Taxonomy, seed: int = 0,
                         progress: Progress = lambda _: None, synthetic_weight: float = SYNTHETIC_WEIGHT,
-                        fill_high_budget: bool = True, **params: Any) -> tuple[TriageModel, dict[str, Any]]:
-    """A model fitted on `frame` (less the held-out rows of a large ledger), with
-    thresholds and metrics from its out-of-sample predictions: out-of-fold for every
-    row, or, for a large ledger, for the rows held out (TriageModel's `holdout_above`)."""
+                        calibrate_across_boards: bool = True, **params: Any) -> tuple[TriageModel, dict[str, Any]]:
+    """A finished model fitted on `frame` (less the held-out rows of a large ledger) with
+    the settings of its training profile, and the metrics of its held-out decisions:
+    out-of-fold for every row, or, for a large ledger, for the rows held out."""
     texts = texts_of(frame)
     check_training_memory(texts)  # refused now, not killed by the kernel minutes in
     synthetic = synthetic_rows(frame)
-    groups = matter_groups(frame, ~synthetic if thresholds_on_real(synthetic) else np.ones(len(frame), bool))
-    real_enough = enough_real(~synthetic)
-    # Beside real petitions the key-group head decides whether a petition is a key-group
-    # case and a rule only names the group (model/triage.py). Trained on generated ones
-    # alone, the head knows only how the corpus speaks as a member, and the rules find
-    # cases on real text that it misses: the default model's key-group F1 on the real dev
-    # petitions is 0.720 with the rules deciding alone, 0.636 without
-    # (benchmarks/accuracy.py --corpus-only, the second with `not real_enough` below
-    # replaced by False).
-    defaults = {"n_jobs": -1, "head_losses": None if real_enough else GENERATED_HEAD_LOSSES,
-                "head_class_weights": None if real_enough else GENERATED_HEAD_CLASS_WEIGHTS,
-                "key_group_rules_alone": not real_enough}
+    on_real = thresholds_on_real(synthetic)
+    groups = matter_groups(frame, ~synthetic if on_real else np.ones(len(frame), bool),
+                           across_boards=calibrate_across_boards)
+    profile = profile_for(frame)
     # Whether folds or a held-out sample score the rows is TriageModel's choice; the
     # "held out" line after the fit says which.
-    progress(f"fitting on {len(frame)} petitions (calibration and thresholds from out-of-sample scores) …")
+    progress(f"fitting on {len(frame)} petitions ({profile.name}; calibration and thresholds from out-of-sample "
+             "scores) …")
     try:
-        model = TriageModel(taxonomy, random_state=seed, **{**defaults, **params}).fit(
-            texts, frame[list(HEADS)], sample_weight=sample_weights(frame, synthetic_weight), groups=groups)
+        settings = {"n_jobs": -1, "min_threshold_rows": MIN_REAL_FOR_THRESHOLDS, **profile.params(), **params}
+        model = TriageModel(taxonomy, random_state=seed, **settings).fit(
+            texts, frame[list(HEADS)], sample_weight=sample_weights(frame, synthetic_weight), groups=groups,
+            threshold_rows=~synthetic if on_real else None)
     except ModelInputError:
         raise
     except ValueError as exc:
@@ -144,26 +183,13 @@ def fit_with_thresholds(frame: pd.DataFrame, taxonomy: Taxonomy, seed: int = 0,
         # the program (TriageModel itself refuses a ledger in which no word appears twice).
         raise ModelInputError(f"cannot learn from these {len(frame)} petitions: too few, or too little text shared "
                               f"between them (scikit-learn: {exc})") from None
-    oof, training_hits, scored = model.oof_proba_, model.training_hits_, model.oof_rows_
-    del model.oof_proba_, model.training_hits_, model.oof_rows_
-    has_oof = np.zeros(len(frame), bool)
-    has_oof[scored] = True
-    real = ~synthetic & has_oof
-    real_only = thresholds_on_real(synthetic[has_oof])
-    rows = np.flatnonzero(real if real_only else has_oof)
-    proba = {h: p[rows] for h, p in oof.items()}
-    hits = [training_hits[i] for i in rows]
+    rows = model.heldout_rows_
     truth = {h: frame[h].to_numpy()[rows] for h in HEADS}
-    thresholds, rule_precision = choose_thresholds(
-        model, proba, hits, truth, min_high_cut=0.0 if enough_real(real) else GENERATED_MIN_HIGH_CUT,
-        fill_high_budget=fill_high_budget)
-    model.thresholds_, model.rule_precision_ = thresholds, rule_precision
-    heldout = evaluate_decisions(model.decide_many(proba, hits), truth, taxonomy_codes(taxonomy))
-    heldout["scope"] = ("out-of-fold" if len(scored) == len(frame) else f"held-out sample of {len(scored)}") + (
-        ", real petitions only" if real_only else ", all petitions")
+    heldout = evaluate_decisions(model.heldout_decisions_, truth, taxonomy_codes(taxonomy))
+    heldout["scope"] = model.heldout_scope_ + (", real petitions only" if not synthetic[rows].any() else ", all petitions")
     progress(f"held out ({heldout['scope']}, n={len(rows)}): {summary_line(heldout)}")
     return model, {"heldout_metrics": heldout, "heldout_ids": frame["id"].to_numpy()[rows].tolist(),
-                   "thresholds": thresholds, "rule_precision": rule_precision}
+                   "thresholds": model.thresholds_, "rule_precision": model.rule_precision_}
 
 
 def train(data: list[str | Path], out: str | Path, taxonomy_path: str | Path = DEFAULT_TAXONOMY,

@@ -6,10 +6,12 @@ import argparse
 import contextlib
 import json
 import os
+import secrets
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 from model.artifact import ArtifactError, load_model
@@ -17,7 +19,7 @@ from model.taxonomy import DEFAULT_TAXONOMY, HEADS, TaxonomyError
 from model.triage import ModelInputError
 from training.ledger import LedgerError
 from training.memory import NotEnoughMemory
-from triage.defaults import default_corpus, default_model_dir
+from triage.defaults import SettingsError, default_corpus, default_model_dir, default_registry_dir, settings
 
 EXAMPLES = [
     ("老板拖欠工资三个月", "我在{company}上班，老板已经三个月没发工资了，春节快到了，我们二十多个工友连回家的路费都没有，请劳动监察部门帮帮我们。"),
@@ -67,6 +69,29 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_link(args: argparse.Namespace) -> int:
+    from model.matter import link_matters
+    from model.taxonomy import load_taxonomy
+    from training.batch import spreadsheet_safe
+    from training.ledger import read_ledgers
+    from training.train import texts_of
+
+    frame = read_ledgers(args.input, load_taxonomy(), require_labels=False).frame
+    _progress(f"linking {len(frame)} petitions by the matter they describe …")
+    frame["matter"] = link_matters(texts_of(frame))
+    sizes = frame["matter"].map(frame["matter"].value_counts())
+    columns = ["id", "matter", *(c for c in frame.columns if c not in ("id", "matter", "row", "source", "synthetic"))]
+    out = Path(args.output)
+    tmp = out.with_name(out.name + ".tmp")
+    # The same ledger with a `matter` column: `triage train` keeps each matter in one fold.
+    frame[columns].map(lambda v: spreadsheet_safe(str(v)) if isinstance(v, str) else v).to_csv(
+        tmp, index=False, encoding="utf-8-sig")
+    tmp.replace(out)
+    _progress(f"wrote {len(frame)} rows to {out}: {frame['matter'].nunique()} matters, "
+              f"{int((sizes > 1).sum())} petitions share one with another")
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from training.evaluate import evaluate_decisions, summary_line
     from training.ledger import read_ledgers
@@ -112,6 +137,10 @@ def ensure_default_model(model_dir: Path) -> Path:
         return model_dir
     except ArtifactError as exc:
         if (model_dir / "metadata.json").exists():
+            if Path(model_dir).resolve() != default_model_dir().resolve():
+                # Someone's own model: never replaced by one trained on the bundled corpus.
+                raise
+            # e.g. trained before artifacts were signed, or with another scikit-learn: it is rebuilt from the bundled corpus.
             _progress(f"default model unusable ({exc}); retraining")
     from training.train import train
 
@@ -123,7 +152,7 @@ def ensure_default_model(model_dir: Path) -> Path:
 def cmd_demo(args: argparse.Namespace) -> int:
     from model.text import join_fields
 
-    model_dir = ensure_default_model(Path(args.model))
+    model_dir = ensure_default_model(Path(args.model) if args.model else default_model_dir())
     loaded = load_model(model_dir)
     taxonomy = loaded.model.taxonomy
     for title, body in EXAMPLES:
@@ -146,11 +175,10 @@ def _worker_count(value: str) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import copy
-
     import uvicorn
     from pydantic import ValidationError
 
+    from service.logs import log_config
     from service.settings import get_settings
 
     try:
@@ -161,12 +189,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     workers = args.workers or settings.workers
     # Once, here: workers started together must not each train the default model.
     ensure_default_model(Path(settings.model_dir))
-    # The service's own messages (migrations, registry promotions) beside uvicorn's, in every worker.
-    log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
-    log_config["loggers"]["triage"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
     _progress(f"starting {workers} worker process{'es' if workers > 1 else ''} "
-              f"(TRIAGE_WORKERS; each loads its own copy of the model)")
+              f"(TRIAGE_WORKERS; each loads its own copy of the model and follows the one in service)")
     with contextlib.ExitStack() as stack:
+        if workers > 1 and not settings.session_secret:
+            # The workers must sign the pages' session cookies with one key: a session made by
+            # one worker is checked by another. A fresh key per run; a restart signs everyone out.
+            os.environ["TRIAGE_SESSION_SECRET"] = secrets.token_urlsafe(32)
+            stack.callback(os.environ.pop, "TRIAGE_SESSION_SECRET", None)
         if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             # Where every worker keeps its metric values, so that /metrics adds up all workers
             # (service/metrics.py). Set before the workers start: they read it when they import
@@ -180,26 +210,92 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # registry watch) from the environment this process read.
         uvicorn.run("service.app:create_app_from_env", factory=True, workers=workers,
                     host=args.host or settings.host, port=args.port or settings.port,
-                    log_level="info", log_config=log_config)
+                    log_level=settings.log_level.lower(), log_config=log_config(settings.log_level, settings.log_json))
     return 0
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
     from service.database import Database
-    from service.keys import create_key, revoke_key
-    from service.settings import get_settings
+    from service.keys import create_key, list_keys, revoke_key
 
-    database = Database(get_settings().database_url)
+    database = Database(settings().database_url)
     database.migrate()
     with database.sessions() as session:
         if args.action == "create":
             print(create_key(session, args.role, args.label or ""))
             _progress(f"created a key for the {args.role} role; it is shown only this once")
             return 0
-        if not revoke_key(session, args.prefix):
-            print(f"triage keys: no active key with prefix {args.prefix!r}", file=sys.stderr)
+        if args.action == "list":
+            print(f"{'prefix':<10}{'role':<10}{'created (UTC)':<27}{'revoked (UTC)':<27}label")
+            for row in list_keys(session):
+                revoked = row.revoked_at.isoformat(timespec="seconds") if row.revoked_at else "-"
+                print(f"{row.prefix:<10}{row.role:<10}{row.created_at.isoformat(timespec='seconds'):<27}{revoked:<27}{row.label}")
+            return 0
+        if not revoke_key(session, args.key):
+            # A whole key is never echoed: it may be a live one typed with a mistake.
+            shown = f"with prefix {args.key.split('_')[1]!r} matching the key given" if args.key.startswith("pt_") else repr(args.key)
+            print(f"triage keys: no active key {shown}", file=sys.stderr)
             return 2
-        _progress(f"revoked key {args.prefix}")
+        _progress("revoked the key")
+    return 0
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    from model.artifact import sign_artifact
+
+    metadata = sign_artifact(args.model)
+    _progress(f"signed model {metadata['version']} in {args.model} with key {metadata['signature']['key_id']}")
+    return 0
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from service.maintenance import MaintenanceError, backup
+    from service.settings import get_settings
+
+    try:
+        revision = backup(get_settings().database_url, Path(args.out))
+    except MaintenanceError as exc:
+        print(f"triage backup: error: {exc}", file=sys.stderr)
+        return 2
+    _progress(f"backed up the database (schema revision {revision}) to {args.out}")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from service.maintenance import MaintenanceError, restore
+    from service.settings import get_settings
+
+    try:
+        revision = restore(Path(getattr(args, "from")), get_settings().database_url)
+    except MaintenanceError as exc:
+        print(f"triage restore: error: {exc}", file=sys.stderr)
+        return 2
+    _progress(f"restored {getattr(args, 'from')} (schema revision {revision}); the service migrates it on its next request")
+    return 0
+
+
+def _moment(value: str) -> datetime:
+    from datetime import UTC
+
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected a date or an ISO 8601 time, e.g. 2025-01-01 or "
+                                         "2025-01-01T00:00:00+08:00") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    from service.database import Database
+    from service.maintenance import purge_petitions
+    from service.settings import get_settings
+    from training.registry import current_user
+
+    database = Database(get_settings().database_url)
+    database.migrate()
+    count = purge_petitions(database, args.before, actor=f"cli:{current_user()}")
+    _progress(f"purged the text of {count} petitions triaged before {args.before.isoformat()}; "
+              "their labels and decisions are kept")
     return 0
 
 
@@ -340,12 +436,13 @@ def cmd_export_decisions(args: argparse.Namespace) -> int:
 
     source = args.db
     if source is None:
-        from service.settings import get_settings
-
-        source = get_settings().database_url
+        source = settings().database_url
     count = export_decisions(source, args.out, load_taxonomy(args.taxonomy))
     _progress(f"wrote {count} decisions (latest revision per petition) to {args.out}")
     return 0
+
+
+REGISTRY_HELP = "registry directory (default: TRIAGE_REGISTRY_DIR, else $TRIAGE_HOME/registry)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -355,7 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model from ledger files (CSV/XLSX/JSONL)")
     p.add_argument("--data", action="append", required=True, help="ledger file; repeat for several")
     p.add_argument("--out", required=True, help="model directory to write (replaced atomically)")
-    p.add_argument("--taxonomy", default=str(DEFAULT_TAXONOMY), help="taxonomy config (default: data/taxonomy.toml)")
+    p.add_argument("--taxonomy", default=str(DEFAULT_TAXONOMY), help="taxonomy config (default: the bundled taxonomy.toml)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--with-corpus", action="store_true",
                    help="train beside the bundled generated corpus (data/corpus/petitions.csv): makes a small ledger "
@@ -372,6 +469,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sheet_argument(p)
     p.set_defaults(func=cmd_predict)
 
+    p = sub.add_parser("link", help="assign a `matter` id per row of a ledger (petitions about one matter share it)")
+    p.add_argument("--input", action="append", required=True, help="ledger file; repeat for several")
+    p.add_argument("--output", required=True, help="CSV to write: the ledger with a matter column")
+    p.set_defaults(func=cmd_link)
+
     p = sub.add_parser("evaluate", help="metrics of a model on a labelled ledger")
     p.add_argument("--model", required=True)
     p.add_argument("--data", action="append", required=True)
@@ -386,7 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_corpus)
 
     p = sub.add_parser("demo", help="train the default model if absent and triage a few example petitions")
-    p.add_argument("--model", default=str(default_model_dir()))
+    p.add_argument("--model", help="model directory (default: TRIAGE_MODEL_DIR, else $TRIAGE_HOME/models/default)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("serve", help="start the HTTP service (trains the default model on first run)")
@@ -402,13 +504,31 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--role", required=True, choices=["intake", "reviewer", "analyst", "admin"])
     k.add_argument("--label")
     k = keys.add_parser("revoke")
-    k.add_argument("prefix", help="the 8 characters after 'pt_' in the key")
+    k.add_argument("key", help="the whole key, or its prefix: the 8 characters after 'pt_'")
+    keys.add_parser("list", help="every key: prefix, role, label, when created and revoked (never the key)")
     p.set_defaults(func=cmd_keys)
+
+    p = sub.add_parser("sign", help="sign a model directory you trust with the signing key (e.g. one made before signing)")
+    p.add_argument("--model", required=True)
+    p.set_defaults(func=cmd_sign)
+
+    p = sub.add_parser("backup", help="copy the live SQLite database to a file (SQLite's online backup)")
+    p.add_argument("--out", required=True, help="file to write (replaced atomically, owner-only)")
+    p.set_defaults(func=cmd_backup)
+
+    p = sub.add_parser("restore", help="replace the SQLite database's content with a backup")
+    p.add_argument("--from", required=True, metavar="FILE", help="a file written by `triage backup`")
+    p.set_defaults(func=cmd_restore)
+
+    p = sub.add_parser("purge", help="delete the text of petitions triaged before a date (labels and decisions kept)")
+    p.add_argument("--before", required=True, type=_moment,
+                   help="date or ISO 8601 time; without an offset it is UTC (2025-01-01T00:00:00+08:00 for Beijing midnight)")
+    p.set_defaults(func=cmd_purge)
 
     p = sub.add_parser("retrain", help="train a challenger, score it and the champion on the latest quarter, register it")
     p.add_argument("--data", action="append", required=True, help="ledger file; repeat for several")
     p.add_argument("--decisions", help="the service's database (SQLite file or URL) or an export-decisions file")
-    p.add_argument("--registry", required=True, help="registry directory (created if absent)")
+    p.add_argument("--registry", help=f"{REGISTRY_HELP} (created if absent)")
     p.add_argument("--holdout", action="append", help="held-out ledger instead of the latest quarter; repeatable")
     p.add_argument("--holdout-quarter", help="hold out this quarter, e.g. 2026Q3 (default: the latest)")
     p.add_argument("--taxonomy", default=str(DEFAULT_TAXONOMY))
@@ -421,25 +541,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="list, show, promote or roll back the models of a registry")
     models = p.add_subparsers(dest="action", required=True)
     m = models.add_parser("list", help="every registered version; * marks the champion")
-    m.add_argument("--registry", required=True)
+    m.add_argument("--registry", help=REGISTRY_HELP)
     m = models.add_parser("show", help="metadata and history of one version")
     m.add_argument("version")
-    m.add_argument("--registry", required=True)
+    m.add_argument("--registry", help=REGISTRY_HELP)
     m = models.add_parser("promote", help="make a version the champion (refused when worse than the champion)")
     m.add_argument("version")
-    m.add_argument("--registry", required=True)
+    m.add_argument("--registry", help=REGISTRY_HELP)
     m.add_argument("--force", action="store_true", help="promote even if worse or not compared; needs --reason")
     m.add_argument("--reason", help="why; recorded in the registry history")
     m.add_argument("--by", help="who promotes (default: the login name)")
     _add_policy_arguments(m)
     m = models.add_parser("rollback", help="restore the champion the current one replaced")
-    m.add_argument("--registry", required=True)
+    m.add_argument("--registry", help=REGISTRY_HELP)
     m.add_argument("--reason")
     m.add_argument("--by")
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("export-decisions", help="write the recorded intake decisions as a ledger for retrain")
-    p.add_argument("--db", help="SQLite file or database URL (default: TRIAGE_DATABASE_URL / var/triage.db)")
+    p.add_argument("--db", help="SQLite file or database URL (default: TRIAGE_DATABASE_URL, else $TRIAGE_HOME/triage.db)")
     p.add_argument("--out", required=True, help="CSV file to write (replaced atomically)")
     p.add_argument("--taxonomy", default=str(DEFAULT_TAXONOMY))
     p.set_defaults(func=cmd_export_decisions)
@@ -464,8 +584,10 @@ def _add_policy_arguments(p: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "registry", "") is None:
+            args.registry = str(default_registry_dir())
         return int(args.func(args))
-    except (LedgerError, ArtifactError, TaxonomyError, ModelInputError, NotEnoughMemory) as exc:
+    except (LedgerError, ArtifactError, TaxonomyError, ModelInputError, NotEnoughMemory, SettingsError) as exc:
         print(f"triage {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

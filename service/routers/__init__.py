@@ -11,6 +11,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
 MISSING_KEY = "missing API key: send it in the X-API-Key header"
+NOT_JSON = "the request body must be JSON: send it with Content-Type: application/json"
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
 def _printable(value: Any) -> Any:
@@ -44,6 +50,10 @@ class KeyedRoute(APIRoute):
         async def keyed(request: Request) -> Response:
             if not request.headers.get("x-api-key"):
                 raise HTTPException(401, MISSING_KEY)
+            content_type = request.headers.get("content-type")
+            # A body of another type is not something this API reads (422 would say it was the wrong JSON).
+            if self.body_field is not None and content_type is not None and not _is_json(content_type):
+                raise HTTPException(415, NOT_JSON)
             try:
                 return await handler(request)
             except RequestValidationError as exc:

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session
 
+from model.taxonomy import Taxonomy
+from service.cases import decision_out
 from service.database import ApiKey, AuditEntry, DecisionRecord, TriageRecord
 from service.deps import ModelDep, SessionDep, actor_of, require_role
 from service.routers import KeyedRoute
 from service.schemas import DecisionIn, DecisionOut
 
+log = logging.getLogger("triage.service")
 router = APIRouter(prefix="/v1/decisions", tags=["decisions"], route_class=KeyedRoute)
 Intake = Annotated[ApiKey, Depends(require_role("intake"))]
 REVISION_ATTEMPTS = 20
@@ -20,7 +25,12 @@ REVISION_ATTEMPTS = 20
 
 @router.post("", response_model=DecisionOut, status_code=201)
 def record_decision(decision: DecisionIn, session: SessionDep, loaded: ModelDep, key: Intake) -> DecisionOut:
-    taxonomy = loaded.model.taxonomy
+    """Records a person's labels for a triage: codes or Chinese names, as in ledgers."""
+    return record(decision, session, loaded.model.taxonomy, key)
+
+
+def record(decision: DecisionIn, session: Session, taxonomy: Taxonomy, key: ApiKey) -> DecisionOut:
+    """The one way a decision is recorded: the API's route and the intake page both call it."""
     try:
         triage = session.get(TriageRecord, decision.triage_id)
     except SQLAlchemyError:
@@ -33,8 +43,10 @@ def record_decision(decision: DecisionIn, session: SessionDep, loaded: ModelDep,
         "key_group": decision.key_group or triage.key_group,
     }
     for head, value in final.items():
-        if value not in taxonomy.codes(head):
-            raise HTTPException(422, f"{head}: unknown code {value!r}; one of {taxonomy.codes(head)}")
+        code = taxonomy.resolve(head, value)
+        if code is None:
+            raise HTTPException(422, f"{head}: unknown code or name {value!r}; one of {taxonomy.codes(head)}")
+        final[head] = code
     accepted = all(final[h] == getattr(triage, h) for h in final)
     triage_id = triage.id
     for _attempt in range(REVISION_ATTEMPTS):
@@ -57,5 +69,5 @@ def record_decision(decision: DecisionIn, session: SessionDep, loaded: ModelDep,
             raise HTTPException(503, "the database is unavailable; the decision was NOT recorded, send it again") from None
     else:
         raise HTTPException(503, "too many simultaneous decisions on this triage; the decision was NOT recorded, send it again")
-    return DecisionOut(triage_id=triage_id, revision=revision, accepted=accepted, decided_by=row.decided_by,
-                       created_at=row.created_at, **final)
+    log.debug("decision on triage %s stored as revision %d (accepted: %s)", triage_id, revision, accepted)
+    return decision_out(row, taxonomy)

@@ -6,9 +6,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 
-from model.artifact import ArtifactError
+from model.artifact import ArtifactError, load_model
 from service.database import ApiKey, AuditEntry
-from service.deps import ModelDep, SessionDep, actor_of, require_role
+from service.deps import ModelDep, SessionDep, SettingsDep, actor_of, require_role
+from service.model_holder import confined, put_in_service
 from service.routers import KeyedRoute
 from service.schemas import ReloadIn
 
@@ -16,7 +17,7 @@ router = APIRouter(prefix="/v1/model", tags=["model"], route_class=KeyedRoute)
 
 
 @router.get("")
-def model_info(loaded: ModelDep, _: Annotated[ApiKey, Depends(require_role("analyst", "intake", "reviewer"))]) -> dict[str, Any]:
+def model_info(loaded: ModelDep, _: Annotated[ApiKey, Depends(require_role("analyst"))]) -> dict[str, Any]:
     meta = loaded.metadata
     return {
         "version": loaded.version, "created_at": meta.get("created_at"), "taxonomy": meta.get("taxonomy"),
@@ -26,16 +27,25 @@ def model_info(loaded: ModelDep, _: Annotated[ApiKey, Depends(require_role("anal
 
 
 @router.post("/reload")
-def reload_model(body: ReloadIn, request: Request, session: SessionDep,
+def reload_model(body: ReloadIn, request: Request, session: SessionDep, settings: SettingsDep,
                  key: Annotated[ApiKey, Depends(require_role("admin"))]) -> dict[str, str]:
+    """Puts a model into service in every worker: it is loaded and checked here, recorded
+    in the database, and the other workers follow within model_poll_seconds."""
+    if request.app.state.registry_watch is not None:
+        raise HTTPException(409, f"this service serves the champion of the model registry {settings.registry_dir}; "
+                                 "put a model into service with `triage models promote`")
+    models = request.app.state.models
     try:
-        loaded = request.app.state.models.reload(body.model_dir)
+        loaded = load_model(confined(body.model_dir, settings.model_root), models.key)
     except ArtifactError as exc:
         session.add(AuditEntry(actor=actor_of(key), action="model.reload.refused", target=body.model_dir,
                                detail={"error": str(exc)}))
         session.commit()
         raise HTTPException(422, f"model_dir: {exc}; the previous model keeps serving") from None
+    put_in_service(session, loaded, actor_of(key))
     session.add(AuditEntry(actor=actor_of(key), action="model.reload", target=body.model_dir,
-                           detail={"version": loaded.version}))
+                           detail={"version": loaded.version, "path": str(loaded.path)}))
+    # Recorded first: a reload the database did not take changes no worker.
     session.commit()
+    models.serve(loaded)
     return {"version": loaded.version}

@@ -2,49 +2,65 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from model.taxonomy import Taxonomy
+from service.cases import TaxonomyDep, case_out, name_of
 from service.database import ApiKey, AuditEntry, ReviewItem, TriageRecord, utcnow
-from service.deps import SessionDep, actor_of, require_role
+from service.deps import SessionDep, SettingsDep, actor_of, require_role
 from service.routers import KeyedRoute
-from service.schemas import NO_NUL, ResolveIn, ReviewItemOut
+from service.schemas import NO_NUL, Moment, ResolveIn, ReviewItemOut
+from service.settings import Settings
 
 router = APIRouter(prefix="/v1/review-queue", tags=["review-queue"], route_class=KeyedRoute)
 Reviewer = Annotated[ApiKey, Depends(require_role("reviewer"))]
 
 
-def _out(item: ReviewItem, triage: TriageRecord) -> ReviewItemOut:
+def _out(item: ReviewItem, triage: TriageRecord, session: Session, taxonomy: Taxonomy, settings: Settings) -> ReviewItemOut:
     return ReviewItemOut(triage_id=item.triage_id, reason=item.reason, status=item.status,
                          created_at=item.created_at, division=triage.division, risk=triage.risk,
-                         title=triage.title_masked, resolved_by=item.resolved_by, note=item.note)
+                         title=triage.title_masked, resolved_by=item.resolved_by, note=item.note,
+                         division_name=name_of(taxonomy, "division", triage.division), risk_name=name_of(taxonomy, "risk", triage.risk),
+                         case=case_out(session, triage, taxonomy, settings))
 
 
 @router.get("", response_model=list[ReviewItemOut])
 def list_queue(
-    session: SessionDep, _: Reviewer,
+    session: SessionDep, _: Reviewer, taxonomy: TaxonomyDep, settings: SettingsDep,
     status: Literal["open", "resolved", "all"] = "open",
-    division: Annotated[str | None, Query(max_length=200, pattern=NO_NUL)] = None,
-    since: datetime | None = None,
+    division: Annotated[str | None, Query(max_length=200, pattern=NO_NUL, description="Division code or Chinese name.")] = None,
+    reason: Literal["high_risk", "low_confidence", "emerging_group"] | None = None,
+    since: Moment | None = None,
+    until: Moment | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[ReviewItemOut]:
     query = select(ReviewItem, TriageRecord).join(TriageRecord, TriageRecord.id == ReviewItem.triage_id)
     if status != "all":
         query = query.where(ReviewItem.status == status)
     if division:
-        query = query.where(TriageRecord.division == division)
+        code = taxonomy.resolve("division", division)
+        # A misspelt code would match nothing and look like an empty queue.
+        if code is None:
+            raise HTTPException(422, f"division: unknown code or name {division!r}; one of {taxonomy.codes('division')}")
+        query = query.where(TriageRecord.division == code)
+    if reason:
+        query = query.where(ReviewItem.reason == reason)
     if since:
         query = query.where(ReviewItem.created_at >= since)
+    if until:
+        query = query.where(ReviewItem.created_at < until)
     # High risk first, then oldest first: nothing waits behind newer routine cases.
     query = query.order_by((ReviewItem.reason != "high_risk"), ReviewItem.created_at).limit(limit)
-    return [_out(item, triage) for item, triage in session.execute(query)]
+    return [_out(item, triage, session, taxonomy, settings) for item, triage in session.execute(query)]
 
 
 @router.post("/{triage_id}/resolve", response_model=ReviewItemOut)
-def resolve(triage_id: Annotated[str, Path(max_length=200, pattern=NO_NUL)], body: ResolveIn, session: SessionDep, key: Reviewer) -> ReviewItemOut:
+def resolve(triage_id: Annotated[str, Path(max_length=200, pattern=NO_NUL)], body: ResolveIn, session: SessionDep, key: Reviewer,
+            taxonomy: TaxonomyDep, settings: SettingsDep) -> ReviewItemOut:
     item = session.get(ReviewItem, triage_id)
     if item is None:
         raise HTTPException(404, f"triage_id: {triage_id!r} is not in the review queue")
@@ -53,4 +69,4 @@ def resolve(triage_id: Annotated[str, Path(max_length=200, pattern=NO_NUL)], bod
     item.status, item.resolved_by, item.resolved_at, item.note = "resolved", actor_of(key), utcnow(), body.note
     session.add(AuditEntry(actor=actor_of(key), action="review.resolve", target=triage_id, detail={"note": body.note}))
     session.commit()
-    return _out(item, session.get(TriageRecord, triage_id))
+    return _out(item, session.get(TriageRecord, triage_id), session, taxonomy, settings)

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 from sqlalchemy import func, select
 
+from service.cases import TaxonomyDep, name_of
 from service.database import ApiKey, DecisionRecord, TriageRecord
 from service.deps import SessionDep, require_role
 from service.routers import KeyedRoute
+from service.schemas import Moment
 
 router = APIRouter(prefix="/v1/stats", tags=["stats"], route_class=KeyedRoute)
 
 
 @router.get("")
-def stats(session: SessionDep, _: Annotated[ApiKey, Depends(require_role("analyst"))],
-          since: datetime | None = None, until: datetime | None = None) -> dict[str, Any]:
+def stats(session: SessionDep, _: Annotated[ApiKey, Depends(require_role("analyst"))], taxonomy: TaxonomyDep,
+          since: Moment | None = None, until: Moment | None = None) -> dict[str, Any]:
     triages = select(TriageRecord.division, func.count()).group_by(TriageRecord.division)
     # The latest revision of each decision is the one that counts.
     latest = (select(DecisionRecord.triage_id, func.max(DecisionRecord.revision).label("rev"))
@@ -38,7 +39,8 @@ def stats(session: SessionDep, _: Annotated[ApiKey, Depends(require_role("analys
     for division, accepted, count in session.execute(decisions):
         entry = per_division.setdefault(division, {"suggestions": 0, "accepted": 0, "overridden": 0})
         entry["accepted" if accepted else "overridden"] += count
-    for entry in per_division.values():
+    for division, entry in per_division.items():
+        entry["name"] = name_of(taxonomy, "division", division)
         decided = entry["accepted"] + entry["overridden"]
         entry["override_rate"] = round(entry["overridden"] / decided, 4) if decided else None
     return {

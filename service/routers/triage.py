@@ -4,26 +4,31 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Path
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from model.artifact import LoadedModel
 from model.text import join_fields
-from service.database import ApiKey, ReviewItem, TriageRecord
+from service.cases import case_out, decisions_of, masked_text, rebase_explanation, time_limits
+from service.database import ApiKey, ReviewItem, TriageRecord, utcnow
 from service.deps import ModelDep, SessionDep, SettingsDep, require_role
 from service.metrics import PREDICTIONS
 from service.pii import mask_pii
 from service.routers import KeyedRoute
-from service.schemas import BatchIn, BatchItem, PetitionIn, Suggestion
+from service.schemas import NO_NUL, BatchIn, BatchItem, CaseOut, DecisionOut, PetitionIn, RuleHit, Suggestion
 from service.settings import Settings
+from service.similar import MattersDep, SharedMatterIndex, link, text_of
 
 log = logging.getLogger("triage.service")
 router = APIRouter(prefix="/v1/triage", tags=["triage"], route_class=KeyedRoute)
 Intake = Annotated[ApiKey, Depends(require_role("intake"))]
+Reader = Annotated[ApiKey, Depends(require_role("intake", "reviewer"))]
+TriageId = Annotated[str, Path(max_length=200, pattern=NO_NUL)]
 
 
 def _check_size(petition: PetitionIn, settings: Settings) -> None:
@@ -33,7 +38,26 @@ def _check_size(petition: PetitionIn, settings: Settings) -> None:
         raise ValueError("body: the petition text is empty")
 
 
-def _suggest(petition: PetitionIn, loaded: LoadedModel, session: Session) -> Suggestion:
+def _same_matter(suggestion: Suggestion, loaded: LoadedModel, linked_text: str, received: datetime,
+                 session: Session, matters: SharedMatterIndex, settings: Settings) -> bool:
+    """Adds similar cases and repeat_of (with the taxonomy's "repeated" cue naming the
+    predecessor); True when the petition makes or joins an emerging group."""
+    linked = link(session, matters, linked_text, received, settings.emerging_min_size, settings.emerging_days)
+    suggestion.similar_cases = linked.similar
+    if linked.similar:
+        first = linked.similar[0]
+        suggestion.repeat_of = first.triage_id
+        # A taxonomy without the cue still gets the hit, in the bundled taxonomy's words.
+        cue = next((r for r in loaded.model.taxonomy.rules if r.id == "risk.repeated"), None)
+        suggestion.explanation["risk"].rules.append(RuleHit(
+            rule="risk.repeated", label=cue.label if cue else "medium", spans=[],
+            explain=f"{cue.explain if cue else '多次反映或久拖未决'}：同一事项已于 {first.received_at:%Y-%m-%d} 登记"
+                    f"（triage_id {first.triage_id}，相似度 {first.similarity:.2f}）"))
+    return linked.emerging
+
+
+def _suggest(petition: PetitionIn, loaded: LoadedModel, session: Session,
+             matters: SharedMatterIndex, settings: Settings) -> Suggestion:
     model, taxonomy = loaded.model, loaded.model.taxonomy
     raw = model.suggest(join_fields(petition.title, petition.body))
     triage_id = str(uuid.uuid4())
@@ -45,27 +69,36 @@ def _suggest(petition: PetitionIn, loaded: LoadedModel, session: Session) -> Sug
         triage_id=triage_id, model_version=loaded.version,
         division=option(raw["division"], raw["division_confidence"]),
         division_top3=[option(c, p) for c, p in raw["division_top3"]],
-        risk=raw["risk"], risk_confidence=round(raw["risk_confidence"], 4),
+        risk=raw["risk"], risk_name=taxonomy.name_of("risk", raw["risk"]), risk_confidence=round(raw["risk_confidence"], 4),
         key_group=raw["key_group"], key_group_name=taxonomy.name_of("key_group", raw["key_group"]),
         key_group_confidence=round(raw["key_group_confidence"], 4),
         needs_review=raw["needs_review"], explanation=raw["explanation"], stored=False,
+        time_limits=time_limits(petition.received_at, utcnow(), settings),
     )
     PREDICTIONS.labels(division=suggestion.division.code, risk=suggestion.risk).inc()
+    title_masked, body_masked = mask_pii(petition.title), mask_pii(petition.body)
+    received = petition.received_at or utcnow()
+    emerging = _same_matter(suggestion, loaded, text_of(title_masked, body_masked), received, session, matters, settings)
+    suggestion.needs_review = suggestion.needs_review or emerging
     try:
-        session.add(TriageRecord(
+        record = TriageRecord(
             id=triage_id, external_id=petition.external_id, channel=petition.channel,
-            received_at=petition.received_at, title_masked=mask_pii(petition.title),
-            body_masked=mask_pii(petition.body), model_version=loaded.version,
+            received_at=petition.received_at, title_masked=title_masked,
+            body_masked=body_masked, model_version=loaded.version,
             division=suggestion.division.code, division_confidence=suggestion.division.probability,
             risk=suggestion.risk, key_group=suggestion.key_group, needs_review=suggestion.needs_review,
-            suggestion={"top3": raw["division_top3"], "rules": raw["rules"]},
-        ))
+            suggestion={"top3": raw["division_top3"], "rules": raw["rules"], "repeat_of": suggestion.repeat_of},
+        )
+        # Kept on the masked text, so that GET /v1/triage/{id} and the review queue can show the evidence.
+        record.suggestion["explanation"] = rebase_explanation(raw["explanation"], masked_text(record))
+        session.add(record)
         if suggestion.needs_review:
             session.flush()  # the queue item references the triage row (no ORM relationship orders them)
-            reason = "high_risk" if suggestion.risk == "high" else "low_confidence"
+            reason = "high_risk" if suggestion.risk == "high" else "emerging_group" if emerging else "low_confidence"
             session.add(ReviewItem(triage_id=triage_id, reason=reason))
         session.commit()
         suggestion.stored = True
+        matters.add(triage_id, text_of(title_masked, body_masked), received)
     except SQLAlchemyError as exc:
         # A suggestion is still useful when storage is down; the caller is told it was not kept.
         session.rollback()
@@ -74,16 +107,18 @@ def _suggest(petition: PetitionIn, loaded: LoadedModel, session: Session) -> Sug
 
 
 @router.post("", response_model=Suggestion)
-def triage_one(petition: PetitionIn, loaded: ModelDep, session: SessionDep, settings: SettingsDep, _: Intake) -> Suggestion:
+def triage_one(petition: PetitionIn, loaded: ModelDep, session: SessionDep, settings: SettingsDep, matters: MattersDep,
+               _: Intake) -> Suggestion:
     try:
         _check_size(petition, settings)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
-    return _suggest(petition, loaded, session)
+    return _suggest(petition, loaded, session, matters, settings)
 
 
 @router.post("/batch", response_model=list[BatchItem])
-def triage_batch(batch: BatchIn, loaded: ModelDep, session: SessionDep, settings: SettingsDep, _: Intake) -> list[BatchItem]:
+def triage_batch(batch: BatchIn, loaded: ModelDep, session: SessionDep, settings: SettingsDep, matters: MattersDep,
+                 _: Intake) -> list[BatchItem]:
     if len(batch.petitions) > settings.max_batch:
         raise HTTPException(422, f"petitions: {len(batch.petitions)} items, over the batch limit of {settings.max_batch}")
     results = []
@@ -99,5 +134,24 @@ def triage_batch(batch: BatchIn, loaded: ModelDep, session: SessionDep, settings
         except ValueError as exc:
             results.append(BatchItem(index=index, error=str(exc)))
             continue
-        results.append(BatchItem(index=index, result=_suggest(petition, loaded, session)))
+        results.append(BatchItem(index=index, result=_suggest(petition, loaded, session, matters, settings)))
     return results
+
+
+def _record(session: Session, triage_id: str) -> TriageRecord:
+    record = session.get(TriageRecord, triage_id)
+    if record is None:
+        raise HTTPException(404, f"triage_id: no triage {triage_id!r}")
+    return record
+
+
+@router.get("/{triage_id}", response_model=CaseOut)
+def get_case(triage_id: TriageId, loaded: ModelDep, session: SessionDep, settings: SettingsDep, _: Reader) -> CaseOut:
+    """A stored triage with its masked text, evidence, time limits, review state and decisions."""
+    return case_out(session, _record(session, triage_id), loaded.model.taxonomy, settings)
+
+
+@router.get("/{triage_id}/decisions", response_model=list[DecisionOut])
+def get_decisions(triage_id: TriageId, loaded: ModelDep, session: SessionDep, _: Reader) -> list[DecisionOut]:
+    """Every decision on a triage, oldest first; the last one counts."""
+    return decisions_of(session, _record(session, triage_id).id, loaded.model.taxonomy)

@@ -1,14 +1,24 @@
-"""Choosing the decision thresholds on held-out petitions at training time."""
+"""Choosing the decision thresholds on held-out petitions, as part of fitting the model."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.metrics import f1_score
 
-from model.taxonomy import Rule
-from model.triage import DEFAULT_THRESHOLDS, HIGH_HEAD, TriageModel
+from model.taxonomy import HIGH_HEAD, Rule
+
+if TYPE_CHECKING:
+    from model.triage import TriageModel
+
+DEFAULT_THRESHOLDS: dict[str, Any] = {
+    "division": {},  # per class; a class not listed uses "division_default"
+    "division_default": 0.5,
+    "risk_high": 0.5,
+    "key_group_any": 0.5,
+    "risk_medium_bias": 0.0,  # added to p(medium) before comparing it with p(low)
+}
 
 DIVISION_TARGET_PRECISION = 0.90
 HIGH_TARGET_RECALL = 0.90

@@ -1,0 +1,173 @@
+"""Write the README's figure tables from benchmarks/results/*.json, so that no figure
+is typed by hand. Each table sits between `<!-- results:NAME -->` and
+`<!-- /results -->`; the text around it is left alone.
+
+    python benchmarks/readme_tables.py [--check]
+
+With --check, change nothing and exit 1 when a table differs from its results file
+(tests/test_docs.py runs this).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+README = ROOT / "README.md"
+BLOCK = re.compile(r"(<!-- results:(?P<name>[a-z_]+) -->\n)(?P<body>.*?)(<!-- /results -->)", re.S)
+
+ACCURACY_COLUMNS = {
+    "division_accuracy": "division acc",
+    "division_accuracy_ours": "this department's petitions",
+    "division_top3": "top-3",
+    "division_macro_f1": "division macro-F1",
+    "routed_share_ours": "routed at ≥ 95 % precision",
+    "risk_macro_f1": "risk macro-F1",
+    "high_recall": "high-risk recall",
+    "high_share": "flagged high",
+    "key_group_f1": "key-group F1",
+    "auto_routed_precision": "precision routed without review",
+    "auto_routed_share": "share routed without review",
+}
+PIPELINE_NAMES = {"shipped": "this model", "reference": "reference: char 1–3 TF-IDF + LinearSVC"}
+
+
+def _cell(summary: dict[str, Any], key: str) -> str:
+    value = summary["figures"][key]
+    low, high = summary.get("interval95", {}).get(key, (None, None))
+    if value != value:  # NaN: no such petition in the test rows
+        return "–"
+    text = f"{value:.3f}"
+    return text if low is None else f"{text} ({low:.2f}–{high:.2f})"
+
+
+def accuracy_table(protocol: str) -> Callable[[dict[str, Any]], str]:
+    def table(results: dict[str, Any]) -> str:
+        rows = results[protocol]
+        lines = ["| | " + " | ".join(ACCURACY_COLUMNS.values()) + " |", "|---" * (len(ACCURACY_COLUMNS) + 1) + "|"]
+        for pipeline, summary in rows.items():
+            name = PIPELINE_NAMES.get(pipeline, f"variant `{pipeline}`")
+            lines.append(f"| {name} | " + " | ".join(_cell(summary, k) for k in ACCURACY_COLUMNS) + " |")
+        return "\n".join(lines) + "\n"
+    return table
+
+
+def accuracy_by_board(results: dict[str, Any]) -> str:
+    keys = ("division_accuracy", "division_accuracy_ours", "routed_share_ours", "high_recall", "high_share", "key_group_f1")
+    lines = ["| test board | petitions | pipeline | " + " | ".join(ACCURACY_COLUMNS[k] for k in keys) + " |",
+             "|---" * (len(keys) + 3) + "|"]
+    lobo = results["lobo"]
+    for board in next(iter(lobo.values()))["by_board"]:
+        for pipeline, summary in lobo.items():
+            figures = summary["by_board"][board]
+            cells = ["–" if figures[k] != figures[k] else f"{figures[k]:.3f}" for k in keys]
+            lines.append(f"| {board} | {figures['n']} | {PIPELINE_NAMES.get(pipeline, pipeline)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def default_model(results: dict[str, Any]) -> str:
+    summary = results["default"]
+    keys = ("division_accuracy", "division_accuracy_ours", "risk_macro_f1", "high_recall", "high_share", "key_group_f1")
+    return ("| | " + " | ".join(ACCURACY_COLUMNS[k] for k in keys) + " |\n" + "|---" * (len(keys) + 1) + "|\n"
+            + f"| default model, on all {summary['n']} labelled real petitions | "
+            + " | ".join(_cell(summary, k) for k in keys) + " |\n")
+
+
+def linking(results: dict[str, Any]) -> str:
+    at = next(r for r in results["reposts_vs_all_negatives"] if r["threshold"] == results["link_threshold"])
+    data, service, replay = results["data"], results["service_cost"], results["emerging_replay"]
+    rows = [
+        (f"re-posts found ({data['synthetic_reposts']:,} simulated re-sends + {data['natural_reposts']} real), "
+         f"threshold {results['link_threshold']}", f"recall {at['recall']:.3f}, precision {at['precision']:.3f}"),
+        (f"wrongly linked: {data['template_swaps']} template swaps (one letter, another employer or project), "
+         f"{data['hard_negatives_other_board']} same-topic messages of other boards", str(at["false_links"])),
+        (f"added per triage with {service['stored_in_sqlite']:,} stored (SQLite)",
+         f"p50 {service['added_ms_p50']:.1f} ms, p99 {service['added_ms_p99']:.1f} ms"),
+        (f"memory with {service['indexed']:,} stored; index rebuilt at start",
+         f"+{service['rss_growth_mb']:.0f} MB; {service['rebuild_from_database_s']:.0f} s in the background"),
+        (f"replay of {replay['dated_messages']:,} dated messages: groups of ≥ 3 within 14 days",
+         f"{replay['groups']}, {replay['flagged_at_kth_member']} flagged at their 3rd member's own triage"),
+    ]
+    return "| measure | figure |\n|---|---|\n" + "".join(f"| {a} | {b} |\n" for a, b in rows)
+
+
+def speed(results: dict[str, Any]) -> str:
+    whole = results["whole_process"]
+    lines = [f"Whole processes on {whole['rows']:,} real petitions (`python benchmarks/speed.py`), median wall time of "
+             f"{whole['runs']} fresh starts, start-up included; load average between "
+             f"{min(r['load_avg'] for e in whole['processes'].values() for r in e['runs']):.0f} and "
+             f"{max(r['load_avg'] for e in whole['processes'].values() for r in e['runs']):.0f} on "
+             f"{results['machine']['cpus']} cores shared with other work, so times are rough:", "",
+             "| process | wall s | × fastText + jieba | CPU s (scoring workers not counted) |", "|---|---|---|---|"]
+    for name, entry in whole["processes"].items():
+        cpu = sorted(r["cpu_seconds"] for r in entry["runs"])[len(entry["runs"]) // 2]
+        lines.append(f"| {name} | {entry['median_wall_seconds']:.1f} | {entry['speedup_over_fasttext']:.2f} | {cpu:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def train_scale(results: dict[str, Any]) -> str:
+    built = results.get("built") or {}
+    lines = [f"Training on {results['kind']} petitions (`python benchmarks/train_scale.py`"
+             + (f"; mean {built['mean_chars']:.0f} characters, labels a model's suggestions" if built else "")
+             + "), each size in a fresh process; peak memory of the whole process tree:", "",
+             "| petitions | characters | features | fit s | peak memory | training process | artifact |",
+             "|---|---|---|---|---|---|---|"]
+    for r in results["rows"]:
+        if "fit_seconds" not in r:
+            lines.append(f"| {r['n']:,} | {r.get('chars', 0) / 1e6:.1f} M | | {r.get('refused') or r.get('error')} | | | |")
+            continue
+        lines.append(f"| {r['n']:,} | {r['chars'] / 1e6:.1f} M | {r['features']:,} | {r['fit_seconds']:.0f} | "
+                     f"{r['peak_tree_pss_mb'] / 1024:.1f} GiB | {r['peak_rss_mb'] / 1024:.1f} GiB | "
+                     f"{r['artifact_bytes'] / 2**20:.0f} MB |")
+    return "\n".join(lines) + "\n"
+
+
+# table name: (results file, how to render it)
+TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
+    "accuracy_lobo": ("accuracy.json", accuracy_table("lobo")),
+    "accuracy_cv": ("accuracy.json", accuracy_table("cv")),
+    "accuracy_by_board": ("accuracy.json", accuracy_by_board),
+    "accuracy_default": ("accuracy.json", default_model),
+    "linking": ("linking.json", linking),
+    "speed": ("speed.json", speed),
+    "train_scale": ("train_scale.json", train_scale),
+}
+
+
+def render(readme: str) -> str:
+    def replace(match: re.Match[str]) -> str:
+        name = match.group("name")
+        if name not in TABLES:
+            raise SystemExit(f"README.md: unknown results table {name!r}; known: {', '.join(TABLES)}")
+        file, make = TABLES[name]
+        if not (RESULTS / file).exists():  # not measured in this checkout: the table stays as it is
+            return match.group(0)
+        results = json.loads((RESULTS / file).read_text(encoding="utf-8"))
+        return match.group(1) + make(results) + match.group(4)
+    return BLOCK.sub(replace, readme)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="exit 1 when a README table differs from its results")
+    args = parser.parse_args()
+    current = README.read_text(encoding="utf-8")
+    rendered = render(current)
+    if args.check:
+        if rendered != current:
+            print("README.md tables differ from benchmarks/results: run python benchmarks/readme_tables.py")
+            return 1
+        return 0
+    README.write_text(rendered, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

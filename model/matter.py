@@ -1,0 +1,412 @@
+"""Same-matter linking: which petitions describe one matter (重复信访, 群体性苗头).
+
+Petitions are linked by what they are about, never by who wrote them. Before any
+comparison the text loses what identifies a person: ID, phone and card numbers,
+every other digit run (dates, amounts), and names after the words that introduce
+them ("我叫", "本人", "姓名"). What is left is cut into character 3-grams, and a
+MinHash signature estimates the Jaccard similarity of two petitions' 3-grams.
+A banded LSH table finds the candidates of a query without comparing it with
+every stored petition.
+
+Two letters written from one template about two employers share most of their
+3-grams; what tells them apart is the organisation, project or place they name.
+So a pair is linked only when its text is similar enough *and* its anchors (names
+ending in 公司, 项目, 村 ... ) do not contradict each other. Organisation and place
+names are not persons: they may be shown as the words that make a group one matter.
+
+Signatures are computed from the codepoints with fixed seeds, so every process
+(every service worker, every training run) gets the same signature for a text.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+NUM_PERM = 128
+BANDS, ROWS = 32, 4  # LSH: a pair becomes a candidate with probability 1-(1-J^4)^32
+SHINGLE = 3
+# Similarity (estimated Jaccard of 3-grams) from which two petitions are one matter;
+# benchmarks/linking.py measures precision and recall around it.
+LINK_THRESHOLD = 0.5
+SEED = 19
+# A letter states its matter long before this many characters; the rare longer ones
+# would cost a lookup ten times the usual.
+MAX_CHARS = 3000
+
+_MASK = "#"
+_PII = [
+    # Resident ID (18 characters), bank card (16-19 digits), mobile, landline: as service/pii.py masks
+    # them before storage, plus its placeholders and the asterisk runs some boards put in their place.
+    # Other digit runs (an old 15-digit ID among them) become "0" below.
+    re.compile(r"(?<![0-9])[1-9][0-9]{16}[0-9Xx](?![0-9])"),
+    re.compile(r"(?<![0-9])(?:[0-9]{4}[ -]?){3}[0-9]{4,7}(?![0-9])"),
+    re.compile(r"(?<![0-9])(?:\+?86[ -]?)?1[3-9][0-9][ -]?[0-9]{4}[ -]?[0-9]{4}(?![0-9])"),
+    re.compile(r"(?<![0-9])0[1-9][0-9]{1,2}[ -]?[0-9]{7,8}(?![0-9])"),
+    re.compile(r"\[(?:身份证号|银行卡号|手机号|电话)\]|[*＊×xX]{3,}"),
+]
+# A name after the words that introduce one. Names elsewhere are not found; the anchors
+# below never use a person's name, and two letters that differ only in a name stay similar.
+_NAME = re.compile(r"(我叫|本人|姓名[:：]?|名叫|我是)([\u4e00-\u9fff]{2,3})(?=[，,。.、；;：:\s(（]|$)")
+_TITLE = re.compile(r"[\u4e00-\u9fff](先生|女士|师傅|老师|同志|大爷|阿姨)")
+# Digit runs that are not part of a place code such as "A3区" (boards code places that way).
+_DIGITS = re.compile(r"(?<![A-Za-z0-9])[0-9]+(?:\.[0-9]+)?")
+_NOT_WORD = re.compile(r"[\W_]+")
+
+# Anchors: the thing a matter is about, by the suffix that ends its name. A pair naming different
+# things of one kind (two employers, two projects, two villages) is not linked: anchors_conflict.
+_ANCHOR_KINDS = {
+    "organisation": "有限责任公司|有限公司|分公司|公司|集团|工厂|厂|医院|学校|中学|小学|幼儿园|酒店|银行|合作社",
+    "project": "项目部|项目|工地|工程|楼盘|小区|花园|家园|广场|园区|开发区|矿",
+    "place": "街道|社区|村|镇|乡|县|区|市",
+}
+_SUFFIX = re.compile("|".join(f"(?P<{k}>{v})" for k, v in _ANCHOR_KINDS.items()))
+# Characters that end a name when read backwards from its suffix ("在华建公司" -> "华建").
+_STOP = set("在的和与及是了向到从对给被把将我你他她们该本此这那某其个家所之于为由找去来说叫")
+_GENERIC = {"建筑", "劳务", "物业", "保安", "科技", "工程", "建设", "实业", "发展", "贸易", "投资", "置业", "地产", "房地产",
+            "人民", "政府", "原来", "原", "老", "新", "当地", "全", "各", "一", "用人", "施工", "承包", "总", "子"}
+_NAME_WINDOW = 6
+
+
+def _masked(text: str) -> str:
+    # Identity fields masked; punctuation kept, so that an anchor's name stops at a sentence break.
+    text = unicodedata.normalize("NFKC", text)
+    for pattern in _PII:
+        text = pattern.sub(_MASK, text)
+    text = _NAME.sub(lambda m: m.group(1) + _MASK, text)
+    text = _TITLE.sub(lambda m: _MASK + m.group(1), text)
+    return _DIGITS.sub("0", text)
+
+
+def normalize_for_linking(text: str) -> str:
+    """The text as linking reads it: identity fields and numbers masked, punctuation dropped.
+
+    Parameters
+    ----------
+    text : str
+        A petition (title and body, any width of digits).
+
+    Returns
+    -------
+    str
+        Identity numbers and names after introducing words are dropped, other digit runs
+        become ``0``; only letters, digits and Chinese characters remain.
+    """
+    return _NOT_WORD.sub("", _masked(text))
+
+
+def anchors_of(text: str) -> dict[str, frozenset[str]]:
+    """`anchors` of a petition as written."""
+    return anchors(_masked(text))
+
+
+def anchors(masked: str) -> dict[str, frozenset[str]]:
+    """Names of organisations, projects and places in a masked text (punctuation kept), by kind.
+
+    Each is the up to six characters before a suffix, cut at the last function word
+    ("在", "的", "我们" ...), mask or punctuation; generic names ("建筑公司", "该公司") are left out.
+    """
+    found: dict[str, set[str]] = {}
+    previous_end = 0
+    for match in _SUFFIX.finditer(masked):
+        # A name does not run back over the anchor before it ("A区华建公司" names 华建, not 区华建).
+        window = masked[max(previous_end, match.start() - _NAME_WINDOW):match.start()]
+        previous_end = match.end()
+        cut = max((i for i, ch in enumerate(window) if ch in _STOP or not (ch.isalnum() and ch.isprintable())), default=-1)
+        name = window[cut + 1:].lstrip("0")
+        if len(name) < 2 and not (name and name.isascii() and name.isalpha()):
+            continue
+        if name in _GENERIC or (name[-2:] in _GENERIC and len(name) <= 3):
+            continue
+        found.setdefault(match.lastgroup or "", set()).add(name)
+    return {kind: frozenset(names) for kind, names in found.items()}
+
+
+def _bigrams(names: frozenset[str]) -> set[str]:
+    return {n[i:i + 2] for n in names for i in range(max(1, len(n) - 1))}
+
+
+def anchors_conflict(a: dict[str, frozenset[str]], b: dict[str, frozenset[str]]) -> bool:
+    """True when, for one kind, each side names something the other does not and those
+    names do not overlap.
+
+    Names both mention are set aside first (a template's fixed words can look like a
+    name). Overlap is at least half the character pairs of the shorter side, so
+    "恒远建筑" and "恒远" agree while "督促恒远建筑" and "督促鑫达劳务" do not."""
+    for kind in a.keys() & b.keys():
+        only_a, only_b = _bigrams(a[kind] - b[kind]), _bigrams(b[kind] - a[kind])
+        if only_a and only_b and 2 * len(only_a & only_b) < min(len(only_a), len(only_b)):
+            return True
+    return False
+
+
+def shared_words(texts: Sequence[str], top: int = 8) -> list[str]:
+    """The anchors (organisation, project, place names) most of `texts` mention: the
+    words that make them one matter. Persons' names are never anchors."""
+    counts: dict[str, int] = {}
+    for text in texts:
+        for names in anchors_of(text).values():
+            for name in names:
+                counts[name] = counts.get(name, 0) + 1
+    need = max(2, (len(texts) + 1) // 2)
+    common = [w for w, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if c >= need]
+    # "滨江" adds nothing beside "滨江花园".
+    return [w for w in common if not any(w != longer and w in longer for longer in common)][:top]
+
+
+# --- MinHash ------------------------------------------------------------------------
+
+_M = np.uint64(0xFFFFFFFFFFFFFFFF)
+_rng = np.random.default_rng(SEED)
+_A = _rng.integers(1, 2**63, NUM_PERM, dtype=np.uint64) | np.uint64(1)  # odd multipliers: multiply-shift hashing
+_B = _rng.integers(0, 2**63, NUM_PERM, dtype=np.uint64)
+_BAND_MIX = _rng.integers(1, 2**63, ROWS, dtype=np.uint64) | np.uint64(1)
+_EMPTY = np.full(NUM_PERM, np.iinfo(np.uint32).max, dtype=np.uint32)
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    # splitmix64's finaliser: spreads the packed codepoints over all 64 bits.
+    with np.errstate(over="ignore"):
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def shingles(normalized: str) -> np.ndarray:
+    """The distinct character 3-grams of a normalised text, as 64-bit hashes."""
+    codes = np.frombuffer(normalized.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    if len(codes) < SHINGLE:
+        codes = np.concatenate([codes, np.zeros(SHINGLE - len(codes), np.uint64)]) if len(codes) else codes
+    if not len(codes):
+        return codes
+    packed = (codes[:-2] << np.uint64(42)) | (codes[1:-1] << np.uint64(21)) | codes[2:]
+    return _mix(np.unique(packed))
+
+
+def signature(normalized: str) -> np.ndarray:
+    """MinHash signature (NUM_PERM uint32) of a normalised text's 3-grams (of its first MAX_CHARS)."""
+    hashed = shingles(normalized[:MAX_CHARS])
+    if not len(hashed):
+        return _EMPTY.copy()
+    with np.errstate(over="ignore"):
+        values = (hashed[:, None] * _A[None, :] + _B[None, :]) >> np.uint64(32)
+    return values.min(axis=0).astype(np.uint32)
+
+
+def _band_keys(signatures: np.ndarray) -> np.ndarray:
+    """(n, BANDS) uint64: one hash per band of ROWS signature values."""
+    sig = signatures.astype(np.uint64).reshape(len(signatures), BANDS, ROWS)
+    with np.errstate(over="ignore"):
+        return _mix((sig * _BAND_MIX).sum(axis=2, dtype=np.uint64))
+
+
+@dataclass(frozen=True)
+class Match:
+    """A stored petition similar to the query: its key, and the estimated Jaccard similarity."""
+
+    key: str
+    similarity: float
+
+
+class MatterIndex:
+    """Stored petitions' signatures and anchors, searchable for the same matter.
+
+    Parameters
+    ----------
+    threshold : float, default=LINK_THRESHOLD
+        Estimated Jaccard similarity of masked 3-grams from which a pair is one matter.
+
+    Notes
+    -----
+    The band hashes of the first rows are kept sorted (binary search per band); rows
+    added since are compared directly, and sorted in once they are a sixteenth of
+    the index. Thread-safe: a service worker adds and queries from several threads.
+    """
+
+    def __init__(self, threshold: float = LINK_THRESHOLD) -> None:
+        if not 0.0 < threshold <= 1.0:
+            raise ValueError(f"threshold: {threshold!r} is not in (0, 1]")
+        self.threshold = threshold
+        self._lock = threading.RLock()
+        self._keys: list[str] = []
+        self._when: list[float] = []
+        self._anchors: list[dict[str, frozenset[str]]] = []
+        self._positions: dict[str, int] = {}
+        self._sigs = np.empty((0, NUM_PERM), np.uint32)
+        self._bands = np.empty((0, BANDS), np.uint64)
+        self._size = 0
+        self._sorted_upto = 0
+        self._order = np.empty((BANDS, 0), np.int64)
+        self._sorted = np.empty((BANDS, 0), np.uint64)
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._positions
+
+    def keys_between(self, since: float, until: float) -> list[str]:
+        """Keys stored with `when` in [since, until], in the order they were added."""
+        with self._lock:
+            return [k for k, w in zip(self._keys, self._when, strict=True) if since <= w <= until]
+
+    def when(self, key: str) -> float:
+        return self._when[self._positions[key]]
+
+    def add(self, key: str, text: str, when: float = 0.0) -> None:
+        """Stores one petition (unless its key is already there); `when` is a timestamp in seconds."""
+        self.add_many([(key, text, when)])
+
+    def add_many(self, items: Iterable[tuple[str, str, float]]) -> None:
+        prepared = []
+        for key, text, when in items:
+            masked = _masked(text)
+            prepared.append((key, when, anchors(masked), signature(_NOT_WORD.sub("", masked))))
+        with self._lock:
+            prepared = [p for p in prepared if p[0] not in self._positions]
+            if not prepared:
+                return
+            sigs = np.stack([p[3] for p in prepared])
+            self._grow(self._size + len(prepared))
+            start = self._size
+            self._sigs[start:start + len(prepared)] = sigs
+            self._bands[start:start + len(prepared)] = _band_keys(sigs)
+            for offset, (key, when, anchor, _sig) in enumerate(prepared):
+                self._positions[key] = start + offset
+                self._keys.append(key)
+                self._when.append(when)
+                self._anchors.append(anchor)
+            self._size += len(prepared)
+            if self._size - self._sorted_upto > max(256, self._sorted_upto // 16):
+                self._sort()
+
+    def _grow(self, needed: int) -> None:
+        if needed <= len(self._sigs):
+            return
+        capacity = max(needed, 2 * len(self._sigs), 1024)
+        sigs = np.empty((capacity, NUM_PERM), np.uint32)
+        bands = np.empty((capacity, BANDS), np.uint64)
+        sigs[:self._size], bands[:self._size] = self._sigs[:self._size], self._bands[:self._size]
+        self._sigs, self._bands = sigs, bands
+
+    def _sort(self) -> None:
+        bands = self._bands[:self._size].T
+        self._order = np.argsort(bands, axis=1, kind="stable")
+        self._sorted = np.take_along_axis(bands, self._order, axis=1)
+        self._sorted_upto = self._size
+
+    def _candidates(self, bands: np.ndarray) -> np.ndarray:
+        found = []
+        lo = [np.searchsorted(self._sorted[b], bands[b], "left") for b in range(BANDS)]
+        for b in range(BANDS):
+            hi = np.searchsorted(self._sorted[b], bands[b], "right")
+            if hi > lo[b]:
+                found.append(self._order[b, lo[b]:hi])
+        tail = self._bands[self._sorted_upto:self._size]
+        if len(tail):
+            found.append(self._sorted_upto + np.flatnonzero((tail == bands).any(axis=1)))
+        return np.unique(np.concatenate(found)) if found else np.empty(0, np.int64)
+
+    def query(self, text: str, limit: int = 5, since: float | None = None, until: float | None = None,
+              exclude: str | None = None) -> list[Match]:
+        """Stored petitions about the same matter as `text`, most similar first.
+
+        Parameters
+        ----------
+        text : str
+            The petition to look up (it need not be stored).
+        limit : int, default=5
+            At most this many matches.
+        since, until : float, optional
+            Only petitions stored with `when` in [since, until].
+        exclude : str, optional
+            A key to leave out (the query's own, when it is stored).
+        """
+        masked = _masked(text)
+        return self._query(signature(_NOT_WORD.sub("", masked)), anchors(masked), limit, since, until, exclude)
+
+    def query_key(self, key: str, limit: int = 50, since: float | None = None, until: float | None = None) -> list[Match]:
+        """Like `query`, for a petition already stored under `key`."""
+        with self._lock:
+            position = self._positions[key]
+            sig, anchor = self._sigs[position].copy(), self._anchors[position]
+        return self._query(sig, anchor, limit, since, until, key)
+
+    def _query(self, sig: np.ndarray, anchor: dict[str, frozenset[str]], limit: int,
+               since: float | None, until: float | None, exclude: str | None) -> list[Match]:
+        bands = _band_keys(sig[None, :])[0]
+        with self._lock:
+            rows = self._candidates(bands)
+            if not len(rows):
+                return []
+            similarity = (self._sigs[rows] == sig).mean(axis=1)
+            keep = similarity >= self.threshold
+            rows, similarity = rows[keep], similarity[keep]
+            matches = []
+            for row, sim in sorted(zip(rows.tolist(), similarity.tolist(), strict=True), key=lambda rs: (-rs[1], rs[0])):
+                key, when = self._keys[row], self._when[row]
+                if key == exclude or (since is not None and when < since) or (until is not None and when > until):
+                    continue
+                if anchors_conflict(anchor, self._anchors[row]):
+                    continue
+                matches.append(Match(key, round(sim, 4)))
+                if len(matches) >= limit:
+                    break
+        return matches
+
+    def nbytes(self) -> int:
+        """Bytes held by the arrays (the Python lists and anchor sets come on top)."""
+        return int(self._sigs.nbytes + self._bands.nbytes + self._order.nbytes + self._sorted.nbytes)
+
+
+def components(index: MatterIndex, keys: Sequence[str], since: float | None = None, until: float | None = None) -> list[list[str]]:
+    """`keys` (stored in `index`) split into groups linked directly or through others,
+    each in the order of `keys`, the groups in the order of their first member."""
+    parent = {k: k for k in keys}
+
+    def root(k: str) -> str:
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    for key in keys:
+        for match in index.query_key(key, limit=50, since=since, until=until):
+            if match.key in parent:
+                a, b = root(key), root(match.key)
+                if a != b:
+                    parent[b] = a
+    groups: dict[str, list[str]] = {}
+    for key in keys:
+        groups.setdefault(root(key), []).append(key)
+    return list(groups.values())
+
+
+def link_matters(texts: Sequence[str], threshold: float = LINK_THRESHOLD) -> list[str]:
+    """A matter id per text: texts linked directly or through others share one.
+
+    Parameters
+    ----------
+    texts : sequence of str
+        Petitions (title and body joined).
+    threshold : float, default=LINK_THRESHOLD
+
+    Returns
+    -------
+    list of str
+        ``"M<n>"`` per text, numbered in order of first appearance; a text linked to
+        no other has a matter of its own.
+    """
+    index = MatterIndex(threshold)
+    keys = [str(i) for i in range(len(texts))]
+    index.add_many((key, text, 0.0) for key, text in zip(keys, texts, strict=True))
+    matter = [""] * len(texts)
+    for number, group in enumerate(sorted(components(index, keys), key=lambda g: int(g[0])), start=1):
+        for key in group:
+            matter[int(key)] = f"M{number}"
+    return matter

@@ -1,0 +1,98 @@
+"""Backup, restore and retention of the service's database, for `triage backup`,
+`triage restore` and `triage purge` (docs/operations.md says when to use which)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import select, update
+
+from model.text import PURGED_TEXT as PURGED
+from service.database import AuditEntry, Database, TriageRecord, _sqlite_path
+
+
+class MaintenanceError(RuntimeError):
+    """An operation that cannot be done; the message names the file or setting."""
+
+
+def sqlite_file(database_url: str) -> Path:
+    path = _sqlite_path(database_url)
+    if path is None:
+        raise MaintenanceError("the database is not a SQLite file (TRIAGE_DATABASE_URL); back up PostgreSQL with "
+                               "pg_dump -Fc and restore with pg_restore, see docs/operations.md")
+    if not path.is_file():
+        raise MaintenanceError(f"database file {path} does not exist")
+    return path
+
+
+def _check_backup(path: Path) -> str:
+    """The schema revision of a SQLite file that is a sound backup of this service."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            integrity = db.execute("PRAGMA integrity_check").fetchone()[0]
+            if integrity != "ok":
+                raise MaintenanceError(f"{path} fails SQLite's integrity check: {integrity}")
+            revision = db.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise MaintenanceError(f"{path} is not a backup of this service's database ({exc})") from None
+    if revision is None:
+        raise MaintenanceError(f"{path} has no schema revision; not a backup of this service's database")
+    return str(revision[0])
+
+
+def backup(database_url: str, out: Path) -> str:
+    """A consistent copy of the live SQLite database (SQLite's online backup: the service
+    keeps serving), written to a temporary file beside `out`, checked, then renamed.
+    Owner-only, like the database. Returns the copy's schema revision."""
+    source = sqlite_file(database_url)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)  # 0600
+    os.close(fd)
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=30)) as src, \
+                contextlib.closing(sqlite3.connect(tmp)) as dst:
+            src.backup(dst)
+            # One self-contained file: not in WAL mode, so no -wal beside it is needed.
+            dst.execute("PRAGMA journal_mode=DELETE")
+        revision = _check_backup(Path(tmp))
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return revision
+
+
+def restore(backup_file: Path, database_url: str) -> str:
+    """Replaces the database's content with the backup's, through SQLite's backup API (so
+    the WAL and any open connection stay consistent). Returns the restored revision."""
+    revision = _check_backup(backup_file)
+    target = _sqlite_path(database_url)
+    if target is None:
+        raise MaintenanceError("the database is not a SQLite file; restore PostgreSQL with pg_restore, see docs/operations.md")
+    if not target.exists():
+        Database(database_url).migrate()  # a new, owner-only file of the current schema, then overwritten
+    with contextlib.closing(sqlite3.connect(f"file:{backup_file}?mode=ro", uri=True)) as src, \
+            contextlib.closing(sqlite3.connect(target, timeout=30)) as dst:
+        src.backup(dst)
+    return revision
+
+
+def purge_petitions(database: Database, before: datetime, actor: str) -> int:
+    """Empties the title and body of petitions triaged before `before`; their suggestions,
+    decisions and labels stay (stats, retraining on labels, the audit trail). Recorded
+    in the audit log in the same transaction. Returns how many were purged."""
+    with database.sessions() as session:
+        ids = list(session.scalars(select(TriageRecord.id).where(TriageRecord.created_at < before,
+                                                                  TriageRecord.body_masked != PURGED)))
+        for start in range(0, len(ids), 500):
+            session.execute(update(TriageRecord).where(TriageRecord.id.in_(ids[start:start + 500]))
+                            .values(title_masked="", body_masked=PURGED))
+        session.add(AuditEntry(actor=actor, action="retention.purge", target=before.isoformat(),
+                               detail={"petitions": len(ids)}))
+        session.commit()
+    return len(ids)

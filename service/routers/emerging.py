@@ -1,0 +1,54 @@
+"""GET /v1/emerging: many petitions about one matter arriving together (群体性苗头)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from model.matter import shared_words
+from model.taxonomy import RISK_ORDER
+from service.database import ApiKey, utcnow
+from service.deps import SessionDep, SettingsDep, require_role
+from service.routers import KeyedRoute
+from service.schemas import EmergingGroup, EmergingMember
+from service.similar import MattersDep, aware, case_infos
+
+router = APIRouter(prefix="/v1/emerging", tags=["emerging"], route_class=KeyedRoute)
+Reader = Annotated[ApiKey, Depends(require_role("reviewer", "analyst"))]
+
+
+@router.get("", response_model=list[EmergingGroup])
+def emerging(
+    session: SessionDep, settings: SettingsDep, matters: MattersDep, _: Reader,
+    days: Annotated[float | None, Query(gt=0, le=366)] = None,
+    min_size: Annotated[int | None, Query(ge=2, le=1000)] = None,
+    until: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> list[EmergingGroup]:
+    """Groups of at least `min_size` petitions about one matter received within `days` before
+    `until` (default: the settings' emerging_min_size and emerging_days, and now), largest and
+    fastest-growing first. Members are cases; nothing here counts or names a petitioner."""
+    days, min_size = days or settings.emerging_days, min_size or settings.emerging_min_size
+    end = (aware(until) if until else utcnow()).timestamp()
+    matters.refresh(session)
+    groups = []
+    for keys in matters.groups(end - days * 86400, end, min_size):
+        infos = sorted(case_infos(session, keys).values(), key=lambda i: i.received_at)
+        if len(infos) < min_size:
+            continue
+        divisions: dict[str, int] = {}
+        for info in infos:
+            division = info.decided_division or info.division
+            divisions[division] = divisions.get(division, 0) + 1
+        groups.append(EmergingGroup(
+            size=len(infos), growth=sum(i.received_at.timestamp() >= end - days * 86400 / 4 for i in infos),
+            first_seen=infos[0].received_at, last_seen=infos[-1].received_at, divisions=divisions,
+            highest_risk=max((i.risk for i in infos), key=RISK_ORDER.index),
+            shared_words=shared_words([i.text for i in infos]),
+            members=[EmergingMember(triage_id=i.triage_id, external_id=i.external_id, received_at=i.received_at,
+                                    division=i.decided_division or i.division, risk=i.risk, review_status=i.review_status)
+                     for i in infos]))
+    groups.sort(key=lambda g: (-g.size, -g.growth, g.first_seen))
+    return groups[:limit]

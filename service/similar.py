@@ -1,0 +1,191 @@
+"""The same-matter index of one worker, kept equal to the database's.
+
+Every worker holds a model.matter.MatterIndex of the petitions stored within the window.
+It is built from the database on first use and, before each lookup, takes in the rows
+stored since by any worker: so a petition stored by one worker is found by the others,
+and a restart or a model reload loses nothing (the index depends on the stored, masked
+text only, never on the model)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import Row, bindparam, func, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from model.matter import Match, MatterIndex, components
+from service.database import Database, DecisionRecord, ReviewItem, TriageRecord
+from service.schemas import SimilarCase
+
+log = logging.getLogger("triage.service")
+# A row's created_at is set before its transaction commits, so a row committed late can
+# carry an earlier time than one already seen: each refresh looks this far back again.
+COMMIT_LAG = timedelta(seconds=10)
+SIMILAR_SHOWN = 5
+
+# Built once: these run on every triage, and building a statement costs more than running it.
+_TEXT_COLUMNS = (TriageRecord.id, TriageRecord.title_masked, TriageRecord.body_masked, TriageRecord.received_at, TriageRecord.created_at)
+_IDS_SINCE = select(TriageRecord.id).where(TriageRecord.created_at >= bindparam("since"))
+_TEXTS_SINCE = select(*_TEXT_COLUMNS).where(TriageRecord.created_at >= bindparam("since"))
+_TEXTS_OF = select(*_TEXT_COLUMNS).where(TriageRecord.id.in_(bindparam("ids", expanding=True)))
+_LATEST = (select(DecisionRecord.triage_id, func.max(DecisionRecord.revision).label("rev"))
+           .where(DecisionRecord.triage_id.in_(bindparam("ids", expanding=True))).group_by(DecisionRecord.triage_id).subquery())
+_CASES_OF = (select(TriageRecord.id, TriageRecord.external_id, TriageRecord.received_at, TriageRecord.created_at,
+                    TriageRecord.division, TriageRecord.risk, TriageRecord.title_masked, TriageRecord.body_masked,
+                    DecisionRecord.division, ReviewItem.status)
+             .outerjoin(_LATEST, _LATEST.c.triage_id == TriageRecord.id)
+             .outerjoin(DecisionRecord, (DecisionRecord.triage_id == _LATEST.c.triage_id) & (DecisionRecord.revision == _LATEST.c.rev))
+             .outerjoin(ReviewItem, ReviewItem.triage_id == TriageRecord.id)
+             .where(TriageRecord.id.in_(bindparam("ids", expanding=True))))
+
+
+def aware(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes; everything stored is UTC.
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def text_of(title_masked: str, body_masked: str) -> str:
+    return f"{title_masked}\n{body_masked}"
+
+
+@dataclass
+class CaseInfo:
+    """What a lookup shows of a stored petition: the case, never the person."""
+
+    triage_id: str
+    external_id: str | None
+    received_at: datetime
+    division: str
+    decided_division: str | None
+    risk: str
+    review_status: str | None
+    text: str
+
+
+class SharedMatterIndex:
+    """A worker's MatterIndex, refreshed from the database.
+
+    Parameters
+    ----------
+    window_days : float
+        Petitions received this long before a query are looked up.
+    threshold : float
+        MatterIndex's link threshold.
+    """
+
+    def __init__(self, window_days: float, threshold: float) -> None:
+        self.window = timedelta(days=window_days)
+        self.index = MatterIndex(threshold)
+        self._seen_until: datetime | None = None
+        self._lock = threading.Lock()
+
+    def refresh(self, session: Session) -> None:
+        """Adds the rows stored since the last refresh (all rows within the window the first time)."""
+        with self._lock:
+            now = datetime.now(UTC)
+            if self._seen_until is None:
+                # The first time, the texts come with the ids: nearly all of them are new.
+                rows = session.execute(_TEXTS_SINCE, {"since": now - self.window - timedelta(days=1)})
+                self._add_rows(rows)
+            else:
+                new = [tid for tid, in session.execute(_IDS_SINCE, {"since": self._seen_until - COMMIT_LAG}) if tid not in self.index]
+                for start in range(0, len(new), 500):
+                    self._add_rows(session.execute(_TEXTS_OF, {"ids": new[start:start + 500]}))
+            self._seen_until = now
+
+    def _add_rows(self, rows: Iterable[Row]) -> None:
+        self.index.add_many((tid, text_of(title, body), aware(received or created).timestamp())
+                            for tid, title, body, received, created in rows)
+
+    def warm_up(self, database: Database) -> None:
+        """Builds the index in the background, so that the first lookup does not wait for a
+        year of petitions; a lookup before it is done waits for it (or, with the database
+        down, builds it later)."""
+
+        def build() -> None:
+            try:
+                with database.sessions() as session:
+                    self.refresh(session)
+                log.info("same-matter index: %d petitions", len(self.index))
+            except Exception as exc:  # the database may be down at start; the first lookup tries again
+                log.error("same-matter index not built at start: %s", type(exc).__name__)
+
+        threading.Thread(target=build, name="matter-index", daemon=True).start()
+
+    def add(self, triage_id: str, text: str, received: datetime) -> None:
+        self.index.add(triage_id, text, aware(received).timestamp())
+
+    def lookup(self, session: Session, text: str, received: datetime, limit: int = 50) -> list[Match]:
+        """Stored petitions about the same matter received within the window before `received`."""
+        self.refresh(session)
+        # Timestamps, not datetimes: a window reaching before year 1 is no error.
+        until = aware(received).timestamp()
+        return self.index.query(text, limit=limit, since=until - self.window.total_seconds(), until=until)
+
+    def group_size(self, matches: list[Match], received: datetime, days: float, cap: int) -> int:
+        """How many stored petitions are linked, directly or through others, to a petition whose
+        matches these are, within `days` before `received` (counting stops at `cap`)."""
+        until = aware(received).timestamp()
+        since = until - days * 86400
+        frontier = [m.key for m in matches if since <= self.index.when(m.key) <= until]
+        seen = set(frontier)
+        while frontier and len(seen) < cap:
+            for match in self.index.query_key(frontier.pop(), limit=cap, since=since, until=until):
+                if match.key not in seen:
+                    seen.add(match.key)
+                    frontier.append(match.key)
+        return len(seen)
+
+    def groups(self, since: float, until: float, min_size: int) -> list[list[str]]:
+        """Connected groups of linked petitions received between the timestamps, of at least `min_size`."""
+        return [g for g in components(self.index, self.index.keys_between(since, until), since, until) if len(g) >= min_size]
+
+
+def case_infos(session: Session, triage_ids: list[str]) -> dict[str, CaseInfo]:
+    """The stored facts of these triages, with the latest decided division and the review status
+    (one query: it runs on every triage that has similar cases)."""
+    if not triage_ids:
+        return {}
+    return {tid: CaseInfo(triage_id=tid, external_id=external_id, received_at=aware(received or created), division=division,
+                          decided_division=decided, risk=risk, review_status=status, text=text_of(title, body))
+            for tid, external_id, received, created, division, risk, title, body, decided, status
+            in session.execute(_CASES_OF, {"ids": triage_ids})}
+
+
+@dataclass
+class Linked:
+    """What the same-matter lookup adds to one suggestion."""
+
+    similar: list[SimilarCase]
+    emerging: bool
+
+
+def link(session: Session, shared: SharedMatterIndex, text: str, received: datetime, min_size: int, days: float) -> Linked:
+    """Similar cases of a petition about to be stored, and whether it makes (or joins) a group of
+    `min_size` within `days`. Nothing is found while the database cannot be read."""
+    try:
+        matches = shared.lookup(session, text, received)
+        infos = case_infos(session, [m.key for m in matches[:SIMILAR_SHOWN]])
+    except SQLAlchemyError as exc:
+        session.rollback()
+        log.error("same-matter lookup failed: %s", type(exc).__name__)
+        return Linked([], False)
+    similar = [SimilarCase(triage_id=m.key, external_id=info.external_id, received_at=info.received_at, similarity=m.similarity,
+                           decided_division=info.decided_division, review_status=info.review_status)
+               for m in matches[:SIMILAR_SHOWN] if (info := infos.get(m.key)) is not None]
+    emerging = bool(similar) and shared.group_size(matches, received, days, cap=min_size) + 1 >= min_size
+    return Linked(similar, emerging)
+
+
+def get_matters(request: Request) -> SharedMatterIndex:
+    return request.app.state.matters
+
+
+MattersDep = Annotated[SharedMatterIndex, Depends(get_matters)]

@@ -1,0 +1,102 @@
+"""登记 (intake): a petition in, its suggestion with the evidence highlighted, the decision out.
+The suggestion and the decision go through the API's own functions, not copies of them."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
+
+from model.text import join_fields
+from service.cases import TaxonomyDep, case_out, masked_text
+from service.database import TriageRecord
+from service.deps import ModelDep, SessionDep, SettingsDep
+from service.routers.decisions import record
+from service.routers.triage import triage_one
+from service.schemas import DecisionIn, PetitionIn
+from service.similar import MattersDep
+from service.web.render import highlight, marks_of, page, shown_heads
+from service.web.sessions import Csrf, WebUser, page_user
+
+router = APIRouter(include_in_schema=False)
+IntakeUser = Annotated[WebUser, Depends(page_user("intake"))]
+CaseReader = Annotated[WebUser, Depends(page_user("intake", "reviewer"))]
+CHANNELS = ("来信", "来访", "网上", "电话")
+FIELD_NAMES = {"title": "标题", "body": "正文", "external_id": "信访件编号", "received_at": "收件日期", "channel": "来源渠道"}
+
+
+def _form(request: Request, user: WebUser, values: dict[str, str], errors: list[str], status: int = 200) -> HTMLResponse:
+    return page(request, "intake.html", user, status=status, values=values, errors=errors, channels=CHANNELS)
+
+
+@router.get("/intake", response_class=HTMLResponse)
+def intake_form(request: Request, user: IntakeUser) -> HTMLResponse:
+    return _form(request, user, {"received_at": date.today().isoformat()}, [])
+
+
+@router.post("/intake", response_class=HTMLResponse)
+def intake(request: Request, user: IntakeUser, _: Csrf, loaded: ModelDep, session: SessionDep, settings: SettingsDep,
+           matters: MattersDep, title: Annotated[str, Form()] = "", body: Annotated[str, Form()] = "", external_id: Annotated[str, Form()] = "",
+           received_at: Annotated[str, Form()] = "", channel: Annotated[str, Form()] = "") -> Response:
+    values = {"title": title, "body": body, "external_id": external_id, "received_at": received_at, "channel": channel}
+    try:
+        received = datetime.combine(date.fromisoformat(received_at), time(), tzinfo=UTC) if received_at else None
+    except ValueError:
+        return _form(request, user, values, [f"收件日期：无法识别的日期 {received_at!r}（格式 YYYY-MM-DD）"], status=422)
+    try:
+        petition = PetitionIn(title=title, body=body, external_id=external_id or None, received_at=received, channel=channel or None)
+        suggestion = triage_one(petition=petition, loaded=loaded, session=session, settings=settings, matters=matters,
+                                _=user.key)
+    except ValidationError as exc:
+        errors = [f"{FIELD_NAMES.get(str(e['loc'][0]), e['loc'][0]) if e['loc'] else '表单'}：{e['msg']}" for e in exc.errors()]
+        return _form(request, user, values, errors, status=422)
+    except HTTPException as exc:
+        return _form(request, user, values, [str(exc.detail)], status=exc.status_code)
+    if not suggestion.stored:
+        # Nothing to decide on later: show the suggestion on the text as typed, and say it was not kept.
+        text = join_fields(title, body)
+        return page(request, "unstored.html", user, suggestion=suggestion, text=highlight(text, marks_of(suggestion.explanation)))
+    return RedirectResponse(f"/cases/{suggestion.triage_id}", status_code=303)
+
+
+def case_view(request: Request, user: WebUser, triage_id: str, session: SessionDep, settings: SettingsDep,
+          taxonomy: TaxonomyDep, error: str = "", status: int = 200) -> HTMLResponse:
+    row = session.get(TriageRecord, triage_id)
+    if row is None:
+        return page(request, "error.html", user, status=404, message=f"没有编号为 {triage_id} 的研判记录")
+    case = case_out(session, row, taxonomy, settings)
+    return page(request, "case.html", user, status=status, case=case, error=error, taxonomy=taxonomy,
+                text=highlight(masked_text(row), marks_of(case.explanation)),
+                heads=shown_heads(case.explanation))
+
+
+@router.get("/cases/{triage_id}", response_class=HTMLResponse)
+def case_page(request: Request, triage_id: str, user: CaseReader, session: SessionDep, settings: SettingsDep,
+              taxonomy: TaxonomyDep) -> HTMLResponse:
+    return case_view(request, user, triage_id, session, settings, taxonomy)
+
+
+@router.post("/cases/{triage_id}/decision", response_class=HTMLResponse)
+def decide(request: Request, triage_id: str, user: IntakeUser, _: Csrf, loaded: ModelDep, session: SessionDep,
+           settings: SettingsDep, taxonomy: TaxonomyDep, division: Annotated[str, Form()] = "",
+           risk: Annotated[str, Form()] = "", key_group: Annotated[str, Form()] = "",
+           reason: Annotated[str, Form()] = "") -> Response:
+    row = session.get(TriageRecord, triage_id)
+    if row is None:
+        return page(request, "error.html", user, status=404, message=f"没有编号为 {triage_id} 的研判记录")
+    overrides = (taxonomy.resolve("division", division) or division) != row.division or (risk and taxonomy.resolve("risk", risk) != row.risk) \
+        or (key_group and taxonomy.resolve("key_group", key_group) != row.key_group)
+    if overrides and not reason.strip():
+        return case_view(request, user, triage_id, session, settings, taxonomy, error="改派或调整时请填写理由。", status=422)
+    try:
+        decision = DecisionIn(triage_id=triage_id, division=division, risk=risk or None, key_group=key_group or None,
+                              decided_by=user.key.label or user.actor, reason=reason.strip() or None)
+        record(decision, session, loaded.model.taxonomy, user.key)
+    except ValidationError as exc:
+        return case_view(request, user, triage_id, session, settings, taxonomy, error="；".join(e["msg"] for e in exc.errors()), status=422)
+    except HTTPException as exc:
+        return case_view(request, user, triage_id, session, settings, taxonomy, error=str(exc.detail), status=exc.status_code)
+    return RedirectResponse(f"/cases/{triage_id}?decided=1", status_code=303)

@@ -1,0 +1,98 @@
+"""登记 (intake), batch: a ledger (XLSX/CSV/JSONL, as `triage predict` reads) in, a table of
+suggestions out, downloadable as XLSX. Each ledger goes through POST /v1/triage/batch's own
+function, with its limit (TRIAGE_MAX_BATCH rows) and its per-row errors."""
+
+from __future__ import annotations
+
+import io
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+from fastapi import APIRouter, Depends, File, HTTPException, Request, UploadFile
+from fastapi.responses import HTMLResponse, Response
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from openpyxl import Workbook
+
+from service.cases import TaxonomyDep, case_out
+from service.database import TriageRecord
+from service.deps import ModelDep, SessionDep, SettingsDep
+from service.routers.triage import triage_batch
+from service.schemas import BatchIn
+from service.similar import MattersDep
+from service.web.render import page
+from service.web.sessions import Csrf, WebUser, page_user
+from training.ledger import LedgerError, read_ledger
+
+router = APIRouter(include_in_schema=False)
+IntakeUser = Annotated[WebUser, Depends(page_user("intake"))]
+SUFFIXES = (".xlsx", ".csv", ".jsonl")
+
+
+def _ids_token(request: Request) -> URLSafeTimedSerializer:
+    # The download link carries the batch's triage ids, signed: nobody can ask for other triages through it.
+    return URLSafeTimedSerializer(request.app.state.session_secret, salt="triage.web.ledger")
+
+
+def _petitions(frame: pd.DataFrame) -> list[dict]:
+    rows = []
+    for record in frame.to_dict("records"):
+        received = record.get("received_at")
+        rows.append({"external_id": record["id"][:200], "title": record["title"], "body": record["body"],
+                     "received_at": None if received is None or pd.isna(received) else pd.Timestamp(received).isoformat()})
+    return rows
+
+
+@router.post("/intake/ledger", response_class=HTMLResponse)
+async def upload(request: Request, user: IntakeUser, _: Csrf, loaded: ModelDep, session: SessionDep, settings: SettingsDep,
+                 matters: MattersDep, ledger: Annotated[UploadFile, File()]) -> HTMLResponse:
+    name = Path(ledger.filename or "ledger").name
+    suffix = Path(name).suffix.lower()
+    if suffix not in SUFFIXES:
+        return page(request, "ledger.html", user, status=422, error=f"{name}：只接受 {'、'.join(SUFFIXES)} 文件", items=[], name=name)
+    raw = await ledger.read()
+    with tempfile.TemporaryDirectory(prefix="triage-ledger-") as tmp:
+        path = Path(tmp) / f"upload{suffix}"
+        path.write_bytes(raw)
+        try:
+            frame = read_ledger(path, loaded.model.taxonomy, require_labels=False)
+        except LedgerError as exc:
+            # The message names the row and column; it names the uploaded file, not the temporary copy.
+            message = str(exc).replace(str(path), name)
+            return page(request, "ledger.html", user, status=422, error=message, items=[], name=name)
+    try:
+        items = triage_batch(batch=BatchIn(petitions=_petitions(frame)), loaded=loaded, session=session, settings=settings,
+                             matters=matters, _=user.key)
+    except HTTPException as exc:
+        return page(request, "ledger.html", user, status=exc.status_code, error=f"{name}：{exc.detail}", items=[], name=name)
+    stored = [item.result.triage_id for item in items if item.result is not None and item.result.stored]
+    token = _ids_token(request).dumps(stored) if stored else ""
+    return page(request, "ledger.html", user, items=items, rows=frame["row"].tolist(), name=name, token=token, error="")
+
+
+@router.get("/intake/ledger.xlsx")
+def download(request: Request, user: IntakeUser, session: SessionDep, settings: SettingsDep, taxonomy: TaxonomyDep, t: str = "") -> Response:
+    try:
+        ids = _ids_token(request).loads(t, max_age=settings.session_seconds)
+    except BadSignature:
+        return page(request, "error.html", user, status=403, message="下载链接无效或已过期，请重新上传台账。")
+    book = Workbook()
+    sheet = book.active
+    sheet.title = "分办建议"
+    sheet.append(["信访件编号", "标题（已遮蔽）", "建议承办处室", "置信度", "第二建议", "第三建议", "风险等级", "重点群体",
+                  "需人工研判", "受理告知时限", "办结时限", "研判编号"])
+    for triage_id in ids:
+        row = session.get(TriageRecord, triage_id)
+        if row is None:
+            continue
+        case = case_out(session, row, taxonomy, settings)
+        others = [o.name for o in case.division_top3[1:3]] + ["", ""]
+        sheet.append([case.external_id or "", case.title, case.division.name, case.division.probability, others[0], others[1],
+                      case.risk_name, case.key_group_name, "是" if case.needs_review else "否",
+                      *((case.time_limits.accept_by.date().isoformat(), case.time_limits.conclude_by.date().isoformat())
+                        if case.time_limits else ("", "")), case.triage_id])
+    out = io.BytesIO()
+    book.save(out)
+    return Response(out.getvalue(), media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                    headers={"Content-Disposition": 'attachment; filename="suggestions.xlsx"'})

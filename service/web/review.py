@@ -1,0 +1,54 @@
+"""研判 (review queue): open items by risk and age with the time left, filters, and resolve.
+Lists and resolves through the API's own review-queue functions."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
+
+from service.cases import TaxonomyDep
+from service.deps import SessionDep, SettingsDep
+from service.routers.review import list_queue, resolve
+from service.schemas import ResolveIn
+from service.web.intake import case_view
+from service.web.render import page
+from service.web.sessions import Csrf, WebUser, page_user
+
+router = APIRouter(include_in_schema=False)
+ReviewUser = Annotated[WebUser, Depends(page_user("reviewer"))]
+REASONS = {"high_risk": "高风险", "low_confidence": "分办把握不足"}
+
+
+def _day(value: str, end: bool = False) -> datetime | None:
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        return None
+    return datetime.combine(day + timedelta(days=1) if end else day, time(), tzinfo=UTC)
+
+
+@router.get("/review", response_class=HTMLResponse)
+def review_queue(request: Request, user: ReviewUser, session: SessionDep, settings: SettingsDep, taxonomy: TaxonomyDep,
+                 status: str = "open", division: str = "", reason: str = "", since: str = "", until: str = "") -> HTMLResponse:
+    status = status if status in ("open", "resolved", "all") else "open"
+    items = list_queue(session=session, _=user.key, taxonomy=taxonomy, settings=settings, status=status,
+                       division=division or None, reason=reason if reason in REASONS else None,
+                       since=_day(since), until=_day(until, end=True), limit=500)
+    return page(request, "review.html", user, items=items, taxonomy=taxonomy, reasons=REASONS,
+                filters={"status": status, "division": division, "reason": reason, "since": since, "until": until})
+
+
+@router.post("/review/{triage_id}/resolve", response_class=HTMLResponse)
+def resolve_item(request: Request, triage_id: str, user: ReviewUser, _: Csrf, session: SessionDep, settings: SettingsDep,
+                 taxonomy: TaxonomyDep, note: Annotated[str, Form()] = "") -> Response:
+    try:
+        resolve(triage_id=triage_id, body=ResolveIn(note=note), session=session, key=user.key, taxonomy=taxonomy, settings=settings)
+    except ValidationError:
+        return case_view(request, user, triage_id, session, settings, taxonomy, error="请填写研判意见。", status=422)
+    except HTTPException as exc:
+        return case_view(request, user, triage_id, session, settings, taxonomy, error=str(exc.detail), status=exc.status_code)
+    return RedirectResponse(f"/cases/{triage_id}?resolved=1", status_code=303)

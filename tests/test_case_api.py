@@ -1,0 +1,104 @@
+"""The API the pages read: a stored triage with its evidence, decisions by Chinese name,
+review-queue items carrying the case, and the statutory time limits."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+
+from model.text import join_fields
+from service.app import create_app
+from service.cases import rebase_explanation, time_limits
+from service.database import Database
+from service.keys import create_key
+from service.settings import Settings
+
+PHONE = "13812345678"
+PETITION = {"title": "老板拖欠工资", "body": f"我的电话{PHONE}。我在电子厂上班，老板三个月没发工资，讨薪无门。", "channel": "网上"}
+URGENT = {"title": "讨薪无门", "body": "工资一直拿不到，再不解决我就从公司楼顶跳楼。"}
+
+
+@pytest.fixture
+def api(small_model_dir, tmp_path):
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'triage.db'}", model_dir=small_model_dir)
+    app = create_app(settings)
+    with Database(settings.database_url).sessions() as session:
+        keys = {role: {"X-API-Key": create_key(session, role)} for role in ("intake", "reviewer", "analyst")}
+    with TestClient(app) as client:
+        yield client, keys
+
+
+def test_a_stored_triage_shows_its_evidence_on_the_masked_text(api):
+    client, keys = api
+    suggestion = client.post("/v1/triage", json=PETITION, headers=keys["intake"]).json()
+    case = client.get(f"/v1/triage/{suggestion['triage_id']}", headers=keys["reviewer"])
+    assert case.status_code == 200
+    case = case.json()
+    assert PHONE not in case["body"] and "[手机号]" in case["body"]
+    text = join_fields(case["title"], case["body"])
+    spans = [s for head in case["explanation"].values() for part in (*head["terms"], *head["rules"]) for s in part["spans"]]
+    assert spans, "the stored explanation has no spans"
+    # The phone number shortened the text: spans after it moved, and every one still points at its words.
+    assert all(text[s["start"]:s["end"]] == s["text"] for s in spans)
+    assert case["risk_name"] in ("一般", "加急", "当日人工研判") and case["division"]["name"]
+
+
+def test_rebased_spans_inside_masked_digits_are_dropped():
+    explanation = {"risk": {"label": "low", "terms": [{"term": "5678", "kind": "word", "weight": 1.0,
+                                                       "spans": [{"start": 11, "end": 15, "text": "5678"}]}], "rules": []}}
+    assert rebase_explanation(explanation, "t\n电话[手机号]")["risk"]["terms"][0]["spans"] == []
+
+
+def test_decisions_take_chinese_names_and_are_listed_with_them(api, taxonomy):
+    client, keys = api
+    tid = client.post("/v1/triage", json=PETITION, headers=keys["intake"]).json()["triage_id"]
+    name = taxonomy.name_of("division", "external")
+    made = client.post("/v1/decisions", json={"triage_id": tid, "division": name, "risk": "加急", "decided_by": "王五",
+                                              "reason": "属医保"}, headers=keys["intake"])
+    assert made.status_code == 201, made.text
+    assert made.json()["division"] == "external" and made.json()["division_name"] == name and made.json()["risk"] == "medium"
+    listed = client.get(f"/v1/triage/{tid}/decisions", headers=keys["intake"]).json()
+    assert [(d["revision"], d["division"], d["reason"]) for d in listed] == [(1, "external", "属医保")]
+    assert client.get("/v1/triage/nope/decisions", headers=keys["intake"]).status_code == 404
+    assert client.get(f"/v1/triage/{tid}", headers=keys["analyst"]).status_code == 403
+
+
+def test_review_queue_items_carry_the_case(api):
+    client, keys = api
+    tid = client.post("/v1/triage", json={**URGENT, "external_id": "XF-2026-0001"}, headers=keys["intake"]).json()["triage_id"]
+    items = client.get("/v1/review-queue", params={"reason": "high_risk"}, headers=keys["reviewer"]).json()
+    item = next(i for i in items if i["triage_id"] == tid)
+    assert item["risk_name"] == "当日人工研判" and item["division_name"]
+    assert item["case"]["external_id"] == "XF-2026-0001" and "跳楼" in item["case"]["body"]
+    assert item["case"]["explanation"]["risk"]["rules"], "the rule that set the risk is not in the queued case"
+    assert item["case"]["review"]["status"] == "open"
+    assert client.get("/v1/review-queue", params={"reason": "low_confidence"}, headers=keys["reviewer"]).json() == [
+        i for i in client.get("/v1/review-queue", headers=keys["reviewer"]).json() if i["reason"] == "low_confidence"]
+
+
+def test_time_limits_run_from_received_at(api):
+    client, keys = api
+    received = datetime.now(UTC) - timedelta(days=10)
+    limits = client.post("/v1/triage", json={**PETITION, "received_at": received.isoformat()}, headers=keys["intake"]).json()["time_limits"]
+    assert limits["from_received_at"] is True
+    assert limits["days_left_to_accept"] == 5 and limits["days_left_to_conclude"] == 50
+    assert datetime.fromisoformat(limits["conclude_by_extended"]) - datetime.fromisoformat(limits["conclude_by"]) == timedelta(days=30)
+
+
+def test_time_limits_are_settings():
+    settings = Settings(accept_days=3, conclude_days=7, extension_days=0)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    limits = time_limits(start, start, settings, now=datetime(2026, 1, 5, 12, tzinfo=UTC))
+    assert limits.days_left_to_accept == -1 and limits.days_left_to_conclude == 3
+    assert limits.conclude_by_extended == limits.conclude_by
+
+
+def test_openapi_describes_every_field_and_the_offsets(api):
+    client, _ = api
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    for name in ("Suggestion", "CaseOut", "ReviewItemOut", "DecisionIn", "DecisionOut", "TimeLimits", "Span", "PetitionIn"):
+        undescribed = [f for f, spec in schemas[name]["properties"].items() if not spec.get("description")]
+        assert not undescribed, f"{name}: no description for {undescribed}"
+    assert "title + '\\n' + body" in schemas["Span"]["properties"]["start"]["description"]

@@ -1,0 +1,79 @@
+"""Every free-text field is masked at the storage boundary: a real `triage serve` at
+DEBUG on a real SQLite file gets ID, mobile, landline and card numbers (grouped and
+not) in every field; none of them is in the database file, the log or the export."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import httpx
+from serving import CLI, ServeProcess, make_key, serve_env
+
+from service.pii import mask_pii
+
+NUMBERS = {
+    "resident ID": "110101199003071234",
+    "resident ID, grouped": "110101 19900307 123X",
+    "mobile": "13912345678",
+    "mobile, dashed": "138-1234-5678",
+    "landline": "010-62345678",
+    "card, 16 digits": "6222021234567890",
+    "card, 19 digits grouped": "6217 0012 3456 7890 123",
+}
+ALL = "；".join(f"{name} {number}" for name, number in NUMBERS.items())
+
+
+def test_the_masking_of_each_kind_of_number():
+    for name, number in NUMBERS.items():
+        masked = mask_pii(f"号码{number}。")
+        assert not any(ch.isdigit() for ch in masked), (name, masked)
+
+
+def test_no_field_stores_exports_or_logs_a_number(tmp_path: Path, small_model_dir: Path):
+    db = tmp_path / "private" / "triage.db"
+    env = serve_env(f"sqlite:///{db}", small_model_dir, tmp_path, log_level="debug")
+    server = ServeProcess(tmp_path, env)
+    try:
+        server.start()
+        intake, reviewer = make_key(env, tmp_path, "intake"), make_key(env, tmp_path, "reviewer")
+        with httpx.Client(base_url=server.base, timeout=60, trust_env=False) as client:
+            triaged = client.post("/v1/triage", headers={"X-API-Key": intake}, json={
+                "title": f"讨薪 {NUMBERS['mobile']}", "body": f"再不发工资我就跳楼。{ALL}", "external_id": f"XF {NUMBERS['mobile, dashed']}",
+            }).json()
+            assert triaged["stored"] is True and triaged["needs_review"] is True
+            tid = triaged["triage_id"]
+            decided = client.post("/v1/decisions", headers={"X-API-Key": intake}, json={
+                "triage_id": tid, "division": triaged["division"]["code"], "decided_by": f"受理员 {NUMBERS['landline']}",
+                "reason": ALL})
+            assert decided.status_code == 201, decided.text
+            resolved = client.post(f"/v1/review-queue/{tid}/resolve", headers={"X-API-Key": reviewer}, json={"note": ALL})
+            assert resolved.status_code == 200, resolved.text
+            # What a reviewer reads back is what was stored.
+            queue = client.get("/v1/review-queue?status=all", headers={"X-API-Key": reviewer}).json()
+            assert "[手机号]" in queue[0]["title"]
+    finally:
+        server.stop()
+
+    export = tmp_path / "export.csv"
+    exported = subprocess.run([*CLI, "export-decisions", "--db", str(db), "--out", str(export)], env=env, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)
+    assert exported.returncode == 0, exported.stderr
+    stored = b"".join(p.read_bytes() for p in db.parent.iterdir() if p.name.startswith("triage.db"))
+    places = {"database": stored.decode("utf-8", "replace"), "log": server.log.read_text(encoding="utf-8"),
+              "export": export.read_text(encoding="utf-8-sig")}
+    assert "DEBUG" in places["log"]
+    assert "[身份证号]" in places["export"] and "[银行卡号]" in places["export"]
+    for place, content in places.items():
+        for name, number in NUMBERS.items():
+            assert number not in content, f"{name} {number} is in the {place}"
+        assert "7890 123" not in content and "7890123" not in content, f"a 19-digit card was half-masked in the {place}"
+
+    # Owner-only: the database, its WAL and the directory made for it.
+    assert stat.S_IMODE(db.parent.stat().st_mode) == 0o700
+    for path in db.parent.iterdir():
+        if path.name.startswith("triage.db"):
+            assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, f"{path.name} is {oct(path.stat().st_mode)}"
+    assert os.access(db, os.R_OK)

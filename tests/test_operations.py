@@ -1,0 +1,136 @@
+"""Operating the service from the command line: keys list and revoke, backup and
+restore of a live SQLite database, purging old petition texts, log settings."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import stat
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from service.database import AuditEntry, Database, DecisionRecord, TriageRecord
+from service.keys import create_key
+from service.logs import JSONFormatter, log_config
+from service.maintenance import PURGED
+from service.settings import get_settings
+from triage.cli import main
+
+
+@pytest.fixture
+def database(tmp_path: Path, monkeypatch) -> Database:
+    url = f"sqlite:///{tmp_path / 'var' / 'triage.db'}"
+    monkeypatch.setenv("TRIAGE_DATABASE_URL", url)
+    get_settings.cache_clear()
+    database = Database(url)
+    database.migrate()
+    yield database
+    database.engine.dispose()
+    get_settings.cache_clear()
+
+
+def _triage(session, tid: str, created_at: datetime, body: str) -> None:
+    session.add(TriageRecord(id=tid, created_at=created_at, title_masked="标题", body_masked=body, model_version="m",
+                             division="pension", division_confidence=0.9, risk="low", key_group="none",
+                             needs_review=False, suggestion={}))
+    session.flush()
+    session.add(DecisionRecord(triage_id=tid, revision=1, division="pension", risk="low", key_group="none",
+                               accepted=True, decided_by="受理员", reason=None))
+
+
+def test_keys_list_shows_no_secret_and_revoke_takes_a_whole_key(database, capsys):
+    with database.sessions() as session:
+        key = create_key(session, "reviewer", label="复核科")
+        other = create_key(session, "intake")
+    assert main(["keys", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert key.split("_")[1] in listed and "reviewer" in listed and "复核科" in listed
+    assert key not in listed and key.split("_", 2)[2] not in listed
+    forged = f"pt_{other.split('_')[1]}_not-the-real-secret"
+    assert main(["keys", "revoke", forged]) == 2  # same prefix, not the key: refused
+    assert main(["keys", "revoke", key]) == 0
+    assert main(["keys", "revoke", other.split("_")[1]]) == 0
+    assert main(["keys", "list"]) == 0
+    assert capsys.readouterr().out.count("+00:00") >= 4  # created and revoked, with their offset
+
+
+def test_backup_of_a_live_database_restores_what_it_held(database, tmp_path: Path):
+    with database.sessions() as session:
+        _triage(session, "kept", datetime.now(UTC), "备份前的信访")
+        session.commit()
+    reader = sqlite3.connect(database.url.removeprefix("sqlite:///"))  # an open connection, as the service has
+    backup = tmp_path / "backups" / "triage-backup.db"
+    assert main(["backup", "--out", str(backup)]) == 0
+    assert stat.S_IMODE(backup.stat().st_mode) == 0o600
+    with database.sessions() as session:
+        _triage(session, "after", datetime.now(UTC), "备份后的信访")
+        session.commit()
+    assert main(["restore", "--from", str(backup)]) == 0
+    assert [r[0] for r in reader.execute("SELECT id FROM triages")] == ["kept"]
+    with database.sessions() as session:
+        assert session.get(TriageRecord, "after") is None and session.get(TriageRecord, "kept") is not None
+    reader.close()
+
+
+def test_restore_refuses_a_file_that_is_not_a_backup(database, tmp_path: Path, capsys):
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"not a database at all" * 100)
+    assert main(["restore", "--from", str(junk)]) == 2
+    assert "junk.db" in capsys.readouterr().err
+
+
+def test_purge_empties_old_petition_texts_keeps_labels_and_is_audited(database):
+    old, new = datetime(2024, 3, 1, tzinfo=UTC), datetime.now(UTC)
+    with database.sessions() as session:
+        _triage(session, "old", old, "很久以前的信访内容")
+        _triage(session, "new", new, "最近的信访内容")
+        session.commit()
+    # Midnight in Beijing on 2025-01-01 is 16:00 UTC the day before.
+    assert main(["purge", "--before", "2025-01-01T00:00:00+08:00"]) == 0
+    with database.sessions() as session:
+        assert session.get(TriageRecord, "old").body_masked == PURGED
+        assert session.get(TriageRecord, "new").body_masked == "最近的信访内容"
+        assert session.query(DecisionRecord).count() == 2
+        audit = session.query(AuditEntry).filter_by(action="retention.purge").one()
+        assert audit.detail == {"petitions": 1} and audit.target.startswith("2025-01-01T00:00:00+08:00")
+    assert main(["purge", "--before", "2025-01-01"]) == 0  # nothing left to purge: recorded as 0
+    with database.sessions() as session:
+        assert [a.detail["petitions"] for a in session.query(AuditEntry).filter_by(action="retention.purge")] == [1, 0]
+
+
+def test_log_settings_give_the_level_and_json_lines_with_utc_timestamps():
+    config = log_config("debug", as_json=True)
+    assert config["loggers"]["triage"]["level"] == "DEBUG" and config["loggers"]["sqlalchemy"]["level"] == "WARNING"
+    record = logging.LogRecord("triage.service", logging.INFO, __file__, 1, "model %s", ("v1",), None)
+    line = json.loads(JSONFormatter().format(record))
+    assert line["message"] == "model v1" and line["level"] == "INFO"
+    assert datetime.fromisoformat(line["time"]).utcoffset() == timedelta(0)
+
+
+def test_an_unknown_log_level_is_refused(monkeypatch):
+    monkeypatch.setenv("TRIAGE_LOG_LEVEL", "loud")
+    get_settings.cache_clear()
+    try:
+        assert main(["serve", "--port", "1"]) == 2
+    finally:
+        get_settings.cache_clear()
+
+
+def test_the_export_writes_offsets_and_leaves_purged_petitions_out(database, tmp_path: Path, taxonomy):
+    from training.decisions import read_decisions
+
+    with database.sessions() as session:
+        _triage(session, "old", datetime(2024, 3, 1, tzinfo=UTC), "很久以前的信访内容")
+        _triage(session, "new", datetime(2026, 12, 6, 1, 0, tzinfo=UTC), "最近的信访内容，工资拖欠")
+        session.commit()
+    assert main(["purge", "--before", "2025-01-01"]) == 0
+    out = tmp_path / "export.csv"
+    assert main(["export-decisions", "--db", database.url.removeprefix("sqlite:///"), "--out", str(out)]) == 0
+    exported = out.read_text(encoding="utf-8-sig")
+    assert "很久以前" not in exported and PURGED not in exported
+    assert "2026-12-06T09:00:00+08:00" in exported  # 01:00 UTC, in Beijing time with its offset
+    again = read_decisions(out, taxonomy)
+    assert list(again["id"]) == ["new"] and str(again["received_at"].iloc[0]) == "2026-12-06 09:00:00"

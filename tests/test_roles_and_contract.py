@@ -1,0 +1,66 @@
+"""Roles and the small print of the API contract: who may read the model, what a 403
+says, 415 for a body that is not JSON, 422 for an unknown division filter, and the
+README's role table being the one the code enforces."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.database import Database
+from service.keys import ROLES, create_key
+from service.roles import role_table
+from service.settings import Settings
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+@pytest.fixture
+def service(small_model_dir, tmp_path):
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'triage.db'}", model_dir=small_model_dir)
+    app = create_app(settings)
+    with Database(settings.database_url).sessions() as session:
+        keys = {role: create_key(session, role) for role in ROLES}
+    with TestClient(app) as client:
+        yield client, keys
+
+
+@pytest.mark.parametrize(("role", "status"), [("intake", 403), ("reviewer", 403), ("analyst", 200), ("admin", 200)])
+def test_the_model_is_shown_to_analysts_and_admins_only(service, role, status):
+    client, keys = service
+    assert client.get("/v1/model", headers={"X-API-Key": keys[role]}).status_code == status
+
+
+def test_a_403_names_each_role_once(service):
+    client, keys = service
+    detail = client.post("/v1/model/reload", json={"model_dir": "x"}, headers={"X-API-Key": keys["intake"]}).json()["detail"]
+    assert detail == "this endpoint needs the role admin; your key has 'intake'"
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "text/plain; charset=utf-8"])
+def test_a_body_that_is_not_json_gets_415(service, content_type):
+    client, keys = service
+    response = client.post("/v1/triage", content=b'{"body": "x"}', headers={"X-API-Key": keys["intake"], "content-type": content_type})
+    assert response.status_code == 415
+    assert "application/json" in response.json()["detail"]
+    ok = client.post("/v1/triage", content='{"body": "工资"}'.encode(),
+                     headers={"X-API-Key": keys["intake"], "content-type": "application/json; charset=utf-8"})
+    assert ok.status_code == 200
+
+
+def test_an_unknown_division_filter_is_refused_not_answered_empty(service):
+    client, keys = service
+    response = client.get("/v1/review-queue?division=no_such_division", headers={"X-API-Key": keys["reviewer"]})
+    assert response.status_code == 422 and "no_such_division" in response.json()["detail"]
+    assert client.get("/v1/review-queue?division=pension", headers={"X-API-Key": keys["reviewer"]}).status_code == 200
+
+
+def test_the_readme_role_table_is_the_one_the_code_enforces():
+    readme = README.read_text(encoding="utf-8")
+    found = re.search(r"<!-- roles:begin.*?<!-- roles:end -->", readme, re.S)
+    assert found, "README.md has no role table between the roles markers"
+    assert found.group(0) == role_table(), "README.md's role table is stale: paste the output of `python -m service.roles`"

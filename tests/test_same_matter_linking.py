@@ -1,0 +1,220 @@
+"""Same-matter linking (model/matter.py, similar_cases, repeat_of, /v1/emerging, `triage link`):
+petitions are linked by the matter they describe, never by who wrote them. Real SQLite
+files and, when TRIAGE_TEST_POSTGRES_URL is set, PostgreSQL; real uvicorn processes for
+the index shared between workers."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+from postgres_db import POSTGRES_PARAM, throwaway_database
+from serving import CLI, ROOT, ServeProcess, make_key, serve_env
+
+from model.matter import MatterIndex, link_matters, normalize_for_linking
+from service.app import create_app
+from service.database import Database
+from service.keys import create_key
+from service.settings import Settings
+
+TEMPLATE = ("{company}拖欠工资", "我叫{name}，身份证{id_number}，电话{phone}。我从{date}起在B2区{company}承建的{project}工地做木工，"
+            "公司拖欠我们二十多名工人的工资共{amount}元，多次找项目经理都说没钱，请劳动监察部门督促{company}支付。")
+FIRST = {"company": "恒远建筑公司", "project": "江畔花园", "name": "王建国", "id_number": "110101199003071234",
+         "phone": "13812345678", "date": "2026年3月", "amount": "186000"}
+# The same matter retold: another name, ID, phone, date and amount.
+RETOLD = FIRST | {"name": "李秀英", "id_number": "320102198512120027", "phone": "13998765432", "date": "2026年4月", "amount": "192500"}
+# Another matter in the same words: another employer and project.
+OTHER = FIRST | {"company": "鑫达劳务公司", "project": "北湖家园"}
+PENSION = {"title": "咨询养老金", "body": "请问我今年退休，缴费十五年，每月养老金大概能领多少？计算办法在哪里可以查到？"}
+
+
+def petition(facts: dict[str, str], **extra: str) -> dict[str, str]:
+    title, body = TEMPLATE
+    return {"title": title.format(**facts), "body": body.format(**facts), **extra}
+
+
+def joined(p: dict[str, str]) -> str:
+    return f"{p['title']}\n{p['body']}"
+
+
+def test_changing_only_masked_numbers_and_names_does_not_change_the_links():
+    assert normalize_for_linking(joined(petition(FIRST))) == normalize_for_linking(joined(petition(RETOLD)))
+    texts = [joined(petition(FIRST)), joined(petition(OTHER)), PENSION["body"]]
+    retold = [joined(petition(RETOLD)), joined(petition(OTHER | {"name": "赵六", "phone": "13700001111"})), PENSION["body"]]
+    assert link_matters(texts) == link_matters(retold)
+    assert link_matters([texts[0], retold[0]]) == ["M1", "M1"]
+
+
+def test_two_matters_written_from_one_template_are_not_linked():
+    index = MatterIndex()
+    index.add("first", joined(petition(FIRST)))
+    assert [m.key for m in index.query(joined(petition(RETOLD)))] == ["first"]
+    assert index.query(joined(petition(OTHER))) == []
+    assert link_matters([joined(petition(FIRST)), joined(petition(OTHER))]) == ["M1", "M2"]
+
+
+def test_an_unrelated_petition_is_not_linked():
+    index = MatterIndex()
+    index.add("wages", joined(petition(FIRST)))
+    assert index.query(joined(PENSION)) == []
+
+
+def test_the_index_finds_rows_added_after_it_was_sorted():
+    index = MatterIndex()
+    index.add_many((f"filler{i}", f"第{i}件：{'关于社保转移的咨询' if i % 2 else '关于职称评审的问题'}，编号{i}，请予答复", 0.0)
+                   for i in range(300))
+    index.add("late", joined(petition(FIRST)), when=5.0)
+    assert [m.key for m in index.query(joined(petition(RETOLD)))] == ["late"]
+    assert index.query(joined(petition(RETOLD)), since=6.0) == []
+
+
+@pytest.fixture(params=["sqlite", POSTGRES_PARAM])
+def database_url(request, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'triage.db'}"
+    else:
+        with throwaway_database("matter") as url:
+            yield url.render_as_string(hide_password=False)
+
+
+@contextmanager
+def running(database_url: str, model_dir: Path, **settings) -> Iterator[tuple[TestClient, dict[str, str]]]:
+    config = Settings(database_url=database_url, model_dir=model_dir, **settings)
+    app = create_app(config)
+    with Database(database_url).sessions() as session:
+        keys = {role: create_key(session, role) for role in ("intake", "reviewer", "analyst", "admin")}
+    with TestClient(app) as client:
+        yield client, keys
+    app.state.database.engine.dispose()
+
+
+def triage(client: TestClient, keys: dict[str, str], payload: dict) -> dict:
+    response = client.post("/v1/triage", json=payload, headers={"X-API-Key": keys["intake"]})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_the_same_letter_sent_twice_is_marked_a_repeat_with_the_evidence(database_url, small_model_dir):
+    with running(database_url, small_model_dir) as (client, keys):
+        first = triage(client, keys, petition(FIRST, external_id="XF-1", received_at="2026-05-01T09:00:00+00:00"))
+        assert first["similar_cases"] == [] and first["repeat_of"] is None
+        second = triage(client, keys, petition(RETOLD, received_at="2026-05-20T09:00:00+00:00"))
+        assert second["repeat_of"] == first["triage_id"]
+        case = second["similar_cases"][0]
+        assert case["triage_id"] == first["triage_id"] and case["external_id"] == "XF-1"
+        assert case["received_at"].startswith("2026-05-01") and case["similarity"] >= 0.9
+        assert case["decided_division"] is None
+        cue = [r for r in second["explanation"]["risk"]["rules"] if first["triage_id"] in r["explain"]]
+        assert [r["rule"] for r in cue] == ["risk.repeated"]
+        other = triage(client, keys, petition(OTHER, received_at="2026-05-21T09:00:00+00:00"))
+        assert other["repeat_of"] is None and other["similar_cases"] == []
+        # A decision on the first shows in later lookups.
+        decided = client.post("/v1/decisions", json={"triage_id": first["triage_id"], "division": "labor_relations",
+                                                      "decided_by": "处理人"}, headers={"X-API-Key": keys["intake"]})
+        assert decided.status_code == 201, decided.text
+        third = triage(client, keys, petition(FIRST, received_at="2026-05-22T09:00:00+00:00"))
+        assert {c["triage_id"]: c["decided_division"] for c in third["similar_cases"]}[first["triage_id"]] == "labor_relations"
+
+
+def test_a_predecessor_outside_the_window_is_not_looked_up(database_url, small_model_dir):
+    with running(database_url, small_model_dir, similar_window_days=30) as (client, keys):
+        triage(client, keys, petition(FIRST, received_at="2026-01-01T09:00:00+00:00"))
+        late = triage(client, keys, petition(RETOLD, received_at="2026-03-01T09:00:00+00:00"))
+        assert late["repeat_of"] is None
+
+
+def test_lookup_after_a_restart_finds_what_was_stored_before(database_url, small_model_dir):
+    with running(database_url, small_model_dir) as (client, keys):
+        first = triage(client, keys, petition(FIRST))
+    with running(database_url, small_model_dir) as (client, keys):
+        assert triage(client, keys, petition(RETOLD))["repeat_of"] == first["triage_id"]
+
+
+def test_a_repeat_is_detected_across_a_model_reload(tmp_path, small_model_dir):
+    with running(f"sqlite:///{tmp_path / 'triage.db'}", small_model_dir) as (client, keys):
+        first = triage(client, keys, petition(FIRST))
+        reloaded = client.post("/v1/model/reload", json={"model_dir": str(small_model_dir)}, headers={"X-API-Key": keys["admin"]})
+        assert reloaded.status_code == 200, reloaded.text
+        assert triage(client, keys, petition(RETOLD))["repeat_of"] == first["triage_id"]
+
+
+def test_five_petitions_about_one_employer_make_one_emerging_group_in_the_review_queue(database_url, small_model_dir):
+    names = ["王建国", "李秀英", "张伟", "刘洋", "陈静"]
+    start = datetime.now(UTC) - timedelta(days=6)
+    with running(database_url, small_model_dir) as (client, keys):
+        triage(client, keys, PENSION)
+        ids = [triage(client, keys, petition(FIRST | {"name": name}, received_at=(start + timedelta(days=i)).isoformat()))["triage_id"]
+               for i, name in enumerate(names)]
+        triage(client, keys, petition(OTHER))
+        reviewer = {"X-API-Key": keys["reviewer"]}
+        groups = client.get("/v1/emerging", headers=reviewer).json()
+        assert len(groups) == 1, groups
+        group = groups[0]
+        assert group["size"] == 5 and [m["triage_id"] for m in group["members"]] == ids
+        assert "恒远" in " ".join(group["shared_words"]) and not any(n in " ".join(group["shared_words"]) for n in names)
+        assert group["first_seen"] < group["last_seen"] and group["highest_risk"] in ("low", "medium", "high")
+        queue = {i["triage_id"]: i["reason"] for i in client.get("/v1/review-queue", headers=reviewer).json()}
+        # The third and later join a group of three; a higher reason (high risk) would come first.
+        assert all(queue.get(t) in ("emerging_group", "high_risk") for t in ids[2:])
+        assert "emerging_group" in queue.values()
+        assert client.get("/v1/emerging", headers={"X-API-Key": keys["analyst"]}).status_code == 200
+        assert client.get("/v1/emerging", headers={"X-API-Key": keys["intake"]}).status_code == 403
+        assert client.get("/v1/emerging", params={"min_size": 6}, headers=reviewer).json() == []
+
+
+def test_two_workers_see_the_same_index(tmp_path, small_model_dir):
+    """Two `triage serve` processes on one database: what one stores, the other finds."""
+    database_url = f"sqlite:///{tmp_path / 'triage.db'}"
+    servers = []
+    try:
+        for name in ("a", "b"):
+            workdir = tmp_path / name
+            workdir.mkdir()
+            env = serve_env(database_url, small_model_dir, workdir, workers="1")
+            servers.append(ServeProcess(workdir, env))
+            servers[-1].start()
+        key = make_key(servers[0].env, tmp_path / "a")
+        a, b = (httpx.Client(base_url=s.base, headers={"X-API-Key": key}, timeout=30, trust_env=False) for s in servers)
+        with a, b:
+            on_a = a.post("/v1/triage", json=petition(FIRST)).json()
+            on_b = b.post("/v1/triage", json=petition(RETOLD)).json()
+            assert on_b["repeat_of"] == on_a["triage_id"]
+            again_on_a = a.post("/v1/triage", json=petition(FIRST)).json()
+            assert {c["triage_id"] for c in again_on_a["similar_cases"]} == {on_a["triage_id"], on_b["triage_id"]}
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def test_triage_link_writes_a_matter_per_ledger_row(tmp_path):
+    ledger = tmp_path / "ledger.csv"
+    rows = [("1", petition(FIRST)), ("2", petition(OTHER)), ("3", PENSION), ("4", petition(RETOLD))]
+    with ledger.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["编号", "标题", "内容"])
+        writer.writerows([pid, p["title"], p["body"]] for pid, p in rows)
+    out = tmp_path / "linked.csv"
+    done = subprocess.run([*CLI, "link", "--input", str(ledger), "--output", str(out)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    with out.open(encoding="utf-8-sig") as handle:
+        matter = {row["id"]: row["matter"] for row in csv.DictReader(handle)}
+    assert matter["1"] == matter["4"] and len({matter["1"], matter["2"], matter["3"]}) == 3
+
+
+def test_training_keeps_a_resent_letter_in_one_fold_when_the_ledger_names_no_matter():
+    from training.train import matter_groups
+
+    texts = [petition(FIRST), petition(RETOLD), petition(OTHER), PENSION]
+    frame = pd.DataFrame({"id": ["a", "b", "c", "d"], "title": [t["title"] for t in texts], "body": [t["body"] for t in texts]})
+    groups = matter_groups(frame, np.ones(len(frame), bool))
+    assert groups[0] == groups[1] and len({groups[0], groups[2], groups[3]}) == 3

@@ -1,0 +1,85 @@
+"""Time: moments stored in UTC and written with an offset; `since`/`until` accept any
+offset and mean the same instant on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from fastapi.testclient import TestClient
+from postgres_db import POSTGRES_PARAM, throwaway_database
+from sqlalchemy import create_engine, text
+
+from service.app import create_app
+from service.database import Database
+from service.keys import create_key
+from service.settings import Settings
+
+BEIJING = timezone(timedelta(hours=8))
+URGENT = {"title": "讨薪无门", "body": "工资一直拿不到，再不解决我就从公司楼顶跳楼。",
+          "received_at": "2026-12-06T09:00:00+08:00"}
+
+
+@pytest.fixture(params=["sqlite", POSTGRES_PARAM])
+def service(request, small_model_dir: Path, tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, str], str]]:
+    with ExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite:///{tmp_path / 'triage.db'}"
+        else:
+            url = stack.enter_context(throwaway_database("triage_tz")).render_as_string(hide_password=False)
+        database = Database(url)
+        database.migrate()
+        with database.sessions() as session:
+            keys = {role: create_key(session, role) for role in ("intake", "reviewer", "analyst")}
+        database.engine.dispose()
+        app = create_app(Settings(database_url=url, model_dir=small_model_dir))
+        client = stack.enter_context(TestClient(app))
+        yield client, keys, url
+        app.state.database.engine.dispose()
+
+
+def _offset_written(value: str) -> bool:
+    return value.endswith("Z") or value[-6] in "+-"
+
+
+def test_since_and_until_mean_the_same_instant_whatever_the_offset(service):
+    client, keys, _ = service
+    for _ in range(3):
+        assert client.post("/v1/triage", json=URGENT, headers={"X-API-Key": keys["intake"]}).json()["stored"] is True
+    hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    stats = lambda query: client.get(f"/v1/stats?{query}", headers={"X-API-Key": keys["analyst"]}).json()["suggestions"]  # noqa: E731
+    same_instant = [hour_ago.isoformat().replace("+00:00", "Z"), hour_ago.astimezone(BEIJING).isoformat(),
+                    hour_ago.astimezone(timezone(timedelta(hours=-5))).isoformat()]
+    assert [stats(f"since={quote(s)}") for s in same_instant] == [3, 3, 3]
+    # The "+" of an offset typed into a URL unencoded arrives as a space; it still means +08:00.
+    assert stats("since=" + hour_ago.astimezone(BEIJING).isoformat().replace("+", "%20")) == 3
+    later = datetime.now(UTC) + timedelta(minutes=30)
+    assert stats(f"since={quote(later.astimezone(BEIJING).isoformat())}") == 0
+    assert stats(f"until={quote(later.astimezone(BEIJING).isoformat())}") == 3
+    assert stats(f"until={quote(hour_ago.astimezone(BEIJING).isoformat())}") == 0
+    queue = client.get(f"/v1/review-queue?since={quote(hour_ago.astimezone(BEIJING).isoformat())}",
+                       headers={"X-API-Key": keys["reviewer"]}).json()
+    assert len(queue) == 3
+
+
+def test_every_moment_is_written_with_an_offset_and_stored_in_utc(service):
+    client, keys, url = service
+    triaged = client.post("/v1/triage", json=URGENT, headers={"X-API-Key": keys["intake"]}).json()
+    decided = client.post("/v1/decisions", json={"triage_id": triaged["triage_id"], "division": triaged["division"]["code"],
+                                                 "decided_by": "受理员"}, headers={"X-API-Key": keys["intake"]}).json()
+    queue = client.get("/v1/review-queue", headers={"X-API-Key": keys["reviewer"]}).json()
+    assert _offset_written(decided["created_at"])
+    assert queue and all(_offset_written(item["created_at"]) for item in queue)
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        received = connection.execute(text("SELECT received_at FROM triages")).scalar()
+    engine.dispose()
+    # 09:00 in Beijing is 01:00 UTC, whichever way the backend keeps it.
+    if isinstance(received, str):
+        assert received.startswith("2026-12-06 01:00:00")
+    else:
+        assert received.astimezone(UTC) == datetime(2026, 12, 6, 1, 0, tzinfo=UTC)

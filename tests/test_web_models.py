@@ -1,0 +1,70 @@
+"""The 模型 page: the registry's versions and reports, promote and rollback with a recorded
+reason; and the sign-in form's own CSRF token. In-process (Starlette's client), a real registry."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.database import Database
+from service.keys import create_key
+from service.settings import Settings
+from training.registry import Registry
+
+
+def csrf_of(html: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def signed_in(client: TestClient, key: str, landing: str = "/models") -> str:
+    form = client.get("/signin")
+    response = client.post("/signin", data={"key": key, "csrf_token": csrf_of(form.text), "next": landing})
+    assert response.status_code == 200, response.text
+    return csrf_of(response.text)
+
+
+@pytest.fixture
+def admin(small_model, tmp_path):
+    registry = Registry(tmp_path / "registry")
+    for version in ("v1", "v2"):
+        registry.register(small_model.model, {**small_model.metadata, "version": version}, f"<html><body>report {version}</body></html>")
+    registry.promote("v1", by="test", force=True, reason="first champion")
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'triage.db'}", model_dir=tmp_path / "none", registry_dir=registry.root)
+    app = create_app(settings)
+    with Database(settings.database_url).sessions() as session:
+        keys = {role: create_key(session, role, label=f"{role}-desk") for role in ("admin", "analyst")}
+    with TestClient(app) as client:
+        yield client, keys, registry, tmp_path / "triage.db"
+
+
+def test_admin_sees_versions_and_reports_and_promotes_and_rolls_back_with_a_reason(admin):
+    client, keys, registry, _ = admin
+    csrf = signed_in(client, keys["admin"])
+    page = client.get("/models").text
+    assert "v1" in page and "v2" in page and "/models/v1/report" in page
+    assert "report v2" in client.get("/models/v2/report").text
+    refused = client.post("/models/promote", data={"version": "v2", "reason": " ", "csrf_token": csrf})
+    assert refused.status_code == 422 and registry.champion() == "v1"
+    promoted = client.post("/models/promote", data={"version": "v2", "reason": "季度重训", "force": "true", "csrf_token": csrf})
+    assert promoted.status_code == 200 and registry.champion() == "v2"
+    assert registry.read_state()["history"][-1]["reason"] == "季度重训"
+    rolled = client.post("/models/rollback", data={"reason": "改派率上升", "csrf_token": csrf})
+    assert rolled.status_code == 200 and registry.champion() == "v1"
+    assert client.post("/models/rollback", data={"reason": "no token"}).status_code == 403 and registry.champion() == "v1"
+
+
+def test_the_models_page_is_for_admins_only(admin):
+    client, keys, _, _ = admin
+    signed_in(client, keys["analyst"], landing="/overview")
+    assert client.get("/models").status_code == 403
+    assert client.get("/models/v1/report").status_code == 403
+
+
+def test_sign_in_needs_the_forms_own_token(admin):
+    client, keys, _, _ = admin
+    client.get("/signin")
+    response = client.post("/signin", data={"key": keys["admin"], "csrf_token": "forged"}, follow_redirects=False)
+    assert response.status_code == 403 and "triage_session" not in response.cookies
