@@ -96,6 +96,37 @@ def linking(results: dict[str, Any]) -> str:
     return "| measure | figure |\n|---|---|\n" + "".join(f"| {a} | {b} |\n" for a, b in rows)
 
 
+def speed(results: dict[str, Any]) -> str:
+    whole = results["whole_process"]
+    lines = [f"Whole processes on {whole['rows']:,} real petitions (`python benchmarks/speed.py`), median wall time of "
+             f"{whole['runs']} fresh starts, start-up included; load average between "
+             f"{min(r['load_avg'] for e in whole['processes'].values() for r in e['runs']):.0f} and "
+             f"{max(r['load_avg'] for e in whole['processes'].values() for r in e['runs']):.0f} on "
+             f"{results['machine']['cpus']} cores shared with other work, so times are rough:", "",
+             "| process | wall s | × fastText + jieba | CPU s (scoring workers not counted) |", "|---|---|---|---|"]
+    for name, entry in whole["processes"].items():
+        cpu = sorted(r["cpu_seconds"] for r in entry["runs"])[len(entry["runs"]) // 2]
+        lines.append(f"| {name} | {entry['median_wall_seconds']:.1f} | {entry['speedup_over_fasttext']:.2f} | {cpu:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def train_scale(results: dict[str, Any]) -> str:
+    built = results.get("built") or {}
+    lines = [f"Training on {results['kind']} petitions (`python benchmarks/train_scale.py`"
+             + (f"; mean {built['mean_chars']:.0f} characters, labels a model's suggestions" if built else "")
+             + "), each size in a fresh process; peak memory of the whole process tree:", "",
+             "| petitions | characters | features | fit s | peak memory | training process | artifact |",
+             "|---|---|---|---|---|---|---|"]
+    for r in results["rows"]:
+        if "fit_seconds" not in r:
+            lines.append(f"| {r['n']:,} | {r.get('chars', 0) / 1e6:.1f} M | | {r.get('refused') or r.get('error')} | | | |")
+            continue
+        lines.append(f"| {r['n']:,} | {r['chars'] / 1e6:.1f} M | {r['features']:,} | {r['fit_seconds']:.0f} | "
+                     f"{r['peak_tree_pss_mb'] / 1024:.1f} GiB | {r['peak_rss_mb'] / 1024:.1f} GiB | "
+                     f"{r['artifact_bytes'] / 2**20:.0f} MB |")
+    return "\n".join(lines) + "\n"
+
+
 # table name: (results file, how to render it)
 TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "accuracy_lobo": ("accuracy.json", accuracy_table("lobo")),
@@ -103,6 +134,8 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "accuracy_by_board": ("accuracy.json", accuracy_by_board),
     "accuracy_default": ("accuracy.json", default_model),
     "linking": ("linking.json", linking),
+    "speed": ("speed.json", speed),
+    "train_scale": ("train_scale.json", train_scale),
 }
 
 
@@ -112,6 +145,8 @@ def render(readme: str) -> str:
         if name not in TABLES:
             raise SystemExit(f"README.md: unknown results table {name!r}; known: {', '.join(TABLES)}")
         file, make = TABLES[name]
+        if not (RESULTS / file).exists():  # not measured in this checkout: the table stays as it is
+            return match.group(0)
         results = json.loads((RESULTS / file).read_text(encoding="utf-8"))
         return match.group(1) + make(results) + match.group(4)
     return BLOCK.sub(replace, readme)

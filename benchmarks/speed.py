@@ -13,7 +13,18 @@ timing everything from the raw text on (segmentation included). fastText is
 timed twice with the same trained models: segmenting with Python jieba, and with
 rjieba (same dictionary and algorithm, what the project uses). The project's
 single-petition latency (model.suggest, with explanations) is measured over
---latency-calls calls. Needs the benchmark extras: pip install -r benchmarks/requirements.txt
+--latency-calls calls.
+
+Whole processes, as a user runs them: `triage predict` (default workers, and
+--workers 1) against a fastText process (the same trained fastText heads, jieba
+tokens, one CSV row out per petition) on a file of --whole-rows real petitions
+(every real file's id, title and body; repeated from the start, with new ids, up
+to that count). Each is started afresh --whole-runs times; the median wall time
+counts, start-up (imports, model load, jieba's dictionary) included. The file is
+written to a temporary folder and removed afterwards. Other people's work on the
+same machine makes timings noisy: the load average is recorded beside them.
+
+Needs the benchmark extras: pip install -r benchmarks/requirements.txt
 
     python benchmarks/speed.py [--model MODEL_DIR] [--json OUT.json] [--profile 2000]
 
@@ -30,6 +41,7 @@ import os
 import platform
 import pstats
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -227,11 +239,118 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             print("  ".join("-" * w for w in widths))
 
 
+# ------------------------------------------------------------------ whole processes
+def real_petitions_file(real: Path, rows: int, out: Path) -> int:
+    """Every real petition's id, title and body in one CSV (repeated with new ids up to `rows`)."""
+    import pandas as pd
+
+    names = ["unlabeled.csv", "train.csv", "dev.csv", "cities.csv"]
+    frames = [pd.read_csv(real / n, dtype=str, keep_default_na=False)[["id", "title", "body"]]
+              for n in names if (real / n).exists()]
+    frame = pd.concat(frames, ignore_index=True)
+    parts, round_ = [frame], 1
+    while sum(map(len, parts)) < rows:
+        again = frame.copy()
+        again["id"] = f"r{round_}-" + again["id"]
+        parts.append(again)
+        round_ += 1
+    pd.concat(parts, ignore_index=True).iloc[:rows].to_csv(out, index=False)
+    return int(frame["body"].str.len().mean())
+
+
+def fasttext_predict_process(model_dir: str, source: str, out: str) -> None:
+    """What the fastText baseline does as a program: read the CSV, segment with jieba,
+    predict the three heads, write one CSV row per petition."""
+    import csv
+
+    import fasttext
+
+    from model.text import join_fields
+
+    cut = jieba_segment()
+    models = {h: fasttext.load_model(str(Path(model_dir) / f"{h}.bin")) for h in HEADS}
+    with open(source, encoding="utf-8", newline="") as inp, open(out, "w", encoding="utf-8", newline="") as outp:
+        writer = csv.writer(outp)
+        writer.writerow(["id", *HEADS])
+        batch: list[tuple[str, str]] = []
+
+        def flush() -> None:
+            per_head = {h: models[h].predict([line for _, line in batch], k=1)[0] for h in HEADS}
+            writer.writerows([pid, *(per_head[h][i][0].removeprefix("__label__") for h in HEADS)]
+                             for i, (pid, _) in enumerate(batch))
+            batch.clear()
+
+        for row in csv.DictReader(inp):
+            batch.append((row["id"], " ".join(cut(join_fields(row["title"], row["body"])))))
+            if len(batch) == 1000:
+                flush()
+        if batch:
+            flush()
+
+
+def timed_process(command: list[str]) -> dict[str, float]:
+    """Wall time and CPU time of one command: its process and the children it waited for
+    (not the scoring workers of `triage predict`, which its forkserver starts)."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    err = process.stderr.read().decode("utf-8", "replace") if process.stderr else ""
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} exited {process.returncode}: {err[-2000:]}")
+    # No peak memory: Linux carries a process's ru_maxrss over fork and exec, so a child
+    # started from this large process reports this process's peak, not its own.
+    return {"wall_seconds": round(wall, 3), "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
+            "load_avg": os.getloadavg()[0]}
+
+
+def whole_processes(model_dir: Path, ft: FastTextHeads, real: Path, rows: int, runs: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="speed-whole-") as tmp:
+        source = Path(tmp) / "petitions.csv"
+        mean_chars = real_petitions_file(real, rows, source)
+        for head in HEADS:
+            ft.models[head].save_model(str(Path(tmp) / f"{head}.bin"))
+        python = sys.executable
+        commands = {
+            "triage predict": [python, "-m", "triage.cli", "predict", "--model", str(model_dir), "--input", str(source),
+                               "--output", str(Path(tmp) / "triage.csv")],
+            "triage predict --workers 1": [python, "-m", "triage.cli", "predict", "--model", str(model_dir), "--input",
+                                           str(source), "--output", str(Path(tmp) / "triage1.csv"), "--workers", "1"],
+            "fastText + jieba process": [python, str(Path(__file__).resolve()), "--fasttext-predict", tmp, str(source),
+                                         str(Path(tmp) / "fasttext.csv")],
+        }
+        timings: dict[str, list[dict[str, float]]] = {name: [] for name in commands}
+        for run in range(runs):  # interleaved, so that a busy minute on the machine falls on all of them
+            for name, command in commands.items():
+                log(f"whole process {run + 1}/{runs}: {name} on {rows:,} petitions …")
+                timings[name].append(timed_process(command))
+    result: dict[str, Any] = {"rows": rows, "mean_body_chars": mean_chars, "runs": runs, "processes": {}}
+    for name, measured in timings.items():
+        result["processes"][name] = {"median_wall_seconds": statistics.median(m["wall_seconds"] for m in measured),
+                                     "runs": measured}
+    baseline = result["processes"]["fastText + jieba process"]["median_wall_seconds"]
+    for entry in result["processes"].values():
+        entry["speedup_over_fasttext"] = round(baseline / entry["median_wall_seconds"], 3)
+    return result
+
+
+def print_whole(whole: dict[str, Any]) -> None:
+    print(f"\nwhole processes on {whole['rows']:,} real petitions (mean body {whole['mean_body_chars']} characters), "
+          f"median wall time of {whole['runs']} fresh starts:")
+    for name, entry in whole["processes"].items():
+        cpu = statistics.median(m["cpu_seconds"] for m in entry["runs"])
+        loads = ", ".join(f"{m['load_avg']:.1f}" for m in entry["runs"])
+        print(f"  {name:<28} {entry['median_wall_seconds']:7.1f} s  x{entry['speedup_over_fasttext']:.2f} vs fastText"
+              f"  (CPU {cpu:.1f} s, scoring workers not counted; load average after each run: {loads})")
+
+
 # ------------------------------------------------------------------ main
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="a trained artifact directory to time instead of training the project's model here")
-    parser.add_argument("--json", help="also write all figures here")
+    parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "speed.json"),
+                        help="write all figures here (default: %(default)s)")
     parser.add_argument("--real", default=str(REAL), help="folder with train.csv and dev.csv (default: %(default)s)")
     parser.add_argument("--repeat-to", type=int, default=5000, help="petitions per timed batch (dev repeated)")
     parser.add_argument("--runs", type=int, default=5, help="timed batch runs per pipeline; the median is reported")
@@ -240,7 +359,15 @@ def main() -> int:
                         "petitions (smoke tests only: accuracy is then not comparable with the README)")
     parser.add_argument("--profile", type=int, metavar="N", help="also cProfile the project's predict on N petitions")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--whole-rows", type=int, default=30060, help="petitions in the whole-process comparison")
+    parser.add_argument("--whole-runs", type=int, default=3, help="fresh starts of each whole process; the median counts")
+    parser.add_argument("--whole-only", action="store_true",
+                        help="only the whole-process comparison (fastText is still trained; no in-process figures)")
+    parser.add_argument("--fasttext-predict", nargs=3, metavar=("MODELS", "IN", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.fasttext_predict:
+        fasttext_predict_process(*args.fasttext_predict)
+        return 0
 
     real = Path(args.real)
     train_csv, dev_csv = real / "train.csv", real / "dev.csv"
@@ -297,36 +424,45 @@ def main() -> int:
     ft_rjieba = ft_jieba.with_tokenizer(rjieba_segment)
     same = sum(ft_jieba.tokenize(t) == rjieba_segment(t) for t in dev_texts)
     results["jieba_rjieba_identical_dev"] = f"{same}/{len(dev_texts)}"
-    log("training char TF-IDF + LogisticRegression …")
-    started = time.perf_counter()
-    charlr = CharLogReg().fit(train_texts, train_labels)
-    lr_seconds = time.perf_counter() - started
+    if not args.whole_only:
+        log("training char TF-IDF + LogisticRegression …")
+        started = time.perf_counter()
+        charlr = CharLogReg().fit(train_texts, train_labels)
+        lr_seconds = time.perf_counter() - started
 
-    pipelines: list[tuple[str, Callable[[Sequence[str]], Any], float | None, bool]] = [
-        ("project TriageModel.predict", model.predict, train_seconds, True),
-        ("project predict_proba only", model.predict_proba, None, False),
-        ("fastText + jieba", ft_jieba.predict, ft_seconds, True),
-        ("fastText + rjieba", ft_rjieba.predict, None, True),
-        ("char TF-IDF + LogReg", charlr.predict, lr_seconds, True),
-    ]
-    rows = []
-    for name, predict, seconds, has_labels in pipelines:
-        log(f"timing {name}: {args.runs} x {len(bulk)} petitions …")
-        row: dict[str, Any] = {"pipeline": name, "train_seconds": seconds, **throughput(predict, bulk, args.runs)}
-        if has_labels:
-            row["accuracy"] = score(predict(dev_texts), truth, codes)
-        rows.append(row)
-    ft_rates = {r["pipeline"]: r["per_second"] for r in rows}
-    for row in rows:
-        row["ratio_fasttext_jieba"] = row["per_second"] / ft_rates["fastText + jieba"]
-        row["ratio_fasttext_rjieba"] = row["per_second"] / ft_rates["fastText + rjieba"]
-    results["pipelines"] = rows
+        pipelines: list[tuple[str, Callable[[Sequence[str]], Any], float | None, bool]] = [
+            ("project TriageModel.predict", model.predict, train_seconds, True),
+            ("project predict_proba only", model.predict_proba, None, False),
+            ("fastText + jieba", ft_jieba.predict, ft_seconds, True),
+            ("fastText + rjieba", ft_rjieba.predict, None, True),
+            ("char TF-IDF + LogReg", charlr.predict, lr_seconds, True),
+        ]
+        rows = []
+        for name, predict, seconds, has_labels in pipelines:
+            log(f"timing {name}: {args.runs} x {len(bulk)} petitions …")
+            row: dict[str, Any] = {"pipeline": name, "train_seconds": seconds, **throughput(predict, bulk, args.runs)}
+            if has_labels:
+                row["accuracy"] = score(predict(dev_texts), truth, codes)
+            rows.append(row)
+        ft_rates = {r["pipeline"]: r["per_second"] for r in rows}
+        for row in rows:
+            row["ratio_fasttext_jieba"] = row["per_second"] / ft_rates["fastText + jieba"]
+            row["ratio_fasttext_rjieba"] = row["per_second"] / ft_rates["fastText + rjieba"]
+        results["pipelines"] = rows
 
-    log(f"single-petition latency: {args.latency_calls} calls each …")
-    results["latency"] = {
-        "suggest": latency(model.suggest, dev_texts, args.latency_calls),
-        "predict_one": latency(lambda t: model.predict([t]), dev_texts, args.latency_calls),
-    }
+        log(f"single-petition latency: {args.latency_calls} calls each …")
+        results["latency"] = {
+            "suggest": latency(model.suggest, dev_texts, args.latency_calls),
+            "predict_one": latency(lambda t: model.predict([t]), dev_texts, args.latency_calls),
+        }
+    if args.whole_runs > 0:
+        with tempfile.TemporaryDirectory(prefix="speed-model-") as tmp:
+            model_dir = Path(args.model) if args.model else Path(tmp) / "model"
+            if not args.model:
+                from model.artifact import save_model
+
+                save_model(model, model_dir, {"version": "speed-benchmark"})
+            results["whole_process"] = whole_processes(model_dir, ft_jieba, real, args.whole_rows, args.whole_runs)
     results["machine"]["load_avg_at_end"] = os.getloadavg()
 
     print(f"\n{len(frame)} training petitions, {len(dev)} dev petitions; throughput on {len(bulk)} "
@@ -334,14 +470,19 @@ def main() -> int:
     if args.train_sample:
         trained = "the baselines" if args.model else "every pipeline"
         print(f"SMOKE SETTINGS: {trained} trained on a sample of {args.train_sample} petitions")
-    print_table(rows)
-    print("train s: the project's is fit_with_thresholds (3 out-of-fold fits and the final fit per head, on all cores; "
-          "thresholds from the out-of-fold scores); "
-          "the baselines' is one fit, tokenisation included")
+    if results["pipelines"]:
+        print_table(results["pipelines"])
+        print("train s: the project's is fit_with_thresholds (3 out-of-fold fits and the final fit per head, on all cores; "
+              "thresholds from the out-of-fold scores); "
+              "the baselines' is one fit, tokenisation included")
+    else:
+        print("(--whole-only: no in-process figures)")
     print(f"jieba and rjieba tokens identical on {results['jieba_rjieba_identical_dev']} dev petitions")
-    for name, lat in results["latency"].items():
+    for name, lat in results.get("latency", {}).items():
         print(f"project {name}: median {lat['median_ms']:.2f} ms, p99 {lat['p99_ms']:.2f} ms, max {lat['max_ms']:.2f} ms "
               f"over {lat['calls']} calls")
+    if "whole_process" in results:
+        print_whole(results["whole_process"])
     print(f"load average start {results['machine']['load_avg_at_start'][0]:.2f}, end "
           f"{results['machine']['load_avg_at_end'][0]:.2f} ({os.cpu_count()} CPUs)")
 
@@ -353,6 +494,7 @@ def main() -> int:
 
     if args.json:
         target = Path(args.json)
+        target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + ".tmp")
         partial.write_text(json.dumps(results, ensure_ascii=False, indent=2, default=float), encoding="utf-8")
         partial.replace(target)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from itertools import chain, repeat
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -51,6 +51,10 @@ class KeywordFeatures(TransformerMixin, BaseEstimator, auto_wrap_output_keys=Non
 _BITS = 21  # every Unicode code point (+1) fits in 21 bits
 _MASK = (1 << _BITS) - 1
 _WHITE_SPACES = re.compile(r"\s\s+")
+# CharNgramTfidf.fit counts the n-grams of this many characters at a time: their
+# codes, text indices and sorting copies take about 60 bytes per character, which for
+# a whole large ledger at once was most of training's peak memory.
+FIT_CHUNK_CHARS = 2_000_000
 
 
 def _ngram_codes(texts: list[str], max_n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -114,10 +118,13 @@ class CharNgramTfidf(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
         self.max_features = max_features
         self.dtype = dtype
 
-    def _codes(self, X: Iterable[str]) -> tuple[np.ndarray, np.ndarray, int]:
+    def _texts(self, X: Iterable[str]) -> list[str]:
         if self.max_n > 3:
             raise ValueError(f"max_n must be at most 3 (three 21-bit fields fill 63 bits), got {self.max_n}")
-        texts = [_WHITE_SPACES.sub(" ", text.lower()) for text in X]
+        return [_WHITE_SPACES.sub(" ", text.lower()) for text in X]
+
+    def _codes(self, X: Iterable[str]) -> tuple[np.ndarray, np.ndarray, int]:
+        texts = self._texts(X)
         return *_ngram_codes(texts, self.max_n), len(texts)
 
     def fit(self, X: Iterable[str], y: object = None) -> CharNgramTfidf:
@@ -125,27 +132,55 @@ class CharNgramTfidf(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
         return self
 
     def fit_transform(self, X: Iterable[str], y: object = None) -> sp.csr_matrix:
-        codes, rows, n_docs = self._codes(X)
-        vocabulary, column = np.unique(codes, return_inverse=True)
-        # Summed per (text, n-gram), each pair is one stored entry: counting entries per
-        # column gives the document frequency.
-        every = sp.csr_matrix((np.ones(len(codes), np.int32), (rows, column)), shape=(n_docs, len(vocabulary)))
-        every.sum_duplicates()
-        doc_freq = np.bincount(every.indices, minlength=len(vocabulary))
+        texts = self._texts(X)
+        # Counted a block of texts at a time (FIT_CHUNK_CHARS), then merged: the same
+        # vocabulary, document frequencies and totals as all at once.
+        blocks, start, size = [], 0, 0
+        for end, text in enumerate(texts, start=1):
+            size += len(text)
+            if size >= FIT_CHUNK_CHARS or end == len(texts):
+                blocks.append((start, end))
+                start, size = end, 0
+        counted = []
+        for start, end in blocks:
+            codes, rows = _ngram_codes(texts[start:end], self.max_n)
+            vocabulary, column = np.unique(codes, return_inverse=True)
+            del codes
+            # Summed per (text, n-gram), each pair is one stored entry: counting entries per
+            # column gives the document frequency.
+            every = sp.csr_matrix((np.ones(len(rows), np.int32), (rows, column)), shape=(end - start, len(vocabulary)))
+            every.sum_duplicates()
+            counted.append((vocabulary, every, np.bincount(column, minlength=len(vocabulary))))
+            del rows, column
+        vocabulary, where = np.unique(np.concatenate([v for v, _, _ in counted]), return_inverse=True)
+        doc_freq = np.bincount(where, np.concatenate([np.bincount(e.indices, minlength=len(v)) for v, e, _ in counted]),
+                               minlength=len(vocabulary)).astype(np.int64)
         keep = doc_freq >= self.min_df
         if self.max_features is not None and keep.sum() > self.max_features:
             # scikit-learn's own cut: the most frequent terms by total count, ranked by
             # the same argsort over float32 totals in vocabulary order, so ties fall alike.
-            totals = np.bincount(column, minlength=len(vocabulary)).astype(self.dtype)
+            totals = np.bincount(where, np.concatenate([t for _, _, t in counted]),
+                                 minlength=len(vocabulary)).astype(np.int64).astype(self.dtype)
             ranked = (-totals[keep]).argsort()[: self.max_features]
             chosen = np.zeros(len(vocabulary), bool)
             chosen[np.flatnonzero(keep)[ranked]] = True
             keep = chosen
         self.codes_ = vocabulary[keep]
-        self.idf_ = _idf(doc_freq[keep], n_docs, self.dtype)
+        self.idf_ = _idf(doc_freq[keep], len(texts), self.dtype)
+        del vocabulary, where
         # The counts are already summed per (text, n-gram): keep their columns rather
-        # than look every n-gram up again, which took a third of the fit.
-        return _weigh_counts(every[:, np.flatnonzero(keep)].astype(self.dtype), self.idf_)
+        # than look every n-gram up again, which took a third of the fit. Both
+        # vocabularies are sorted, so a block's kept columns keep their order.
+        parts = []
+        while counted:
+            block_vocabulary, every, _ = counted.pop(0)
+            position = np.searchsorted(self.codes_, block_vocabulary)
+            kept = position < len(self.codes_)
+            kept[kept] = self.codes_[position[kept]] == block_vocabulary[kept]
+            every = every[:, np.flatnonzero(kept)]
+            parts.append(sp.csr_matrix((every.data.astype(self.dtype), position[kept][every.indices].astype(np.int32),
+                                        every.indptr), shape=(every.shape[0], len(self.codes_))))
+        return _weigh_counts(sp.vstack(parts, format="csr") if len(parts) > 1 else parts[0], self.idf_)
 
     def transform(self, X: Iterable[str]) -> sp.csr_matrix:
         return self._weigh(*self._codes(X))
@@ -180,23 +215,32 @@ class WordNgramTfidf(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
         self.min_df = min_df
         self.dtype = dtype
 
-    def _tokens(self, X: Iterable[str]) -> list[list[str]]:
+    def _word_ids(self, X: Iterable[str], words: dict[str, int], grow: bool) -> tuple[np.ndarray, np.ndarray]:
+        """The id in `words` of every token of every text, one flat array (-1 for a word
+        not there, or, with `grow`, a new id added to `words`), and each text's number
+        of tokens. Tokens become integers text by text: the strings of a large ledger's
+        tokens, kept all at once, took more memory than everything else in the fit."""
         if self.max_n not in (1, 2):
             raise ValueError(f"max_n must be 1 or 2, got {self.max_n}")
         prepare = self.preprocessor or (lambda text: text)
-        return [self.tokenizer(prepare(text)) for text in X]
+        parts, lengths = [], []
+        for text in X:
+            tokens = self.tokenizer(prepare(text))
+            found = (words.setdefault(t, len(words)) for t in tokens) if grow else map(words.get, tokens, repeat(-1))
+            parts.append(np.fromiter(found, dtype=np.int64, count=len(tokens)))
+            lengths.append(len(tokens))
+        ids = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        return ids, np.asarray(lengths, dtype=np.int64)
 
-    def _entries(self, tokens: list[list[str]], words: dict[str, int]) -> tuple[np.ndarray, ...]:
-        """(text, word id) of every known word, and (text, pair key) of every word pair."""
-        lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
-        ids = np.fromiter(map(words.get, chain.from_iterable(tokens), repeat(-1)), dtype=np.int64,
-                          count=int(lengths.sum()))
-        owner = np.repeat(np.arange(len(tokens)), lengths)
+    def _entries(self, ids: np.ndarray, lengths: np.ndarray, size: int) -> tuple[np.ndarray, ...]:
+        """(text, word id) of every known word, and (text, pair key) of every word pair,
+        for word ids below `size` (-1: unknown)."""
+        owner = np.repeat(np.arange(len(lengths)), lengths)
         known = ids >= 0
         if self.max_n == 1:
             return owner[known], ids[known], np.zeros(0, np.int64), np.zeros(0, np.int64)
         pair = (owner[:-1] == owner[1:]) & known[:-1] & known[1:]
-        keys = ids[:-1][pair] * len(words) + ids[1:][pair]
+        keys = ids[:-1][pair] * size + ids[1:][pair]
         return owner[known], ids[known], owner[:-1][pair], keys
 
     def fit(self, X: Iterable[str], y: object = None) -> WordNgramTfidf:
@@ -204,13 +248,11 @@ class WordNgramTfidf(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
         return self
 
     def fit_transform(self, X: Iterable[str], y: object = None) -> sp.csr_matrix:
-        tokens = self._tokens(X)
-        n_docs = len(tokens)
         every: dict[str, int] = {}
-        for word in chain.from_iterable(tokens):
-            every.setdefault(word, len(every))
+        ids, lengths = self._word_ids(X, every, grow=True)
+        n_docs = len(lengths)
         size = max(len(every), 1)
-        word_rows, word_ids, pair_rows, pair_keys = self._entries(tokens, every)
+        word_rows, word_ids, pair_rows, pair_keys = self._entries(ids, lengths, len(every))
         # Document frequency: each (text, word) and (text, pair) counted once.
         word_df = np.bincount(_distinct(word_rows * size + word_ids) % size, minlength=len(every))
         pairs_seen, pair_df = np.unique(_distinct(pair_rows * size**2 + pair_keys) % size**2, return_counts=True)
@@ -237,19 +279,20 @@ class WordNgramTfidf(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
         doc_freq = np.concatenate([word_df[kept_words], pair_df[pair_kept][by_key]])
         self.idf_ = np.empty(len(names), self.dtype)
         self.idf_[np.concatenate([self.word_columns_, self.pair_columns_])] = _idf(doc_freq, n_docs, self.dtype)
-        return self._weigh(tokens)
+        del word_rows, word_ids, pair_rows, pair_keys
+        return self._weigh(renumber[ids], lengths)  # every id is >= 0 here: renumber never reads index -1
 
     def transform(self, X: Iterable[str]) -> sp.csr_matrix:
-        return self._weigh(self._tokens(X))
+        return self._weigh(*self._word_ids(X, self.words_, grow=False))
 
-    def _weigh(self, tokens: list[list[str]]) -> sp.csr_matrix:
-        word_rows, word_ids, pair_rows, pair_keys = self._entries(tokens, self.words_)
+    def _weigh(self, ids: np.ndarray, lengths: np.ndarray) -> sp.csr_matrix:
+        word_rows, word_ids, pair_rows, pair_keys = self._entries(ids, lengths, len(self.words_))
         at = np.searchsorted(self.pair_keys_, pair_keys)
         found = at < len(self.pair_keys_)
         found[found] = self.pair_keys_[at[found]] == pair_keys[found]
         rows = np.concatenate([word_rows, pair_rows[found]])
         cols = np.concatenate([self.word_columns_[word_ids], self.pair_columns_[at[found]]])
-        return _tfidf(rows, cols, len(tokens), self.idf_, self.dtype)
+        return _tfidf(rows, cols, len(lengths), self.idf_, self.dtype)
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
         return self.names_.copy()

@@ -74,7 +74,7 @@ def _fit_head(head: str, matrix: Any, scaling: np.ndarray, y: np.ndarray, weight
     kept = np.flatnonzero(~np.isin(y, single) & counted)
     if len(values) - len(single) < 2:
         raise ModelInputError(
-            f"{head}: need at least two labels with 2+ examples each, got {dict(zip(values, counts, strict=True))}")
+            f"{head}: need at least two labels with 2+ examples each, got {({str(v): int(c) for v, c in zip(values, counts, strict=True)})}")
     split = None
     if holdout is not None:  # held-out rows never carry a left-out label (TriageModel._holdout_rows)
         position = np.full(len(y), -1)

@@ -56,3 +56,20 @@ def test_word_vocabulary_maps_names_to_columns_like_scikit_learn():
     theirs = TfidfVectorizer(tokenizer=segment, token_pattern=None, lowercase=False, ngram_range=(1, 2),
                              min_df=2, sublinear_tf=True).fit(texts)
     assert ours.vocabulary_ == theirs.vocabulary_
+
+
+def test_counting_a_large_ledger_block_by_block_gives_the_same_features(monkeypatch):
+    """CharNgramTfidf.fit counts FIT_CHUNK_CHARS characters at a time to bound its memory;
+    blocks of a few petitions must give what one block gives, and what scikit-learn gives."""
+    import model.features
+
+    texts = texts_of(pd.DataFrame(generate(n=200, seed=3))) + ODD * 2
+    whole = CharNgramTfidf(min_df=2, max_features=500)
+    expected = whole.fit_transform(texts)
+    monkeypatch.setattr(model.features, "FIT_CHUNK_CHARS", 1500)
+    blocks = CharNgramTfidf(min_df=2, max_features=500)
+    got = blocks.fit_transform(texts)
+    assert list(blocks.get_feature_names_out()) == list(whole.get_feature_names_out())
+    np.testing.assert_array_equal(blocks.idf_, whole.idf_)
+    np.testing.assert_array_equal(got.toarray(), expected.toarray())
+    np.testing.assert_allclose(got.toarray(), reference(500).fit_transform(texts).toarray(), rtol=1e-5, atol=1e-6)

@@ -13,11 +13,14 @@ from pathlib import Path
 import openpyxl
 import pandas as pd
 import pytest
+from office_ledgers import OFFICE_HEADER, OFFICE_TITLE, office_xls, office_xlsx
 from openpyxl.worksheet.formula import ArrayFormula
 
 import training.ledger
+from model.taxonomy import load_taxonomy
 from training.ledger import read_ledger
 from triage.cli import main
+from triage.defaults import default_corpus
 
 HEADER = ["id", "title", "body", "division", "risk", "key_group"]
 ROW = ["A1", "老板拖欠工资", "三个月没发工资了", "labor_inspection", "medium", "none"]
@@ -104,14 +107,50 @@ def test_a_hostile_ledger_stops_with_a_clear_error(case, kind, tmp_path, small_m
     assert_refused(code, err, kind, ledger, message, out)
 
 
-@pytest.mark.parametrize("kind", ["train", "predict"])
-def test_a_ledger_over_the_size_limit_is_refused(kind, tmp_path, small_model_dir, monkeypatch, capsys):
-    ledger = tmp_path / "big.csv"
-    ledger.write_text(csv_text([ROW] * 50), encoding="utf-8")
+@pytest.mark.parametrize(("kind", "name"), [("train", "big.csv"), ("train", "big.xlsx"), ("predict", "big.xlsx")])
+def test_a_ledger_over_the_size_limit_is_refused(kind, name, tmp_path, small_model_dir, monkeypatch, capsys):
+    ledger = tmp_path / name
+    if name.endswith(".csv"):
+        ledger.write_text(csv_text([ROW] * 50), encoding="utf-8")
+    else:
+        pd.DataFrame([ROW] * 50, columns=HEADER).to_excel(ledger, index=False)
     monkeypatch.setattr(training.ledger, "MAX_LEDGER_BYTES", 1024)
     argv, out = command(kind, ledger, small_model_dir, tmp_path)
     code, err = run(argv, capsys)
     assert_refused(code, err, kind, ledger, "limit; split the ledger into several files", out)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_predict_streams_a_text_ledger_over_the_size_limit(workers, tmp_path, small_model_dir, monkeypatch, capsys):
+    """Read and scored in batches (several of them here, each by a worker process with
+    --workers 2), a CSV larger than the limit is scored whole, in order, with a progress line."""
+    import training.batch
+
+    ledger = tmp_path / "big.csv"
+    rows = [[f"A{i}", *ROW[1:3]] for i in range(1, 5001)]
+    ledger.write_text("\n".join(",".join(r) for r in [HEADER[:3], *rows]) + "\n", encoding="utf-8")
+    monkeypatch.setattr(training.ledger, "MAX_LEDGER_BYTES", 1024)
+    monkeypatch.setattr(training.batch, "STREAM_BATCH", 700)
+    monkeypatch.setattr(training.batch, "PROGRESS_SECONDS", 0.0)
+    argv, out = command("predict", ledger, small_model_dir, tmp_path)
+    code, err = run([*argv, "--workers", workers], capsys)
+    assert code == 0, err
+    with out.open(encoding="utf-8-sig", newline="") as handle:
+        assert [row["id"] for row in csv.DictReader(handle)] == [r[0] for r in rows]
+    assert "scored 700 petitions" in err and f"wrote 5,000 rows to {out}" in err
+    assert f"({workers} scoring process" in err
+
+
+def test_a_bad_row_late_in_a_streamed_ledger_leaves_nothing_written(tmp_path, small_model_dir, monkeypatch, capsys):
+    import training.batch
+
+    ledger = tmp_path / "late.csv"
+    rows = [[f"A{i}", *ROW[1:3]] for i in range(1, 3001)] + [["", "t", "b"]]
+    ledger.write_text("\n".join(",".join(r) for r in [HEADER[:3], *rows]) + "\n", encoding="utf-8")
+    monkeypatch.setattr(training.batch, "STREAM_BATCH", 500)
+    argv, out = command("predict", ledger, small_model_dir, tmp_path)
+    code, err = run(argv, capsys)
+    assert_refused(code, err, "predict", ledger, "row 3002, column 'id': empty id", out)
 
 
 @pytest.mark.parametrize(("rows", "message"), [
@@ -215,3 +254,85 @@ def test_training_on_messy_but_valid_ledgers_succeeds(small_corpus, tmp_path, ca
     metadata = json.loads((out / "metadata.json").read_text(encoding="utf-8"))
     assert metadata["training_data"]["rows"] == 900
     assert metadata["training_data"]["sources"] == [str(messy), str(book)]
+
+
+# ---------------------------------------------------------------- ledgers as offices keep them
+@pytest.mark.parametrize("make", [office_xlsx, office_xls], ids=["xlsx", "xls"])
+@pytest.mark.parametrize("sheet", [None, "台账"])
+def test_an_office_workbook_is_predicted(make, sheet, tmp_path, small_model_dir, capsys):
+    ledger = make(tmp_path / f"台账.{make.__name__.split('_')[1]}")
+    argv, out = command("predict", ledger, small_model_dir, tmp_path)
+    if sheet:
+        argv += ["--sheet", sheet]
+    assert predicted_ids(argv, out, capsys) == ["XF-2026-0107", "XF-2026-0108", "XF-2026-0109"]
+
+
+def test_a_sheet_that_is_not_there_is_refused_by_name(tmp_path, small_model_dir, capsys):
+    ledger = office_xlsx(tmp_path / "l.xlsx")
+    argv, out = command("predict", ledger, small_model_dir, tmp_path)
+    code, err = run([*argv, "--sheet", "Sheet1"], capsys)
+    assert_refused(code, err, "predict", ledger, "no sheet named 'Sheet1'; the workbook has '填表说明', '台账'", out)
+
+
+def office_ledger_of(corpus: pd.DataFrame) -> list[list[object]]:
+    """The corpus as an office writes it: a row counter, Chinese names, dates in Chinese."""
+    taxonomy = load_taxonomy()
+    return [[i, r.id, r.title, r.body, taxonomy.name_of("division", r.division), taxonomy.name_of("risk", r.risk),
+             "无" if r.key_group == "none" else taxonomy.name_of("key_group", r.key_group),
+             f"2026年{1 + i % 12}月{1 + i % 28}日"] for i, r in enumerate(corpus.itertuples(), start=1)]
+
+
+def test_an_office_xls_ledger_trains(small_corpus, tmp_path, capsys):
+    xlwt = pytest.importorskip("xlwt")
+    rows = office_ledger_of(pd.read_csv(small_corpus, dtype=str, keep_default_na=False).iloc[:600])
+    book = xlwt.Workbook(encoding="utf-8")
+    book.add_sheet("说明").write(0, 0, "季度台账")
+    sheet = book.add_sheet("台账")
+    sheet.write_merge(0, 0, 0, len(OFFICE_HEADER) - 1, OFFICE_TITLE)
+    for i, row in enumerate([OFFICE_HEADER, *rows], start=1):
+        for j, value in enumerate(row):
+            sheet.write(i, j, value)
+    ledger = tmp_path / "台账.xls"
+    book.save(str(ledger))
+    out = tmp_path / "model"
+    code, err = run(["train", "--data", str(ledger), "--out", str(out)], capsys)
+    assert code == 0, err
+    metadata = json.loads((out / "metadata.json").read_text(encoding="utf-8"))
+    assert metadata["training_data"]["rows"] == 600
+    assert metadata["training_data"]["period"][0].startswith("2026-01")
+
+
+def test_a_tiny_ledger_gets_a_plain_error_and_trains_beside_the_corpus(small_corpus, tmp_path, capsys):
+    corpus = pd.read_csv(small_corpus, dtype=str, keep_default_na=False)
+    members = corpus[corpus["key_group"] != "none"].iloc[:1]
+    tiny = pd.concat([corpus[corpus["key_group"] == "none"].iloc[:59], members])
+    ledger = tmp_path / "tiny.xlsx"
+    book = openpyxl.Workbook()
+    book.active.append(OFFICE_HEADER)
+    for row in office_ledger_of(tiny):
+        book.active.append(row)
+    book.save(ledger)
+    out = tmp_path / "model"
+    code, err = run(["train", "--data", str(ledger), "--out", str(out)], capsys)
+    assert code == 2, err
+    assert "Traceback" not in err and "np." not in err and "int64" not in err
+    assert f"key_group: need at least two labels with 2+ examples each, got {{'{members['key_group'].iloc[0]}': 1" in err
+    assert "add --with-corpus" in err
+    assert not out.exists()
+    code, err = run(["train", "--data", str(ledger), "--out", str(out), "--with-corpus"], capsys)
+    assert code == 0, err
+    sources = json.loads((out / "metadata.json").read_text(encoding="utf-8"))["training_data"]["sources"]
+    assert sources == [str(ledger), str(default_corpus())]
+
+
+def test_training_that_would_not_fit_in_memory_is_refused_before_it_starts(small_corpus, tmp_path, monkeypatch, capsys):
+    import training.memory
+
+    monkeypatch.setattr(training.memory, "available_bytes", lambda: 300 * 2**20)
+    out = tmp_path / "model"
+    code, err = run(["train", "--data", str(small_corpus), "--out", str(out)], capsys)
+    assert_refused(code, err, "train", None, "training on 900 petitions (", out)
+    assert "GiB of memory at its peak, and 0.3 GiB is available" in err
+    assert "fitting on" not in err  # refused before any work
+    monkeypatch.setenv(training.memory.SKIP_VARIABLE, "1")
+    assert training.memory.check_training_memory(["工资"] * 10) > 300 * 2**20

@@ -4,6 +4,7 @@ import json
 
 import pandas as pd
 import pytest
+from office_ledgers import OFFICE_HEADER, OFFICE_TITLE, office_xls, office_xlsx
 
 from training.ledger import LedgerError, read_ledger, read_ledgers
 
@@ -96,3 +97,77 @@ def test_oversized_file_is_refused_before_reading(tmp_path, taxonomy):
     path = write_csv(tmp_path / "big.csv", ROWS)
     with pytest.raises(LedgerError, match="over the"):
         read_ledger(path, taxonomy, max_bytes=10)
+
+
+# ---------------------------------------------------------------- ledgers as offices keep them
+@pytest.mark.parametrize("make", [office_xlsx, office_xls], ids=["xlsx", "xls"])
+def test_an_office_workbook_is_read_from_the_sheet_that_has_the_columns(tmp_path, taxonomy, make):
+    """Title row above the header, 序号 beside 编号, the ledger on the second sheet,
+    a merged division cell, dates written three ways (one an Excel serial number)."""
+    path = make(tmp_path / f"台账.{make.__name__.split('_')[1]}")
+    frame = read_ledger(path, taxonomy)
+    assert frame["id"].tolist() == ["XF-2026-0107", "XF-2026-0108", "XF-2026-0109"]
+    assert frame["division"].tolist() == ["labor_inspection", "labor_inspection", "pension"]
+    assert frame["risk"].tolist() == ["medium", "high", "low"]
+    assert [str(d.date()) for d in frame["received_at"]] == ["2026-07-01", "2026-07-02", "2026-07-03"]
+    assert frame["row"].tolist() == [3, 4, 5]
+
+
+@pytest.mark.parametrize("make", [office_xlsx, office_xls], ids=["xlsx", "xls"])
+def test_a_named_sheet_is_read_and_a_wrong_name_lists_the_sheets(tmp_path, taxonomy, make):
+    path = make(tmp_path / f"l.{make.__name__.split('_')[1]}")
+    assert len(read_ledger(path, taxonomy, sheet="台账")) == 3
+    with pytest.raises(LedgerError, match="no sheet named '汇总'; the workbook has '填表说明', '台账'"):
+        read_ledger(path, taxonomy, sheet="汇总")
+    with pytest.raises(LedgerError, match=r"sheet '填表说明': missing column\(s\)") as caught:
+        read_ledger(path, taxonomy, sheet="填表说明")
+    assert caught.value.sheet == "填表说明"
+
+
+def test_errors_in_a_workbook_name_the_sheet_and_the_row_people_see(tmp_path, taxonomy):
+    import openpyxl
+
+    path = office_xlsx(tmp_path / "l.xlsx")
+    book = openpyxl.load_workbook(path)
+    book["台账"]["F5"] = "很急"
+    book.save(path)
+    with pytest.raises(LedgerError, match="sheet '台账', row 5, column 'risk': unknown risk '很急'"):
+        read_ledger(path, taxonomy)
+
+
+def office_csv_rows(dates):
+    lines = [f"{OFFICE_TITLE},,,,,,,", ",".join(OFFICE_HEADER)]
+    for i, date in enumerate(dates, start=1):
+        lines.append(f"{i},XF-{i},欠薪,三个月没发工资,劳动保障监察局,中,无,{date}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(("written", "meant"), [
+    ("2026年7月1日", "2026-07-01"), ("2026年07月01日 14:30", "2026-07-01 14:30:00"), ("2026/7/1", "2026-07-01"),
+    ("2026.07.01", "2026-07-01"), ("2026-07-01", "2026-07-01"), ("46204", "2026-07-01"), ("46204.5", "2026-07-01 12:00:00"),
+])
+def test_dates_as_offices_write_them(tmp_path, taxonomy, written, meant):
+    path = tmp_path / "l.csv"
+    path.write_text(office_csv_rows([written]), encoding="gbk")
+    frame = read_ledger(path, taxonomy)
+    assert str(frame["received_at"].iloc[0]) == (meant if " " in meant else meant + " 00:00:00")
+    assert frame["id"].tolist() == ["XF-1"]  # 编号, not the row counter 序号
+    assert frame["row"].tolist() == [3]  # under the title row and the header
+
+
+@pytest.mark.parametrize("written", ["2026年13月1日", "下周一", "123"])
+def test_what_is_not_a_date_is_still_refused_with_its_row(tmp_path, taxonomy, written):
+    path = tmp_path / "l.csv"
+    path.write_text(office_csv_rows(["2026/7/1", written]), encoding="utf-8")
+    with pytest.raises(LedgerError, match="row 4, column 'received_at': not a date") as caught:
+        read_ledger(path, taxonomy)
+    assert "2026年7月1日" in str(caught.value)  # says which spellings are understood
+
+
+def test_the_row_counter_is_the_id_only_when_there_is_no_case_number(tmp_path, taxonomy):
+    path = tmp_path / "l.csv"
+    path.write_text("序号,信访事项,诉求内容\n1,欠薪,三个月没发工资\n2,养老,视同缴费年限\n", encoding="utf-8")
+    assert read_ledger(path, taxonomy, require_labels=False)["id"].tolist() == ["1", "2"]
+    path.write_text("序号,编号,件号,诉求内容\n1,A,B,三个月没发工资\n", encoding="utf-8")
+    with pytest.raises(LedgerError, match="two columns map to 'id' \\(one is '件号'\\)"):
+        read_ledger(path, taxonomy, require_labels=False)

@@ -1,16 +1,25 @@
-"""Reading past petitions (台账 exports): CSV, XLSX or JSONL, English or
-Chinese headers, codes or Chinese display names. Every problem is reported
-with the file, the row as a person sees it in a spreadsheet, and the column."""
+"""Reading past petitions (台账 exports): CSV, XLSX, XLS or JSONL, English or
+Chinese headers, codes or Chinese display names, as offices keep them: a
+title row above the header, a row counter (序号) beside the case number (编号),
+dates written the Chinese way or as Excel serial numbers, the data on another
+sheet than the first, merged cells. Every problem is reported with the file,
+the sheet, the row as a person sees it in a spreadsheet, and the column."""
 
 from __future__ import annotations
 
 import codecs
+import contextlib
+import csv
+import datetime as dt
 import io
 import json
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta, timezone
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from model.taxonomy import HEADS, Taxonomy
@@ -34,10 +43,11 @@ def local_times(values: pd.Series) -> pd.Series:
 MAX_LEDGER_BYTES = 100 * 1024 * 1024
 # The compound-file signature of Excel 97-2003 .xls workbooks and of password-protected .xlsx.
 OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+ZIP_MAGIC = b"PK\x03\x04"
 
 # Header spellings seen in real 台账 exports, per canonical column.
 HEADER_ALIASES: dict[str, tuple[str, ...]] = {
-    "id": ("id", "编号", "信访编号", "件号", "登记编号", "序号", "信访件编号"),
+    "id": ("id", "编号", "信访编号", "件号", "登记编号", "信访件编号"),
     "title": ("title", "标题", "信访事项", "事项", "主题", "信访标题", "事由"),
     "body": ("body", "内容", "诉求内容", "来信内容", "正文", "信访内容", "反映内容", "主要诉求", "诉求"),
     "division": ("division", "责任处室", "承办处室", "处室", "承办单位", "责任单位", "分办处室"),
@@ -53,24 +63,41 @@ HEADER_ALIASES: dict[str, tuple[str, ...]] = {
     # scored by models that did not see their board (training/train.py, matter_groups).
     "board": ("board", "source", "地市", "来源地区"),
 }
+# 序号 numbers the rows of a printed ledger (1, 2, 3 …) and changes whenever rows are
+# sorted or deleted: it identifies a petition only in a ledger that has no case number.
+ROW_COUNTER = "序号"
+# How far down a title block (ledger name, office, period, notes) may push the header row.
+HEADER_SEARCH_ROWS = 20
 TRUE_VALUES = {"true", "1", "yes", "y", "是"}
 # Common ways a ledger writes a risk level or "no key group".
 RISK_ALIASES = {"低": "low", "中": "medium", "高": "high", "低风险": "low", "中风险": "medium", "高风险": "high",
                 "一般": "low", "较高": "medium", "紧急": "high"}
 NONE_ALIASES = {"", "无", "否", "none", "非重点群体", "-", "/"}
+# 2026年7月1日, 2026/7/1, 2026.07.01, 2026-7-1, with or without a time after the date.
+CHINESE_DATE = re.compile(r"^(\d{4})\s*[年./-]\s*(\d{1,2})\s*[月./-]\s*(\d{1,2})\s*日?\s*(.*)$")
+# Excel stores a date as days since 1899-12-30; a date cell copied as a value, or a
+# CSV saved from it, shows that number. Only 1960-2100 are taken for dates.
+EXCEL_SERIAL = re.compile(r"^\d{5}(\.\d+)?$")
+EXCEL_EPOCH = pd.Timestamp("1899-12-30")
+EXCEL_SERIAL_RANGE = (21916, 73415)
+# Bytes decoded at a time when checking a text ledger's encoding; cut at a line end.
+DECODE_BLOCK = 8 * 1024 * 1024
 
 
 class LedgerError(ValueError):
-    """A ledger that cannot be used; str() names the file, row and column."""
+    """A ledger that cannot be used; str() names the file, sheet, row and column."""
 
-    def __init__(self, path: str | Path, message: str, row: int | None = None, column: str | None = None) -> None:
+    def __init__(self, path: str | Path, message: str, row: int | None = None, column: str | None = None,
+                 sheet: str | None = None) -> None:
         where = str(path)
+        if sheet is not None:
+            where += f", sheet '{sheet}'"
         if row is not None:
             where += f", row {row}"
         if column is not None:
             where += f", column '{column}'"
         super().__init__(f"{where}: {message}")
-        self.path, self.row, self.column = str(path), row, column
+        self.path, self.row, self.column, self.sheet = str(path), row, column, sheet
 
 
 @dataclass
@@ -81,32 +108,118 @@ class Ledger:
     warnings: list[str] = field(default_factory=list)
 
 
-def _decode(path: Path, raw: bytes) -> str:
-    # Excel's "Unicode Text" export is UTF-16 with a byte-order mark.
-    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        try:
-            return raw.decode("utf-16")
-        except UnicodeDecodeError as exc:
-            raise LedgerError(path, f"unreadable UTF-16 text (invalid data at byte {exc.start}); "
-                                    "re-export the file as UTF-8 CSV or XLSX") from None
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as utf8_error:
-        try:
-            return raw.decode("gb18030")
-        except UnicodeDecodeError as gbk_error:
-            line = raw[: gbk_error.start].count(b"\n") + 1
-            raise LedgerError(
-                path,
-                f"unreadable encoding: not UTF-8 (byte {utf8_error.start}) nor GBK/GB18030 "
-                f"(invalid byte 0x{raw[gbk_error.start]:02x} at byte {gbk_error.start}, line {line}); "
-                "re-export the file as UTF-8 CSV or XLSX",
-            ) from None
+@dataclass
+class _Chunk:
+    """Rows of a file under its own headers, with their row numbers as a person sees them."""
+
+    frame: pd.DataFrame
+    rows: np.ndarray
+    sheet: str | None = None  # named in errors when the workbook has several
 
 
-def _not_text(path: Path, raw: bytes) -> str:
+# ------------------------------------------------------------------ headers
+def _canonical(name: object) -> str | None:
+    text = str(name).strip().lstrip("\ufeff")
+    if text == ROW_COUNTER:
+        return "id"
+    for canonical, aliases in HEADER_ALIASES.items():
+        if text in aliases or text.lower() == canonical:
+            return canonical
+    return None
+
+
+def _recognised(cells: list[str]) -> set[str]:
+    return {c for c in map(_canonical, cells) if c is not None}
+
+
+def _find_header(rows: list[list[str]], required: tuple[str, ...]) -> tuple[int, int]:
+    """The index of the header row among the first rows, and how many columns it names:
+    the first row that names every required column, else the one that names most."""
+    best, best_count = 0, 0
+    for i, cells in enumerate(rows[:HEADER_SEARCH_ROWS]):
+        names = _recognised(cells)
+        if set(required) <= names:
+            return i, len(names)
+        if len(names) > best_count:
+            best, best_count = i, len(names)
+    return best, best_count
+
+
+def _mapping(path: Path, columns: list[object], required: tuple[str, ...], sheet: str | None) -> dict[object, str]:
+    mapping: dict[object, str] = {}
+    counters = []
+    for column in columns:
+        name = str(column).strip().lstrip("\ufeff")
+        canonical = _canonical(name)
+        if canonical is None:
+            continue
+        if name == ROW_COUNTER:
+            counters.append(column)
+            continue
+        if canonical in mapping.values():
+            raise LedgerError(path, f"two columns map to '{canonical}' (one is '{name}')", column=name, sheet=sheet)
+        mapping[column] = canonical
+    if "id" not in mapping.values() and counters:
+        mapping[counters[0]] = "id"  # no case number: the row counter is all there is
+    missing = [c for c in required if c not in mapping.values()]
+    if missing:
+        accepted = "; ".join(f"{c}: {'/'.join(HEADER_ALIASES[c] + ((ROW_COUNTER,) if c == 'id' else ()))}" for c in missing)
+        raise LedgerError(path, f"missing column(s) {missing} (accepted headers: {accepted}; "
+                                f"looked for the header row in the first {HEADER_SEARCH_ROWS} rows)", sheet=sheet)
+    return mapping
+
+
+# ------------------------------------------------------------------ text files
+def _decode_error(path: Path, raw: bytes, offset: int, utf8_at: int, gbk_at: int, lines_before: int) -> LedgerError:
+    line = lines_before + raw[:gbk_at].count(b"\n") + 1
+    return LedgerError(
+        path,
+        f"unreadable encoding: not UTF-8 (byte {offset + utf8_at}) nor GBK/GB18030 "
+        f"(invalid byte 0x{raw[gbk_at]:02x} at byte {offset + gbk_at}, line {line}); "
+        "re-export the file as UTF-8 CSV or XLSX",
+    )
+
+
+def _encoding(path: Path, head: bytes) -> str:
+    """The encoding of a text ledger: UTF-16 or UTF-8 by their byte-order marks, else
+    UTF-8 if the whole file decodes as UTF-8, else GB18030 (which includes GBK). The file
+    is checked block by block, so that a large one is never held in memory."""
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    bom = head.startswith(codecs.BOM_UTF8)
+    utf8_failed_at: int | None = None
+    offset, lines = 0, 0
+    with path.open("rb") as handle:
+        pending = b""
+        while True:
+            block = handle.read(DECODE_BLOCK)
+            data = pending + block
+            if block:
+                cut = data.rfind(b"\n") + 1  # neither encoding uses the byte 0x0a inside a character
+                data, pending = (data[:cut], data[cut:]) if cut else (b"", data)
+            else:
+                pending = b""
+            if data:
+                if utf8_failed_at is None:
+                    try:
+                        data.decode("utf-8")
+                    except UnicodeDecodeError as exc:
+                        utf8_failed_at = offset + exc.start
+                if utf8_failed_at is not None:
+                    try:
+                        data.decode("gb18030")
+                    except UnicodeDecodeError as exc:
+                        raise _decode_error(path, data, offset, utf8_failed_at - offset, exc.start, lines) from None
+                offset += len(data)
+                lines += data.count(b"\n")
+            if not block and not pending:
+                break
+    if utf8_failed_at is None:
+        return "utf-8-sig" if bom else "utf-8"
+    return "gb18030"
+
+
+def _not_text(raw: bytes) -> str:
     """Why a file with NUL bytes is not a ledger, in terms a person can act on."""
     if raw.startswith(OLE2_MAGIC):
         return ("an Excel 97-2003 workbook (.xls) or a password-protected workbook; "
@@ -117,45 +230,74 @@ def _not_text(path: Path, raw: bytes) -> str:
     return "binary data, not a CSV/JSONL text file"
 
 
-def _delimiter(text: str) -> str:
-    # Excel's "Text (tab delimited)" and "Unicode Text" exports separate columns with tabs.
-    header = text.lstrip("\ufeff").split("\n", 1)[0]
-    return "\t" if "\t" in header and "," not in header else ","
+def _csv_layout(text_head: str, required: tuple[str, ...]) -> tuple[str, int]:
+    """The delimiter and the number of lines above the header row, from the file's first lines."""
+    found = {}
+    for delimiter in (",", "\t"):
+        reader = csv.reader(io.StringIO(text_head), delimiter=delimiter)
+        rows, line_starts = [], []
+        with contextlib.suppress(StopIteration, csv.Error):
+            for _ in range(HEADER_SEARCH_ROWS):
+                line_starts.append(reader.line_num)
+                rows.append(next(reader))
+        index, count = _find_header(rows, required)
+        found[delimiter] = (count, line_starts[index] if index < len(line_starts) else 0)
+    if found[","][0] != found["\t"][0]:
+        delimiter = max(found, key=lambda d: found[d][0])
+    else:
+        # Excel's "Text (tab delimited)" and "Unicode Text" exports separate columns with tabs.
+        lines = text_head.lstrip("\ufeff").splitlines() or [""]
+        line = lines[min(found[","][1], len(lines) - 1)]
+        delimiter = "\t" if "\t" in line and "," not in line else ","
+    return delimiter, found[delimiter][1]
 
 
-def _read_raw(path: Path) -> tuple[pd.DataFrame, int]:
-    """The file as strings, and the spreadsheet row number of its first data row."""
-    suffix = path.suffix.lower()
-    if suffix in (".xlsx", ".xlsm"):
-        with path.open("rb") as handle:
-            if handle.read(len(OLE2_MAGIC)) == OLE2_MAGIC:
-                raise LedgerError(path, _not_text(path, OLE2_MAGIC))
-        try:
-            # data_only=False: a formula is read as the text of the formula, never as a value
-            # Excel computed (a cell "=HYPERLINK(...)" stays that text, and is never evaluated).
-            frame = pd.read_excel(path, dtype=str, keep_default_na=False, engine="openpyxl",
-                                  engine_kwargs={"data_only": False})
-        except Exception as exc:  # openpyxl raises many types for a damaged workbook
-            raise LedgerError(path, f"not a readable XLSX workbook ({type(exc).__name__}: {exc})") from None
-        for column in frame.columns:
-            # Array formulas come back as openpyxl objects whose text pandas cannot give.
-            odd = frame[column].astype(str).str.startswith("<openpyxl.worksheet.formula.")
-            if odd.any():
-                raise LedgerError(path, "an array formula; replace it by its value (paste as values)",
-                                  row=2 + int(odd.to_numpy().nonzero()[0][0]), column=str(column))
-        return frame, 2
-    raw = path.read_bytes()
-    if b"\x00" in raw[:4096] and not raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        raise LedgerError(path, _not_text(path, raw))
-    text = _decode(path, raw)
-    if not text.strip():
+def _text_chunks(path: Path, required: tuple[str, ...], chunk_rows: int | None) -> Iterator[_Chunk]:
+    with path.open("rb") as handle:
+        head = handle.read(1 << 16)
+    if b"\x00" in head[:4096] and not head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise LedgerError(path, _not_text(head))
+    encoding = _encoding(path, head)
+    text_head = head.decode(encoding, errors="ignore")
+    if not text_head.strip():
         raise LedgerError(path, "the file is empty")
-    if text.lstrip("\ufeff \t\r\n")[:1] == "<":
+    if text_head.lstrip("\ufeff \t\r\n")[:1] == "<":
         # What many web systems' "export to Excel" writes under an .xls name.
         raise LedgerError(path, "an HTML or XML page, not a CSV/JSONL file; open it in Excel and save it as .xlsx or UTF-8 CSV")
-    if suffix in (".jsonl", ".ndjson", ".json"):
-        records = []
-        for number, line in enumerate(text.splitlines(), start=1):
+    if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
+        yield from _jsonl_chunks(path, encoding, chunk_rows)
+        return
+    delimiter, above = _csv_layout(text_head, required)
+    options = {"encoding": encoding, "dtype": str, "keep_default_na": False, "skipinitialspace": False,
+               "sep": delimiter, "skiprows": above}
+    first = above + 2
+    try:
+        with contextlib.ExitStack() as stack:
+            frames: Iterator[pd.DataFrame] | list[pd.DataFrame] = (
+                stack.enter_context(pd.read_csv(path, chunksize=chunk_rows, **options)) if chunk_rows
+                else [pd.read_csv(path, **options)])
+            for frame in frames:
+                if not isinstance(frame.index, pd.RangeIndex):
+                    # pandas turns the surplus leading fields into an index and shifts every column by as many.
+                    raise LedgerError(path, f"the data rows have more fields than the {len(frame.columns)} columns of "
+                                            "the header (a comma at the end of each line, or an unquoted comma inside a field?)",
+                                      row=first)
+                yield _Chunk(frame, np.arange(first, first + len(frame)))
+                first += len(frame)
+    except pd.errors.ParserError as exc:
+        raise LedgerError(path, f"not a valid CSV file ({exc})") from None
+    except pd.errors.EmptyDataError:
+        raise LedgerError(path, "the file is empty") from None
+    except UnicodeDecodeError as exc:  # only UTF-16 is not checked beforehand
+        raise LedgerError(path, f"unreadable {encoding.upper()} text ({exc.reason}); "
+                                "re-export the file as UTF-8 CSV or XLSX") from None
+
+
+def _jsonl_chunks(path: Path, encoding: str, chunk_rows: int | None) -> Iterator[_Chunk]:
+    records: list[dict[str, str]] = []
+    numbers: list[int] = []
+    with path.open(encoding=encoding) as handle:
+        for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
             try:
@@ -165,40 +307,148 @@ def _read_raw(path: Path) -> tuple[pd.DataFrame, int]:
             if not isinstance(record, dict):
                 raise LedgerError(path, "each line must be a JSON object", row=number)
             records.append({k: "" if v is None else str(v) for k, v in record.items()})
-        return pd.DataFrame.from_records(records), 1
+            numbers.append(number)
+            if chunk_rows and len(records) >= chunk_rows:
+                yield _Chunk(pd.DataFrame.from_records(records), np.asarray(numbers))
+                records, numbers = [], []
+    if records:
+        yield _Chunk(pd.DataFrame.from_records(records), np.asarray(numbers))
+
+
+# ------------------------------------------------------------------ workbooks
+def _cell_text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, dt.datetime):
+        return value.date().isoformat() if value.time() == dt.time() else value.isoformat(sep=" ")
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    return str(value)
+
+
+def _fill_down(cells: list[list[object]], top: int, left: int, bottom: int) -> None:
+    """A merged range shows its first cell's value in every row it spans (a division
+    merged over the petitions it handles); 0-based, inclusive."""
+    if top >= len(cells):
+        return
+    value = cells[top][left] if left < len(cells[top]) else None
+    for r in range(top + 1, min(bottom, len(cells) - 1) + 1):
+        if left < len(cells[r]):
+            cells[r][left] = value
+
+
+def _xlsx_sheets(path: Path) -> list[tuple[str, list[list[object]]]]:
+    import openpyxl
+
     try:
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=False,
-                            sep=_delimiter(text))
-    except pd.errors.ParserError as exc:
-        raise LedgerError(path, f"not a valid CSV file ({exc})") from None
-    except pd.errors.EmptyDataError:
-        raise LedgerError(path, "the file is empty") from None
-    if not isinstance(frame.index, pd.RangeIndex):
-        # pandas turns the surplus leading fields into an index and shifts every column by as many.
-        raise LedgerError(path, f"the data rows have more fields than the {len(frame.columns)} columns of the header "
-                                "(a comma at the end of each line, or an unquoted comma inside a field?)", row=2)
-    return frame, 2
+        # data_only=False: a formula is read as the text of the formula, never as a value
+        # Excel computed (a cell "=HYPERLINK(...)" stays that text, and is never evaluated).
+        # Not read_only: merged ranges are only known to a fully loaded workbook.
+        book = openpyxl.load_workbook(path, data_only=False)
+    except Exception as exc:  # openpyxl raises many types for a damaged workbook
+        raise LedgerError(path, f"not a readable XLSX workbook ({type(exc).__name__}: {exc})") from None
+    sheets = []
+    for sheet in book.worksheets:
+        cells = [list(row) for row in sheet.iter_rows(min_row=1, min_col=1, values_only=True)]
+        for merged in sheet.merged_cells.ranges:
+            _fill_down(cells, merged.min_row - 1, merged.min_col - 1, merged.max_row - 1)
+        sheets.append((sheet.title, cells))
+    book.close()
+    return sheets
 
 
-def _rename(path: Path, frame: pd.DataFrame, required: tuple[str, ...]) -> pd.DataFrame:
-    mapping: dict[str, str] = {}
-    for column in frame.columns:
-        name = str(column).strip().lstrip("\ufeff")
-        for canonical, aliases in HEADER_ALIASES.items():
-            if name in aliases or name.lower() == canonical:
-                if canonical in mapping.values():
-                    raise LedgerError(path, f"two columns map to '{canonical}' (one is '{name}')", column=name)
-                mapping[column] = canonical
-                break
-    frame = frame.rename(columns=mapping)[list(dict.fromkeys(mapping.values()))]
-    missing = [c for c in required if c not in frame.columns]
-    if missing:
-        accepted = "; ".join(f"{c}: {'/'.join(HEADER_ALIASES[c])}" for c in missing)
-        raise LedgerError(path, f"missing column(s) {missing} (accepted headers: {accepted})")
-    return frame
+def _xls_sheets(path: Path) -> list[tuple[str, list[list[object]]]]:
+    # python-calamine (Rust calamine) reads the Excel 97-2003 format, which openpyxl does not.
+    from python_calamine import CalamineWorkbook
+
+    try:
+        book = CalamineWorkbook.from_path(str(path))
+        sheets = []
+        for name in book.sheet_names:
+            sheet = book.get_sheet_by_name(name)
+            cells = [list(row) for row in sheet.to_python(skip_empty_area=False)]
+            for (top, left), (bottom, _right) in sheet.merged_cell_ranges or []:
+                _fill_down(cells, top, left, bottom)
+            sheets.append((name, cells))
+        book.close()
+    except Exception as exc:  # calamine raises its own error types for a damaged or encrypted file
+        raise LedgerError(path, f"not a readable Excel 97-2003 workbook (.xls), or a password-protected workbook "
+                                f"({type(exc).__name__}: {exc}); save it without a password as .xlsx or UTF-8 CSV") from None
+    return sheets
 
 
-def _resolve_labels(path: Path, frame: pd.DataFrame, first_row: int, taxonomy: Taxonomy) -> None:
+def _workbook_chunks(path: Path, ole2: bool, required: tuple[str, ...], sheet: str | None,
+                     chunk_rows: int | None) -> Iterator[_Chunk]:
+    sheets = _xls_sheets(path) if ole2 else _xlsx_sheets(path)
+    texts = [(name, [[_cell_text(v) for v in row] for row in cells]) for name, cells in sheets]
+    names = [name for name, _ in sheets]
+    if sheet is not None:
+        if sheet not in names:
+            raise LedgerError(path, f"no sheet named {sheet!r}; the workbook has {', '.join(map(repr, names))}")
+        chosen = names.index(sheet)
+    else:
+        # The first sheet that has every column and data under them; a cover sheet, notes or a
+        # summary before the ledger are passed over.
+        found = [_find_header(rows, required) for _, rows in texts]
+        complete = [i for i, (index, _) in enumerate(found)
+                    if set(required) <= _recognised(texts[i][1][index] if texts[i][1] else [])]
+        with_data = [i for i in complete if any(any(c.strip() for c in row) for row in texts[i][1][found[i][0] + 1:])]
+        chosen = (with_data or complete or [0])[0]
+    name, rows = texts[chosen]
+    shown = name if len(names) > 1 else None
+    if not rows:
+        raise LedgerError(path, "the sheet is empty", sheet=shown)
+    index, _ = _find_header(rows, required)
+    header = rows[index]
+    columns, seen = [], set()
+    for j, value in enumerate(header):
+        column = value.strip() or f"(column {j + 1})"
+        while column in seen:
+            column += "'"
+        seen.add(column)
+        columns.append(column)
+    data = [(index + 2 + i, (row + [""] * len(columns))[: len(columns)])
+            for i, row in enumerate(rows[index + 1:]) if any(c.strip() for c in row)]
+    raw = sheets[chosen][1]
+    for number, _ in data:
+        for j, value in enumerate(raw[number - 1][: len(columns)]):
+            if type(value).__name__ == "ArrayFormula":  # openpyxl's object, which has no text of its own
+                raise LedgerError(path, "an array formula; replace it by its value (paste as values)",
+                                  row=number, column=columns[j], sheet=shown)
+    step = chunk_rows or max(len(data), 1)
+    if not data:
+        yield _Chunk(pd.DataFrame(columns=columns), np.zeros(0, int), shown)
+    for start in range(0, len(data), step):
+        part = data[start:start + step]
+        yield _Chunk(pd.DataFrame([r for _, r in part], columns=columns, dtype=str),
+                     np.asarray([n for n, _ in part]), shown)
+
+
+# ------------------------------------------------------------------ values
+def parse_dates(values: pd.Series) -> pd.Series:
+    """Dates as offices write them: ISO, 2026年7月1日, 2026/7/1, 2026.07.01, or an Excel
+    serial number (46204); NaT where empty, and where not a date (the caller reports it)."""
+    text = values.astype(str).str.strip()
+
+    def standard(value: str) -> str | None:
+        if not value:
+            return None
+        match = CHINESE_DATE.match(value)
+        if match:
+            year, month, day, rest = match.groups()
+            return f"{year}-{int(month):02d}-{int(day):02d}" + (f" {rest}" if rest else "")
+        if EXCEL_SERIAL.match(value) and EXCEL_SERIAL_RANGE[0] <= float(value) <= EXCEL_SERIAL_RANGE[1]:
+            return (EXCEL_EPOCH + pd.to_timedelta(float(value), unit="D")).round("s").isoformat(sep=" ")
+        return value
+
+    return local_times(text.map(standard))
+
+
+def _resolve_labels(path: Path, frame: pd.DataFrame, rows: np.ndarray, taxonomy: Taxonomy, sheet: str | None) -> None:
     for head in HEADS:
         codes = []
         for i, value in enumerate(frame[head].astype(str)):
@@ -212,63 +462,102 @@ def _resolve_labels(path: Path, frame: pd.DataFrame, first_row: int, taxonomy: T
                 allowed = ", ".join(taxonomy.codes(head))
                 raise LedgerError(
                     path, f"unknown {head} {value!r} (the taxonomy defines: {allowed}, or their Chinese names)",
-                    row=first_row + i, column=head,
+                    row=int(rows[i]), column=head, sheet=sheet,
                 )
             codes.append(code)
         frame[head] = codes
 
 
-def read_ledger(path: str | Path, taxonomy: Taxonomy, require_labels: bool = True,
-                max_bytes: int | None = None) -> pd.DataFrame:
+def _standard(path: Path, chunk: _Chunk, mapping: dict[object, str], taxonomy: Taxonomy, require_labels: bool,
+              sheet: str | None) -> pd.DataFrame:
+    # reindex, not [...]: a JSONL record may lack a key the first records had.
+    frame = chunk.frame.rename(columns=mapping).reindex(columns=list(dict.fromkeys(mapping.values())))
+    if "title" not in frame.columns:
+        frame["title"] = ""
+    frame = frame.fillna("").astype(str)
+    frame["row"] = chunk.rows
+    frame["source"] = str(path)
+    for i, (pid, title, body) in enumerate(zip(frame["id"], frame["title"], frame["body"], strict=True)):
+        if not pid.strip():
+            raise LedgerError(path, "empty id", row=int(chunk.rows[i]), column="id", sheet=sheet)
+        if not (title.strip() or body.strip()):
+            raise LedgerError(path, "empty petition text (title and body are both empty)", row=int(chunk.rows[i]),
+                              column="body", sheet=sheet)
+    frame["id"] = frame["id"].str.strip()
+    frame["synthetic"] = (frame["synthetic"].str.strip().str.lower().isin(TRUE_VALUES)
+                          if "synthetic" in frame.columns else False)
+    if require_labels:
+        _resolve_labels(path, frame, chunk.rows, taxonomy, sheet)
+    if "received_at" in frame.columns:
+        parsed = parse_dates(frame["received_at"])
+        bad = frame["received_at"].str.strip().ne("") & parsed.isna()
+        if bad.any():
+            i = int(bad.to_numpy().nonzero()[0][0])
+            raise LedgerError(path, f"not a date: {frame['received_at'].iloc[i]!r} (accepted: 2026-07-01, 2026/7/1, "
+                                    "2026.07.01, 2026年7月1日 or an Excel date)",
+                              row=int(chunk.rows[i]), column="received_at", sheet=sheet)
+        frame["received_at"] = parsed
+    return frame
+
+
+# ------------------------------------------------------------------ reading
+def iter_ledger(path: str | Path, taxonomy: Taxonomy, require_labels: bool = True, sheet: str | None = None,
+                chunk_rows: int | None = None, max_bytes: int | None = None) -> Iterator[pd.DataFrame]:
+    """The petitions of one ledger file, checked, `chunk_rows` at a time (all at once by
+    default). CSV and JSONL files are read as they are consumed, in constant memory;
+    a workbook is read whole. `max_bytes` (default MAX_LEDGER_BYTES; 0 for no limit)
+    refuses a larger file before anything is read, unless it is a text file read in chunks. `sheet` names the sheet of a workbook;
+    without it, the first sheet that has the columns is read."""
     path = Path(path)
     if max_bytes is None:
         max_bytes = MAX_LEDGER_BYTES  # looked up now, so that the limit can be changed at run time
     if not path.exists():
         raise LedgerError(path, "file not found")
     if path.is_dir():
-        raise LedgerError(path, "is a directory, expected a CSV, XLSX or JSONL file")
+        raise LedgerError(path, "is a directory, expected a CSV, XLSX, XLS or JSONL file")
     size = path.stat().st_size
-    if size > max_bytes:
-        raise LedgerError(path, f"file is {size / 2**20:.0f} MiB, over the {max_bytes / 2**20:.0f} MiB limit; "
-                                "split the ledger into several files and pass each with --data")
     if size == 0:
         raise LedgerError(path, "the file is empty")
-    frame, first_row = _read_raw(path)
-    if frame.empty:
-        raise LedgerError(path, "no data rows (header only)")
+    with path.open("rb") as handle:
+        magic = handle.read(len(OLE2_MAGIC))
+    workbook = magic == OLE2_MAGIC or path.suffix.lower() in (".xlsx", ".xlsm")
+    # A text file read in chunks needs no more memory when it is larger; a workbook is read whole.
+    if max_bytes and size > max_bytes and (workbook or not chunk_rows):
+        raise LedgerError(path, f"file is {size / 2**20:.0f} MiB, over the {max_bytes / 2**20:.0f} MiB limit; "
+                                "split the ledger into several files (each given with its own --data or --input)"
+                                + ("" if chunk_rows else ", or save it as CSV"))
     required = ("id", "body") + (HEADS if require_labels else ())
-    frame = _rename(path, frame, required)
-    if "title" not in frame.columns:
-        frame["title"] = ""
-    frame = frame.fillna("").astype(str)
-    frame["row"] = range(first_row, first_row + len(frame))
-    frame["source"] = str(path)
-    for i, (pid, title, body) in enumerate(zip(frame["id"], frame["title"], frame["body"], strict=True)):
-        if not pid.strip():
-            raise LedgerError(path, "empty id", row=first_row + i, column="id")
-        if not (title.strip() or body.strip()):
-            raise LedgerError(path, "empty petition text (title and body are both empty)", row=first_row + i, column="body")
-    frame["id"] = frame["id"].str.strip()
-    frame["synthetic"] = (frame["synthetic"].str.strip().str.lower().isin(TRUE_VALUES)
-                          if "synthetic" in frame.columns else False)
-    if require_labels:
-        _resolve_labels(path, frame, first_row, taxonomy)
-    if "received_at" in frame.columns:
-        parsed = local_times(frame["received_at"].str.strip().replace("", None))
-        bad = frame["received_at"].str.strip().ne("") & parsed.isna()
-        if bad.any():
-            i = int(bad.to_numpy().nonzero()[0][0])
-            raise LedgerError(path, f"not a date: {frame['received_at'].iloc[i]!r}", row=first_row + i, column="received_at")
-        frame["received_at"] = parsed
-    return frame
+    if workbook and magic != OLE2_MAGIC and not magic.startswith(ZIP_MAGIC):
+        raise LedgerError(path, "not a readable XLSX workbook (not a zip archive: a CSV or text file named .xlsx?)")
+    chunks = (_workbook_chunks(path, magic == OLE2_MAGIC, required, sheet, chunk_rows) if workbook
+              else _text_chunks(path, required, chunk_rows))
+    mapping: dict[object, str] | None = None
+    empty = True
+    for chunk in chunks:
+        if mapping is None:
+            mapping = _mapping(path, list(chunk.frame.columns), required, chunk.sheet)
+        if chunk.frame.empty:
+            continue
+        empty = False
+        yield _standard(path, chunk, mapping, taxonomy, require_labels, chunk.sheet)
+    if empty:
+        raise LedgerError(path, "no data rows (header only)")
 
 
-def read_ledgers(paths: list[str | Path], taxonomy: Taxonomy, require_labels: bool = True) -> Ledger:
+def read_ledger(path: str | Path, taxonomy: Taxonomy, require_labels: bool = True,
+                max_bytes: int | None = None, sheet: str | None = None) -> pd.DataFrame:
+    frames = list(iter_ledger(path, taxonomy, require_labels, sheet=sheet, max_bytes=max_bytes))
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+
+def read_ledgers(paths: list[str | Path], taxonomy: Taxonomy, require_labels: bool = True,
+                 sheet: str | None = None) -> Ledger:
     """All files as one frame; a petition listed twice with the same labels is kept once,
-    with different labels it is an error that names both places."""
+    with different labels it is an error that names both places. `sheet` names the
+    sheet to read in every workbook among them (CSV and JSONL files have none)."""
     if not paths:
         raise LedgerError("--data", "no ledger given")
-    frames = [read_ledger(p, taxonomy, require_labels) for p in paths]
+    frames = [read_ledger(p, taxonomy, require_labels, sheet=sheet) for p in paths]
     frame = pd.concat(frames, ignore_index=True)
     dropped = 0
     if require_labels:
@@ -291,3 +580,4 @@ def read_ledgers(paths: list[str | Path], taxonomy: Taxonomy, require_labels: bo
             keep.append(i)
         frame = frame.iloc[keep].reset_index(drop=True)
     return Ledger(frame=frame, sources=[str(p) for p in paths], duplicates_dropped=dropped)
+

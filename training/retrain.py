@@ -26,6 +26,7 @@ from model.artifact import ArtifactError, created_at_now, load_model, new_versio
 from model.taxonomy import DEFAULT_TAXONOMY, HEADS, Taxonomy, load_taxonomy
 from model.text import join_fields, normalize, segment
 from model.triage import TriageModel
+from training.batch import predict_in_batches
 from training.decisions import read_decisions
 from training.evaluate import evaluate_decisions
 from training.ledger import LedgerError, read_ledger
@@ -85,10 +86,10 @@ def _standard(frame: pd.DataFrame, origin: str) -> pd.DataFrame:
     return frame[COLUMNS]
 
 
-def read_frames(paths: Sequence[str | Path], taxonomy: Taxonomy) -> pd.DataFrame:
+def read_frames(paths: Sequence[str | Path], taxonomy: Taxonomy, sheet: str | None = None) -> pd.DataFrame:
     # read_ledger per file, not read_ledgers: a petition listed twice with different
     # labels is something to report and resolve here, not a reason to stop.
-    frames = [_standard(read_ledger(p, taxonomy), "ledger") for p in paths]
+    frames = [_standard(read_ledger(p, taxonomy, sheet=sheet), "ledger") for p in paths]
     return pd.concat(frames, ignore_index=True)
 
 
@@ -232,12 +233,7 @@ def choose_holdout(frame: pd.DataFrame, seed: int = 0, quarter: str | None = Non
 
 
 def score(model: TriageModel, frame: pd.DataFrame, name: str, progress: Progress) -> tuple[list[str], list[dict]]:
-    ids, texts = frame["id"].tolist(), texts_of(frame)
-    decisions: list[dict[str, Any]] = []
-    for start in range(0, len(texts), 500):
-        decisions += model.predict(texts[start:start + 500])
-        progress(f"scoring {name}: {len(decisions)}/{len(texts)}")
-    return ids, decisions
+    return frame["id"].tolist(), predict_in_batches(model, texts_of(frame), progress, name, batch=500)
 
 
 def word_vocabulary(model: TriageModel) -> set[str]:
@@ -331,7 +327,7 @@ def retrain(data: Sequence[str | Path], registry_dir: str | Path, decisions: str
             holdout: Sequence[str | Path] | None = None, holdout_quarter: str | None = None,
             taxonomy_path: str | Path = DEFAULT_TAXONOMY, seed: int = 0, by: str | None = None,
             key_metrics: Sequence[str] = DEFAULT_KEY_METRICS, tolerance: float = DEFAULT_TOLERANCE,
-            progress: Progress = lambda _: None) -> RetrainResult:
+            progress: Progress = lambda _: None, sheet: str | None = None) -> RetrainResult:
     registry = Registry(registry_dir)
     registry.read_state()  # a damaged registry stops the run before minutes of training
     taxonomy = load_taxonomy(taxonomy_path)
@@ -339,7 +335,7 @@ def retrain(data: Sequence[str | Path], registry_dir: str | Path, decisions: str
     by = by or current_user()
 
     progress(f"reading {len(data)} ledger file(s) …")
-    raw = read_frames(data, taxonomy)
+    raw = read_frames(data, taxonomy, sheet)
     frame, conflicted, quality = find_duplicates(raw)
     progress(f"{len(raw)} rows: {quality['same_id_duplicates']['dropped']} repeated rows dropped, "
              f"{quality['conflicting_ids']['count']} ids with conflicting labels set aside, "
@@ -347,7 +343,7 @@ def retrain(data: Sequence[str | Path], registry_dir: str | Path, decisions: str
     held_frame = None
     if holdout:
         progress(f"reading the held-out ledger(s) {', '.join(map(str, holdout))} …")
-        held_frame, _, held_quality = find_duplicates(read_frames(holdout, taxonomy))
+        held_frame, _, held_quality = find_duplicates(read_frames(holdout, taxonomy, sheet))
         quality["heldout_ledger"] = {k: v for k, v in held_quality.items() if k != "same_text_other_ids"}
 
     decision_frame, decision_info = None, None

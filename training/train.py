@@ -20,6 +20,7 @@ from model.text import join_fields
 from model.triage import ModelInputError, TriageModel
 from training.evaluate import evaluate_decisions, summary_line
 from training.ledger import read_ledgers
+from training.memory import check_training_memory
 
 Progress = Callable[[str], None]
 
@@ -160,6 +161,7 @@ def fit_with_thresholds(frame: pd.DataFrame, taxonomy: Taxonomy, seed: int = 0,
     the settings of its training profile, and the metrics of its held-out decisions:
     out-of-fold for every row, or, for a large ledger, for the rows held out."""
     texts = texts_of(frame)
+    check_training_memory(texts)  # refused now, not killed by the kernel minutes in
     synthetic = synthetic_rows(frame)
     on_real = thresholds_on_real(synthetic)
     groups = matter_groups(frame, ~synthetic if on_real else np.ones(len(frame), bool),
@@ -191,10 +193,10 @@ def fit_with_thresholds(frame: pd.DataFrame, taxonomy: Taxonomy, seed: int = 0,
 
 
 def train(data: list[str | Path], out: str | Path, taxonomy_path: str | Path = DEFAULT_TAXONOMY,
-          seed: int = 0, progress: Progress = lambda _: None) -> dict[str, Any]:
+          seed: int = 0, progress: Progress = lambda _: None, sheet: str | None = None) -> dict[str, Any]:
     taxonomy = load_taxonomy(taxonomy_path)
     progress(f"reading {len(data)} ledger file(s) …")
-    ledger = read_ledgers(list(data), taxonomy)
+    ledger = read_ledgers(list(data), taxonomy, sheet=sheet)
     frame = ledger.frame
     progress(f"{len(frame)} petitions ({ledger.duplicates_dropped} exact duplicates dropped)")
     model, fitted = fit_with_thresholds(frame, taxonomy, seed=seed, progress=progress)

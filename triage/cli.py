@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import json
 import os
 import secrets
@@ -19,6 +18,7 @@ from model.artifact import ArtifactError, load_model
 from model.taxonomy import DEFAULT_TAXONOMY, HEADS, TaxonomyError
 from model.triage import ModelInputError
 from training.ledger import LedgerError
+from training.memory import NotEnoughMemory
 from triage.defaults import SettingsError, default_corpus, default_model_dir, default_registry_dir, settings
 
 EXAMPLES = [
@@ -32,17 +32,25 @@ def _progress(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def _spreadsheet_safe(value: str) -> str:
-    # A cell starting with = + - @ is run as a formula by Excel (CSV injection).
-    return "'" + value if value[:1] in ("=", "+", "-", "@") else value
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     from training.evaluate import summary_line
     from training.train import train
 
+    data = list(args.data)
+    if args.with_corpus:
+        data.append(str(default_corpus()))
+        _progress(f"adding the bundled generated corpus {default_corpus()} (its petitions weigh half as much as yours)")
     started = time.perf_counter()
-    metadata = train(args.data, args.out, taxonomy_path=args.taxonomy, seed=args.seed, progress=_progress)
+    try:
+        metadata = train(data, args.out, taxonomy_path=args.taxonomy, seed=args.seed, progress=_progress,
+                         sheet=args.sheet)
+    except ModelInputError as exc:
+        if args.with_corpus:
+            raise
+        print(f"triage train: error: {exc}\n"
+              "  hint: a small ledger can be trained beside the bundled generated corpus, which has examples of "
+              "every label: add --with-corpus", file=sys.stderr)
+        return 2
 
     _progress(f"done in {time.perf_counter() - started:.1f}s: model {metadata['version']} in {args.out}")
     print("held-out:", summary_line(metadata["heldout_metrics"]))
@@ -50,43 +58,21 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from training.ledger import read_ledgers
-    from training.train import texts_of
+    from training.batch import write_predictions
 
     loaded = load_model(args.model)
-    frame = read_ledgers(args.input, loaded.model.taxonomy, require_labels=False).frame
-    _progress(f"scoring {len(frame)} petitions with model {loaded.version} …")
-    texts = texts_of(frame)
-    decisions = []
-    for start in range(0, len(texts), 1000):
-        decisions += loaded.model.predict(texts[start:start + 1000])
-        if len(texts) > 1000:
-            _progress(f"{min(start + 1000, len(texts))}/{len(texts)}")
-    out = Path(args.output)
-    tmp = out.with_name(out.name + ".tmp")
-    fields = ["id", "division", "division_confidence", "division_top3", "risk", "risk_confidence",
-              "key_group", "key_group_confidence", "needs_review", "rules", "model_version"]
-    with tmp.open("w", encoding="utf-8-sig", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields)
-        writer.writeheader()
-        for pid, d in zip(frame["id"], decisions, strict=True):
-            writer.writerow({
-                "id": _spreadsheet_safe(str(pid)), "division": d["division"],
-                "division_confidence": f"{d['division_confidence']:.4f}",
-                "division_top3": ";".join(f"{c}:{p:.3f}" for c, p in d["division_top3"]),
-                "risk": d["risk"], "risk_confidence": f"{d['risk_confidence']:.4f}",
-                "key_group": d["key_group"], "key_group_confidence": f"{d['key_group_confidence']:.4f}",
-                "needs_review": str(d["needs_review"]).lower(), "rules": ";".join(d["rules"]),
-                "model_version": loaded.version,
-            })
-    tmp.replace(out)
-    _progress(f"wrote {len(decisions)} rows to {out}")
+    _progress(f"scoring {', '.join(args.input)} with model {loaded.version} …")
+    written = write_predictions(loaded.model, args.model, loaded.version, args.input, args.output, sheet=args.sheet,
+                                workers=args.workers, progress=_progress)
+    _progress(f"wrote {written.rows:,} rows to {args.output} in {written.seconds:.1f}s "
+              f"({written.workers} scoring process{'es' if written.workers > 1 else ''})")
     return 0
 
 
 def cmd_link(args: argparse.Namespace) -> int:
     from model.matter import link_matters
     from model.taxonomy import load_taxonomy
+    from training.batch import spreadsheet_safe
     from training.ledger import read_ledgers
     from training.train import texts_of
 
@@ -98,7 +84,7 @@ def cmd_link(args: argparse.Namespace) -> int:
     out = Path(args.output)
     tmp = out.with_name(out.name + ".tmp")
     # The same ledger with a `matter` column: `triage train` keeps each matter in one fold.
-    frame[columns].map(lambda v: _spreadsheet_safe(str(v)) if isinstance(v, str) else v).to_csv(
+    frame[columns].map(lambda v: spreadsheet_safe(str(v)) if isinstance(v, str) else v).to_csv(
         tmp, index=False, encoding="utf-8-sig")
     tmp.replace(out)
     _progress(f"wrote {len(frame)} rows to {out}: {frame['matter'].nunique()} matters, "
@@ -112,7 +98,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from training.train import label_arrays, predict_frame, taxonomy_codes
 
     loaded = load_model(args.model)
-    frame = read_ledgers(args.data, loaded.model.taxonomy).frame
+    frame = read_ledgers(args.data, loaded.model.taxonomy, sheet=args.sheet).frame
     metrics = evaluate_decisions(predict_frame(loaded.model, frame), label_arrays(frame),
                                  taxonomy_codes(loaded.model.taxonomy))
     metrics["model_version"] = loaded.version
@@ -349,7 +335,8 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     try:
         result = retrain(args.data, args.registry, decisions=args.decisions, holdout=args.holdout,
                          holdout_quarter=args.holdout_quarter, taxonomy_path=args.taxonomy, seed=args.seed,
-                         by=args.by, key_metrics=key_metrics, tolerance=tolerance, progress=_progress)
+                         by=args.by, key_metrics=key_metrics, tolerance=tolerance, progress=_progress,
+                         sheet=args.sheet)
     except RegistryError as exc:
         print(f"triage retrain: error: {exc}", file=sys.stderr)
         return 2
@@ -467,12 +454,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="model directory to write (replaced atomically)")
     p.add_argument("--taxonomy", default=str(DEFAULT_TAXONOMY), help="taxonomy config (default: the bundled taxonomy.toml)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--with-corpus", action="store_true",
+                   help="train beside the bundled generated corpus (data/corpus/petitions.csv): makes a small ledger "
+                        "trainable, every label then has examples")
+    _add_sheet_argument(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("predict", help="score a ledger (id,title,body) into a CSV")
     p.add_argument("--model", required=True)
     p.add_argument("--input", action="append", required=True)
     p.add_argument("--output", required=True)
+    p.add_argument("--workers", type=_worker_count, metavar="N",
+                   help="processes scoring in parallel, 1-64 (default: one per CPU core; one for a small ledger)")
+    _add_sheet_argument(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("link", help="assign a `matter` id per row of a ledger (petitions about one matter share it)")
@@ -484,6 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True)
     p.add_argument("--data", action="append", required=True)
     p.add_argument("--json", action="store_true")
+    _add_sheet_argument(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("corpus", help="regenerate the bundled training corpus from its fragments")
@@ -540,6 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--by", help="who runs it (default: the login name)")
     _add_policy_arguments(p)
+    _add_sheet_argument(p)
     p.set_defaults(func=cmd_retrain)
 
     p = sub.add_parser("models", help="list, show, promote or roll back the models of a registry")
@@ -570,6 +566,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_sheet_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sheet", metavar="NAME",
+                   help="the sheet to read in XLSX/XLS workbooks (default: the first sheet with the needed columns)")
+
+
 def _add_policy_arguments(p: argparse.ArgumentParser) -> None:
     from training.registry import DEFAULT_TOLERANCE
 
@@ -586,7 +587,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "registry", "") is None:
             args.registry = str(default_registry_dir())
         return int(args.func(args))
-    except (LedgerError, ArtifactError, TaxonomyError, ModelInputError, SettingsError) as exc:
+    except (LedgerError, ArtifactError, TaxonomyError, ModelInputError, NotEnoughMemory, SettingsError) as exc:
         print(f"triage {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,0 +1,54 @@
+"""Ledgers built as offices keep them: a notes sheet before the ledger, a title row above
+the header, a row counter (序号) beside the case number (编号), a merged division cell,
+dates written the Chinese way and as an Excel serial number. Real files, written here."""
+
+from __future__ import annotations
+
+import pytest
+
+OFFICE_HEADER = ["序号", "编号", "信访事项", "诉求内容", "承办处室", "风险等级", "重点群体", "登记日期"]
+# The fifth column (承办处室) of the first two petitions is one merged cell.
+OFFICE_ROWS = [
+    [1, "XF-2026-0107", "老板拖欠工资", "三个月没发工资", "劳动保障监察局", "中", "无", "2026年7月1日"],
+    [2, "XF-2026-0108", "工地欠薪", "包工头跑了，工资没人给", None, "高", "无", 46205],
+    [3, "XF-2026-0109", "咨询养老金", "视同缴费年限怎么算", "pension", "低", "无", "2026.07.03"],
+]
+OFFICE_TITLE = "2026年第三季度信访事项台账"
+
+
+def office_xlsx(path, sheet_first="填表说明"):
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    notes = book.active
+    notes.title = sheet_first
+    notes.append(["本表由信访办按季度导出，请勿修改表头。"])
+    sheet = book.create_sheet("台账")
+    sheet.append([OFFICE_TITLE])
+    sheet.merge_cells(start_row=1, start_column=1, end_row=1, end_column=len(OFFICE_HEADER))
+    sheet.append(OFFICE_HEADER)
+    for row in OFFICE_ROWS:
+        sheet.append(row)
+    sheet.merge_cells("E3:E4")
+    book.save(path)
+    return path
+
+
+def office_xls(path, sheet_first="填表说明"):
+    # xlwt writes the Excel 97-2003 format itself (openpyxl cannot): a real .xls, as old office PCs save.
+    xlwt = pytest.importorskip("xlwt")
+    book = xlwt.Workbook(encoding="utf-8")
+    book.add_sheet(sheet_first).write(0, 0, "本表由信访办按季度导出，请勿修改表头。")
+    sheet = book.add_sheet("台账")
+    sheet.write_merge(0, 0, 0, len(OFFICE_HEADER) - 1, OFFICE_TITLE)
+    for j, name in enumerate(OFFICE_HEADER):
+        sheet.write(1, j, name)
+    for i, row in enumerate(OFFICE_ROWS, start=2):
+        for j, value in enumerate(row):
+            if j == 4 and i in (2, 3):
+                continue
+            if value is not None:
+                sheet.write(i, j, value)
+    sheet.write_merge(2, 3, 4, 4, OFFICE_ROWS[0][4])
+    book.save(str(path))
+    return path
