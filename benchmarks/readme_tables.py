@@ -26,15 +26,12 @@ BLOCK = re.compile(r"(<!-- results:(?P<name>[a-z_]+) -->\n)(?P<body>.*?)(<!-- /r
 ACCURACY_COLUMNS = {
     "division_accuracy": "division acc",
     "division_accuracy_ours": "this department's petitions",
-    "division_top3": "top-3",
-    "division_macro_f1": "division macro-F1",
     "routed_share_ours": "routed at ≥ 95 % precision",
     "risk_macro_f1": "risk macro-F1",
     "high_recall": "high-risk recall",
     "high_share": "flagged high",
     "key_group_f1": "key-group F1",
-    "auto_routed_precision": "precision routed without review",
-    "auto_routed_share": "share routed without review",
+    "auto_routed_precision": "precision of what is routed without review",
 }
 PIPELINE_NAMES = {"shipped": "this model", "reference": "reference: char 1–3 TF-IDF + LinearSVC"}
 

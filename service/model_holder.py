@@ -67,17 +67,54 @@ def put_in_service(session: Session, loaded: LoadedModel, actor: str) -> None:
     row.path, row.version, row.changed_at, row.changed_by = str(loaded.path), loaded.version, utcnow(), actor
 
 
-class ServedModelFollower:
+class Poller:
+    """Runs `check()` every `poll_seconds` in a daemon thread between `start()` and `stop()`.
+    A check that raises is logged and the thread goes on: one bad check must not leave
+    a worker deaf to later changes."""
+
+    thread_name = "poller"
+    poll_seconds: float
+
+    def __init__(self, poll_seconds: float) -> None:
+        self.poll_seconds = poll_seconds
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def check(self) -> str | None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            try:
+                self.check()
+            except Exception:
+                log.exception("%s: check failed", self.thread_name)
+
+
+class ServedModelFollower(Poller):
     """Keeps this worker's model the one the database names. A check is one primary-key
     read; a model that does not load is logged once and not retried until the row changes,
     and meanwhile the model this worker has keeps serving."""
 
+    thread_name = "model-follower"
+
     def __init__(self, database: Database, models: ModelHolder, root: Path, poll_seconds: float) -> None:
-        self.database, self.models, self.root, self.poll_seconds = database, models, root, poll_seconds
+        super().__init__(poll_seconds)
+        self.database, self.models, self.root = database, models, root
         self._failed: tuple[str, str] | None = None
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def check(self) -> str | None:
         """Loads the model in service when this worker serves another; returns its version
@@ -108,21 +145,3 @@ class ServedModelFollower:
         log.info("now serving model %s from %s, as the database says", loaded.version, row.path)
         return loaded.version
 
-    def start(self) -> None:
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="model-follower", daemon=True)
-            self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.poll_seconds):
-            try:
-                self.check()
-            except Exception:  # the follower must outlive any one bad check
-                log.exception("model in service check failed")

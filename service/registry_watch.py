@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from model.artifact import METADATA_FILE, ArtifactError, LoadedModel
-from service.model_holder import ModelHolder, confined
+from service.model_holder import ModelHolder, Poller, confined
 
 log = logging.getLogger("triage.service")
 REGISTRY_FILE = "registry.json"
@@ -70,20 +70,20 @@ def champion_dir(registry_dir: Path, version: str) -> Path:
     return registry_dir / MODELS_DIR / version
 
 
-class RegistryWatch:
+class RegistryWatch(Poller):
+    thread_name = "registry-watch"
+
     def __init__(self, registry_dir: Path, models: ModelHolder, poll_seconds: float = 5.0,
                  on_promote: Callable[[str, LoadedModel], None] | None = None) -> None:
+        super().__init__(poll_seconds)
         self.registry_dir = Path(registry_dir)
         self.models = models
-        self.poll_seconds = poll_seconds
         self.on_promote = on_promote
         self.served: str | None = None  # the registry version last put into service
         self._registry_seen: Signature | tuple[str] = ("never",)
         self._champion: str | None = None
         self._failed: tuple[str, Signature] | None = None
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def check(self) -> str | None:
         """Puts the registry's champion into service when it is not already; returns
@@ -132,22 +132,4 @@ class RegistryWatch:
         current = self.models.current
         return current.version if current else "(none)"
 
-    def start(self) -> None:
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="registry-watch", daemon=True)
-            self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.poll_seconds):
-            try:
-                self.check()
-            except Exception:  # the watcher must outlive any one bad check
-                log.exception("model registry check failed")
 
