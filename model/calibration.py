@@ -47,7 +47,7 @@ class TemperatureScaledLinear(ClassifierMixin, BaseEstimator):
     or "log_loss", logistic regression (lbfgs). The log loss gives a mislabelled
     row a penalty that grows linearly, the squared hinge one that grows with the
     square; the high-risk head, whose labellers disagree most, ranks better with
-    the log loss (README "Heads").
+    the log loss (docs/model.md, "Heads").
 
     `sample_weight` weighs rows in the linear model and in the temperature's fit alike.
     `n_jobs` fits the folds and the final model side by side in processes, so training
@@ -65,7 +65,34 @@ class TemperatureScaledLinear(ClassifierMixin, BaseEstimator):
     fitted on the other rows and kept, and the temperature is fitted on the held-out
     rows, the only ones with out-of-sample probabilities then (`oof_rows_`). With a
     few thousand held-out rows the temperature is as well determined as with folds,
-    at a quarter of the fits."""
+    at a quarter of the fits.
+
+    Parameters
+    ----------
+    C : float, default=0.3
+        Inverse regularisation strength.
+    loss : {"squared_hinge", "log_loss"}, default="squared_hinge"
+    folds : int, default=3
+        Calibration folds (ignored with `holdout`).
+    class_weight : {"balanced", None}, default="balanced"
+    holdout : ndarray of int, optional
+        Rows held out for the temperature instead of folds.
+    tol : float
+        Stopping tolerance of the solver.
+    n_jobs : int, optional
+    random_state : int, default=0
+
+    Attributes
+    ----------
+    estimator_ : LinearSVC or LogisticRegression
+        The linear model fitted on all rows (all but the held-out ones).
+    classes_ : ndarray
+    temperature_ : float
+        Divides the scores before the softmax.
+    oof_proba_, oof_rows_ : ndarray
+        Out-of-sample probabilities and the rows they belong to; `TriageModel.fit`
+        reads them to choose thresholds and then deletes them.
+    """
 
     def __init__(self, C: float = 0.3, loss: str = "squared_hinge", folds: int = 3,
                  class_weight: str | None = "balanced", holdout: np.ndarray | None = None, tol: float = SVM_TOL,

@@ -14,6 +14,7 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.pipeline import FeatureUnion
 from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2
+from sklearn.utils.validation import check_is_fitted
 
 from model.taxonomy import Rule, Taxonomy
 from model.text import ask_of, segment, title_of
@@ -41,6 +42,7 @@ class KeywordFeatures(TransformerMixin, BaseEstimator, auto_wrap_output_keys=Non
         return self
 
     def transform(self, X: Iterable[str]) -> sp.csr_matrix:
+        check_is_fitted(self, "keyword_patterns_")
         rows = [[np.log1p(len(p.findall(text))) for _, p in self.keyword_patterns_] for text in X]
         return sp.csr_matrix(np.asarray(rows, dtype=np.float64).reshape(-1, len(self.keyword_patterns_)))
 
@@ -108,8 +110,26 @@ class CharNgramTfidf(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
     max_features) with n-grams counted by numpy instead of Python dictionaries.
 
     Same vocabulary, same weights (tests/test_fast_vectorizers.py checks it against
-    scikit-learn); about 3.5 times faster to transform, and character n-grams were
-    the largest cost of a prediction."""
+    scikit-learn); faster to transform, and character n-grams were the largest cost
+    of a prediction.
+
+    Parameters
+    ----------
+    max_n : int, default=3
+        Longest n-gram (at most 3: three 21-bit code points fill a 64-bit code).
+    min_df : int, default=2
+        Fewest texts an n-gram must occur in.
+    max_features : int, optional
+        Keep only the most frequent n-grams.
+    dtype : numpy dtype, default=float32
+
+    Attributes
+    ----------
+    codes_ : ndarray of uint64
+        The vocabulary, each n-gram as one integer, in scikit-learn's order.
+    idf_ : ndarray
+        Inverse document frequency of each n-gram.
+    """
 
     def __init__(self, max_n: int = 3, min_df: int = 2, max_features: int | None = None,
                  dtype: Any = np.float32) -> None:
@@ -183,6 +203,7 @@ class CharNgramTfidf(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
         return _weigh_counts(sp.vstack(parts, format="csr") if len(parts) > 1 else parts[0], self.idf_)
 
     def transform(self, X: Iterable[str]) -> sp.csr_matrix:
+        check_is_fitted(self, "idf_")
         return self._weigh(*self._codes(X))
 
     def _weigh(self, codes: np.ndarray, rows: np.ndarray, n_docs: int) -> sp.csr_matrix:
@@ -205,7 +226,29 @@ class WordNgramTfidf(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
     by numpy: words become integers once, and a word pair is found by its two
     integers instead of by building the string "w1 w2" and hashing it.
 
-    Same vocabulary, same weights (tests/test_fast_vectorizers.py checks it)."""
+    Same vocabulary, same weights (tests/test_fast_vectorizers.py checks it).
+
+    Parameters
+    ----------
+    tokenizer : callable
+        Text to tokens (`model.text.segment`).
+    preprocessor : callable, optional
+        Text to the part that is read (the title, the closing request).
+    max_n : {1, 2}, default=2
+        Words, or words and word pairs.
+    min_df : int, default=2
+        Fewest texts an n-gram must occur in.
+    dtype : numpy dtype, default=float32
+
+    Attributes
+    ----------
+    words_ : dict of str to int
+        Word ids of the vocabulary.
+    names_ : ndarray of str
+        Feature names, as scikit-learn's `get_feature_names_out`.
+    idf_ : ndarray
+        Inverse document frequency of each column.
+    """
 
     def __init__(self, tokenizer: Any, preprocessor: Any = None, max_n: int = 2, min_df: int = 2,
                  dtype: Any = np.float32) -> None:
@@ -283,6 +326,7 @@ class WordNgramTfidf(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
         return self._weigh(renumber[ids], lengths)  # every id is >= 0 here: renumber never reads index -1
 
     def transform(self, X: Iterable[str]) -> sp.csr_matrix:
+        check_is_fitted(self, "idf_")
         return self._weigh(*self._word_ids(X, self.words_, grow=False))
 
     def _weigh(self, ids: np.ndarray, lengths: np.ndarray) -> sp.csr_matrix:

@@ -19,12 +19,13 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from model.artifact import ArtifactError, LoadedModel, signing_key
+from model.registry_layout import REGISTRY_FILE
 from service import web
 from service.database import AuditEntry, Database
 from service.deps import RecentKeys
 from service.metrics import LATENCY, REQUESTS, process_stopped
 from service.model_holder import ModelHolder, ServedModelFollower
-from service.registry_watch import REGISTRY_FILE, RegistryWatch
+from service.registry_watch import RegistryWatch
 from service.routers import decisions, emerging, health, model_info, review, stats, triage
 from service.settings import Settings, get_settings
 from service.similar import SharedMatterIndex

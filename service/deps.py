@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from model.artifact import LoadedModel
 from service.database import ApiKey
 from service.keys import verify_key
+from service.routers import MISSING_KEY
 from service.settings import Settings
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
@@ -80,7 +81,7 @@ def require_role(*roles: str) -> Callable[..., ApiKey]:
 
     def check(request: Request, session: SessionDep, key: Annotated[str | None, Security(api_key_header)]) -> ApiKey:
         if not key:
-            raise HTTPException(401, "missing API key: send it in the X-API-Key header")
+            raise HTTPException(401, MISSING_KEY)
         recent: RecentKeys = request.app.state.recent_keys
         try:
             row = verify_key(session, key)

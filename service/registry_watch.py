@@ -1,13 +1,6 @@
 """Serving the model registry's champion, and picking up a promotion without a restart.
 
-The contract with the training side:
-
-    REGISTRY/registry.json        {"champion": "<version>" or null, "history": [...]},
-                                  replaced atomically (write a temporary file, rename)
-    REGISTRY/models/<version>/    a model artifact as model.artifact.save_model writes it,
-                                  complete before registry.json names it
-
-A check costs one or two stat() calls; registry.json is read only when it changed.
+The contract with the training side is model/registry_layout.py. A check costs one or two stat() calls; registry.json is read only when it changed.
 A champion that does not load is logged and the model in service keeps serving; it
 is tried again only when registry.json or the champion's metadata.json changes."""
 
@@ -15,19 +8,15 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 from model.artifact import METADATA_FILE, ArtifactError, LoadedModel
+from model.registry_layout import MODELS_DIR, REGISTRY_FILE, VERSION_NAME
 from service.model_holder import ModelHolder, Poller, confined
 
 log = logging.getLogger("triage.service")
-REGISTRY_FILE = "registry.json"
-MODELS_DIR = "models"
-# As training/registry.py names versions; repeated here because the service never imports training.
-VERSION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,119}$")
 
 Signature = tuple[int, int, int] | None
 

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from model.triage import TriageModel
-from training.ledger import iter_ledger
+from training.ledger import iter_ledger, spreadsheet_safe
 from training.train import texts_of
 
 Progress = Callable[[str], None]
@@ -43,10 +43,6 @@ def predict_in_batches(model: TriageModel, texts: Sequence[str], progress: Progr
             progress(f"scoring {name}: {len(decisions)}/{len(texts)}")
     return decisions
 
-
-def spreadsheet_safe(value: str) -> str:
-    # A cell starting with = + - @ is run as a formula by Excel (CSV injection).
-    return "'" + value if value[:1] in ("=", "+", "-", "@") else value
 
 
 def decision_cells(decision: dict[str, Any]) -> list[str]:

@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from model.taxonomy import HEADS, Taxonomy
 from model.text import PURGED_TEXT
-from training.ledger import CHINA_TIME, LedgerError, local_times, read_ledger
+from training.ledger import CHINA_TIME, FORMULA_START, LedgerError, local_times, read_ledger, spreadsheet_safe
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 # The first seven columns make it a ledger that `triage train` / `retrain --data` read;
@@ -28,7 +28,6 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 EXPORT_COLUMNS = ["id", "title", "body", "division", "risk", "key_group", "received_at",
                   "suggested_division", "suggested_risk", "suggested_key_group", "accepted",
                   "decided_by", "reason", "decided_at", "triage_id", "revision"]
-_FORMULA_START = ("=", "+", "-", "@")
 _TEXT_COLUMNS = ("id", "title", "body", "decided_by", "reason")
 _REQUIRED = {
     "triages": {"id", "external_id", "title_masked", "body_masked", "division", "risk", "key_group", "created_at"},
@@ -137,7 +136,7 @@ def _latest_per_petition(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _unprotect(value: str) -> str:
-    return value[1:] if value[:1] == "'" and value[1:2] in _FORMULA_START else value
+    return value[1:] if value[:1] == "'" and value[1:2] in FORMULA_START else value
 
 
 def _from_export(path: Path, taxonomy: Taxonomy) -> pd.DataFrame:
@@ -178,11 +177,6 @@ def read_decisions(source: str | Path, taxonomy: Taxonomy) -> pd.DataFrame:
     return _from_export(path, taxonomy)
 
 
-def _protect(value: str) -> str:
-    # A cell starting with = + - @ is run as a formula by Excel (CSV injection).
-    return "'" + value if value[:1] in _FORMULA_START else value
-
-
 def _cell(value: object) -> str:
     if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NaT:
         return ""
@@ -207,7 +201,7 @@ def write_export(frame: pd.DataFrame, out: str | Path) -> Path:
             writer.writeheader()
             for record in frame[EXPORT_COLUMNS].to_dict("records"):
                 row = {k: _cell(v) for k, v in record.items()}
-                writer.writerow({k: _protect(v) if k in _TEXT_COLUMNS else v for k, v in row.items()})
+                writer.writerow({k: spreadsheet_safe(v) if k in _TEXT_COLUMNS else v for k, v in row.items()})
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -84,6 +84,15 @@ EXCEL_SERIAL_RANGE = (21916, 73415)
 DECODE_BLOCK = 8 * 1024 * 1024
 
 
+# A cell starting with one of these is run as a formula by a spreadsheet (CSV injection).
+FORMULA_START = ("=", "+", "-", "@")
+
+
+def spreadsheet_safe(value: str) -> str:
+    """`value` as a cell no spreadsheet will run: a leading formula character is quoted."""
+    return "'" + value if value[:1] in FORMULA_START else value
+
+
 class LedgerError(ValueError):
     """A ledger that cannot be used; str() names the file, sheet, row and column."""
 

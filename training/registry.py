@@ -1,11 +1,7 @@
 """The model registry: every trained version kept side by side, one champion in
 service, and a history of who registered, promoted or rolled back what, and why.
 
-    REGISTRY/registry.json          {"champion": version | null, "history": [entry, ...]}
-    REGISTRY/models/<version>/      the artifact (model.artifact.save_model); never overwritten
-    REGISTRY/reports/<version>.html the training report of that version
-
-registry.json is replaced atomically (temp file + os.replace) under a lock file,
+Its files: model/registry_layout.py. registry.json is replaced atomically (temp file + os.replace) under a lock file,
 so a reader (the service) sees either the old state or the new one."""
 
 from __future__ import annotations
@@ -15,7 +11,6 @@ import fcntl
 import getpass
 import json
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -25,12 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from model.artifact import ArtifactError, read_metadata, save_model
+from model.registry_layout import LOCK_FILE, MODELS_DIR, REGISTRY_FILE, REPORTS_DIR, VERSION_NAME
 from model.triage import TriageModel
 
-REGISTRY_FILE = "registry.json"
-MODELS_DIR = "models"
-REPORTS_DIR = "reports"
-LOCK_FILE = ".lock"
 # The numbers a challenger must not lose on: intake routing across all divisions
 # (macro-F1, so a small division counts as much as a big one) and finding high-risk cases.
 DEFAULT_KEY_METRICS = ("division.macro_f1", "risk.high_recall")
@@ -45,7 +37,6 @@ KEY_METRIC_CHOICES = (
 # The review queue must stay workable: recall bought by flagging more than this
 # share of petitions high is not a standard a challenger has to meet.
 HIGH_SHARE_CEILING = 0.15
-_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,119}$")
 
 
 class RegistryError(RuntimeError):
@@ -166,7 +157,7 @@ class Registry:
         return self.read_state()["champion"]
 
     def model_dir(self, version: str) -> Path:
-        if not _VERSION.match(version):
+        if not VERSION_NAME.match(version):
             raise RegistryError(f"{version!r} is not a version name (letters, digits, '.', '_', '-')")
         return self.models_dir / version
 

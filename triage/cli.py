@@ -72,8 +72,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_link(args: argparse.Namespace) -> int:
     from model.matter import link_matters
     from model.taxonomy import load_taxonomy
-    from training.batch import spreadsheet_safe
-    from training.ledger import read_ledgers
+    from training.ledger import read_ledgers, spreadsheet_safe
     from training.train import texts_of
 
     frame = read_ledgers(args.input, load_taxonomy(), require_labels=False).frame
