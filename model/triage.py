@@ -282,8 +282,8 @@ class TriageModel(BaseEstimator):
         hits = [self._hits(t) for t in texts]
         # Word and character vectorizers fit side by side in threads: the character one
         # spends its time in numpy, which lets go of the GIL, and a process would send its
-        # whole matrix back pickled (benchmarks/train_scale.py, 100,000 petitions: 129 s in
-        # processes, 120 s in threads). Afterwards the union transforms in one thread, as
+        # whole matrix back pickled, which took longer than the fit it saved
+        # (benchmarks/train_scale.py). Afterwards the union transforms in one thread, as
         # one petition is not worth dispatching.
         self.features_ = build_features(self.taxonomy, self.max_char_features, self.ask_weight).set_params(n_jobs=self.n_jobs)
         with parallel_config(backend="threading"):
