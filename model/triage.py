@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import scipy.sparse as sp
@@ -44,6 +44,29 @@ HOLDOUT_ROWS = 5_000
 MIN_ROWS_PER_LABEL_FOR_HOLDOUT = 10
 # What a rule's firing is worth when the held-out data never saw it fire.
 DEFAULT_RULE_PRECISION = 0.5
+
+
+class Decision(TypedDict):
+    """What the model suggests for one petition: the contract between the model and the
+    CLI, the service and the benchmarks."""
+
+    division: str
+    division_confidence: float
+    division_top3: list[tuple[str, float]]  # (code, probability), most probable first
+    division_threshold: float  # below it, needs_review
+    risk: str
+    risk_confidence: float
+    key_group: str
+    key_group_confidence: float
+    needs_review: bool
+    rules: list[str]  # ids of every rule that fired
+    key_group_rule: str | None  # the rule that named the key group, if one did
+
+
+class Suggestion(Decision):
+    """A decision with, per head, the words and rules that drove it (offsets into the text)."""
+
+    explanation: dict[str, dict[str, Any]]
 
 
 class ModelInputError(ValueError):
@@ -462,7 +485,7 @@ class TriageModel(BaseEstimator):
     def rule_hits(self, text: str) -> list[tuple[Rule, list[tuple[int, int]]]]:
         return self._hits(normalize(text))
 
-    def decide(self, proba: dict[str, np.ndarray], hits: list[tuple[Rule, list]]) -> dict[str, Any]:
+    def decide(self, proba: dict[str, np.ndarray], hits: list[tuple[Rule, list]]) -> Decision:
         """Labels and confidences for one petition from its probabilities (1-D per head) and rule hits."""
         t = self.thresholds_
         div_classes = self.classes_["division"]
@@ -508,36 +531,30 @@ class TriageModel(BaseEstimator):
             if risk == "low" and key_group != "none":
                 risk, risk_conf = "medium", max(risk_p.get("medium", 0.0), key_group_p)
         needs_review = risk == "high" or division_p < division_threshold
-        return {
-            "division": division, "division_confidence": division_p, "division_top3": top3,
-            "division_threshold": division_threshold,
-            "risk": risk, "risk_confidence": float(risk_conf),
-            "key_group": key_group, "key_group_confidence": float(key_group_p),
-            "needs_review": bool(needs_review),
-            "rules": [r.id for r, _ in hits],
-            "key_group_rule": key_group_rule,
-        }
+        return Decision(
+            division=division, division_confidence=division_p, division_top3=top3,
+            division_threshold=division_threshold, risk=risk, risk_confidence=float(risk_conf),
+            key_group=key_group, key_group_confidence=float(key_group_p), needs_review=bool(needs_review),
+            rules=[r.id for r, _ in hits], key_group_rule=key_group_rule)
 
-    def predict(self, X: Sequence[str]) -> list[dict[str, Any]]:
+    def predict(self, X: Sequence[str]) -> list[Decision]:
         """One decision per text (labels, confidences, top-3, rules fired), no explanation."""
         proba, hits, _ = self._score(X)
         return self.decide_many(proba, hits)
 
-    def decide_many(self, proba: dict[str, np.ndarray], hits: list[list[tuple[Rule, list]]]) -> list[dict[str, Any]]:
+    def decide_many(self, proba: dict[str, np.ndarray], hits: list[list[tuple[Rule, list]]]) -> list[Decision]:
         return [self.decide({h: p[i] for h, p in proba.items()}, row_hits) for i, row_hits in enumerate(hits)]
 
-    def suggest(self, text: str, top_terms: int = 5) -> dict[str, Any]:
+    def suggest(self, text: str, top_terms: int = 5) -> Suggestion:
         """The full suggestion for one petition: decision plus, per head, the words
         and rules that drove it with their character offsets in `text`."""
         proba_rows, hit_rows, matrix = self._score([text])
         proba = {head: p[0] for head, p in proba_rows.items()}
         hits = hit_rows[0]
         decision = self.decide(proba, hits)
-        decision["explanation"] = {
-            head: explain_head(
-                self, head, decision[head], matrix, text,
-                [(r, s) for r, s in hits if r.head == head], top_terms,
-            )
+        explanation = {
+            head: explain_head(self, head, decision[head], matrix, text, [(r, s) for r, s in hits if r.head == head],
+                               top_terms)
             for head in HEADS
         }
-        return decision
+        return Suggestion(**decision, explanation=explanation)
