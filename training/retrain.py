@@ -10,7 +10,6 @@ honest; promotion is a separate, explicit step (training.registry)."""
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -22,7 +21,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from model.artifact import ArtifactError, created_at_now, load_model, new_version_id
+from model.artifact import ArtifactError, load_model, new_version_id
 from model.taxonomy import DEFAULT_TAXONOMY, HEADS, Taxonomy, load_taxonomy
 from model.text import join_fields, normalize, segment
 from model.triage import TriageModel
@@ -32,7 +31,7 @@ from training.evaluate import evaluate_decisions
 from training.ledger import LedgerError, read_ledger
 from training.registry import DEFAULT_KEY_METRICS, DEFAULT_TOLERANCE, MetricCheck, Registry, compare, current_user
 from training.report import render_report
-from training.train import Progress, fingerprint, fit_with_thresholds, label_arrays, taxonomy_codes, texts_of
+from training.train import Progress, artifact_metadata, fingerprint, fit_with_thresholds, label_arrays, period_of, taxonomy_codes, texts_of
 
 # A class needs 2 examples to be fitted at all (model.triage skips it otherwise) and
 # 3 for 3-fold calibration; below about 30 its threshold is chosen on a handful of
@@ -306,11 +305,6 @@ def weak_classes(metrics: dict[str, Any], counts: dict[str, dict[str, int]], tax
 
 
 
-def _period(frame: pd.DataFrame) -> list[str] | None:
-    dates = pd.to_datetime(frame["received_at"], errors="coerce").dropna()
-    return [str(dates.min().date()), str(dates.max().date())] if len(dates) else None
-
-
 def _load_champion(registry: Registry, progress: Progress) -> tuple[str | None, Any, str | None]:
     version = registry.champion()
     if version is None:
@@ -418,41 +412,25 @@ def retrain(data: Sequence[str | Path], registry_dir: str | Path, decisions: str
     }
     evaluation = {
         "holdout": {"method": split.method, "description": split.description, "period": split.period,
-                    "dates": _period(held), "n": len(held), "ids": held["id"].tolist(),
+                    "dates": period_of(held), "n": len(held), "ids": held["id"].tolist(),
                     "texts_also_in_training": int(leaked)},
         "challenger": {"version": version, "ids": challenger_ids, "metrics": challenger_metrics},
         "champion": champion_block,
         "key_metrics": list(key_metrics), "tolerance": tolerance,
         "checks": [c.to_dict() for c in checks],
     }
-    metadata = {
-        "version": version,
-        "created_at": created_at_now(),
-        "created_by": by,
-        "kind": "retrain",
-        "training_data": {
-            "fingerprint": digest, "sources": [str(p) for p in data], "rows": len(train_frame),
-            "duplicates_dropped": quality["same_id_duplicates"]["dropped"],
-            "period": _period(train_frame),
-            "decisions": {k: v for k, v in (decision_info or {}).items() if k != "overrides"} or None,
-        },
-        "seed": seed,
-        "taxonomy": taxonomy.to_dict(),
-        "taxonomy_sha256": hashlib.sha256(Path(taxonomy_path).read_bytes()).hexdigest(),
-        "label_counts": train_counts,
-        "thresholds": fitted["thresholds"],
-        "rule_precision": fitted["rule_precision"],
-        # As in training.train: measured on the internal split used to choose thresholds.
-        "heldout_metrics": fitted["heldout_metrics"],
-        "heldout_ids": fitted["heldout_ids"],
-        "evaluation": evaluation,
-    }
+    metadata = artifact_metadata(
+        version=version, frame=train_frame, data_fingerprint=digest, sources=[str(p) for p in data],
+        duplicates_dropped=quality["same_id_duplicates"]["dropped"], seed=seed, taxonomy=taxonomy,
+        taxonomy_path=taxonomy_path, fitted=fitted, header={"created_by": by, "kind": "retrain"},
+        training_data={"decisions": {k: v for k, v in (decision_info or {}).items() if k != "overrides"} or None},
+        evaluation=evaluation)
     run = {
         "version": version, "created_at": metadata["created_at"], "by": by, "registry": str(registry.root),
         "evaluation": evaluation,
         "data": {"sources": [str(p) for p in data], "holdout_sources": [str(p) for p in holdout or []],
                  "rows_training": len(train_frame), "rows_heldout": len(held),
-                 "training_period": _period(train_frame), "heldout_period": _period(held),
+                 "training_period": period_of(train_frame), "heldout_period": period_of(held),
                  "undated_training": int(train_frame["received_at"].isna().sum()),
                  "label_counts": label_counts, "champion_period": ((champion.metadata.get("training_data") or {})
                                                                    .get("period") if champion is not None else None),

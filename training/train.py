@@ -192,6 +192,34 @@ def fit_with_thresholds(frame: pd.DataFrame, taxonomy: Taxonomy, seed: int = 0,
                    "thresholds": model.thresholds_, "rule_precision": model.rule_precision_}
 
 
+def period_of(frame: pd.DataFrame) -> list[str] | None:
+    """The first and last `received_at` date of a ledger, if it has any."""
+    if "received_at" not in frame.columns:
+        return None
+    dates = pd.to_datetime(frame["received_at"], errors="coerce").dropna()
+    return [str(dates.min().date()), str(dates.max().date())] if len(dates) else None
+
+
+def artifact_metadata(*, version: str, frame: pd.DataFrame, data_fingerprint: str, sources: list[str],
+                      duplicates_dropped: int, seed: int, taxonomy: Taxonomy, taxonomy_path: str | Path,
+                      fitted: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """What an artifact records about how it was made (`train` and `retrain` alike);
+    `extra` adds fields of its own (retraining: who, the evaluation, the decisions)."""
+    training_data = {"fingerprint": data_fingerprint, "sources": sources, "rows": len(frame),
+                     "duplicates_dropped": duplicates_dropped, "period": period_of(frame),
+                     **extra.pop("training_data", {})}
+    return {
+        "version": version, "created_at": created_at_now(), **extra.pop("header", {}),
+        "training_data": training_data, "seed": seed, "taxonomy": taxonomy.to_dict(),
+        "taxonomy_sha256": hashlib.sha256(Path(taxonomy_path).read_bytes()).hexdigest(),
+        "label_counts": {h: dict(Counter(frame[h])) for h in HEADS},
+        "thresholds": fitted["thresholds"], "rule_precision": fitted["rule_precision"],
+        # Measured on the out-of-sample scores the thresholds were chosen on.
+        "heldout_metrics": fitted["heldout_metrics"], "heldout_ids": fitted["heldout_ids"],
+        **extra,
+    }
+
+
 def train(data: list[str | Path], out: str | Path, taxonomy_path: str | Path = DEFAULT_TAXONOMY,
           seed: int = 0, progress: Progress = lambda _: None, sheet: str | None = None) -> dict[str, Any]:
     taxonomy = load_taxonomy(taxonomy_path)
@@ -201,24 +229,10 @@ def train(data: list[str | Path], out: str | Path, taxonomy_path: str | Path = D
     progress(f"{len(frame)} petitions ({ledger.duplicates_dropped} exact duplicates dropped)")
     model, fitted = fit_with_thresholds(frame, taxonomy, seed=seed, progress=progress)
     digest = fingerprint(frame)
-    dates = frame["received_at"].dropna() if "received_at" in frame.columns else pd.Series(dtype="datetime64[ns]")
-    metadata = {
-        "version": new_version_id(digest),
-        "created_at": created_at_now(),
-        "training_data": {
-            "fingerprint": digest, "sources": ledger.sources, "rows": len(frame),
-            "duplicates_dropped": ledger.duplicates_dropped,
-            "period": [str(dates.min().date()), str(dates.max().date())] if len(dates) else None,
-        },
-        "seed": seed,
-        "taxonomy": taxonomy.to_dict(),
-        "taxonomy_sha256": hashlib.sha256(Path(taxonomy_path).read_bytes()).hexdigest(),
-        "label_counts": {h: dict(Counter(frame[h])) for h in HEADS},
-        "thresholds": fitted["thresholds"],
-        "rule_precision": fitted["rule_precision"],
-        "heldout_metrics": fitted["heldout_metrics"],
-        "heldout_ids": fitted["heldout_ids"],
-    }
+    metadata = artifact_metadata(
+        version=new_version_id(digest), frame=frame, data_fingerprint=digest, sources=ledger.sources,
+        duplicates_dropped=ledger.duplicates_dropped, seed=seed, taxonomy=taxonomy, taxonomy_path=taxonomy_path,
+        fitted=fitted)
     progress(f"writing {out} …")
     save_model(model, out, metadata)
     return metadata
