@@ -317,17 +317,24 @@ def _load_champion(registry: Registry, progress: Progress) -> tuple[str | None, 
         return version, None, str(exc)
 
 
-def retrain(data: Sequence[str | Path], registry_dir: str | Path, decisions: str | Path | None = None,
-            holdout: Sequence[str | Path] | None = None, holdout_quarter: str | None = None,
-            taxonomy_path: str | Path = DEFAULT_TAXONOMY, seed: int = 0, by: str | None = None,
-            key_metrics: Sequence[str] = DEFAULT_KEY_METRICS, tolerance: float = DEFAULT_TOLERANCE,
-            progress: Progress = lambda _: None, sheet: str | None = None) -> RetrainResult:
-    registry = Registry(registry_dir)
-    registry.read_state()  # a damaged registry stops the run before minutes of training
-    taxonomy = load_taxonomy(taxonomy_path)
-    codes = taxonomy_codes(taxonomy)
-    by = by or current_user()
+@dataclass
+class RetrainInputs:
+    """The petitions a retraining run trains and compares on, and what reading them found."""
 
+    train: pd.DataFrame
+    held: pd.DataFrame
+    split: Holdout
+    quality: dict[str, Any]
+    decision_frame: pd.DataFrame | None
+    decision_info: dict[str, Any] | None
+    texts_also_in_training: int
+
+
+def read_inputs(data: Sequence[str | Path], taxonomy: Taxonomy, decisions: str | Path | None,
+                holdout: Sequence[str | Path] | None, holdout_quarter: str | None, seed: int, sheet: str | None,
+                progress: Progress) -> RetrainInputs:
+    """The ledgers with duplicates and conflicts set aside, the recorded decisions applied,
+    and the held-out petitions split off (a given ledger, a quarter, or a random 20 %)."""
     progress(f"reading {len(data)} ledger file(s) …")
     raw = read_frames(data, taxonomy, sheet)
     frame, conflicted, quality = find_duplicates(raw)
@@ -368,6 +375,45 @@ def retrain(data: Sequence[str | Path], registry_dir: str | Path, decisions: str
     progress(f"held out {split.description}")
     train_keys = {re.sub(r"\s+", "", t) for t in texts_of(train_frame)}
     leaked = sum(re.sub(r"\s+", "", t) in train_keys for t in texts_of(held))
+    return RetrainInputs(train_frame, held, split, quality, decision_frame, decision_info, int(leaked))
+
+
+
+def measure_drift(train_frame: pd.DataFrame, held: pd.DataFrame, train_counts: dict[str, dict[str, int]],
+                  codes: dict[str, list[str]], challenger: TriageModel, champion: Any, champion_version: str | None,
+                  drift_decisions: list[dict], drift_meta: dict[str, Any] | None,
+                  decision_frame: pd.DataFrame | None) -> dict[str, Any]:
+    """How the held-out petitions differ from what the model in service learned from."""
+    reference_counts = (drift_meta or {}).get("label_counts") or train_counts
+    vocab_model = champion.model if champion is not None else challenger
+    vocabulary = word_vocabulary(vocab_model)
+    return {
+        "predicted_by": champion_version if champion is not None else "challenger",
+        "reference": f"champion {champion_version} training data" if drift_meta else "challenger training data",
+        "predicted": {h: shares([d[h] for d in drift_decisions], codes[h]) for h in ("division", "risk")},
+        "heldout_true": {h: shares(list(held[h]), codes[h]) for h in ("division", "risk")},
+        "reference_labels": {h: shares(reference_counts.get(h, {}), codes[h]) for h in ("division", "risk")},
+        "vocabulary_of": f"champion {champion_version}" if champion is not None else "the challenger",
+        "unseen_heldout": unseen_words(vocabulary, texts_of(held)),
+        "unseen_training": unseen_words(vocabulary, texts_of(train_frame)),
+        "overrides": override_rates(decision_frame),
+    }
+
+
+def retrain(data: Sequence[str | Path], registry_dir: str | Path, decisions: str | Path | None = None,
+            holdout: Sequence[str | Path] | None = None, holdout_quarter: str | None = None,
+            taxonomy_path: str | Path = DEFAULT_TAXONOMY, seed: int = 0, by: str | None = None,
+            key_metrics: Sequence[str] = DEFAULT_KEY_METRICS, tolerance: float = DEFAULT_TOLERANCE,
+            progress: Progress = lambda _: None, sheet: str | None = None) -> RetrainResult:
+    registry = Registry(registry_dir)
+    registry.read_state()  # a damaged registry stops the run before minutes of training
+    taxonomy = load_taxonomy(taxonomy_path)
+    codes = taxonomy_codes(taxonomy)
+    by = by or current_user()
+
+    inputs = read_inputs(data, taxonomy, decisions, holdout, holdout_quarter, seed, sheet, progress)
+    train_frame, held, split, quality = inputs.train, inputs.held, inputs.split, inputs.quality
+    decision_frame, decision_info = inputs.decision_frame, inputs.decision_info
 
     challenger, fitted = fit_with_thresholds(train_frame, taxonomy, seed=seed, progress=progress)
     challenger_ids, challenger_decisions = score(challenger, held, "challenger", progress)
@@ -389,20 +435,8 @@ def retrain(data: Sequence[str | Path], registry_dir: str | Path, decisions: str
 
     progress("measuring drift and data quality …")
     train_counts = {h: dict(Counter(train_frame[h])) for h in HEADS}
-    reference_counts = (drift_meta or {}).get("label_counts") or train_counts
-    vocab_model = champion.model if champion is not None else challenger
-    vocabulary = word_vocabulary(vocab_model)
-    drift = {
-        "predicted_by": champion_version if champion is not None else "challenger",
-        "reference": f"champion {champion_version} training data" if drift_meta else "challenger training data",
-        "predicted": {h: shares([d[h] for d in drift_decisions], codes[h]) for h in ("division", "risk")},
-        "heldout_true": {h: shares(list(held[h]), codes[h]) for h in ("division", "risk")},
-        "reference_labels": {h: shares(reference_counts.get(h, {}), codes[h]) for h in ("division", "risk")},
-        "vocabulary_of": f"champion {champion_version}" if champion is not None else "the challenger",
-        "unseen_heldout": unseen_words(vocabulary, texts_of(held)),
-        "unseen_training": unseen_words(vocabulary, texts_of(train_frame)),
-        "overrides": override_rates(decision_frame),
-    }
+    drift = measure_drift(train_frame, held, train_counts, codes, challenger, champion, champion_version,
+                          drift_decisions, drift_meta, decision_frame)
     digest = fingerprint(train_frame)
     version = registry.fresh_version(new_version_id(digest))
     label_counts = {
@@ -413,7 +447,7 @@ def retrain(data: Sequence[str | Path], registry_dir: str | Path, decisions: str
     evaluation = {
         "holdout": {"method": split.method, "description": split.description, "period": split.period,
                     "dates": period_of(held), "n": len(held), "ids": held["id"].tolist(),
-                    "texts_also_in_training": int(leaked)},
+                    "texts_also_in_training": inputs.texts_also_in_training},
         "challenger": {"version": version, "ids": challenger_ids, "metrics": challenger_metrics},
         "champion": champion_block,
         "key_metrics": list(key_metrics), "tolerance": tolerance,
