@@ -30,7 +30,7 @@ from service.routers import decisions, emerging, health, model_info, review, sta
 from service.settings import Settings, get_settings
 from service.similar import SharedMatterIndex
 
-log = logging.getLogger("triage.service")
+log = logging.getLogger(__name__)
 # The API's routers, in the order the app includes them (service/roles.py tabulates them).
 API_ROUTERS = (health, triage, decisions, review, model_info, stats, emerging)
 # uvicorn's exit status for "the app cannot start": its worker supervisor then stops

@@ -47,7 +47,7 @@ from sqlalchemy.types import TypeDecorator
 from model.artifact import make_private_dir
 from service.pii import mask_pii, mask_pii_in
 
-log = logging.getLogger("triage.service")
+log = logging.getLogger(__name__)
 # Alembic finds the revisions as a package resource, wherever the service is installed.
 MIGRATIONS = "service:migrations"
 CONNECT_TIMEOUT_S = 5

@@ -73,7 +73,9 @@ def log_config(level: str = "INFO", as_json: bool = False) -> dict[str, Any]:
             "uvicorn.error": {"level": level},
             # Access lines are INFO: at WARNING and above they are not written.
             "uvicorn.access": {"handlers": ["access"], "level": level, "propagate": False},
-            "triage": {"handlers": ["default"], "level": level, "propagate": False},
+            # The project's own loggers are named after their modules (logging.getLogger(__name__)).
+            **{package: {"handlers": ["default"], "level": level, "propagate": False}
+               for package in ("service", "model", "training", "triage")},
             "sqlalchemy": {"level": "WARNING"},
         },
     }

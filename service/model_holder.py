@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from model.artifact import ArtifactError, LoadedModel, SigningKey, load_model
 from service.database import SERVED_MODEL_ROW, Database, ServedModel, utcnow
 
-log = logging.getLogger("triage.service")
+log = logging.getLogger(__name__)
 
 
 class ModelHolder:

@@ -16,7 +16,7 @@ from model.artifact import METADATA_FILE, ArtifactError, LoadedModel
 from model.registry_layout import MODELS_DIR, REGISTRY_FILE, VERSION_NAME
 from service.model_holder import ModelHolder, Poller, confined
 
-log = logging.getLogger("triage.service")
+log = logging.getLogger(__name__)
 
 Signature = tuple[int, int, int] | None
 

@@ -24,7 +24,7 @@ from model.matter import Match, MatterIndex, components
 from service.database import Database, DecisionRecord, ReviewItem, TriageRecord
 from service.schemas import SimilarCase
 
-log = logging.getLogger("triage.service")
+log = logging.getLogger(__name__)
 # A row's created_at is set before its transaction commits, so a row committed late can
 # carry an earlier time than one already seen: each refresh looks this far back again.
 COMMIT_LAG = timedelta(seconds=10)

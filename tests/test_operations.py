@@ -104,7 +104,7 @@ def test_purge_empties_old_petition_texts_keeps_labels_and_is_audited(database):
 def test_log_settings_give_the_level_and_json_lines_with_utc_timestamps():
     config = log_config("debug", as_json=True)
     assert config["loggers"]["triage"]["level"] == "DEBUG" and config["loggers"]["sqlalchemy"]["level"] == "WARNING"
-    record = logging.LogRecord("triage.service", logging.INFO, __file__, 1, "model %s", ("v1",), None)
+    record = logging.LogRecord("service.app", logging.INFO, __file__, 1, "model %s", ("v1",), None)
     line = json.loads(JSONFormatter().format(record))
     assert line["message"] == "model v1" and line["level"] == "INFO"
     assert datetime.fromisoformat(line["time"]).utcoffset() == timedelta(0)

@@ -338,7 +338,7 @@ def test_an_outage_while_serving_then_recovery_without_a_restart(backend, small_
         assert client.get("/v1/review-queue", headers=h(keys["reviewer"])).status_code == 200
 
         backend.down()
-        with caplog.at_level(logging.ERROR, logger="triage.service"):
+        with caplog.at_level(logging.ERROR, logger="service"):
             lost = client.post("/v1/triage", json=PETITION, headers=h(keys["intake"]))
         assert lost.status_code == 200 and lost.json()["stored"] is False
         assert lost.json()["division_top3"], "the suggestion itself must still be given"
@@ -471,7 +471,7 @@ def test_the_registry_champion_is_served_and_a_promotion_needs_no_restart(regist
         suggestion = client.post("/v1/triage", json=PETITION, headers=h(keys["intake"])).json()
         assert suggestion["model_version"] == "2026q4-test" and suggestion["stored"] is True
 
-        with caplog.at_level(logging.ERROR, logger="triage.service"):
+        with caplog.at_level(logging.ERROR, logger="service"):
             promote(registry, "2027q1")
             assert watch.check() is None
             assert watch.check() is None  # a broken champion is not retried until something changes

@@ -17,7 +17,7 @@ from service.deps import ModelDep, SessionDep, actor_of, require_role
 from service.routers import KeyedRoute
 from service.schemas import DecisionIn, DecisionOut
 
-log = logging.getLogger("triage.service")
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/decisions", tags=["decisions"], route_class=KeyedRoute)
 Intake = Annotated[ApiKey, Depends(require_role("intake"))]
 REVISION_ATTEMPTS = 20

@@ -24,7 +24,7 @@ from service.schemas import NO_NUL, BatchIn, BatchItem, CaseOut, DecisionOut, Pe
 from service.settings import Settings
 from service.similar import MattersDep, SharedMatterIndex, link, text_of
 
-log = logging.getLogger("triage.service")
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/triage", tags=["triage"], route_class=KeyedRoute)
 Intake = Annotated[ApiKey, Depends(require_role("intake"))]
 Reader = Annotated[ApiKey, Depends(require_role("intake", "reviewer"))]
