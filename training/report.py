@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import math
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from model.taxonomy import HEADS, Taxonomy
+
+if TYPE_CHECKING:
+    from training.retrain import RetrainRun
 
 FONT = "'PingFang SC','Hiragino Sans GB','Microsoft YaHei','Noto Sans CJK SC','WenQuanYi Micro Hei',sans-serif"
 CHAMPION, CHALLENGER = "#9a9a9a", "#1f6fb4"
@@ -199,7 +202,7 @@ def reliability_chart(curves: list[tuple[str, str, list[dict[str, float]]]], id_
 
 
 # ------------------------------------------------------------------ sections
-def _verdict(run: dict[str, Any]) -> str:
+def _verdict(run: RetrainRun) -> str:
     ev = run["evaluation"]
     champion = ev["champion"]
     command = f"triage models promote {run['version']} --registry {run['registry']}"
@@ -237,7 +240,7 @@ def _flag_warning(ev: dict[str, Any]) -> str:
             "This is not a key metric; weigh it before promoting.</div>")
 
 
-def _comparison(run: dict[str, Any]) -> str:
+def _comparison(run: RetrainRun) -> str:
     ev = run["evaluation"]
     champion = (ev["champion"] or {}).get("metrics")
     challenger = ev["challenger"]["metrics"]
@@ -279,13 +282,13 @@ def _comparison(run: dict[str, Any]) -> str:
     return "".join(out)
 
 
-def _true_share(run: dict[str, Any], level: str) -> float | None:
+def _true_share(run: RetrainRun, level: str) -> float | None:
     counts = run["data"]["label_counts"]["heldout"]["risk"]
     total = sum(counts.values())
     return counts.get(level, 0) / total if total else None
 
 
-def _per_class(run: dict[str, Any], taxonomy: Taxonomy) -> str:
+def _per_class(run: RetrainRun, taxonomy: Taxonomy) -> str:
     ev = run["evaluation"]
     out = ['<h2 id="per-class">分类别指标 · Per-class precision, recall and F1</h2>']
     models = [("challenger", ev["challenger"]["metrics"])]
@@ -305,7 +308,7 @@ def _per_class(run: dict[str, Any], taxonomy: Taxonomy) -> str:
     return "".join(out)
 
 
-def _confusion(run: dict[str, Any], taxonomy: Taxonomy) -> str:
+def _confusion(run: RetrainRun, taxonomy: Taxonomy) -> str:
     ev = run["evaluation"]
     out = ['<h2 id="confusion">混淆矩阵 · Confusion matrix</h2>',
            "<p>Rows: the division a person assigned; columns: the model's division. Green diagonal: right; red: "
@@ -325,7 +328,7 @@ def _confusion(run: dict[str, Any], taxonomy: Taxonomy) -> str:
     return "".join(out)
 
 
-def _calibration(run: dict[str, Any]) -> str:
+def _calibration(run: RetrainRun) -> str:
     ev = run["evaluation"]
     curves = [("challenger", CHALLENGER, ev["challenger"]["metrics"]["division"]["reliability"])]
     eces = [f"challenger {_f(ev['challenger']['metrics']['division']['ece'])}"]
@@ -341,7 +344,7 @@ def _calibration(run: dict[str, Any]) -> str:
             + _figure(svg, "Division confidence against accuracy on the held-out petitions, 10 bins."))
 
 
-def _label_counts(run: dict[str, Any], taxonomy: Taxonomy) -> str:
+def _label_counts(run: RetrainRun, taxonomy: Taxonomy) -> str:
     counts = run["data"]["label_counts"]
     out = ["<h3>Label counts: this run vs the champion's training data</h3>"]
     if counts["champion"] is None:
@@ -367,7 +370,7 @@ def _label_counts(run: dict[str, Any], taxonomy: Taxonomy) -> str:
     return "".join(out)
 
 
-def _small(run: dict[str, Any]) -> str:
+def _small(run: RetrainRun) -> str:
     data = run["data"]
     rows = [[r["head"], r["name"], r["code"], str(r["count"]), str(r["needed"]),
              "yes" if r["learned"] else "no — never predicted"] for r in data["small_classes"]]
@@ -385,7 +388,7 @@ def _places(places: list[dict[str, Any]]) -> str:
                      + (f" (id {p['id']})" if "id" in p else "") for p in places)
 
 
-def _quality(run: dict[str, Any]) -> str:
+def _quality(run: RetrainRun) -> str:
     q = run["data"]["quality"]
     dec = run["data"]["decisions"] or {}
     resolved = set(dec.get("conflicts_resolved", []))
@@ -412,7 +415,7 @@ def _quality(run: dict[str, Any]) -> str:
     return "".join(out)
 
 
-def _decisions(run: dict[str, Any], taxonomy: Taxonomy) -> str:
+def _decisions(run: RetrainRun, taxonomy: Taxonomy) -> str:
     dec = run["data"]["decisions"]
     out = ["<h3 id='decision-overrides'>Intake decisions used as labels</h3>"]
     if not dec:
@@ -430,7 +433,7 @@ def _decisions(run: dict[str, Any], taxonomy: Taxonomy) -> str:
     return "".join(out)
 
 
-def _drift(run: dict[str, Any], taxonomy: Taxonomy) -> str:
+def _drift(run: RetrainRun, taxonomy: Taxonomy) -> str:
     drift = run["drift"]
     out = ['<h2 id="drift">数据漂移 · Drift</h2>',
            f"<p>Predictions of {_e(drift['predicted_by'])} on the held-out petitions, against the label shares of the "
@@ -482,7 +485,7 @@ def _drift(run: dict[str, Any], taxonomy: Taxonomy) -> str:
     return "".join(out)
 
 
-def _card(run: dict[str, Any], taxonomy: Taxonomy) -> str:
+def _card(run: RetrainRun, taxonomy: Taxonomy) -> str:
     data, card, ev = run["data"], run["card"], run["evaluation"]
     weak = [[r["head"], r["name"], r["code"], _f(r["f1"]), "" if r["support"] is None else str(r["support"]), r["why"]]
             for r in card["weak_classes"]]
@@ -518,7 +521,7 @@ def _card(run: dict[str, Any], taxonomy: Taxonomy) -> str:
     )
 
 
-def render_report(run: dict[str, Any], taxonomy: Taxonomy) -> str:
+def render_report(run: RetrainRun, taxonomy: Taxonomy) -> str:
     ev = run["evaluation"]
     champion = ev["champion"]["version"] if ev["champion"] else "none (no champion in the registry)"
     header = (f"<h1>模型训练报告 · Training report {_e(run['version'])}</h1>"

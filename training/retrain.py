@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -317,6 +317,65 @@ def _load_champion(registry: Registry, progress: Progress) -> tuple[str | None, 
         return version, None, str(exc)
 
 
+class HoldoutInfo(TypedDict):
+    method: str
+    description: str
+    period: str | None
+    dates: list[str] | None
+    n: int
+    ids: list[str]
+    texts_also_in_training: int
+
+
+class ModelScores(TypedDict):
+    version: str | None
+    ids: list[str] | None
+    metrics: dict[str, Any] | None  # training.evaluate.evaluate_decisions
+
+
+class Evaluation(TypedDict):
+    holdout: HoldoutInfo
+    challenger: ModelScores
+    champion: ModelScores | None  # with an "error" when the champion did not load
+    key_metrics: list[str]
+    tolerance: float
+    checks: list[dict[str, Any]]  # Check.to_dict()
+
+
+class RunData(TypedDict):
+    sources: list[str]
+    holdout_sources: list[str]
+    rows_training: int
+    rows_heldout: int
+    training_period: list[str] | None
+    heldout_period: list[str] | None
+    undated_training: int
+    label_counts: dict[str, Any]  # training, heldout, champion: per head, per label
+    champion_period: list[str] | None
+    small_classes: list[dict[str, Any]]
+    min_examples: int
+    quality: dict[str, Any]  # find_duplicates
+    decisions: dict[str, Any] | None  # apply_decisions
+
+
+class ModelCard(TypedDict):
+    weak_classes: list[dict[str, Any]]
+    weak_f1: float
+
+
+class RetrainRun(TypedDict):
+    """Everything the HTML report of a retraining run shows (training/report.py)."""
+
+    version: str
+    created_at: str
+    by: str
+    registry: str
+    evaluation: Evaluation
+    data: RunData
+    drift: dict[str, Any]  # measure_drift
+    card: ModelCard
+
+
 @dataclass
 class RetrainInputs:
     """The petitions a retraining run trains and compares on, and what reading them found."""
@@ -444,7 +503,7 @@ def retrain(data: Sequence[str | Path], registry_dir: str | Path, decisions: str
         "heldout": {h: dict(Counter(held[h])) for h in HEADS},
         "champion": (champion.metadata.get("label_counts") if champion is not None else None),
     }
-    evaluation = {
+    evaluation: Evaluation = {
         "holdout": {"method": split.method, "description": split.description, "period": split.period,
                     "dates": period_of(held), "n": len(held), "ids": held["id"].tolist(),
                     "texts_also_in_training": inputs.texts_also_in_training},
@@ -459,7 +518,7 @@ def retrain(data: Sequence[str | Path], registry_dir: str | Path, decisions: str
         taxonomy_path=taxonomy_path, fitted=fitted, header={"created_by": by, "kind": "retrain"},
         training_data={"decisions": {k: v for k, v in (decision_info or {}).items() if k != "overrides"} or None},
         evaluation=evaluation)
-    run = {
+    run: RetrainRun = {
         "version": version, "created_at": metadata["created_at"], "by": by, "registry": str(registry.root),
         "evaluation": evaluation,
         "data": {"sources": [str(p) for p in data], "holdout_sources": [str(p) for p in holdout or []],
