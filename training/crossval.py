@@ -29,7 +29,9 @@ def board_of(source: str) -> str:
 def near_duplicate_groups(texts: Sequence[str], threshold: float = 0.5, n: int = 5) -> np.ndarray:
     """One integer per text; texts whose character `n`-gram sets overlap by at least
     `threshold` (Jaccard) share it, transitively: re-posts of one letter and petitions
-    written from one template about one matter."""
+    written from one template. Coarser on purpose than the service's same-matter
+    linking (model/matter.py), which keeps template letters about different employers
+    apart: for folds, grouping too much only makes the estimate more cautious."""
     vectorizer = HashingVectorizer(analyzer="char", ngram_range=(n, n), n_features=2**22, alternate_sign=False,
                                    norm=None, binary=True, lowercase=False)
     shingles = vectorizer.transform(texts).tocsr()
