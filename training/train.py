@@ -124,13 +124,15 @@ def sample_weights(frame: pd.DataFrame, synthetic_weight: float = SYNTHETIC_WEIG
 
 
 def matter_groups(frame: pd.DataFrame, among: np.ndarray, across_boards: bool = True) -> np.ndarray | None:
-    """Calibration groups: the rows of `among` (a mask) that share a `matter` are one
-    group, every other row is its own; None when no two rows of `among` share one.
+    """Calibration groups: the rows of `among` (a mask) from one board are one group
+    when they come from several boards (`across_boards`); else those that share a
+    `matter` (named, or linked by their text) are one group; every other row is its
+    own. None when no two rows of `among` share one.
 
     Out-of-fold scores choose the temperature and the thresholds, so they must come
     from models that never saw a sibling of the row they score: petitions generated
-    from one corpus scenario share their facts and much of their wording (README,
-    "Heads"; benchmarks/accuracy.py --corpus-only). When the thresholds are chosen
+    from one corpus scenario share their facts and much of their wording
+    (docs/model.md, "Thresholds"). When the thresholds are chosen
     on real petitions, the generated ones are not grouped: no real petition has a
     sibling among them, and whole scenarios left out would only make the fold
     models that score the real petitions weaker than the model that is kept."""
