@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,6 +48,14 @@ def small_model_dir(small_corpus: Path, tmp_path_factory: pytest.TempPathFactory
 def small_model(small_model_dir: Path) -> LoadedModel:
     with _session_key():
         return load_model(small_model_dir)
+
+
+@pytest.fixture
+def copy_of(small_model_dir: Path, tmp_path: Path) -> Path:
+    """A copy of the small model's artifact that a test may damage."""
+    target = tmp_path / "model"
+    shutil.copytree(small_model_dir, target)
+    return target
 
 
 @contextlib.contextmanager

@@ -5,19 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import stat
 
 import pytest
 
 from model.artifact import METADATA_FILE, MODEL_FILE, SIGNATURE, ArtifactError, SigningKey, load_model, sign_artifact, signing_key
-
-
-@pytest.fixture
-def copy_of(small_model_dir, tmp_path):
-    target = tmp_path / "model"
-    shutil.copytree(small_model_dir, target)
-    return target
 
 
 def _metadata(path):

@@ -1,18 +1,10 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
 from model.artifact import METADATA_FILE, MODEL_FILE, ArtifactError, load_model, sign_artifact
-
-
-@pytest.fixture
-def copy_of(small_model_dir, tmp_path):
-    target = tmp_path / "model"
-    shutil.copytree(small_model_dir, target)
-    return target
 
 
 def test_metadata_records_what_data_staff_need(small_model):
