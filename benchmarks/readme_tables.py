@@ -96,6 +96,26 @@ def accuracy_variants(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def encoder(results: dict[str, Any]) -> str:
+    """The pretrained encoder beside the shipped model, division figures only."""
+    keys = ("division_accuracy", "division_accuracy_ours", "routed_share_ours")
+    short = ("division acc", "this department", "routed ≥ 95 %")
+    lines = ["| | " + " | ".join(f"{label} ({p})" for p in ("one board out", "5-fold")
+                                                                  for label in short) + " |",
+             "|---" * (2 * len(keys) + 1) + "|"]
+    for name in results["lobo"]:
+        if name != "asked_share":
+            lines.append(f"| {name} | " + " | ".join(_cell(results[p][name], k) for p in ("lobo", "cv") for k in keys)
+                         + " |")
+    cost = results["cost"]
+    return "\n".join(lines) + (
+        f"\n\nThe encoder takes {cost['ms_per_petition_view']:.0f} ms per petition for the embedded view "
+        f"(mean {cost['mean_chars_view']:.0f} characters) and {cost['ms_per_petition_whole_text']:.0f} ms for the "
+        f"whole text (mean {cost['mean_chars_whole_text']:.0f}), one petition at a time in one thread "
+        f"(load average {results['cost_load_average']:.1f}); the cascade asks it for "
+        f"{results['lobo']['asked_share']:.0%} of petitions.\n")
+
+
 def linking(results: dict[str, Any]) -> str:
     at = next(r for r in results["reposts_vs_all_negatives"] if r["threshold"] == results["link_threshold"])
     data, service, replay = results["data"], results["service_cost"], results["emerging_replay"]
@@ -152,6 +172,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "accuracy_by_board": ("accuracy.json", accuracy_by_board),
     "accuracy_default": ("accuracy.json", default_model),
     "accuracy_variants": ("accuracy_variants.json", accuracy_variants),
+    "encoder": ("encoder.json", encoder),
     "linking": ("linking.json", linking),
     "speed": ("speed.json", speed),
     "train_scale": ("train_scale.json", train_scale),
