@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, TypedDict
 
 import numpy as np
@@ -42,9 +44,9 @@ ASK_HEADS = frozenset({"division"})
 HOLDOUT_ABOVE = 20_000
 HOLDOUT_ROWS = 5_000
 # In that regime each SVM head also stops after this many passes of its solver: on
-# real-length text the passes grow with the rows, and a capped fit predicted the
-# same labels as the converged one for all but a few held-out petitions in ten
-# thousand, at a fraction of the time (benchmarks/train_scale.py).
+# real-length text the passes liblinear needs grow with the rows, and a capped fit
+# predicted the same labels as the converged one for nearly every held-out
+# petition, in a fraction of the time (benchmarks/train_scale.py).
 LARGE_MAX_ITER = 30
 MIN_ROWS_PER_LABEL_FOR_HOLDOUT = 10
 # What a rule's firing is worth when the held-out data never saw it fire.
@@ -135,6 +137,28 @@ def _fit_head(head: str, matrix: Any, scaling: np.ndarray, y: np.ndarray, weight
         left = np.flatnonzero(np.isin(y, single) & counted)
         oof[left] = head_model.predict_proba(matrix[left])
     return head_model, oof, single
+
+
+# Rows of the matrix copied at a time into the file the head-fitting processes map.
+FILE_CHUNK_ROWS = 10_000
+
+
+def _csr_in_file(matrix: sp.csr_matrix, order: np.ndarray, folder: Path) -> sp.csr_matrix:
+    """matrix[order], its arrays memory-mapped from files in `folder`, written a block
+    of rows at a time so that no second whole copy is ever in memory."""
+    indptr = np.zeros(len(order) + 1, matrix.indptr.dtype)
+    np.cumsum(np.diff(matrix.indptr)[order], out=indptr[1:])
+    data = np.memmap(folder / "data", dtype=matrix.data.dtype, mode="w+", shape=(max(int(indptr[-1]), 1),))
+    indices = np.memmap(folder / "indices", dtype=matrix.indices.dtype, mode="w+", shape=(max(int(indptr[-1]), 1),))
+    for start in range(0, len(order), FILE_CHUNK_ROWS):
+        part = matrix[order[start:start + FILE_CHUNK_ROWS]]
+        first = indptr[start]
+        data[first:first + part.nnz] = part.data
+        indices[first:first + part.nnz] = part.indices
+    data.flush()
+    indices.flush()
+    nnz = int(indptr[-1])
+    return sp.csr_matrix((data[:nnz], indices[:nnz], indptr), shape=matrix.shape, copy=False)
 
 
 def _in_order(rows: np.ndarray, order: np.ndarray) -> np.ndarray:
@@ -370,14 +394,17 @@ class TriageModel(BaseEstimator):
             # The held-out rows moved to the end, so that each head trains on a view of
             # the rows before them, not a copy of nearly the whole matrix.
             order = np.concatenate([np.setdiff1d(np.arange(len(texts)), holdout), holdout])
-            matrix = matrix[order]
             params["holdout"] = np.arange(len(texts) - len(holdout), len(texts))
-            fitted = Parallel(n_jobs=self.n_jobs)(
-                delayed(_fit_head)(head, matrix, scalings[head], labels[head][order],
-                                   None if head_weights[head] is None else head_weights[head][order], None,
-                                   loss=losses[head], class_weight=class_weights[head], n_jobs=None, **params)
-                for head in heads)
-            del matrix
+            with tempfile.TemporaryDirectory(prefix="triage-fit-") as folder:
+                # In a file the worker processes map, not in this process's memory: one copy
+                # of the matrix for all of them, where joblib would add its own beside ours.
+                matrix = _csr_in_file(matrix, order, Path(folder))
+                fitted = Parallel(n_jobs=self.n_jobs)(
+                    delayed(_fit_head)(head, matrix, scalings[head], labels[head][order],
+                                       None if head_weights[head] is None else head_weights[head][order], None,
+                                       loss=losses[head], class_weight=class_weights[head], n_jobs=None, **params)
+                    for head in heads)
+                del matrix
             fitted = [(model, _in_order(oof, order), skipped) for model, oof, skipped in fitted]
         self.heads_ = {head: model for head, (model, _, _) in zip(heads, fitted, strict=True)}
         self.skipped_labels_ = {head: skipped for head, (_, _, skipped) in zip(heads, fitted, strict=True)}
