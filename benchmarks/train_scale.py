@@ -155,6 +155,7 @@ def child(n: int, seed: int, workdir: Path, ledger: Path | None) -> dict[str, An
     from training.train import fit_with_thresholds, texts_of
 
     taxonomy = load_taxonomy()
+    load_before = os.getloadavg()[0]
     started = time.perf_counter()
     if ledger is None:
         # Standing in for a large ledger of real petitions, so not marked generated:
@@ -196,7 +197,7 @@ def child(n: int, seed: int, workdir: Path, ledger: Path | None) -> dict[str, An
         "save_seconds": save_seconds, "load_seconds": load_seconds, "artifact_bytes": artifact_bytes,
         "peak_tree_pss_mb": tree_peak / 2**20, "peak_rss_mb_before_fit": rss_before_fit,
         "peak_rss_mb_after_fit": rss_after_fit, "peak_rss_mb": peak_rss_mb(),
-        "load_avg_after": os.getloadavg()[0],
+        "load_avg_before": load_before, "load_avg_after": os.getloadavg()[0],
     }
 
 

@@ -7,13 +7,16 @@ ranking and only sharpens or softens the probabilities (Guo et al., 2017)."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 from joblib import Parallel, delayed
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from sklearn.svm import LinearSVC
@@ -34,11 +37,29 @@ def _scores(decision: np.ndarray) -> np.ndarray:
 Linear = LinearSVC | LogisticRegression
 
 
-def _fit(linear: Linear, X: Any, y: np.ndarray, sample_weight: np.ndarray | None) -> Linear:
+def _rows(X: Any, rows: np.ndarray) -> Any:
+    """X[rows]; for a CSR matrix and a run of consecutive rows, a view of X's arrays
+    rather than a copy. The training rows of a large ledger are all but its held-out
+    tail (TriageModel puts them last), and copying them in every worker was much
+    of training's peak memory."""
+    if (sp.issparse(X) and X.format == "csr" and len(rows) > 1 and rows[-1] - rows[0] == len(rows) - 1
+            and bool(np.all(np.diff(rows) == 1))):
+        start, stop = int(rows[0]), int(rows[-1]) + 1
+        first, last = X.indptr[start], X.indptr[stop]
+        indptr = X.indptr[start:stop + 1]
+        return sp.csr_matrix((X.data[first:last], X.indices[first:last], indptr - first if first else indptr),
+                             shape=(stop - start, X.shape[1]), copy=False)
+    return X[rows]
+
+
+def _fit(linear: Linear, X: Any, y: np.ndarray, sample_weight: np.ndarray | None, capped: bool = False) -> Linear:
     # One BLAS thread, as in joblib's worker processes: lbfgs's sums then add up in
     # the same order whether the fit runs in a worker or here, so the weights are
     # the same to the last bit on one core or all.
-    with threadpool_limits(limits=1):
+    with threadpool_limits(limits=1), warnings.catch_warnings():
+        if capped:
+            # A capped fit stops before liblinear's own criterion on purpose.
+            warnings.simplefilter("ignore", ConvergenceWarning)
         return linear.fit(X, y, sample_weight=sample_weight)
 
 
@@ -79,6 +100,10 @@ class TemperatureScaledLinear(ClassifierMixin, BaseEstimator):
         Rows held out for the temperature instead of folds.
     tol : float
         Stopping tolerance of the solver.
+    max_iter : int, optional
+        Cap on the SVM solver's passes over the rows (liblinear's dual coordinate
+        descent); None keeps scikit-learn's. Large training sets are fitted with a
+        cap (`TriageModel`'s `large_max_iter`). The logistic regression keeps its own.
     n_jobs : int, optional
     random_state : int, default=0
 
@@ -96,22 +121,29 @@ class TemperatureScaledLinear(ClassifierMixin, BaseEstimator):
 
     def __init__(self, C: float = 0.3, loss: str = "squared_hinge", folds: int = 3,
                  class_weight: str | None = "balanced", holdout: np.ndarray | None = None, tol: float = SVM_TOL,
-                 n_jobs: int | None = None, random_state: int = 0) -> None:
+                 max_iter: int | None = None, n_jobs: int | None = None, random_state: int = 0) -> None:
         self.C = C
         self.loss = loss
         self.tol = tol
+        self.max_iter = max_iter
         self.folds = folds
         self.class_weight = class_weight
         self.holdout = holdout
         self.n_jobs = n_jobs
         self.random_state = random_state
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Heads pickled before the cap existed were fitted without one.
+        state.setdefault("max_iter", None)
+        super().__setstate__(state)
+
     def _linear(self) -> Linear:
         if self.loss == "log_loss":
             # lbfgs is deterministic. It took 30 iterations on train.csv + corpus; the
             # cap, ten times scikit-learn's, is room for larger ledgers, not a setting.
             return LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=1000)
-        return LinearSVC(C=self.C, class_weight=self.class_weight, tol=self.tol, random_state=self.random_state)
+        capped = {} if self.max_iter is None else {"max_iter": self.max_iter}
+        return LinearSVC(C=self.C, class_weight=self.class_weight, tol=self.tol, random_state=self.random_state, **capped)
 
     def _folds(self, X: Any, y: np.ndarray, groups: np.ndarray | None) -> list[tuple[np.ndarray, np.ndarray]]:
         if groups is not None:
@@ -136,15 +168,17 @@ class TemperatureScaledLinear(ClassifierMixin, BaseEstimator):
             splits = [(np.setdiff1d(np.arange(len(y)), test), test)]
             refit = []
             self.oof_rows_ = test
-        subsets = [(X[train], y[train], None if weight is None else weight[train]) for train, _ in splits]
-        fitted = Parallel(n_jobs=self.n_jobs)(delayed(_fit)(self._linear(), *subset) for subset in [*subsets, *refit])
+        subsets = [(_rows(X, train), y[train], None if weight is None else weight[train]) for train, _ in splits]
+        capped = self.max_iter is not None
+        fitted = Parallel(n_jobs=self.n_jobs)(delayed(_fit)(self._linear(), *subset, capped=capped)
+                                              for subset in [*subsets, *refit])
         self.estimator_ = fitted[-1]
         if not np.array_equal(self.estimator_.classes_, self.classes_):
             missing = sorted(set(self.classes_) - set(self.estimator_.classes_))
             raise ValueError(f"labels {missing} occur only in the held-out rows; every label needs training rows")
         oof = np.zeros((len(y), len(self.classes_) if len(self.classes_) > 2 else 2))
         for linear, (_, test) in zip(fitted[: len(splits)], splits, strict=True):
-            oof[test] = _scores(linear.decision_function(X[test]))
+            oof[test] = _scores(linear.decision_function(_rows(X, test)))
         oof, encoded = oof[self.oof_rows_], encoded[self.oof_rows_]
         row_weight = np.ones(len(encoded)) if weight is None else weight[self.oof_rows_]
 

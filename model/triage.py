@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, TypedDict
 
 import numpy as np
@@ -41,6 +43,11 @@ ASK_HEADS = frozenset({"division"})
 # fits (benchmarks/train_scale.py).
 HOLDOUT_ABOVE = 20_000
 HOLDOUT_ROWS = 5_000
+# In that regime each SVM head also stops after this many passes of its solver: on
+# real-length text the passes liblinear needs grow with the rows, and a capped fit
+# predicted the same labels as the converged one for nearly every held-out
+# petition, in a fraction of the time (benchmarks/train_scale.py).
+LARGE_MAX_ITER = 30
 MIN_ROWS_PER_LABEL_FOR_HOLDOUT = 10
 # What a rule's firing is worth when the held-out data never saw it fire.
 DEFAULT_RULE_PRECISION = 0.5
@@ -84,7 +91,7 @@ def _as_labels(y: Any) -> dict[str, np.ndarray]:
 
 def _fit_head(head: str, matrix: Any, scaling: np.ndarray, y: np.ndarray, weight: np.ndarray | None,
               groups: np.ndarray | None, *, C: float, loss: str, class_weight: str | None, folds: int,
-              holdout: np.ndarray | None, n_jobs: int | None, random_state: int,
+              holdout: np.ndarray | None, n_jobs: int | None, random_state: int, max_iter: int | None = None,
               ) -> tuple[TemperatureScaledLinear, np.ndarray, list[str]]:
     """One head fitted on the columns scaled for it, its out-of-sample probabilities
     (NaN for rows without any: those outside the holdout, or of weight 0), and the
@@ -103,7 +110,15 @@ def _fit_head(head: str, matrix: Any, scaling: np.ndarray, y: np.ndarray, weight
         position = np.full(len(y), -1)
         position[kept] = np.arange(len(kept))
         split = position[holdout]
-    scaled = matrix @ sp.diags(scaling, format="csr")
+    if holdout is None:
+        scaled = matrix @ sp.diags(scaling, format="csr")
+    else:
+        # A large ledger: a scaled copy of the values alone, the column indices shared
+        # with the matrix (its ask columns stay as stored zeros for the heads that do not read them).
+        values = scaling.take(matrix.indices)
+        values *= matrix.data
+        scaled = sp.csr_matrix((values, matrix.indices, matrix.indptr), shape=matrix.shape, copy=False)
+        del values
     if len(kept) < len(y):  # a row copy of the whole matrix, only when some rows are left out
         scaled, y_kept, weight = scaled[kept], y[kept], None if weight is None else weight[kept]
         groups = None if groups is None else groups[kept]
@@ -111,7 +126,7 @@ def _fit_head(head: str, matrix: Any, scaling: np.ndarray, y: np.ndarray, weight
         y_kept = y
     head_model = TemperatureScaledLinear(
         C=C, loss=loss, class_weight=class_weight, folds=int(min(folds, counts[counts >= 2].min())), holdout=split,
-        n_jobs=n_jobs, random_state=random_state).fit(scaled, y_kept, sample_weight=weight, groups=groups)
+        max_iter=max_iter, n_jobs=n_jobs, random_state=random_state).fit(scaled, y_kept, sample_weight=weight, groups=groups)
     # Learned on the scaled columns, the weights are folded back: w·(x∘s) = (w∘s)·x,
     # so every head then reads the one shared matrix, unscaled.
     head_model.estimator_.coef_ = head_model.estimator_.coef_ * scaling
@@ -122,6 +137,35 @@ def _fit_head(head: str, matrix: Any, scaling: np.ndarray, y: np.ndarray, weight
         left = np.flatnonzero(np.isin(y, single) & counted)
         oof[left] = head_model.predict_proba(matrix[left])
     return head_model, oof, single
+
+
+# Rows of the matrix copied at a time into the file the head-fitting processes map.
+FILE_CHUNK_ROWS = 10_000
+
+
+def _csr_in_file(matrix: sp.csr_matrix, order: np.ndarray, folder: Path) -> sp.csr_matrix:
+    """matrix[order], its arrays memory-mapped from files in `folder`, written a block
+    of rows at a time so that no second whole copy is ever in memory."""
+    indptr = np.zeros(len(order) + 1, matrix.indptr.dtype)
+    np.cumsum(np.diff(matrix.indptr)[order], out=indptr[1:])
+    data = np.memmap(folder / "data", dtype=matrix.data.dtype, mode="w+", shape=(max(int(indptr[-1]), 1),))
+    indices = np.memmap(folder / "indices", dtype=matrix.indices.dtype, mode="w+", shape=(max(int(indptr[-1]), 1),))
+    for start in range(0, len(order), FILE_CHUNK_ROWS):
+        part = matrix[order[start:start + FILE_CHUNK_ROWS]]
+        first = indptr[start]
+        data[first:first + part.nnz] = part.data
+        indices[first:first + part.nnz] = part.indices
+    data.flush()
+    indices.flush()
+    nnz = int(indptr[-1])
+    return sp.csr_matrix((data[:nnz], indices[:nnz], indptr), shape=matrix.shape, copy=False)
+
+
+def _in_order(rows: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Rows given in `order` put back in the order of the ledger."""
+    back = np.empty_like(rows)
+    back[order] = rows
+    return back
 
 
 class TriageModel(BaseEstimator):
@@ -144,6 +188,9 @@ class TriageModel(BaseEstimator):
     holdout_above, holdout_rows : int
         Above `holdout_above` petitions, one held-out sample of `holdout_rows`
         replaces the folds.
+    large_max_iter : int, optional
+        Above `holdout_above` petitions, the cap on each SVM head's solver passes
+        (None: no cap). Smaller ledgers are always fitted to convergence.
     keyword_weights, head_losses, head_class_weights : dict, optional
         Per head, overrides of DEFAULT_KEYWORD_WEIGHTS, DEFAULT_HEAD_LOSSES and
         DEFAULT_HEAD_CLASS_WEIGHTS.
@@ -201,6 +248,7 @@ class TriageModel(BaseEstimator):
         calibration_folds: int = 3,
         holdout_above: int | None = HOLDOUT_ABOVE,
         holdout_rows: int = HOLDOUT_ROWS,
+        large_max_iter: int | None = LARGE_MAX_ITER,
         keyword_weights: dict[str, float] | None = None,
         head_losses: dict[str, str] | None = None,
         head_class_weights: dict[str, str | None] | None = None,
@@ -229,6 +277,7 @@ class TriageModel(BaseEstimator):
         self.calibration_folds = calibration_folds
         self.holdout_above = holdout_above
         self.holdout_rows = holdout_rows
+        self.large_max_iter = large_max_iter
         self.random_state = random_state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -243,6 +292,7 @@ class TriageModel(BaseEstimator):
         state.setdefault("min_threshold_rows", 200)
         state.setdefault("min_high_cut", 0.0)
         state.setdefault("fill_high_budget", True)
+        state.setdefault("large_max_iter", None)
         super().__setstate__(state)
 
     # ------------------------------------------------------------------ fit
@@ -313,6 +363,7 @@ class TriageModel(BaseEstimator):
             features = self.features_.fit_transform([self.feature_view(t) for t in texts])
         self.features_.set_params(n_jobs=None)
         matrix = sp.hstack([features, rule_matrix(hits, self.taxonomy.rules)], format="csr")
+        del features
         self.feature_names_ = np.concatenate([
             self.features_.get_feature_names_out(), rule_feature_names(self.taxonomy.rules)]).astype(object)
         weights = {**DEFAULT_KEYWORD_WEIGHTS, **(self.keyword_weights or {})}
@@ -333,16 +384,28 @@ class TriageModel(BaseEstimator):
             scalings[head][block == "keywords"] = weights[head]
             scalings[head][block == "ask"] = 1.0 if head in ASK_HEADS else 0.0
         losses = {**DEFAULT_HEAD_LOSSES, **(self.head_losses or {})}
-        params = {"C": self.C, "folds": self.calibration_folds, "holdout": holdout, "random_state": self.random_state}
+        params = {"C": self.C, "folds": self.calibration_folds, "holdout": holdout, "random_state": self.random_state,
+                  "max_iter": None if holdout is None else self.large_max_iter}
         if holdout is None:  # each head's folds side by side
             fitted = [_fit_head(head, matrix, scalings[head], labels[head], head_weights[head], groups, loss=losses[head],
                                 class_weight=class_weights[head], n_jobs=self.n_jobs, **params)
                       for head in heads]
         else:  # one fit per head: the heads side by side
-            fitted = Parallel(n_jobs=self.n_jobs)(
-                delayed(_fit_head)(head, matrix, scalings[head], labels[head], head_weights[head], None, loss=losses[head],
-                                   class_weight=class_weights[head], n_jobs=None, **params)
-                for head in heads)
+            # The held-out rows moved to the end, so that each head trains on a view of
+            # the rows before them, not a copy of nearly the whole matrix.
+            order = np.concatenate([np.setdiff1d(np.arange(len(texts)), holdout), holdout])
+            params["holdout"] = np.arange(len(texts) - len(holdout), len(texts))
+            with tempfile.TemporaryDirectory(prefix="triage-fit-") as folder:
+                # In a file the worker processes map, not in this process's memory: one copy
+                # of the matrix for all of them, where joblib would add its own beside ours.
+                matrix = _csr_in_file(matrix, order, Path(folder))
+                fitted = Parallel(n_jobs=self.n_jobs)(
+                    delayed(_fit_head)(head, matrix, scalings[head], labels[head][order],
+                                       None if head_weights[head] is None else head_weights[head][order], None,
+                                       loss=losses[head], class_weight=class_weights[head], n_jobs=None, **params)
+                    for head in heads)
+                del matrix
+            fitted = [(model, _in_order(oof, order), skipped) for model, oof, skipped in fitted]
         self.heads_ = {head: model for head, (model, _, _) in zip(heads, fitted, strict=True)}
         self.skipped_labels_ = {head: skipped for head, (_, _, skipped) in zip(heads, fitted, strict=True)}
         self.classes_ = {head: list(self.heads_[head].classes_) for head in self.heads_}

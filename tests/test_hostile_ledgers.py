@@ -336,3 +336,15 @@ def test_training_that_would_not_fit_in_memory_is_refused_before_it_starts(small
     assert "fitting on" not in err  # refused before any work
     monkeypatch.setenv(training.memory.SKIP_VARIABLE, "1")
     assert training.memory.check_training_memory(["工资"] * 10) > 300 * 2**20
+
+
+def test_a_ledger_fitted_with_a_held_out_sample_is_estimated_at_its_lower_rate():
+    # Its heads share one mapped matrix (model.triage), so the same characters need less
+    # memory than in a ledger small enough for folds; the estimate must still grow with them.
+    from model.triage import HOLDOUT_ABOVE
+    from training.memory import BASE_BYTES, estimate_training_bytes
+
+    small = ["工资" * 50] * HOLDOUT_ABOVE
+    large = ["工资" * 25] * (2 * HOLDOUT_ABOVE)  # the same characters, in twice the petitions
+    assert BASE_BYTES < estimate_training_bytes(large) < estimate_training_bytes(small)
+    assert estimate_training_bytes(["工资" * 50] * (2 * HOLDOUT_ABOVE)) > estimate_training_bytes(large)

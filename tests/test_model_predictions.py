@@ -9,11 +9,11 @@ import scipy.sparse as sp
 from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
 
-from model.calibration import TemperatureScaledLinear
+from model.calibration import TemperatureScaledLinear, _rows
 from model.taxonomy import HEADS
 from model.text import ASK_CHARS, join_fields, normalize
 from model.thresholds import high_risk_threshold
-from model.triage import ModelInputError, TriageModel
+from model.triage import LARGE_MAX_ITER, ModelInputError, TriageModel
 from training.corpus import generate
 from training.train import GENERATED_MIN_HIGH_CUT, fit_with_thresholds, texts_of
 
@@ -132,9 +132,23 @@ def test_a_large_ledger_is_calibrated_on_one_held_out_sample(taxonomy):
     texts = texts_of(frame)[:40]
     for head, proba in model.predict_proba(texts).items():
         np.testing.assert_array_equal(proba, parallel_model.predict_proba(texts)[head])
-    # Below the size it does not apply: every row is scored out-of-fold.
-    _, small = fit_with_thresholds(frame, taxonomy, seed=3, holdout_above=600)
+    # Its SVM heads (all four, for generated petitions) stop after LARGE_MAX_ITER solver passes.
+    assert {h: m.max_iter for h, m in model.heads_.items()} == {
+        "division": LARGE_MAX_ITER, "risk": LARGE_MAX_ITER, "key_group": LARGE_MAX_ITER, "risk_high": LARGE_MAX_ITER}
+    assert model.heads_["division"].estimator_.max_iter == LARGE_MAX_ITER
+    # Below the size it does not apply: every row is scored out-of-fold, by heads fitted to convergence.
+    small_model, small = fit_with_thresholds(frame, taxonomy, seed=3, holdout_above=600)
     assert len(small["heldout_ids"]) == 600
+    assert all(head.max_iter is None for head in small_model.heads_.values())
+    assert small_model.heads_["division"].estimator_.max_iter == LinearSVC().max_iter
+
+
+def test_consecutive_training_rows_are_a_view_of_the_matrix_not_a_copy():
+    X = sp.random(50, 30, density=0.3, format="csr", random_state=0)
+    for rows in (np.arange(10, 40), np.arange(0, 50), np.array([3, 7, 8, 20])):
+        part = _rows(X, rows)
+        np.testing.assert_array_equal(part.toarray(), X[rows].toarray())
+        assert np.shares_memory(part.data, X.data) == (len(rows) > 4)
 
 
 def test_a_label_seen_once_is_left_out_of_its_head_and_reported(taxonomy):

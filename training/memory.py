@@ -8,13 +8,19 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from model.triage import HOLDOUT_ABOVE
+
 # Peak memory of training grows with the characters of the petitions (character
 # n-grams, word n-grams and their sparse matrices, and the copies the head-fitting
-# worker processes make of them); these two figures are a line through
+# worker processes make of them); these figures are lines through
 # benchmarks/train_scale.py's peaks on real-length text (the whole process tree),
-# raised so that the estimate errs on the high side.
+# raised so that the estimate errs on the high side. A large ledger (one fitted with a
+# held-out sample, model.triage.HOLDOUT_ABOVE) needs less per character: its heads
+# share one mapped copy of the matrix and train on views of its rows, where the folds of
+# a smaller one each copy their rows.
 BASE_BYTES = 2**30
 BYTES_PER_CHARACTER = 330
+BYTES_PER_CHARACTER_LARGE = 220
 SKIP_VARIABLE = "TRIAGE_SKIP_MEMORY_CHECK"
 
 
@@ -23,7 +29,8 @@ class NotEnoughMemory(RuntimeError):
 
 
 def estimate_training_bytes(texts: Sequence[str]) -> int:
-    return BASE_BYTES + BYTES_PER_CHARACTER * sum(map(len, texts))
+    per_character = BYTES_PER_CHARACTER_LARGE if len(texts) > HOLDOUT_ABOVE else BYTES_PER_CHARACTER
+    return BASE_BYTES + per_character * sum(map(len, texts))
 
 
 def available_bytes() -> int | None:
