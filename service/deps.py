@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from model.artifact import LoadedModel
 from service.database import ApiKey
+from service.group_commit import GroupCommit
 from service.keys import verify_key
 from service.routers import MISSING_KEY
 from service.settings import Settings
@@ -30,6 +31,10 @@ def get_session(request: Request) -> Iterator[Session]:
     yield from request.app.state.database.session()
 
 
+def get_group_commit(request: Request) -> GroupCommit:
+    return request.app.state.database.group_commit
+
+
 def get_model(request: Request) -> LoadedModel:
     loaded = request.app.state.models.current
     if loaded is None:
@@ -40,6 +45,7 @@ def get_model(request: Request) -> LoadedModel:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 ModelDep = Annotated[LoadedModel, Depends(get_model)]
+GroupCommitDep = Annotated[GroupCommit, Depends(get_group_commit)]
 
 
 class RecentKeys:
