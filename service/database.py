@@ -402,7 +402,7 @@ class Database:
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         # The triages of concurrent requests, committed together (service/group_commit.py).
-        self.group_commit = GroupCommit(self.sessions)
+        self.group_commit = GroupCommit()
         self.write_lock: SQLiteWriteLock | None = None
         path = _sqlite_path(url)
         if path is not None:

@@ -13,8 +13,8 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Session
 
 
 @dataclass
@@ -28,21 +28,23 @@ class _Write:
 class GroupCommit:
     """Commits rows handed in by several threads together.
 
-    Parameters
-    ----------
-    sessions : sessionmaker
-        Where the rows are written (the database's session factory, with its write lock).
+    The rows are written in the session of the request that commits them, so they go
+    through the database's write lock as any session's writes do.
     """
 
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
-        self._sessions = sessions
+    def __init__(self) -> None:
         self._pending: list[_Write] = []
         self._pending_lock = threading.Lock()
         self._commit_lock = threading.Lock()
 
-    def store(self, first: Sequence[DeclarativeBase], then: Sequence[DeclarativeBase] = ()) -> None:
+    def store(self, session: Session, first: Sequence[DeclarativeBase], then: Sequence[DeclarativeBase] = ()) -> None:
         """Returns once these rows are committed (`first` flushed before `then`, whose rows
-        reference them); raises the SQLAlchemyError that stopped their transaction."""
+        reference them); raises the SQLAlchemyError that stopped their transaction.
+
+        `session` is the caller's, with nothing pending: when this call commits the rows
+        waiting, it commits them in it. (Not in a session of its own: its connection could
+        be the one that waiting requests hold, as a request takes its connection before its
+        turn on a thread to run in, and waits for that turn with it.)"""
         write = _Write(first, then)
         with self._pending_lock:
             self._pending.append(write)
@@ -51,24 +53,29 @@ class GroupCommit:
             if not write.done:
                 with self._pending_lock:
                     batch, self._pending = self._pending, []
-                self._commit(batch)
+                self._commit(session, batch)
         if write.error is not None:
             raise write.error
 
-    def _commit(self, batch: list[_Write]) -> None:
+    def _commit(self, session: Session, batch: list[_Write]) -> None:
+        rows = [row for write in batch for row in write.first]
         try:
-            with self._sessions() as session:
-                session.add_all([row for write in batch for row in write.first])
-                if any(write.then for write in batch):
-                    session.flush()  # no ORM relationship orders the referencing rows after the others
-                    session.add_all([row for write in batch for row in write.then])
-                session.commit()
+            session.add_all(rows)
+            if any(write.then for write in batch):
+                session.flush()  # no ORM relationship orders the referencing rows after the others
+                later = [row for write in batch for row in write.then]
+                session.add_all(later)
+                rows += later
+            session.commit()
+            for row in rows:
+                session.expunge(row)  # other requests' rows: not this session's to keep
         except SQLAlchemyError as exc:
-            if len(batch) > 1 and not isinstance(exc, OperationalError):
+            session.rollback()
+            if len(batch) > 1 and isinstance(exc, IntegrityError | DataError):
                 # A row the database refuses must not cost the others their storing: each alone.
-                # (An unavailable database fails them all alike, and is not asked again.)
+                # (An unavailable or busy database fails them all alike, and is not asked again.)
                 for write in batch:
-                    self._commit([write])
+                    self._commit(session, [write])
                 return
             for write in batch:
                 write.error = exc

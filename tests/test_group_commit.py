@@ -64,7 +64,8 @@ def test_concurrent_writes_are_all_stored_with_fewer_commits(database):
     def writer() -> None:
         for _ in range(EACH):
             row = triage_row()
-            database.group_commit.store([row], [ReviewItem(triage_id=row.id, reason="high_risk")])
+            with database.sessions() as session:
+                database.group_commit.store(session, [row], [ReviewItem(triage_id=row.id, reason="high_risk")])
             # Returned: the row is committed, as another connection sees.
             with database.sessions() as session:
                 assert session.get(TriageRecord, row.id) is not None
@@ -85,16 +86,18 @@ def test_a_refused_row_fails_only_its_own_write(database):
     def good(name: str):  # type: ignore[no-untyped-def]
         def write() -> None:
             row = triage_row()
-            database.group_commit.store([row])
+            with database.sessions() as session:
+                database.group_commit.store(session, [row])
             results[name] = row.id
         return write
 
     def bad() -> None:
         # A queue item for a triage that does not exist: the foreign key refuses it.
-        try:
-            database.group_commit.store([triage_row()], [ReviewItem(triage_id="no-such-triage", reason="high_risk")])
-        except IntegrityError:
-            results["bad"] = "refused"
+        with database.sessions() as session:
+            try:
+                database.group_commit.store(session, [triage_row()], [ReviewItem(triage_id="no-such-triage", reason="high_risk")])
+            except IntegrityError:
+                results["bad"] = "refused"
 
     run_together(good("a"), good("b"), bad, good("c"), good("d"), good("e"))
     assert results.pop("bad") == "refused"

@@ -97,7 +97,7 @@ def _suggest(petition: PetitionIn, loaded: LoadedModel, session: Session, writes
             reason = "high_risk" if suggestion.risk == "high" else "emerging_group" if emerging else "low_confidence"
             queued.append(ReviewItem(triage_id=triage_id, reason=reason))
         # Committed with the rows of other requests arriving meanwhile; returns once committed.
-        writes.store([record], queued)
+        writes.store(session, [record], queued)
     except SQLAlchemyError as exc:
         # A suggestion is still useful when storage is down; the caller is told it was not kept.
         log.error("triage %s not stored: %s", triage_id, type(exc).__name__)
