@@ -223,7 +223,7 @@ def link(session: Session, shared: SharedMatterIndex, text: str, received: datet
     return Linked(similar, emerging)
 
 
-def get_matters(request: Request) -> SharedMatterIndex:
+async def get_matters(request: Request) -> SharedMatterIndex:  # a lookup: no thread needed (service/deps.py)
     return request.app.state.matters
 
 

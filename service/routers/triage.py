@@ -102,6 +102,10 @@ def _suggest(petition: PetitionIn, loaded: LoadedModel, session: Session, writes
         # A suggestion is still useful when storage is down; the caller is told it was not kept.
         log.error("triage %s not stored: %s", triage_id, type(exc).__name__)
         return suggestion
+    finally:
+        # Reads and writes are over: the connection goes back to the pool before the answer
+        # waits for a thread to be checked in (see service/deps.py on why that matters).
+        session.commit()
     suggestion.stored = True
     matters.add(triage_id, text_of(title_masked, body_masked), received)
     return suggestion
