@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path
+from fastapi import APIRouter, Depends, HTTPException, Path, Response
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -113,12 +113,15 @@ def _suggest(petition: PetitionIn, loaded: LoadedModel, session: Session, writes
 
 @router.post("", response_model=Suggestion)
 def triage_one(petition: PetitionIn, loaded: ModelDep, session: SessionDep, writes: GroupCommitDep, settings: SettingsDep,
-               matters: MattersDep, _: Intake) -> Suggestion:
+               matters: MattersDep, _: Intake) -> Response:
     try:
         _check_size(petition, settings)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
-    return _suggest(petition, loaded, session, writes, matters, settings)
+    suggestion = _suggest(petition, loaded, session, writes, matters, settings)
+    # Written here, as the Suggestion it already is: handed back as a model, it would be
+    # checked against Suggestion again and serialised in another thread of the pool.
+    return Response(suggestion.model_dump_json(), media_type="application/json")
 
 
 @router.post("/batch", response_model=list[BatchItem])
