@@ -83,9 +83,9 @@ def log(message: str) -> None:
 
 
 # ------------------------------------------------------------------ petitions
-def read_petitions(real: Path, seed: int) -> tuple[list[dict[str, str]], str]:
+def read_petitions(real: Path, seed: int, names: tuple[str, ...] = REAL_FILES) -> tuple[list[dict[str, str]], str]:
     """The petitions to send, shuffled, and where they came from."""
-    files = [real / name for name in REAL_FILES if (real / name).exists()]
+    files = [real / name for name in names if (real / name).exists()]
     source = ", ".join(str(f) for f in files)
     if not files:
         log(f"no real petitions under {real}: sending the bundled generated corpus {BUNDLED} instead "
@@ -493,6 +493,19 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             print(f"  {r['load']}: {count} x {kind}")
 
 
+def settle(pid: int, limit: float = 180.0) -> float:
+    """Waits until the server is idle (under a fifth of a core over a second), at most
+    `limit` s, and returns how long that took: a server that fell behind goes on with the
+    requests the client gave up on, and the next phase must not pay for them."""
+    started = time.monotonic()
+    while time.monotonic() - started < limit:
+        before = process_tree(pid)["cpu_seconds"]
+        time.sleep(1.0)
+        if process_tree(pid)["cpu_seconds"] - before < 0.2:
+            break
+    return round(time.monotonic() - started, 1)
+
+
 def profile_workers(server: Server, seconds: float, out: Path) -> list[subprocess.Popen[bytes]]:
     """py-spy on each worker for `seconds` (idle time left out), written as folded stacks."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
@@ -506,13 +519,15 @@ def profile_workers(server: Server, seconds: float, out: Path) -> list[subproces
 
 def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     real = Path(args.real)
-    petitions, source = read_petitions(real, args.seed)
+    petitions, source = read_petitions(real, args.seed, tuple(f"{name.strip()}.csv" for name in args.sources.split(",")))
     lengths = [len(p["title"]) + len(p["body"]) for p in petitions]
     results: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "load_avg_at_start": os.getloadavg()},
         "workers": args.workers, "petitions": {"source": source, "distinct": len(petitions),
                                                "mean_chars": round(statistics.fmean(lengths)),
                                                "median_chars": round(statistics.median(lengths))},
+        "repeats": "petitions are cycled: a run longer than the distinct petitions sends each again, and the "
+                   "same-matter lookup links the copies (see with_similar_cases and needs_review per phase)",
         "seconds_per_rate": args.seconds, "timeout_seconds": args.timeout, "phases": [],
     }
     env = {"TRIAGE_LOG_LEVEL": args.log_level} if args.log_level else {}
@@ -536,7 +551,8 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
         if args.saturate_seconds > 0:
             phases.append((f"saturated, {args.connections} conns", 0.0))
         for name, rate in phases:
-            log(f"{name} for {args.seconds if rate else args.saturate_seconds:g} s …")
+            waited = settle(server.process.pid)
+            log(f"{name} for {args.seconds if rate else args.saturate_seconds:g} s (server idle after {waited:g} s) …")
             spies = []
             if args.profile_rate is not None and rate == args.profile_rate:
                 spies = profile_workers(server, args.seconds, Path(args.profile_out))
@@ -553,7 +569,7 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
             after = (own_cpu(), process_tree(server.process.pid))
             offset += tally.sent
             row = summary(tally, seconds, cpu_delta(before, after, len(tally.latencies_ms), time.monotonic() - started))
-            row.update(load=name, rate=rate or None, connections=None if rate else args.connections,
+            row.update(load=name, rate=rate or None, connections=None if rate else args.connections, settled_seconds=waited,
                        wall_seconds=round(time.monotonic() - started, 2),
                        load_avg=[round(load_before, 2), round(os.getloadavg()[0], 2)])
             results["phases"].append(row)
@@ -561,6 +577,7 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
                 spy.wait(args.seconds + 30)
             log(f"  p50 {fmt(row['p50_ms'])} ms, p99 {fmt(row['p99_ms'])} ms, {row['completed_per_second']}/s, "
                 f"{row['errors']} errors, {row['not_answered']} unanswered")
+        results["settled_after_last_seconds"] = settle(server.process.pid)
         tree = process_tree(server.process.pid)
         results["server_memory_mib"] = {"rss": round(tree["VmRSS"] / 1024), "peak_hwm": round(tree["VmHWM"] / 1024)}
     finally:
@@ -591,6 +608,9 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="`triage serve --workers` (default: %(default)s)")
     parser.add_argument("--model", help="a trained model directory to serve (default: train one on the real train.csv)")
     parser.add_argument("--real", default=str(REAL), help="folder with the real petitions (default: %(default)s)")
+    parser.add_argument("--sources", default="train,dev,cities",
+                        help="its files to send, cycled when a run needs more (default: %(default)s); adding "
+                             "unlabeled gives more distinct petitions, shorter on average, and fewer repeats")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds after its scheduled time a request counts as unanswered")
     parser.add_argument("--warmup-seconds", type=float, default=5.0)
     parser.add_argument("--inprocess-calls", type=int, default=1000, help="TriageModel.suggest calls timed in-process; 0 skips")
