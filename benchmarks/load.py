@@ -76,6 +76,8 @@ MAX_BODY_CHARS, MAX_TITLE_CHARS = 20_000, 500
 IDLE_REUSE_S = 4.0
 # Requests in flight at once, beyond which arrivals wait for a connection (and that wait counts).
 MAX_CONNECTIONS = 512
+# Connections opened before a phase, one by one with this pause, so that both workers get some.
+SPREAD_CONNECTIONS, SPREAD_PAUSE_S = 16, 0.02
 
 
 def log(message: str) -> None:
@@ -135,12 +137,17 @@ class Connection:
 
 
 class Pool:
-    """Idle keep-alive connections, most recently used first; a new one is opened when
-    none is idle, up to MAX_CONNECTIONS."""
+    """Idle keep-alive connections, taken in turn (the one idle longest first); a new one
+    is opened when none is idle, up to MAX_CONNECTIONS.
+
+    Each connection stays with the worker process that accepted it, and a worker accepts
+    every connection waiting at once: connections opened together may all go to one
+    worker, and reusing the most recent one would keep one worker busy and the other idle.
+    So `open_spread` opens the first ones one by one, and they are used in turn."""
 
     def __init__(self, port: int) -> None:
         self.port = port
-        self.idle: list[Connection] = []
+        self.idle: deque[Connection] = deque()
         self.open = 0
         self.most_open = 0
         self.waiters: deque[asyncio.Future[None]] = deque()
@@ -148,7 +155,7 @@ class Pool:
     async def get(self) -> Connection:
         while True:
             while self.idle:
-                connection = self.idle.pop()
+                connection = self.idle.popleft()
                 if time.monotonic() - connection.last_used < IDLE_REUSE_S:
                     return connection
                 self._drop(connection)
@@ -163,6 +170,13 @@ class Pool:
             waiter = asyncio.get_running_loop().create_future()
             self.waiters.append(waiter)
             await waiter
+
+    async def open_spread(self, count: int) -> None:
+        for _ in range(count):
+            self.open += 1
+            self.most_open = max(self.most_open, self.open)
+            self.idle.append(Connection(*await asyncio.open_connection(HOST, self.port)))
+            await asyncio.sleep(SPREAD_PAUSE_S)
 
     def put(self, connection: Connection) -> None:
         self.idle.append(connection)
@@ -245,6 +259,7 @@ async def send_one(pool: Pool, request: bytes, tally: Tally, since: float, deadl
 async def open_loop(port: int, requests: list[bytes], offset: int, rate: float, seconds: float, timeout: float) -> Tally:
     """Arrivals every 1/rate s for `seconds`, each sent on a free (or new) connection."""
     pool, tally = Pool(port), Tally()
+    await pool.open_spread(SPREAD_CONNECTIONS)
     count = int(rate * seconds)
     started = time.monotonic() + 0.1
     tasks = []
@@ -272,6 +287,7 @@ async def closed_loop(port: int, requests: list[bytes], offset: int, connections
                       timeout: float) -> Tally:
     """`connections` clients, each sending its next request as soon as the last is answered."""
     pool, tally = Pool(port), Tally()
+    await pool.open_spread(connections)
     stop = time.monotonic() + seconds
     counter = iter(range(offset, offset + 10_000_000))
 
