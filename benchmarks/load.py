@@ -1,288 +1,689 @@
-"""HTTP load on POST /v1/triage of a running `triage serve`, on loopback only.
+"""Open-loop HTTP load on POST /v1/triage of `triage serve`, on loopback only.
 
-For each concurrency level (default 1, 8 and 32 clients), that many threads each
-keep one HTTP/1.1 connection open and send petitions back to back until
---seconds have passed or --max-requests have been sent at that level, whichever
-comes first. Prints p50/p90/p99 latency, requests per second and errors per level,
-the CPU the load generator itself used (it shares the machine with the server),
-and, with --pid, the server's CPU time and resident memory (VmRSS, peak VmHWM).
+What intake desks feel is the latency at the rate petitions arrive, not what a few
+clients that never pause can squeeze out. So requests are sent on a fixed schedule
+(--rates, default 50, 100 and 200 petitions/s, --seconds each, default 60) whatever
+the server does, and each one's latency runs from the moment it was SCHEDULED, not
+from when a connection was free to send it: a server that falls behind is charged
+for the queue it builds (no coordinated omission). Per rate: p50/p90/p99/max,
+completed per second, errors, and requests sent but never answered; after the run,
+the rows in the database are counted against the suggestions answered `stored: true`.
 
-Every request is stored by the service (and high-risk ones enter the review
-queue): point it at a throwaway database.
+Then a saturated run (--saturate-seconds, default 30; 0 skips it): --connections
+clients send back to back, which gives the most the service completes per second.
+It is compared with what the model alone does: TriageModel.suggest on the same
+petitions in this process, on one core (as benchmarks/speed.py times `suggest`),
+times the cores the server may use.
 
-    TRIAGE_DATABASE_URL=sqlite:////tmp/loadtest/t.db triage serve &
-    K=$(TRIAGE_DATABASE_URL=sqlite:////tmp/loadtest/t.db triage keys create --role intake)
-    python benchmarks/load.py --key "$K" --pid $! [--url http://127.0.0.1:8000] [--seconds 20] [--max-requests 5000]
-"""
+The benchmark starts the server itself, on a throwaway TRIAGE_HOME (SQLite) in a
+temporary folder, removed afterwards: `triage serve --workers N` (default 2, the
+production count on the project's 2-core machines; `triage serve` defaults to one
+worker per core), with an intake key made by `triage keys create`. The model is
+--model (copied and signed with the throwaway key), else one trained there on the
+real train.csv and the bundled corpus (about a minute), else the bundled default.
+
+Petitions are the real ones, read at run time from ../shared/data/real (train, dev
+and cities: title and body), shuffled with --seed and cycled; without them the
+bundled data/corpus/petitions.csv is used, and the output says so. Everything is
+sent to 127.0.0.1 and the run stops by itself.
+
+The client is asyncio on raw HTTP/1.1 keep-alive connections (a pool that grows
+when every connection is busy): its own CPU time is reported beside the server's,
+as both share the machine.
+
+    python benchmarks/load.py [--rates 50,100,200] [--seconds 60] [--workers 2]
+        [--saturate-seconds 30] [--connections 8] [--model DIR] [--json OUT.json]
+        [--profile-rate 100 --profile-out DIR]   # py-spy each worker during that rate
+
+Exit 1 when a request failed or went unanswered, 2 on bad options or a server that
+does not start."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import csv
-import http.client
-import ipaddress
 import json
 import math
 import os
+import random
 import resource
+import shutil
+import signal
+import socket
+import sqlite3
 import statistics
+import subprocess
 import sys
-import threading
+import tempfile
 import time
+import urllib.request
+from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
-# Short and long, with and without rule triggers, so the explanation and rule paths are exercised.
-PETITIONS = [
-    {"title": "老板拖欠工资", "body": "我在电子厂上班，老板已经三个月没发工资了，请劳动监察部门帮帮我们。", "channel": "网上"},
-    {"title": "咨询视同缴费年限", "body": "我1985年参加工作，在国营厂干了十年，后来企业改制，请问这十年能不能算视同缴费年限？"},
-    {"title": "小区物业乱收停车费", "body": "我们小区物业公司今年起每月多收三百元停车费，业主多次反映都没人管。"},
-    {"title": "工地欠薪，年关将至", "body": "我们二十多个农民工在某工地干了大半年，包工头一直拖着不给钱，春节快到了，"
-     "连回家的路费都没有，多次向有关部门反映至今没有结果，再不解决我们只能集体去省里上访。", "channel": "来访"},
-    {"title": "原民办教师待遇问题", "body": "本人是原民办教师，在村小教了二十三年书，后来被清退，现在年迈多病，"
-     "没有任何生活来源，请求落实民办教师教龄补贴和养老待遇。" * 3},
-    {"title": "", "body": "工伤认定申请交上去已经四个月了，社保局一直说在审核，单位也不配合提供材料，"
-     "我现在腿伤还没好，医药费都是借的，请问工伤认定的时限是多久？" * 6},
-]
-
-
-def loopback_only(url: str) -> tuple[str, str, int]:
-    parsed = urlparse(url)
-    if parsed.scheme != "http":
-        raise ValueError(f"--url {url!r}: only plain http:// on loopback is supported")
-    host = parsed.hostname or ""
-    if host != "localhost":
-        try:
-            if not ipaddress.ip_address(host).is_loopback:
-                raise ValueError
-        except ValueError:
-            raise ValueError(f"--url {url!r}: refusing a non-loopback host; this benchmark only sends traffic "
-                             "to 127.0.0.0/8, ::1 or localhost") from None
-    return host, parsed.path.rstrip("/"), parsed.port or 80
+ROOT = Path(__file__).resolve().parent.parent
+REAL = ROOT.parent / "shared" / "data" / "real"
+REAL_FILES = ("train.csv", "dev.csv", "cities.csv")
+BUNDLED = ROOT / "data" / "corpus" / "petitions.csv"
+HOST = "127.0.0.1"
+# The service refuses longer bodies (TRIAGE_MAX_BODY_CHARS) and titles; a petition is cut to fit, not dropped.
+MAX_BODY_CHARS, MAX_TITLE_CHARS = 20_000, 500
+# uvicorn closes a keep-alive connection idle this long (its default is 5 s); a connection
+# idle longer is not reused, as the server may be closing it just as a request goes out.
+IDLE_REUSE_S = 4.0
+# Requests in flight at once, beyond which arrivals wait for a connection (and that wait counts).
+MAX_CONNECTIONS = 512
+# Connections opened before a phase, one by one with this pause, so that both workers get some.
+SPREAD_CONNECTIONS, SPREAD_PAUSE_S = 16, 0.02
 
 
-def load_petitions(path: str | None) -> list[dict[str, str]]:
-    if not path:
-        return PETITIONS
-    with open(path, encoding="utf-8-sig", newline="") as handle:
-        reader = csv.DictReader(handle)
-        if not reader.fieldnames or "body" not in reader.fieldnames:
-            raise ValueError(f"{path}: needs a 'body' column (and optionally 'title'), found {reader.fieldnames}")
-        rows = [{"title": (r.get("title") or "")[:500], "body": r["body"]} for r in reader if (r.get("body") or "").strip()]
-    if not rows:
-        raise ValueError(f"{path}: no row with a non-empty body")
-    return rows
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def _descendants(pid: int) -> list[int]:
+# ------------------------------------------------------------------ petitions
+def read_petitions(real: Path, seed: int, names: tuple[str, ...] = REAL_FILES) -> tuple[list[dict[str, str]], str]:
+    """The petitions to send, shuffled, and where they came from."""
+    files = [real / name for name in names if (real / name).exists()]
+    source = ", ".join(str(f) for f in files)
+    if not files:
+        log(f"no real petitions under {real}: sending the bundled generated corpus {BUNDLED} instead "
+            "(shorter than real petitions, so the figures are NOT comparable with real-length ones)")
+        files, source = [BUNDLED], f"{BUNDLED} (bundled, generated: real petitions absent)"
+    petitions = []
+    for path in files:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            for row in csv.DictReader(handle):
+                body = (row.get("body") or "").strip()
+                if body:
+                    petitions.append({"title": (row.get("title") or "").strip()[:MAX_TITLE_CHARS],
+                                      "body": body[:MAX_BODY_CHARS]})
+    random.Random(seed).shuffle(petitions)
+    return petitions, source
+
+
+def request_bytes(petition: dict[str, str], key: str, port: int) -> bytes:
+    body = json.dumps(petition, ensure_ascii=False).encode("utf-8")
+    head = (f"POST /v1/triage HTTP/1.1\r\nHost: {HOST}:{port}\r\nX-API-Key: {key}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+    return head.encode("ascii") + body
+
+
+# ------------------------------------------------------------------ the client
+class Connection:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.last_used = time.monotonic()
+
+    def close(self) -> None:
+        self.writer.close()
+
+    async def exchange(self, request: bytes) -> tuple[int, bytes, bool]:
+        """Sends one request and reads its response: (status, body, server keeps the connection)."""
+        self.writer.write(request)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        lower = head.lower()
+        start = lower.find(b"\r\ncontent-length:")
+        if start < 0:
+            raise ValueError("response without Content-Length")
+        end = lower.index(b"\r\n", start + 2)
+        body = await self.reader.readexactly(int(lower[start + 17:end]))
+        self.last_used = time.monotonic()
+        return status, body, b"\r\nconnection: close" not in lower
+
+
+class Pool:
+    """Idle keep-alive connections, taken in turn (the one idle longest first); a new one
+    is opened when none is idle, up to MAX_CONNECTIONS.
+
+    Each connection stays with the worker process that accepted it, and a worker accepts
+    every connection waiting at once: connections opened together may all go to one
+    worker, and reusing the most recent one would keep one worker busy and the other idle.
+    So `open_spread` opens the first ones one by one, and they are used in turn."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.idle: deque[Connection] = deque()
+        self.open = 0
+        self.most_open = 0
+        self.waiters: deque[asyncio.Future[None]] = deque()
+
+    async def get(self) -> Connection:
+        while True:
+            while self.idle:
+                connection = self.idle.popleft()
+                if time.monotonic() - connection.last_used < IDLE_REUSE_S:
+                    return connection
+                self._drop(connection)
+            if self.open < MAX_CONNECTIONS:
+                self.open += 1
+                self.most_open = max(self.most_open, self.open)
+                try:
+                    return Connection(*await asyncio.open_connection(HOST, self.port))
+                except BaseException:
+                    self.open -= 1
+                    raise
+            waiter = asyncio.get_running_loop().create_future()
+            self.waiters.append(waiter)
+            await waiter
+
+    async def open_spread(self, count: int) -> None:
+        for _ in range(count):
+            self.open += 1
+            self.most_open = max(self.most_open, self.open)
+            self.idle.append(Connection(*await asyncio.open_connection(HOST, self.port)))
+            await asyncio.sleep(SPREAD_PAUSE_S)
+
+    def put(self, connection: Connection) -> None:
+        self.idle.append(connection)
+        self._wake()
+
+    def discard(self, connection: Connection) -> None:
+        self._drop(connection)
+        self._wake()
+
+    def _drop(self, connection: Connection) -> None:
+        connection.close()
+        self.open -= 1
+
+    def _wake(self) -> None:
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def close(self) -> None:
+        while self.idle:
+            self._drop(self.idle.pop())
+
+
+@dataclass
+class Tally:
+    """What one phase sent and got back."""
+
+    scheduled: int = 0  # requests due (open loop) or begun (closed loop)
+    sent: int = 0  # written to a connection
+    most_connections: int = 0
+    last_answer: float = 0.0  # time.monotonic of the last answer read
+    latencies_ms: list[float] = field(default_factory=list)  # answered 200, from the scheduled (or sending) moment
+    errors: dict[str, int] = field(default_factory=dict)
+    not_stored: int = 0  # answered 200 with stored: false
+    similar: int = 0  # answered with at least one similar case
+    review: int = 0  # answered needs_review: true
+
+    def error(self, kind: str) -> None:
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+
+
+async def send_one(pool: Pool, request: bytes, tally: Tally, since: float, deadline: float) -> None:
+    """One request; its latency runs from `since` (time.monotonic) until the whole answer is read."""
+    tally.scheduled += 1
+    try:
+        connection = await asyncio.wait_for(pool.get(), max(0.001, deadline - time.monotonic()))
+    except TimeoutError:
+        return  # no connection free before its deadline: counted as not answered
+    except OSError as exc:
+        tally.error(f"connect: {type(exc).__name__}")
+        return
+    tally.sent += 1
+    try:
+        status, body, keep = await asyncio.wait_for(connection.exchange(request), max(0.001, deadline - time.monotonic()))
+    except TimeoutError:
+        pool.discard(connection)
+        return  # counted as not answered
+    except (OSError, ValueError, asyncio.IncompleteReadError) as exc:
+        pool.discard(connection)
+        tally.error(type(exc).__name__)
+        return
+    except asyncio.CancelledError:
+        pool.discard(connection)
+        raise
+    tally.last_answer = time.monotonic()
+    elapsed = (tally.last_answer - since) * 1000
+    (pool.put if keep else pool.discard)(connection)
+    if status != 200:
+        tally.error(f"HTTP {status}: {body[:100].decode('utf-8', 'replace')}")
+        return
+    tally.latencies_ms.append(elapsed)
+    # Substring checks, not a JSON parse: the client's CPU is the server's loss on a shared machine.
+    tally.not_stored += b'"stored":false' in body
+    tally.review += b'"needs_review":true' in body
+    tally.similar += b'"similar_cases":[]' not in body
+
+
+async def open_loop(port: int, requests: list[bytes], offset: int, rate: float, seconds: float, timeout: float) -> Tally:
+    """Arrivals every 1/rate s for `seconds`, each sent on a free (or new) connection."""
+    pool, tally = Pool(port), Tally()
+    await pool.open_spread(SPREAD_CONNECTIONS)
+    count = int(rate * seconds)
+    started = time.monotonic() + 0.1
+    tasks = []
+    for i in range(count):
+        scheduled = started + i / rate
+        delay = scheduled - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        request = requests[(offset + i) % len(requests)]
+        tasks.append(asyncio.create_task(send_one(pool, request, tally, scheduled, scheduled + timeout)))
+    if tasks:
+        # Every request has its own deadline: this wait ends by itself.
+        await asyncio.wait(tasks, timeout=timeout + 5)
+    unfinished = [t for t in tasks if not t.done()]
+    for task in unfinished:
+        task.cancel()
+    if unfinished:
+        await asyncio.wait(unfinished)
+    tally.most_connections = pool.most_open
+    pool.close()
+    return tally
+
+
+async def closed_loop(port: int, requests: list[bytes], offset: int, connections: int, seconds: float,
+                      timeout: float) -> Tally:
+    """`connections` clients, each sending its next request as soon as the last is answered."""
+    pool, tally = Pool(port), Tally()
+    await pool.open_spread(connections)
+    stop = time.monotonic() + seconds
+    counter = iter(range(offset, offset + 10_000_000))
+
+    async def client() -> None:
+        while time.monotonic() < stop:
+            now = time.monotonic()
+            await send_one(pool, requests[next(counter) % len(requests)], tally, now, now + timeout)
+
+    await asyncio.gather(*(client() for _ in range(connections)))
+    tally.most_connections = pool.most_open
+    pool.close()
+    return tally
+
+
+# ------------------------------------------------------------------ the server
+def triage_command(*args: str) -> list[str]:
+    # This checkout's code, whatever is installed.
+    return [sys.executable, "-m", "triage.cli", *args]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
+
+
+def descendants(pid: int) -> list[int]:
     found, todo = [], [pid]
     while todo:
         current = todo.pop()
         found.append(current)
         for task in Path(f"/proc/{current}/task").glob("*/children"):
-            todo += [int(child) for child in task.read_text().split()]
+            try:
+                todo += [int(child) for child in task.read_text().split()]
+            except OSError:
+                continue
     return found
 
 
-def proc_status(pid: int) -> dict[str, Any]:
-    """Resident memory (KiB) and CPU seconds of the server: the process and, with
-    --workers N, its worker processes (summed)."""
-    status = {"VmRSS": 0, "VmHWM": 0, "Threads": 0, "cpu_seconds": 0.0, "processes": 0}
-    for process in _descendants(pid):
+def process_tree(pid: int) -> dict[str, Any]:
+    """CPU seconds and resident memory (KiB) of the server and its worker processes, summed."""
+    status = {"cpu_seconds": 0.0, "VmRSS": 0, "VmHWM": 0, "processes": 0, "workers": []}
+    for process in descendants(pid):
         try:
             lines = Path(f"/proc/{process}/status").read_text().splitlines()
-            # /proc/PID/stat: the command may contain spaces, so count fields after the closing parenthesis
             fields = Path(f"/proc/{process}/stat").read_text().rpartition(")")[2].split()
-        except FileNotFoundError:
+            command = Path(f"/proc/{process}/cmdline").read_bytes()
+        except OSError:
             continue  # exited between listing and reading
         for line in lines:
             key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM", "Threads"):
+            if key in ("VmRSS", "VmHWM"):
                 status[key] += int(value.split()[0])
         status["cpu_seconds"] += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
         status["processes"] += 1
+        # uvicorn's workers are multiprocessing children (spawned: their command line says so; the
+        # resource tracker, another such child, says otherwise).
+        if process != pid and b"spawn_main" in command:
+            status["workers"].append(process)
     return status
 
 
-def quantile(ordered: list[float], q: float) -> float | None:
+class Server:
+    """`triage serve` on a throwaway TRIAGE_HOME, with an intake key."""
+
+    def __init__(self, home: Path, workers: int, env_extra: dict[str, str]) -> None:
+        self.home, self.workers = home, workers
+        self.port = free_port()
+        self.env = {**os.environ, "TRIAGE_HOME": str(home), "PYTHONPATH": str(ROOT), "TRIAGE_HOST": HOST,
+                    "TRIAGE_PORT": str(self.port), **env_extra}
+        for name in ("TRIAGE_DATABASE_URL", "TRIAGE_MODEL_DIR", "TRIAGE_REGISTRY_DIR", "TRIAGE_SIGNING_KEY",
+                     "TRIAGE_SIGNING_KEY_FILE", "PROMETHEUS_MULTIPROC_DIR"):
+            self.env.pop(name, None)  # everything under the throwaway home
+        self.process: subprocess.Popen[bytes] | None = None
+        self.key = ""
+
+    def run(self, *args: str) -> str:
+        done = subprocess.run(triage_command(*args), env=self.env, capture_output=True, text=True, cwd=self.home)
+        if done.returncode != 0:
+            raise RuntimeError(f"triage {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+        return done.stdout
+
+    def prepare_model(self, model: str | None, real: Path) -> str:
+        target = self.home / "models" / "default"
+        if model:
+            shutil.copytree(model, target)
+            self.run("sign", "--model", str(target))  # with this home's key, made here
+            return f"{model} (copied, signed with a throwaway key)"
+        if (real / "train.csv").exists():
+            log("training a model on the real train.csv and the bundled corpus (about a minute) …")
+            self.run("train", "--data", str(real / "train.csv"), "--with-corpus", "--out", str(target))
+            return f"trained here on {real / 'train.csv'} + the bundled corpus"
+        return "the bundled default model (trained by `triage serve` from the bundled corpus)"
+
+    def start(self, timeout: float = 600) -> None:
+        self.key = self.run("keys", "create", "--role", "intake", "--label", "load benchmark").strip()
+        log_file = (self.home / "serve.log").open("wb")
+        self.process = subprocess.Popen(triage_command("serve", "--workers", str(self.workers)), env=self.env,
+                                        cwd=self.home, stdout=log_file, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"triage serve exited with {self.process.returncode}: "
+                                   f"{(self.home / 'serve.log').read_text(errors='replace')[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"http://{HOST}:{self.port}/readyz", timeout=2) as answer:
+                    if answer.status == 200 and self._started() >= self.workers:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.5)
+        raise RuntimeError(f"triage serve not ready within {timeout:.0f} s")
+
+    def _started(self) -> int:
+        # Each worker says so once its app (model, database, same-matter index) is up; until
+        # then another worker answers /readyz. Unless the log level hides it: then the workers running.
+        text = (self.home / "serve.log").read_text(errors="replace")
+        if self.env.get("TRIAGE_LOG_LEVEL", "info").lower() in ("info", "debug"):
+            return text.count("Application startup complete")
+        assert self.process is not None
+        return len(process_tree(self.process.pid)["workers"])
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        # uvicorn's supervisor stops its workers on SIGTERM, after the requests in flight.
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            for pid in reversed(descendants(self.process.pid)):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def stored_rows(self) -> dict[str, int]:
+        with sqlite3.connect(f"file:{self.home / 'triage.db'}?mode=ro", uri=True) as db:
+            return {"triages": db.execute("SELECT count(*) FROM triages").fetchone()[0],
+                    "review_items": db.execute("SELECT count(*) FROM review_items").fetchone()[0]}
+
+
+# ------------------------------------------------------------------ figures
+def nearest_rank(ordered: list[float], q: float) -> float | None:
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)] if ordered else None
 
 
-class Level:
-    def __init__(self, clients: int, seconds: float, max_requests: int) -> None:
-        self.clients, self.seconds, self.max_requests = clients, seconds, max_requests
-        self.lock = threading.Lock()
-        self.issued = 0
-        self.latencies: list[float] = []
-        self.errors: dict[str, int] = {}
-
-    def claim(self, deadline: float) -> bool:
-        with self.lock:
-            if self.issued >= self.max_requests or time.perf_counter() >= deadline:
-                return False
-            self.issued += 1
-            return True
-
-    def record(self, ms: float | None, error: str | None) -> None:
-        with self.lock:
-            if error is None and ms is not None:
-                self.latencies.append(ms)
-            else:
-                self.errors[error or "?"] = self.errors.get(error or "?", 0) + 1
-
-
-def client_loop(level: Level, host: str, port: int, path: str, headers: dict[str, str], bodies: list[bytes],
-                deadline: float, offset: int, timeout: float) -> None:
-    connection = http.client.HTTPConnection(host, port, timeout=timeout)
-    i = offset
-    try:
-        while level.claim(deadline):
-            body = bodies[i % len(bodies)]
-            i += 1
-            started = time.perf_counter()
-            try:
-                connection.request("POST", path, body=body, headers=headers)
-                response = connection.getresponse()
-                payload = response.read()
-                ms = (time.perf_counter() - started) * 1000
-                if response.status == 200:
-                    level.record(ms, None)
-                else:
-                    level.record(None, f"HTTP {response.status}: {payload[:120].decode('utf-8', 'replace')}")
-            except (OSError, http.client.HTTPException) as exc:
-                level.record(None, type(exc).__name__)
-                connection.close()
-                connection = http.client.HTTPConnection(host, port, timeout=timeout)
-    finally:
-        connection.close()
-
-
-def run_level(clients: int, args: argparse.Namespace, target: tuple[str, str, int], bodies: list[bytes]) -> dict[str, Any]:
-    host, base, port = target
-    headers = {"X-API-Key": args.key, "Content-Type": "application/json", "Connection": "keep-alive"}
-    level = Level(clients, args.seconds, args.max_requests)
-    server_before = proc_status(args.pid) if args.pid else None
-    own_before = resource.getrusage(resource.RUSAGE_SELF)
-    started = time.perf_counter()
-    deadline = started + args.seconds
-    threads = [threading.Thread(target=client_loop, daemon=True,
-                                args=(level, host, port, f"{base}/v1/triage", headers, bodies, deadline, k * 7, args.timeout))
-               for k in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        # a request in flight at the deadline may take up to --timeout more
-        thread.join(args.seconds + args.timeout + 5)
-    elapsed = time.perf_counter() - started
-    own_after = resource.getrusage(resource.RUSAGE_SELF)
-    ordered = sorted(level.latencies)
-    result: dict[str, Any] = {
-        "clients": clients, "seconds": elapsed, "ok": len(ordered), "errors": sum(level.errors.values()),
-        "error_kinds": level.errors, "requests_per_second": len(ordered) / elapsed if elapsed else 0.0,
-        "p50_ms": quantile(ordered, 0.50), "p90_ms": quantile(ordered, 0.90), "p99_ms": quantile(ordered, 0.99),
-        "max_ms": ordered[-1] if ordered else None, "mean_ms": statistics.fmean(ordered) if ordered else None,
-        "stopped_by": "max-requests" if level.issued >= args.max_requests else "seconds",
-        "client_cpu_seconds": (own_after.ru_utime + own_after.ru_stime) - (own_before.ru_utime + own_before.ru_stime),
+def summary(tally: Tally, seconds: float, cpu: dict[str, float]) -> dict[str, Any]:
+    ordered = sorted(tally.latencies_ms)
+    answered = len(ordered)
+    errors = sum(tally.errors.values())
+    return {
+        "scheduled": tally.scheduled, "sent": tally.sent, "answered_ok": answered, "errors": errors,
+        "error_kinds": tally.errors, "not_answered": tally.scheduled - answered - errors,
+        "not_stored": tally.not_stored, "with_similar_cases": tally.similar, "needs_review": tally.review,
+        "seconds": round(seconds, 3), "completed_per_second": round(answered / seconds, 1) if seconds else 0.0,
+        "p50_ms": nearest_rank(ordered, 0.5), "p90_ms": nearest_rank(ordered, 0.9),
+        "p99_ms": nearest_rank(ordered, 0.99), "max_ms": ordered[-1] if ordered else None,
+        "mean_ms": statistics.fmean(ordered) if ordered else None,
+        "most_connections": tally.most_connections,
+        **cpu,
     }
-    if server_before:
-        server_after = proc_status(args.pid)
-        result["server_cpu_seconds"] = server_after["cpu_seconds"] - server_before["cpu_seconds"]
-        result["server_cpu_ms_per_request"] = 1000 * result["server_cpu_seconds"] / len(ordered) if ordered else None
-        result["server_rss_kib"] = server_after["VmRSS"]
-        result["server_processes"] = server_after["processes"]
-    return result
+
+
+def cpu_delta(before: tuple[float, dict[str, Any]], after: tuple[float, dict[str, Any]], answered: int,
+              seconds: float) -> dict[str, float]:
+    client = after[0] - before[0]
+    server = after[1]["cpu_seconds"] - before[1]["cpu_seconds"]
+    return {"client_cpu_seconds": round(client, 2), "client_cpu_share": round(client / seconds, 3) if seconds else 0.0,
+            "server_cpu_seconds": round(server, 2),
+            "server_cpu_ms_per_request": round(1000 * server / answered, 2) if answered else None}
+
+
+def own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def in_process_rate(model_dir: Path, home: Path, petitions: list[dict[str, str]], calls: int) -> dict[str, Any]:
+    """TriageModel.suggest on one core, in this process: what the service's model step costs alone."""
+    sys.path.insert(0, str(ROOT))
+    from model.artifact import load_model, signing_key
+    from model.text import join_fields
+
+    loaded = load_model(model_dir, signing_key(create=False, key_file=home / "signing.key"))
+    texts = [join_fields(p["title"], p["body"]) for p in petitions[:calls]]
+    for text in texts[:20]:
+        loaded.model.suggest(text)
+    timings = []
+    wall, cpu = time.perf_counter(), time.process_time()
+    for text in texts:
+        started = time.perf_counter()
+        loaded.model.suggest(text)
+        timings.append((time.perf_counter() - started) * 1000)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    timings.sort()
+    return {"calls": len(texts), "per_second": round(len(texts) / wall, 1), "per_cpu_second": round(len(texts) / cpu, 1),
+            "median_ms": round(statistics.median(timings), 2), "p99_ms": round(nearest_rank(timings, 0.99) or 0, 2)}
 
 
 def fmt(value: float | None, spec: str = ".1f") -> str:
     return "n/a" if value is None else format(value, spec)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--url", default="http://127.0.0.1:8000", help="the service, on loopback (default: %(default)s)")
-    parser.add_argument("--key", required=True, help="an intake (or admin) API key")
-    parser.add_argument("--levels", default="1,8,32", help="concurrent clients per level (default: %(default)s)")
-    parser.add_argument("--seconds", type=float, default=20.0, help="time bound per level (default: %(default)s)")
-    parser.add_argument("--max-requests", type=int, default=5000, help="request bound per level (default: %(default)s)")
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds before one request counts as failed")
-    parser.add_argument("--pid", type=int, help="the server's process id, for its CPU time and memory")
-    parser.add_argument("--petitions", help="CSV with body (and title) columns to send instead of the built-in petitions")
-    parser.add_argument("--json", help="also write the figures here")
-    args = parser.parse_args()
-
-    try:
-        target = loopback_only(args.url)
-        petitions = load_petitions(args.petitions)
-        levels = [int(x) for x in args.levels.split(",") if x.strip()]
-    except ValueError as exc:
-        print(f"load: {exc}", file=sys.stderr)
-        return 2
-    if not levels or min(levels) < 1 or max(levels) > 256:
-        print("load: --levels must be between 1 and 256 clients", file=sys.stderr)
-        return 2
-    if args.seconds <= 0 or args.seconds > 600 or args.max_requests < 1 or args.max_requests > 100_000:
-        print("load: --seconds must be in (0, 600] and --max-requests in [1, 100000]", file=sys.stderr)
-        return 2
-    if args.pid and not Path(f"/proc/{args.pid}/status").exists():
-        print(f"load: --pid {args.pid}: no such process", file=sys.stderr)
-        return 2
-    host, base, port = target
-    bodies = [json.dumps(p, ensure_ascii=False).encode("utf-8") for p in petitions]
-
-    # One checked request first: a wrong key or a dead server should fail loudly, not as N errors.
-    try:
-        connection = http.client.HTTPConnection(host, port, timeout=args.timeout)
-        connection.request("POST", f"{base}/v1/triage", body=bodies[0],
-                           headers={"X-API-Key": args.key, "Content-Type": "application/json"})
-        response = connection.getresponse()
-        detail = response.read()[:300].decode("utf-8", "replace")
-        connection.close()
-    except OSError as exc:
-        print(f"load: cannot reach {args.url} ({exc}); start `triage serve` first", file=sys.stderr)
-        return 2
-    if response.status != 200:
-        print(f"load: POST {args.url}/v1/triage answered {response.status}: {detail}", file=sys.stderr)
-        return 2
-
-    results: dict[str, Any] = {"url": args.url, "petitions": len(bodies), "cpus": os.cpu_count(), "levels": []}
-    if args.pid:
-        results["server_before"] = proc_status(args.pid)
-    for clients in levels:
-        print(f"[{time.strftime('%H:%M:%S')}] {clients} client(s), up to {args.seconds:g} s / {args.max_requests} requests …",
-              file=sys.stderr, flush=True)
-        results["levels"].append(run_level(clients, args, target, bodies))
-    if args.pid:
-        results["server_after"] = proc_status(args.pid)
-
-    header = ("clients", "ok", "errors", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "stopped by",
-              "client CPU s", "server CPU ms/req")
+def print_table(rows: list[dict[str, Any]]) -> None:
+    header = ("load", "sent", "ok", "errors", "unanswered", "done/s", "p50 ms", "p99 ms", "max ms", "conns",
+              "client CPU", "server CPU ms/req")
     table = [header] + [(
-        str(r["clients"]), str(r["ok"]), str(r["errors"]), fmt(r["requests_per_second"]), fmt(r["p50_ms"]),
-        fmt(r["p90_ms"]), fmt(r["p99_ms"]), fmt(r["max_ms"]), r["stopped_by"], fmt(r["client_cpu_seconds"]),
-        fmt(r.get("server_cpu_ms_per_request")),
-    ) for r in results["levels"]]
+        r["load"], str(r["sent"]), str(r["answered_ok"]), str(r["errors"]), str(r["not_answered"]),
+        fmt(r["completed_per_second"]), fmt(r["p50_ms"]), fmt(r["p99_ms"]), fmt(r["max_ms"]),
+        str(r["most_connections"]), f"{100 * r['client_cpu_share']:.0f} %", fmt(r["server_cpu_ms_per_request"]),
+    ) for r in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
-    print(f"\nPOST /v1/triage on {args.url}, {len(bodies)} distinct petitions, {os.cpu_count()} CPUs shared by client and server")
     for j, line in enumerate(table):
         print("  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)))
         if j == 0:
             print("  ".join("-" * w for w in widths))
-    for r in results["levels"]:
+    for r in rows:
         for kind, count in r["error_kinds"].items():
-            print(f"  {r['clients']} clients: {count} x {kind}")
-    if args.pid:
-        before, after = results["server_before"], results["server_after"]
-        served = sum(r["ok"] for r in results["levels"])
-        print(f"server pid {args.pid} and its {after['processes'] - 1} worker process(es), summed: VmRSS "
-              f"{before['VmRSS'] / 1024:.0f} MiB before, {after['VmRSS'] / 1024:.0f} MiB after {served} requests, "
-              f"peak VmHWM {after['VmHWM'] / 1024:.0f} MiB, {after['Threads']} threads")
+            print(f"  {r['load']}: {count} x {kind}")
+
+
+def settle(pid: int, limit: float = 180.0) -> float:
+    """Waits until the server is idle (under a fifth of a core over a second), at most
+    `limit` s, and returns how long that took: a server that fell behind goes on with the
+    requests the client gave up on, and the next phase must not pay for them."""
+    started = time.monotonic()
+    while time.monotonic() - started < limit:
+        before = process_tree(pid)["cpu_seconds"]
+        time.sleep(1.0)
+        if process_tree(pid)["cpu_seconds"] - before < 0.2:
+            break
+    return round(time.monotonic() - started, 1)
+
+
+def profile_workers(server: Server, seconds: float, out: Path) -> list[subprocess.Popen[bytes]]:
+    """py-spy on each worker for `seconds` (idle time left out), written as folded stacks."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    assert server.process is not None
+    out.mkdir(parents=True, exist_ok=True)
+    return [subprocess.Popen([spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "200",
+                              "--format", "raw", "--output", str(out / f"worker-{pid}.folded"), "--nonblocking"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for pid in process_tree(server.process.pid)["workers"]]
+
+
+def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
+    real = Path(args.real)
+    petitions, source = read_petitions(real, args.seed, tuple(f"{name.strip()}.csv" for name in args.sources.split(",")))
+    lengths = [len(p["title"]) + len(p["body"]) for p in petitions]
+    results: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "load_avg_at_start": os.getloadavg()},
+        "workers": args.workers, "petitions": {"source": source, "distinct": len(petitions),
+                                               "mean_chars": round(statistics.fmean(lengths)),
+                                               "median_chars": round(statistics.median(lengths))},
+        "repeats": "petitions are cycled: a run longer than the distinct petitions sends each again, and the "
+                   "same-matter lookup links the copies (see with_similar_cases and needs_review per phase)",
+        "seconds_per_rate": args.seconds, "timeout_seconds": args.timeout, "phases": [],
+    }
+    env = {"TRIAGE_LOG_LEVEL": args.log_level} if args.log_level else {}
+    server = Server(home, args.workers, env)
+    results["model"] = server.prepare_model(args.model, real)
+    log(f"starting triage serve --workers {args.workers} on {HOST}:{server.port} (TRIAGE_HOME {home}) …")
+    server.start()
+    assert server.process is not None
+    if args.inprocess_calls:
+        # With the server started (it may have trained the default model) and idle.
+        log(f"timing TriageModel.suggest in this process, one core, {args.inprocess_calls} calls …")
+        results["in_process"] = in_process_rate(home / "models" / "default", home, petitions, args.inprocess_calls)
+    requests = [request_bytes(p, server.key, server.port) for p in petitions]
+    offset = 0
+    try:
+        # Warm-up: first requests load lazy parts (the matter index, imports); not counted.
+        warm = asyncio.run(closed_loop(server.port, requests, offset, 2, args.warmup_seconds, args.timeout))
+        offset += warm.sent
+        results["warmup_requests"] = len(warm.latencies_ms)
+        phases: list[tuple[str, float]] = [(f"{rate:g}/s", rate) for rate in args.rates]
+        if args.saturate_seconds > 0:
+            phases.append((f"saturated, {args.connections} conns", 0.0))
+        for name, rate in phases:
+            waited = settle(server.process.pid)
+            log(f"{name} for {args.seconds if rate else args.saturate_seconds:g} s (server idle after {waited:g} s) …")
+            spies = []
+            if args.profile_rate is not None and rate == args.profile_rate:
+                spies = profile_workers(server, args.seconds, Path(args.profile_out))
+            before = (own_cpu(), process_tree(server.process.pid))
+            load_before = os.getloadavg()[0]
+            started = time.monotonic()
+            if rate:
+                tally = asyncio.run(open_loop(server.port, requests, offset, rate, args.seconds, args.timeout))
+            else:
+                tally = asyncio.run(closed_loop(server.port, requests, offset, args.connections, args.saturate_seconds,
+                                                args.timeout))
+            # Until the last answer: a server that falls behind keeps answering after the schedule ends.
+            seconds = max(tally.last_answer - started, args.seconds if rate else 0.0)
+            after = (own_cpu(), process_tree(server.process.pid))
+            offset += tally.sent
+            row = summary(tally, seconds, cpu_delta(before, after, len(tally.latencies_ms), time.monotonic() - started))
+            row.update(load=name, rate=rate or None, connections=None if rate else args.connections, settled_seconds=waited,
+                       wall_seconds=round(time.monotonic() - started, 2),
+                       load_avg=[round(load_before, 2), round(os.getloadavg()[0], 2)])
+            results["phases"].append(row)
+            for spy in spies:
+                spy.wait(args.seconds + 30)
+            log(f"  p50 {fmt(row['p50_ms'])} ms, p99 {fmt(row['p99_ms'])} ms, {row['completed_per_second']}/s, "
+                f"{row['errors']} errors, {row['not_answered']} unanswered")
+        results["settled_after_last_seconds"] = settle(server.process.pid)
+        tree = process_tree(server.process.pid)
+        results["server_memory_mib"] = {"rss": round(tree["VmRSS"] / 1024), "peak_hwm": round(tree["VmHWM"] / 1024)}
+    finally:
+        server.stop()
+    stored = server.stored_rows()
+    answered_stored = results["warmup_requests"] + sum(p["answered_ok"] - p["not_stored"] for p in results["phases"])
+    results["database"] = {**stored, "answered_stored": answered_stored,
+                           # More rows than acknowledged: a request stored, then its answer lost (timeout).
+                           "rows_minus_answered_stored": stored["triages"] - answered_stored}
+    results["machine"]["load_avg_at_end"] = os.getloadavg()
+    saturated = next((p for p in results["phases"] if p["rate"] is None), None)
+    if saturated and "in_process" in results:
+        ceiling = results["in_process"]["per_second"] * args.workers
+        results["saturated_vs_in_process"] = {
+            "in_process_per_second_x_cores": round(ceiling, 1),
+            "cores": args.workers,
+            "share": round(saturated["completed_per_second"] / ceiling, 3),
+        }
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rates", default="50,100,200", help="arrivals per second, one phase each (default: %(default)s)")
+    parser.add_argument("--seconds", type=float, default=60.0, help="length of each rate's phase (default: %(default)s)")
+    parser.add_argument("--saturate-seconds", type=float, default=30.0, help="closed-loop phase; 0 skips it (default: %(default)s)")
+    parser.add_argument("--connections", type=int, default=8, help="clients of the saturated phase (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=2, help="`triage serve --workers` (default: %(default)s)")
+    parser.add_argument("--model", help="a trained model directory to serve (default: train one on the real train.csv)")
+    parser.add_argument("--real", default=str(REAL), help="folder with the real petitions (default: %(default)s)")
+    parser.add_argument("--sources", default="train,dev,cities",
+                        help="its files to send, cycled when a run needs more (default: %(default)s); adding "
+                             "unlabeled gives more distinct petitions, shorter on average, and fewer repeats")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds after its scheduled time a request counts as unanswered")
+    parser.add_argument("--warmup-seconds", type=float, default=5.0)
+    parser.add_argument("--inprocess-calls", type=int, default=1000, help="TriageModel.suggest calls timed in-process; 0 skips")
+    parser.add_argument("--log-level", help="TRIAGE_LOG_LEVEL of the server (default: the service's default)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--profile-rate", type=float, help="py-spy every worker during this rate's phase")
+    parser.add_argument("--profile-out", default="load-profile", help="folder for py-spy's folded stacks")
+    parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "load.json"),
+                        help="write the figures here (default: %(default)s); '' writes nothing")
+    args = parser.parse_args()
+    try:
+        args.rates = [float(x) for x in args.rates.split(",") if x.strip()]
+    except ValueError:
+        print(f"load: --rates {args.rates!r}: numbers separated by commas", file=sys.stderr)
+        return 2
+    if any(r <= 0 or r > 2000 for r in args.rates) or not 0 < args.seconds <= 600 or not 0 <= args.saturate_seconds <= 600:
+        print("load: each rate in (0, 2000], --seconds in (0, 600], --saturate-seconds in [0, 600]", file=sys.stderr)
+        return 2
+    if not 1 <= args.connections <= 256 or not 1 <= args.workers <= 16:
+        print("load: --connections in [1, 256], --workers in [1, 16]", file=sys.stderr)
+        return 2
+
+    with tempfile.TemporaryDirectory(prefix="triage-load-") as tmp:
+        home = Path(tmp) / "home"
+        home.mkdir()
+        try:
+            results = run(args, home)
+        except RuntimeError as exc:
+            print(f"load: {exc}", file=sys.stderr)
+            return 2
+
+    print(f"\nPOST /v1/triage, triage serve --workers {args.workers} (SQLite) on {HOST}; {results['petitions']['distinct']} "
+          f"distinct petitions (mean {results['petitions']['mean_chars']} characters) from {results['petitions']['source']}; "
+          f"model: {results['model']}")
+    print(f"open loop: latency from each request's scheduled time; {args.seconds:g} s per rate\n")
+    print_table(results["phases"])
+    database = results["database"]
+    print(f"\ndatabase: {database['triages']} triage rows, {database['answered_stored']} answered stored: true "
+          f"(difference {database['rows_minus_answered_stored']}); {database['review_items']} review items")
+    if "in_process" in results:
+        ip = results["in_process"]
+        print(f"in-process TriageModel.suggest, one core: {ip['per_second']}/s (median {ip['median_ms']} ms, "
+              f"p99 {ip['p99_ms']} ms over {ip['calls']} calls)")
+    if "saturated_vs_in_process" in results:
+        s = results["saturated_vs_in_process"]
+        print(f"saturated throughput is {100 * s['share']:.0f} % of in-process rate x {s['cores']} cores "
+              f"({s['in_process_per_second_x_cores']}/s)")
+    print(f"load average {results['machine']['load_avg_at_start'][0]:.2f} at start, "
+          f"{results['machine']['load_avg_at_end'][0]:.2f} at end ({os.cpu_count()} CPUs, shared by client and server)")
     if args.json:
-        target_path = Path(args.json)
-        partial = target_path.with_name(target_path.name + ".tmp")
+        target = Path(args.json)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".tmp")
         partial.write_text(json.dumps(results, ensure_ascii=False, indent=2), encoding="utf-8")
-        partial.replace(target_path)
-    return 1 if any(r["errors"] for r in results["levels"]) else 0
+        partial.replace(target)
+    failed = any(p["errors"] or p["not_answered"] for p in results["phases"])
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

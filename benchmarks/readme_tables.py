@@ -165,6 +165,37 @@ def train_scale(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _ms(value: float | None) -> str:
+    return "–" if value is None else f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
+
+
+def load(results: dict[str, Any]) -> str:
+    petitions, machine = results["petitions"], results["machine"]
+    loads = [machine["load_avg_at_start"][0], machine["load_avg_at_end"][0],
+             *(a for p in results["phases"] for a in p["load_avg"])]
+    lines = [f"`triage serve --workers {results['workers']}` (SQLite) under load from the same machine "
+             f"(`python benchmarks/load.py`): {petitions['distinct']:,} real petitions (mean "
+             f"{petitions['mean_chars']} characters) sent at fixed rates, {results['seconds_per_rate']:g} s each, "
+             "latency counted from each request's scheduled time; then clients that never pause. Load average between "
+             f"{min(loads):.1f} and {max(loads):.1f} on {machine['cpus']} cores shared with other work:", "",
+             "| load | due | answered | errors | not answered | completed/s | p50 ms | p99 ms | max ms | server CPU ms/request |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for p in results["phases"]:
+        lines.append(f"| {p['load']} | {p['scheduled']:,} | {p['answered_ok']:,} | {p['errors']} | {p['not_answered']:,} | "
+                     f"{p['completed_per_second']:.0f} | {_ms(p['p50_ms'])} | {_ms(p['p99_ms'])} | {_ms(p['max_ms'])} | "
+                     f"{_ms(p['server_cpu_ms_per_request'])} |")
+    database = results["database"]
+    lines += ["", f"Rows in the database afterwards: {database['triages']:,}, against {database['answered_stored']:,} "
+                  "answered `stored: true`" + (" (the rest were stored, but answered after the client had given up)."
+                                               if database["rows_minus_answered_stored"] > 0 else ".")]
+    if "saturated_vs_in_process" in results:
+        ip, share = results["in_process"], results["saturated_vs_in_process"]
+        lines.append(f"The model alone (`TriageModel.suggest` in one process, one core) makes {ip['per_second']:.0f} "
+                     f"suggestions/s; saturated, the service completes {100 * share['share']:.0f} % of that times "
+                     f"{share['cores']} cores.")
+    return "\n".join(lines) + "\n"
+
+
 # table name: (results file, how to render it)
 TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "accuracy_lobo": ("accuracy.json", accuracy_table("lobo")),
@@ -176,6 +207,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "linking": ("linking.json", linking),
     "speed": ("speed.json", speed),
     "train_scale": ("train_scale.json", train_scale),
+    "load": ("load.json", load),
 }
 
 

@@ -34,6 +34,8 @@ SHINGLE = 3
 # Similarity (estimated Jaccard of 3-grams) from which two petitions are one matter;
 # benchmarks/linking.py measures precision and recall around it.
 LINK_THRESHOLD = 0.5
+# Lookups whose signatures are kept for the petition being stored next (at least the threads of a worker).
+RECENT_KEPT = 64
 SEED = 19
 # A letter states its matter long before this many characters; the rare longer ones
 # would cost a lookup ten times the usual.
@@ -243,6 +245,25 @@ class MatterIndex:
         self._sorted_upto = 0
         self._order = np.empty((BANDS, 0), np.int64)
         self._sorted = np.empty((BANDS, 0), np.uint64)
+        # Texts looked up lately, with what was computed for them: a petition is looked up
+        # just before it is stored, and storing it need not compute all that again.
+        self._recent: dict[str, tuple[dict[str, frozenset[str]], np.ndarray]] = {}
+
+    def _prepared(self, text: str, keep: bool = False) -> tuple[dict[str, frozenset[str]], np.ndarray]:
+        """The anchors and signature of `text`: from a recent lookup, or computed (and, with
+        `keep`, remembered for RECENT_KEPT lookups)."""
+        with self._lock:
+            found = self._recent.get(text) if keep else self._recent.pop(text, None)
+        if found is not None:
+            return found
+        masked = _masked(text)
+        found = anchors(masked), signature(_NOT_WORD.sub("", masked))
+        if keep:
+            with self._lock:
+                self._recent[text] = found
+                while len(self._recent) > RECENT_KEPT:
+                    del self._recent[next(iter(self._recent))]
+        return found
 
     def __len__(self) -> int:
         return self._size
@@ -265,8 +286,8 @@ class MatterIndex:
     def add_many(self, items: Iterable[tuple[str, str, float]]) -> None:
         prepared = []
         for key, text, when in items:
-            masked = _masked(text)
-            prepared.append((key, when, anchors(masked), signature(_NOT_WORD.sub("", masked))))
+            anchor, sig = self._prepared(text)
+            prepared.append((key, when, anchor, sig))
         with self._lock:
             prepared = [p for p in prepared if p[0] not in self._positions]
             if not prepared:
@@ -327,8 +348,8 @@ class MatterIndex:
         exclude : str, optional
             A key to leave out (the query's own, when it is stored).
         """
-        masked = _masked(text)
-        return self._query(signature(_NOT_WORD.sub("", masked)), anchors(masked), limit, since, until, exclude)
+        anchor, sig = self._prepared(text, keep=True)
+        return self._query(sig, anchor, limit, since, until, exclude)
 
     def query_key(self, key: str, limit: int = 50, since: float | None = None, until: float | None = None) -> list[Match]:
         """Like `query`, for a petition already stored under `key`."""

@@ -45,6 +45,7 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
 
 from model.artifact import make_private_dir
+from service.group_commit import GroupCommit
 from service.pii import mask_pii, mask_pii_in
 
 log = logging.getLogger(__name__)
@@ -400,6 +401,8 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # The triages of concurrent requests, committed together (service/group_commit.py).
+        self.group_commit = GroupCommit()
         self.write_lock: SQLiteWriteLock | None = None
         path = _sqlite_path(url)
         if path is not None:

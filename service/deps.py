@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, Security
@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from model.artifact import LoadedModel
 from service.database import ApiKey
+from service.group_commit import GroupCommit
 from service.keys import verify_key
 from service.routers import MISSING_KEY
 from service.settings import Settings
@@ -22,15 +23,26 @@ from service.settings import Settings
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 
-def get_settings(request: Request) -> Settings:
+# The dependencies that only look something up are coroutines: a plain function would be
+# run in a thread of the pool, a hand-over that costs more than the lookup, on every request.
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    yield from request.app.state.database.session()
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    # Opened and closed on the event loop, not in one of the threads sync code runs in: a
+    # request whose endpoint has returned gives its connection back at once, instead of
+    # holding it until a thread is free to close it (under load every thread may be waiting
+    # for a connection, and none would come back).
+    with request.app.state.database.sessions() as session:
+        yield session
 
 
-def get_model(request: Request) -> LoadedModel:
+async def get_group_commit(request: Request) -> GroupCommit:
+    return request.app.state.database.group_commit
+
+
+async def get_model(request: Request) -> LoadedModel:
     loaded = request.app.state.models.current
     if loaded is None:
         raise HTTPException(503, "no model is loaded")
@@ -40,6 +52,7 @@ def get_model(request: Request) -> LoadedModel:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 ModelDep = Annotated[LoadedModel, Depends(get_model)]
+GroupCommitDep = Annotated[GroupCommit, Depends(get_group_commit)]
 
 
 class RecentKeys:
@@ -96,6 +109,12 @@ def require_role(*roles: str) -> Callable[..., ApiKey]:
                 recent.forget(key)
                 raise HTTPException(401, "unknown or revoked API key")
             recent.remember(key, row)
+            # The read is over: the connection goes back to the pool now, not when the request
+            # ends. Between this check and its endpoint a request waits for a free thread, and
+            # requests holding connections while threads wait for connections stop the worker.
+            # (A commit of nothing, not a rollback: that would expire the row just read, and
+            # reading it again would take a connection again.)
+            session.commit()
         if row.role not in allowed:
             raise HTTPException(403, f"this endpoint needs the role {' or '.join(allowed)}; your key has {row.role!r}")
         return row

@@ -22,9 +22,10 @@ from serving import CLI, ROOT, ServeProcess, make_key, serve_env
 
 from model.matter import MatterIndex, link_matters, normalize_for_linking
 from service.app import create_app
-from service.database import Database
+from service.database import Database, TriageRecord
 from service.keys import create_key
 from service.settings import Settings
+from service.similar import SharedMatterIndex
 
 TEMPLATE = ("{company}拖欠工资", "我叫{name}，身份证{id_number}，电话{phone}。我从{date}起在B2区{company}承建的{project}工地做木工，"
             "公司拖欠我们二十多名工人的工资共{amount}元，多次找项目经理都说没钱，请劳动监察部门督促{company}支付。")
@@ -193,6 +194,38 @@ def test_two_workers_see_the_same_index(tmp_path, small_model_dir):
     finally:
         for server in servers:
             server.stop()
+
+
+def test_the_index_takes_in_rows_stored_elsewhere_even_after_the_table_was_replaced(tmp_path):
+    """Rows stored by another worker are found by rowid on SQLite; when the rows seen last
+    are gone (the content replaced, as `triage restore` does), new rows are still found."""
+    database = Database(f"sqlite:///{tmp_path / 'triage.db'}")
+    database.ensure_migrated()
+    shared = SharedMatterIndex(window_days=365, threshold=0.5)
+
+    def stored_elsewhere(facts: dict[str, str]) -> str:
+        p = petition(facts)
+        row = TriageRecord(id=f"t{len(shared.index)}-{facts['name']}", title_masked=p["title"], body_masked=p["body"],
+                           model_version="test", division="labor_relations", division_confidence=0.9, risk="low",
+                           key_group="none", needs_review=False, suggestion={})
+        with database.sessions() as session:
+            session.add(row)
+            session.commit()
+        with database.sessions() as session:
+            shared.refresh(session)
+        return row.id
+
+    with database.sessions() as session:
+        shared.refresh(session)
+    first, second = stored_elsewhere(FIRST), stored_elsewhere(OTHER)
+    assert first in shared.index and second in shared.index
+    with database.engine.begin() as connection:
+        connection.execute(TriageRecord.__table__.delete())
+    third = stored_elsewhere(RETOLD)
+    assert third in shared.index
+    fourth = stored_elsewhere(OTHER | {"name": "赵四"})
+    assert fourth in shared.index and len(shared.index) == 4
+    database.engine.dispose()
 
 
 def test_triage_link_writes_a_matter_per_ledger_row(tmp_path):

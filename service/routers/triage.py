@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path
+from fastapi import APIRouter, Depends, HTTPException, Path, Response
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -16,7 +16,8 @@ from model.artifact import LoadedModel
 from model.text import join_fields
 from service.cases import case_out, decisions_of, masked_text, rebase_explanation, time_limits
 from service.database import ApiKey, ReviewItem, TriageRecord, utcnow
-from service.deps import ModelDep, SessionDep, SettingsDep, require_role
+from service.deps import GroupCommitDep, ModelDep, SessionDep, SettingsDep, require_role
+from service.group_commit import GroupCommit
 from service.metrics import PREDICTIONS
 from service.pii import mask_pii
 from service.routers import KeyedRoute
@@ -56,7 +57,7 @@ def _same_matter(suggestion: Suggestion, loaded: LoadedModel, linked_text: str, 
     return linked.emerging
 
 
-def _suggest(petition: PetitionIn, loaded: LoadedModel, session: Session,
+def _suggest(petition: PetitionIn, loaded: LoadedModel, session: Session, writes: GroupCommit,
              matters: SharedMatterIndex, settings: Settings) -> Suggestion:
     model, taxonomy = loaded.model, loaded.model.taxonomy
     raw = model.suggest(join_fields(petition.title, petition.body))
@@ -91,34 +92,41 @@ def _suggest(petition: PetitionIn, loaded: LoadedModel, session: Session,
         )
         # Kept on the masked text, so that GET /v1/triage/{id} and the review queue can show the evidence.
         record.suggestion["explanation"] = rebase_explanation(raw["explanation"], masked_text(record))
-        session.add(record)
+        queued = []
         if suggestion.needs_review:
-            session.flush()  # the queue item references the triage row (no ORM relationship orders them)
             reason = "high_risk" if suggestion.risk == "high" else "emerging_group" if emerging else "low_confidence"
-            session.add(ReviewItem(triage_id=triage_id, reason=reason))
-        session.commit()
-        suggestion.stored = True
-        matters.add(triage_id, text_of(title_masked, body_masked), received)
+            queued.append(ReviewItem(triage_id=triage_id, reason=reason))
+        # Committed with the rows of other requests arriving meanwhile; returns once committed.
+        writes.store(session, [record], queued)
     except SQLAlchemyError as exc:
         # A suggestion is still useful when storage is down; the caller is told it was not kept.
-        session.rollback()
         log.error("triage %s not stored: %s", triage_id, type(exc).__name__)
+        return suggestion
+    finally:
+        # Reads and writes are over: the connection goes back to the pool before the answer
+        # waits for a thread to be checked in (see service/deps.py on why that matters).
+        session.commit()
+    suggestion.stored = True
+    matters.add(triage_id, text_of(title_masked, body_masked), received)
     return suggestion
 
 
 @router.post("", response_model=Suggestion)
-def triage_one(petition: PetitionIn, loaded: ModelDep, session: SessionDep, settings: SettingsDep, matters: MattersDep,
-               _: Intake) -> Suggestion:
+def triage_one(petition: PetitionIn, loaded: ModelDep, session: SessionDep, writes: GroupCommitDep, settings: SettingsDep,
+               matters: MattersDep, _: Intake) -> Response:
     try:
         _check_size(petition, settings)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
-    return _suggest(petition, loaded, session, matters, settings)
+    suggestion = _suggest(petition, loaded, session, writes, matters, settings)
+    # Written here, as the Suggestion it already is: handed back as a model, it would be
+    # checked against Suggestion again and serialised in another thread of the pool.
+    return Response(suggestion.model_dump_json(), media_type="application/json")
 
 
 @router.post("/batch", response_model=list[BatchItem])
-def triage_batch(batch: BatchIn, loaded: ModelDep, session: SessionDep, settings: SettingsDep, matters: MattersDep,
-                 _: Intake) -> list[BatchItem]:
+def triage_batch(batch: BatchIn, loaded: ModelDep, session: SessionDep, writes: GroupCommitDep, settings: SettingsDep,
+                 matters: MattersDep, _: Intake) -> list[BatchItem]:
     if len(batch.petitions) > settings.max_batch:
         raise HTTPException(422, f"petitions: {len(batch.petitions)} items, over the batch limit of {settings.max_batch}")
     results = []
@@ -134,7 +142,7 @@ def triage_batch(batch: BatchIn, loaded: ModelDep, session: SessionDep, settings
         except ValueError as exc:
             results.append(BatchItem(index=index, error=str(exc)))
             continue
-        results.append(BatchItem(index=index, result=_suggest(petition, loaded, session, matters, settings)))
+        results.append(BatchItem(index=index, result=_suggest(petition, loaded, session, writes, matters, settings)))
     return results
 
 
