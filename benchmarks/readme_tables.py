@@ -1,4 +1,4 @@
-"""Write the README's figure tables from benchmarks/results/*.json, so that no figure
+"""Write the figure tables of the README and docs/model.md from benchmarks/results/*.json, so that no figure
 is typed by hand. Each table sits between `<!-- results:NAME -->` and
 `<!-- /results -->`; the text around it is left alone.
 
@@ -21,6 +21,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 README = ROOT / "README.md"
+# Every file whose tables are made here: the README's, and those of the docs that explain them.
+DOCUMENTS = (README, ROOT / "docs" / "model.md", ROOT / "docs" / "linking.md")
 BLOCK = re.compile(r"(<!-- results:(?P<name>[a-z_]+) -->\n)(?P<body>.*?)(<!-- /results -->)", re.S)
 
 ACCURACY_COLUMNS = {
@@ -134,13 +136,18 @@ def linking(results: dict[str, Any]) -> str:
     return "| measure | figure |\n|---|---|\n" + "".join(f"| {a} | {b} |\n" for a, b in rows)
 
 
+def machine_state(loads: list[float], cpus: int) -> str:
+    """How busy the machine was while a benchmark ran, from the load averages it recorded."""
+    state = ("otherwise quiet" if max(loads) <= cpus + 0.5
+             else "shared with other work, so times are rough")
+    return f"load average between {min(loads):.1f} and {max(loads):.1f} on {cpus} cores, {state}"
+
+
 def speed(results: dict[str, Any]) -> str:
     whole = results["whole_process"]
+    loads = [r["load_avg"] for e in whole["processes"].values() for r in e["runs"]]
     lines = [f"Whole processes on {whole['rows']:,} real petitions (`python benchmarks/speed.py`), median wall time of "
-             f"{whole['runs']} fresh starts, start-up included; load average between "
-             f"{min(r['load_avg'] for e in whole['processes'].values() for r in e['runs']):.0f} and "
-             f"{max(r['load_avg'] for e in whole['processes'].values() for r in e['runs']):.0f} on "
-             f"{results['machine']['cpus']} cores shared with other work, so times are rough:", "",
+             f"{whole['runs']} fresh starts, start-up included; {machine_state(loads, results['machine']['cpus'])}:", "",
              "| process | wall s | × fastText + jieba | CPU s (scoring workers not counted) |", "|---|---|---|---|"]
     for name, entry in whole["processes"].items():
         cpu = sorted(r["cpu_seconds"] for r in entry["runs"])[len(entry["runs"]) // 2]
@@ -173,11 +180,14 @@ def load(results: dict[str, Any]) -> str:
     petitions, machine = results["petitions"], results["machine"]
     loads = [machine["load_avg_at_start"][0], machine["load_avg_at_end"][0],
              *(a for p in results["phases"] for a in p["load_avg"])]
+    # Which boards were sent, as the option that chose them (the default is train, dev and cities).
+    sent = [Path(f.strip()).stem for f in petitions["source"].split(",")]
+    sources = "" if sent == ["train", "dev", "cities"] else f" --sources {','.join(sent)}"
     lines = [f"`triage serve --workers {results['workers']}` (SQLite) under load from the same machine "
-             f"(`python benchmarks/load.py`): {petitions['distinct']:,} real petitions (mean "
+             f"(`python benchmarks/load.py{sources}`): {petitions['distinct']:,} real petitions (mean "
              f"{petitions['mean_chars']} characters) sent at fixed rates, {results['seconds_per_rate']:g} s each, "
              "latency counted from each request's scheduled time; then clients that never pause. Load average between "
-             f"{min(loads):.1f} and {max(loads):.1f} on {machine['cpus']} cores shared with other work:", "",
+             f"{min(loads):.1f} and {max(loads):.1f} on {machine['cpus']} cores, the load client among them:", "",
              "| load | due | answered | errors | not answered | completed/s | p50 ms | p99 ms | max ms | server CPU ms/request |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for p in results["phases"]:
@@ -215,7 +225,7 @@ def render(readme: str) -> str:
     def replace(match: re.Match[str]) -> str:
         name = match.group("name")
         if name not in TABLES:
-            raise SystemExit(f"README.md: unknown results table {name!r}; known: {', '.join(TABLES)}")
+            raise SystemExit(f"unknown results table {name!r}; known: {', '.join(TABLES)}")
         file, make = TABLES[name]
         if not (RESULTS / file).exists():  # not measured in this checkout: the table stays as it is
             return match.group(0)
@@ -228,14 +238,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="exit 1 when a README table differs from its results")
     args = parser.parse_args()
-    current = README.read_text(encoding="utf-8")
-    rendered = render(current)
-    if args.check:
+    stale = []
+    for document in DOCUMENTS:
+        current = document.read_text(encoding="utf-8")
+        rendered = render(current)
         if rendered != current:
-            print("README.md tables differ from benchmarks/results: run python benchmarks/readme_tables.py")
-            return 1
-        return 0
-    README.write_text(rendered, encoding="utf-8")
+            stale.append(document.relative_to(ROOT).as_posix())
+            if not args.check:
+                document.write_text(rendered, encoding="utf-8")
+    if args.check and stale:
+        print(f"tables in {', '.join(stale)} differ from benchmarks/results: run python benchmarks/readme_tables.py")
+        return 1
     return 0
 
 
