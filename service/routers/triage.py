@@ -111,14 +111,20 @@ def _suggest(petition: PetitionIn, loaded: LoadedModel, session: Session, writes
     return suggestion
 
 
-@router.post("", response_model=Suggestion)
-def triage_one(petition: PetitionIn, loaded: ModelDep, session: SessionDep, writes: GroupCommitDep, settings: SettingsDep,
-               matters: MattersDep, _: Intake) -> Response:
+def suggest_one(petition: PetitionIn, loaded: LoadedModel, session: Session, writes: GroupCommit, settings: Settings,
+                matters: SharedMatterIndex) -> Suggestion:
+    """The suggestion for one petition, stored: what `POST /v1/triage` answers and the intake page shows."""
     try:
         _check_size(petition, settings)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
-    suggestion = _suggest(petition, loaded, session, writes, matters, settings)
+    return _suggest(petition, loaded, session, writes, matters, settings)
+
+
+@router.post("", response_model=Suggestion)
+def triage_one(petition: PetitionIn, loaded: ModelDep, session: SessionDep, writes: GroupCommitDep, settings: SettingsDep,
+               matters: MattersDep, _: Intake) -> Response:
+    suggestion = suggest_one(petition, loaded, session, writes, settings, matters)
     # Written here, as the Suggestion it already is: handed back as a model, it would be
     # checked against Suggestion again and serialised in another thread of the pool.
     return Response(suggestion.model_dump_json(), media_type="application/json")

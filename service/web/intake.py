@@ -13,9 +13,9 @@ from pydantic import ValidationError
 from model.text import join_fields
 from service.cases import TaxonomyDep, case_out, masked_text
 from service.database import TriageRecord
-from service.deps import ModelDep, SessionDep, SettingsDep
+from service.deps import GroupCommitDep, ModelDep, SessionDep, SettingsDep
 from service.routers.decisions import record
-from service.routers.triage import triage_one
+from service.routers.triage import suggest_one
 from service.schemas import DecisionIn, PetitionIn
 from service.similar import MattersDep
 from service.web.render import highlight, marks_of, page, shown_heads
@@ -38,8 +38,9 @@ def intake_form(request: Request, user: IntakeUser) -> HTMLResponse:
 
 
 @router.post("/intake", response_class=HTMLResponse)
-def intake(request: Request, user: IntakeUser, _: Csrf, loaded: ModelDep, session: SessionDep, settings: SettingsDep,
-           matters: MattersDep, title: Annotated[str, Form()] = "", body: Annotated[str, Form()] = "", external_id: Annotated[str, Form()] = "",
+def intake(request: Request, user: IntakeUser, _: Csrf, loaded: ModelDep, session: SessionDep, writes: GroupCommitDep,
+           settings: SettingsDep, matters: MattersDep, title: Annotated[str, Form()] = "", body: Annotated[str, Form()] = "",
+           external_id: Annotated[str, Form()] = "",
            received_at: Annotated[str, Form()] = "", channel: Annotated[str, Form()] = "") -> Response:
     values = {"title": title, "body": body, "external_id": external_id, "received_at": received_at, "channel": channel}
     try:
@@ -48,8 +49,7 @@ def intake(request: Request, user: IntakeUser, _: Csrf, loaded: ModelDep, sessio
         return _form(request, user, values, [f"收件日期：无法识别的日期 {received_at!r}（格式 YYYY-MM-DD）"], status=422)
     try:
         petition = PetitionIn(title=title, body=body, external_id=external_id or None, received_at=received, channel=channel or None)
-        suggestion = triage_one(petition=petition, loaded=loaded, session=session, settings=settings, matters=matters,
-                                _=user.key)
+        suggestion = suggest_one(petition, loaded, session, writes, settings, matters)
     except ValidationError as exc:
         errors = [f"{FIELD_NAMES.get(str(e['loc'][0]), e['loc'][0]) if e['loc'] else '表单'}：{e['msg']}" for e in exc.errors()]
         return _form(request, user, values, errors, status=422)

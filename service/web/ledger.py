@@ -17,7 +17,7 @@ from openpyxl import Workbook
 
 from service.cases import TaxonomyDep, case_out
 from service.database import TriageRecord
-from service.deps import ModelDep, SessionDep, SettingsDep
+from service.deps import GroupCommitDep, ModelDep, SessionDep, SettingsDep
 from service.routers.triage import triage_batch
 from service.schemas import BatchIn
 from service.similar import MattersDep
@@ -45,8 +45,8 @@ def _petitions(frame: pd.DataFrame) -> list[dict]:
 
 
 @router.post("/intake/ledger", response_class=HTMLResponse)
-async def upload(request: Request, user: IntakeUser, _: Csrf, loaded: ModelDep, session: SessionDep, settings: SettingsDep,
-                 matters: MattersDep, ledger: Annotated[UploadFile, File()]) -> HTMLResponse:
+async def upload(request: Request, user: IntakeUser, _: Csrf, loaded: ModelDep, session: SessionDep,
+                 writes: GroupCommitDep, settings: SettingsDep, matters: MattersDep, ledger: Annotated[UploadFile, File()]) -> HTMLResponse:
     name = Path(ledger.filename or "ledger").name
     suffix = Path(name).suffix.lower()
     if suffix not in SUFFIXES:
@@ -62,8 +62,8 @@ async def upload(request: Request, user: IntakeUser, _: Csrf, loaded: ModelDep, 
             message = str(exc).replace(str(path), name)
             return page(request, "ledger.html", user, status=422, error=message, items=[], name=name)
     try:
-        items = triage_batch(batch=BatchIn(petitions=_petitions(frame)), loaded=loaded, session=session, settings=settings,
-                             matters=matters, _=user.key)
+        items = triage_batch(batch=BatchIn(petitions=_petitions(frame)), loaded=loaded, session=session, writes=writes,
+                             settings=settings, matters=matters, _=user.key)
     except HTTPException as exc:
         return page(request, "ledger.html", user, status=exc.status_code, error=f"{name}：{exc.detail}", items=[], name=name)
     stored = [item.result.triage_id for item in items if item.result is not None and item.result.stored]
