@@ -180,7 +180,8 @@ def main() -> int:
     results: dict[str, Any] = {"n": len(real), "weight": args.weight, "cascade_below": args.cascade_below,
                                "cost": cost, "encoder_threads": 1, "cpus": os.cpu_count(), "cost_load_average": os.getloadavg()[0]}
     for protocol, folds in protocols.items():
-        pooled = {name: [None] * len(real) for name in pipelines}
+        # Risk and key group are the shipped model's in every pipeline: only routing is blended.
+        risk, key_group = np.empty(len(real), object), np.empty(len(real), object)
         division: dict[str, dict[str, np.ndarray]] = {name: {} for name in pipelines}
         asked = np.zeros(len(real), bool)
         for fold in folds:
@@ -193,6 +194,7 @@ def main() -> int:
             classes = np.asarray(model.classes_["division"], dtype=object)
             other = {}
             for rep, (e_real, e_corpus) in representations.items():
+                # Unit-length embeddings are scaled up so that the regularisation does not flatten them.
                 head = LogisticRegression(C=0.3, max_iter=2000, class_weight="balanced").fit(
                     np.vstack([e_real[fold.train], e_corpus]) * 10,
                     np.concatenate([truth["division"][fold.train], y_corpus]),
@@ -201,12 +203,12 @@ def main() -> int:
                 other[rep] = np.zeros_like(proba)
                 for j, label in enumerate(head.classes_):
                     other[rep][:, list(classes).index(label)] = p[:, j]
+            risk[fold.test] = [d["risk"] for d in decisions]
+            key_group[fold.test] = [d["key_group"] for d in decisions]
             asked[fold.test] = proba.max(axis=1) < args.cascade_below
             for name, (rep, weight, below) in pipelines.items():
                 b = blended(proba, other[rep], weight, below)
                 order = np.argsort(-b, axis=1)
-                for i, row in enumerate(fold.test):
-                    pooled[name][row] = decisions[i]
                 division[name].setdefault("label", np.empty(len(real), object))[fold.test] = classes[order[:, 0]]
                 division[name].setdefault("top3", np.empty((len(real), 3), object))[fold.test] = classes[order[:, :3]]
                 division[name].setdefault("confidence", np.zeros(len(real)))[fold.test] = b.max(axis=1)
@@ -214,9 +216,7 @@ def main() -> int:
         results[protocol] = {"asked_share": float(asked.mean())}
         for name in pipelines:
             d = division[name]
-            predictions = Predictions(d["label"], d["confidence"], d["top3"],
-                                      np.asarray([x["risk"] for x in pooled[name]], dtype=object),
-                                      np.asarray([x["key_group"] for x in pooled[name]], dtype=object))
+            predictions = Predictions(d["label"], d["confidence"], d["top3"], risk, key_group)
             with warnings.catch_warnings():  # the figures of needs_review are NaN here: the blend has no thresholds
                 warnings.simplefilter("ignore", RuntimeWarning)
                 summary = summarise([predictions], truth, boards, args.boot, args.seed)
