@@ -105,7 +105,7 @@ def create_app(settings: Settings) -> FastAPI:
                   lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings, app.state.database, app.state.models = settings, database, models
     app.state.registry_watch, app.state.model_follower = watch, follower
-    app.state.recent_keys = RecentKeys(settings.offline_key_seconds)
+    app.state.recent_keys = RecentKeys(settings.offline_key_seconds, settings.key_check_seconds)
     app.state.matters = matters
 
     app.add_middleware(LimitsAndMetrics, max_request_bytes=settings.max_request_bytes, database=database)

@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     # just before the outage keeps working this long).
     database_retry_seconds: float = 5.0
     offline_key_seconds: float = 900.0
+    # How long an API key verified against the database is taken again without asking it:
+    # a key revoked with `triage keys revoke` is refused at most this long afterwards. 0
+    # asks the database on every request.
+    key_check_seconds: float = Field(default=5.0, ge=0)
     # The model registry (REGISTRY/registry.json naming the champion, REGISTRY/models/<version>/)
     # that `triage retrain` and `triage models` use by default: once it names a champion, the
     # champion is served instead of model_dir and a promotion is picked up within

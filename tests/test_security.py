@@ -143,6 +143,28 @@ def test_keys_are_compared_in_constant_time(service: Service, monkeypatch: pytes
     assert compared == [(stored, stored), (stored, hashlib.sha256(forged.encode()).hexdigest())]
 
 
+def test_a_revoked_key_is_refused_once_its_last_check_is_older_than_key_check_seconds(
+        small_model_dir: Path, tmp_path: Path) -> None:
+    db_path = tmp_path / "triage.db"
+    settings = Settings(database_url=f"sqlite:///{db_path}", model_dir=small_model_dir, key_check_seconds=1.0,
+                        _env_file=None)
+    app = create_app(settings)
+    with TestClient(app) as client:
+        database = Database(settings.database_url)
+        with database.sessions() as session:
+            key = create_key(session, "reviewer")
+        headers = {"X-API-Key": key}
+        assert client.get("/v1/review-queue", headers=headers).status_code == 200
+        with database.sessions() as session:
+            assert revoke_key(session, key)
+        database.engine.dispose()
+        # Verified a moment ago: taken without asking the database, as the setting says.
+        assert client.get("/v1/review-queue", headers=headers).status_code == 200
+        time.sleep(1.1)
+        assert client.get("/v1/review-queue", headers=headers).status_code == 401
+    app.state.database.engine.dispose()
+
+
 def test_keys_are_stored_only_as_hashes(service: Service) -> None:
     # Use every key, so that whatever the service records about a request (audit, decisions) is on disk.
     triage = service.client.post("/v1/triage", json=WITH_PII, headers={"X-API-Key": service.keys["intake"]}).json()
