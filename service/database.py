@@ -99,6 +99,9 @@ class MaskedText(TypeDecorator[str]):
 
 class MaskedString(MaskedText):
     impl = String  # with its length, as the column declares it (masking never lengthens text)
+    # Declared again: SQLAlchemy reads cache_ok from each class itself. Without it, every
+    # statement naming such a column was compiled anew each time it ran.
+    cache_ok = True
 
 
 class MaskedJSON(TypeDecorator[dict]):
@@ -401,8 +404,6 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
-        # The triages of concurrent requests, committed together (service/group_commit.py).
-        self.group_commit = GroupCommit()
         self.write_lock: SQLiteWriteLock | None = None
         path = _sqlite_path(url)
         if path is not None:
@@ -410,6 +411,9 @@ class Database:
             event.listen(self.sessions, "before_flush", lambda session, *_: lock.hold(session))
             event.listen(self.sessions, "after_transaction_end",
                          lambda session, transaction: transaction.parent is None and lock.let_go(session))
+        # The triages of concurrent requests, committed together (service/group_commit.py). Its
+        # inserts bypass the ORM's flush, so it takes the write lock itself.
+        self.group_commit = GroupCommit(None if self.write_lock is None else self.write_lock.hold)
         self.retry_seconds = retry_seconds
         self.migrated = False
         self._migrated_once = False

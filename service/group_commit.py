@@ -10,9 +10,10 @@ guarantee for each request, one disk flush for several."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from sqlalchemy import Table, insert, inspect
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session
 
@@ -25,14 +26,29 @@ class _Write:
     error: SQLAlchemyError | None = field(default=None)
 
 
+def _by_statement(rows: Sequence[DeclarativeBase]) -> dict[tuple[Table, tuple[str, ...]], list[dict[str, object]]]:
+    """The column values each row was given, grouped by table and columns set; a column
+    left unset is not named, so that its default applies as it would through the ORM."""
+    grouped: dict[tuple[Table, tuple[str, ...]], list[dict[str, object]]] = {}
+    for row in rows:
+        state = inspect(row)
+        values = {column.key: state.dict[column.key] for column in state.mapper.column_attrs if column.key in state.dict}
+        grouped.setdefault((state.mapper.local_table, tuple(values)), []).append(values)
+    return grouped
+
+
 class GroupCommit:
     """Commits rows handed in by several threads together.
 
-    The rows are written in the session of the request that commits them, so they go
-    through the database's write lock as any session's writes do.
+    Parameters
+    ----------
+    before_write : callable, optional
+        Called with the session before its first insert: the database's write lock
+        (service/database.py, SQLiteWriteLock), which the ORM would take on flush.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, before_write: Callable[[Session], None] | None = None) -> None:
+        self.before_write = before_write
         self._pending: list[_Write] = []
         self._pending_lock = threading.Lock()
         self._commit_lock = threading.Lock()
@@ -58,17 +74,16 @@ class GroupCommit:
             raise write.error
 
     def _commit(self, session: Session, batch: list[_Write]) -> None:
-        rows = [row for write in batch for row in write.first]
         try:
-            session.add_all(rows)
-            if any(write.then for write in batch):
-                session.flush()  # no ORM relationship orders the referencing rows after the others
-                later = [row for write in batch for row in write.then]
-                session.add_all(later)
-                rows += later
+            if self.before_write is not None:
+                self.before_write(session)
+            # Inserted as statements, one per table and set of columns, not through the ORM's
+            # unit of work: its bookkeeping for rows nobody reads back cost more than the
+            # inserts. `first` rows go before `then` rows, which reference them.
+            for rows in ([row for write in batch for row in write.first], [row for write in batch for row in write.then]):
+                for (table, _), values in _by_statement(rows).items():
+                    session.execute(insert(table), values)
             session.commit()
-            for row in rows:
-                session.expunge(row)  # other requests' rows: not this session's to keep
         except SQLAlchemyError as exc:
             session.rollback()
             if len(batch) > 1 and isinstance(exc, IntegrityError | DataError):
