@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from model.artifact import ArtifactError, LoadedModel, SigningKey, load_model
+from service import heap
 from service.database import SERVED_MODEL_ROW, Database, ServedModel, utcnow
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class ModelHolder:
     def serve(self, loaded: LoadedModel) -> None:
         with self._lock:
             self._loaded = loaded
+        heap.settle()
 
 
 def confined(path: str | Path, root: Path) -> Path:

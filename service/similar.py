@@ -27,6 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from model.matter import Match, MatterIndex, components
+from service import heap
 from service.database import Database, DecisionRecord, ReviewItem, TriageRecord
 from service.schemas import SimilarCase
 
@@ -153,6 +154,7 @@ class SharedMatterIndex:
                 with database.sessions() as session:
                     self.refresh(session)
                 log.info("same-matter index: %d petitions", len(self.index))
+                heap.settle()
             except Exception as exc:  # the database may be down at start; the first lookup tries again
                 log.error("same-matter index not built at start: %s", type(exc).__name__)
 
