@@ -26,3 +26,12 @@ def settle() -> None:
         gc.unfreeze()
         gc.collect()
         gc.freeze()
+
+
+def freeze_new() -> None:
+    """Freezes the objects made since the last freeze, without collecting first: for a
+    structure that only grows, such as the same-matter index, whose new rows would
+    otherwise make each full collection longer. Garbage in a reference cycle made just
+    before is kept for the worker's life, which is why this is not done per request."""
+    with _lock:
+        gc.freeze()

@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 # carry an earlier time than one already seen: each refresh looks this far back again.
 COMMIT_LAG = timedelta(seconds=10)
 SIMILAR_SHOWN = 5
+# The index's objects are frozen (service/heap.py) each time it has grown by this many rows.
+FREEZE_EVERY_ROWS = 5_000
 
 # Built once: these run on every triage, and building a statement costs more than running it.
 _TEXT_COLUMNS = (TriageRecord.id, TriageRecord.title_masked, TriageRecord.body_masked, TriageRecord.received_at, TriageRecord.created_at)
@@ -99,6 +101,7 @@ class SharedMatterIndex:
         # SQLite: the last row taken in, (rowid, triage id); None before the first refresh.
         self._last_row: tuple[int, str | None] | None = None
         self._lock = threading.Lock()
+        self._rows_frozen = 0
 
     def refresh(self, session: Session) -> None:
         """Adds the rows stored since the last refresh (all rows within the window the first time)."""
@@ -143,6 +146,12 @@ class SharedMatterIndex:
     def _add_rows(self, rows: Iterable[Row]) -> None:
         self.index.add_many((tid, text_of(title, body), aware(received or created).timestamp())
                             for tid, title, body, received, created in rows)
+        self._freeze_growth()
+
+    def _freeze_growth(self) -> None:
+        if len(self.index) - self._rows_frozen >= FREEZE_EVERY_ROWS:
+            self._rows_frozen = len(self.index)
+            heap.freeze_new()
 
     def warm_up(self, database: Database) -> None:
         """Builds the index in the background, so that the first lookup does not wait for a
@@ -155,6 +164,7 @@ class SharedMatterIndex:
                     self.refresh(session)
                 log.info("same-matter index: %d petitions", len(self.index))
                 heap.settle()
+                self._rows_frozen = len(self.index)
             except Exception as exc:  # the database may be down at start; the first lookup tries again
                 log.error("same-matter index not built at start: %s", type(exc).__name__)
 
@@ -162,6 +172,7 @@ class SharedMatterIndex:
 
     def add(self, triage_id: str, text: str, received: datetime) -> None:
         self.index.add(triage_id, text, aware(received).timestamp())
+        self._freeze_growth()
 
     def lookup(self, session: Session, text: str, received: datetime, limit: int = 50) -> list[Match]:
         """Stored petitions about the same matter received within the window before `received`."""
