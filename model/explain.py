@@ -6,6 +6,7 @@ chosen class. Each is then found in the text so the desk can see it."""
 
 from __future__ import annotations
 
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -46,6 +47,25 @@ def _informative(needle: str) -> bool:
     return len(needle) > 1 and any(ch.isalnum() for ch in needle)
 
 
+# Per fitted model, which feature columns could ever be shown: computed once, as most of
+# a petition's columns are single characters that the loop below would look up in vain.
+_SHOWABLE: weakref.WeakKeyDictionary[Any, tuple[Any, np.ndarray]] = weakref.WeakKeyDictionary()
+
+
+def _showable(model: TriageModel) -> np.ndarray:
+    """Per feature column, whether explaining it can find anything to show: not a rule
+    column (rules report their own spans), and with at least one informative string."""
+    cached = _SHOWABLE.get(model)
+    if cached is None or cached[0] is not model.feature_names_:
+        mask = np.zeros(len(model.feature_names_), bool)
+        for i, name in enumerate(model.feature_names_):
+            kind, needles = _surface(str(name), model)
+            mask[i] = kind != "rule" and any(map(_informative, needles))
+        cached = (model.feature_names_, mask)
+        _SHOWABLE[model] = cached
+    return cached[1]
+
+
 def _region(kind: str, normalized: str) -> tuple[int, int]:
     """Where a feature of this kind was read: the title, the closing request, or anywhere."""
     if kind == "title":
@@ -72,22 +92,25 @@ def _spans(original: str, normalized: str, needles: list[str], region: tuple[int
 
 def explain_head(
     model: TriageModel, head: str, label: str, matrix: Any, text: str,
-    rule_hits: list[tuple[Rule, list[tuple[int, int]]]], top_terms: int,
+    rule_hits: list[tuple[Rule, list[tuple[int, int]]]], top_terms: int, view: str | None = None,
 ) -> dict[str, Any]:
+    """The words (up to `top_terms`) and rules that drove `head` to `label` for `text`,
+    whose features are the first row of the CSR `matrix`; `view` is
+    `model.feature_view(normalize(text))` when the caller has it already."""
     # Found where the features read them: in the same view of the text.
-    normalized = model.feature_view(normalize(text))
+    normalized = model.feature_view(normalize(text)) if view is None else view
     terms: list[dict[str, Any]] = []
     weights = _class_weights(model, head, label)
     if weights is not None:
-        row = matrix.getrow(0).tocoo()
-        contributions = row.data * weights[row.col]
+        columns = matrix.indices[matrix.indptr[0]:matrix.indptr[1]]
+        values = matrix.data[matrix.indptr[0]:matrix.indptr[1]]
+        shown = _showable(model)[columns]
+        columns, contributions = columns[shown], values[shown] * weights[columns[shown]]
         seen: set[str] = set()
-        for idx in np.argsort(-contributions):
+        for idx in np.argsort(-contributions, kind="stable"):
             if contributions[idx] <= 0 or len(terms) >= top_terms:
                 break
-            kind, needles = _surface(str(model.feature_names_[row.col[idx]]), model)
-            if kind == "rule":
-                continue  # rules are reported with their own spans below
+            kind, needles = _surface(str(model.feature_names_[columns[idx]]), model)
             spans = _spans(text, normalized, needles, _region(kind, normalized))
             key = "|".join(s["text"] for s in spans)
             if not spans or key in seen:

@@ -82,7 +82,12 @@ def _tfidf(rows: np.ndarray, cols: np.ndarray, n_docs: int, idf: np.ndarray, dty
     weighting with sublinear_tf=True, smooth_idf=True, norm="l2", without normalize()'s
     input checks, which cost more than the work for one petition. (COO->CSR sums the
     duplicates in linear time; counting by sorting was slower for large batches.)"""
-    counts = sp.coo_matrix((np.ones(len(rows), dtype), (rows, cols)), shape=(n_docs, len(idf))).tocsr()
+    if n_docs == 1:  # one petition, as the service asks: its row built directly, at half the cost
+        columns, per_column = np.unique(cols, return_counts=True)
+        counts = sp.csr_matrix((per_column.astype(dtype), columns.astype(np.int32), np.array([0, len(columns)], np.int32)),
+                               shape=(1, len(idf)))
+    else:
+        counts = sp.coo_matrix((np.ones(len(rows), dtype), (rows, cols)), shape=(n_docs, len(idf))).tocsr()
     return _weigh_counts(counts, idf)
 
 

@@ -615,9 +615,10 @@ class TriageModel(BaseEstimator):
         proba = {head: p[0] for head, p in proba_rows.items()}
         hits = hit_rows[0]
         decision = self.decide(proba, hits)
+        view = self.feature_view(normalize(text))
         explanation = {
             head: explain_head(self, head, decision[head], matrix, text, [(r, s) for r, s in hits if r.head == head],
-                               top_terms)
+                               top_terms, view)
             for head in HEADS
         }
         return Suggestion(**decision, explanation=explanation)
