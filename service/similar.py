@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -102,14 +103,24 @@ class SharedMatterIndex:
         self._last_row: tuple[int, str | None] | None = None
         self._lock = threading.Lock()
         self._rows_frozen = 0
+        # When the last refresh that succeeded began (time.monotonic).
+        self._refresh_began: float | None = None
 
     def refresh(self, session: Session) -> None:
         """Adds the rows stored since the last refresh (all rows within the window the first time)."""
+        asked = time.monotonic()
         with self._lock:
+            # Under load many requests wait here while one refreshes. A refresh that began
+            # after this call has read every row committed before it, all that this call
+            # would read: no second query for them, one after the other.
+            if self._refresh_began is not None and self._refresh_began > asked:
+                return
+            began = time.monotonic()
             now = datetime.now(UTC)
             sqlite = session.get_bind().dialect.name == "sqlite"
             if sqlite and self._last_row is not None and self._refresh_by_rowid(session):
                 self._seen_until = now
+                self._refresh_began = began
                 return
             # Read before the texts: a row stored in between is read twice, and taken in once.
             last_rowid = (session.scalar(_LAST_ROWID) or 0) if sqlite else None
@@ -124,6 +135,7 @@ class SharedMatterIndex:
             self._seen_until = now
             if last_rowid is not None:
                 self._last_row = (last_rowid, None)
+            self._refresh_began = began
 
     def _refresh_by_rowid(self, session: Session) -> bool:
         """Takes in the rows after the last one seen; False when that row is no longer
