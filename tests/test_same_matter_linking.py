@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import csv
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -19,6 +21,7 @@ import pytest
 from fastapi.testclient import TestClient
 from postgres_db import POSTGRES_PARAM, throwaway_database
 from serving import CLI, ROOT, ServeProcess, make_key, serve_env
+from sqlalchemy import event
 
 from model.matter import MatterIndex, link_matters, normalize_for_linking
 from service.app import create_app
@@ -251,3 +254,39 @@ def test_training_keeps_a_resent_letter_in_one_fold_when_the_ledger_names_no_mat
     frame = pd.DataFrame({"id": ["a", "b", "c", "d"], "title": [t["title"] for t in texts], "body": [t["body"] for t in texts]})
     groups = matter_groups(frame, np.ones(len(frame), bool))
     assert groups[0] == groups[1] and len({groups[0], groups[2], groups[3]}) == 3
+
+
+def test_requests_waiting_behind_a_refresh_that_began_after_them_do_not_query_again(tmp_path):
+    """Under load many requests queue on the index's lock; the first to get it reads the new
+    rows for all of them, and a row committed before they asked is in the index for each."""
+    database = Database(f"sqlite:///{tmp_path / 'triage.db'}")
+    database.ensure_migrated()
+    shared = SharedMatterIndex(window_days=365, threshold=0.5)
+    with database.sessions() as session:
+        shared.refresh(session)
+    p = petition(FIRST)
+    with database.sessions() as session:
+        session.add(TriageRecord(id="committed-before", title_masked=p["title"], body_masked=p["body"], model_version="test",
+                                 division="labor_relations", division_confidence=0.9, risk="low", key_group="none",
+                                 needs_review=False, suggestion={}))
+        session.commit()
+    statements: list[str] = []
+    event.listen(database.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+
+    def refresh() -> None:
+        with database.sessions() as session:
+            shared.refresh(session)
+
+    shared._lock.acquire()  # a refresh under way: the requests below ask meanwhile
+    waiting = [threading.Thread(target=refresh) for _ in range(4)]
+    for thread in waiting:
+        thread.start()
+    time.sleep(0.2)
+    shared._lock.release()
+    for thread in waiting:
+        thread.join()
+    assert "committed-before" in shared.index
+    assert len([s for s in statements if "triages" in s]) == 1, statements
+    refresh()  # a request asking after that refresh began reads again
+    assert len([s for s in statements if "triages" in s]) == 2
+    database.engine.dispose()
