@@ -6,6 +6,7 @@ chosen class. Each is then found in the text so the desk can see it."""
 
 from __future__ import annotations
 
+import threading
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +51,7 @@ def _informative(needle: str) -> bool:
 # Per fitted model, which feature columns could ever be shown: computed once, as most of
 # a petition's columns are single characters that the loop below would look up in vain.
 _SHOWABLE: weakref.WeakKeyDictionary[Any, tuple[Any, np.ndarray]] = weakref.WeakKeyDictionary()
+_SHOWABLE_LOCK = threading.Lock()
 
 
 def _showable(model: TriageModel) -> np.ndarray:
@@ -57,12 +59,17 @@ def _showable(model: TriageModel) -> np.ndarray:
     column (rules report their own spans), and with at least one informative string."""
     cached = _SHOWABLE.get(model)
     if cached is None or cached[0] is not model.feature_names_:
-        mask = np.zeros(len(model.feature_names_), bool)
-        for i, name in enumerate(model.feature_names_):
-            kind, needles = _surface(str(name), model)
-            mask[i] = kind != "rule" and any(map(_informative, needles))
-        cached = (model.feature_names_, mask)
-        _SHOWABLE[model] = cached
+        # Once per model, not once per thread: the first requests after a model is loaded
+        # arrive together, and each computing it took seconds of the worker between them.
+        with _SHOWABLE_LOCK:
+            cached = _SHOWABLE.get(model)
+            if cached is None or cached[0] is not model.feature_names_:
+                mask = np.zeros(len(model.feature_names_), bool)
+                for i, name in enumerate(model.feature_names_):
+                    kind, needles = _surface(str(name), model)
+                    mask[i] = kind != "rule" and any(map(_informative, needles))
+                cached = (model.feature_names_, mask)
+                _SHOWABLE[model] = cached
     return cached[1]
 
 

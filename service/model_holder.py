@@ -23,6 +23,9 @@ from service.database import SERVED_MODEL_ROW, Database, ServedModel, utcnow
 log = logging.getLogger(__name__)
 
 
+WARM_UP_PETITION = "公司拖欠工资三个月未发，请求劳动监察部门责令支付。"
+
+
 class ModelHolder:
     """Requests take a reference to the current model once; a reload replaces the
     reference, so a request in flight finishes on the model it started with."""
@@ -42,6 +45,9 @@ class ModelHolder:
         return loaded
 
     def serve(self, loaded: LoadedModel) -> None:
+        # One suggestion before the model takes requests: what the model computes once, on
+        # its first use, is then done here rather than by the first requests, together.
+        loaded.model.suggest(WARM_UP_PETITION)
         with self._lock:
             self._loaded = loaded
         heap.settle()
