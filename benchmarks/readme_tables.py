@@ -169,6 +169,25 @@ def train_scale(results: dict[str, Any]) -> str:
         lines.append(f"| {r['n']:,} | {r['chars'] / 1e6:.1f} M | {r['features']:,} | {r['fit_seconds']:.0f} | "
                      f"{r['peak_tree_pss_mb'] / 1024:.1f} GiB | {r['peak_rss_mb'] / 1024:.1f} GiB | "
                      f"{r['artifact_bytes'] / 2**20:.0f} MB |")
+    compared = [r for r in results["rows"] if (r.get("reference") or {}).get("agreement")]
+    if compared:
+        lines += ["", "Above 20,000 petitions, each size fitted again with its heads fitted as before (`--reference`: "
+                  "every head by liblinear or lbfgs on every row, in worker processes), and how the two fits decide "
+                  "the same held-out petitions:", "",
+                  "| petitions | fit s, before | peak memory, before | held out | same routing | same risk "
+                  "| same key group | routing accuracy (before) | routing macro-F1 (before) | risk macro-F1 (before) "
+                  "| key group any-F1 (before) |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in compared:
+            ref, now, before = r["reference"], r["heldout"], r["reference"]["heldout"]
+            same = ref["agreement"]
+            lines.append(
+                f"| {r['n']:,} | {ref['fit_seconds']:.0f} | {ref['peak_tree_pss_mb'] / 1024:.1f} GiB | {now['n']:,} | "
+                f"{same['division']:.1%} | {same['risk']:.1%} | {same['key_group']:.1%} | "
+                f"{now['division_accuracy']:.3f} ({before['division_accuracy']:.3f}) | "
+                f"{now['division_macro_f1']:.3f} ({before['division_macro_f1']:.3f}) | "
+                f"{now['risk_macro_f1']:.3f} ({before['risk_macro_f1']:.3f}) | "
+                f"{now['key_group_any_f1']:.3f} ({before['key_group_any_f1']:.3f}) |")
     return "\n".join(lines) + "\n"
 
 

@@ -18,9 +18,13 @@ back. The child reports its wall time, the peak memory of its whole process tree
 pages they share count once) beside its own peak resident memory (getrusage),
 and the artifact's size. A size the memory check refuses is reported as refused,
 with the check's message. Other people's work on the same 2 cores makes timings
-noisy: the load average is recorded beside them.
+noisy: the load average is recorded beside them. Each size also records its
+held-out figures (out-of-fold, or on the held-out sample of a large ledger). With
+--reference, each size above model.triage.HOLDOUT_ABOVE is fitted a second time with
+its heads fitted as large ledgers' were before (every head on every row, in worker
+processes), and the share of held-out petitions the two fits decide alike is recorded.
 
-    python benchmarks/train_scale.py [--sizes 10000,50000,100000] [--json OUT.json]
+    python benchmarks/train_scale.py [--sizes 10000,50000,100000] [--reference] [--json OUT.json]
     python benchmarks/train_scale.py --generated   # the project's generated petitions instead"""
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 RESULT_MARK = "TRAIN_SCALE_RESULT "
-# How a large ledger was fitted before its heads were fitted in-process (--reference).
+# How a large ledger's heads were fitted before they were fitted in-process (--reference).
 REFERENCE_PARAMS = {"large_in_process": False, "large_svm_rows": None}
 
 
@@ -280,8 +284,8 @@ def main() -> int:
     parser.add_argument("--ledger", help=argparse.SUPPRESS)
     parser.add_argument("--params", default="{}", help=argparse.SUPPRESS)
     parser.add_argument("--reference", action="store_true",
-                        help="also fit each size above model.triage.HOLDOUT_ABOVE the way large ledgers were fitted "
-                             "before (every head by liblinear or lbfgs on every row, in worker processes) and report "
+                        help="also fit each size above model.triage.HOLDOUT_ABOVE with its heads fitted as before "
+                             "(every head by liblinear or lbfgs on every row, in worker processes) and report "
                              "how alike the two decide the held-out petitions")
     args = parser.parse_args()
 
@@ -317,7 +321,7 @@ def main() -> int:
             log(f"training on {n:,} {kind} petitions (fresh process) …")
             row = run_size(n, args.seed, args.timeout, ledger)
             if args.reference and n > HOLDOUT_ABOVE and "error" not in row and "refused" not in row:
-                log("  and the way large ledgers were fitted before, for reference (fresh process) …")
+                log("  and with its heads fitted as before, for reference (fresh process) …")
                 before = run_size(n, args.seed, args.timeout, ledger, REFERENCE_PARAMS)
                 row["reference"] = {key: before.get(key) for key in ("fit_seconds", "peak_tree_pss_mb", "heldout", "error")
                                     if key in before}
