@@ -172,6 +172,30 @@ def train_scale(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def train_scale_reference(results: dict[str, Any]) -> str:
+    compared = [r for r in results["rows"] if (r.get("reference") or {}).get("agreement")]
+    lines: list[str] = []
+    if compared:
+        lines += ["Above 20,000 petitions, each size fitted again with its heads fitted as before (`--reference`: "
+                  "every head by liblinear or lbfgs on every row, in worker processes), and how the two fits decide "
+                  "the same held-out petitions:", "",
+                  "| petitions | fit s, before | peak memory, before | held out | same routing | same risk "
+                  "| same key group | routing accuracy (before) | routing macro-F1 (before) | risk macro-F1 (before) "
+                  "| key group any-F1 (before) |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in compared:
+            ref, now, before = r["reference"], r["heldout"], r["reference"]["heldout"]
+            same = ref["agreement"]
+            lines.append(
+                f"| {r['n']:,} | {ref['fit_seconds']:.0f} | {ref['peak_tree_pss_mb'] / 1024:.1f} GiB | {now['n']:,} | "
+                f"{same['division']:.1%} | {same['risk']:.1%} | {same['key_group']:.1%} | "
+                f"{now['division_accuracy']:.3f} ({before['division_accuracy']:.3f}) | "
+                f"{now['division_macro_f1']:.3f} ({before['division_macro_f1']:.3f}) | "
+                f"{now['risk_macro_f1']:.3f} ({before['risk_macro_f1']:.3f}) | "
+                f"{now['key_group_any_f1']:.3f} ({before['key_group_any_f1']:.3f}) |")
+    return "\n".join(lines) + "\n"
+
+
 def _ms(value: float | None) -> str:
     return "–" if value is None else f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
 
@@ -217,6 +241,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "linking": ("linking.json", linking),
     "speed": ("speed.json", speed),
     "train_scale": ("train_scale.json", train_scale),
+    "train_scale_reference": ("train_scale.json", train_scale_reference),
     "load": ("load.json", load),
 }
 

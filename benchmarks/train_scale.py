@@ -18,9 +18,13 @@ back. The child reports its wall time, the peak memory of its whole process tree
 pages they share count once) beside its own peak resident memory (getrusage),
 and the artifact's size. A size the memory check refuses is reported as refused,
 with the check's message. Other people's work on the same 2 cores makes timings
-noisy: the load average is recorded beside them.
+noisy: the load average is recorded beside them. Each size also records its
+held-out figures (out-of-fold, or on the held-out sample of a large ledger). With
+--reference, each size above model.triage.HOLDOUT_ABOVE is fitted a second time with
+its heads fitted as large ledgers' were before (every head on every row, in worker
+processes), and the share of held-out petitions the two fits decide alike is recorded.
 
-    python benchmarks/train_scale.py [--sizes 10000,50000,100000] [--json OUT.json]
+    python benchmarks/train_scale.py [--sizes 10000,50000,100000] [--reference] [--json OUT.json]
     python benchmarks/train_scale.py --generated   # the project's generated petitions instead"""
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 RESULT_MARK = "TRAIN_SCALE_RESULT "
+# How a large ledger's heads were fitted before they were fitted in-process (--reference).
+REFERENCE_PARAMS = {"large_in_process": False, "large_svm_rows": None}
 
 
 REAL = ROOT.parent / "shared" / "data" / "real"
@@ -145,7 +151,24 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def child(n: int, seed: int, workdir: Path, ledger: Path | None) -> dict[str, Any]:
+def heldout_summary(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The held-out figures the quality of a large-ledger fit is judged by."""
+    return {"scope": metrics["scope"], "n": metrics["n"],
+            "division_accuracy": metrics["division"]["accuracy"], "division_macro_f1": metrics["division"]["macro_f1"],
+            "risk_macro_f1": metrics["risk"]["macro_f1"], "high_recall": metrics["risk"]["high_recall"],
+            "high_share": metrics["risk"]["high_share"], "key_group_any_f1": metrics["key_group"]["any_f1"],
+            "needs_review_share": metrics["needs_review_share"]}
+
+
+def agreement(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any] | None:
+    """Share of the held-out petitions two fits decide alike, per head (None if they held out different ones)."""
+    if a.get("heldout_ids") != b.get("heldout_ids"):
+        return None
+    return {key: sum(x == y for x, y in zip(a["heldout_labels"][key], b["heldout_labels"][key], strict=True))
+            / len(a["heldout_ids"]) for key in a["heldout_labels"]}
+
+
+def child(n: int, seed: int, workdir: Path, ledger: Path | None, params: dict[str, Any]) -> dict[str, Any]:
     import pandas as pd
 
     from model.artifact import load_model, save_model
@@ -174,7 +197,7 @@ def child(n: int, seed: int, workdir: Path, ledger: Path | None) -> dict[str, An
     sampler.start()
     started = time.perf_counter()
     try:
-        model, fitted = fit_with_thresholds(frame, taxonomy, seed=0)
+        model, fitted = fit_with_thresholds(frame, taxonomy, seed=0, **params)
     except NotEnoughMemory as exc:
         sampler.stop()
         return {**base, "refused": str(exc)}
@@ -198,14 +221,21 @@ def child(n: int, seed: int, workdir: Path, ledger: Path | None) -> dict[str, An
         "peak_tree_pss_mb": tree_peak / 2**20, "peak_rss_mb_before_fit": rss_before_fit,
         "peak_rss_mb_after_fit": rss_after_fit, "peak_rss_mb": peak_rss_mb(),
         "load_avg_before": load_before, "load_avg_after": os.getloadavg()[0],
+        "heldout": heldout_summary(fitted["heldout_metrics"]),
+        # For comparing two fits' decisions; not written to the results file.
+        "heldout_ids": fitted["heldout_ids"],
+        "heldout_labels": {key: [d[key] for d in model.heldout_decisions_]
+                           for key in ("division", "risk", "key_group", "needs_review")},
     }
 
 
-def run_size(n: int, seed: int, timeout: float, ledger: Path | None) -> dict[str, Any]:
+def run_size(n: int, seed: int, timeout: float, ledger: Path | None, params: dict[str, Any] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f"train-scale-{n}-") as tmp:
         command = [sys.executable, str(Path(__file__).resolve()), "--child", str(n), "--seed", str(seed), "--workdir", tmp]
         if ledger is not None:
             command += ["--ledger", str(ledger)]
+        if params:
+            command += ["--params", json.dumps(params)]
         started = time.perf_counter()
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
@@ -252,10 +282,16 @@ def main() -> int:
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     parser.add_argument("--ledger", help=argparse.SUPPRESS)
+    parser.add_argument("--params", default="{}", help=argparse.SUPPRESS)
+    parser.add_argument("--reference", action="store_true",
+                        help="also fit each size above model.triage.HOLDOUT_ABOVE with its heads fitted as before "
+                             "(every head by liblinear or lbfgs on every row, in worker processes) and report "
+                             "how alike the two decide the held-out petitions")
     args = parser.parse_args()
 
     if args.child is not None:
-        result = child(args.child, args.seed, Path(args.workdir), Path(args.ledger) if args.ledger else None)
+        result = child(args.child, args.seed, Path(args.workdir), Path(args.ledger) if args.ledger else None,
+                       json.loads(args.params))
         print(RESULT_MARK + json.dumps(result), flush=True)
         return 0
     try:
@@ -270,6 +306,8 @@ def main() -> int:
               "the project's generated petitions instead)")
         return 3
 
+    from model.triage import HOLDOUT_ABOVE
+
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="train-scale-ledger-") as tmp:
         ledger, built = None, None
@@ -282,6 +320,15 @@ def main() -> int:
         for n in sizes:
             log(f"training on {n:,} {kind} petitions (fresh process) …")
             row = run_size(n, args.seed, args.timeout, ledger)
+            if args.reference and n > HOLDOUT_ABOVE and "error" not in row and "refused" not in row:
+                log("  and with its heads fitted as before, for reference (fresh process) …")
+                before = run_size(n, args.seed, args.timeout, ledger, REFERENCE_PARAMS)
+                row["reference"] = {key: before.get(key) for key in ("fit_seconds", "peak_tree_pss_mb", "heldout", "error")
+                                    if key in before}
+                row["reference"]["params"] = REFERENCE_PARAMS
+                row["reference"]["agreement"] = None if "error" in before else agreement(row, before)
+            for key in ("heldout_ids", "heldout_labels"):
+                row.pop(key, None)
             rows.append(row)
             log(f"  {n:,}: {json.dumps(row)}")
             # Written after every size, so that a run stopped half-way keeps what it measured.

@@ -17,7 +17,7 @@ from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from sklearn.svm import LinearSVC
 from threadpoolctl import threadpool_limits
@@ -27,6 +27,13 @@ from threadpoolctl import threadpool_limits
 # training time (benchmarks/accuracy.py, benchmarks/train_scale.py).
 SVM_TOL = 1e-3
 LOSSES = ("squared_hinge", "log_loss")
+# Passes of stochastic gradient descent over the rows (`sgd`), each a fixed cost: no
+# stopping test, so that the time a large ledger takes is known before it starts.
+SGD_EPOCHS = 10
+# The hinge loss stands in for liblinear's squared hinge under SGD: with the squared
+# one, a petition far on the wrong side takes a step that grows with its distance,
+# and routing and risk held out did worse (benchmarks/train_scale.py).
+SGD_LOSSES = {"squared_hinge": "hinge", "log_loss": "log_loss"}
 
 
 def _scores(decision: np.ndarray) -> np.ndarray:
@@ -34,7 +41,7 @@ def _scores(decision: np.ndarray) -> np.ndarray:
     return np.column_stack([-decision / 2, decision / 2]) if decision.ndim == 1 else decision
 
 
-Linear = LinearSVC | LogisticRegression
+Linear = LinearSVC | LogisticRegression | SGDClassifier
 
 
 def _rows(X: Any, rows: np.ndarray) -> Any:
@@ -88,6 +95,13 @@ class TemperatureScaledLinear(ClassifierMixin, BaseEstimator):
     few thousand held-out rows the temperature is as well determined as with folds,
     at a quarter of the fits.
 
+    `sgd` (with `holdout` only) fits the same objective by stochastic gradient descent
+    (SGDClassifier, `alpha` = 1 / (C x training rows)) in this process, on `X` itself:
+    liblinear copies every row it trains on into its own format, which for a large
+    ledger was most of training's peak memory, and the held-out rows are left out by a
+    weight of zero rather than by a copy of the others. Its one-vs-rest binary fits run
+    in `n_jobs` threads, which SGD's loop lets run side by side.
+
     Parameters
     ----------
     C : float, default=0.3
@@ -104,6 +118,9 @@ class TemperatureScaledLinear(ClassifierMixin, BaseEstimator):
         Cap on the SVM solver's passes over the rows (liblinear's dual coordinate
         descent); None keeps scikit-learn's. Large training sets are fitted with a
         cap (`TriageModel`'s `large_max_iter`). The logistic regression keeps its own.
+    sgd : bool, default=False
+        Stochastic gradient descent instead (requires `holdout`; `max_iter` is then
+        ignored: SGD_EPOCHS passes).
     n_jobs : int, optional
     random_state : int, default=0
 
@@ -121,11 +138,13 @@ class TemperatureScaledLinear(ClassifierMixin, BaseEstimator):
 
     def __init__(self, C: float = 0.3, loss: str = "squared_hinge", folds: int = 3,
                  class_weight: str | None = "balanced", holdout: np.ndarray | None = None, tol: float = SVM_TOL,
-                 max_iter: int | None = None, n_jobs: int | None = None, random_state: int = 0) -> None:
+                 max_iter: int | None = None, sgd: bool = False, n_jobs: int | None = None,
+                 random_state: int = 0) -> None:
         self.C = C
         self.loss = loss
         self.tol = tol
         self.max_iter = max_iter
+        self.sgd = sgd
         self.folds = folds
         self.class_weight = class_weight
         self.holdout = holdout
@@ -135,6 +154,7 @@ class TemperatureScaledLinear(ClassifierMixin, BaseEstimator):
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Heads pickled before the cap existed were fitted without one.
         state.setdefault("max_iter", None)
+        state.setdefault("sgd", False)
         super().__setstate__(state)
 
     def _linear(self) -> Linear:
@@ -159,6 +179,10 @@ class TemperatureScaledLinear(ClassifierMixin, BaseEstimator):
         y = np.asarray(y)
         weight = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
         self.classes_, encoded = np.unique(y, return_inverse=True)
+        if self.sgd:
+            if self.holdout is None:
+                raise ValueError("sgd=True needs a holdout: it replaces the folds' fits for large training sets")
+            return self._fit_sgd(X, y, encoded, weight)
         if self.holdout is None:
             splits = self._folds(X, y, None if groups is None else np.asarray(groups))
             refit = [(X, y, weight)]
@@ -179,9 +203,37 @@ class TemperatureScaledLinear(ClassifierMixin, BaseEstimator):
         oof = np.zeros((len(y), len(self.classes_) if len(self.classes_) > 2 else 2))
         for linear, (_, test) in zip(fitted[: len(splits)], splits, strict=True):
             oof[test] = _scores(linear.decision_function(_rows(X, test)))
-        oof, encoded = oof[self.oof_rows_], encoded[self.oof_rows_]
-        row_weight = np.ones(len(encoded)) if weight is None else weight[self.oof_rows_]
+        self._fit_temperature(oof[self.oof_rows_], encoded[self.oof_rows_],
+                              np.ones(len(self.oof_rows_)) if weight is None else weight[self.oof_rows_])
+        return self
 
+    def _fit_sgd(self, X: Any, y: np.ndarray, encoded: np.ndarray, weight: np.ndarray | None) -> TemperatureScaledLinear:
+        test = np.asarray(self.holdout)
+        train = np.ones(len(y), bool)
+        train[test] = False
+        # The held-out rows stay in X with a weight of zero (no copy of the rows); the
+        # class weights are counted on the training rows alone, as a fit on them would.
+        row_weight = np.ones(len(y)) if weight is None else weight.copy()
+        row_weight[test] = 0.0
+        class_weight = None
+        if self.class_weight == "balanced":
+            counts = np.bincount(encoded[train], minlength=len(self.classes_))
+            if (counts == 0).any():
+                missing = sorted(str(c) for c in self.classes_[counts == 0])
+                raise ValueError(f"labels {missing} occur only in the held-out rows; every label needs training rows")
+            class_weight = dict(zip(self.classes_.tolist(), (train.sum() / (len(counts) * counts)).tolist(), strict=True))
+        linear = SGDClassifier(loss=SGD_LOSSES[self.loss], alpha=1.0 / (self.C * train.sum()), class_weight=class_weight,
+                               max_iter=SGD_EPOCHS, tol=None, random_state=self.random_state, n_jobs=self.n_jobs)
+        with threadpool_limits(limits=1), warnings.catch_warnings():
+            # A fixed number of passes, on purpose.
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            self.estimator_ = linear.fit(X, y, sample_weight=row_weight)
+        self.oof_rows_ = test
+        oof = _scores(self.decision_function(X[test]))
+        self._fit_temperature(oof, encoded[test], np.ones(len(test)) if weight is None else weight[test])
+        return self
+
+    def _fit_temperature(self, oof: np.ndarray, encoded: np.ndarray, row_weight: np.ndarray) -> None:
         def nll(log_t: float) -> float:
             log_p = log_softmax(oof / np.exp(log_t), axis=1)[np.arange(len(encoded)), encoded]
             return -float(np.average(log_p, weights=row_weight))
@@ -191,7 +243,6 @@ class TemperatureScaledLinear(ClassifierMixin, BaseEstimator):
         # `oof_rows_`) without having seen it. Training uses them to choose thresholds,
         # then drops them.
         self.oof_proba_ = softmax(oof / self.temperature_, axis=1)
-        return self
 
     @property
     def coef_(self) -> np.ndarray:

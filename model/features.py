@@ -59,6 +59,12 @@ _WHITE_SPACES = re.compile(r"\s\s+")
 FIT_CHUNK_CHARS = 2_000_000
 
 
+# WordNgramTfidf weighs this many texts at a time: the (text, column) pairs of every
+# word and word pair of a large ledger at once, as 64-bit integers, took several times
+# the memory of the matrix they make.
+WEIGH_CHUNK_ROWS = 10_000
+
+
 def _ngram_codes(texts: list[str], max_n: int) -> tuple[np.ndarray, np.ndarray]:
     """Every character n-gram (n = 1..max_n) of every text as one integer, with the
     index of its text. The code points (+1) are left-aligned in 21-bit fields and
@@ -196,16 +202,32 @@ class CharNgramTfidf(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
         # The counts are already summed per (text, n-gram): keep their columns rather
         # than look every n-gram up again, which took a third of the fit. Both
         # vocabularies are sorted, so a block's kept columns keep their order.
-        parts = []
-        while counted:
-            block_vocabulary, every, _ = counted.pop(0)
+        # Each block's kept entries are written straight into the matrix's arrays, sized
+        # first, rather than blocks stacked at the end: that copy doubled the matrix.
+        def kept_columns(block_vocabulary: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             position = np.searchsorted(self.codes_, block_vocabulary)
             kept = position < len(self.codes_)
             kept[kept] = self.codes_[position[kept]] == block_vocabulary[kept]
-            every = every[:, np.flatnonzero(kept)]
-            parts.append(sp.csr_matrix((every.data.astype(self.dtype), position[kept][every.indices].astype(np.int32),
-                                        every.indptr), shape=(every.shape[0], len(self.codes_))))
-        return _weigh_counts(sp.vstack(parts, format="csr") if len(parts) > 1 else parts[0], self.idf_)
+            return position, kept
+
+        row_nnz = []
+        for block_vocabulary, every, _ in counted:
+            stored = np.concatenate([[0], np.cumsum(kept_columns(block_vocabulary)[1][every.indices])])
+            row_nnz.append(stored[every.indptr[1:]] - stored[every.indptr[:-1]])
+        indptr = np.concatenate([[0], np.cumsum(np.concatenate(row_nnz))])
+        index_type = np.int32 if indptr[-1] < np.iinfo(np.int32).max else np.int64
+        data, indices, at = np.empty(indptr[-1], self.dtype), np.empty(indptr[-1], index_type), 0
+        while counted:
+            block_vocabulary, every, _ = counted.pop(0)
+            position, kept = kept_columns(block_vocabulary)
+            entry = kept[every.indices]
+            stored = int(entry.sum())
+            data[at:at + stored] = every.data[entry]
+            indices[at:at + stored] = position[every.indices[entry]]
+            at += stored
+            del every, entry
+        counts = sp.csr_matrix((data, indices, indptr.astype(index_type)), shape=(len(texts), len(self.codes_)), copy=False)
+        return _weigh_counts(counts, self.idf_)
 
     def transform(self, X: Iterable[str]) -> sp.csr_matrix:
         check_is_fitted(self, "idf_")
@@ -300,10 +322,20 @@ class WordNgramTfidf(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
         ids, lengths = self._word_ids(X, every, grow=True)
         n_docs = len(lengths)
         size = max(len(every), 1)
-        word_rows, word_ids, pair_rows, pair_keys = self._entries(ids, lengths, len(every))
-        # Document frequency: each (text, word) and (text, pair) counted once.
-        word_df = np.bincount(_distinct(word_rows * size + word_ids) % size, minlength=len(every))
-        pairs_seen, pair_df = np.unique(_distinct(pair_rows * size**2 + pair_keys) % size**2, return_counts=True)
+        # Document frequency: each (text, word) and (text, pair) counted once, a block of
+        # texts at a time (WEIGH_CHUNK_ROWS; a text is never split).
+        ends = np.concatenate([[0], np.cumsum(lengths)])
+        word_df = np.zeros(len(every), np.int64)
+        pair_parts = []
+        for start in range(0, n_docs, WEIGH_CHUNK_ROWS):
+            stop = min(start + WEIGH_CHUNK_ROWS, n_docs)
+            word_rows, word_ids, pair_rows, pair_keys = self._entries(ids[ends[start]:ends[stop]], lengths[start:stop],
+                                                                      len(every))
+            word_df += np.bincount(_distinct(word_rows * size + word_ids) % size, minlength=len(every))
+            pair_parts.append(_distinct(pair_rows * size**2 + pair_keys) % size**2)
+            del word_rows, word_ids, pair_rows, pair_keys
+        pairs_seen, pair_df = np.unique(np.concatenate(pair_parts), return_counts=True)
+        del pair_parts
         kept_words = np.flatnonzero(word_df >= self.min_df)
         pair_kept = pair_df >= self.min_df
         # A pair seen in min_df texts has both its words in those texts, so every word of
@@ -327,7 +359,6 @@ class WordNgramTfidf(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
         doc_freq = np.concatenate([word_df[kept_words], pair_df[pair_kept][by_key]])
         self.idf_ = np.empty(len(names), self.dtype)
         self.idf_[np.concatenate([self.word_columns_, self.pair_columns_])] = _idf(doc_freq, n_docs, self.dtype)
-        del word_rows, word_ids, pair_rows, pair_keys
         return self._weigh(renumber[ids], lengths)  # every id is >= 0 here: renumber never reads index -1
 
     def transform(self, X: Iterable[str]) -> sp.csr_matrix:
@@ -335,6 +366,16 @@ class WordNgramTfidf(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
         return self._weigh(*self._word_ids(X, self.words_, grow=False))
 
     def _weigh(self, ids: np.ndarray, lengths: np.ndarray) -> sp.csr_matrix:
+        if len(lengths) <= WEIGH_CHUNK_ROWS:
+            return self._weigh_rows(ids, lengths)
+        # A block of texts at a time: each row's weights depend on that row alone.
+        ends = np.concatenate([[0], np.cumsum(lengths)])
+        parts = [self._weigh_rows(ids[ends[start]:ends[min(start + WEIGH_CHUNK_ROWS, len(lengths))]],
+                                  lengths[start:start + WEIGH_CHUNK_ROWS])
+                 for start in range(0, len(lengths), WEIGH_CHUNK_ROWS)]
+        return sp.vstack(parts, format="csr")
+
+    def _weigh_rows(self, ids: np.ndarray, lengths: np.ndarray) -> sp.csr_matrix:
         word_rows, word_ids, pair_rows, pair_keys = self._entries(ids, lengths, len(self.words_))
         at = np.searchsorted(self.pair_keys_, pair_keys)
         found = at < len(self.pair_keys_)

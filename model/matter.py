@@ -408,14 +408,60 @@ def components(index: MatterIndex, keys: Sequence[str], since: float | None = No
     return list(groups.values())
 
 
-def link_matters(texts: Sequence[str], threshold: float = LINK_THRESHOLD) -> list[str]:
+# Texts prepared per worker process at a time when linking in processes.
+PREPARE_BATCH = 2_000
+
+
+def _prepare(texts: Sequence[str]) -> tuple[list[dict[str, frozenset[str]]], np.ndarray]:
+    """Anchors and MinHash signatures of `texts`, as MatterIndex computes them."""
+    anchors_list, sigs = [], np.empty((len(texts), NUM_PERM), np.uint32)
+    for i, text in enumerate(texts):
+        masked = _masked(text)
+        anchors_list.append(anchors(masked))
+        sigs[i] = signature(_NOT_WORD.sub("", masked))
+    return anchors_list, sigs
+
+
+def _band_pairs(bands: np.ndarray) -> np.ndarray:
+    """(i, j), i < j, of every two rows sharing the hash of at least one band: the
+    candidates MatterIndex finds, for all rows at once, each pair once."""
+    n = len(bands)
+    found = []
+    for b in range(bands.shape[1]):
+        order = np.argsort(bands[:, b], kind="stable")
+        keys = bands[order, b]
+        # Rows with equal keys are neighbours once sorted: pair each with the ones d
+        # places on, for growing d, as long as any run is still that long.
+        active = np.arange(n - 1)
+        d = 1
+        while len(active):
+            active = active[active + d < n]
+            active = active[keys[active] == keys[active + d]]
+            if len(active):
+                i, j = order[active], order[active + d]
+                found.append(np.minimum(i, j).astype(np.int64) * n + np.maximum(i, j))
+            d += 1
+    if not found:
+        return np.empty((0, 2), np.int64)
+    codes = np.unique(np.concatenate(found))
+    return np.column_stack([codes // n, codes % n])
+
+
+def link_matters(texts: Sequence[str], threshold: float = LINK_THRESHOLD, n_jobs: int | None = None) -> list[str]:
     """A matter id per text: texts linked directly or through others share one.
+
+    The links are those of `components` over a MatterIndex holding every text (each
+    text linked to its 50 most similar ones without conflicting anchors), found for all
+    texts at once: candidate pairs by sorting the band hashes, their similarities in
+    one pass, rather than one lookup per text.
 
     Parameters
     ----------
     texts : sequence of str
         Petitions (title and body joined).
     threshold : float, default=LINK_THRESHOLD
+    n_jobs : int, optional
+        Processes that mask the texts and compute their signatures (joblib).
 
     Returns
     -------
@@ -423,11 +469,48 @@ def link_matters(texts: Sequence[str], threshold: float = LINK_THRESHOLD) -> lis
         ``"M<n>"`` per text, numbered in order of first appearance; a text linked to
         no other has a matter of its own.
     """
-    index = MatterIndex(threshold)
-    keys = [str(i) for i in range(len(texts))]
-    index.add_many((key, text, 0.0) for key, text in zip(keys, texts, strict=True))
-    matter = [""] * len(texts)
-    for number, group in enumerate(sorted(components(index, keys), key=lambda g: int(g[0])), start=1):
-        for key in group:
-            matter[int(key)] = f"M{number}"
-    return matter
+    from joblib import Parallel, delayed
+    from joblib.externals.loky import get_reusable_executor
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    texts = list(texts)
+    n = len(texts)
+    if n == 0:
+        return []
+    if n_jobs is None or n_jobs == 1 or n <= PREPARE_BATCH:
+        anchor_list, sigs = _prepare(texts)
+    else:
+        parts = Parallel(n_jobs=n_jobs)(delayed(_prepare)(texts[i:i + PREPARE_BATCH]) for i in range(0, n, PREPARE_BATCH))
+        # The worker processes would otherwise stay, idle, holding memory, for minutes.
+        get_reusable_executor().shutdown(wait=True)
+        anchor_list = [a for part, _ in parts for a in part]
+        sigs = np.concatenate([s for _, s in parts])
+    pairs = _band_pairs(_band_keys(sigs))
+    similar = np.empty(len(pairs), np.float64)
+    for start in range(0, len(pairs), 100_000):
+        i, j = pairs[start:start + 100_000].T
+        similar[start:start + 100_000] = (sigs[i] == sigs[j]).mean(axis=1)
+    keep = similar >= threshold
+    pairs, similar = pairs[keep], similar[keep]
+    # anchors_conflict is symmetric: checked once per pair.
+    agree = np.fromiter((not anchors_conflict(anchor_list[i], anchor_list[j]) for i, j in pairs.tolist()),
+                        dtype=bool, count=len(pairs))
+    pairs, similar = pairs[agree], similar[agree]
+    # Each text keeps its `limit` most similar matches (ties: the earlier text), as
+    # `components` asks query_key for 50.
+    query = np.concatenate([pairs[:, 0], pairs[:, 1]])
+    match = np.concatenate([pairs[:, 1], pairs[:, 0]])
+    similarity = np.concatenate([similar, similar])
+    order = np.lexsort((match, -similarity, query))
+    query, match = query[order], match[order]
+    first = np.searchsorted(query, query, "left")
+    kept = np.arange(len(query)) - first < 50
+    graph = coo_matrix((np.ones(int(kept.sum())), (query[kept], match[kept])), shape=(n, n))
+    labels = connected_components(graph, directed=False)[1]
+    # Numbered by their first text.
+    first_of = np.full(labels.max() + 1, n)
+    np.minimum.at(first_of, labels, np.arange(n))
+    number = np.empty(len(first_of), np.int64)
+    number[np.argsort(first_of)] = np.arange(1, len(first_of) + 1)
+    return [f"M{m}" for m in number[labels].tolist()]

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
+import itertools
 import tempfile
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -48,6 +53,17 @@ HOLDOUT_ROWS = 5_000
 # predicted the same labels as the converged one for nearly every held-out
 # petition, in a fraction of the time (benchmarks/train_scale.py).
 LARGE_MAX_ITER = 30
+# In that regime the heads are fitted in this process, on the one matrix, two at a
+# time in threads: liblinear's own copy of the rows in each head-fitting process was
+# most of the peak memory. The three-way risk and the high-risk heads are fitted by
+# stochastic gradient descent, which reads the matrix in place (model.calibration,
+# `sgd`); held out, they decided as the liblinear and lbfgs ones did. Routing and the
+# key group are not: SGD lost most of their rare labels' F1, so they stay liblinear's,
+# on every row of their other labels and a draw of their most common one, at most
+# LARGE_SVM_ROWS rows, so that the copy liblinear makes stays small
+# (benchmarks/train_scale.py).
+LARGE_SGD_HEADS = frozenset({"risk", "risk_high"})
+LARGE_SVM_ROWS = 40_000
 MIN_ROWS_PER_LABEL_FOR_HOLDOUT = 10
 # What a rule's firing is worth when the held-out data never saw it fire.
 DEFAULT_RULE_PRECISION = 0.5
@@ -92,10 +108,11 @@ def _as_labels(y: Any) -> dict[str, np.ndarray]:
 def _fit_head(head: str, matrix: Any, scaling: np.ndarray, y: np.ndarray, weight: np.ndarray | None,
               groups: np.ndarray | None, *, C: float, loss: str, class_weight: str | None, folds: int,
               holdout: np.ndarray | None, n_jobs: int | None, random_state: int, max_iter: int | None = None,
-              ) -> tuple[TemperatureScaledLinear, np.ndarray, list[str]]:
+              sgd: bool = False, max_rows: int | None = None) -> tuple[TemperatureScaledLinear, np.ndarray, list[str]]:
     """One head fitted on the columns scaled for it, its out-of-sample probabilities
     (NaN for rows without any: those outside the holdout, or of weight 0), and the
-    labels left out."""
+    labels left out. With `holdout` and `max_rows`, it trains on at most `max_rows`
+    rows (`_training_rows`)."""
     counted = np.ones(len(y), bool) if weight is None else weight > 0
     values, counts = np.unique(y[counted], return_counts=True)
     # A label seen once cannot be both learned and calibrated; it is left out
@@ -105,6 +122,9 @@ def _fit_head(head: str, matrix: Any, scaling: np.ndarray, y: np.ndarray, weight
     if len(values) - len(single) < 2:
         raise ModelInputError(
             f"{head}: need at least two labels with 2+ examples each, got {({str(v): int(c) for v, c in zip(values, counts, strict=True)})}")
+    if holdout is not None and not sgd:
+        kept, weight = _training_rows(kept, holdout, y, weight, max_rows, class_weight, random_state)
+    in_order = len(kept) == len(y) and bool(np.all(kept == np.arange(len(y))))
     split = None
     if holdout is not None:  # held-out rows never carry a left-out label (TriageModel._holdout_rows)
         position = np.full(len(y), -1)
@@ -112,21 +132,26 @@ def _fit_head(head: str, matrix: Any, scaling: np.ndarray, y: np.ndarray, weight
         split = position[holdout]
     if holdout is None:
         scaled = matrix @ sp.diags(scaling, format="csr")
+        if not in_order:  # a row copy of the whole matrix, only when some rows are left out
+            scaled = scaled[kept]
     else:
         # A large ledger: a scaled copy of the values alone, the column indices shared
-        # with the matrix (its ask columns stay as stored zeros for the heads that do not read them).
-        values = scaling.take(matrix.indices)
-        values *= matrix.data
-        scaled = sp.csr_matrix((values, matrix.indices, matrix.indptr), shape=matrix.shape, copy=False)
-        del values
-    if len(kept) < len(y):  # a row copy of the whole matrix, only when some rows are left out
-        scaled, y_kept, weight = scaled[kept], y[kept], None if weight is None else weight[kept]
+        # with the matrix (its ask columns stay as stored zeros for the heads that do not
+        # read them); its rows copied first when it trains on some of them only, or in
+        # another order. liblinear reads double precision, SGD the matrix's own.
+        rows = matrix if in_order else matrix[kept]
+        values = scaling.astype(rows.dtype if sgd else np.float64).take(rows.indices)
+        values *= rows.data
+        scaled = sp.csr_matrix((values, rows.indices, rows.indptr), shape=rows.shape, copy=False)
+        del values, rows
+    if not in_order:
+        y_kept, weight = y[kept], None if weight is None else weight[kept]
         groups = None if groups is None else groups[kept]
     else:
         y_kept = y
     head_model = TemperatureScaledLinear(
         C=C, loss=loss, class_weight=class_weight, folds=int(min(folds, counts[counts >= 2].min())), holdout=split,
-        max_iter=max_iter, n_jobs=n_jobs, random_state=random_state).fit(scaled, y_kept, sample_weight=weight, groups=groups)
+        max_iter=max_iter, sgd=sgd, n_jobs=n_jobs, random_state=random_state).fit(scaled, y_kept, sample_weight=weight, groups=groups)
     # Learned on the scaled columns, the weights are folded back: w·(x∘s) = (w∘s)·x,
     # so every head then reads the one shared matrix, unscaled.
     head_model.estimator_.coef_ = head_model.estimator_.coef_ * scaling
@@ -137,6 +162,37 @@ def _fit_head(head: str, matrix: Any, scaling: np.ndarray, y: np.ndarray, weight
         left = np.flatnonzero(np.isin(y, single) & counted)
         oof[left] = head_model.predict_proba(matrix[left])
     return head_model, oof, single
+
+
+def _training_rows(kept: np.ndarray, holdout: np.ndarray, y: np.ndarray, weight: np.ndarray | None,
+                   max_rows: int | None, class_weight: str | None, random_state: int,
+                   ) -> tuple[np.ndarray, np.ndarray | None]:
+    """The rows a liblinear head of a large ledger reads, training rows first and the
+    held-out ones last (so that it trains on a view of them), and their weights.
+
+    With more than `max_rows` training rows, it trains on every row of its other labels
+    and a draw of its most common label's, weighted so that the draw stands for all of
+    them: the objective is the one of every row, in expectation, at the cost of liblinear's
+    copy of the rows drawn."""
+    held = np.zeros(len(y), bool)
+    held[holdout] = True
+    train = kept[~held[kept]]
+    if max_rows is not None and len(train) > max_rows:
+        labels, counts = np.unique(y[train], return_counts=True)
+        common = train[y[train] == labels[counts.argmax()]]
+        others = train[y[train] != labels[counts.argmax()]]
+        size = max(max_rows - len(others), max_rows // 4)
+        if size < len(common):
+            drawn = np.sort(np.random.default_rng(random_state).choice(common, size=size, replace=False))
+            weight = np.ones(len(y)) if weight is None else weight.astype(np.float64, copy=True)
+            if class_weight == "balanced":
+                # Balanced class weights already give the drawn label its share; every row
+                # is then weighted as in the whole set, by the rows over those kept.
+                weight *= len(train) / (len(others) + size)
+            else:
+                weight[drawn] *= len(common) / size
+            train = np.sort(np.concatenate([others, drawn]))
+    return np.concatenate([train, kept[held[kept]]]), weight
 
 
 # Rows of the matrix copied at a time into the file the head-fitting processes map.
@@ -159,6 +215,14 @@ def _csr_in_file(matrix: sp.csr_matrix, order: np.ndarray, folder: Path) -> sp.c
     indices.flush()
     nnz = int(indptr[-1])
     return sp.csr_matrix((data[:nnz], indices[:nnz], indptr), shape=matrix.shape, copy=False)
+
+
+def _give_back_freed_memory() -> None:
+    """Hand the C heap's free memory back to the system (glibc's malloc_trim; elsewhere
+    nothing). The vectorizers' working arrays, freed, otherwise stay counted in the
+    process's memory through the heads' fits, where they are not reused."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
 
 
 def _in_order(rows: np.ndarray, order: np.ndarray) -> np.ndarray:
@@ -191,6 +255,13 @@ class TriageModel(BaseEstimator):
     large_max_iter : int, optional
         Above `holdout_above` petitions, the cap on each SVM head's solver passes
         (None: no cap). Smaller ledgers are always fitted to convergence.
+    large_in_process : bool, default=True
+        Above `holdout_above` petitions, fit the heads in this process on single-precision
+        values, the LARGE_SGD_HEADS by stochastic gradient descent and the others by
+        liblinear on at most `large_svm_rows` rows; False: every head by liblinear (or
+        lbfgs) on every row, in worker processes.
+    large_svm_rows : int, optional
+        See `large_in_process` (None: every row).
     keyword_weights, head_losses, head_class_weights : dict, optional
         Per head, overrides of DEFAULT_KEYWORD_WEIGHTS, DEFAULT_HEAD_LOSSES and
         DEFAULT_HEAD_CLASS_WEIGHTS.
@@ -249,6 +320,8 @@ class TriageModel(BaseEstimator):
         holdout_above: int | None = HOLDOUT_ABOVE,
         holdout_rows: int = HOLDOUT_ROWS,
         large_max_iter: int | None = LARGE_MAX_ITER,
+        large_in_process: bool = True,
+        large_svm_rows: int | None = LARGE_SVM_ROWS,
         keyword_weights: dict[str, float] | None = None,
         head_losses: dict[str, str] | None = None,
         head_class_weights: dict[str, str | None] | None = None,
@@ -278,6 +351,8 @@ class TriageModel(BaseEstimator):
         self.holdout_above = holdout_above
         self.holdout_rows = holdout_rows
         self.large_max_iter = large_max_iter
+        self.large_in_process = large_in_process
+        self.large_svm_rows = large_svm_rows
         self.random_state = random_state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -293,6 +368,8 @@ class TriageModel(BaseEstimator):
         state.setdefault("min_high_cut", 0.0)
         state.setdefault("fill_high_budget", True)
         state.setdefault("large_max_iter", None)
+        state.setdefault("large_in_process", False)
+        state.setdefault("large_svm_rows", None)
         super().__setstate__(state)
 
     # ------------------------------------------------------------------ fit
@@ -353,17 +430,27 @@ class TriageModel(BaseEstimator):
             raise ModelInputError(f"numbers must be one of {NUMBER_VIEWS}, got {self.numbers!r}")
         texts = [normalize(t) for t in texts]
         hits = [self._hits(t) for t in texts]
+        labels[HIGH_HEAD] = np.where(labels["risk"] == "high", "high", "other")
+        risk_weight = head_weights["risk"]
+        high = (labels["risk"] == "high") & (True if risk_weight is None else risk_weight > 0)
+        heads = HEADS + ((HIGH_HEAD,) if high.sum() >= 2 else ())
+        head_weights[HIGH_HEAD] = head_weights["risk"]
+        holdout = self._holdout_rows(labels, groups, head_weights)
+        in_process = holdout is not None and self.large_in_process
         # Word and character vectorizers fit side by side in threads: the character one
         # spends its time in numpy, which lets go of the GIL, and a process would send its
         # whole matrix back pickled, which took longer than the fit it saved
         # (benchmarks/train_scale.py). Afterwards the union transforms in one thread, as
         # one petition is not worth dispatching.
         self.features_ = build_features(self.taxonomy, self.max_char_features, self.ask_weight).set_params(n_jobs=self.n_jobs)
-        with parallel_config(backend="threading"):
-            features = self.features_.fit_transform([self.feature_view(t) for t in texts])
+        if in_process:
+            matrix = self._fit_features_compact([self.feature_view(t) for t in texts], hits)
+        else:
+            with parallel_config(backend="threading"):
+                features = self.features_.fit_transform([self.feature_view(t) for t in texts])
+            matrix = sp.hstack([features, rule_matrix(hits, self.taxonomy.rules)], format="csr")
+            del features
         self.features_.set_params(n_jobs=None)
-        matrix = sp.hstack([features, rule_matrix(hits, self.taxonomy.rules)], format="csr")
-        del features
         self.feature_names_ = np.concatenate([
             self.features_.get_feature_names_out(), rule_feature_names(self.taxonomy.rules)]).astype(object)
         weights = {**DEFAULT_KEYWORD_WEIGHTS, **(self.keyword_weights or {})}
@@ -371,12 +458,6 @@ class TriageModel(BaseEstimator):
         if not (block == "word").any():
             raise ModelInputError(f"cannot learn from these {len(texts)} petitions: too few, or too little text "
                                   "shared between them (no word appears in two of them)")
-        labels[HIGH_HEAD] = np.where(labels["risk"] == "high", "high", "other")
-        risk_weight = head_weights["risk"]
-        high = (labels["risk"] == "high") & (True if risk_weight is None else risk_weight > 0)
-        heads = HEADS + ((HIGH_HEAD,) if high.sum() >= 2 else ())
-        head_weights[HIGH_HEAD] = head_weights["risk"]
-        holdout = self._holdout_rows(labels, groups, head_weights)
         scored = np.arange(len(texts)) if holdout is None else holdout
         scalings = {}
         for head in heads:
@@ -390,6 +471,22 @@ class TriageModel(BaseEstimator):
             fitted = [_fit_head(head, matrix, scalings[head], labels[head], head_weights[head], groups, loss=losses[head],
                                 class_weight=class_weights[head], n_jobs=self.n_jobs, **params)
                       for head in heads]
+        elif in_process:
+            def fit(head: str) -> tuple[TemperatureScaledLinear, np.ndarray, list[str]]:
+                sgd = head in LARGE_SGD_HEADS
+                return _fit_head(head, matrix, scalings[head], labels[head], head_weights[head], None,
+                                 loss=losses[head], class_weight=class_weights[head], n_jobs=None, sgd=sgd,
+                                 max_rows=self.large_svm_rows, **{**params, "max_iter": None if sgd else params["max_iter"]})
+
+            # Two threads, each fitting its heads one after the other: liblinear and SGD
+            # let go of the GIL while they fit. liblinear's heads share one thread, as they
+            # draw from one random generator per process; SGD seeds its own.
+            queues = [[h for h in heads if h not in LARGE_SGD_HEADS], [h for h in heads if h in LARGE_SGD_HEADS]]
+            with ThreadPoolExecutor(max_workers=1 if self.n_jobs in (None, 1) else 2) as pool:
+                done = dict(zip([*queues[0], *queues[1]], itertools.chain.from_iterable(
+                    pool.map(lambda queue: [fit(head) for head in queue], queues)), strict=True))
+            fitted = [done[head] for head in heads]
+            del matrix
         else:  # one fit per head: the heads side by side
             # The held-out rows moved to the end, so that each head trains on a view of
             # the rows before them, not a copy of nearly the whole matrix.
@@ -412,6 +509,30 @@ class TriageModel(BaseEstimator):
         self._choose_thresholds(scored, {head: oof for head, (_, oof, _) in zip(heads, fitted, strict=True)},
                                 hits, labels, threshold_rows)
         return self
+
+    def _fit_features_compact(self, viewed: list[str], hits: list[list[tuple[Rule, Any]]]) -> sp.csr_matrix:
+        """What FeatureUnion.fit_transform and the rule columns give, in single precision
+        (the vectorizers compute in it; only the keyword and rule columns widened the
+        union's matrix to double) and stacked once: for a large ledger, the union's
+        double-precision copy beside the blocks, and then one with the rule columns,
+        were most of the peak of its fit."""
+        weights = self.features_.transformer_weights or {}
+
+        def fit_block(name: str, transformer: Any) -> sp.csr_matrix:
+            block = transformer.fit_transform(viewed)
+            return block * weights[name] if name in weights else block
+
+        named = [(name, t) for name, t in self.features_.transformer_list if t != "drop"]
+        with ThreadPoolExecutor(max_workers=1 if self.n_jobs in (None, 1) else 2) as pool:
+            blocks = list(pool.map(lambda item: fit_block(*item), named))
+        blocks.append(rule_matrix(hits, self.taxonomy.rules))
+        # Every block in single precision first: scipy stacks CSR blocks of one type
+        # directly, where mixed ones went through a coordinate copy of every value.
+        blocks = [block.astype(np.float32, copy=False).tocsr() for block in blocks]
+        matrix = sp.hstack(blocks, format="csr")
+        del blocks
+        _give_back_freed_memory()
+        return matrix
 
     def _choose_thresholds(self, scored: np.ndarray, oof: dict[str, np.ndarray], hits: list[list[tuple[Rule, Any]]],
                            labels: dict[str, np.ndarray], threshold_rows: Any) -> None:

@@ -6,14 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.svm import LinearSVC
 
 from model.calibration import TemperatureScaledLinear, _rows
 from model.taxonomy import HEADS
 from model.text import ASK_CHARS, join_fields, normalize
 from model.thresholds import high_risk_threshold
-from model.triage import LARGE_MAX_ITER, ModelInputError, TriageModel
+from model.triage import LARGE_MAX_ITER, ModelInputError, TriageModel, _training_rows
 from training.corpus import generate
 from training.train import GENERATED_MIN_HIGH_CUT, fit_with_thresholds, texts_of
 
@@ -132,15 +132,42 @@ def test_a_large_ledger_is_calibrated_on_one_held_out_sample(taxonomy):
     texts = texts_of(frame)[:40]
     for head, proba in model.predict_proba(texts).items():
         np.testing.assert_array_equal(proba, parallel_model.predict_proba(texts)[head])
-    # Its SVM heads (all four, for generated petitions) stop after LARGE_MAX_ITER solver passes.
-    assert {h: m.max_iter for h, m in model.heads_.items()} == {
-        "division": LARGE_MAX_ITER, "risk": LARGE_MAX_ITER, "key_group": LARGE_MAX_ITER, "risk_high": LARGE_MAX_ITER}
+    # Fitted in-process: risk and high risk by SGD, the others by liblinear stopped after
+    # LARGE_MAX_ITER solver passes.
+    assert {h: m.sgd for h, m in model.heads_.items()} == {
+        "division": False, "risk": True, "key_group": False, "risk_high": True}
+    assert isinstance(model.heads_["risk"].estimator_, SGDClassifier)
+    assert model.heads_["division"].max_iter == model.heads_["key_group"].max_iter == LARGE_MAX_ITER
     assert model.heads_["division"].estimator_.max_iter == LARGE_MAX_ITER
     # Below the size it does not apply: every row is scored out-of-fold, by heads fitted to convergence.
     small_model, small = fit_with_thresholds(frame, taxonomy, seed=3, holdout_above=600)
     assert len(small["heldout_ids"]) == 600
-    assert all(head.max_iter is None for head in small_model.heads_.values())
+    assert all(head.max_iter is None and not head.sgd for head in small_model.heads_.values())
     assert small_model.heads_["division"].estimator_.max_iter == LinearSVC().max_iter
+
+
+def test_a_large_ledger_head_trains_on_its_other_labels_and_a_weighted_draw_of_its_common_one():
+    y = np.array(["common"] * 900 + ["rare"] * 60 + ["mid"] * 140, dtype=object)
+    holdout = np.arange(0, 1100, 11)
+    kept = np.arange(len(y))
+    for class_weight in ("balanced", None):
+        rows, weight = _training_rows(kept, holdout, y, None, 500, class_weight, 0)
+        train, held = rows[: len(rows) - len(holdout)], rows[len(rows) - len(holdout):]
+        np.testing.assert_array_equal(held, holdout)  # held out last, all of them
+        assert len(train) == 500 and not np.isin(train, holdout).any()
+        others = np.setdiff1d(np.flatnonzero(y != "common"), holdout)
+        assert np.isin(others, train).all()  # every row of the other labels
+        training_rows = len(y) - len(holdout)
+        if class_weight == "balanced":  # every row weighs as it would among all of them
+            np.testing.assert_allclose(weight[train], training_rows / 500)
+        else:  # the draw stands for all of its label's rows
+            common = np.setdiff1d(np.flatnonzero(y == "common"), holdout)
+            drawn = train[y[train] == "common"]
+            np.testing.assert_allclose(weight[drawn], len(common) / len(drawn))
+            np.testing.assert_allclose(weight[others], 1.0)
+    # At or under the cap, every row, unweighted.
+    rows, weight = _training_rows(kept, holdout, y, None, 5000, "balanced", 0)
+    assert weight is None and len(rows) == len(y)
 
 
 def test_consecutive_training_rows_are_a_view_of_the_matrix_not_a_copy():

@@ -23,12 +23,14 @@ from postgres_db import POSTGRES_PARAM, throwaway_database
 from serving import CLI, ROOT, ServeProcess, make_key, serve_env
 from sqlalchemy import event
 
-from model.matter import MatterIndex, link_matters, normalize_for_linking
+from model.matter import MatterIndex, components, link_matters, normalize_for_linking
+from model.text import join_fields
 from service.app import create_app
 from service.database import Database, TriageRecord
 from service.keys import create_key
 from service.settings import Settings
 from service.similar import SharedMatterIndex
+from training.corpus import generate
 
 TEMPLATE = ("{company}拖欠工资", "我叫{name}，身份证{id_number}，电话{phone}。我从{date}起在B2区{company}承建的{project}工地做木工，"
             "公司拖欠我们二十多名工人的工资共{amount}元，多次找项目经理都说没钱，请劳动监察部门督促{company}支付。")
@@ -290,3 +292,26 @@ def test_requests_waiting_behind_a_refresh_that_began_after_them_do_not_query_ag
     refresh()  # a request asking after that refresh began reads again
     assert len([s for s in statements if "triages" in s]) == 2
     database.engine.dispose()
+
+
+def _linked_by_lookup(texts: list[str]) -> list[str]:
+    index = MatterIndex()
+    keys = [str(i) for i in range(len(texts))]
+    index.add_many((key, text, 0.0) for key, text in zip(keys, texts, strict=True))
+    matter = [""] * len(texts)
+    for number, group in enumerate(sorted(components(index, keys), key=lambda g: int(g[0])), start=1):
+        for key in group:
+            matter[int(key)] = f"M{number}"
+    return matter
+
+
+def test_linking_a_ledger_at_once_finds_the_links_of_one_lookup_per_petition():
+    # link_matters finds every petition's links in one pass (and prepares the texts in
+    # processes when there are many); they must be the links `components` finds by a
+    # lookup per stored petition.
+    texts = [join_fields(p["title"], p["body"]) for p in generate(n=2600, seed=5)]
+    texts += texts[:40]  # exact repeats: runs of equal band hashes
+    expected = _linked_by_lookup(texts)
+    assert len(set(expected)) < len(texts) - 40  # the corpus's scenarios do link
+    assert link_matters(texts, n_jobs=2) == expected
+    assert link_matters(texts[:600]) == _linked_by_lookup(texts[:600])

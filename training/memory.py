@@ -11,16 +11,16 @@ from pathlib import Path
 from model.triage import HOLDOUT_ABOVE
 
 # Peak memory of training grows with the characters of the petitions (character
-# n-grams, word n-grams and their sparse matrices, and the copies the head-fitting
-# worker processes make of them); these figures are lines through
-# benchmarks/train_scale.py's peaks on real-length text (the whole process tree),
-# raised so that the estimate errs on the high side. A large ledger (one fitted with a
-# held-out sample, model.triage.HOLDOUT_ABOVE) needs less per character: its heads
-# share one mapped copy of the matrix and train on views of its rows, where the folds of
-# a smaller one each copy their rows.
+# n-grams, word n-grams and their sparse matrices, and what the heads' solvers copy of
+# them); these figures are lines through benchmarks/train_scale.py's peaks on
+# real-length text (the whole process tree), raised so that the estimate errs on the
+# high side. A large ledger (one fitted with a held-out sample, model.triage.HOLDOUT_ABOVE)
+# needs less per character: its heads are fitted in the training process on one
+# single-precision matrix, by solvers that read it in place or copy a bounded draw of
+# its rows, where the folds of a smaller one each copy their rows.
 BASE_BYTES = 2**30
 BYTES_PER_CHARACTER = 330
-BYTES_PER_CHARACTER_LARGE = 220
+BYTES_PER_CHARACTER_LARGE = 130
 SKIP_VARIABLE = "TRIAGE_SKIP_MEMORY_CHECK"
 
 

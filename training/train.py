@@ -147,9 +147,10 @@ def matter_groups(frame: pd.DataFrame, among: np.ndarray, across_boards: bool = 
     matter = (frame["matter"].fillna("").astype(str).str.strip() if "matter" in frame.columns  # NaN: a ledger without the column
               else pd.Series("", index=frame.index))
     # Rows without one are linked by the text (model/matter.py), so re-sent letters stay in one fold.
+    # The texts are prepared for linking in processes (the links are the same on one core).
     unnamed = among & matter.eq("").to_numpy()
     if unnamed.sum() > 1:
-        matter[unnamed] = ["linked:" + m for m in link_matters(texts_of(frame[unnamed]))]
+        matter[unnamed] = ["linked:" + m for m in link_matters(texts_of(frame[unnamed]), n_jobs=-1)]
     shared = among & matter.ne("").to_numpy()
     if not matter[shared].duplicated().any():
         return None
