@@ -4,14 +4,17 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import URL, create_engine, make_url, text
+from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.pool import NullPool
 
+DROP_ATTEMPTS = 50
 POSTGRES_URL = os.environ.get("TRIAGE_TEST_POSTGRES_URL")
 # A parameter of a fixture that runs on SQLite and on PostgreSQL: pytest.param("postgresql", ...).
 POSTGRES_PARAM = pytest.param("postgresql", marks=pytest.mark.skipif(
@@ -30,6 +33,16 @@ def throwaway_database(prefix: str) -> Iterator[URL]:
     try:
         yield base.set(database=name)
     finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        for attempt in range(DROP_ATTEMPTS):
+            try:
+                with admin.connect() as connection:
+                    connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                break
+            except ProgrammingError as exc:
+                # The server's own autovacuum worker may have just started on the database: the
+                # test role may not end it (it is not the test role's process), and it ends by
+                # itself within moments.
+                if "pg_signal_backend" not in str(exc) or attempt == DROP_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.2)
         admin.dispose()
