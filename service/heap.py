@@ -3,7 +3,7 @@
 A worker holds hundreds of thousands of objects that live as long as it does: the
 libraries, the model, the same-matter index. CPython's full collection visits every one
 of them, and under load it ran every few seconds, stopping the whole worker each time
-for longer than a hundred requests take: the slowest answers of benchmarks/load.py were
+for longer than many requests take: the slowest answers of benchmarks/load.py were
 those pauses. Once those objects are built they are moved to the permanent generation
 (gc.freeze), which collections skip; objects made afterwards are collected as before."""
 
