@@ -482,7 +482,7 @@ class TriageModel(BaseEstimator):
             # let go of the GIL while they fit. liblinear's heads share one thread, as they
             # draw from one random generator per process; SGD seeds its own.
             queues = [[h for h in heads if h not in LARGE_SGD_HEADS], [h for h in heads if h in LARGE_SGD_HEADS]]
-            with ThreadPoolExecutor(max_workers=1 if self.n_jobs in (None, 1) else 2) as pool:
+            with self._two_threads() as pool:
                 done = dict(zip([*queues[0], *queues[1]], itertools.chain.from_iterable(
                     pool.map(lambda queue: [fit(head) for head in queue], queues)), strict=True))
             fitted = [done[head] for head in heads]
@@ -510,6 +510,11 @@ class TriageModel(BaseEstimator):
                                 hits, labels, threshold_rows)
         return self
 
+    def _two_threads(self) -> ThreadPoolExecutor:
+        """The pool a large ledger's fit runs two things side by side in: one thread when
+        `n_jobs` asks for no parallelism."""
+        return ThreadPoolExecutor(max_workers=1 if self.n_jobs in (None, 1) else 2)
+
     def _fit_features_compact(self, viewed: list[str], hits: list[list[tuple[Rule, Any]]]) -> sp.csr_matrix:
         """What FeatureUnion.fit_transform and the rule columns give, in single precision
         (the vectorizers compute in it; only the keyword and rule columns widened the
@@ -523,7 +528,7 @@ class TriageModel(BaseEstimator):
             return block * weights[name] if name in weights else block
 
         named = [(name, t) for name, t in self.features_.transformer_list if t != "drop"]
-        with ThreadPoolExecutor(max_workers=1 if self.n_jobs in (None, 1) else 2) as pool:
+        with self._two_threads() as pool:
             blocks = list(pool.map(lambda item: fit_block(*item), named))
         blocks.append(rule_matrix(hits, self.taxonomy.rules))
         # Every block in single precision first: scipy stacks CSR blocks of one type
