@@ -85,6 +85,10 @@ VARIANTS = {
     "synthetic_weight_0.3": "generated petitions weigh 0.3 instead of 0.5",
     "C_1": "weaker regularisation (C = 1 instead of 0.3)",
     "self_trained": "self-trained on unlabeled.csv (training/selftrain.py)",
+    "division_log_loss": "routing by logistic regression instead of an SVM",
+    "division_unbalanced": "routing's classes not weighted to balance",
+    "char_features_300k": "300,000 character n-grams instead of 150,000",
+    "ask_view_full_weight": "the closing request weighing 1 instead of 0.5",
 }
 
 
