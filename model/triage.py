@@ -217,6 +217,53 @@ def _csr_in_file(matrix: sp.csr_matrix, order: np.ndarray, folder: Path) -> sp.c
     return sp.csr_matrix((data[:nnz], indices[:nnz], indptr), shape=matrix.shape, copy=False)
 
 
+# Rows of a large ledger's feature blocks stacked side by side at a time.
+STACK_CHUNK_ROWS = 5_000
+
+
+def _stack_columns(columns: list[list[sp.csr_matrix]], factors: list[float | None]) -> sp.csr_matrix:
+    """sp.hstack of the column blocks, each given as its consecutive blocks of rows and
+    multiplied by its factor (None: 1), in single precision. The matrix's arrays are
+    reserved at once and filled a few rows at a time, and the row blocks are let go
+    as they are copied, so the blocks and the matrix are never in memory together
+    in whole."""
+    n_rows = sum(part.shape[0] for part in columns[0])
+    widths = [parts[0].shape[1] for parts in columns]
+    row_nnz = np.zeros(n_rows, np.int64)
+    for parts in columns:
+        row_nnz += np.concatenate([np.diff(part.indptr) for part in parts])
+    indptr = np.concatenate([[0], np.cumsum(row_nnz)])
+    index_type = np.int32 if max(indptr[-1], sum(widths)) <= np.iinfo(np.int32).max else np.int64
+    data, indices = np.empty(indptr[-1], np.float32), np.empty(indptr[-1], index_type)
+    # Every row block of every column block starts at one of these rows.
+    starts = set(range(0, n_rows, STACK_CHUNK_ROWS))
+    for parts in columns:
+        starts.update(np.cumsum([0] + [part.shape[0] for part in parts[:-1]]).tolist())
+    bounds = [*sorted(starts), n_rows]
+    first = [0] * len(columns)  # the row each column block's first part starts at
+    for start, stop in itertools.pairwise(bounds):
+        pieces = []
+        for g, parts in enumerate(columns):
+            while first[g] + parts[0].shape[0] <= start:
+                first[g] += parts.pop(0).shape[0]
+            piece = _row_slice(parts[0], start - first[g], stop - first[g])
+            if factors[g] is not None:
+                piece = piece * factors[g]
+            pieces.append(piece.astype(np.float32, copy=False))
+        chunk = sp.hstack(pieces, format="csr")
+        data[indptr[start]:indptr[stop]] = chunk.data
+        indices[indptr[start]:indptr[stop]] = chunk.indices
+    columns.clear()
+    return sp.csr_matrix((data, indices, indptr.astype(index_type)), shape=(n_rows, sum(widths)), copy=False)
+
+
+def _row_slice(matrix: sp.csr_matrix, start: int, stop: int) -> sp.csr_matrix:
+    """matrix[start:stop] of a CSR matrix, as a view of its arrays."""
+    first, last = matrix.indptr[start], matrix.indptr[stop]
+    return sp.csr_matrix((matrix.data[first:last], matrix.indices[first:last], matrix.indptr[start:stop + 1] - first),
+                         shape=(stop - start, matrix.shape[1]), copy=False)
+
+
 def _give_back_freed_memory() -> None:
     """Hand the C heap's free memory back to the system (glibc's malloc_trim; elsewhere
     nothing). The vectorizers' working arrays, freed, otherwise stay counted in the
@@ -518,24 +565,22 @@ class TriageModel(BaseEstimator):
     def _fit_features_compact(self, viewed: list[str], hits: list[list[tuple[Rule, Any]]]) -> sp.csr_matrix:
         """What FeatureUnion.fit_transform and the rule columns give, in single precision
         (the vectorizers compute in it; only the keyword and rule columns widened the
-        union's matrix to double) and stacked once: for a large ledger, the union's
-        double-precision copy beside the blocks, and then one with the rule columns,
-        were most of the peak of its fit."""
+        union's matrix to double), stacked once, a block of rows at a time: for a large
+        ledger, the union's double-precision copy beside the blocks, and then one with
+        the rule columns, were most of the peak of its fit."""
         weights = self.features_.transformer_weights or {}
 
-        def fit_block(name: str, transformer: Any) -> sp.csr_matrix:
-            block = transformer.fit_transform(viewed)
-            return block * weights[name] if name in weights else block
+        def fit_block(transformer: Any) -> list[sp.csr_matrix]:
+            if hasattr(transformer, "fit_transform_blocks"):
+                return transformer.fit_transform_blocks(viewed)
+            return [transformer.fit_transform(viewed)]
 
         named = [(name, t) for name, t in self.features_.transformer_list if t != "drop"]
         with self._two_threads() as pool:
-            blocks = list(pool.map(lambda item: fit_block(*item), named))
-        blocks.append(rule_matrix(hits, self.taxonomy.rules))
-        # Every block in single precision first: scipy stacks CSR blocks of one type
-        # directly, where mixed ones went through a coordinate copy of every value.
-        blocks = [block.astype(np.float32, copy=False).tocsr() for block in blocks]
-        matrix = sp.hstack(blocks, format="csr")
-        del blocks
+            columns = list(pool.map(lambda item: fit_block(item[1]), named))
+        columns.append([rule_matrix(hits, self.taxonomy.rules)])
+        matrix = _stack_columns(columns, [weights.get(name) for name, _ in named] + [None])
+        del columns
         _give_back_freed_memory()
         return matrix
 
