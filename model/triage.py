@@ -53,9 +53,9 @@ HOLDOUT_ROWS = 5_000
 # predicted the same labels as the converged one for nearly every held-out
 # petition, in a fraction of the time (benchmarks/train_scale.py).
 LARGE_MAX_ITER = 30
-# In that regime the heads are fitted in this process, on the one matrix, two at a
-# time in threads: liblinear's own copy of the rows in each head-fitting process was
-# most of the peak memory. The three-way risk and the high-risk heads are fitted by
+# In that regime the heads are fitted in this process, on the one matrix, one at a
+# time: liblinear's own copy of the rows in each head-fitting process was most of
+# the peak memory, and two heads side by side held two heads' copies. The three-way risk and the high-risk heads are fitted by
 # stochastic gradient descent, which reads the matrix in place (model.calibration,
 # `sgd`); held out, they decided as the liblinear and lbfgs ones did. Routing and the
 # key group are not: SGD lost most of their rare labels' F1, so they stay liblinear's,
@@ -262,6 +262,22 @@ def _row_slice(matrix: sp.csr_matrix, start: int, stop: int) -> sp.csr_matrix:
     first, last = matrix.indptr[start], matrix.indptr[stop]
     return sp.csr_matrix((matrix.data[first:last], matrix.indices[first:last], matrix.indptr[start:stop + 1] - first),
                          shape=(stop - start, matrix.shape[1]), copy=False)
+
+
+# glibc's mallopt parameter: allocations from this size up get their own mapping.
+_M_MMAP_THRESHOLD = -3
+_MMAP_THRESHOLD_DEFAULT = 128 * 1024
+
+
+def _map_large_arrays(large: bool) -> None:
+    """With `large`, have glibc's malloc give every array of a megabyte or more its own
+    mapping, handed back to the system when the array is freed (False: its default
+    threshold again; elsewhere than glibc, nothing). By default the threshold rises to
+    the size of the arrays freed, and a large ledger's blocks, freed, then stayed
+    counted in the process's memory, scattered among arrays still in use."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, 2**20 if large else _MMAP_THRESHOLD_DEFAULT)
 
 
 def _give_back_freed_memory() -> None:
@@ -484,6 +500,8 @@ class TriageModel(BaseEstimator):
         head_weights[HIGH_HEAD] = head_weights["risk"]
         holdout = self._holdout_rows(labels, groups, head_weights)
         in_process = holdout is not None and self.large_in_process
+        if in_process:
+            _map_large_arrays(True)
         # Word and character vectorizers fit side by side in threads: the character one
         # spends its time in numpy, which lets go of the GIL, and a process would send its
         # whole matrix back pickled, which took longer than the fit it saved
@@ -519,21 +537,21 @@ class TriageModel(BaseEstimator):
                                 class_weight=class_weights[head], n_jobs=self.n_jobs, **params)
                       for head in heads]
         elif in_process:
+            threads = 1 if self.n_jobs in (None, 1) else 2
+
             def fit(head: str) -> tuple[TemperatureScaledLinear, np.ndarray, list[str]]:
                 sgd = head in LARGE_SGD_HEADS
                 return _fit_head(head, matrix, scalings[head], labels[head], head_weights[head], None,
-                                 loss=losses[head], class_weight=class_weights[head], n_jobs=None, sgd=sgd,
+                                 loss=losses[head], class_weight=class_weights[head], n_jobs=threads if sgd else None,
+                                 sgd=sgd,
                                  max_rows=self.large_svm_rows, **{**params, "max_iter": None if sgd else params["max_iter"]})
 
-            # Two threads, each fitting its heads one after the other: liblinear and SGD
-            # let go of the GIL while they fit. liblinear's heads share one thread, as they
-            # draw from one random generator per process; SGD seeds its own.
-            queues = [[h for h in heads if h not in LARGE_SGD_HEADS], [h for h in heads if h in LARGE_SGD_HEADS]]
-            with self._two_threads() as pool:
-                done = dict(zip([*queues[0], *queues[1]], itertools.chain.from_iterable(
-                    pool.map(lambda queue: [fit(head) for head in queue], queues)), strict=True))
-            fitted = [done[head] for head in heads]
+            # One head at a time: fitted side by side, liblinear's copy of its rows and the
+            # scaled values of a head fitted by SGD were in memory together, the peak of the
+            # fit. SGD's one-vs-rest fits use the two threads instead (each seeds its own).
+            fitted = [fit(head) for head in heads]
             del matrix
+            _map_large_arrays(False)
         else:  # one fit per head: the heads side by side
             # The held-out rows moved to the end, so that each head trains on a view of
             # the rows before them, not a copy of nearly the whole matrix.
