@@ -55,7 +55,7 @@ _BITS = 21  # every Unicode code point (+1) fits in 21 bits
 _MASK = (1 << _BITS) - 1
 _WHITE_SPACES = re.compile(r"\s\s+")
 # CharNgramTfidf.fit counts the n-grams of this many characters at a time: their
-# codes, text indices and sorting copies take about 60 bytes per character, which for
+# codes, text indices and their numbering take tens of bytes per character, which for
 # a whole large ledger at once was most of training's peak memory.
 FIT_CHUNK_CHARS = 2_000_000
 
@@ -198,9 +198,8 @@ class CharNgramTfidf(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
         features are stacked from them block by block, `stack_rows`)."""
         texts = self._texts(X)
         # Texts are read a block at a time (FIT_CHUNK_CHARS; a text is never split), twice:
-        # once for the vocabulary, document frequencies and totals, merged into sorted
-        # arrays block by block, then again to weigh each block's kept n-grams, as
-        # `transform` does. Keeping every block's counts until the vocabulary was known
+        # once for the vocabulary, document frequencies and totals, added up block by
+        # block, then again to weigh each block's kept n-grams, as `transform` does. Keeping every block's counts until the vocabulary was known
         # took several times the matrix, and sorting each block with its inverse took
         # more time than counting it twice.
         blocks, start, size = [], 0, 0
