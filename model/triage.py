@@ -57,8 +57,9 @@ LARGE_MAX_ITER = 30
 # time: liblinear's own copy of the rows in each head-fitting process was most of
 # the peak memory, and two heads side by side held two heads' copies. The three-way
 # risk and the high-risk heads are fitted by stochastic gradient descent, which
-# reads the matrix in place (model.calibration, `sgd`); held out, they decided as the liblinear and lbfgs ones did. Routing and the
-# key group are not: SGD lost most of their rare labels' F1, so they stay liblinear's,
+# reads the matrix in place (model.calibration, `sgd`); held out, they decided as
+# the liblinear and lbfgs ones did. Routing and the key group are not: SGD lost
+# most of their rare labels' F1, so they stay liblinear's,
 # on every row of their other labels and a draw of their most common one, at most
 # LARGE_SVM_ROWS rows, so that the copy liblinear makes stays small
 # (benchmarks/train_scale.py).
