@@ -10,6 +10,7 @@ from itertools import repeat
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.pipeline import FeatureUnion
@@ -54,7 +55,7 @@ _BITS = 21  # every Unicode code point (+1) fits in 21 bits
 _MASK = (1 << _BITS) - 1
 _WHITE_SPACES = re.compile(r"\s\s+")
 # CharNgramTfidf.fit counts the n-grams of this many characters at a time: their
-# codes, text indices and sorting copies take about 60 bytes per character, which for
+# codes, text indices and their numbering take tens of bytes per character, which for
 # a whole large ledger at once was most of training's peak memory.
 FIT_CHUNK_CHARS = 2_000_000
 
@@ -98,7 +99,10 @@ def _tfidf(rows: np.ndarray, cols: np.ndarray, n_docs: int, idf: np.ndarray, dty
 
 
 def _weigh_counts(counts: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
-    counts.data = (np.log(counts.data) + 1) * idf[counts.indices]
+    # In place: the same operations, without three temporary copies of the values.
+    np.log(counts.data, out=counts.data)
+    counts.data += 1
+    counts.data *= idf[counts.indices]
     inplace_csr_row_normalize_l2(counts)
     return counts
 
@@ -110,6 +114,30 @@ def _distinct(values: np.ndarray) -> np.ndarray:
     first = np.ones(len(ordered), bool)
     first[1:] = ordered[1:] != ordered[:-1]
     return ordered[first]
+
+
+def stack_rows(blocks: list[sp.csr_matrix]) -> sp.csr_matrix:
+    """sp.vstack(blocks, format="csr"), taking the blocks out of `blocks` as they are
+    copied: the matrix's arrays are reserved at once but only filled block by block,
+    and each block is let go once copied, so the blocks and the matrix they make are
+    never in memory together in whole."""
+    if len(blocks) == 1:
+        return blocks.pop()
+    shape = (sum(b.shape[0] for b in blocks), blocks[0].shape[1])
+    nnz = sum(b.nnz for b in blocks)
+    index_type = np.int32 if max(nnz, shape[1]) <= np.iinfo(np.int32).max else np.int64
+    data = np.empty(nnz, np.result_type(*(b.dtype for b in blocks)))
+    indices = np.empty(nnz, index_type)
+    indptr = np.zeros(shape[0] + 1, index_type)
+    row = at = 0
+    while blocks:
+        block = blocks.pop(0)
+        data[at:at + block.nnz] = block.data
+        indices[at:at + block.nnz] = block.indices
+        indptr[row + 1:row + 1 + block.shape[0]] = block.indptr[1:] + at
+        row, at = row + block.shape[0], at + block.nnz
+        del block
+    return sp.csr_matrix((data, indices, indptr), shape=shape, copy=False)
 
 
 def _idf(doc_freq: np.ndarray, n_docs: int, dtype: Any) -> np.ndarray:
@@ -163,71 +191,66 @@ class CharNgramTfidf(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
         return self
 
     def fit_transform(self, X: Iterable[str], y: object = None) -> sp.csr_matrix:
+        return stack_rows(self.fit_transform_blocks(X))
+
+    def fit_transform_blocks(self, X: Iterable[str]) -> list[sp.csr_matrix]:
+        """The rows of `fit_transform(X)` as consecutive blocks of rows (a large ledger's
+        features are stacked from them block by block, `stack_rows`)."""
         texts = self._texts(X)
-        # Counted a block of texts at a time (FIT_CHUNK_CHARS), then merged: the same
-        # vocabulary, document frequencies and totals as all at once.
+        # Texts are read a block at a time (FIT_CHUNK_CHARS; a text is never split), twice:
+        # once for the vocabulary, document frequencies and totals, added up block by
+        # block, then again to weigh each block's kept n-grams, as `transform` does. Keeping every block's counts until the vocabulary was known
+        # took several times the matrix, and sorting each block with its inverse took
+        # more time than counting it twice.
         blocks, start, size = [], 0, 0
         for end, text in enumerate(texts, start=1):
             size += len(text)
             if size >= FIT_CHUNK_CHARS or end == len(texts):
                 blocks.append((start, end))
                 start, size = end, 0
-        counted = []
+        # The n-grams are numbered in the order they are first seen, through pandas' hash
+        # tables: looking millions of codes up in a sorted vocabulary by bisection, or
+        # sorting each block with its inverse, took several times as long.
+        seen = np.zeros(0, np.uint64)
+        doc_freq, totals = np.zeros(0, np.int64), np.zeros(0, np.int64)
         for start, end in blocks:
             codes, rows = _ngram_codes(texts[start:end], self.max_n)
-            vocabulary, column = np.unique(codes, return_inverse=True)
+            local, block_vocabulary = pd.factorize(codes)
             del codes
+            number = pd.Index(seen).get_indexer(block_vocabulary)
+            new = number < 0
+            number[new] = len(seen) + np.arange(new.sum())
+            seen = np.concatenate([seen, block_vocabulary[new]])
+            doc_freq, totals = (np.concatenate([counts, np.zeros(new.sum(), np.int64)]) for counts in (doc_freq, totals))
             # Summed per (text, n-gram), each pair is one stored entry: counting entries per
             # column gives the document frequency.
-            every = sp.csr_matrix((np.ones(len(rows), np.int32), (rows, column)), shape=(end - start, len(vocabulary)))
+            every = sp.csr_matrix((np.ones(len(rows), np.int32), (rows, local)), shape=(end - start, len(block_vocabulary)))
             every.sum_duplicates()
-            counted.append((vocabulary, every, np.bincount(column, minlength=len(vocabulary))))
-            del rows, column
-        vocabulary, where = np.unique(np.concatenate([v for v, _, _ in counted]), return_inverse=True)
-        doc_freq = np.bincount(where, np.concatenate([np.bincount(e.indices, minlength=len(v)) for v, e, _ in counted]),
-                               minlength=len(vocabulary)).astype(np.int64)
+            doc_freq[number] += np.bincount(every.indices, minlength=len(block_vocabulary))
+            totals[number] += np.bincount(local, minlength=len(block_vocabulary))
+            del every, rows, local
+        order = np.argsort(seen)
+        vocabulary, doc_freq, totals = seen[order], doc_freq[order], totals[order]
+        del seen, order
         keep = doc_freq >= self.min_df
         if self.max_features is not None and keep.sum() > self.max_features:
             # scikit-learn's own cut: the most frequent terms by total count, ranked by
             # the same argsort over float32 totals in vocabulary order, so ties fall alike.
-            totals = np.bincount(where, np.concatenate([t for _, _, t in counted]),
-                                 minlength=len(vocabulary)).astype(np.int64).astype(self.dtype)
-            ranked = (-totals[keep]).argsort()[: self.max_features]
+            ranked = (-totals.astype(self.dtype)[keep]).argsort()[: self.max_features]
             chosen = np.zeros(len(vocabulary), bool)
             chosen[np.flatnonzero(keep)[ranked]] = True
             keep = chosen
         self.codes_ = vocabulary[keep]
         self.idf_ = _idf(doc_freq[keep], len(texts), self.dtype)
-        del vocabulary, where
-        # The counts are already summed per (text, n-gram): keep their columns rather
-        # than look every n-gram up again, which took a third of the fit. Both
-        # vocabularies are sorted, so a block's kept columns keep their order.
-        # Each block's kept entries are written straight into the matrix's arrays, sized
-        # first, rather than blocks stacked at the end: that copy doubled the matrix.
-        def kept_columns(block_vocabulary: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            position = np.searchsorted(self.codes_, block_vocabulary)
-            kept = position < len(self.codes_)
-            kept[kept] = self.codes_[position[kept]] == block_vocabulary[kept]
-            return position, kept
-
-        row_nnz = []
-        for block_vocabulary, every, _ in counted:
-            stored = np.concatenate([[0], np.cumsum(kept_columns(block_vocabulary)[1][every.indices])])
-            row_nnz.append(stored[every.indptr[1:]] - stored[every.indptr[:-1]])
-        indptr = np.concatenate([[0], np.cumsum(np.concatenate(row_nnz))])
-        index_type = np.int32 if indptr[-1] < np.iinfo(np.int32).max else np.int64
-        data, indices, at = np.empty(indptr[-1], self.dtype), np.empty(indptr[-1], index_type), 0
-        while counted:
-            block_vocabulary, every, _ = counted.pop(0)
-            position, kept = kept_columns(block_vocabulary)
-            entry = kept[every.indices]
-            stored = int(entry.sum())
-            data[at:at + stored] = every.data[entry]
-            indices[at:at + stored] = position[every.indices[entry]]
-            at += stored
-            del every, entry
-        counts = sp.csr_matrix((data, indices, indptr.astype(index_type)), shape=(len(texts), len(self.codes_)), copy=False)
-        return _weigh_counts(counts, self.idf_)
+        del vocabulary, doc_freq, totals, keep
+        columns = pd.Index(self.codes_)
+        weighed = []
+        for start, end in blocks:
+            codes, rows = _ngram_codes(texts[start:end], self.max_n)
+            cols = columns.get_indexer(codes)
+            known = cols >= 0
+            weighed.append(_tfidf(rows[known], cols[known], end - start, self.idf_, self.dtype))
+        return weighed
 
     def transform(self, X: Iterable[str]) -> sp.csr_matrix:
         check_is_fitted(self, "idf_")
@@ -287,8 +310,8 @@ class WordNgramTfidf(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
 
     def _word_ids(self, X: Iterable[str], words: dict[str, int], grow: bool) -> tuple[np.ndarray, np.ndarray]:
         """The id in `words` of every token of every text, one flat array (-1 for a word
-        not there, or, with `grow`, a new id added to `words`), and each text's number
-        of tokens. Tokens become integers text by text: the strings of a large ledger's
+        not there, or, with `grow`, a new id added to `words`; 32-bit, as a vocabulary
+        never has billions of words), and each text's number of tokens. Tokens become integers text by text: the strings of a large ledger's
         tokens, kept all at once, took more memory than everything else in the fit."""
         if self.max_n not in (1, 2):
             raise ValueError(f"max_n must be 1 or 2, got {self.max_n}")
@@ -297,9 +320,9 @@ class WordNgramTfidf(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
         for text in X:
             tokens = self.tokenizer(prepare(text))
             found = (words.setdefault(t, len(words)) for t in tokens) if grow else map(words.get, tokens, repeat(-1))
-            parts.append(np.fromiter(found, dtype=np.int64, count=len(tokens)))
+            parts.append(np.fromiter(found, dtype=np.int32, count=len(tokens)))
             lengths.append(len(tokens))
-        ids = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        ids = np.concatenate(parts) if parts else np.zeros(0, np.int32)
         return ids, np.asarray(lengths, dtype=np.int64)
 
     def _entries(self, ids: np.ndarray, lengths: np.ndarray, size: int) -> tuple[np.ndarray, ...]:
@@ -310,7 +333,7 @@ class WordNgramTfidf(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
         if self.max_n == 1:
             return owner[known], ids[known], np.zeros(0, np.int64), np.zeros(0, np.int64)
         pair = (owner[:-1] == owner[1:]) & known[:-1] & known[1:]
-        keys = ids[:-1][pair] * size + ids[1:][pair]
+        keys = ids[:-1][pair].astype(np.int64) * size + ids[1:][pair]
         return owner[known], ids[known], owner[:-1][pair], keys
 
     def fit(self, X: Iterable[str], y: object = None) -> WordNgramTfidf:
@@ -318,24 +341,37 @@ class WordNgramTfidf(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
         return self
 
     def fit_transform(self, X: Iterable[str], y: object = None) -> sp.csr_matrix:
+        return stack_rows(self.fit_transform_blocks(X))
+
+    def fit_transform_blocks(self, X: Iterable[str]) -> list[sp.csr_matrix]:
+        """The rows of `fit_transform(X)` as consecutive blocks of rows (a large ledger's
+        features are stacked from them block by block, `stack_rows`)."""
         every: dict[str, int] = {}
         ids, lengths = self._word_ids(X, every, grow=True)
         n_docs = len(lengths)
         size = max(len(every), 1)
         # Document frequency: each (text, word) and (text, pair) counted once, a block of
-        # texts at a time (WEIGH_CHUNK_ROWS; a text is never split).
+        # texts at a time (WEIGH_CHUNK_ROWS; a text is never split). Each block's pairs are
+        # kept as its distinct pairs and the number of its texts with each, merged at the
+        # end: a pair's every text, kept until then, took several times the matrix.
         ends = np.concatenate([[0], np.cumsum(lengths)])
         word_df = np.zeros(len(every), np.int64)
-        pair_parts = []
+        pair_parts, pair_counts = [], []
         for start in range(0, n_docs, WEIGH_CHUNK_ROWS):
             stop = min(start + WEIGH_CHUNK_ROWS, n_docs)
             word_rows, word_ids, pair_rows, pair_keys = self._entries(ids[ends[start]:ends[stop]], lengths[start:stop],
                                                                       len(every))
             word_df += np.bincount(_distinct(word_rows * size + word_ids) % size, minlength=len(every))
-            pair_parts.append(_distinct(pair_rows * size**2 + pair_keys) % size**2)
-            del word_rows, word_ids, pair_rows, pair_keys
-        pairs_seen, pair_df = np.unique(np.concatenate(pair_parts), return_counts=True)
-        del pair_parts
+            # (pair, text) in that order: distinct, they come sorted by pair.
+            in_texts = _distinct(pair_keys * (stop - start) + pair_rows) // (stop - start)
+            first = np.ones(len(in_texts), bool)
+            first[1:] = in_texts[1:] != in_texts[:-1]
+            pair_parts.append(in_texts[first])
+            pair_counts.append(np.diff(np.append(np.flatnonzero(first), len(in_texts))))
+            del word_rows, word_ids, pair_rows, pair_keys, in_texts, first
+        pairs_seen, where = np.unique(np.concatenate(pair_parts), return_inverse=True)
+        pair_df = np.bincount(where, np.concatenate(pair_counts), minlength=len(pairs_seen)).astype(np.int64)
+        del pair_parts, pair_counts, where
         kept_words = np.flatnonzero(word_df >= self.min_df)
         pair_kept = pair_df >= self.min_df
         # A pair seen in min_df texts has both its words in those texts, so every word of
@@ -359,21 +395,23 @@ class WordNgramTfidf(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
         doc_freq = np.concatenate([word_df[kept_words], pair_df[pair_kept][by_key]])
         self.idf_ = np.empty(len(names), self.dtype)
         self.idf_[np.concatenate([self.word_columns_, self.pair_columns_])] = _idf(doc_freq, n_docs, self.dtype)
-        return self._weigh(renumber[ids], lengths)  # every id is >= 0 here: renumber never reads index -1
+        del names, order, column, pairs_seen, pair_df, doc_freq
+        ids = renumber.astype(np.int32)[ids]  # every id is >= 0 here: renumber never reads index -1
+        return self._weigh_blocks(ids, lengths)
 
     def transform(self, X: Iterable[str]) -> sp.csr_matrix:
         check_is_fitted(self, "idf_")
         return self._weigh(*self._word_ids(X, self.words_, grow=False))
 
     def _weigh(self, ids: np.ndarray, lengths: np.ndarray) -> sp.csr_matrix:
-        if len(lengths) <= WEIGH_CHUNK_ROWS:
-            return self._weigh_rows(ids, lengths)
+        return stack_rows(self._weigh_blocks(ids, lengths))
+
+    def _weigh_blocks(self, ids: np.ndarray, lengths: np.ndarray) -> list[sp.csr_matrix]:
         # A block of texts at a time: each row's weights depend on that row alone.
         ends = np.concatenate([[0], np.cumsum(lengths)])
-        parts = [self._weigh_rows(ids[ends[start]:ends[min(start + WEIGH_CHUNK_ROWS, len(lengths))]],
-                                  lengths[start:start + WEIGH_CHUNK_ROWS])
-                 for start in range(0, len(lengths), WEIGH_CHUNK_ROWS)]
-        return sp.vstack(parts, format="csr")
+        return [self._weigh_rows(ids[ends[start]:ends[min(start + WEIGH_CHUNK_ROWS, len(lengths))]],
+                                 lengths[start:start + WEIGH_CHUNK_ROWS])
+                for start in range(0, max(len(lengths), 1), WEIGH_CHUNK_ROWS)]
 
     def _weigh_rows(self, ids: np.ndarray, lengths: np.ndarray) -> sp.csr_matrix:
         word_rows, word_ids, pair_rows, pair_keys = self._entries(ids, lengths, len(self.words_))

@@ -53,12 +53,13 @@ HOLDOUT_ROWS = 5_000
 # predicted the same labels as the converged one for nearly every held-out
 # petition, in a fraction of the time (benchmarks/train_scale.py).
 LARGE_MAX_ITER = 30
-# In that regime the heads are fitted in this process, on the one matrix, two at a
-# time in threads: liblinear's own copy of the rows in each head-fitting process was
-# most of the peak memory. The three-way risk and the high-risk heads are fitted by
-# stochastic gradient descent, which reads the matrix in place (model.calibration,
-# `sgd`); held out, they decided as the liblinear and lbfgs ones did. Routing and the
-# key group are not: SGD lost most of their rare labels' F1, so they stay liblinear's,
+# In that regime the heads are fitted in this process, on the one matrix, one at a
+# time: liblinear's own copy of the rows in each head-fitting process was most of
+# the peak memory, and two heads side by side held two heads' copies. The three-way
+# risk and the high-risk heads are fitted by stochastic gradient descent, which
+# reads the matrix in place (model.calibration, `sgd`); held out, they decided as
+# the liblinear and lbfgs ones did. Routing and the key group are not: SGD lost
+# most of their rare labels' F1, so they stay liblinear's,
 # on every row of their other labels and a draw of their most common one, at most
 # LARGE_SVM_ROWS rows, so that the copy liblinear makes stays small
 # (benchmarks/train_scale.py).
@@ -215,6 +216,69 @@ def _csr_in_file(matrix: sp.csr_matrix, order: np.ndarray, folder: Path) -> sp.c
     indices.flush()
     nnz = int(indptr[-1])
     return sp.csr_matrix((data[:nnz], indices[:nnz], indptr), shape=matrix.shape, copy=False)
+
+
+# Rows of a large ledger's feature blocks stacked side by side at a time.
+STACK_CHUNK_ROWS = 5_000
+
+
+def _stack_columns(columns: list[list[sp.csr_matrix]], factors: list[float | None]) -> sp.csr_matrix:
+    """sp.hstack of the column blocks, each given as its consecutive blocks of rows and
+    multiplied by its factor (None: 1), in single precision. The matrix's arrays are
+    reserved at once and filled a few rows at a time, and the row blocks are let go
+    as they are copied, so the blocks and the matrix are never in memory together
+    in whole."""
+    n_rows = sum(part.shape[0] for part in columns[0])
+    widths = [parts[0].shape[1] for parts in columns]
+    row_nnz = np.zeros(n_rows, np.int64)
+    for parts in columns:
+        row_nnz += np.concatenate([np.diff(part.indptr) for part in parts])
+    indptr = np.concatenate([[0], np.cumsum(row_nnz)])
+    index_type = np.int32 if max(indptr[-1], sum(widths)) <= np.iinfo(np.int32).max else np.int64
+    data, indices = np.empty(indptr[-1], np.float32), np.empty(indptr[-1], index_type)
+    # Every row block of every column block starts at one of these rows.
+    starts = set(range(0, n_rows, STACK_CHUNK_ROWS))
+    for parts in columns:
+        starts.update(np.cumsum([0] + [part.shape[0] for part in parts[:-1]]).tolist())
+    bounds = [*sorted(starts), n_rows]
+    first = [0] * len(columns)  # the row each column block's first part starts at
+    for start, stop in itertools.pairwise(bounds):
+        pieces = []
+        for g, parts in enumerate(columns):
+            while first[g] + parts[0].shape[0] <= start:
+                first[g] += parts.pop(0).shape[0]
+            piece = _row_slice(parts[0], start - first[g], stop - first[g])
+            if factors[g] is not None:
+                piece = piece * factors[g]
+            pieces.append(piece.astype(np.float32, copy=False))
+        chunk = sp.hstack(pieces, format="csr")
+        data[indptr[start]:indptr[stop]] = chunk.data
+        indices[indptr[start]:indptr[stop]] = chunk.indices
+    columns.clear()
+    return sp.csr_matrix((data, indices, indptr.astype(index_type)), shape=(n_rows, sum(widths)), copy=False)
+
+
+def _row_slice(matrix: sp.csr_matrix, start: int, stop: int) -> sp.csr_matrix:
+    """matrix[start:stop] of a CSR matrix, as a view of its arrays."""
+    first, last = matrix.indptr[start], matrix.indptr[stop]
+    return sp.csr_matrix((matrix.data[first:last], matrix.indices[first:last], matrix.indptr[start:stop + 1] - first),
+                         shape=(stop - start, matrix.shape[1]), copy=False)
+
+
+# glibc's mallopt parameter: allocations from this size up get their own mapping.
+_M_MMAP_THRESHOLD = -3
+_MMAP_THRESHOLD_DEFAULT = 128 * 1024
+
+
+def _map_large_arrays(large: bool) -> None:
+    """With `large`, have glibc's malloc give every array of a megabyte or more its own
+    mapping, handed back to the system when the array is freed (False: its default
+    threshold again; elsewhere than glibc, nothing). By default the threshold rises to
+    the size of the arrays freed, and a large ledger's blocks, freed, then stayed
+    counted in the process's memory, scattered among arrays still in use."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, 2**20 if large else _MMAP_THRESHOLD_DEFAULT)
 
 
 def _give_back_freed_memory() -> None:
@@ -437,6 +501,8 @@ class TriageModel(BaseEstimator):
         head_weights[HIGH_HEAD] = head_weights["risk"]
         holdout = self._holdout_rows(labels, groups, head_weights)
         in_process = holdout is not None and self.large_in_process
+        if in_process:
+            _map_large_arrays(True)
         # Word and character vectorizers fit side by side in threads: the character one
         # spends its time in numpy, which lets go of the GIL, and a process would send its
         # whole matrix back pickled, which took longer than the fit it saved
@@ -472,21 +538,21 @@ class TriageModel(BaseEstimator):
                                 class_weight=class_weights[head], n_jobs=self.n_jobs, **params)
                       for head in heads]
         elif in_process:
+            threads = 1 if self.n_jobs in (None, 1) else 2
+
             def fit(head: str) -> tuple[TemperatureScaledLinear, np.ndarray, list[str]]:
                 sgd = head in LARGE_SGD_HEADS
                 return _fit_head(head, matrix, scalings[head], labels[head], head_weights[head], None,
-                                 loss=losses[head], class_weight=class_weights[head], n_jobs=None, sgd=sgd,
+                                 loss=losses[head], class_weight=class_weights[head], n_jobs=threads if sgd else None,
+                                 sgd=sgd,
                                  max_rows=self.large_svm_rows, **{**params, "max_iter": None if sgd else params["max_iter"]})
 
-            # Two threads, each fitting its heads one after the other: liblinear and SGD
-            # let go of the GIL while they fit. liblinear's heads share one thread, as they
-            # draw from one random generator per process; SGD seeds its own.
-            queues = [[h for h in heads if h not in LARGE_SGD_HEADS], [h for h in heads if h in LARGE_SGD_HEADS]]
-            with self._two_threads() as pool:
-                done = dict(zip([*queues[0], *queues[1]], itertools.chain.from_iterable(
-                    pool.map(lambda queue: [fit(head) for head in queue], queues)), strict=True))
-            fitted = [done[head] for head in heads]
+            # One head at a time: fitted side by side, liblinear's copy of its rows and the
+            # scaled values of a head fitted by SGD were in memory together, the peak of the
+            # fit. SGD's one-vs-rest fits use the two threads instead (each seeds its own).
+            fitted = [fit(head) for head in heads]
             del matrix
+            _map_large_arrays(False)
         else:  # one fit per head: the heads side by side
             # The held-out rows moved to the end, so that each head trains on a view of
             # the rows before them, not a copy of nearly the whole matrix.
@@ -518,24 +584,22 @@ class TriageModel(BaseEstimator):
     def _fit_features_compact(self, viewed: list[str], hits: list[list[tuple[Rule, Any]]]) -> sp.csr_matrix:
         """What FeatureUnion.fit_transform and the rule columns give, in single precision
         (the vectorizers compute in it; only the keyword and rule columns widened the
-        union's matrix to double) and stacked once: for a large ledger, the union's
-        double-precision copy beside the blocks, and then one with the rule columns,
-        were most of the peak of its fit."""
+        union's matrix to double), stacked once, a block of rows at a time: for a large
+        ledger, the union's double-precision copy beside the blocks, and then one with
+        the rule columns, were most of the peak of its fit."""
         weights = self.features_.transformer_weights or {}
 
-        def fit_block(name: str, transformer: Any) -> sp.csr_matrix:
-            block = transformer.fit_transform(viewed)
-            return block * weights[name] if name in weights else block
+        def fit_block(transformer: Any) -> list[sp.csr_matrix]:
+            if hasattr(transformer, "fit_transform_blocks"):
+                return transformer.fit_transform_blocks(viewed)
+            return [transformer.fit_transform(viewed)]
 
         named = [(name, t) for name, t in self.features_.transformer_list if t != "drop"]
         with self._two_threads() as pool:
-            blocks = list(pool.map(lambda item: fit_block(*item), named))
-        blocks.append(rule_matrix(hits, self.taxonomy.rules))
-        # Every block in single precision first: scipy stacks CSR blocks of one type
-        # directly, where mixed ones went through a coordinate copy of every value.
-        blocks = [block.astype(np.float32, copy=False).tocsr() for block in blocks]
-        matrix = sp.hstack(blocks, format="csr")
-        del blocks
+            columns = list(pool.map(lambda item: fit_block(item[1]), named))
+        columns.append([rule_matrix(hits, self.taxonomy.rules)])
+        matrix = _stack_columns(columns, [weights.get(name) for name, _ in named] + [None])
+        del columns
         _give_back_freed_memory()
         return matrix
 

@@ -16,11 +16,12 @@ from model.triage import HOLDOUT_ABOVE
 # real-length text (the whole process tree), raised so that the estimate errs on the
 # high side. A large ledger (one fitted with a held-out sample, model.triage.HOLDOUT_ABOVE)
 # needs less per character: its heads are fitted in the training process on one
-# single-precision matrix, by solvers that read it in place or copy a bounded draw of
-# its rows, where the folds of a smaller one each copy their rows.
+# single-precision matrix built without a second copy of it, one head at a time, by
+# solvers that read it in place or copy a bounded draw of its rows, where the folds
+# of a smaller one each copy their rows.
 BASE_BYTES = 2**30
 BYTES_PER_CHARACTER = 330
-BYTES_PER_CHARACTER_LARGE = 130
+BYTES_PER_CHARACTER_LARGE = 90
 SKIP_VARIABLE = "TRIAGE_SKIP_MEMORY_CHECK"
 
 
