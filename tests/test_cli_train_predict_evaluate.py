@@ -63,3 +63,15 @@ def test_petitions_of_one_matter_share_a_calibration_group_where_thresholds_are_
     # Thresholds chosen on the real rows: those share no matter, so nothing is grouped.
     assert matter_groups(frame, ~frame["synthetic"].to_numpy()) is None
     assert matter_groups(frame.drop(columns="matter"), np.ones(len(frame), bool)) is None
+
+
+def test_predict_and_link_write_into_an_output_folder_that_does_not_exist_yet(small_model_dir, small_corpus,
+                                                                              tmp_path, capsys):
+    ledger = tmp_path / "in.csv"
+    pd.read_csv(small_corpus).head(5)[["id", "title", "body"]].to_csv(ledger, index=False)
+    predicted = tmp_path / "results" / "2026q4" / "suggestions.csv"
+    assert main(["predict", "--model", str(small_model_dir), "--input", str(ledger), "--output", str(predicted)]) == 0
+    assert len(list(csv.DictReader(predicted.open(encoding="utf-8-sig")))) == 5
+    linked = tmp_path / "linked" / "matters.csv"
+    assert main(["link", "--input", str(ledger), "--output", str(linked)]) == 0
+    assert len(list(csv.DictReader(linked.open(encoding="utf-8-sig")))) == 5

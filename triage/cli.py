@@ -81,6 +81,7 @@ def cmd_link(args: argparse.Namespace) -> int:
     sizes = frame["matter"].map(frame["matter"].value_counts())
     columns = ["id", "matter", *(c for c in frame.columns if c not in ("id", "matter", "row", "source", "synthetic"))]
     out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     # The same ledger with a `matter` column: `triage train` keeps each matter in one fold.
     frame[columns].map(lambda v: spreadsheet_safe(str(v)) if isinstance(v, str) else v).to_csv(
