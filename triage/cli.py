@@ -176,16 +176,11 @@ def _worker_count(value: str) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
-    from pydantic import ValidationError
 
     from service.logs import log_config
-    from service.settings import get_settings
+    from triage.defaults import settings as read_settings
 
-    try:
-        settings = get_settings()
-    except ValidationError as exc:
-        print(f"triage serve: error: invalid TRIAGE_ setting: {exc}", file=sys.stderr)
-        return 2
+    settings = read_settings()
     workers = args.workers or settings.workers
     # Once, here: workers started together must not each train the default model.
     ensure_default_model(Path(settings.model_dir))
@@ -250,10 +245,9 @@ def cmd_sign(args: argparse.Namespace) -> int:
 
 def cmd_backup(args: argparse.Namespace) -> int:
     from service.maintenance import MaintenanceError, backup
-    from service.settings import get_settings
 
     try:
-        revision = backup(get_settings().database_url, Path(args.out))
+        revision = backup(settings().database_url, Path(args.out))
     except MaintenanceError as exc:
         print(f"triage backup: error: {exc}", file=sys.stderr)
         return 2
@@ -263,10 +257,9 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 def cmd_restore(args: argparse.Namespace) -> int:
     from service.maintenance import MaintenanceError, restore
-    from service.settings import get_settings
 
     try:
-        revision = restore(Path(getattr(args, "from")), get_settings().database_url)
+        revision = restore(Path(getattr(args, "from")), settings().database_url)
     except MaintenanceError as exc:
         print(f"triage restore: error: {exc}", file=sys.stderr)
         return 2
@@ -288,10 +281,9 @@ def _moment(value: str) -> datetime:
 def cmd_purge(args: argparse.Namespace) -> int:
     from service.database import Database
     from service.maintenance import purge_petitions
-    from service.settings import get_settings
     from training.registry import current_user
 
-    database = Database(get_settings().database_url)
+    database = Database(settings().database_url)
     database.migrate()
     count = purge_petitions(database, args.before, actor=f"cli:{current_user()}")
     _progress(f"purged the text of {count} petitions triaged before {args.before.isoformat()}; "
