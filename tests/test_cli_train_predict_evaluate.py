@@ -1,10 +1,17 @@
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from serving import CLI, ROOT
 
 from training.train import SYNTHETIC_WEIGHT, matter_groups, sample_weights
 from triage.cli import main
@@ -75,3 +82,42 @@ def test_predict_and_link_write_into_an_output_folder_that_does_not_exist_yet(sm
     linked = tmp_path / "linked" / "matters.csv"
     assert main(["link", "--input", str(ledger), "--output", str(linked)]) == 0
     assert len(list(csv.DictReader(linked.open(encoding="utf-8-sig")))) == 5
+
+
+def _process_group(pgid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, IndexError):
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[2]) == pgid:
+                found.append(int(entry.name))
+    return found
+
+
+def test_predict_stopped_with_sigterm_leaves_no_partial_output_and_no_workers(small_model_dir, small_corpus, tmp_path):
+    frame = pd.read_csv(small_corpus)[["id", "title", "body"]]
+    ledger = tmp_path / "big.csv"
+    pd.concat([frame.assign(id=frame["id"] + f"-{i}") for i in range(25)]).to_csv(ledger, index=False)
+    out = tmp_path / "out.csv"
+    out.write_text("last quarter's results\n", encoding="utf-8")
+    partial = tmp_path / "out.csv.tmp"
+    with (tmp_path / "stderr").open("w") as stderr:
+        run = subprocess.Popen([*CLI, "predict", "--model", str(small_model_dir), "--input", str(ledger), "--output",
+                                str(out), "--workers", "2"], cwd=ROOT, stderr=stderr, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 120
+            while not (partial.exists() and partial.stat().st_size > 10_000) and run.poll() is None:
+                assert time.monotonic() < deadline, "predict never started writing"
+                time.sleep(0.05)
+            assert run.poll() is None, "the ledger was scored before it could be stopped; make it longer"
+            run.send_signal(signal.SIGTERM)
+            assert run.wait(timeout=120) == 143
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(run.pid, signal.SIGKILL)
+    assert "terminated; nothing was written" in (tmp_path / "stderr").read_text()
+    assert out.read_text(encoding="utf-8") == "last quarter's results\n"
+    assert not partial.exists()
+    deadline = time.monotonic() + 10
+    while _process_group(run.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _process_group(run.pid), "the scoring workers outlived predict"

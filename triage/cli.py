@@ -7,8 +7,10 @@ import contextlib
 import json
 import os
 import secrets
+import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from datetime import datetime
@@ -573,8 +575,30 @@ def _add_policy_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"how far below the champion a key metric may be (default {DEFAULT_TOLERANCE})")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill`, `timeout`, a service manager stopping a job), taken as Ctrl-C is."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "serve" or threading.current_thread() is not threading.main_thread():
+        # `serve` leaves signals to uvicorn; only the main thread may set a handler.
+        return _run(args)
+    # Python's default for SIGTERM ends the process at once: a predict's scoring workers were
+    # left running without it and its half-written OUT.tmp stayed. Raised as an interrupt, the
+    # same clean-up as Ctrl-C runs. The caller's handler is put back (main is also called in-process).
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        return _run(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         if getattr(args, "registry", "") is None:
             args.registry = str(default_registry_dir())
@@ -582,9 +606,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (LedgerError, ArtifactError, TaxonomyError, ModelInputError, NotEnoughMemory, SettingsError) as exc:
         print(f"triage {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"triage {args.command}: interrupted; nothing was written", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print(f"triage {args.command}: {'terminated' if isinstance(exc, Terminated) else 'interrupted'}; "
+              "nothing was written", file=sys.stderr)
+        return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
 
 
 if __name__ == "__main__":
