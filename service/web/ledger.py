@@ -1,4 +1,4 @@
-"""登记 (intake), batch: a ledger (XLSX/CSV/JSONL, as `triage predict` reads) in, a table of
+"""登记 (intake), batch: a ledger (XLSX/XLS/CSV/JSONL, as `triage predict` reads) in, a table of
 suggestions out, downloadable as XLSX. Each ledger goes through POST /v1/triage/batch's own
 function, with its limit (TRIAGE_MAX_BATCH rows) and its per-row errors."""
 
@@ -27,7 +27,8 @@ from training.ledger import LedgerError, read_ledger
 
 router = APIRouter(include_in_schema=False)
 IntakeUser = Annotated[WebUser, Depends(page_user("intake"))]
-SUFFIXES = (".xlsx", ".csv", ".jsonl")
+# Every format `triage predict` reads: Excel 97-2003 .xls is still what many office PCs save.
+SUFFIXES = (".xlsx", ".xls", ".csv", ".jsonl")
 
 
 def _ids_token(request: Request) -> URLSafeTimedSerializer:
