@@ -121,3 +121,18 @@ def test_predict_stopped_with_sigterm_leaves_no_partial_output_and_no_workers(sm
     while _process_group(run.pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _process_group(run.pid), "the scoring workers outlived predict"
+
+
+def test_an_output_that_cannot_be_written_is_named_in_one_line_not_a_traceback(small_model_dir, small_corpus,
+                                                                               tmp_path, capsys):
+    ledger = tmp_path / "in.csv"
+    pd.read_csv(small_corpus).head(5)[["id", "title", "body"]].to_csv(ledger, index=False)
+    # A file where the output's folder should be: the same refusal as a read-only or full disk.
+    blocked = tmp_path / "results"
+    blocked.write_text("", encoding="utf-8")
+    for command in (["predict", "--model", str(small_model_dir), "--input", str(ledger), "--output", str(blocked / "p.csv")],
+                    ["link", "--input", str(ledger), "--output", str(blocked / "l.csv")]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert f"triage {command[0]}: error: {blocked}" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "results"]

@@ -606,6 +606,13 @@ def _run(args: argparse.Namespace) -> int:
     except (LedgerError, ArtifactError, TaxonomyError, ModelInputError, NotEnoughMemory, SettingsError) as exc:
         print(f"triage {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        # A file that cannot be read or written (no such folder, a file where a folder should be,
+        # permission, a full disk): one line naming it, not a traceback. Outputs are written to a
+        # temporary file and renamed, so nothing half-written is left.
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"triage {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt as exc:
         print(f"triage {args.command}: {'terminated' if isinstance(exc, Terminated) else 'interrupted'}; "
               "nothing was written", file=sys.stderr)
