@@ -3,6 +3,12 @@ client), a real SQLite database and the small model."""
 
 from __future__ import annotations
 
+import html
+import io
+import re
+
+import openpyxl
+import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 from office_ledgers import OFFICE_ROWS, office_xls
@@ -38,3 +44,21 @@ def test_an_excel_97_2003_ledger_is_taken_by_the_intake_page(intake, tmp_path):
     with database.sessions() as session:
         stored = {row.external_id for row in session.query(TriageRecord)}
     assert stored == {row[1] for row in OFFICE_ROWS}
+
+
+def test_the_suggestions_download_keeps_formula_like_text_as_text(intake, tmp_path):
+    client, key, _ = intake
+    csrf = signed_in(client, key, landing="/intake")
+    title, external_id = '=HYPERLINK("http://example.invalid","点此查看")', "=1+1"
+    ledger = tmp_path / "台账.csv"
+    pd.DataFrame({"编号": [external_id], "标题": [title], "内容": ["老板拖欠工资三个月，请劳动监察部门帮忙。"]}).to_csv(
+        ledger, index=False)
+    answer = client.post("/intake/ledger", data={"csrf_token": csrf},
+                         files={"ledger": ("台账.csv", ledger.read_bytes(), "text/csv")})
+    assert answer.status_code == 200, answer.text
+    link = re.search(r'href="(/intake/ledger\.xlsx\?t=[^"]+)"', answer.text).group(1)
+    download = client.get(html.unescape(link))
+    assert download.status_code == 200
+    row = openpyxl.load_workbook(io.BytesIO(download.content)).active[2]
+    assert (row[0].value, row[0].data_type) == (external_id, "s")
+    assert (row[1].value, row[1].data_type) == (title, "s")

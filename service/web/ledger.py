@@ -93,6 +93,11 @@ def download(request: Request, user: IntakeUser, session: SessionDep, settings: 
                       case.risk_name, case.key_group_name, "是" if case.needs_review else "否",
                       *((case.time_limits.accept_by.date().isoformat(), case.time_limits.conclude_by.date().isoformat())
                         if case.time_limits else ("", "")), case.triage_id])
+        for cell in sheet[sheet.max_row]:
+            # openpyxl stores any text starting with "=" as a formula, which Excel runs: a petition
+            # titled "=HYPERLINK(…)" must stay the text it is, as in predict's CSV.
+            if isinstance(cell.value, str):
+                cell.data_type = "s"
     out = io.BytesIO()
     book.save(out)
     return Response(out.getvalue(), media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
