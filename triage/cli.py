@@ -406,6 +406,12 @@ def cmd_models(args: argparse.Namespace) -> int:
                                      key_metrics=_key_metrics(args.metric), tolerance=args.tolerance)
             forced = f" (FORCED: {entry['reason']})" if entry["forced"] else ""
             print(f"{entry['version']} is now the champion (was {entry['previous'] or 'none'}){forced}")
+            if entry["previous"] is None:
+                # A service watches a registry only if it existed when the service started (two
+                # authorities for the model in service would disagree after a restart): the first
+                # champion is otherwise silently not served.
+                _progress(f"note: a `triage serve` started before {registry.root} existed keeps serving its own model "
+                          "until it is restarted; later promotions are followed without a restart")
             return 0
         entry = registry.rollback(by=args.by, reason=args.reason)
         print(f"rolled back: {entry['version']} is the champion again (replacing {entry['previous']})")
