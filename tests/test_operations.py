@@ -150,3 +150,13 @@ def test_a_wrong_setting_is_named_as_it_is_set_without_a_traceback(command, tmp_
     # Only the setting that is wrong: not the paths whose defaults could not be made because of it.
     assert "registry_dir" not in done.stderr.lower() and "signing_key_file" not in done.stderr.lower()
     assert not list(tmp_path.iterdir()), "nothing is written when the settings are wrong"
+
+
+def test_export_decisions_before_the_service_has_run_creates_no_database(tmp_path, capsys):
+    home = tmp_path / "var"
+    home.mkdir()
+    url = f"sqlite:///{home / 'triage.db'}"
+    assert main(["export-decisions", "--db", url, "--out", str(tmp_path / "decisions.csv")]) == 2
+    assert "database file not found" in capsys.readouterr().err
+    # An empty file here would be a world-readable database the service later stores petitions in.
+    assert not list(home.iterdir()) and not (tmp_path / "decisions.csv").exists()
