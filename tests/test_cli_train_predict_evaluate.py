@@ -1,10 +1,17 @@
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from serving import CLI, ROOT
 
 from training.train import SYNTHETIC_WEIGHT, matter_groups, sample_weights
 from triage.cli import main
@@ -63,3 +70,69 @@ def test_petitions_of_one_matter_share_a_calibration_group_where_thresholds_are_
     # Thresholds chosen on the real rows: those share no matter, so nothing is grouped.
     assert matter_groups(frame, ~frame["synthetic"].to_numpy()) is None
     assert matter_groups(frame.drop(columns="matter"), np.ones(len(frame), bool)) is None
+
+
+def test_predict_and_link_write_into_an_output_folder_that_does_not_exist_yet(small_model_dir, small_corpus,
+                                                                              tmp_path, capsys):
+    ledger = tmp_path / "in.csv"
+    pd.read_csv(small_corpus).head(5)[["id", "title", "body"]].to_csv(ledger, index=False)
+    predicted = tmp_path / "results" / "2026q4" / "suggestions.csv"
+    assert main(["predict", "--model", str(small_model_dir), "--input", str(ledger), "--output", str(predicted)]) == 0
+    assert len(list(csv.DictReader(predicted.open(encoding="utf-8-sig")))) == 5
+    linked = tmp_path / "linked" / "matters.csv"
+    assert main(["link", "--input", str(ledger), "--output", str(linked)]) == 0
+    assert len(list(csv.DictReader(linked.open(encoding="utf-8-sig")))) == 5
+
+
+def _process_group(pgid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, IndexError):
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[2]) == pgid:
+                found.append(int(entry.name))
+    return found
+
+
+def test_predict_stopped_with_sigterm_leaves_no_partial_output_and_no_workers(small_model_dir, small_corpus, tmp_path):
+    frame = pd.read_csv(small_corpus)[["id", "title", "body"]]
+    ledger = tmp_path / "big.csv"
+    pd.concat([frame.assign(id=frame["id"] + f"-{i}") for i in range(25)]).to_csv(ledger, index=False)
+    out = tmp_path / "out.csv"
+    out.write_text("last quarter's results\n", encoding="utf-8")
+    partial = tmp_path / "out.csv.tmp"
+    with (tmp_path / "stderr").open("w") as stderr:
+        run = subprocess.Popen([*CLI, "predict", "--model", str(small_model_dir), "--input", str(ledger), "--output",
+                                str(out), "--workers", "2"], cwd=ROOT, stderr=stderr, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 120
+            while not (partial.exists() and partial.stat().st_size > 10_000) and run.poll() is None:
+                assert time.monotonic() < deadline, "predict never started writing"
+                time.sleep(0.05)
+            assert run.poll() is None, "the ledger was scored before it could be stopped; make it longer"
+            run.send_signal(signal.SIGTERM)
+            assert run.wait(timeout=120) == 143
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(run.pid, signal.SIGKILL)
+    assert "terminated; nothing was written" in (tmp_path / "stderr").read_text()
+    assert out.read_text(encoding="utf-8") == "last quarter's results\n"
+    assert not partial.exists()
+    deadline = time.monotonic() + 10
+    while _process_group(run.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _process_group(run.pid), "the scoring workers outlived predict"
+
+
+def test_an_output_that_cannot_be_written_is_named_in_one_line_not_a_traceback(small_model_dir, small_corpus,
+                                                                               tmp_path, capsys):
+    ledger = tmp_path / "in.csv"
+    pd.read_csv(small_corpus).head(5)[["id", "title", "body"]].to_csv(ledger, index=False)
+    # A file where the output's folder should be: the same refusal as a read-only or full disk.
+    blocked = tmp_path / "results"
+    blocked.write_text("", encoding="utf-8")
+    for command in (["predict", "--model", str(small_model_dir), "--input", str(ledger), "--output", str(blocked / "p.csv")],
+                    ["link", "--input", str(ledger), "--output", str(blocked / "l.csv")]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert f"triage {command[0]}: error: {blocked}" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "results"]

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import stat
+import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from serving import CLI, ROOT
 
 from service.database import AuditEntry, Database, DecisionRecord, TriageRecord
 from service.keys import create_key
@@ -134,3 +137,26 @@ def test_the_export_writes_offsets_and_leaves_purged_petitions_out(database, tmp
     assert "2026-12-06T09:00:00+08:00" in exported  # 01:00 UTC, in Beijing time with its offset
     again = read_decisions(out, taxonomy)
     assert list(again["id"]) == ["new"] and str(again["received_at"].iloc[0]) == "2026-12-06 09:00:00"
+
+
+@pytest.mark.parametrize("command", [["backup", "--out", "copy.db"], ["restore", "--from", "copy.db"],
+                                     ["purge", "--before", "2025-01-01"], ["keys", "list"], ["serve"]])
+def test_a_wrong_setting_is_named_as_it_is_set_without_a_traceback(command, tmp_path):
+    env = {**os.environ, "TRIAGE_HOME": str(tmp_path), "TRIAGE_WORKERS": "0"}
+    done = subprocess.run([*CLI, *command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "TRIAGE_WORKERS: Input should be greater than or equal to 1" in done.stderr
+    # Only the setting that is wrong: not the paths whose defaults could not be made because of it.
+    assert "registry_dir" not in done.stderr.lower() and "signing_key_file" not in done.stderr.lower()
+    assert not list(tmp_path.iterdir()), "nothing is written when the settings are wrong"
+
+
+def test_export_decisions_before_the_service_has_run_creates_no_database(tmp_path, capsys):
+    home = tmp_path / "var"
+    home.mkdir()
+    url = f"sqlite:///{home / 'triage.db'}"
+    assert main(["export-decisions", "--db", url, "--out", str(tmp_path / "decisions.csv")]) == 2
+    assert "database file not found" in capsys.readouterr().err
+    # An empty file here would be a world-readable database the service later stores petitions in.
+    assert not list(home.iterdir()) and not (tmp_path / "decisions.csv").exists()

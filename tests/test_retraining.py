@@ -457,3 +457,15 @@ def test_high_recall_bought_with_an_unworkable_queue_is_not_the_bar():
     assert not checks["risk.high_recall"].worse and checks["risk.high_recall"].excused
     flooding = {"division": {"macro_f1": 0.6}, "risk": {"high_recall": 0.99, "high_share": 0.40}}
     assert any(c.worse for c in compare(champion, flooding))
+
+
+def test_the_first_champion_of_a_registry_says_a_running_service_needs_a_restart(small_model, tmp_path, capsys):
+    registry = Registry(tmp_path / "registry")
+    for version in ("v1", "v2"):
+        registry.register(small_model.model, {**small_model.metadata, "version": version})
+    assert main(["models", "promote", "v1", "--registry", str(registry.root), "--force", "--reason", "first"]) == 0
+    first = capsys.readouterr()
+    assert "v1 is now the champion" in first.out
+    assert "until it is restarted" in first.err
+    assert main(["models", "promote", "v2", "--registry", str(registry.root), "--force", "--reason", "second"]) == 0
+    assert "restarted" not in capsys.readouterr().err, "a watched registry's later promotions need no restart"

@@ -95,6 +95,9 @@ def write_predictions(model: TriageModel, model_dir: str | Path, version: str, p
     started = time.perf_counter()
     out = Path(out)
     tmp = out.with_name(out.name + ".tmp")
+    # As `train --out`, `backup --out` and `export-decisions --out` do: a folder named for the
+    # results is made, not refused with a traceback after the model has loaded.
+    out.parent.mkdir(parents=True, exist_ok=True)
     batches = _batches(paths, model.taxonomy, sheet, batch or STREAM_BATCH)
     first = next(batches, None)
     second = next(batches, None) if first is not None else None

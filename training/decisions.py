@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pandas as pd
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, inspect, make_url, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from model.taxonomy import HEADS, Taxonomy
@@ -50,11 +50,24 @@ def is_database(source: str | Path) -> bool:
         return handle.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC
 
 
+def _sqlite_file(source: str | Path) -> Path | None:
+    """The SQLite file `source` names, as a path or as a sqlite:/// URL (the service's
+    TRIAGE_DATABASE_URL); None for another database."""
+    if "://" not in str(source):
+        return Path(source)
+    url = make_url(str(source))
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:" and not url.query:
+        return Path(url.database)
+    return None
+
+
 def _url(source: str | Path) -> str:
-    if "://" in str(source):
+    file = _sqlite_file(source)
+    if file is None:
         return str(source)
-    # Read-only: exporting must never create or change anything in the service's database.
-    return f"sqlite:///file:{quote(str(Path(source).resolve()))}?mode=ro&uri=true"
+    # Read-only, a URL too: opening a missing file read-write would create an empty database,
+    # world-readable, where the service later puts petitions.
+    return f"sqlite:///file:{quote(str(file.resolve()))}?mode=ro&uri=true"
 
 
 def _china_time(values: pd.Series) -> pd.Series:
@@ -74,7 +87,8 @@ def _check_labels(frame: pd.DataFrame, taxonomy: Taxonomy, source: str, where: p
 
 def _from_database(source: str | Path, taxonomy: Taxonomy) -> pd.DataFrame:
     shown = str(source)
-    if "://" not in shown and not Path(source).exists():
+    file = _sqlite_file(source)
+    if file is not None and not file.exists():
         raise DecisionsError(shown, "database file not found")
     engine = create_engine(_url(source))
     try:

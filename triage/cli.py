@@ -7,8 +7,10 @@ import contextlib
 import json
 import os
 import secrets
+import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from datetime import datetime
@@ -81,6 +83,7 @@ def cmd_link(args: argparse.Namespace) -> int:
     sizes = frame["matter"].map(frame["matter"].value_counts())
     columns = ["id", "matter", *(c for c in frame.columns if c not in ("id", "matter", "row", "source", "synthetic"))]
     out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     # The same ledger with a `matter` column: `triage train` keeps each matter in one fold.
     frame[columns].map(lambda v: spreadsheet_safe(str(v)) if isinstance(v, str) else v).to_csv(
@@ -175,16 +178,11 @@ def _worker_count(value: str) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
-    from pydantic import ValidationError
 
     from service.logs import log_config
-    from service.settings import get_settings
+    from triage.defaults import settings as read_settings
 
-    try:
-        settings = get_settings()
-    except ValidationError as exc:
-        print(f"triage serve: error: invalid TRIAGE_ setting: {exc}", file=sys.stderr)
-        return 2
+    settings = read_settings()
     workers = args.workers or settings.workers
     # Once, here: workers started together must not each train the default model.
     ensure_default_model(Path(settings.model_dir))
@@ -249,10 +247,9 @@ def cmd_sign(args: argparse.Namespace) -> int:
 
 def cmd_backup(args: argparse.Namespace) -> int:
     from service.maintenance import MaintenanceError, backup
-    from service.settings import get_settings
 
     try:
-        revision = backup(get_settings().database_url, Path(args.out))
+        revision = backup(settings().database_url, Path(args.out))
     except MaintenanceError as exc:
         print(f"triage backup: error: {exc}", file=sys.stderr)
         return 2
@@ -262,10 +259,9 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 def cmd_restore(args: argparse.Namespace) -> int:
     from service.maintenance import MaintenanceError, restore
-    from service.settings import get_settings
 
     try:
-        revision = restore(Path(getattr(args, "from")), get_settings().database_url)
+        revision = restore(Path(getattr(args, "from")), settings().database_url)
     except MaintenanceError as exc:
         print(f"triage restore: error: {exc}", file=sys.stderr)
         return 2
@@ -287,10 +283,9 @@ def _moment(value: str) -> datetime:
 def cmd_purge(args: argparse.Namespace) -> int:
     from service.database import Database
     from service.maintenance import purge_petitions
-    from service.settings import get_settings
     from training.registry import current_user
 
-    database = Database(get_settings().database_url)
+    database = Database(settings().database_url)
     database.migrate()
     count = purge_petitions(database, args.before, actor=f"cli:{current_user()}")
     _progress(f"purged the text of {count} petitions triaged before {args.before.isoformat()}; "
@@ -411,6 +406,12 @@ def cmd_models(args: argparse.Namespace) -> int:
                                      key_metrics=_key_metrics(args.metric), tolerance=args.tolerance)
             forced = f" (FORCED: {entry['reason']})" if entry["forced"] else ""
             print(f"{entry['version']} is now the champion (was {entry['previous'] or 'none'}){forced}")
+            if entry["previous"] is None:
+                # A service watches a registry only if it existed when the service started (two
+                # authorities for the model in service would disagree after a restart): the first
+                # champion is otherwise silently not served.
+                _progress(f"note: a `triage serve` started before {registry.root} existed keeps serving its own model "
+                          "until it is restarted; later promotions are followed without a restart")
             return 0
         entry = registry.rollback(by=args.by, reason=args.reason)
         print(f"rolled back: {entry['version']} is the champion again (replacing {entry['previous']})")
@@ -580,8 +581,30 @@ def _add_policy_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"how far below the champion a key metric may be (default {DEFAULT_TOLERANCE})")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill`, `timeout`, a service manager stopping a job), taken as Ctrl-C is."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "serve" or threading.current_thread() is not threading.main_thread():
+        # `serve` leaves signals to uvicorn; only the main thread may set a handler.
+        return _run(args)
+    # Python's default for SIGTERM ends the process at once: a predict's scoring workers were
+    # left running without it and its half-written OUT.tmp stayed. Raised as an interrupt, the
+    # same clean-up as Ctrl-C runs. The caller's handler is put back (main is also called in-process).
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        return _run(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         if getattr(args, "registry", "") is None:
             args.registry = str(default_registry_dir())
@@ -589,9 +612,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (LedgerError, ArtifactError, TaxonomyError, ModelInputError, NotEnoughMemory, SettingsError) as exc:
         print(f"triage {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"triage {args.command}: interrupted; nothing was written", file=sys.stderr)
-        return 130
+    except OSError as exc:
+        # A file that cannot be read or written (no such folder, a file where a folder should be,
+        # permission, a full disk): one line naming it, not a traceback. Outputs are written to a
+        # temporary file and renamed, so nothing half-written is left.
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"triage {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:
+        print(f"triage {args.command}: {'terminated' if isinstance(exc, Terminated) else 'interrupted'}; "
+              "nothing was written", file=sys.stderr)
+        return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
 
 
 if __name__ == "__main__":

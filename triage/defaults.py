@@ -27,7 +27,17 @@ def settings() -> Settings:
     try:
         return get_settings()
     except ValidationError as exc:
-        raise SettingsError(f"invalid TRIAGE_ setting: {exc}") from None
+        raise SettingsError(settings_problem(exc)) from None
+
+
+def settings_problem(exc: Exception) -> str:
+    """What is wrong with the TRIAGE_ settings, one line per variable as a person sets it
+    (TRIAGE_WORKERS, not `workers`). Values are not repeated: one may be a key. The path
+    settings whose defaults could not be made because another setting is wrong are not
+    listed, as they are not wrong themselves."""
+    errors = [e for e in exc.errors() if e["type"] != "default_factory_not_called"]  # type: ignore[attr-defined]
+    lines = [f"TRIAGE_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in errors]
+    return "invalid TRIAGE_ setting: " + "; ".join(lines or [str(exc)])
 
 
 def default_model_dir() -> Path:

@@ -1,4 +1,4 @@
-"""登记 (intake), batch: a ledger (XLSX/CSV/JSONL, as `triage predict` reads) in, a table of
+"""登记 (intake), batch: a ledger (XLSX/XLS/CSV/JSONL, as `triage predict` reads) in, a table of
 suggestions out, downloadable as XLSX. Each ledger goes through POST /v1/triage/batch's own
 function, with its limit (TRIAGE_MAX_BATCH rows) and its per-row errors."""
 
@@ -27,7 +27,8 @@ from training.ledger import LedgerError, read_ledger
 
 router = APIRouter(include_in_schema=False)
 IntakeUser = Annotated[WebUser, Depends(page_user("intake"))]
-SUFFIXES = (".xlsx", ".csv", ".jsonl")
+# Every format `triage predict` reads: Excel 97-2003 .xls is still what many office PCs save.
+SUFFIXES = (".xlsx", ".xls", ".csv", ".jsonl")
 
 
 def _ids_token(request: Request) -> URLSafeTimedSerializer:
@@ -92,6 +93,11 @@ def download(request: Request, user: IntakeUser, session: SessionDep, settings: 
                       case.risk_name, case.key_group_name, "是" if case.needs_review else "否",
                       *((case.time_limits.accept_by.date().isoformat(), case.time_limits.conclude_by.date().isoformat())
                         if case.time_limits else ("", "")), case.triage_id])
+        for cell in sheet[sheet.max_row]:
+            # openpyxl stores any text starting with "=" as a formula, which Excel runs: a petition
+            # titled "=HYPERLINK(…)" must stay the text it is, as in predict's CSV.
+            if isinstance(cell.value, str):
+                cell.data_type = "s"
     out = io.BytesIO()
     book.save(out)
     return Response(out.getvalue(), media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",

@@ -1,0 +1,64 @@
+"""登记's ledger upload with the office files `triage predict` reads. In-process (Starlette's
+client), a real SQLite database and the small model."""
+
+from __future__ import annotations
+
+import html
+import io
+import re
+
+import openpyxl
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+from office_ledgers import OFFICE_ROWS, office_xls
+from test_web_models import signed_in
+
+from service.app import create_app
+from service.database import Database, TriageRecord
+from service.keys import create_key
+from service.settings import Settings
+
+
+@pytest.fixture
+def intake(small_model_dir, tmp_path):
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'triage.db'}", model_dir=small_model_dir,
+                        registry_dir=tmp_path / "no-registry")
+    database = Database(settings.database_url)
+    database.migrate()
+    with database.sessions() as session:
+        key = create_key(session, "intake", label="登记窗口")
+    with TestClient(create_app(settings)) as client:
+        yield client, key, database
+    database.engine.dispose()
+
+
+def test_an_excel_97_2003_ledger_is_taken_by_the_intake_page(intake, tmp_path):
+    client, key, database = intake
+    csrf = signed_in(client, key, landing="/intake")
+    ledger = office_xls(tmp_path / "台账.xls")
+    answer = client.post("/intake/ledger", data={"csrf_token": csrf},
+                         files={"ledger": ("台账.xls", ledger.read_bytes(), "application/vnd.ms-excel")})
+    assert answer.status_code == 200, answer.text
+    assert 'id="ledger-table"' in answer.text
+    with database.sessions() as session:
+        stored = {row.external_id for row in session.query(TriageRecord)}
+    assert stored == {row[1] for row in OFFICE_ROWS}
+
+
+def test_the_suggestions_download_keeps_formula_like_text_as_text(intake, tmp_path):
+    client, key, _ = intake
+    csrf = signed_in(client, key, landing="/intake")
+    title, external_id = '=HYPERLINK("http://example.invalid","点此查看")', "=1+1"
+    ledger = tmp_path / "台账.csv"
+    pd.DataFrame({"编号": [external_id], "标题": [title], "内容": ["老板拖欠工资三个月，请劳动监察部门帮忙。"]}).to_csv(
+        ledger, index=False)
+    answer = client.post("/intake/ledger", data={"csrf_token": csrf},
+                         files={"ledger": ("台账.csv", ledger.read_bytes(), "text/csv")})
+    assert answer.status_code == 200, answer.text
+    link = re.search(r'href="(/intake/ledger\.xlsx\?t=[^"]+)"', answer.text).group(1)
+    download = client.get(html.unescape(link))
+    assert download.status_code == 200
+    row = openpyxl.load_workbook(io.BytesIO(download.content)).active[2]
+    assert (row[0].value, row[0].data_type) == (external_id, "s")
+    assert (row[1].value, row[1].data_type) == (title, "s")
