@@ -199,9 +199,10 @@ class CharNgramTfidf(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
         texts = self._texts(X)
         # Texts are read a block at a time (FIT_CHUNK_CHARS; a text is never split), twice:
         # once for the vocabulary, document frequencies and totals, added up block by
-        # block, then again to weigh each block's kept n-grams, as `transform` does. Keeping every block's counts until the vocabulary was known
-        # took several times the matrix, and sorting each block with its inverse took
-        # more time than counting it twice.
+        # block, then again to weigh each block's kept n-grams, as `transform` does.
+        # Keeping every block's counts until the vocabulary was known took several times
+        # the matrix, and sorting each block with its inverse took more time than
+        # counting it twice.
         blocks, start, size = [], 0, 0
         for end, text in enumerate(texts, start=1):
             size += len(text)
@@ -311,8 +312,9 @@ class WordNgramTfidf(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
     def _word_ids(self, X: Iterable[str], words: dict[str, int], grow: bool) -> tuple[np.ndarray, np.ndarray]:
         """The id in `words` of every token of every text, one flat array (-1 for a word
         not there, or, with `grow`, a new id added to `words`; 32-bit, as a vocabulary
-        never has billions of words), and each text's number of tokens. Tokens become integers text by text: the strings of a large ledger's
-        tokens, kept all at once, took more memory than everything else in the fit."""
+        never has billions of words), and each text's number of tokens. Tokens become
+        integers text by text: the strings of a large ledger's tokens, kept all at once,
+        took more memory than everything else in the fit."""
         if self.max_n not in (1, 2):
             raise ValueError(f"max_n must be 1 or 2, got {self.max_n}")
         prepare = self.preprocessor or (lambda text: text)
