@@ -204,6 +204,15 @@ def new_version_id(fingerprint: str) -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + fingerprint[:8]
 
 
+def check_can_save(out: str | Path) -> None:
+    """Raise OSError now when `save_model` could not write `out`: its folder is made
+    (owner-only) and a staging directory tried in it. Training checks this first, so
+    that a wrong --out is found before the fit, not after."""
+    out = Path(out)
+    make_private_dir(out.parent)
+    Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent)).rmdir()
+
+
 def save_model(model: TriageModel, out: str | Path, metadata: dict[str, Any], key: SigningKey | None = None) -> Path:
     """Write the signed artifact into a temporary sibling directory and rename it into
     place, so `out` is either the old model or the complete new one."""

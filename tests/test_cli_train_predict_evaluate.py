@@ -136,3 +136,13 @@ def test_an_output_that_cannot_be_written_is_named_in_one_line_not_a_traceback(s
         err = capsys.readouterr().err
         assert f"triage {command[0]}: error: {blocked}" in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "results"]
+
+
+def test_train_refuses_an_output_it_cannot_write_before_fitting(small_corpus, tmp_path, capsys):
+    blocked = tmp_path / "models"
+    blocked.write_text("", encoding="utf-8")
+    assert main(["train", "--data", str(small_corpus), "--out", str(blocked / "q4")]) == 2
+    captured = capsys.readouterr()
+    assert f"triage train: error: {blocked}" in captured.err, captured.err
+    # Found before the ledger is even read, so no training time is spent on it.
+    assert "reading" not in captured.err and "petitions" not in captured.err, captured.err

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from model.artifact import created_at_now, new_version_id, save_model
+from model.artifact import check_can_save, created_at_now, new_version_id, save_model
 from model.matter import link_matters
 from model.taxonomy import DEFAULT_TAXONOMY, HEADS, Taxonomy, load_taxonomy
 from model.text import join_fields
@@ -225,6 +225,7 @@ def artifact_metadata(*, version: str, frame: pd.DataFrame, data_fingerprint: st
 
 def train(data: list[str | Path], out: str | Path, taxonomy_path: str | Path = DEFAULT_TAXONOMY,
           seed: int = 0, progress: Progress = lambda _: None, sheet: str | None = None) -> dict[str, Any]:
+    check_can_save(out)
     taxonomy = load_taxonomy(taxonomy_path)
     progress(f"reading {len(data)} ledger file(s) …")
     ledger = read_ledgers(list(data), taxonomy, sheet=sheet)
