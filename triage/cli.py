@@ -180,16 +180,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from service.logs import log_config
-    from triage.defaults import settings as read_settings
 
-    settings = read_settings()
-    workers = args.workers or settings.workers
+    configured = settings()
+    workers = args.workers or configured.workers
     # Once, here: workers started together must not each train the default model.
-    ensure_default_model(Path(settings.model_dir))
+    ensure_default_model(Path(configured.model_dir))
     _progress(f"starting {workers} worker process{'es' if workers > 1 else ''} "
               f"(TRIAGE_WORKERS; each loads its own copy of the model and follows the one in service)")
     with contextlib.ExitStack() as stack:
-        if workers > 1 and not settings.session_secret:
+        if workers > 1 and not configured.session_secret:
             # The workers must sign the pages' session cookies with one key: a session made by
             # one worker is checked by another. A fresh key per run; a restart signs everyone out.
             os.environ["TRIAGE_SESSION_SECRET"] = secrets.token_urlsafe(32)
@@ -206,8 +205,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # processes from a string, and each worker builds its own app (model, database engine,
         # registry watch) from the environment this process read.
         uvicorn.run("service.app:create_app_from_env", factory=True, workers=workers,
-                    host=args.host or settings.host, port=args.port or settings.port,
-                    log_level=settings.log_level.lower(), log_config=log_config(settings.log_level, settings.log_json))
+                    host=args.host or configured.host, port=args.port or configured.port,
+                    log_level=configured.log_level.lower(), log_config=log_config(configured.log_level, configured.log_json))
     return 0
 
 
