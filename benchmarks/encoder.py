@@ -16,6 +16,10 @@ where n-grams do not. This benchmark measures, on the folds of benchmarks/accura
   a second n-gram model of another kind (a logistic regression on jieba word 1-2-grams,
   a complement naive Bayes on them), which tells whether a gain is what the encoder
   knows or only what averaging two models gives;
+- NB-weighted n-grams (issue #16's candidate; Wang and Manning's NBSVM): one linear
+  SVM per division on character 1-3-grams whose columns are scaled by their naive
+  Bayes log-count ratio for that division, alone, beside the same SVMs unscaled, so
+  that the two differ only by the weighting;
 
 and the encoder's cost per petition on this machine, for the embedded view (title,
 the opening and the closing request) and for the whole text.
@@ -45,6 +49,7 @@ from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.naive_bayes import ComplementNB
+from sklearn.svm import LinearSVC
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -124,6 +129,34 @@ def ngram_probabilities(train_texts: list[str], y: np.ndarray, weight: np.ndarra
     return out
 
 
+def nb_weighted_probabilities(train_texts: list[str], y: np.ndarray, weight: np.ndarray, test_texts: list[str],
+                              classes: list[str]) -> dict[str, np.ndarray]:
+    """Division scores of one-vs-rest SVMs on character 1-3-grams, with and without each
+    division's naive Bayes log-count ratios scaling the columns, in `classes` order.
+    The decision values go through a softmax only so that the most confident come first."""
+    vectorizer = TfidfVectorizer(analyzer="char", ngram_range=(1, 3), min_df=2, sublinear_tf=True,
+                                 max_features=150_000)
+    train, test = vectorizer.fit_transform(train_texts), vectorizer.transform(test_texts)
+    present = (train > 0).astype(np.float64)
+    out = {name: np.full((len(test_texts), len(classes)), -np.inf) for name in ("char SVM", "char NB-SVM")}
+    for j, label in enumerate(classes):
+        positive = y == label
+        if not positive.any():
+            continue
+        # Smoothed, weighted share of each n-gram among this division's petitions and among the rest.
+        p = np.asarray(present[positive].T @ weight[positive]).ravel() + 1
+        q = np.asarray(present[~positive].T @ weight[~positive]).ravel() + 1
+        ratio = np.log((p / p.sum()) / (q / q.sum()))
+        for name, scaling in (("char SVM", np.ones_like(ratio)), ("char NB-SVM", ratio)):
+            svm = LinearSVC(C=0.3, class_weight="balanced").fit(train.multiply(scaling).tocsr(), positive,
+                                                                 sample_weight=weight)
+            out[name][:, j] = svm.decision_function(test.multiply(scaling).tocsr())
+    for name, scores in out.items():
+        e = np.exp(3 * (scores - scores.max(axis=1, keepdims=True)))
+        out[name] = e / e.sum(axis=1, keepdims=True)
+    return out
+
+
 def encoder_cost(encoder: Any, frame: pd.DataFrame, n: int, seed: int) -> dict[str, float]:
     """Milliseconds per petition, one at a time, for the embedded view and the whole text."""
     rows = frame.sample(n=min(n, len(frame)), random_state=seed)
@@ -196,7 +229,8 @@ def main() -> int:
                  f"shipped + e5 where p < {args.cascade_below}": ("e5", args.weight, args.cascade_below),
                  "shipped + LSA average": ("lsa", args.weight, None),
                  "shipped + word LR average": ("word LR", args.weight, None),
-                 "shipped + ComplementNB average": ("ComplementNB", args.weight, None)}
+                 "shipped + ComplementNB average": ("ComplementNB", args.weight, None),
+                 "char SVM alone": ("char SVM", 1.0, None), "char NB-SVM alone": ("char NB-SVM", 1.0, None)}
     protocols = {"lobo": board_folds(boards),
                  "cv": repeated_grouped_folds(truth["division"], groups, repeats=1, random_state=args.seed)}
     results: dict[str, Any] = {"n": len(real), "weight": args.weight, "cascade_below": args.cascade_below,
@@ -226,9 +260,10 @@ def main() -> int:
                 for j, label in enumerate(head.classes_):
                     other[rep][:, list(classes).index(label)] = p[:, j]
             viewed = [feature_view(normalize(t), "long_blank") for t in texts_of(train)]
-            other |= ngram_probabilities(viewed, train["division"].to_numpy(),
-                                         np.where(np.arange(len(train)) < len(fold.train), 1.0, SYNTHETIC_WEIGHT),
-                                         [feature_view(normalize(t), "long_blank") for t in test_texts], list(classes))
+            train_weight = np.where(np.arange(len(train)) < len(fold.train), 1.0, SYNTHETIC_WEIGHT)
+            viewed_test = [feature_view(normalize(t), "long_blank") for t in test_texts]
+            for probabilities in (ngram_probabilities, nb_weighted_probabilities):
+                other |= probabilities(viewed, train["division"].to_numpy(), train_weight, viewed_test, list(classes))
             risk[fold.test] = [d["risk"] for d in decisions]
             key_group[fold.test] = [d["key_group"] for d in decisions]
             asked[fold.test] = proba.max(axis=1) < args.cascade_below
