@@ -30,6 +30,18 @@ def sqlite_file(database_url: str) -> Path:
     return path
 
 
+def existing_database(database_url: str) -> str:
+    """`database_url`, refused when it names a SQLite file that is not there. Commands that
+    read or change the service's records (purge, keys list and revoke) would otherwise create
+    an empty database in its place and report success on it: a TRIAGE_HOME or
+    TRIAGE_DATABASE_URL that points elsewhere than the service's goes unnoticed."""
+    path = _sqlite_path(database_url)
+    if path is not None and not path.is_file():
+        raise MaintenanceError(f"database file {path} does not exist; check TRIAGE_HOME or TRIAGE_DATABASE_URL "
+                               "(`triage serve` creates it on first start)")
+    return database_url
+
+
 def _check_backup(path: Path) -> str:
     """The schema revision of a SQLite file that is a sound backup of this service."""
     try:

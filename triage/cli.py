@@ -213,8 +213,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_keys(args: argparse.Namespace) -> int:
     from service.database import Database
     from service.keys import create_key, list_keys, revoke_key
+    from service.maintenance import MaintenanceError, existing_database
 
-    database = Database(settings().database_url)
+    url = settings().database_url
+    if args.action != "create":
+        # Only `create` may start the database: keys are made before the service first runs.
+        try:
+            existing_database(url)
+        except MaintenanceError as exc:
+            print(f"triage keys {args.action}: error: {exc}", file=sys.stderr)
+            return 2
+    database = Database(url)
     database.migrate()
     with database.sessions() as session:
         if args.action == "create":
@@ -281,10 +290,14 @@ def _moment(value: str) -> datetime:
 
 def cmd_purge(args: argparse.Namespace) -> int:
     from service.database import Database
-    from service.maintenance import purge_petitions
+    from service.maintenance import MaintenanceError, existing_database, purge_petitions
     from training.registry import current_user
 
-    database = Database(settings().database_url)
+    try:
+        database = Database(existing_database(settings().database_url))
+    except MaintenanceError as exc:
+        print(f"triage purge: error: {exc}", file=sys.stderr)
+        return 2
     database.migrate()
     count = purge_petitions(database, args.before, actor=f"cli:{current_user()}")
     _progress(f"purged the text of {count} petitions triaged before {args.before.isoformat()}; "
