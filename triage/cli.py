@@ -170,6 +170,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _petition_count(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected a number of petitions, 1 or more")
+    return int(value)
+
+
 def _worker_count(value: str) -> int:
     if not value.isdigit() or not 1 <= int(value) <= 64:
         raise argparse.ArgumentTypeError(f"{value!r}: expected a number of processes from 1 to 64")
@@ -495,7 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("corpus", help="regenerate the bundled training corpus from its fragments")
     p.add_argument("--out", default=str(default_corpus()))
-    p.add_argument("--n", type=int, default=5000)
+    p.add_argument("--n", type=_petition_count, default=5000, help="how many petitions to write (default 5000)")
     p.add_argument("--seed", type=int, default=20261128)
     p.set_defaults(func=cmd_corpus)
 
