@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -114,6 +115,24 @@ def test_one_worker_serves_in_the_serve_process(serve, tmp_path: Path):
     # uvicorn finishes its shutdown, then exits by the signal it was sent.
     assert server.process.wait(timeout=60) in (0, -signal.SIGTERM), server.tail()
     assert f"Finished server process [{server.process.pid}]" in server.tail()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_port_in_use_is_refused_in_one_line_before_anything_starts(workers, tmp_path: Path, small_model_dir: Path):
+    db_path = tmp_path / "db" / "triage.db"
+    env = serve_env(f"sqlite:///{db_path}", small_model_dir, tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([*serve_command(port), "--workers", workers], env=env, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"triage serve: error: cannot listen on 127.0.0.1:{port}: address already in use (another `triage serve` or "
+        "another program listens there); stop it, or choose another port with --port or TRIAGE_PORT"]
+    # Refused before a worker loaded the model, started its threads or made the database.
+    assert not db_path.parent.exists()
 
 
 def test_processes_starting_together_migrate_one_new_database(tmp_path: Path):

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import os
 import secrets
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -182,18 +184,60 @@ def _worker_count(value: str) -> int:
     return int(value)
 
 
+# uvicorn's exit status for "the app cannot start" (service/app.py), whatever the number of workers.
+STARTUP_FAILURE = 3
+
+
+class PortUnavailable(OSError):
+    """The address `triage serve` is to listen on cannot be taken; the message names it."""
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The service's listening socket, bound before anything else starts.
+
+    uvicorn binds only after a worker has loaded the model and started its threads: a port
+    in use then ended `--workers 1` with uvicorn's log lines and exit status 3 after the
+    whole start-up (an abort was reported too, from an exit while those threads ran), while
+    `--workers 2` failed at once. Bound here, both refuse alike, in one line, before the default model is
+    trained or the database touched. The socket is handed to uvicorn, so no other process
+    can take the port in between."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET  # as uvicorn chooses
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    # As uvicorn does: a restart may listen again while connections of the last run linger.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        why = exc.strerror or str(exc)
+        if exc.errno == errno.EADDRINUSE:
+            why = "address already in use (another `triage serve` or another program listens there)"
+        raise PortUnavailable(exc.errno, f"cannot listen on {host}:{port}: {why}; stop it, or choose another "
+                                         "port with --port or TRIAGE_PORT") from None
+    sock.set_inheritable(True)  # the worker processes serve on it
+    return sock
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     from service.logs import log_config
 
     configured = settings()
     workers = args.workers or configured.workers
-    # Once, here: workers started together must not each train the default model.
-    ensure_default_model(Path(configured.model_dir))
-    _progress(f"starting {workers} worker process{'es' if workers > 1 else ''} "
-              f"(TRIAGE_WORKERS; each loads its own copy of the model and follows the one in service)")
+    host, port = args.host or configured.host, args.port or configured.port
+    try:
+        sock = listening_socket(host, port)
+    except PortUnavailable as exc:
+        print(f"triage serve: error: {exc.strerror}", file=sys.stderr)
+        return 2
     with contextlib.ExitStack() as stack:
+        stack.callback(sock.close)
+        # Once, here: workers started together must not each train the default model.
+        ensure_default_model(Path(configured.model_dir))
+        _progress(f"starting {workers} worker process{'es' if workers > 1 else ''} on http://{host}:{port} "
+                  f"(TRIAGE_WORKERS; each loads its own copy of the model and follows the one in service)")
         if workers > 1 and not configured.session_secret:
             # The workers must sign the pages' session cookies with one key: a session made by
             # one worker is checked by another. A fresh key per run; a restart signs everyone out.
@@ -209,10 +253,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
             stack.callback(os.environ.pop, "PROMETHEUS_MULTIPROC_DIR", None)
         # An import string and a factory, not an app object: uvicorn can only start worker
         # processes from a string, and each worker builds its own app (model, database engine,
-        # registry watch) from the environment this process read.
-        uvicorn.run("service.app:create_app_from_env", factory=True, workers=workers,
-                    host=args.host or configured.host, port=args.port or configured.port,
-                    log_level=configured.log_level.lower(), log_config=log_config(configured.log_level, configured.log_json))
+        # registry watch) from the environment this process read. What uvicorn.run does, on
+        # the socket bound above.
+        config = uvicorn.Config("service.app:create_app_from_env", factory=True, workers=workers, host=host, port=port,
+                                log_level=configured.log_level.lower(),
+                                log_config=log_config(configured.log_level, configured.log_json))
+        if workers > 1:
+            supervisor = Multiprocess(config, sockets=[sock])
+            with contextlib.suppress(KeyboardInterrupt):
+                supervisor.run()
+            # The supervisor stops when a worker cannot start; the exit status says so, as with one worker.
+            return STARTUP_FAILURE if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes) else 0
+        server = uvicorn.Server(config)
+        with contextlib.suppress(KeyboardInterrupt):
+            server.run(sockets=[sock])
+        return 0 if server.started else STARTUP_FAILURE
     return 0
 
 
