@@ -403,7 +403,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         result = retrain(args.data, args.registry, decisions=args.decisions, holdout=args.holdout,
                          holdout_quarter=args.holdout_quarter, taxonomy_path=args.taxonomy, seed=args.seed,
                          by=args.by, key_metrics=key_metrics, tolerance=tolerance, progress=_progress,
-                         sheet=args.sheet)
+                         sheet=args.sheet, in_service=default_model_dir())
     except RegistryError as exc:
         print(f"triage retrain: error: {exc}", file=sys.stderr)
         return 2
@@ -413,11 +413,17 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     print(f"challenger {result.version}: {summary_line(evaluation['challenger']['metrics'])}")
     champion = evaluation["champion"]
     if champion is None:
-        print("champion: none in the registry; only the challenger was evaluated")
+        print(f"champion: none in the registry yet, and no model in service at {default_model_dir()} to compare "
+              "with; only the challenger was evaluated")
     elif champion["metrics"] is None:
         print(f"champion {champion['version']}: could not be scored ({champion['error']})")
     else:
-        print(f"champion   {champion['version']}: {summary_line(champion['metrics'])}")
+        if champion.get("in_service"):
+            print(f"champion: none in the registry yet; compared with the model served without one, "
+                  f"which a first promotion replaces ({champion['in_service']})")
+            print(f"in service {champion['version']}: {summary_line(champion['metrics'])}")
+        else:
+            print(f"champion   {champion['version']}: {summary_line(champion['metrics'])}")
         _print_checks(result.checks, tolerance)
     print(f"report: {result.report}")
     print(f"to put it into service: triage models promote {result.version} --registry {args.registry}")
