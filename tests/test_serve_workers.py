@@ -135,6 +135,25 @@ def test_a_port_in_use_is_refused_in_one_line_before_anything_starts(workers, tm
     assert not db_path.parent.exists()
 
 
+def test_a_port_out_of_range_is_refused_by_name_not_a_traceback(tmp_path: Path, monkeypatch, capsys):
+    from service.settings import get_settings
+    from triage.cli import main
+
+    with pytest.raises(SystemExit) as refused:
+        main(["serve", "--port", "99999"])
+    assert refused.value.code == 2 and "--port: '99999': expected a port number" in capsys.readouterr().err
+    monkeypatch.setenv("TRIAGE_PORT", "99999")
+    monkeypatch.setenv("TRIAGE_HOME", str(tmp_path / "home"))
+    get_settings.cache_clear()
+    try:
+        assert main(["serve"]) == 2
+    finally:
+        get_settings.cache_clear()
+    err = capsys.readouterr().err
+    assert "TRIAGE_PORT: Input should be less than or equal to 65535" in err and "Traceback" not in err
+    assert not (tmp_path / "home").exists()
+
+
 def test_processes_starting_together_migrate_one_new_database(tmp_path: Path):
     db_path = tmp_path / "new" / "triage.db"
     start_at = time.time() + 3  # after every interpreter has imported SQLAlchemy and Alembic

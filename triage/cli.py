@@ -178,6 +178,12 @@ def _petition_count(value: str) -> int:
     return int(value)
 
 
+def _port(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 65535:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected a port number from 1 to 65535")
+    return int(value)
+
+
 def _worker_count(value: str) -> int:
     if not value.isdigit() or not 1 <= int(value) <= 64:
         raise argparse.ArgumentTypeError(f"{value!r}: expected a number of processes from 1 to 64")
@@ -209,11 +215,13 @@ def listening_socket(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        why = exc.strerror or str(exc)
+        why, fix = exc.strerror or str(exc), "check the address given with --host or TRIAGE_HOST"
         if exc.errno == errno.EADDRINUSE:
             why = "address already in use (another `triage serve` or another program listens there)"
-        raise PortUnavailable(exc.errno, f"cannot listen on {host}:{port}: {why}; stop it, or choose another "
-                                         "port with --port or TRIAGE_PORT") from None
+            fix = "stop it, or choose another port with --port or TRIAGE_PORT"
+        elif exc.errno == errno.EACCES:
+            fix = "ports below 1024 need privileges; choose another with --port or TRIAGE_PORT"
+        raise PortUnavailable(exc.errno, f"cannot listen on {host}:{port}: {why}; {fix}") from None
     sock.set_inheritable(True)  # the worker processes serve on it
     return sock
 
@@ -572,7 +580,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="start the HTTP service (trains the default model on first run)")
     p.add_argument("--host")
-    p.add_argument("--port", type=int)
+    p.add_argument("--port", type=_port, help="port to listen on, 1-65535 (default: TRIAGE_PORT, else 8000)")
     p.add_argument("--workers", type=_worker_count, metavar="N",
                    help="worker processes, 1-64 (default: TRIAGE_WORKERS, else one per CPU core)")
     p.set_defaults(func=cmd_serve)
