@@ -44,6 +44,9 @@ def existing_database(database_url: str) -> str:
 
 def _check_backup(path: Path) -> str:
     """The schema revision of a SQLite file that is a sound backup of this service."""
+    if not path.is_file():
+        # SQLite says only "unable to open database file", which read as a damaged backup.
+        raise MaintenanceError(f"{path}: no such file" if not path.exists() else f"{path} is not a file")
     try:
         with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
             integrity = db.execute("PRAGMA integrity_check").fetchone()[0]

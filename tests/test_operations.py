@@ -85,6 +85,16 @@ def test_restore_refuses_a_file_that_is_not_a_backup(database, tmp_path: Path, c
     assert "junk.db" in capsys.readouterr().err
 
 
+def test_restore_from_a_missing_file_says_so_and_changes_nothing(database, tmp_path: Path, capsys):
+    with database.sessions() as session:
+        create_key(session, "intake")
+    before = (tmp_path / "var" / "triage.db").read_bytes()
+    assert main(["restore", "--from", str(tmp_path / "nightly.db")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"triage restore: error: {tmp_path / 'nightly.db'}: no such file"
+    assert (tmp_path / "var" / "triage.db").read_bytes() == before
+
+
 def test_purge_empties_old_petition_texts_keeps_labels_and_is_audited(database):
     old, new = datetime(2024, 3, 1, tzinfo=UTC), datetime.now(UTC)
     with database.sessions() as session:
