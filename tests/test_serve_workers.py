@@ -24,7 +24,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
-from serving import ServeProcess, children, make_key, serve_command, serve_env
+from serving import ServeProcess, children, free_port, make_key, serve_command, serve_env
 
 from service.database import head_revision
 
@@ -133,6 +133,23 @@ def test_a_port_in_use_is_refused_in_one_line_before_anything_starts(workers, tm
         "another program listens there); stop it, or choose another port with --port or TRIAGE_PORT"]
     # Refused before a worker loaded the model, started its threads or made the database.
     assert not db_path.parent.exists()
+
+
+def test_workers_that_cannot_start_end_serve_with_uvicorns_status(tmp_path: Path, small_model_dir: Path):
+    # The serve process itself checks the model; only its workers are given a missing one
+    # (Python runs sitecustomize in every process, and only the workers are spawned children).
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import os, sys\n"
+        "if any('spawn_main' in a for a in sys.orig_argv):\n"
+        f"    os.environ['TRIAGE_MODEL_DIR'] = {str(tmp_path / 'no-model')!r}\n", encoding="utf-8")
+    env = serve_env(f"sqlite:///{tmp_path / 'triage.db'}", small_model_dir, tmp_path)
+    env["PYTHONPATH"] = f"{hook}{os.pathsep}{env['PYTHONPATH']}"
+    done = subprocess.run([*serve_command(free_port()), "--workers", "2"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert "cannot start the service" in done.stderr
+    assert done.returncode == 3, done.stderr[-2000:]
 
 
 def test_a_port_out_of_range_is_refused_by_name_not_a_traceback(tmp_path: Path, monkeypatch, capsys):
