@@ -30,8 +30,23 @@ def sqlite_file(database_url: str) -> Path:
     return path
 
 
+def existing_database(database_url: str) -> str:
+    """`database_url`, refused when it names a SQLite file that is not there. Commands that
+    read or change the service's records (purge, keys list and revoke) would otherwise create
+    an empty database in its place and report success on it: a TRIAGE_HOME or
+    TRIAGE_DATABASE_URL that points elsewhere than the service's goes unnoticed."""
+    path = _sqlite_path(database_url)
+    if path is not None and not path.is_file():
+        raise MaintenanceError(f"database file {path} does not exist; check TRIAGE_HOME or TRIAGE_DATABASE_URL "
+                               "(`triage serve` creates it on first start)")
+    return database_url
+
+
 def _check_backup(path: Path) -> str:
     """The schema revision of a SQLite file that is a sound backup of this service."""
+    if not path.is_file():
+        # SQLite says only "unable to open database file", which read as a damaged backup.
+        raise MaintenanceError(f"{path}: no such file" if not path.exists() else f"{path} is not a file")
     try:
         with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
             integrity = db.execute("PRAGMA integrity_check").fetchone()[0]

@@ -40,8 +40,13 @@ Moment = Annotated[datetime, BeforeValidator(_plus_restored), AfterValidator(_in
 
 
 class PetitionIn(BaseModel):
-    title: str = Field("", max_length=500, pattern=NO_NUL, description="The petition's title (标题); may be empty.")
-    body: str = Field(..., min_length=1, pattern=NO_NUL, description="The petition's text (正文).")
+    # One rule with `triage predict` and the ledger upload (training/ledger.py): a petition needs text in
+    # its title or its body. A title-only one is a real case (a phone note, a board post with no text),
+    # so neither field is required alone; both empty is refused, naming both (service/routers/triage.py).
+    title: str = Field("", max_length=500, pattern=NO_NUL,
+                       description="The petition's title (标题); may be empty when the body has text.")
+    body: str = Field("", pattern=NO_NUL,
+                      description="The petition's text (正文); may be empty when the title has text.")
     external_id: str | None = Field(None, max_length=200, pattern=NO_NUL,
                                     description="The petition's number in the office's own register (信访件编号).")
     received_at: UTCMoment | None = Field(None, description="When the office received it; the statutory time limits run from it.")

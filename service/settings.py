@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     max_batch: int = 100
     max_request_bytes: int = 2_000_000
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: int = Field(8000, ge=1, le=65535)
     # uvicorn worker processes of `triage serve`. One process runs Python on one core at a
     # time (the model is CPU-bound), so the default is one per core. Each holds its own model.
     workers: int = Field(default_factory=cpu_count, ge=1, le=64)

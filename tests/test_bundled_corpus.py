@@ -2,8 +2,11 @@ from __future__ import annotations
 
 import csv
 
+import pytest
+
 from model.taxonomy import HEADS
-from training.corpus import DEFAULT_CORPUS, generate
+from training.corpus import DEFAULT_CORPUS, generate, load_fragments
+from triage.cli import main
 
 
 def test_generator_is_deterministic():
@@ -16,6 +19,22 @@ def test_bundled_corpus_is_what_the_generator_makes():
     with DEFAULT_CORPUS.open(encoding="utf-8", newline="") as handle:
         committed = list(csv.DictReader(handle))
     assert committed == generate(n=len(committed))
+
+
+def test_the_corpus_has_as_many_petitions_as_asked(tmp_path, capsys):
+    fragments = load_fragments()
+    # Sizes whose rounded division shares add up to fewer (50 gave 49) or more than asked.
+    for n in (1, 2, 15, 33, 50, 99, 101, 777):
+        assert len(generate(n=n, seed=3, fragments=fragments)) == n, n
+    out = tmp_path / "c.csv"
+    assert main(["corpus", "--n", "50", "--out", str(out)]) == 0
+    with out.open(encoding="utf-8", newline="") as handle:
+        assert len(list(csv.DictReader(handle))) == 50
+    for n in ("0", "-5"):
+        with pytest.raises(SystemExit):
+            main(["corpus", "--n", n, "--out", str(tmp_path / "none.csv")])
+        assert "--n" in capsys.readouterr().err
+    assert not (tmp_path / "none.csv").exists()
 
 
 def test_bundled_corpus_covers_every_label(taxonomy):

@@ -85,6 +85,16 @@ def test_restore_refuses_a_file_that_is_not_a_backup(database, tmp_path: Path, c
     assert "junk.db" in capsys.readouterr().err
 
 
+def test_restore_from_a_missing_file_says_so_and_changes_nothing(database, tmp_path: Path, capsys):
+    with database.sessions() as session:
+        create_key(session, "intake")
+    before = (tmp_path / "var" / "triage.db").read_bytes()
+    assert main(["restore", "--from", str(tmp_path / "nightly.db")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"triage restore: error: {tmp_path / 'nightly.db'}: no such file"
+    assert (tmp_path / "var" / "triage.db").read_bytes() == before
+
+
 def test_purge_empties_old_petition_texts_keeps_labels_and_is_audited(database):
     old, new = datetime(2024, 3, 1, tzinfo=UTC), datetime.now(UTC)
     with database.sessions() as session:
@@ -160,3 +170,21 @@ def test_export_decisions_before_the_service_has_run_creates_no_database(tmp_pat
     assert "database file not found" in capsys.readouterr().err
     # An empty file here would be a world-readable database the service later stores petitions in.
     assert not list(home.iterdir()) and not (tmp_path / "decisions.csv").exists()
+
+
+@pytest.mark.parametrize("command", [["backup", "--out", "copy.db"], ["purge", "--before", "2025-01-01"],
+                                     ["keys", "list"], ["keys", "revoke", "abcdefgh"]])
+def test_commands_on_a_missing_sqlite_file_refuse_naming_it_and_create_none(command, tmp_path, monkeypatch, capsys):
+    # A TRIAGE_HOME or TRIAGE_DATABASE_URL mistyped: an empty database made there would be
+    # purged, listed or backed up "successfully" while the service's own stays untouched.
+    missing = tmp_path / "var" / "triage.db"
+    monkeypatch.setenv("TRIAGE_DATABASE_URL", f"sqlite:///{missing}")
+    monkeypatch.chdir(tmp_path)
+    get_settings.cache_clear()
+    try:
+        assert main(command) == 2
+    finally:
+        get_settings.cache_clear()
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(missing) in err and "does not exist" in err
+    assert list(tmp_path.iterdir()) == []

@@ -18,6 +18,7 @@ import pytest
 
 from model.artifact import load_model
 from model.taxonomy import load_taxonomy
+from service.settings import get_settings
 from training.corpus import generate, write_corpus
 from training.decisions import read_decisions
 from training.evaluate import evaluate_decisions
@@ -211,9 +212,31 @@ def test_first_run_without_champion_evaluates_only_the_challenger(lifecycle):
     assert meta["evaluation"]["champion"] is None
     assert meta["evaluation"]["holdout"]["method"] == "random"
     report = report_of(lifecycle, lifecycle["c0"])
-    assert "The registry has no champion, so only the challenger was evaluated" in report
+    assert "The registry has no champion yet, and no model in service could be loaded" in report
     assert "random stratified" in report and "all dated petitions fall in 2026Q1" in report
     assert lifecycle["p0"].code == 0 and "now the champion (was none)" in lifecycle["p0"].out
+
+
+def test_a_first_challenger_is_compared_with_the_model_in_service(data, small_model_dir, tmp_path, monkeypatch):
+    # No champion yet: the service serves TRIAGE_MODEL_DIR, and the first promotion replaces it.
+    # A challenger trained on scrambled divisions must not take its place unchecked.
+    monkeypatch.setenv("TRIAGE_MODEL_DIR", str(small_model_dir))
+    get_settings.cache_clear()
+    try:
+        registry = Registry(tmp_path / "reg")
+        first, version = retrain(registry, "--data", str(data.q1_bad), "--holdout", str(data.q2))
+        promoted = run("models", "promote", version, "--registry", str(registry.root))
+    finally:
+        get_settings.cache_clear()
+    in_service = load_model(small_model_dir).version
+    assert "champion: none in the registry yet; compared with the model served without one" in first.out
+    assert f"in service {in_service}:" in first.out and "WORSE" in first.out
+    compared = registry.metadata(version)["evaluation"]["champion"]
+    assert compared["version"] == in_service and compared["in_service"] == str(small_model_dir)
+    assert compared["ids"] == registry.metadata(version)["evaluation"]["challenger"]["ids"]
+    assert "compared with the model served without one" in report_of({"registry": registry}, version)
+    assert promoted.code == 1 and f"worse than {in_service}" in promoted.err and "division.macro_f1" in promoted.err
+    assert registry.champion() is None
 
 
 def test_progress_is_shown_on_stderr(lifecycle):

@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -23,7 +24,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
-from serving import ServeProcess, children, make_key, serve_command, serve_env
+from serving import ServeProcess, children, free_port, make_key, serve_command, serve_env
 
 from service.database import head_revision
 
@@ -114,6 +115,60 @@ def test_one_worker_serves_in_the_serve_process(serve, tmp_path: Path):
     # uvicorn finishes its shutdown, then exits by the signal it was sent.
     assert server.process.wait(timeout=60) in (0, -signal.SIGTERM), server.tail()
     assert f"Finished server process [{server.process.pid}]" in server.tail()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_port_in_use_is_refused_in_one_line_before_anything_starts(workers, tmp_path: Path, small_model_dir: Path):
+    db_path = tmp_path / "db" / "triage.db"
+    env = serve_env(f"sqlite:///{db_path}", small_model_dir, tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([*serve_command(port), "--workers", workers], env=env, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"triage serve: error: cannot listen on 127.0.0.1:{port}: address already in use (another `triage serve` or "
+        "another program listens there); stop it, or choose another port with --port or TRIAGE_PORT"]
+    # Refused before a worker loaded the model, started its threads or made the database.
+    assert not db_path.parent.exists()
+
+
+def test_workers_that_cannot_start_end_serve_with_uvicorns_status(tmp_path: Path, small_model_dir: Path):
+    # The serve process itself checks the model; only its workers are given a missing one
+    # (Python runs sitecustomize in every process, and only the workers are spawned children).
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import os, sys\n"
+        "if any('spawn_main' in a for a in sys.orig_argv):\n"
+        f"    os.environ['TRIAGE_MODEL_DIR'] = {str(tmp_path / 'no-model')!r}\n", encoding="utf-8")
+    env = serve_env(f"sqlite:///{tmp_path / 'triage.db'}", small_model_dir, tmp_path)
+    env["PYTHONPATH"] = f"{hook}{os.pathsep}{env['PYTHONPATH']}"
+    done = subprocess.run([*serve_command(free_port()), "--workers", "2"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert "cannot start the service" in done.stderr
+    assert done.returncode == 3, done.stderr[-2000:]
+
+
+def test_a_port_out_of_range_is_refused_by_name_not_a_traceback(tmp_path: Path, monkeypatch, capsys):
+    from service.settings import get_settings
+    from triage.cli import main
+
+    with pytest.raises(SystemExit) as refused:
+        main(["serve", "--port", "99999"])
+    assert refused.value.code == 2 and "--port: '99999': expected a port number" in capsys.readouterr().err
+    monkeypatch.setenv("TRIAGE_PORT", "99999")
+    monkeypatch.setenv("TRIAGE_HOME", str(tmp_path / "home"))
+    get_settings.cache_clear()
+    try:
+        assert main(["serve"]) == 2
+    finally:
+        get_settings.cache_clear()
+    err = capsys.readouterr().err
+    assert "TRIAGE_PORT: Input should be less than or equal to 65535" in err and "Traceback" not in err
+    assert not (tmp_path / "home").exists()
 
 
 def test_processes_starting_together_migrate_one_new_database(tmp_path: Path):

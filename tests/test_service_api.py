@@ -76,7 +76,8 @@ def test_pii_never_reaches_the_logs(service, caplog):
 
 
 @pytest.mark.parametrize(("payload", "field"), [
-    ({"title": "x", "body": ""}, "body"),
+    ({"title": "", "body": ""}, "body"),
+    ({"title": " ", "body": "\n"}, "title"),
     ({"title": "x", "body": "字" * 2001}, "body"),
     ({"title": "x", "body": 5}, "body"),
     ({"title": "x", "body": "内容", "channel": "传真"}, "channel"),
@@ -89,9 +90,27 @@ def test_bad_input_is_a_4xx_naming_the_field(service, payload, field):
     assert field in str(response.json()["detail"])
 
 
+def test_a_title_only_petition_is_triaged_as_triage_predict_scores_it(service, small_model_dir, tmp_path):
+    """One rule for the API and the ledger commands: a petition needs text in its title or its body."""
+    from triage.cli import main
+
+    client, keys, _ = service
+    title_only = {"title": "老板拖欠工资三个月不发"}
+    for payload in (title_only, title_only | {"body": ""}):
+        response = client.post("/v1/triage", json=payload, headers=h(keys["intake"]))
+        assert response.status_code == 200, response.text
+        assert response.json()["stored"] is True
+    batch = client.post("/v1/triage/batch", json={"petitions": [title_only]}, headers=h(keys["intake"])).json()
+    assert batch[0]["result"] and batch[0]["error"] is None
+    ledger, out = tmp_path / "ledger.csv", tmp_path / "out.csv"
+    ledger.write_text("id,title,body\nXF-1,老板拖欠工资三个月不发,\n", encoding="utf-8")
+    assert main(["predict", "--model", str(small_model_dir), "--input", str(ledger), "--output", str(out)]) == 0
+    assert out.read_text(encoding="utf-8-sig").splitlines()[1].startswith("XF-1,")
+
+
 def test_batch_gives_per_item_errors_in_order(service):
     client, keys, _ = service
-    response = client.post("/v1/triage/batch", json={"petitions": [PETITION, {"title": "x"}, URGENT]},
+    response = client.post("/v1/triage/batch", json={"petitions": [PETITION, {"title": " "}, URGENT]},
                            headers=h(keys["intake"]))
     items = response.json()
     assert [i["index"] for i in items] == [0, 1, 2]

@@ -104,6 +104,11 @@ def compare(champion: dict[str, Any] | None, challenger: dict[str, Any],
     return checks
 
 
+def _worse_detail(worse: list[MetricCheck]) -> str:
+    return "; ".join(f"{c.metric} {c.challenger:.3f} vs champion {c.champion:.3f} "
+                     f"({c.delta:+.3f}, tolerance {c.tolerance})" for c in worse)
+
+
 def current_user() -> str:
     try:
         return getpass.getuser()
@@ -278,9 +283,19 @@ class Registry:
             if champion == version:
                 raise RegistryError(f"{version} is already the champion")
             checks: list[MetricCheck] = []
-            if champion is not None:
-                evaluation = metadata.get("evaluation") or {}
-                compared = evaluation.get("champion") or {}
+            evaluation = metadata.get("evaluation") or {}
+            compared = evaluation.get("champion") or {}
+            if champion is None and compared.get("in_service") and compared.get("metrics"):
+                # The first promotion: checked against the model it takes over from, which
+                # `triage retrain` scored in place of a champion (training/retrain.py).
+                checks = compare(compared["metrics"], evaluation["challenger"]["metrics"], key_metrics, tolerance)
+                worse = [c for c in checks if c.worse]
+                if worse and not force:
+                    raise PromotionRefused(f"{version} is worse than {compared['version']}, the model served while the "
+                                           f"registry has no champion ({compared['in_service']}), which it would "
+                                           f"replace: {_worse_detail(worse)}; promote with --force --reason to override",
+                                           checks)
+            elif champion is not None:
                 if compared.get("version") != champion or not compared.get("metrics"):
                     against = compared.get("version") or "no champion"
                     problem = f" (it could not be scored: {compared['error']})" if compared.get("error") else ""
@@ -293,9 +308,7 @@ class Registry:
                     checks = compare(compared["metrics"], evaluation["challenger"]["metrics"], key_metrics, tolerance)
                     worse = [c for c in checks if c.worse]
                     if worse and not force:
-                        detail = "; ".join(f"{c.metric} {c.challenger:.3f} vs champion {c.champion:.3f} "
-                                           f"({c.delta:+.3f}, tolerance {c.tolerance})" for c in worse)
-                        raise PromotionRefused(f"{version} is worse than champion {champion}: {detail}; "
+                        raise PromotionRefused(f"{version} is worse than champion {champion}: {_worse_detail(worse)}; "
                                                "promote with --force --reason to override", checks)
             entry = self._entry("promote", version, champion, by, forced=force, reason=reason,
                                 checks=[c.to_dict() for c in checks])

@@ -207,8 +207,16 @@ def _verdict(run: RetrainRun) -> str:
     champion = ev["champion"]
     command = f"triage models promote {run['version']} --registry {run['registry']}"
     if champion is None:
-        return (f'<div class="box">The registry has no champion, so only the challenger was evaluated; '
-                f"its first promotion needs no comparison: <code>{_e(command)}</code></div>")
+        return (f'<div class="box">The registry has no champion yet, and no model in service could be loaded to '
+                f"compare with, so only the challenger was evaluated; its first promotion needs no comparison: "
+                f"<code>{_e(command)}</code></div>")
+    if champion.get("in_service") and champion.get("metrics") is not None:
+        # The first run: the model served without a champion was scored in its place.
+        note = (f'<div class="box">The registry has no champion yet, so the challenger was compared with the model '
+                f"served without one, {_e(champion['version'])} ({_e(champion['in_service'])}), which a first "
+                "promotion replaces. Below, “champion” means that model.</div>")
+        return note + _verdict(run | {"evaluation": ev | {"champion": {k: v for k, v in champion.items()
+                                                                        if k != "in_service"}}})
     if champion.get("metrics") is None:
         return (f'<div class="box warn">The champion {_e(champion["version"])} could not be scored '
                 f'({_e(champion.get("error"))}); promotion will need <code>--force --reason</code>.</div>')

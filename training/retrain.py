@@ -305,16 +305,34 @@ def weak_classes(metrics: dict[str, Any], counts: dict[str, dict[str, int]], tax
 
 
 
-def _load_champion(registry: Registry, progress: Progress) -> tuple[str | None, Any, str | None]:
+def _load_champion(registry: Registry, progress: Progress,
+                   in_service: str | Path | None = None) -> tuple[str | None, Any, str | None, str | None]:
+    """The model the challenger is compared with: its version, the loaded model (None when
+    it cannot be loaded), why not, and the directory of the model in service when that
+    stands in for a champion the registry does not have yet."""
     version = registry.champion()
-    if version is None:
-        progress("the registry has no champion: only the challenger is evaluated")
-        return None, None, None
+    if version is not None:
+        try:
+            return version, load_model(registry.model_dir(version)), None, None
+        except ArtifactError as exc:
+            progress(f"champion {version} cannot be loaded ({exc}); only the challenger is evaluated")
+            return version, None, str(exc), None
+    # The first run: nothing is the champion yet, but a service is serving a model (the
+    # default one, trained from the bundled corpus) and the first promotion replaces it.
+    # Compared with it, a first challenger worse than what intake staff have now is refused
+    # like any other, instead of going into service unchecked.
+    if in_service is None:
+        progress("the registry has no champion yet: nothing to compare with, only the challenger is evaluated")
+        return None, None, None, None
     try:
-        return version, load_model(registry.model_dir(version)), None
+        loaded = load_model(in_service)
     except ArtifactError as exc:
-        progress(f"champion {version} cannot be loaded ({exc}); only the challenger is evaluated")
-        return version, None, str(exc)
+        progress(f"the registry has no champion yet, and the model served without one ({in_service}) cannot be "
+                 f"loaded ({exc}): nothing to compare with, only the challenger is evaluated")
+        return None, None, None, None
+    progress(f"the registry has no champion yet: comparing with the model served without one, {loaded.version} "
+             f"({in_service})")
+    return loaded.version, loaded, None, str(in_service)
 
 
 class HoldoutInfo(TypedDict):
@@ -336,7 +354,9 @@ class ModelScores(TypedDict):
 class Evaluation(TypedDict):
     holdout: HoldoutInfo
     challenger: ModelScores
-    champion: ModelScores | None  # with an "error" when the champion did not load
+    # With an "error" when the champion did not load, and "in_service" (its directory) when the
+    # registry had no champion and the model served without one was scored in its place.
+    champion: ModelScores | None
     key_metrics: list[str]
     tolerance: float
     checks: list[dict[str, Any]]  # Check.to_dict()
@@ -463,7 +483,13 @@ def retrain(data: Sequence[str | Path], registry_dir: str | Path, decisions: str
             holdout: Sequence[str | Path] | None = None, holdout_quarter: str | None = None,
             taxonomy_path: str | Path = DEFAULT_TAXONOMY, seed: int = 0, by: str | None = None,
             key_metrics: Sequence[str] = DEFAULT_KEY_METRICS, tolerance: float = DEFAULT_TOLERANCE,
-            progress: Progress = lambda _: None, sheet: str | None = None) -> RetrainResult:
+            progress: Progress = lambda _: None, sheet: str | None = None,
+            in_service: str | Path | None = None) -> RetrainResult:
+    """Trains, scores and registers a challenger (see the module's docstring).
+
+    `in_service` is the model a service serves while the registry has no champion
+    (TRIAGE_MODEL_DIR): on the first run it is scored in the champion's place, so that the
+    first promotion is checked against what it replaces. Not used once there is a champion."""
     registry = Registry(registry_dir)
     registry.read_state()  # a damaged registry stops the run before minutes of training
     taxonomy = load_taxonomy(taxonomy_path)
@@ -479,15 +505,17 @@ def retrain(data: Sequence[str | Path], registry_dir: str | Path, decisions: str
     truth = label_arrays(held)
     challenger_metrics = evaluate_decisions(challenger_decisions, truth, codes)
 
-    champion_version, champion, champion_error = _load_champion(registry, progress)
+    champion_version, champion, champion_error, stand_in = _load_champion(registry, progress, in_service)
     champion_block: dict[str, Any] | None = None
     drift_decisions, drift_meta = challenger_decisions, None
     if champion_version is not None:
-        champion_block = {"version": champion_version, "ids": None, "metrics": None, "error": champion_error}
+        champion_block = {"version": champion_version, "ids": None, "metrics": None, "error": champion_error,
+                          "in_service": stand_in}
     if champion is not None:
-        champion_ids, champion_decisions = score(champion.model, held, f"champion {champion_version}", progress)
+        who = f"model in service {champion_version}" if stand_in else f"champion {champion_version}"
+        champion_ids, champion_decisions = score(champion.model, held, who, progress)
         champion_block = {"version": champion_version, "ids": champion_ids, "error": None,
-                          "metrics": evaluate_decisions(champion_decisions, truth, codes)}
+                          "metrics": evaluate_decisions(champion_decisions, truth, codes), "in_service": stand_in}
         drift_decisions, drift_meta = champion_decisions, champion.metadata
     checks = compare(champion_block["metrics"] if champion_block else None, challenger_metrics,
                      tuple(key_metrics), tolerance)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import os
 import secrets
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -170,24 +172,80 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _petition_count(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected a number of petitions, 1 or more")
+    return int(value)
+
+
+def _port(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 65535:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected a port number from 1 to 65535")
+    return int(value)
+
+
 def _worker_count(value: str) -> int:
     if not value.isdigit() or not 1 <= int(value) <= 64:
         raise argparse.ArgumentTypeError(f"{value!r}: expected a number of processes from 1 to 64")
     return int(value)
 
 
+# uvicorn's exit status for "the app cannot start" (service/app.py), whatever the number of workers.
+STARTUP_FAILURE = 3
+
+
+class PortUnavailable(OSError):
+    """The address `triage serve` is to listen on cannot be taken; the message names it."""
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The service's listening socket, bound before anything else starts.
+
+    uvicorn binds only after a worker has loaded the model and started its threads: a port
+    in use then ended `--workers 1` with uvicorn's log lines and exit status 3 after the
+    whole start-up (an abort was reported too, from an exit while those threads ran), while
+    `--workers 2` failed at once. Bound here, both refuse alike, in one line, before the default model is
+    trained or the database touched. The socket is handed to uvicorn, so no other process
+    can take the port in between."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET  # as uvicorn chooses
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    # As uvicorn does: a restart may listen again while connections of the last run linger.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        why, fix = exc.strerror or str(exc), "check the address given with --host or TRIAGE_HOST"
+        if exc.errno == errno.EADDRINUSE:
+            why = "address already in use (another `triage serve` or another program listens there)"
+            fix = "stop it, or choose another port with --port or TRIAGE_PORT"
+        elif exc.errno == errno.EACCES:
+            fix = "ports below 1024 need privileges; choose another with --port or TRIAGE_PORT"
+        raise PortUnavailable(exc.errno, f"cannot listen on {host}:{port}: {why}; {fix}") from None
+    sock.set_inheritable(True)  # the worker processes serve on it
+    return sock
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     from service.logs import log_config
 
     configured = settings()
     workers = args.workers or configured.workers
-    # Once, here: workers started together must not each train the default model.
-    ensure_default_model(Path(configured.model_dir))
-    _progress(f"starting {workers} worker process{'es' if workers > 1 else ''} "
-              f"(TRIAGE_WORKERS; each loads its own copy of the model and follows the one in service)")
+    host, port = args.host or configured.host, args.port or configured.port
+    try:
+        sock = listening_socket(host, port)
+    except PortUnavailable as exc:
+        print(f"triage serve: error: {exc.strerror}", file=sys.stderr)
+        return 2
     with contextlib.ExitStack() as stack:
+        stack.callback(sock.close)
+        # Once, here: workers started together must not each train the default model.
+        ensure_default_model(Path(configured.model_dir))
+        _progress(f"starting {workers} worker process{'es' if workers > 1 else ''} on http://{host}:{port} "
+                  f"(TRIAGE_WORKERS; each loads its own copy of the model and follows the one in service)")
         if workers > 1 and not configured.session_secret:
             # The workers must sign the pages' session cookies with one key: a session made by
             # one worker is checked by another. A fresh key per run; a restart signs everyone out.
@@ -203,18 +261,38 @@ def cmd_serve(args: argparse.Namespace) -> int:
             stack.callback(os.environ.pop, "PROMETHEUS_MULTIPROC_DIR", None)
         # An import string and a factory, not an app object: uvicorn can only start worker
         # processes from a string, and each worker builds its own app (model, database engine,
-        # registry watch) from the environment this process read.
-        uvicorn.run("service.app:create_app_from_env", factory=True, workers=workers,
-                    host=args.host or configured.host, port=args.port or configured.port,
-                    log_level=configured.log_level.lower(), log_config=log_config(configured.log_level, configured.log_json))
+        # registry watch) from the environment this process read. What uvicorn.run does, on
+        # the socket bound above.
+        config = uvicorn.Config("service.app:create_app_from_env", factory=True, workers=workers, host=host, port=port,
+                                log_level=configured.log_level.lower(),
+                                log_config=log_config(configured.log_level, configured.log_json))
+        if workers > 1:
+            supervisor = Multiprocess(config, sockets=[sock])
+            with contextlib.suppress(KeyboardInterrupt):
+                supervisor.run()
+            # The supervisor stops when a worker cannot start; the exit status says so, as with one worker.
+            return STARTUP_FAILURE if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes) else 0
+        server = uvicorn.Server(config)
+        with contextlib.suppress(KeyboardInterrupt):
+            server.run(sockets=[sock])
+        return 0 if server.started else STARTUP_FAILURE
     return 0
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
     from service.database import Database
     from service.keys import create_key, list_keys, revoke_key
+    from service.maintenance import MaintenanceError, existing_database
 
-    database = Database(settings().database_url)
+    url = settings().database_url
+    if args.action != "create":
+        # Only `create` may start the database: keys are made before the service first runs.
+        try:
+            existing_database(url)
+        except MaintenanceError as exc:
+            print(f"triage keys {args.action}: error: {exc}", file=sys.stderr)
+            return 2
+    database = Database(url)
     database.migrate()
     with database.sessions() as session:
         if args.action == "create":
@@ -281,10 +359,14 @@ def _moment(value: str) -> datetime:
 
 def cmd_purge(args: argparse.Namespace) -> int:
     from service.database import Database
-    from service.maintenance import purge_petitions
+    from service.maintenance import MaintenanceError, existing_database, purge_petitions
     from training.registry import current_user
 
-    database = Database(settings().database_url)
+    try:
+        database = Database(existing_database(settings().database_url))
+    except MaintenanceError as exc:
+        print(f"triage purge: error: {exc}", file=sys.stderr)
+        return 2
     database.migrate()
     count = purge_petitions(database, args.before, actor=f"cli:{current_user()}")
     _progress(f"purged the text of {count} petitions triaged before {args.before.isoformat()}; "
@@ -329,7 +411,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         result = retrain(args.data, args.registry, decisions=args.decisions, holdout=args.holdout,
                          holdout_quarter=args.holdout_quarter, taxonomy_path=args.taxonomy, seed=args.seed,
                          by=args.by, key_metrics=key_metrics, tolerance=tolerance, progress=_progress,
-                         sheet=args.sheet)
+                         sheet=args.sheet, in_service=default_model_dir())
     except RegistryError as exc:
         print(f"triage retrain: error: {exc}", file=sys.stderr)
         return 2
@@ -339,11 +421,17 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     print(f"challenger {result.version}: {summary_line(evaluation['challenger']['metrics'])}")
     champion = evaluation["champion"]
     if champion is None:
-        print("champion: none in the registry; only the challenger was evaluated")
+        print(f"champion: none in the registry yet, and no model in service at {default_model_dir()} to compare "
+              "with; only the challenger was evaluated")
     elif champion["metrics"] is None:
         print(f"champion {champion['version']}: could not be scored ({champion['error']})")
     else:
-        print(f"champion   {champion['version']}: {summary_line(champion['metrics'])}")
+        if champion.get("in_service"):
+            print(f"champion: none in the registry yet; compared with the model served without one, "
+                  f"which a first promotion replaces ({champion['in_service']})")
+            print(f"in service {champion['version']}: {summary_line(champion['metrics'])}")
+        else:
+            print(f"champion   {champion['version']}: {summary_line(champion['metrics'])}")
         _print_checks(result.checks, tolerance)
     print(f"report: {result.report}")
     print(f"to put it into service: triage models promote {result.version} --registry {args.registry}")
@@ -482,7 +570,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("corpus", help="regenerate the bundled training corpus from its fragments")
     p.add_argument("--out", default=str(default_corpus()))
-    p.add_argument("--n", type=int, default=5000)
+    p.add_argument("--n", type=_petition_count, default=5000, help="how many petitions to write (default 5000)")
     p.add_argument("--seed", type=int, default=20261128)
     p.set_defaults(func=cmd_corpus)
 
@@ -492,7 +580,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="start the HTTP service (trains the default model on first run)")
     p.add_argument("--host")
-    p.add_argument("--port", type=int)
+    p.add_argument("--port", type=_port, help="port to listen on, 1-65535 (default: TRIAGE_PORT, else 8000)")
     p.add_argument("--workers", type=_worker_count, metavar="N",
                    help="worker processes, 1-64 (default: TRIAGE_WORKERS, else one per CPU core)")
     p.set_defaults(func=cmd_serve)

@@ -36,7 +36,7 @@ def _check_size(petition: PetitionIn, settings: Settings) -> None:
     if len(petition.body) > settings.max_body_chars:
         raise ValueError(f"body: {len(petition.body)} characters, over the limit of {settings.max_body_chars}")
     if not (petition.title.strip() or petition.body.strip()):
-        raise ValueError("body: the petition text is empty")
+        raise ValueError("body: empty, and so is title; a petition needs text in its title or its body")
 
 
 def _same_matter(suggestion: Suggestion, loaded: LoadedModel, linked_text: str, received: datetime,
