@@ -289,6 +289,21 @@ def test_the_feature_matrix_is_the_feature_unions_own(small_model):
     np.testing.assert_allclose(ours.toarray(), model.features_.transform(texts).toarray())
 
 
+def test_one_petitions_matrix_is_its_row_of_the_matrix_of_several(small_model):
+    # suggest() builds one petition's row by a path of its own; every value must be the
+    # same, or a decision or an explanation's weight could differ from the batch's.
+    model = small_model.model
+    texts = [normalize(t) for t in (WAGES, SELF_HARM, "", join_fields("", "龘靐"), WAGES + SELF_HARM)]
+    hits = [model._hits(t) for t in texts]
+    assert any(hits) and not all(hits)
+    together = model._matrix(texts, hits)
+    for i, text in enumerate(texts):
+        alone = model._matrix([text], [hits[i]])
+        assert alone.shape == (1, together.shape[1]) and alone.dtype == together.dtype
+        np.testing.assert_array_equal(alone.indices, together[i].indices)
+        np.testing.assert_array_equal(alone.data, together[i].data)
+
+
 def test_a_lone_surrogate_is_read_as_a_replacement_character(small_model):
     # JSON may carry "\ud800"; neither the segmenter nor the n-grams can encode it.
     text = join_fields("拖欠工资", "老板\ud800三个月没发工资")
