@@ -742,9 +742,11 @@ class TriageModel(BaseEstimator):
             indices.append(columns + offset)
             data.append(values * weights[name] if name in weights else values)
             offset += width
-        index = {rule.id: i for i, rule in enumerate(self.taxonomy.rules)}  # rule_matrix's columns
-        indices.append(np.sort(np.fromiter((index[rule.id] for rule, _ in hits), np.int64, len(hits))) + offset)
-        data.append(np.ones(len(hits)))
+        # rule_matrix's columns and values (a count, should two rules share an id).
+        index = {rule.id: i for i, rule in enumerate(self.taxonomy.rules)}
+        columns, counts = np.unique(np.fromiter((index[rule.id] for rule, _ in hits), np.int64, len(hits)), return_counts=True)
+        indices.append(columns + offset)
+        data.append(counts.astype(np.float64))
         width = offset + len(index)
         # hstack's own choices: double precision (the rule columns are), 32-bit indices when they fit.
         index_type = np.int32 if width <= np.iinfo(np.int32).max else np.int64
