@@ -419,7 +419,22 @@ class WordNgramTfidf(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
 
     def transform(self, X: Iterable[str]) -> sp.csr_matrix:
         check_is_fitted(self, "idf_")
-        return self._weigh(*self._word_ids(X, self.words_, grow=False))
+        ids, lengths = self._word_ids(X, self.words_, grow=False)
+        return self._weigh_one(ids) if len(lengths) == 1 else self._weigh(ids, lengths)
+
+    def _weigh_one(self, ids: np.ndarray) -> sp.csr_matrix:
+        """`_weigh` of one text, as the service asks: the same columns, without the
+        bookkeeping of which text each word belongs to, which cost more than the lookups."""
+        known = ids >= 0
+        cols = self.word_columns_[ids[known]]
+        if self.max_n == 2:
+            pair = known[:-1] & known[1:]
+            keys = ids[:-1][pair].astype(np.int64) * len(self.words_) + ids[1:][pair]
+            at = np.searchsorted(self.pair_keys_, keys)
+            found = at < len(self.pair_keys_)
+            found[found] = self.pair_keys_[at[found]] == keys[found]
+            cols = np.concatenate([cols, self.pair_columns_[at[found]]])
+        return _tfidf(cols, cols, 1, self.idf_, self.dtype)
 
     def _weigh(self, ids: np.ndarray, lengths: np.ndarray) -> sp.csr_matrix:
         return stack_rows(self._weigh_blocks(ids, lengths))
