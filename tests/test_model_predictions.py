@@ -10,6 +10,7 @@ from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.svm import LinearSVC
 
 from model.calibration import TemperatureScaledLinear, _rows
+from model.explain import _informative
 from model.taxonomy import HEADS
 from model.text import ASK_CHARS, join_fields, normalize
 from model.thresholds import high_risk_threshold
@@ -302,6 +303,11 @@ def test_one_petitions_matrix_is_its_row_of_the_matrix_of_several(small_model):
         assert alone.shape == (1, together.shape[1]) and alone.dtype == together.dtype
         np.testing.assert_array_equal(alone.indices, together[i].indices)
         np.testing.assert_array_equal(alone.data, together[i].data)
+
+
+def test_an_explanation_shows_terms_with_a_letter_or_digit_and_more_than_one_character():
+    assert [_informative(n) for n in ["工资", "12333", "A-1", "“欠薪”", "一", "，。", "--", ""]] == [
+        True, True, True, True, False, False, False, False]
 
 
 def test_a_lone_surrogate_is_read_as_a_replacement_character(small_model):
