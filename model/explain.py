@@ -45,7 +45,8 @@ def _surface(feature: str, model: TriageModel) -> tuple[str, list[str]]:
 
 def _informative(needle: str) -> bool:
     # Single characters and punctuation carry weight in the model but tell a person nothing.
-    return len(needle) > 1 and any(ch.isalnum() for ch in needle)
+    # (Most needles are words of letters only: isalnum() settles those without a loop.)
+    return len(needle) > 1 and (needle.isalnum() or any(ch.isalnum() for ch in needle))
 
 
 # Per fitted model, which feature columns could ever be shown: computed once, as most of
@@ -114,8 +115,11 @@ def explain_head(
         shown = _showable(model)[columns]
         columns, contributions = columns[shown], values[shown] * weights[columns[shown]]
         seen: set[str] = set()
-        for idx in np.argsort(-contributions, kind="stable"):
-            if contributions[idx] <= 0 or len(terms) >= top_terms:
+        # Only terms that pushed toward the label are shown: the others are left out before
+        # sorting (in the same order among themselves, ties by column).
+        pushing = np.flatnonzero(contributions > 0)
+        for idx in pushing[np.argsort(-contributions[pushing], kind="stable")]:
+            if len(terms) >= top_terms:
                 break
             kind, needles = _surface(str(model.feature_names_[columns[idx]]), model)
             spans = _spans(text, normalized, needles, _region(kind, normalized))

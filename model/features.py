@@ -44,8 +44,12 @@ class KeywordFeatures(TransformerMixin, BaseEstimator, auto_wrap_output_keys=Non
 
     def transform(self, X: Iterable[str]) -> sp.csr_matrix:
         check_is_fitted(self, "keyword_patterns_")
-        rows = [[np.log1p(len(p.findall(text))) for _, p in self.keyword_patterns_] for text in X]
+        rows = [self.values(text) for text in X]
         return sp.csr_matrix(np.asarray(rows, dtype=np.float64).reshape(-1, len(self.keyword_patterns_)))
+
+    def values(self, text: str) -> np.ndarray:
+        """One text's row of `transform`, dense: a value per keyword list, zeros included."""
+        return np.asarray([np.log1p(len(p.findall(text))) for _, p in self.keyword_patterns_], dtype=np.float64)
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
         return np.asarray([name for name, _ in self.keyword_patterns_], dtype=object)
@@ -90,12 +94,16 @@ def _tfidf(rows: np.ndarray, cols: np.ndarray, n_docs: int, idf: np.ndarray, dty
     input checks, which cost more than the work for one petition. (COO->CSR sums the
     duplicates in linear time; counting by sorting was slower for large batches.)"""
     if n_docs == 1:  # one petition, as the service asks: its row built directly, at half the cost
-        columns, per_column = np.unique(cols, return_counts=True)
-        counts = sp.csr_matrix((per_column.astype(dtype), columns.astype(np.int32), np.array([0, len(columns)], np.int32)),
-                               shape=(1, len(idf)))
+        counts = _one_row(*np.unique(cols, return_counts=True), len(idf), dtype)
     else:
         counts = sp.coo_matrix((np.ones(len(rows), dtype), (rows, cols)), shape=(n_docs, len(idf))).tocsr()
     return _weigh_counts(counts, idf)
+
+
+def _one_row(columns: np.ndarray, per_column: np.ndarray, width: int, dtype: Any) -> sp.csr_matrix:
+    """The counts of one text as a one-row matrix; `columns` distinct and in order."""
+    return sp.csr_matrix((per_column.astype(dtype), columns.astype(np.int32), np.array([0, len(columns)], np.int32)),
+                         shape=(1, width))
 
 
 def _weigh_counts(counts: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
@@ -258,6 +266,14 @@ class CharNgramTfidf(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
         return self._weigh(*self._codes(X))
 
     def _weigh(self, codes: np.ndarray, rows: np.ndarray, n_docs: int) -> sp.csr_matrix:
+        if n_docs == 1:
+            # One petition, as the service asks: its distinct n-grams looked up, in order, rather
+            # than every occurrence at random (the search then moves forward through the vocabulary).
+            distinct, per_code = np.unique(codes, return_counts=True)
+            cols = np.searchsorted(self.codes_, distinct)
+            known = cols < len(self.codes_)
+            known[known] = self.codes_[cols[known]] == distinct[known]
+            return _weigh_counts(_one_row(cols[known], per_code[known], len(self.idf_), self.dtype), self.idf_)
         cols = np.searchsorted(self.codes_, codes)
         known = cols < len(self.codes_)
         known[known] = self.codes_[cols[known]] == codes[known]
@@ -403,7 +419,22 @@ class WordNgramTfidf(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
 
     def transform(self, X: Iterable[str]) -> sp.csr_matrix:
         check_is_fitted(self, "idf_")
-        return self._weigh(*self._word_ids(X, self.words_, grow=False))
+        ids, lengths = self._word_ids(X, self.words_, grow=False)
+        return self._weigh_one(ids) if len(lengths) == 1 else self._weigh(ids, lengths)
+
+    def _weigh_one(self, ids: np.ndarray) -> sp.csr_matrix:
+        """`_weigh` of one text, as the service asks: the same columns, without the
+        bookkeeping of which text each word belongs to, which cost more than the lookups."""
+        known = ids >= 0
+        cols = self.word_columns_[ids[known]]
+        if self.max_n == 2:
+            pair = known[:-1] & known[1:]
+            keys = ids[:-1][pair].astype(np.int64) * len(self.words_) + ids[1:][pair]
+            at = np.searchsorted(self.pair_keys_, keys)
+            found = at < len(self.pair_keys_)
+            found[found] = self.pair_keys_[at[found]] == keys[found]
+            cols = np.concatenate([cols, self.pair_columns_[at[found]]])
+        return _tfidf(cols, cols, 1, self.idf_, self.dtype)
 
     def _weigh(self, ids: np.ndarray, lengths: np.ndarray) -> sp.csr_matrix:
         return stack_rows(self._weigh_blocks(ids, lengths))

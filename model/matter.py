@@ -196,8 +196,11 @@ def signature(normalized: str) -> np.ndarray:
     if not len(hashed):
         return _EMPTY.copy()
     with np.errstate(over="ignore"):
-        values = (hashed[:, None] * _A[None, :] + _B[None, :]) >> np.uint64(32)
-    return values.min(axis=0).astype(np.uint32)
+        values = np.multiply.outer(hashed, _A)
+        values += _B
+    # The shift keeps order, so the smallest value shifted is the smallest shifted value:
+    # one pass over the shingles' hashes fewer.
+    return (values.min(axis=0) >> np.uint64(32)).astype(np.uint32)
 
 
 def _band_keys(signatures: np.ndarray) -> np.ndarray:
@@ -323,11 +326,13 @@ class MatterIndex:
 
     def _candidates(self, bands: np.ndarray) -> np.ndarray:
         found = []
-        lo = [np.searchsorted(self._sorted[b], bands[b], "left") for b in range(BANDS)]
         for b in range(BANDS):
-            hi = np.searchsorted(self._sorted[b], bands[b], "right")
-            if hi > lo[b]:
-                found.append(self._order[b, lo[b]:hi])
+            ordered, key = self._sorted[b], bands[b]
+            lo = int(ordered.searchsorted(key))
+            # Most bands of a query match no stored petition: the end of the run is looked for
+            # only when there is one.
+            if lo < len(ordered) and ordered[lo] == key:
+                found.append(self._order[b, lo:int(ordered.searchsorted(key, "right"))])
         tail = self._bands[self._sorted_upto:self._size]
         if len(tail):
             found.append(self._sorted_upto + np.flatnonzero((tail == bands).any(axis=1)))

@@ -19,7 +19,7 @@ from sklearn.base import BaseEstimator
 
 from model.calibration import TemperatureScaledLinear
 from model.explain import explain_head
-from model.features import build_features, rule_feature_names, rule_matrix
+from model.features import KeywordFeatures, build_features, rule_feature_names, rule_matrix
 from model.taxonomy import HEADS, HIGH_HEAD, RISK_ORDER, Rule, Taxonomy
 from model.text import NUMBER_VIEWS, feature_view, normalize
 from model.thresholds import DEFAULT_THRESHOLDS, choose_thresholds
@@ -707,10 +707,14 @@ class TriageModel(BaseEstimator):
         return feature_view(normalized, self.numbers)
 
     def _matrix(self, normalized: list[str], hits: list[list[tuple[Rule, Any]]]) -> Any:
+        return self._matrix_of_views([self.feature_view(t) for t in normalized], hits)
+
+    def _matrix_of_views(self, viewed: list[str], hits: list[list[tuple[Rule, Any]]]) -> Any:
         # FeatureUnion.transform's own result, without its joblib dispatch, which cost
         # about 3 ms per call: most of the time of one petition.
+        if len(viewed) == 1:
+            return self._row(viewed[0], hits[0])
         weights = self.features_.transformer_weights or {}
-        viewed = [self.feature_view(t) for t in normalized]
         blocks = []
         for name, transformer in self.features_.transformer_list:
             if transformer != "drop":
@@ -718,12 +722,45 @@ class TriageModel(BaseEstimator):
                 blocks.append(block * weights[name] if name in weights else block)
         return sp.hstack([*blocks, rule_matrix(hits, self.taxonomy.rules)], format="csr")
 
-    def _score(self, X: Sequence[str]) -> tuple[dict[str, np.ndarray], list[list[tuple[Rule, Any]]], Any]:
+    def _row(self, viewed: str, hits: list[tuple[Rule, Any]]) -> sp.csr_matrix:
+        """`_matrix_of_views` of one petition, as the service asks for it: the entries of
+        each block set side by side directly, the same values in the same order. For one
+        row, sp.hstack's checks and conversions, and a sparse matrix made for the keyword
+        and the rule columns each, cost more than computing them."""
+        weights = self.features_.transformer_weights or {}
+        indices, data, offset = [], [], 0
+        for name, transformer in self.features_.transformer_list:
+            if transformer == "drop":
+                continue
+            if isinstance(transformer, KeywordFeatures):
+                values = transformer.values(viewed)
+                columns = np.flatnonzero(values)
+                values, width = values[columns], len(values)
+            else:
+                block = transformer.transform([viewed])
+                columns, values, width = block.indices, block.data, block.shape[1]
+            indices.append(columns + offset)
+            data.append(values * weights[name] if name in weights else values)
+            offset += width
+        # rule_matrix's columns and values (a count, should two rules share an id).
+        index = {rule.id: i for i, rule in enumerate(self.taxonomy.rules)}
+        columns, counts = np.unique(np.fromiter((index[rule.id] for rule, _ in hits), np.int64, len(hits)), return_counts=True)
+        indices.append(columns + offset)
+        data.append(counts.astype(np.float64))
+        width = offset + len(index)
+        # hstack's own choices: double precision (the rule columns are), 32-bit indices when they fit.
+        index_type = np.int32 if width <= np.iinfo(np.int32).max else np.int64
+        row = np.concatenate(indices, dtype=index_type)
+        return sp.csr_matrix((np.concatenate(data, dtype=np.float64), row, np.asarray([0, len(row)], index_type)),
+                             shape=(1, width), copy=False)
+
+    def _score(self, X: Sequence[str]) -> tuple[dict[str, np.ndarray], list[list[tuple[Rule, Any]]], Any, list[str]]:
         normalized = [normalize(t) for t in self._check_texts(X)]
         hits = [self._hits(t) for t in normalized]
-        matrix = self._matrix(normalized, hits)
+        viewed = [self.feature_view(t) for t in normalized]
+        matrix = self._matrix_of_views(viewed, hits)
         proba = {head: model.predict_proba(matrix) for head, model in self.heads_.items()}
-        return proba, hits, matrix
+        return proba, hits, matrix, viewed
 
     def predict_proba(self, X: Sequence[str]) -> dict[str, np.ndarray]:
         """Calibrated probabilities per head; columns follow `classes_[head]`."""
@@ -792,7 +829,7 @@ class TriageModel(BaseEstimator):
 
     def predict(self, X: Sequence[str]) -> list[Decision]:
         """One decision per text (labels, confidences, top-3, rules fired), no explanation."""
-        proba, hits, _ = self._score(X)
+        proba, hits, _, _ = self._score(X)
         return self.decide_many(proba, hits)
 
     def decide_many(self, proba: dict[str, np.ndarray], hits: list[list[tuple[Rule, list]]]) -> list[Decision]:
@@ -801,11 +838,10 @@ class TriageModel(BaseEstimator):
     def suggest(self, text: str, top_terms: int = 5) -> Suggestion:
         """The full suggestion for one petition: decision plus, per head, the words
         and rules that drove it with their character offsets in `text`."""
-        proba_rows, hit_rows, matrix = self._score([text])
+        proba_rows, hit_rows, matrix, views = self._score([text])
         proba = {head: p[0] for head, p in proba_rows.items()}
-        hits = hit_rows[0]
+        hits, view = hit_rows[0], views[0]
         decision = self.decide(proba, hits)
-        view = self.feature_view(normalize(text))
         explanation = {
             head: explain_head(self, head, decision[head], matrix, text, [(r, s) for r, s in hits if r.head == head],
                                top_terms, view)

@@ -142,7 +142,9 @@ class SharedMatterIndex:
         where it was (the caller then reads by time, and starts again from there)."""
         assert self._last_row is not None
         last_rowid, last_id = self._last_row
-        rows = session.execute(_TEXTS_FROM_ROWID, {"rowid": last_rowid}).all()
+        # On the session's connection, as plain SQL: these statements read columns, not ORM
+        # objects, and the ORM's handling of a statement cost more than running it.
+        rows = session.connection().execute(_TEXTS_FROM_ROWID, {"rowid": last_rowid}).all()
         if last_id is None:  # only the rowid known: the first refresh read by time
             rows = [r for r in rows if r[0] > last_rowid]
         elif not rows or tuple(rows[0][:2]) != (last_rowid, last_id):
@@ -220,7 +222,7 @@ def case_infos(session: Session, triage_ids: list[str]) -> dict[str, CaseInfo]:
     return {tid: CaseInfo(triage_id=tid, external_id=external_id, received_at=aware(received or created), division=division,
                           decided_division=decided, risk=risk, review_status=status, text=text_of(title, body))
             for tid, external_id, received, created, division, risk, title, body, decided, status
-            in session.execute(_CASES_OF, {"ids": triage_ids})}
+            in session.connection().execute(_CASES_OF, {"ids": triage_ids})}
 
 
 @dataclass

@@ -73,3 +73,17 @@ def test_counting_a_large_ledger_block_by_block_gives_the_same_features(monkeypa
     np.testing.assert_array_equal(blocks.idf_, whole.idf_)
     np.testing.assert_array_equal(got.toarray(), expected.toarray())
     np.testing.assert_allclose(got.toarray(), reference(500).fit_transform(texts).toarray(), rtol=1e-5, atol=1e-6)
+
+
+def test_one_text_alone_gets_the_row_it_gets_among_others():
+    # The service transforms one petition at a time, by a path of its own: it must give
+    # the very same values, not merely close ones, or a decision could differ.
+    texts = texts_of(pd.DataFrame(generate(n=100, seed=7))) + ODD
+    for vectorizer in (CharNgramTfidf(min_df=2, max_features=2000), WordNgramTfidf(segment), WordNgramTfidf(segment, ask_of, 1)):
+        vectorizer.fit(texts[:80])
+        together = vectorizer.transform(texts)
+        for i, text in enumerate(texts):
+            alone = vectorizer.transform([text])
+            assert alone.dtype == together.dtype
+            np.testing.assert_array_equal(alone.indices, together[i].indices)
+            np.testing.assert_array_equal(alone.data, together[i].data)

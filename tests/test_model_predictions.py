@@ -10,6 +10,7 @@ from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.svm import LinearSVC
 
 from model.calibration import TemperatureScaledLinear, _rows
+from model.explain import _informative
 from model.taxonomy import HEADS
 from model.text import ASK_CHARS, join_fields, normalize
 from model.thresholds import high_risk_threshold
@@ -287,6 +288,26 @@ def test_the_feature_matrix_is_the_feature_unions_own(small_model):
     hits = [model.rule_hits(t) for t in texts]
     ours = model._matrix(texts, hits)[:, : -len(model.taxonomy.rules)]
     np.testing.assert_allclose(ours.toarray(), model.features_.transform(texts).toarray())
+
+
+def test_one_petitions_matrix_is_its_row_of_the_matrix_of_several(small_model):
+    # suggest() builds one petition's row by a path of its own; every value must be the
+    # same, or a decision or an explanation's weight could differ from the batch's.
+    model = small_model.model
+    texts = [normalize(t) for t in (WAGES, SELF_HARM, "", join_fields("", "龘靐"), WAGES + SELF_HARM)]
+    hits = [model._hits(t) for t in texts]
+    assert any(hits) and not all(hits)
+    together = model._matrix(texts, hits)
+    for i, text in enumerate(texts):
+        alone = model._matrix([text], [hits[i]])
+        assert alone.shape == (1, together.shape[1]) and alone.dtype == together.dtype
+        np.testing.assert_array_equal(alone.indices, together[i].indices)
+        np.testing.assert_array_equal(alone.data, together[i].data)
+
+
+def test_an_explanation_shows_terms_with_a_letter_or_digit_and_more_than_one_character():
+    assert [_informative(n) for n in ["工资", "12333", "A-1", "“欠薪”", "一", "，。", "--", ""]] == [
+        True, True, True, True, False, False, False, False]
 
 
 def test_a_lone_surrogate_is_read_as_a_replacement_character(small_model):

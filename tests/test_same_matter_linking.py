@@ -23,7 +23,7 @@ from postgres_db import POSTGRES_PARAM, throwaway_database
 from serving import CLI, ROOT, ServeProcess, make_key, serve_env
 from sqlalchemy import event
 
-from model.matter import MatterIndex, components, link_matters, normalize_for_linking
+from model.matter import _A, _B, MatterIndex, components, link_matters, normalize_for_linking, shingles, signature
 from model.text import join_fields
 from service.app import create_app
 from service.database import Database, TriageRecord
@@ -81,6 +81,26 @@ def test_the_index_finds_rows_added_after_it_was_sorted():
     index.add("late", joined(petition(FIRST)), when=5.0)
     assert [m.key for m in index.query(joined(petition(RETOLD)))] == ["late"]
     assert index.query(joined(petition(RETOLD)), since=6.0) == []
+
+
+def test_a_signature_is_the_minhash_of_the_texts_3_grams():
+    # Every worker and every training run must get the same signature for a text, however
+    # it is computed: here, the definition in plain integers.
+    for text in ["", "一", "拖欠工资", normalize_for_linking(joined(petition(FIRST)))]:
+        hashed = [int(h) for h in shingles(text)]
+        expected = ([min((h * int(a) + int(b)) % 2**64 >> 32 for h in hashed) for a, b in zip(_A, _B, strict=True)]
+                    if hashed else [2**32 - 1] * len(_A))
+        assert signature(text).tolist() == expected
+
+
+def test_a_query_finds_every_stored_copy_of_a_letter():
+    # Copies share every band hash, so they make runs of equal hashes in the sorted bands
+    # (added together with enough others, they are all sorted in at once).
+    index = MatterIndex()
+    index.add_many([(f"copy{i}", joined(petition(FIRST)), 1.0) for i in range(4)]
+                   + [(f"filler{i}", f"第{i}件：关于职称评审的问题，编号{i}", 0.0) for i in range(300)])
+    assert index._sorted_upto == len(index)
+    assert sorted(m.key for m in index.query(joined(petition(RETOLD)), limit=10)) == [f"copy{i}" for i in range(4)]
 
 
 @pytest.fixture(params=["sqlite", POSTGRES_PARAM])

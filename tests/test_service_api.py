@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from fastapi.testclient import TestClient
@@ -184,3 +187,31 @@ def test_metrics_are_prometheus_text(service):
     client.post("/v1/triage", json=PETITION, headers=h(keys["intake"]))
     text = client.get("/metrics").text
     assert "triage_predictions_total" in text and "triage_review_queue_open" in text
+
+
+def test_a_worker_computes_one_triage_at_a_time_and_answers_every_one(service, monkeypatch):
+    # Threads computing side by side only take turns on the GIL (service/routers/triage.py):
+    # requests arriving together wait for their turn, and each is still answered and stored.
+    import service.routers.triage as triage
+
+    client, keys, _ = service
+    running, most, lock = 0, 0, threading.Lock()
+    real = triage.suggest_one
+
+    def counted(*args, **kwargs):
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        try:
+            time.sleep(0.05)  # long enough for the others to arrive meanwhile
+            return real(*args, **kwargs)
+        finally:
+            with lock:
+                running -= 1
+
+    monkeypatch.setattr(triage, "suggest_one", counted)
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: client.post("/v1/triage", json=PETITION, headers=h(keys["intake"])), range(4)))
+    assert [a.status_code for a in answers] == [200] * 4 and all(a.json()["stored"] for a in answers)
+    assert most == triage.TRIAGE_AT_ONCE == 1
