@@ -301,7 +301,7 @@ def test_no_personal_number_reaches_the_logs_at_any_level(server: Server) -> Non
         # Refused requests: the 422 answers name the field; neither they nor the logs carry the text.
         refused = [client.post("/v1/triage", json=p, headers=intake) for p in (
             {**WITH_PII, "title": [WITH_PII["title"]]}, {**WITH_PII, "channel": PII["mobile"]},
-            {**WITH_PII, "body": WITH_PII["body"] * 30}, {"title": WITH_PII["body"]})]
+            {**WITH_PII, "body": WITH_PII["body"] * 30}, {"title": WITH_PII["body"] * 30})]
         assert [r.status_code for r in refused] == [422] * 4
         client.post("/v1/decisions", json={"triage_id": triage["triage_id"], "division": "labor_inspection",
                                            "decided_by": "张三", "reason": f"已电话{PII['mobile']}核实"},
