@@ -14,7 +14,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -172,22 +172,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _petition_count(value: str) -> int:
-    if not value.isdigit() or int(value) < 1:
-        raise argparse.ArgumentTypeError(f"{value!r}: expected a number of petitions, 1 or more")
-    return int(value)
+def _whole_number(what: str, low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number from `low` to `high` (no upper end when None), refused naming `what`."""
+    expected = f"{what}, {low} or more" if high is None else f"{what} from {low} to {high}"
+
+    def parse(value: str) -> int:
+        if not value.isdigit() or int(value) < low or (high is not None and int(value) > high):
+            raise argparse.ArgumentTypeError(f"{value!r}: expected {expected}")
+        return int(value)
+    return parse
 
 
-def _port(value: str) -> int:
-    if not value.isdigit() or not 1 <= int(value) <= 65535:
-        raise argparse.ArgumentTypeError(f"{value!r}: expected a port number from 1 to 65535")
-    return int(value)
-
-
-def _worker_count(value: str) -> int:
-    if not value.isdigit() or not 1 <= int(value) <= 64:
-        raise argparse.ArgumentTypeError(f"{value!r}: expected a number of processes from 1 to 64")
-    return int(value)
+_petition_count = _whole_number("a number of petitions", 1)
+_port = _whole_number("a port number", 1, 65535)
+_worker_count = _whole_number("a number of processes", 1, 64)
 
 
 # uvicorn's exit status for "the app cannot start" (service/app.py), whatever the number of workers.
@@ -276,7 +274,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         with contextlib.suppress(KeyboardInterrupt):
             server.run(sockets=[sock])
         return 0 if server.started else STARTUP_FAILURE
-    return 0
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
