@@ -100,6 +100,15 @@ def _tfidf(rows: np.ndarray, cols: np.ndarray, n_docs: int, idf: np.ndarray, dty
     return _weigh_counts(counts, idf)
 
 
+def _positions(ordered: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each key sits in the sorted array `ordered`, and which keys are in it at all
+    (the positions of the others are not to be used)."""
+    at = np.searchsorted(ordered, keys)
+    found = at < len(ordered)
+    found[found] = ordered[at[found]] == keys[found]
+    return at, found
+
+
 def _one_row(columns: np.ndarray, per_column: np.ndarray, width: int, dtype: Any) -> sp.csr_matrix:
     """The counts of one text as a one-row matrix; `columns` distinct and in order."""
     return sp.csr_matrix((per_column.astype(dtype), columns.astype(np.int32), np.array([0, len(columns)], np.int32)),
@@ -270,13 +279,9 @@ class CharNgramTfidf(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
             # One petition, as the service asks: its distinct n-grams looked up, in order, rather
             # than every occurrence at random (the search then moves forward through the vocabulary).
             distinct, per_code = np.unique(codes, return_counts=True)
-            cols = np.searchsorted(self.codes_, distinct)
-            known = cols < len(self.codes_)
-            known[known] = self.codes_[cols[known]] == distinct[known]
+            cols, known = _positions(self.codes_, distinct)
             return _weigh_counts(_one_row(cols[known], per_code[known], len(self.idf_), self.dtype), self.idf_)
-        cols = np.searchsorted(self.codes_, codes)
-        known = cols < len(self.codes_)
-        known[known] = self.codes_[cols[known]] == codes[known]
+        cols, known = _positions(self.codes_, codes)
         return _tfidf(rows[known], cols[known], n_docs, self.idf_, self.dtype)
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
@@ -430,9 +435,7 @@ class WordNgramTfidf(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
         if self.max_n == 2:
             pair = known[:-1] & known[1:]
             keys = ids[:-1][pair].astype(np.int64) * len(self.words_) + ids[1:][pair]
-            at = np.searchsorted(self.pair_keys_, keys)
-            found = at < len(self.pair_keys_)
-            found[found] = self.pair_keys_[at[found]] == keys[found]
+            at, found = _positions(self.pair_keys_, keys)
             cols = np.concatenate([cols, self.pair_columns_[at[found]]])
         return _tfidf(cols, cols, 1, self.idf_, self.dtype)
 
@@ -448,9 +451,7 @@ class WordNgramTfidf(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
 
     def _weigh_rows(self, ids: np.ndarray, lengths: np.ndarray) -> sp.csr_matrix:
         word_rows, word_ids, pair_rows, pair_keys = self._entries(ids, lengths, len(self.words_))
-        at = np.searchsorted(self.pair_keys_, pair_keys)
-        found = at < len(self.pair_keys_)
-        found[found] = self.pair_keys_[at[found]] == pair_keys[found]
+        at, found = _positions(self.pair_keys_, pair_keys)
         rows = np.concatenate([word_rows, pair_rows[found]])
         cols = np.concatenate([self.word_columns_[word_ids], self.pair_columns_[at[found]]])
         return _tfidf(rows, cols, len(lengths), self.idf_, self.dtype)
