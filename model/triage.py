@@ -6,6 +6,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import itertools
+import re
 import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -68,6 +69,18 @@ LARGE_SVM_ROWS = 40_000
 MIN_ROWS_PER_LABEL_FOR_HOLDOUT = 10
 # What a rule's firing is worth when the held-out data never saw it fire.
 DEFAULT_RULE_PRECISION = 0.5
+# A petition with fewer letters, digits and characters than this (long numbers not
+# counted) needs review whatever its confidence. Each feature row is normalised, so two
+# characters weigh as much as a page and can carry a near-certain probability, while the
+# probabilities were calibrated on petitions longer than this: none of the labelled real
+# ones is shorter, and about one unlabelled real message in a thousand.
+MIN_CONTENT_CHARS = 20
+_CONTENT_CHAR = re.compile(r"[^\W_]")
+
+
+def too_short(view: str) -> bool:
+    """Whether a petition's feature view holds too little to route it without a person."""
+    return len(_CONTENT_CHAR.findall(view)) < MIN_CONTENT_CHARS
 
 
 class Decision(TypedDict):
@@ -775,8 +788,9 @@ class TriageModel(BaseEstimator):
     def rule_hits(self, text: str) -> list[tuple[Rule, list[tuple[int, int]]]]:
         return self._hits(normalize(text))
 
-    def decide(self, proba: dict[str, np.ndarray], hits: list[tuple[Rule, list]]) -> Decision:
-        """Labels and confidences for one petition from its probabilities (1-D per head) and rule hits."""
+    def decide(self, proba: dict[str, np.ndarray], hits: list[tuple[Rule, list]], *, short: bool = False) -> Decision:
+        """Labels and confidences for one petition from its probabilities (1-D per head) and
+        rule hits; `short` (see `too_short`) makes it need review."""
         t = self.thresholds_
         div_classes = self.classes_["division"]
         order = np.argsort(-proba["division"])
@@ -820,7 +834,7 @@ class TriageModel(BaseEstimator):
             # The taxonomy makes every key-group case at least medium.
             if risk == "low" and key_group != "none":
                 risk, risk_conf = "medium", max(risk_p.get("medium", 0.0), key_group_p)
-        needs_review = risk == "high" or division_p < division_threshold
+        needs_review = risk == "high" or division_p < division_threshold or short
         return Decision(
             division=division, division_confidence=division_p, division_top3=top3,
             division_threshold=division_threshold, risk=risk, risk_confidence=float(risk_conf),
@@ -829,11 +843,14 @@ class TriageModel(BaseEstimator):
 
     def predict(self, X: Sequence[str]) -> list[Decision]:
         """One decision per text (labels, confidences, top-3, rules fired), no explanation."""
-        proba, hits, _, _ = self._score(X)
-        return self.decide_many(proba, hits)
+        proba, hits, _, views = self._score(X)
+        return self.decide_many(proba, hits, [too_short(v) for v in views])
 
-    def decide_many(self, proba: dict[str, np.ndarray], hits: list[list[tuple[Rule, list]]]) -> list[Decision]:
-        return [self.decide({h: p[i] for h, p in proba.items()}, row_hits) for i, row_hits in enumerate(hits)]
+    def decide_many(self, proba: dict[str, np.ndarray], hits: list[list[tuple[Rule, list]]],
+                    short: Sequence[bool] | None = None) -> list[Decision]:
+        short = short if short is not None else [False] * len(hits)
+        return [self.decide({h: p[i] for h, p in proba.items()}, row_hits, short=short[i])
+                for i, row_hits in enumerate(hits)]
 
     def suggest(self, text: str, top_terms: int = 5) -> Suggestion:
         """The full suggestion for one petition: decision plus, per head, the words
@@ -841,7 +858,7 @@ class TriageModel(BaseEstimator):
         proba_rows, hit_rows, matrix, views = self._score([text])
         proba = {head: p[0] for head, p in proba_rows.items()}
         hits, view = hit_rows[0], views[0]
-        decision = self.decide(proba, hits)
+        decision = self.decide(proba, hits, short=too_short(view))
         explanation = {
             head: explain_head(self, head, decision[head], matrix, text, [(r, s) for r, s in hits if r.head == head],
                                top_terms, view)

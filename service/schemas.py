@@ -118,7 +118,8 @@ class Suggestion(BaseModel):
     key_group: str = Field(description="Key group code ('none' when the case concerns no key group).")
     key_group_name: str = Field(description="The key group's Chinese name.")
     key_group_confidence: float = Field(description="Calibrated probability of that key group.")
-    needs_review: bool = Field(description="True when the petition office's review queue got it (high risk or low division confidence).")
+    needs_review: bool = Field(description="True when the petition office's review queue got it "
+                                           "(high risk, low division confidence, or too short to route).")
     explanation: dict[str, HeadExplanation] = Field(
         description="Per head (division, risk, key_group): the words and rules that drove it. " + OFFSETS)
     time_limits: TimeLimits | None = Field(None, description="The statutory time limits, from received_at "

@@ -104,6 +104,20 @@ def test_needs_review_when_confidence_is_below_the_division_threshold(small_mode
         model.thresholds_["division"] = saved
 
 
+def test_a_petition_too_short_to_route_needs_review_however_confident(small_model):
+    model = small_model.model
+    saved = dict(model.thresholds_["division"])
+    try:
+        model.thresholds_["division"] = dict.fromkeys(saved, 0.0)
+        for text in ("你好", "拖欠工资", join_fields("拖欠工资", "电话 13912345678 13812345678")):
+            assert model.suggest(text)["needs_review"] is True, text
+            assert model.predict([text])[0]["needs_review"] is True, text
+        assert model.suggest(WAGES)["needs_review"] is False
+        assert [d["needs_review"] for d in model.predict(["你好", WAGES])] == [True, False]
+    finally:
+        model.thresholds_["division"] = saved
+
+
 def test_same_data_and_seed_give_identical_predictions_on_one_core_or_all(taxonomy):
     frame = pd.DataFrame(generate(n=300, seed=11))
     texts = texts_of(frame)
