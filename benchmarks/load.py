@@ -21,6 +21,8 @@ production count on the project's 2-core machines; `triage serve` defaults to on
 worker per core), with an intake key made by `triage keys create`. The model is
 --model (copied and signed with the throwaway key), else one trained there on the
 real train.csv and the bundled corpus (about a minute), else the bundled default.
+With --database-url the service stores in that database (an empty PostgreSQL one)
+instead of the throwaway SQLite file.
 
 Petitions are the real ones, read at run time from ../shared/data/real (train, dev
 and cities: title and body), shuffled with --seed and cycled; without them the
@@ -34,6 +36,7 @@ as both share the machine.
     python benchmarks/load.py [--rates 50,100,200] [--seconds 60] [--workers 2]
         [--saturate-seconds 30] [--connections 8] [--model DIR] [--json OUT.json]
         [--profile-rate 100 --profile-out DIR]   # py-spy each worker during that rate
+        [--database-url postgresql+psycopg://USER:PASSWORD@127.0.0.1:PORT/DB]
 
 Exit 1 when a request failed or went unanswered, 2 on bad options or a server that
 does not start."""
@@ -353,14 +356,16 @@ def process_tree(pid: int) -> dict[str, Any]:
 class Server:
     """`triage serve` on a throwaway TRIAGE_HOME, with an intake key."""
 
-    def __init__(self, home: Path, workers: int, env_extra: dict[str, str]) -> None:
-        self.home, self.workers = home, workers
+    def __init__(self, home: Path, workers: int, env_extra: dict[str, str], database_url: str | None = None) -> None:
+        self.home, self.workers, self.database_url = home, workers, database_url
         self.port = free_port()
         self.env = {**os.environ, "TRIAGE_HOME": str(home), "PYTHONPATH": str(ROOT), "TRIAGE_HOST": HOST,
                     "TRIAGE_PORT": str(self.port), **env_extra}
         for name in ("TRIAGE_DATABASE_URL", "TRIAGE_MODEL_DIR", "TRIAGE_REGISTRY_DIR", "TRIAGE_SIGNING_KEY",
                      "TRIAGE_SIGNING_KEY_FILE", "PROMETHEUS_MULTIPROC_DIR"):
             self.env.pop(name, None)  # everything under the throwaway home
+        if database_url:
+            self.env["TRIAGE_DATABASE_URL"] = database_url
         self.process: subprocess.Popen[bytes] | None = None
         self.key = ""
 
@@ -424,6 +429,16 @@ class Server:
             self.process.wait(10)
 
     def stored_rows(self) -> dict[str, int]:
+        if self.database_url:
+            from sqlalchemy import create_engine, text
+
+            engine = create_engine(self.database_url)
+            try:
+                with engine.connect() as db:
+                    return {table: db.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+                            for table in ("triages", "review_items")}
+            finally:
+                engine.dispose()
         with sqlite3.connect(f"file:{self.home / 'triage.db'}?mode=ro", uri=True) as db:
             return {"triages": db.execute("SELECT count(*) FROM triages").fetchone()[0],
                     "review_items": db.execute("SELECT count(*) FROM review_items").fetchone()[0]}
@@ -545,9 +560,10 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
         "repeats": "petitions are cycled: a run longer than the distinct petitions sends each again, and the "
                    "same-matter lookup links the copies (see with_similar_cases and needs_review per phase)",
         "seconds_per_rate": args.seconds, "timeout_seconds": args.timeout, "phases": [],
+        "database_kind": args.database_url.split(":", 1)[0].split("+", 1)[0] if args.database_url else "sqlite",
     }
     env = {"TRIAGE_LOG_LEVEL": args.log_level} if args.log_level else {}
-    server = Server(home, args.workers, env)
+    server = Server(home, args.workers, env, args.database_url)
     results["model"] = server.prepare_model(args.model, real)
     log(f"starting triage serve --workers {args.workers} on {HOST}:{server.port} (TRIAGE_HOME {home}) …")
     server.start()
@@ -632,6 +648,8 @@ def main() -> int:
     parser.add_argument("--inprocess-calls", type=int, default=1000, help="TriageModel.suggest calls timed in-process; 0 skips")
     parser.add_argument("--log-level", help="TRIAGE_LOG_LEVEL of the server (default: the service's default)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--database-url", help="an empty PostgreSQL database to store in, as TRIAGE_DATABASE_URL "
+                                               "(default: SQLite in the throwaway TRIAGE_HOME)")
     parser.add_argument("--profile-rate", type=float, help="py-spy every worker during this rate's phase")
     parser.add_argument("--profile-out", default="load-profile", help="folder for py-spy's folded stacks")
     parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "load.json"),
@@ -658,7 +676,7 @@ def main() -> int:
             print(f"load: {exc}", file=sys.stderr)
             return 2
 
-    print(f"\nPOST /v1/triage, triage serve --workers {args.workers} (SQLite) on {HOST}; {results['petitions']['distinct']} "
+    print(f"\nPOST /v1/triage, triage serve --workers {args.workers} ({results['database_kind']}) on {HOST}; {results['petitions']['distinct']} "
           f"distinct petitions (mean {results['petitions']['mean_chars']} characters) from {results['petitions']['source']}; "
           f"model: {results['model']}")
     print(f"open loop: latency from each request's scheduled time; {args.seconds:g} s per rate\n")
