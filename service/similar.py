@@ -9,8 +9,11 @@ text only, never on the model).
 On SQLite "stored since" is read by rowid: SQLite writes one transaction at a time and
 gives each new row a rowid above every committed one, so the rows after the last rowid
 seen are exactly the new ones. Elsewhere rows are read by created_at, looking back
-COMMIT_LAG each time; that re-reads every row of the last COMMIT_LAG on each lookup,
-which at hundreds of petitions a second costs more than the rest of the request."""
+COMMIT_LAG each time. That re-reads every row of the last COMMIT_LAG, so on PostgreSQL
+a worker takes in other workers' rows at most every PEER_ROWS_SECONDS, not on every
+lookup: read on each one, at 200 petitions a second every request re-read thousands of
+ids and the service fell behind the arrivals (benchmarks/load.py --database-url). A
+worker's own rows are in its index as soon as they are stored."""
 
 from __future__ import annotations
 
@@ -36,6 +39,10 @@ log = logging.getLogger(__name__)
 # A row's created_at is set before its transaction commits, so a row committed late can
 # carry an earlier time than one already seen: each refresh looks this far back again.
 COMMIT_LAG = timedelta(seconds=10)
+# Elsewhere than on SQLite: how stale another worker's rows may be in this worker's index.
+# A repeat is still linked to a petition another worker stored this little before it,
+# from the next refresh on, and every later petition of the matter is linked to both.
+PEER_ROWS_SECONDS = 0.25
 SIMILAR_SHOWN = 5
 # The index's objects are frozen (service/heap.py) each time it has grown by this many rows.
 FREEZE_EVERY_ROWS = 5_000
@@ -116,8 +123,10 @@ class SharedMatterIndex:
             if self._refresh_began is not None and self._refresh_began > asked:
                 return
             began = time.monotonic()
-            now = datetime.now(UTC)
             sqlite = session.get_bind().dialect.name == "sqlite"
+            if not sqlite and self._refresh_began is not None and began - self._refresh_began < PEER_ROWS_SECONDS:
+                return
+            now = datetime.now(UTC)
             if sqlite and self._last_row is not None and self._refresh_by_rowid(session):
                 self._seen_until = now
                 self._refresh_began = began

@@ -19,12 +19,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
-from postgres_db import POSTGRES_PARAM, throwaway_database
+from postgres_db import POSTGRES_PARAM, POSTGRES_URL, throwaway_database
 from serving import CLI, ROOT, ServeProcess, make_key, serve_env
 from sqlalchemy import event
 
 from model.matter import _A, _B, MatterIndex, components, link_matters, normalize_for_linking, shingles, signature
 from model.text import join_fields
+from service import similar
 from service.app import create_app
 from service.database import Database, TriageRecord
 from service.keys import create_key
@@ -312,6 +313,36 @@ def test_requests_waiting_behind_a_refresh_that_began_after_them_do_not_query_ag
     refresh()  # a request asking after that refresh began reads again
     assert len([s for s in statements if "triages" in s]) == 2
     database.engine.dispose()
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="TRIAGE_TEST_POSTGRES_URL is not set (.ci/run sets it when it can start PostgreSQL)")
+def test_on_postgresql_other_workers_rows_are_read_at_most_every_few_tenths_of_a_second(monkeypatch):
+    """Off SQLite, reading other workers' rows re-reads the last COMMIT_LAG of them; done
+    on every lookup, it made the service fall behind at 200 petitions a second."""
+    with throwaway_database("peers") as url:
+        database = Database(url.render_as_string(hide_password=False))
+        database.ensure_migrated()
+        shared = SharedMatterIndex(window_days=365, threshold=0.5)
+        with database.sessions() as session:
+            shared.refresh(session)
+        p = petition(FIRST)
+        with database.sessions() as session:
+            session.add(TriageRecord(id="stored-elsewhere", title_masked=p["title"], body_masked=p["body"], model_version="test",
+                                     division="labor_relations", division_confidence=0.9, risk="low", key_group="none",
+                                     needs_review=False, suggestion={}))
+            session.commit()
+        statements: list[str] = []
+        event.listen(database.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+        monkeypatch.setattr(similar, "PEER_ROWS_SECONDS", 3600.0)
+        for _ in range(3):
+            with database.sessions() as session:
+                shared.refresh(session)
+        assert not [s for s in statements if "triages" in s] and "stored-elsewhere" not in shared.index
+        monkeypatch.setattr(similar, "PEER_ROWS_SECONDS", 0.0)
+        with database.sessions() as session:
+            shared.refresh(session)
+        assert "stored-elsewhere" in shared.index
+        database.engine.dispose()
 
 
 def _linked_by_lookup(texts: list[str]) -> list[str]:
