@@ -475,6 +475,14 @@ def cpu_delta(before: tuple[float, dict[str, Any]], after: tuple[float, dict[str
             "server_cpu_ms_per_request": round(1000 * server / answered, 2) if answered else None}
 
 
+def machine_cpu() -> tuple[int, int]:
+    """Jiffies since boot of all cores: (busy, total), from /proc/stat. Busy includes the
+    database server's processes, which are not the service's, and any other job's."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle and iowait
+    return sum(fields) - idle, sum(fields)
+
+
 def own_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -508,11 +516,12 @@ def fmt(value: float | None, spec: str = ".1f") -> str:
 
 def print_table(rows: list[dict[str, Any]]) -> None:
     header = ("load", "sent", "ok", "errors", "unanswered", "done/s", "p50 ms", "p99 ms", "max ms", "conns",
-              "client CPU", "server CPU ms/req")
+              "client CPU", "server CPU ms/req", "all cores busy")
     table = [header] + [(
         r["load"], str(r["sent"]), str(r["answered_ok"]), str(r["errors"]), str(r["not_answered"]),
         fmt(r["completed_per_second"]), fmt(r["p50_ms"]), fmt(r["p99_ms"]), fmt(r["max_ms"]),
         str(r["most_connections"]), f"{100 * r['client_cpu_share']:.0f} %", fmt(r["server_cpu_ms_per_request"]),
+        f"{100 * r['machine_cpu_busy']:.0f} %",
     ) for r in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
     for j, line in enumerate(table):
@@ -589,6 +598,7 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
             if args.profile_rate is not None and rate == args.profile_rate:
                 spies = profile_workers(server, args.seconds, Path(args.profile_out))
             before = (own_cpu(), process_tree(server.process.pid))
+            machine_before = machine_cpu()
             load_before = os.getloadavg()[0]
             started = time.monotonic()
             if rate:
@@ -599,8 +609,11 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
             # Until the last answer: a server that falls behind keeps answering after the schedule ends.
             seconds = max(tally.last_answer - started, args.seconds if rate else 0.0)
             after = (own_cpu(), process_tree(server.process.pid))
+            machine_after = machine_cpu()
             offset += tally.sent
             row = summary(tally, seconds, cpu_delta(before, after, len(tally.latencies_ms), time.monotonic() - started))
+            busy, total = (a - b for a, b in zip(machine_after, machine_before, strict=True))
+            row["machine_cpu_busy"] = round(busy / total, 3) if total else None
             row.update(load=name, rate=rate or None, connections=None if rate else args.connections, settled_seconds=waited,
                        wall_seconds=round(time.monotonic() - started, 2),
                        load_avg=[round(load_before, 2), round(os.getloadavg()[0], 2)])

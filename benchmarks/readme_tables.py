@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 README = ROOT / "README.md"
 # Every file whose tables are made here: the README's, and those of the docs that explain them.
-DOCUMENTS = (README, ROOT / "docs" / "model.md", ROOT / "docs" / "linking.md")
+DOCUMENTS = (README, ROOT / "docs" / "model.md", ROOT / "docs" / "linking.md", ROOT / "docs" / "operations.md")
 BLOCK = re.compile(r"(<!-- results:(?P<name>[a-z_]+) -->\n)(?P<body>.*?)(<!-- /results -->)", re.S)
 
 ACCURACY_COLUMNS = {
@@ -204,6 +204,10 @@ def _ms(value: float | None) -> str:
     return "–" if value is None else f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
 
 
+def _share(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.0f} %"
+
+
 def load(results: dict[str, Any]) -> str:
     petitions, machine = results["petitions"], results["machine"]
     loads = [machine["load_avg_at_start"][0], machine["load_avg_at_end"][0],
@@ -211,17 +215,22 @@ def load(results: dict[str, Any]) -> str:
     # Which boards were sent, as the option that chose them (the default is train, dev and cities).
     sent = [Path(f.strip()).stem for f in petitions["source"].split(",")]
     sources = "" if sent == ["train", "dev", "cities"] else f" --sources {','.join(sent)}"
-    lines = [f"`triage serve --workers {results['workers']}` (SQLite) under load from the same machine "
-             f"(`python benchmarks/load.py{sources}`): {petitions['distinct']:,} real petitions (mean "
+    if results.get("database_kind", "sqlite") == "sqlite":
+        storage, option = "SQLite", ""
+    else:  # a server of its own, on the same cores: its CPU is not in the server CPU column
+        storage, option = "PostgreSQL on the same machine", " --database-url URL"
+    lines = [f"`triage serve --workers {results['workers']}` ({storage}) under load from the same machine "
+             f"(`python benchmarks/load.py{sources}{option}`): {petitions['distinct']:,} real petitions (mean "
              f"{petitions['mean_chars']} characters) sent at fixed rates, {results['seconds_per_rate']:g} s each, "
              "latency counted from each request's scheduled time; then clients that never pause. Load average between "
              f"{min(loads):.1f} and {max(loads):.1f} on {machine['cpus']} cores, the load client among them:", "",
-             "| load | due | answered | errors | not answered | completed/s | p50 ms | p99 ms | max ms | server CPU ms/request |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| load | due | answered | errors | not answered | completed/s | p50 ms | p99 ms | max ms "
+             "| server CPU ms/request | all cores busy |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for p in results["phases"]:
         lines.append(f"| {p['load']} | {p['scheduled']:,} | {p['answered_ok']:,} | {p['errors']} | {p['not_answered']:,} | "
                      f"{p['completed_per_second']:.0f} | {_ms(p['p50_ms'])} | {_ms(p['p99_ms'])} | {_ms(p['max_ms'])} | "
-                     f"{_ms(p['server_cpu_ms_per_request'])} |")
+                     f"{_ms(p['server_cpu_ms_per_request'])} | {_share(p.get('machine_cpu_busy'))} |")
     database = results["database"]
     lines += ["", f"Rows in the database afterwards: {database['triages']:,}, against {database['answered_stored']:,} "
                   "answered `stored: true`" + (" (the rest were stored, but answered after the client had given up)."
@@ -247,6 +256,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "train_scale": ("train_scale.json", train_scale),
     "train_scale_reference": ("train_scale.json", train_scale_reference),
     "load": ("load.json", load),
+    "load_postgresql": ("load_postgresql.json", load),
 }
 
 
