@@ -189,14 +189,18 @@ def test_metrics_are_prometheus_text(service):
     assert "triage_predictions_total" in text and "triage_review_queue_open" in text
 
 
-def test_a_worker_computes_one_triage_at_a_time_and_answers_every_one(service, monkeypatch):
+def test_a_worker_computes_one_triage_at_a_time_and_the_next_one_while_rows_are_committed(service, monkeypatch):
     # Threads computing side by side only take turns on the GIL (service/routers/triage.py):
-    # requests arriving together wait for their turn, and each is still answered and stored.
+    # requests arriving together compute one at a time, and one whose rows wait for their
+    # commit (a disk flush, here a slow one) lets the next compute meanwhile, whose rows
+    # are then committed together. Each is still answered and stored.
     import service.routers.triage as triage
+    from service.group_commit import GroupCommit
 
     client, keys, _ = service
     running, most, lock = 0, 0, threading.Lock()
-    real = triage.suggest_one
+    computed, commit = triage._computed, GroupCommit._commit
+    batches: list[int] = []
 
     def counted(*args, **kwargs):
         nonlocal running, most
@@ -205,13 +209,20 @@ def test_a_worker_computes_one_triage_at_a_time_and_answers_every_one(service, m
             most = max(most, running)
         try:
             time.sleep(0.05)  # long enough for the others to arrive meanwhile
-            return real(*args, **kwargs)
+            return computed(*args, **kwargs)
         finally:
             with lock:
                 running -= 1
 
-    monkeypatch.setattr(triage, "suggest_one", counted)
+    def slow_flush(self, session, batch):
+        batches.append(len(batch))
+        time.sleep(0.3)
+        return commit(self, session, batch)
+
+    monkeypatch.setattr(triage, "_computed", counted)
+    monkeypatch.setattr(GroupCommit, "_commit", slow_flush)
     with ThreadPoolExecutor(4) as pool:
         answers = list(pool.map(lambda _: client.post("/v1/triage", json=PETITION, headers=h(keys["intake"])), range(4)))
     assert [a.status_code for a in answers] == [200] * 4 and all(a.json()["stored"] for a in answers)
     assert most == triage.TRIAGE_AT_ONCE == 1
+    assert sum(batches) == 4 and max(batches) > 1, batches

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -27,12 +30,15 @@ from service.settings import Settings
 from service.similar import MattersDep, SharedMatterIndex, link, text_of
 
 log = logging.getLogger(__name__)
-# Triage requests a worker computes at once, each in a thread; the others wait on the event
-# loop, without a thread. Threads computing side by side only take turns on the GIL, and
-# every turn handed over cost the worker more CPU, in the kernel and in its caches, than
-# overlapping one request's disk flush with another's computing saved: one at a time, a
-# worker answered more petitions a second for less CPU each (benchmarks/load.py).
+# Triages a worker computes at once (the model and the same-matter lookup). Threads
+# computing side by side only take turns on the GIL, and each turn handed over cost the
+# worker more CPU, in the kernel and in its caches, than it saved (benchmarks/load.py).
 TRIAGE_AT_ONCE = 1
+# Triage requests a worker runs in threads at once: one computing, the others waiting for
+# their rows' commit, which is a disk flush on SQLite and a round trip on PostgreSQL, while
+# the next one computes; their rows are committed together (service/group_commit.py).
+# Further requests wait on the event loop, without a thread or a database connection.
+TRIAGE_IN_THREADS = 4
 router = APIRouter(prefix="/v1/triage", tags=["triage"], route_class=KeyedRoute)
 Intake = Annotated[ApiKey, Depends(require_role("intake"))]
 Reader = Annotated[ApiKey, Depends(require_role("intake", "reviewer"))]
@@ -65,7 +71,29 @@ def _same_matter(suggestion: Suggestion, loaded: LoadedModel, linked_text: str, 
 
 
 def _suggest(petition: PetitionIn, loaded: LoadedModel, session: Session, writes: GroupCommit,
-             matters: SharedMatterIndex, settings: Settings) -> Suggestion:
+             matters: SharedMatterIndex, settings: Settings, turn: threading.Semaphore | None = None) -> Suggestion:
+    """The suggestion, stored; `turn` is held while it is computed, not while its rows are committed."""
+    with turn or contextlib.nullcontext():
+        suggestion, record, queued, received = _computed(petition, loaded, session, matters, settings)
+    try:
+        # Committed with the rows of other requests arriving meanwhile; returns once committed.
+        writes.store(session, [record], queued)
+    except SQLAlchemyError as exc:
+        # A suggestion is still useful when storage is down; the caller is told it was not kept.
+        log.error("triage %s not stored: %s", suggestion.triage_id, type(exc).__name__)
+        return suggestion
+    finally:
+        # Reads and writes are over: the connection goes back to the pool before the answer
+        # waits for a thread to be checked in (see service/deps.py on why that matters).
+        session.commit()
+    suggestion.stored = True
+    matters.add(suggestion.triage_id, text_of(record.title_masked, record.body_masked), received)
+    return suggestion
+
+
+def _computed(petition: PetitionIn, loaded: LoadedModel, session: Session, matters: SharedMatterIndex,
+              settings: Settings) -> tuple[Suggestion, TriageRecord, list[ReviewItem], datetime]:
+    """The suggestion with its same-matter links, and the rows that store it."""
     model, taxonomy = loaded.model, loaded.model.taxonomy
     raw = model.suggest(join_fields(petition.title, petition.body))
     triage_id = str(uuid.uuid4())
@@ -88,66 +116,63 @@ def _suggest(petition: PetitionIn, loaded: LoadedModel, session: Session, writes
     received = petition.received_at or utcnow()
     emerging = _same_matter(suggestion, loaded, text_of(title_masked, body_masked), received, session, matters, settings)
     suggestion.needs_review = suggestion.needs_review or emerging
-    try:
-        record = TriageRecord(
-            id=triage_id, external_id=petition.external_id, channel=petition.channel,
-            received_at=petition.received_at, title_masked=title_masked,
-            body_masked=body_masked, model_version=loaded.version,
-            division=suggestion.division.code, division_confidence=suggestion.division.probability,
-            risk=suggestion.risk, key_group=suggestion.key_group, needs_review=suggestion.needs_review,
-            suggestion={"top3": raw["division_top3"], "rules": raw["rules"], "repeat_of": suggestion.repeat_of},
-        )
-        # Kept on the masked text, so that GET /v1/triage/{id} and the review queue can show the evidence.
-        record.suggestion["explanation"] = rebase_explanation(raw["explanation"], masked_text(record))
-        queued = []
-        if suggestion.needs_review:
-            reason = "high_risk" if suggestion.risk == "high" else "emerging_group" if emerging else "low_confidence"
-            queued.append(ReviewItem(triage_id=triage_id, reason=reason))
-        # Committed with the rows of other requests arriving meanwhile; returns once committed.
-        writes.store(session, [record], queued)
-    except SQLAlchemyError as exc:
-        # A suggestion is still useful when storage is down; the caller is told it was not kept.
-        log.error("triage %s not stored: %s", triage_id, type(exc).__name__)
-        return suggestion
-    finally:
-        # Reads and writes are over: the connection goes back to the pool before the answer
-        # waits for a thread to be checked in (see service/deps.py on why that matters).
-        session.commit()
-    suggestion.stored = True
-    matters.add(triage_id, text_of(title_masked, body_masked), received)
-    return suggestion
+    record = TriageRecord(
+        id=triage_id, external_id=petition.external_id, channel=petition.channel,
+        received_at=petition.received_at, title_masked=title_masked,
+        body_masked=body_masked, model_version=loaded.version,
+        division=suggestion.division.code, division_confidence=suggestion.division.probability,
+        risk=suggestion.risk, key_group=suggestion.key_group, needs_review=suggestion.needs_review,
+        suggestion={"top3": raw["division_top3"], "rules": raw["rules"], "repeat_of": suggestion.repeat_of},
+    )
+    # Kept on the masked text, so that GET /v1/triage/{id} and the review queue can show the evidence.
+    record.suggestion["explanation"] = rebase_explanation(raw["explanation"], masked_text(record))
+    queued = []
+    if suggestion.needs_review:
+        reason = "high_risk" if suggestion.risk == "high" else "emerging_group" if emerging else "low_confidence"
+        queued.append(ReviewItem(triage_id=triage_id, reason=reason))
+    return suggestion, record, queued, received
 
 
 def suggest_one(petition: PetitionIn, loaded: LoadedModel, session: Session, writes: GroupCommit, settings: Settings,
-                matters: SharedMatterIndex) -> Suggestion:
+                matters: SharedMatterIndex, turn: threading.Semaphore | None = None) -> Suggestion:
     """The suggestion for one petition, stored: what `POST /v1/triage` answers and the intake page shows."""
     try:
         _check_size(petition, settings)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
-    return _suggest(petition, loaded, session, writes, matters, settings)
+    return _suggest(petition, loaded, session, writes, matters, settings, turn)
 
 
-async def get_triage_turns(request: Request) -> CapacityLimiter:  # a lookup: no thread needed (service/deps.py)
-    """The worker's TRIAGE_AT_ONCE turns, made on its event loop the first time they are asked for."""
+@dataclass(frozen=True)
+class TriageTurns:
+    """A worker's TRIAGE_IN_THREADS threads for triage requests and its TRIAGE_AT_ONCE turns to compute."""
+
+    threads: CapacityLimiter
+    compute: threading.Semaphore
+
+
+async def get_triage_turns(request: Request) -> TriageTurns:  # a lookup: no thread needed (service/deps.py)
+    """The worker's turns, made on its event loop the first time they are asked for."""
     turns = getattr(request.app.state, "triage_turns", None)
     if turns is None:
-        turns = request.app.state.triage_turns = CapacityLimiter(TRIAGE_AT_ONCE)
+        turns = request.app.state.triage_turns = TriageTurns(CapacityLimiter(TRIAGE_IN_THREADS),
+                                                             threading.Semaphore(TRIAGE_AT_ONCE))
     return turns
 
 
 def _answer(petition: PetitionIn, loaded: LoadedModel, session: Session, writes: GroupCommit, settings: Settings,
-            matters: SharedMatterIndex) -> bytes:
+            matters: SharedMatterIndex, turn: threading.Semaphore) -> bytes:
     # Written here, as the Suggestion it already is: handed back as a model, it would be
     # checked against Suggestion again and serialised in another thread of the pool.
-    return suggest_one(petition, loaded, session, writes, settings, matters).model_dump_json().encode()
+    return suggest_one(petition, loaded, session, writes, settings, matters, turn).model_dump_json().encode()
 
 
 @router.post("", response_model=Suggestion)
 async def triage_one(petition: PetitionIn, loaded: ModelDep, session: SessionDep, writes: GroupCommitDep,
-                     settings: SettingsDep, matters: MattersDep, turns: Annotated[CapacityLimiter, Depends(get_triage_turns)],
+                     settings: SettingsDep, matters: MattersDep, turns: Annotated[TriageTurns, Depends(get_triage_turns)],
                      _: Intake) -> Response:
-    answer = await to_thread.run_sync(_answer, petition, loaded, session, writes, settings, matters, limiter=turns)
+    answer = await to_thread.run_sync(_answer, petition, loaded, session, writes, settings, matters, turns.compute,
+                                      limiter=turns.threads)
     return Response(answer, media_type="application/json")
 
 
