@@ -40,8 +40,8 @@ log = logging.getLogger(__name__)
 # carry an earlier time than one already seen: each refresh looks this far back again.
 COMMIT_LAG = timedelta(seconds=10)
 # Elsewhere than on SQLite: how stale another worker's rows may be in this worker's index.
-# A repeat is still linked to a petition another worker stored this little before it,
-# from the next refresh on, and every later petition of the matter is linked to both.
+# A repeat may miss a petition another worker stored less than this before it; the
+# petitions of the matter that come later are linked to both.
 PEER_ROWS_SECONDS = 0.25
 SIMILAR_SHOWN = 5
 # The index's objects are frozen (service/heap.py) each time it has grown by this many rows.
