@@ -204,11 +204,33 @@ def new_version_id(fingerprint: str) -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + fingerprint[:8]
 
 
+def check_replaceable(out: str | Path) -> None:
+    """Raise ArtifactError when `out` exists and is not a model directory.
+
+    Saving replaces `out` as a whole: a `--out` naming a ledger file, or a folder that
+    holds anything but an earlier model's files (`--out .`, the desktop), would
+    otherwise be deleted with everything in it. An empty folder is taken."""
+    out = Path(out)
+    if not out.exists() and not out.is_symlink():
+        return
+    if not out.is_dir() or out.is_symlink():
+        raise ArtifactError(f"{out} exists and is not a model directory; saving the model there would replace it. "
+                            "Choose a new folder for the model (e.g. models/2026Q4)")
+    others = sorted(child.name for child in out.iterdir() if child.name not in (MODEL_FILE, METADATA_FILE))
+    if others:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise ArtifactError(f"{out} is a folder with other files in it ({shown}), not a model directory; saving the "
+                            "model there would delete them. Choose a new or empty folder for the model "
+                            "(e.g. models/2026Q4)")
+
+
 def check_can_save(out: str | Path) -> None:
     """Raise OSError now when `save_model` could not write `out`: its folder is made
-    (owner-only) and a staging directory tried in it. Training checks this first, so
-    that a wrong --out is found before the fit, not after."""
+    (owner-only) and a staging directory tried in it; ArtifactError when `out` is
+    something other than a model directory, which saving would delete. Training checks
+    this first, so that a wrong --out is found before the fit, not after."""
     out = Path(out)
+    check_replaceable(out)
     make_private_dir(out.parent)
     Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent)).rmdir()
 
@@ -218,6 +240,7 @@ def save_model(model: TriageModel, out: str | Path, metadata: dict[str, Any], ke
     place, so `out` is either the old model or the complete new one."""
     out = Path(out)
     key = key or signing_key()
+    check_replaceable(out)
     make_private_dir(out.parent)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:

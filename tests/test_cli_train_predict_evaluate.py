@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from serving import CLI, ROOT
 
 from training.train import SYNTHETIC_WEIGHT, matter_groups, sample_weights
@@ -146,3 +147,35 @@ def test_train_refuses_an_output_it_cannot_write_before_fitting(small_corpus, tm
     assert f"triage train: error: {blocked}" in captured.err, captured.err
     # Found before the ledger is even read, so no training time is spent on it.
     assert "reading" not in captured.err and "petitions" not in captured.err, captured.err
+
+
+def test_train_never_replaces_a_folder_or_file_that_is_not_a_model(small_corpus, tmp_path, capsys):
+    # Saving replaces --out as a whole: `--out .`, a desktop folder or the ledger itself
+    # (a slip of the keyboard) were deleted with everything in them.
+    folder = tmp_path / "desktop"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("keep me", encoding="utf-8")
+    ledger = tmp_path / "ledger.csv"
+    ledger.write_bytes(small_corpus.read_bytes())
+    for out, named in ((folder, "notes.txt"), (ledger, "is not a model directory")):
+        assert main(["train", "--data", str(ledger), "--out", str(out)]) == 2
+        captured = capsys.readouterr()
+        assert f"triage train: error: {out}" in captured.err and named in captured.err, captured.err
+        assert "reading" not in captured.err, "refused before the ledger is read"
+    assert (folder / "notes.txt").read_text(encoding="utf-8") == "keep me"
+    assert ledger.read_bytes() == small_corpus.read_bytes()
+
+
+def test_saving_a_model_over_an_earlier_one_or_into_an_empty_folder_still_works(small_model, tmp_path):
+    from model.artifact import ArtifactError, load_model, read_metadata, save_model
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    save_model(small_model.model, empty, {"version": "first"})
+    save_model(small_model.model, empty, {"version": "second"})
+    assert read_metadata(empty)["version"] == "second"
+    assert load_model(empty).version == "second"
+    (empty / "notes.txt").write_text("", encoding="utf-8")
+    with pytest.raises(ArtifactError, match=r"notes\.txt"):
+        save_model(small_model.model, empty, {"version": "third"})
+    assert read_metadata(empty)["version"] == "second"
