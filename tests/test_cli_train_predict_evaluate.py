@@ -179,3 +179,21 @@ def test_saving_a_model_over_an_earlier_one_or_into_an_empty_folder_still_works(
     with pytest.raises(ArtifactError, match=r"notes\.txt"):
         save_model(small_model.model, empty, {"version": "third"})
     assert read_metadata(empty)["version"] == "second"
+
+
+def test_predict_and_link_never_write_over_their_input_ledger_or_into_a_folder(small_model_dir, small_corpus,
+                                                                             tmp_path, capsys):
+    ledger = tmp_path / "台账.csv"
+    pd.read_csv(small_corpus).head(5).to_csv(ledger, index=False)
+    before = ledger.read_bytes()
+    for command in (["predict", "--model", str(small_model_dir), "--input", str(ledger), "--output", str(ledger)],
+                    ["link", "--input", str(ledger), "--output", str(tmp_path / "." / "台账.csv")]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert f"triage {command[0]}: error:" in err and "is also given as --input" in err, err
+        assert ledger.read_bytes() == before, "the office's ledger was replaced by the results"
+    assert main(["predict", "--model", str(small_model_dir), "--input", str(ledger), "--output", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"triage predict: error: {tmp_path}: is a folder" in err, err
+    assert "scoring" not in err, "refused before the model is loaded and the ledger scored"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["台账.csv"]

@@ -14,7 +14,7 @@ import datetime as dt
 import io
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta, timezone
 from pathlib import Path
@@ -91,6 +91,22 @@ FORMULA_START = ("=", "+", "-", "@")
 def spreadsheet_safe(value: str) -> str:
     """`value` as a cell no spreadsheet will run: a leading formula character is quoted."""
     return "'" + value if value[:1] in FORMULA_START else value
+
+
+def check_output(out: str | Path, inputs: Sequence[str | Path]) -> None:
+    """Raise LedgerError when writing the CSV `out` would replace one of the ledgers being
+    read, or a folder. Outputs are renamed into place when complete, so `--output` naming
+    the `--input` ledger (one slip of the keyboard) replaced the office's ledger by the
+    results; a folder was refused only after every row had been scored."""
+    out = Path(out)
+    if out.is_dir():
+        raise LedgerError(out, "is a folder; --output names the CSV file to write (e.g. results/predictions.csv)")
+    if not out.exists():
+        return
+    for source in inputs:
+        if Path(source).exists() and out.samefile(source):
+            raise LedgerError(out, "is also given as --input; writing the results there would replace the ledger. "
+                                   "Choose another --output file")
 
 
 class LedgerError(ValueError):

@@ -63,7 +63,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from training.batch import write_predictions
+    from training.ledger import check_output
 
+    check_output(args.output, args.input)  # before the model loads: a wrong --output is found at once
     loaded = load_model(args.model)
     _progress(f"scoring {', '.join(args.input)} with model {loaded.version} …")
     written = write_predictions(loaded.model, args.model, loaded.version, args.input, args.output, sheet=args.sheet,
@@ -76,9 +78,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_link(args: argparse.Namespace) -> int:
     from model.matter import link_matters
     from model.taxonomy import load_taxonomy
-    from training.ledger import read_ledgers, spreadsheet_safe
+    from training.ledger import check_output, read_ledgers, spreadsheet_safe
     from training.train import texts_of
 
+    check_output(args.output, args.input)
     frame = read_ledgers(args.input, load_taxonomy(), require_labels=False).frame
     _progress(f"linking {len(frame)} petitions by the matter they describe …")
     frame["matter"] = link_matters(texts_of(frame))
