@@ -149,6 +149,26 @@ def test_the_export_writes_offsets_and_leaves_purged_petitions_out(database, tmp
     assert list(again["id"]) == ["new"] and str(again["received_at"].iloc[0]) == "2026-12-06 09:00:00"
 
 
+
+def test_export_decisions_never_writes_its_csv_over_a_database(database, tmp_path: Path, capsys):
+    # --db and --out swapped, or the service's own triage.db given as --out: the CSV replaced
+    # the database, every petition, decision and key in it gone.
+    with database.sessions() as session:
+        _triage(session, "kept", datetime(2026, 12, 6, 1, 0, tzinfo=UTC), "最近的信访内容，工资拖欠")
+        session.commit()
+    live = Path(database.url.removeprefix("sqlite:///"))
+    other = tmp_path / "copy.db"
+    assert main(["backup", "--out", str(other)]) == 0
+    for out in (live, other):
+        before = out.read_bytes()
+        assert main(["export-decisions", "--db", str(live), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert f"triage export-decisions: error: {out}: is a SQLite database" in err, err
+        assert out.read_bytes() == before
+    with sqlite3.connect(live) as connection:
+        assert connection.execute("SELECT count(*) FROM triages").fetchone() == (1,)
+
+
 @pytest.mark.parametrize("command", [["backup", "--out", "copy.db"], ["restore", "--from", "copy.db"],
                                      ["purge", "--before", "2025-01-01"], ["keys", "list"], ["serve"]])
 def test_a_wrong_setting_is_named_as_it_is_set_without_a_traceback(command, tmp_path):
