@@ -74,6 +74,20 @@ def test_duplicate_id_with_different_labels_names_both_places(tmp_path, taxonomy
     assert read_ledgers([first, same], taxonomy).duplicates_dropped == 1
 
 
+def test_one_id_given_to_two_different_petitions_is_refused_not_dropped(tmp_path, taxonomy):
+    # Same labels, another text: one of two petitions was dropped from training, counted as
+    # an "exact duplicate".
+    first = write_csv(tmp_path / "q1.csv", ROWS)
+    other = write_csv(tmp_path / "q2.csv", [{**ROWS[0], "body": ROWS[0]["body"] + "另外，单位还拖欠了加班费。"}])
+    with pytest.raises(LedgerError, match=r"q2\.csv, row 2, column 'id': duplicate id 'A1' for another petition.*"
+                                          r"q1\.csv row 2") as caught:
+        read_ledgers([first, other], taxonomy)
+    assert (caught.value.row, caught.value.column) == (2, "id")
+    # The same petition exported again, its spacing and line ends changed, is still one petition.
+    respaced = write_csv(tmp_path / "q3.csv", [{**ROWS[0], "body": f" {ROWS[0]['body'][:3]}\r\n{ROWS[0]['body'][3:]} "}])
+    assert read_ledgers([first, respaced], taxonomy).duplicates_dropped == 1
+
+
 @pytest.mark.parametrize(("content", "message"), [
     (b"", "empty"),
     (b"id,title,body,division,risk,key_group\n", "header only"),

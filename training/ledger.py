@@ -575,11 +575,18 @@ def read_ledger(path: str | Path, taxonomy: Taxonomy, require_labels: bool = Tru
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
+def _text_key(row: pd.Series) -> str:
+    """A petition's text as compared between two rows with one id: spacing and line ends
+    differ between exports of the same ledger."""
+    return re.sub(r"\s+", "", f"{row['title']}{row['body']}")
+
+
 def read_ledgers(paths: list[str | Path], taxonomy: Taxonomy, require_labels: bool = True,
                  sheet: str | None = None) -> Ledger:
     """All files as one frame; a petition listed twice with the same labels is kept once,
-    with different labels it is an error that names both places. `sheet` names the
-    sheet to read in every workbook among them (CSV and JSONL files have none)."""
+    with different labels, or one id given to two different texts, it is an error that
+    names both places. `sheet` names the sheet to read in every workbook among them (CSV
+    and JSONL files have none)."""
     if not paths:
         raise LedgerError("--data", "no ledger given")
     frames = [read_ledger(p, taxonomy, require_labels, sheet=sheet) for p in paths]
@@ -597,6 +604,15 @@ def read_ledgers(paths: list[str | Path], taxonomy: Taxonomy, require_labels: bo
                         frame.loc[i, "source"],
                         f"duplicate id {pid!r} with different labels {tuple(labels)} vs {first} "
                         f"at {frame.loc[j, 'source']} row {frame.loc[j, 'row']}",
+                        row=int(frame.loc[i, "row"]), column="id",
+                    )
+                if _text_key(frame.loc[i]) != _text_key(frame.loc[j]):
+                    # Two petitions numbered alike (a typing slip in 编号): dropping one would
+                    # lose a petition from training without a word, counted as a repeat.
+                    raise LedgerError(
+                        frame.loc[i, "source"],
+                        f"duplicate id {pid!r} for another petition: its title and body differ from those at "
+                        f"{frame.loc[j, 'source']} row {frame.loc[j, 'row']}; give each petition its own id",
                         row=int(frame.loc[i, "row"]), column="id",
                     )
                 dropped += 1
