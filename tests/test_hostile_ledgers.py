@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import csv
 import json
+import re
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -203,10 +205,10 @@ def test_utf16_and_misnamed_text_exports_are_read(name, data, tmp_path, small_mo
     assert predicted_ids(argv, out, capsys) == ["T1", "T2"]
 
 
-def formula_workbook(path: Path, rows: list[list[object]]) -> Path:
+def formula_workbook(path: Path, rows: list[list[object]], header: list[str] | None = None) -> Path:
     book = openpyxl.Workbook()
     sheet = book.active
-    sheet.append(["编号", "信访事项", "诉求内容"])
+    sheet.append(header or ["编号", "信访事项", "诉求内容"])
     for row in rows:
         sheet.append(row)  # openpyxl stores a string starting with "=" as a formula
     book.save(path)
@@ -232,6 +234,40 @@ def test_xlsx_formulas_are_read_as_text_and_neutralised_in_predict_output(tmp_pa
     with out.open(encoding="utf-8-sig", newline="") as handle:
         for row in csv.DictReader(handle):
             assert not any(v[:1] in "=+-@" for v in row.values() if v), row
+
+
+def saved_as_excel_does(path: Path, values: dict[str, object]) -> Path:
+    """The workbook with each formula cell's computed value saved beside the formula, as
+    Excel and WPS save every workbook (openpyxl saves formulas without values)."""
+    with zipfile.ZipFile(path) as book:
+        parts = {item: book.read(item.filename) for item in book.infolist()}
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as book:
+        for item, data in parts.items():
+            if item.filename.startswith("xl/worksheets/sheet"):
+                def value(match: re.Match[str]) -> str:
+                    saved = values[match[1]]
+                    kind = ' t="str"' if isinstance(saved, str) else ""
+                    return f'<c r="{match[1]}"{kind}><f>{match[2]}</f><v>{saved}</v>'
+                data = re.sub(r'<c r="([A-Z]+[0-9]+)"><f>(.*?)</f><v\s*/>', value, data.decode()).encode()
+            book.writestr(item, data)
+    return path
+
+
+def test_xlsx_formulas_are_read_as_the_values_excel_saved(tmp_path, small_model_dir, taxonomy, capsys):
+    # An office's ledger numbers its petitions with a formula and computes its dates: read as
+    # the formulas' text, predict wrote one and the same id for every row.
+    ledger = formula_workbook(tmp_path / "f.xlsx", [
+        ['="XF-2026-"&TEXT(ROW()-1,"0000")', "老板拖欠工资", "三个月没发工资了", "=DATE(2026,7,1)"],
+        ['="XF-2026-"&TEXT(ROW()-1,"0000")', "养老", "视同缴费年限怎么算", "=DATE(2026,7,2)"],
+        ['=HYPERLINK("http://example.invalid","XF-2026-0003")', "养老", "视同缴费年限", "2026-07-03"],
+    ], header=["编号", "信访事项", "诉求内容", "登记日期"])
+    saved_as_excel_does(ledger, {"A2": "XF-2026-0001", "A3": "XF-2026-0002", "A4": "XF-2026-0003",
+                                 "D2": 46204, "D3": 46205})
+    frame = read_ledger(ledger, taxonomy, require_labels=False)
+    assert frame["id"].tolist() == ["XF-2026-0001", "XF-2026-0002", "XF-2026-0003"]
+    assert [d.date().isoformat() for d in frame["received_at"]] == ["2026-07-01", "2026-07-02", "2026-07-03"]
+    argv, out = command("predict", ledger, small_model_dir, tmp_path)
+    assert predicted_ids(argv, out, capsys) == ["XF-2026-0001", "XF-2026-0002", "XF-2026-0003"]
 
 
 def test_training_on_messy_but_valid_ledgers_succeeds(small_corpus, tmp_path, capsys):

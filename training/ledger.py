@@ -370,19 +370,36 @@ def _xlsx_sheets(path: Path) -> list[tuple[str, list[list[object]]]]:
     import openpyxl
 
     try:
-        # data_only=False: a formula is read as the text of the formula, never as a value
-        # Excel computed (a cell "=HYPERLINK(...)" stays that text, and is never evaluated).
+        # Nothing is ever evaluated. A formula cell is read as the value Excel (or WPS) saved
+        # with it, which is what the person sees: ids made by ="XF-"&TEXT(ROW(),"0000"), a
+        # division looked up with VLOOKUP, a date from =DATE(…). Read as their text, every
+        # such id was the same formula (predict wrote one id for all rows, train refused
+        # "duplicate id") and every such date "not a date". A file written by a program
+        # that saved no value keeps the formula's text (then neutralised in outputs).
         # Not read_only: merged ranges are only known to a fully loaded workbook.
         book = openpyxl.load_workbook(path, data_only=False)
     except Exception as exc:  # openpyxl raises many types for a damaged workbook
         raise LedgerError(path, f"not a readable XLSX workbook ({type(exc).__name__}: {exc})") from None
+    saved = None  # the values saved with the formulas: a second reading, only when there are formulas
     sheets = []
     for sheet in book.worksheets:
-        cells = [list(row) for row in sheet.iter_rows(min_row=1, min_col=1, values_only=True)]
+        cells = []
+        for r, row in enumerate(sheet.iter_rows(min_row=1, min_col=1)):
+            values = [cell.value for cell in row]
+            for c, cell in enumerate(row):
+                if cell.data_type == "f":
+                    if saved is None:
+                        saved = openpyxl.load_workbook(path, data_only=True)
+                    value = saved[sheet.title].cell(row=r + 1, column=c + 1).value
+                    if value is not None:
+                        values[c] = value
+            cells.append(values)
         for merged in sheet.merged_cells.ranges:
             _fill_down(cells, merged.min_row - 1, merged.min_col - 1, merged.max_row - 1)
         sheets.append((sheet.title, cells))
     book.close()
+    if saved is not None:
+        saved.close()
     return sheets
 
 
