@@ -33,6 +33,18 @@ def _in_utc(value: datetime) -> datetime:
         raise ValueError("outside the range of moments that can be stored") from None
 
 
+def _not_blank(value: str) -> str:
+    # Spaces alone pass min_length: a decision "by" nobody, or a review resolved with an empty
+    # note, was recorded and then stood in the audit trail as if someone had written it.
+    if not value.strip():
+        raise ValueError("blank (only spaces); write it out")
+    return value
+
+
+# Text a person must write: not empty, and not spaces alone.
+Written = Annotated[str, AfterValidator(_not_blank)]
+
+
 # A moment: any ISO 8601 offset ("Z", "+08:00"); without one, UTC. Held in UTC from here on.
 UTCMoment = Annotated[datetime, AfterValidator(_in_utc)]
 # The same as a query parameter, where an unencoded "+" of the offset arrives as a space.
@@ -146,7 +158,7 @@ class DecisionIn(BaseModel):
                              description="Risk level code or Chinese name; the suggested one when omitted.")
     key_group: str | None = Field(None, max_length=200, pattern=NO_NUL,
                                   description="Key group code or Chinese name; the suggested one when omitted.")
-    decided_by: str = Field(..., min_length=1, max_length=200, pattern=NO_NUL, description="The staff member who decided.")
+    decided_by: Written = Field(..., min_length=1, max_length=200, pattern=NO_NUL, description="The staff member who decided.")
     reason: str | None = Field(None, max_length=2000, pattern=NO_NUL, description="Why the suggestion was overridden, if it was.")
 
 
@@ -219,7 +231,7 @@ class ReviewItemOut(BaseModel):
 
 
 class ResolveIn(BaseModel):
-    note: str = Field(..., min_length=1, max_length=2000, pattern=NO_NUL, description="What the reviewer found or did.")
+    note: Written = Field(..., min_length=1, max_length=2000, pattern=NO_NUL, description="What the reviewer found or did.")
 
 
 class ReloadIn(BaseModel):

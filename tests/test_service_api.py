@@ -169,6 +169,22 @@ def test_high_risk_enters_the_queue_and_leaves_only_when_resolved(service):
     assert client.post(f"/v1/review-queue/{tid}/resolve", json={"note": "again"}, headers=h(keys["reviewer"])).status_code == 409
 
 
+
+@pytest.mark.parametrize("blank", ["   ", "\u3000\u3000", "\t\n"])
+def test_a_decision_by_nobody_or_a_resolution_without_a_note_is_refused(service, blank):
+    # Spaces alone passed min_length=1: the audit trail then showed a decision "by" nobody
+    # and a high-risk petition resolved with nothing written.
+    client, keys, _ = service
+    tid = client.post("/v1/triage", json=URGENT, headers=h(keys["intake"])).json()["triage_id"]
+    decision = client.post("/v1/decisions", json={"triage_id": tid, "division": "pension", "decided_by": blank},
+                           headers=h(keys["intake"]))
+    assert decision.status_code == 422 and "decided_by" in str(decision.json()["detail"]), decision.text
+    assert client.get(f"/v1/triage/{tid}/decisions", headers=h(keys["intake"])).json() == []
+    resolved = client.post(f"/v1/review-queue/{tid}/resolve", json={"note": blank}, headers=h(keys["reviewer"]))
+    assert resolved.status_code == 422 and "note" in str(resolved.json()["detail"]), resolved.text
+    assert tid in [i["triage_id"] for i in client.get("/v1/review-queue", headers=h(keys["reviewer"])).json()]
+
+
 def test_reload_refuses_a_broken_model_and_keeps_serving(service, tmp_path, small_model_dir):
     client, keys, _ = service
     broken = tmp_path / "broken"
