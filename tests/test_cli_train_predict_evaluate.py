@@ -197,3 +197,15 @@ def test_predict_and_link_never_write_over_their_input_ledger_or_into_a_folder(s
     assert f"triage predict: error: {tmp_path}: is a folder" in err, err
     assert "scoring" not in err, "refused before the model is loaded and the ledger scored"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["台账.csv"]
+
+
+def test_a_reader_that_stops_reading_ends_the_command_quietly(tmp_path):
+    # `triage evaluate … | head`: the closed pipe was reported as "error: Broken pipe", exit 2,
+    # as if the command had failed.
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = subprocess.Popen([*CLI, "models", "list", "--registry", str(tmp_path / "registry")], cwd=tmp_path, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    run.stdout.close()  # the reader is gone before anything is written
+    err = run.stderr.read().decode()
+    assert run.wait(timeout=60) == 128 + signal.SIGPIPE, err
+    assert err == "", err

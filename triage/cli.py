@@ -699,6 +699,12 @@ def _run(args: argparse.Namespace) -> int:
     except (LedgerError, ArtifactError, TaxonomyError, ModelInputError, NotEnoughMemory, SettingsError) as exc:
         print(f"triage {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader of stdout went away (`triage evaluate … | head`): what it wanted was shown.
+        # Quietly, as other commands in a pipe end; stdout is pointed at /dev/null so that the
+        # interpreter's last flush does not report the closed pipe once more.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except OSError as exc:
         # A file that cannot be read or written (no such folder, a file where a folder should be,
         # permission, a full disk): one line naming it, not a traceback. Outputs are written to a
