@@ -384,3 +384,22 @@ def test_a_ledger_fitted_with_a_held_out_sample_is_estimated_at_its_lower_rate()
     large = ["工资" * 25] * (2 * HOLDOUT_ABOVE)  # the same characters, in twice the petitions
     assert BASE_BYTES < estimate_training_bytes(large) < estimate_training_bytes(small)
     assert estimate_training_bytes(["工资" * 50] * (2 * HOLDOUT_ABOVE)) > estimate_training_bytes(large)
+
+
+def test_link_reads_the_sheet_it_is_given(tmp_path, capsys):
+    # A workbook with a sheet per quarter: predict, train and evaluate took --sheet, link
+    # refused it and always linked the first quarter.
+    book = openpyxl.Workbook()
+    for name, ids in (("2026Q3", ["Q3-1", "Q3-2"]), ("2026Q4", ["Q4-1", "Q4-2"])):
+        sheet = book.create_sheet(name)
+        sheet.append(["编号", "信访事项", "诉求内容"])
+        for pid in ids:
+            sheet.append([pid, "老板拖欠工资", "三个月没发工资了"])
+    book.remove(book["Sheet"])
+    ledger = tmp_path / "台账.xlsx"
+    book.save(ledger)
+    out = tmp_path / "linked.csv"
+    code, err = run(["link", "--input", str(ledger), "--output", str(out), "--sheet", "2026Q4"], capsys)
+    assert code == 0, err
+    with out.open(encoding="utf-8-sig", newline="") as handle:
+        assert [row["id"] for row in csv.DictReader(handle)] == ["Q4-1", "Q4-2"]

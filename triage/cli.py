@@ -82,7 +82,7 @@ def cmd_link(args: argparse.Namespace) -> int:
     from training.train import texts_of
 
     check_output(args.output, args.input)
-    frame = read_ledgers(args.input, load_taxonomy(), require_labels=False).frame
+    frame = read_ledgers(args.input, load_taxonomy(), require_labels=False, sheet=args.sheet).frame
     _progress(f"linking {len(frame)} petitions by the matter they describe …")
     frame["matter"] = link_matters(texts_of(frame))
     sizes = frame["matter"].map(frame["matter"].value_counts())
@@ -559,6 +559,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("link", help="assign a `matter` id per row of a ledger (petitions about one matter share it)")
     p.add_argument("--input", action="append", required=True, help="ledger file; repeat for several")
     p.add_argument("--output", required=True, help="CSV to write: the ledger with a matter column")
+    _add_sheet_argument(p)
     p.set_defaults(func=cmd_link)
 
     p = sub.add_parser("evaluate", help="metrics of a model on a labelled ledger")
