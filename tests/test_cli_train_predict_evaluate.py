@@ -209,3 +209,34 @@ def test_a_reader_that_stops_reading_ends_the_command_quietly(tmp_path):
     err = run.stderr.read().decode()
     assert run.wait(timeout=60) == 128 + signal.SIGPIPE, err
     assert err == "", err
+
+
+@pytest.mark.parametrize("tolerance", ["nan", "inf", "5", "-0.1", "two"])
+def test_a_tolerance_that_would_let_any_model_through_or_none_is_refused(tolerance, tmp_path, capsys):
+    # --tolerance 5 or nan promoted a far worse model without --force or a reason (nan
+    # compares false: nothing was ever "worse"), and nan went into registry.json, not JSON.
+    for command in (["models", "promote", "v2", "--registry", str(tmp_path / "registry")],
+                    ["retrain", "--data", "q.csv", "--registry", str(tmp_path / "registry")]):
+        with pytest.raises(SystemExit) as stopped:
+            main([*command, "--tolerance", tolerance])
+        assert stopped.value.code == 2
+        assert "expected a number from 0 to 1" in capsys.readouterr().err
+    assert not (tmp_path / "registry").exists()
+
+
+@pytest.mark.parametrize(("written", "quarter"), [("2026Q3", "2026Q3"), ("2026-Q3", "2026Q3"), ("2026 q3", "2026Q3"),
+                                                  ("2026年第三季度", "2026Q3"), ("2026年第4季度", "2026Q4")])
+def test_a_holdout_quarter_is_taken_as_people_write_it(written, quarter):
+    from triage.cli import build_parser
+
+    args = build_parser().parse_args(["retrain", "--data", "q.csv", "--holdout-quarter", written])
+    assert args.holdout_quarter == quarter
+
+
+def test_a_holdout_quarter_that_is_no_quarter_is_refused_before_anything_is_read(tmp_path, capsys):
+    # Found only after the ledgers were read and a model trained from them, as "no petition
+    # received in 2026-13" beside a list of quarters.
+    with pytest.raises(SystemExit) as stopped:
+        main(["retrain", "--data", str(tmp_path / "missing.csv"), "--holdout-quarter", "2026-13"])
+    assert stopped.value.code == 2
+    assert "'2026-13': expected a quarter such as 2026Q3" in capsys.readouterr().err

@@ -6,7 +6,9 @@ import argparse
 import contextlib
 import errno
 import json
+import math
 import os
+import re
 import secrets
 import signal
 import socket
@@ -184,6 +186,38 @@ def _whole_number(what: str, low: int, high: int | None = None) -> Callable[[str
             raise argparse.ArgumentTypeError(f"{value!r}: expected {expected}")
         return int(value)
     return parse
+
+
+def _tolerance(value: str) -> float:
+    """An argparse type: how far below the champion a key metric may be, from 0 to 1.
+
+    Any float was taken: --tolerance 5 or nan let a far worse model be promoted without
+    --force or a reason (nan compares false, so nothing was ever "worse", and was written
+    to the registry as NaN, which is not JSON); a negative one refused every challenger."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not 0 <= number <= 1:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected a number from 0 to 1 (the key metrics are shares), "
+                                         "e.g. 0.02")
+    return number
+
+
+_QUARTER = re.compile(r"^\s*(\d{4})\s*(?:[-_/ ]?\s*[Qq]\s*([1-4])|年?\s*第?\s*([1-4一二三四])\s*季度?)\s*$")
+
+
+def _quarter(value: str) -> str:
+    """An argparse type: a quarter as retrain names them (2026Q3), also written 2026-Q3,
+    2026q3 or 2026年第三季度. Another spelling was only found after the ledgers were read,
+    as "no petition received in 2026-Q3" while the data listed 2026Q3."""
+    match = _QUARTER.match(value)
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected a quarter such as 2026Q3")
+    number = match[2] or match[3]
+    if number in "一二三四":
+        number = str("一二三四".index(number) + 1)
+    return f"{match[1]}Q{number}"
 
 
 _petition_count = _whole_number("a number of petitions", 1)
@@ -618,7 +652,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decisions", help="the service's database (SQLite file or URL) or an export-decisions file")
     p.add_argument("--registry", help=f"{REGISTRY_HELP} (created if absent)")
     p.add_argument("--holdout", action="append", help="held-out ledger instead of the latest quarter; repeatable")
-    p.add_argument("--holdout-quarter", help="hold out this quarter, e.g. 2026Q3 (default: the latest)")
+    p.add_argument("--holdout-quarter", type=_quarter, help="hold out this quarter, e.g. 2026Q3 (default: the latest)")
     p.add_argument("--taxonomy", default=str(DEFAULT_TAXONOMY))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--by", help="who runs it (default: the login name)")
@@ -665,7 +699,7 @@ def _add_policy_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metric", action="append",
                    help="key metric HEAD.NAME a challenger must not lose on; repeatable "
                         "(default: division.macro_f1 and risk.high_recall)")
-    p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
+    p.add_argument("--tolerance", type=_tolerance, default=DEFAULT_TOLERANCE,
                    help=f"how far below the champion a key metric may be (default {DEFAULT_TOLERANCE})")
 
 
