@@ -62,3 +62,23 @@ def test_the_suggestions_download_keeps_formula_like_text_as_text(intake, tmp_pa
     row = openpyxl.load_workbook(io.BytesIO(download.content)).active[2]
     assert (row[0].value, row[0].data_type) == (external_id, "s")
     assert (row[1].value, row[1].data_type) == (title, "s")
+
+
+def test_an_uploaded_ledgers_dates_are_the_offices_time_not_utc(intake, tmp_path):
+    # 登记日期 is written in Beijing time, as `triage train` and `retrain` read it; sent on
+    # without an offset the API took it for UTC, and the time limits ran eight hours late.
+    client, key, _ = intake
+    csrf = signed_in(client, key, landing="/intake")
+    ledger = tmp_path / "台账.csv"
+    pd.DataFrame({"编号": ["TZ-1", "TZ-2"], "标题": ["拖欠工资", "工地欠薪"],
+                  "内容": ["老板三个月没发工资了。", "包工头跑了，工资没人给。"],
+                  "登记日期": ["2026年7月1日 09:30", "2026-07-02"]}).to_csv(ledger, index=False)
+    answer = client.post("/intake/ledger", data={"csrf_token": csrf},
+                         files={"ledger": ("台账.csv", ledger.read_bytes(), "text/csv")})
+    assert answer.status_code == 200, answer.text
+    received = {}
+    for triage_id in set(re.findall(r'/cases/([0-9a-f-]{36})', answer.text)):
+        case = client.get(f"/v1/triage/{triage_id}", headers={"X-API-Key": key}).json()
+        received[case["external_id"]] = (case["received_at"], case["time_limits"]["accept_by"])
+    assert received == {"TZ-1": ("2026-07-01T01:30:00Z", "2026-07-16T01:30:00Z"),
+                        "TZ-2": ("2026-07-01T16:00:00Z", "2026-07-16T16:00:00Z")}, received

@@ -23,7 +23,7 @@ from service.schemas import BatchIn
 from service.similar import MattersDep
 from service.web.render import page
 from service.web.sessions import Csrf, WebUser, page_user
-from training.ledger import LedgerError, read_ledger
+from training.ledger import CHINA_TIME, LedgerError, read_ledger
 
 router = APIRouter(include_in_schema=False)
 IntakeUser = Annotated[WebUser, Depends(page_user("intake"))]
@@ -36,13 +36,19 @@ def _ids_token(request: Request) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(request.app.state.session_secret, salt="triage.web.ledger")
 
 
+def _received(value: object) -> str | None:
+    # A ledger's 登记日期 is the office's wall-clock time (training/ledger.py). Sent on
+    # without an offset, the API took it for UTC: every uploaded petition was received
+    # eight hours late, and its time limits ran from then.
+    if value is None or pd.isna(value):
+        return None
+    moment = pd.Timestamp(value)
+    return (moment.tz_localize(CHINA_TIME) if moment.tzinfo is None else moment).isoformat()
+
+
 def _petitions(frame: pd.DataFrame) -> list[dict]:
-    rows = []
-    for record in frame.to_dict("records"):
-        received = record.get("received_at")
-        rows.append({"external_id": record["id"][:200], "title": record["title"], "body": record["body"],
-                     "received_at": None if received is None or pd.isna(received) else pd.Timestamp(received).isoformat()})
-    return rows
+    return [{"external_id": record["id"][:200], "title": record["title"], "body": record["body"],
+             "received_at": _received(record.get("received_at"))} for record in frame.to_dict("records")]
 
 
 @router.post("/intake/ledger", response_class=HTMLResponse)
