@@ -66,7 +66,8 @@ def test_the_suggestions_download_keeps_formula_like_text_as_text(intake, tmp_pa
 
 def test_an_uploaded_ledgers_dates_are_the_offices_time_not_utc(intake, tmp_path):
     # 登记日期 is written in Beijing time, as `triage train` and `retrain` read it; sent on
-    # without an offset the API took it for UTC, and the time limits ran eight hours late.
+    # without an offset the API took 09:30 for UTC, and the time limits ran eight hours late.
+    # A date alone is that day, as the intake form sends it.
     client, key, _ = intake
     csrf = signed_in(client, key, landing="/intake")
     ledger = tmp_path / "台账.csv"
@@ -81,4 +82,4 @@ def test_an_uploaded_ledgers_dates_are_the_offices_time_not_utc(intake, tmp_path
         case = client.get(f"/v1/triage/{triage_id}", headers={"X-API-Key": key}).json()
         received[case["external_id"]] = (case["received_at"], case["time_limits"]["accept_by"])
     assert received == {"TZ-1": ("2026-07-01T01:30:00Z", "2026-07-16T01:30:00Z"),
-                        "TZ-2": ("2026-07-01T16:00:00Z", "2026-07-16T16:00:00Z")}, received
+                        "TZ-2": ("2026-07-02T00:00:00Z", "2026-07-17T00:00:00Z")}, received

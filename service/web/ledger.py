@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import tempfile
+from datetime import UTC
 from pathlib import Path
 from typing import Annotated
 
@@ -37,13 +38,16 @@ def _ids_token(request: Request) -> URLSafeTimedSerializer:
 
 
 def _received(value: object) -> str | None:
-    # A ledger's 登记日期 is the office's wall-clock time (training/ledger.py). Sent on
-    # without an offset, the API took it for UTC: every uploaded petition was received
-    # eight hours late, and its time limits ran from then.
+    # A ledger's 登记时间 is the office's wall-clock time (training/ledger.py). Sent on
+    # without an offset, the API took 09:30 for UTC: the petition was received eight hours
+    # late, and its time limits ran from then. A date alone stays that day, as the intake
+    # form sends it: deadlines and days left are counted in whole days.
     if value is None or pd.isna(value):
         return None
     moment = pd.Timestamp(value)
-    return (moment.tz_localize(CHINA_TIME) if moment.tzinfo is None else moment).isoformat()
+    if moment.tzinfo is None:
+        moment = moment.tz_localize(UTC if moment == moment.normalize() else CHINA_TIME)
+    return moment.isoformat()
 
 
 def _petitions(frame: pd.DataFrame) -> list[dict]:
