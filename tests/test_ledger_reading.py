@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from office_ledgers import OFFICE_HEADER, OFFICE_TITLE, office_xls, office_xlsx
 
-from training.ledger import LedgerError, read_ledger, read_ledgers
+from training.ledger import LedgerError, iter_ledger, read_ledger, read_ledgers
 
 ROWS = [
     {"id": "A1", "title": "老板拖欠工资", "body": "三个月没发工资", "division": "labor_inspection", "risk": "medium",
@@ -185,3 +185,19 @@ def test_the_row_counter_is_the_id_only_when_there_is_no_case_number(tmp_path, t
     path.write_text("序号,编号,件号,诉求内容\n1,A,B,三个月没发工资\n", encoding="utf-8")
     with pytest.raises(LedgerError, match="two columns map to 'id' \\(one is '件号'\\)"):
         read_ledger(path, taxonomy, require_labels=False)
+
+
+@pytest.mark.parametrize("chunk_rows", [None, 2])
+def test_empty_lines_in_a_csv_are_skipped_and_rows_keep_the_numbers_a_spreadsheet_shows(tmp_path, taxonomy, chunk_rows):
+    # A blank line made every later row be reported one too high; the ",,,,," lines Excel
+    # saves below the data were refused as petitions with an empty id.
+    ledger = tmp_path / "l.csv"
+    ledger.write_text("id,title,body\r\nA1,欠薪,三个月没发工资\r\n\r\nA3,欠薪,\"工资\r\n拖欠\"\r\n,,\r\n , ,\r\n"
+                      "A7,养老,视同缴费年限\r\n,,\r\n,,\r\n", encoding="gbk")
+    frames = list(iter_ledger(ledger, taxonomy, require_labels=False, chunk_rows=chunk_rows))
+    frame = pd.concat(frames, ignore_index=True)
+    assert frame["id"].tolist() == ["A1", "A3", "A7"]
+    assert frame["row"].tolist() == [2, 4, 7]
+    ledger.write_text("id,title,body\nA1,欠薪,三个月没发工资\n\nA3,欠薪,三个月\n,欠薪,没有编号\n", encoding="utf-8")
+    with pytest.raises(LedgerError, match=r"l\.csv, row 5, column 'id': empty id"):
+        read_ledger(ledger, taxonomy, require_labels=False)

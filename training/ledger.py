@@ -293,8 +293,10 @@ def _text_chunks(path: Path, required: tuple[str, ...], chunk_rows: int | None) 
         yield from _jsonl_chunks(path, encoding, chunk_rows)
         return
     delimiter, above = _csv_layout(text_head, required)
+    # skip_blank_lines=False: pandas dropped blank lines without a word, so every row after one
+    # was reported a row too high; empty rows are dropped below, with their numbers kept.
     options = {"encoding": encoding, "dtype": str, "keep_default_na": False, "skipinitialspace": False,
-               "sep": delimiter, "skiprows": above}
+               "sep": delimiter, "skiprows": above, "skip_blank_lines": False}
     first = above + 2
     try:
         with contextlib.ExitStack() as stack:
@@ -307,8 +309,13 @@ def _text_chunks(path: Path, required: tuple[str, ...], chunk_rows: int | None) 
                     raise LedgerError(path, f"the data rows have more fields than the {len(frame.columns)} columns of "
                                             "the header (a comma at the end of each line, or an unquoted comma inside a field?)",
                                       row=first)
-                yield _Chunk(frame, np.arange(first, first + len(frame)))
+                rows = np.arange(first, first + len(frame))
                 first += len(frame)
+                # A row with nothing in it is no petition, as in a workbook: blank lines, and the
+                # ",,,,," lines Excel saves below the data when formatted cells reach further down.
+                frame = frame.fillna("")
+                filled = frame.apply(lambda column: column.str.strip().ne("")).any(axis=1).to_numpy()
+                yield _Chunk(frame[filled].reset_index(drop=True), rows[filled])
     except pd.errors.ParserError as exc:
         raise LedgerError(path, f"not a valid CSV file ({exc})") from None
     except pd.errors.EmptyDataError:
