@@ -60,6 +60,20 @@ def test_keys_list_shows_no_secret_and_revoke_takes_a_whole_key(database, capsys
     assert capsys.readouterr().out.count("+00:00") >= 4  # created and revoked, with their offset
 
 
+
+def test_a_key_label_longer_than_its_column_is_refused_before_the_database(database, capsys):
+    # SQLite stored a label of any length; PostgreSQL's varchar(200) refused it with a traceback.
+    with pytest.raises(SystemExit) as stopped:
+        main(["keys", "create", "--role", "intake", "--label", "登" * 201])
+    assert stopped.value.code == 2
+    assert "--label: 201 characters; at most 200" in capsys.readouterr().err
+    assert main(["keys", "create", "--role", "intake", "--label", "  登记窗口 "]) == 0
+    assert main(["keys", "list"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("登记窗口")
+    with sqlite3.connect(database.url.removeprefix("sqlite:///")) as connection:
+        assert connection.execute("SELECT label FROM api_keys").fetchall() == [("登记窗口",)]
+
+
 def test_backup_of_a_live_database_restores_what_it_held(database, tmp_path: Path):
     with database.sessions() as session:
         _triage(session, "kept", datetime.now(UTC), "备份前的信访")

@@ -220,6 +220,18 @@ def _quarter(value: str) -> str:
     return f"{match[1]}Q{number}"
 
 
+# As long as the api_keys.label column: PostgreSQL refuses a longer value with a traceback
+# (SQLite stores it), and the intake page records a key's label as who decided.
+KEY_LABEL_CHARS = 200
+
+
+def _key_label(value: str) -> str:
+    """An argparse type: a key's label, at most KEY_LABEL_CHARS characters, spaces around it dropped."""
+    if len(value.strip()) > KEY_LABEL_CHARS:
+        raise argparse.ArgumentTypeError(f"{len(value.strip())} characters; at most {KEY_LABEL_CHARS}")
+    return value.strip()
+
+
 _petition_count = _whole_number("a number of petitions", 1)
 _port = _whole_number("a port number", 1, 65535)
 _worker_count = _whole_number("a number of processes", 1, 64)
@@ -624,7 +636,8 @@ def build_parser() -> argparse.ArgumentParser:
     keys = p.add_subparsers(dest="action", required=True)
     k = keys.add_parser("create")
     k.add_argument("--role", required=True, choices=["intake", "reviewer", "analyst", "admin"])
-    k.add_argument("--label")
+    k.add_argument("--label", type=_key_label, help=f"who or which desk uses it, at most {KEY_LABEL_CHARS} characters "
+                   "(the intake page records it as who decided)")
     k = keys.add_parser("revoke")
     k.add_argument("key", help="the whole key, or its prefix: the 8 characters after 'pt_'")
     keys.add_parser("list", help="every key: prefix, role, label, when created and revoked (never the key)")
