@@ -83,3 +83,24 @@ def test_an_uploaded_ledgers_dates_are_the_offices_time_not_utc(intake, tmp_path
         received[case["external_id"]] = (case["received_at"], case["time_limits"]["accept_by"])
     assert received == {"TZ-1": ("2026-07-01T01:30:00Z", "2026-07-16T01:30:00Z"),
                         "TZ-2": ("2026-07-02T00:00:00Z", "2026-07-17T00:00:00Z")}, received
+
+
+def test_a_ledger_over_the_size_limit_gets_a_page_saying_so_and_the_api_keeps_json(intake, tmp_path):
+    # The clerk saw the API's {"detail": "request body over 2000000 bytes"}, or a broken
+    # connection when the answer came before the upload was sent.
+    client, key, _ = intake
+    csrf = signed_in(client, key, landing="/intake")
+    form = client.get("/intake").text
+    assert "每次最多 100 行、2 MB" in form
+    ledger = tmp_path / "台账.csv"
+    pd.DataFrame({"编号": [f"XF-{i}" for i in range(90)], "标题": ["拖欠工资"] * 90,
+                  "内容": ["老板三个月没发工资了。" * 1000] * 90}).to_csv(ledger, index=False)
+    assert ledger.stat().st_size > 2_000_000
+    answer = client.post("/intake/ledger", data={"csrf_token": csrf},
+                         files={"ledger": ("台账.csv", ledger.read_bytes(), "text/csv")})
+    assert answer.status_code == 413
+    assert answer.headers["content-type"].startswith("text/html")
+    assert "上传的文件超过 2 MB 的上限" in answer.text
+    api = client.post("/v1/triage", content=b"x" * 2_100_000, headers={"X-API-Key": key, "content-type": "application/json"})
+    assert api.status_code == 413 and api.json() == {"detail": "request body over 2000000 bytes"}
+    assert client.get("/v1/triage/no-such-id", headers={"X-API-Key": key}).json() == {"detail": "triage_id: no triage 'no-such-id'"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -95,7 +96,9 @@ templates.env.globals["min_weight"] = MIN_WEIGHT
 templates.env.globals["term_kinds"] = {"keyword": "分类关键词", "title": "标题", "ask": "诉求"}
 
 
-def page(request: Request, template: str, user: WebUser | None, status: int = 200, **context: Any) -> HTMLResponse:
+def page(request: Request, template: str, user: WebUser | None, status: int = 200,
+         headers: Mapping[str, str] | None = None, **context: Any) -> HTMLResponse:
     nav = [(path, label) for path, label, roles in PAGES if user is not None and user.may(*roles)]
     return templates.TemplateResponse(request, template, {"user": user, "nav": nav, "csrf_field": CSRF_FIELD,
-                                                          "csrf": user.csrf if user else "", **context}, status_code=status)
+                                                          "csrf": user.csrf if user else "", **context}, status_code=status,
+                                      headers=headers)
