@@ -104,3 +104,17 @@ def test_a_ledger_over_the_size_limit_gets_a_page_saying_so_and_the_api_keeps_js
     api = client.post("/v1/triage", content=b"x" * 2_100_000, headers={"X-API-Key": key, "content-type": "application/json"})
     assert api.status_code == 413 and api.json() == {"detail": "request body over 2000000 bytes"}
     assert client.get("/v1/triage/no-such-id", headers={"X-API-Key": key}).json() == {"detail": "triage_id: no triage 'no-such-id'"}
+
+
+def test_a_ledger_over_the_row_limit_is_refused_in_the_pages_language(intake, tmp_path):
+    client, key, database = intake
+    csrf = signed_in(client, key, landing="/intake")
+    ledger = tmp_path / "台账.csv"
+    pd.DataFrame({"编号": [f"XF-{i}" for i in range(101)], "标题": ["拖欠工资"] * 101,
+                  "内容": ["老板三个月没发工资了。"] * 101}).to_csv(ledger, index=False)
+    answer = client.post("/intake/ledger", data={"csrf_token": csrf},
+                         files={"ledger": ("台账.csv", ledger.read_bytes(), "text/csv")})
+    assert answer.status_code == 422
+    assert "台账.csv：有 101 行，超过每次 100 行的上限（TRIAGE_MAX_BATCH）" in answer.text, answer.text
+    with database.sessions() as session:
+        assert session.query(TriageRecord).count() == 0

@@ -72,6 +72,11 @@ async def upload(request: Request, user: IntakeUser, _: Csrf, loaded: ModelDep, 
             # The message names the row and column; it names the uploaded file, not the temporary copy.
             message = str(exc).replace(str(path), name)
             return page(request, "ledger.html", user, status=422, error=message, items=[], name=name)
+    if len(frame) > settings.max_batch:
+        # Said in the page's language, with what to do; the batch route's own refusal is the API's English.
+        return page(request, "ledger.html", user, status=422, items=[], name=name,
+                    error=f"{name}：有 {len(frame)} 行，超过每次 {settings.max_batch} 行的上限（TRIAGE_MAX_BATCH），"
+                          "未作处理。请把台账分成几个文件分别上传。")
     try:
         items = triage_batch(batch=BatchIn(petitions=_petitions(frame)), loaded=loaded, session=session, writes=writes,
                              settings=settings, matters=matters, _=user.key)
