@@ -201,3 +201,32 @@ def test_empty_lines_in_a_csv_are_skipped_and_rows_keep_the_numbers_a_spreadshee
     ledger.write_text("id,title,body\nA1,欠薪,三个月没发工资\n\nA3,欠薪,三个月\n,欠薪,没有编号\n", encoding="utf-8")
     with pytest.raises(LedgerError, match=r"l\.csv, row 5, column 'id': empty id"):
         read_ledger(ledger, taxonomy, require_labels=False)
+
+
+def test_a_petition_of_invisible_characters_is_refused_as_empty_in_ledgers_and_the_api(tmp_path, taxonomy,
+                                                                                     small_model_dir):
+    # Zero-width spaces and byte-order marks pasted from web pages or Word: such a "petition"
+    # was routed (to external, without review) as if it said something.
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.database import Database
+    from service.keys import create_key
+    from service.settings import Settings
+
+    invisible = "\u200b\ufeff\u200e\u3000"
+    ledger = write_csv(tmp_path / "l.csv", [ROWS[0], {**ROWS[1], "title": invisible, "body": "\u200b"}])
+    with pytest.raises(LedgerError, match=r"row 3, column 'body': empty petition text"):
+        read_ledger(ledger, taxonomy, require_labels=False)
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'triage.db'}", model_dir=small_model_dir,
+                        registry_dir=tmp_path / "no-registry")
+    database = Database(settings.database_url)
+    database.migrate()
+    with database.sessions() as session:
+        key = create_key(session, "intake")
+    with TestClient(create_app(settings)) as client:
+        answer = client.post("/v1/triage", json={"title": invisible, "body": "\u200b"}, headers={"X-API-Key": key})
+        assert answer.status_code == 422 and answer.json()["detail"].startswith("body: empty"), answer.text
+        kept = client.post("/v1/triage", json={"title": "", "body": "\u200b欠薪"}, headers={"X-API-Key": key})
+        assert kept.status_code == 200, kept.text
+    database.engine.dispose()

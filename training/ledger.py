@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from model.taxonomy import HEADS, Taxonomy
+from model.text import has_text
 
 # Ledger dates are the petition office's wall-clock time.
 CHINA_TIME = timezone(timedelta(hours=8))
@@ -529,8 +530,9 @@ def _standard(path: Path, chunk: _Chunk, mapping: dict[object, str], taxonomy: T
     for i, (pid, title, body) in enumerate(zip(frame["id"], frame["title"], frame["body"], strict=True)):
         if not pid.strip():
             raise LedgerError(path, "empty id", row=int(chunk.rows[i]), column="id", sheet=sheet)
-        if not (title.strip() or body.strip()):
-            raise LedgerError(path, "empty petition text (title and body are both empty)", row=int(chunk.rows[i]),
+        if not has_text(title, body):
+            raise LedgerError(path, "empty petition text (title and body are both empty, or hold only spaces and "
+                                    "invisible characters)", row=int(chunk.rows[i]),
                               column="body", sheet=sheet)
     frame["id"] = frame["id"].str.strip()
     frame["synthetic"] = (frame["synthetic"].str.strip().str.lower().isin(TRUE_VALUES)
