@@ -146,6 +146,22 @@ def test_an_unknown_log_level_is_refused(monkeypatch):
         get_settings.cache_clear()
 
 
+
+def test_purge_refuses_a_cut_off_in_the_future(database, capsys):
+    # A year typed wrong (2062 for 2026) deleted every petition's text, today's included.
+    with database.sessions() as session:
+        _triage(session, "today", datetime.now(UTC) - timedelta(minutes=5), "最近的信访内容，工资拖欠")
+        session.commit()
+    assert main(["purge", "--before", "2062-01-01"]) == 2
+    assert "--before 2062-01-01T00:00:00+00:00 is in the future" in capsys.readouterr().err
+    with database.sessions() as session:
+        assert session.get(TriageRecord, "today").body_masked == "最近的信访内容，工资拖欠"
+        assert session.query(AuditEntry).filter_by(action="retention.purge").count() == 0
+    assert main(["purge", "--before", datetime.now(UTC).isoformat()]) == 0
+    with database.sessions() as session:
+        assert session.get(TriageRecord, "today").body_masked == PURGED
+
+
 def test_the_export_writes_offsets_and_leaves_purged_petitions_out(database, tmp_path: Path, taxonomy):
     from training.decisions import read_decisions
 

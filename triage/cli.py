@@ -404,10 +404,20 @@ def _moment(value: str) -> datetime:
 
 
 def cmd_purge(args: argparse.Namespace) -> int:
+    from datetime import UTC
+
     from service.database import Database
     from service.maintenance import MaintenanceError, existing_database, purge_petitions
     from training.registry import current_user
 
+    if args.before > datetime.now(UTC):
+        # A year typed wrong (2062 for 2026) deleted the text of every petition, today's too,
+        # with no way back but a backup. Retention purges the past; "everything until now" is
+        # said with the current time.
+        print(f"triage purge: error: --before {args.before.isoformat()} is in the future: it would delete the text "
+              "of every petition stored; give a past date (to purge everything until now, give the current time)",
+              file=sys.stderr)
+        return 2
     try:
         database = Database(existing_database(settings().database_url))
     except MaintenanceError as exc:
