@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
@@ -45,6 +45,20 @@ def _not_blank(value: str) -> str:
 Written = Annotated[str, AfterValidator(_not_blank)]
 
 
+# How far ahead of the server's clock a received_at may be: a client's clock running fast,
+# a date typed in another time zone.
+RECEIVED_AHEAD = timedelta(days=1)
+
+
+def _not_ahead(value: datetime) -> datetime:
+    # A year typed wrong (2062 for 2026) put the statutory deadlines decades away: the
+    # petition never showed as overdue. A petition is received before it is registered.
+    if value > datetime.now(UTC) + RECEIVED_AHEAD:
+        raise ValueError(f"{value.isoformat()} is in the future; a petition is received before it is registered "
+                         "(check the year)")
+    return value
+
+
 # A moment: any ISO 8601 offset ("Z", "+08:00"); without one, UTC. Held in UTC from here on.
 UTCMoment = Annotated[datetime, AfterValidator(_in_utc)]
 # The same as a query parameter, where an unencoded "+" of the offset arrives as a space.
@@ -61,7 +75,9 @@ class PetitionIn(BaseModel):
                       description="The petition's text (正文); may be empty when the title has text.")
     external_id: str | None = Field(None, max_length=200, pattern=NO_NUL,
                                     description="The petition's number in the office's own register (信访件编号).")
-    received_at: UTCMoment | None = Field(None, description="When the office received it; the statutory time limits run from it.")
+    received_at: Annotated[UTCMoment, AfterValidator(_not_ahead)] | None = Field(
+        None, description="When the office received it; the statutory time limits run from it. "
+                          "At most a day ahead of the server's clock.")
     channel: Channel | None = Field(None, description="How it arrived: 来信 (letter), 来访 (visit), 网上 (online), 电话 (phone).")
 
 

@@ -185,6 +185,26 @@ def test_a_decision_by_nobody_or_a_resolution_without_a_note_is_refused(service,
     assert tid in [i["triage_id"] for i in client.get("/v1/review-queue", headers=h(keys["reviewer"])).json()]
 
 
+
+def test_a_received_at_in_the_future_is_refused_naming_it(service):
+    # A year typed wrong (2062 for 2026) put the statutory deadlines decades away: the
+    # petition never showed as overdue.
+    from datetime import UTC, datetime, timedelta
+
+    client, keys, _ = service
+    answer = client.post("/v1/triage", json={**PETITION, "received_at": "2062-07-01T09:00:00+08:00"},
+                         headers=h(keys["intake"]))
+    assert answer.status_code == 422, answer.text
+    error = answer.json()["detail"][0]
+    assert error["loc"] == ["body", "received_at"] and "in the future" in error["msg"], error
+    batch = client.post("/v1/triage/batch", json={"petitions": [{**PETITION, "received_at": "2062-07-01"}, PETITION]},
+                        headers=h(keys["intake"])).json()
+    assert "received_at" in batch[0]["error"] and "in the future" in batch[0]["error"] and batch[1]["result"]
+    # Today in Beijing, which may still be yesterday in UTC, is taken.
+    soon = (datetime.now(UTC) + timedelta(hours=8)).isoformat()
+    assert client.post("/v1/triage", json={**PETITION, "received_at": soon}, headers=h(keys["intake"])).status_code == 200
+
+
 def test_reload_refuses_a_broken_model_and_keeps_serving(service, tmp_path, small_model_dir):
     client, keys, _ = service
     broken = tmp_path / "broken"
