@@ -118,3 +118,29 @@ def test_a_ledger_over_the_row_limit_is_refused_in_the_pages_language(intake, tm
     assert "台账.csv：有 101 行，超过每次 100 行的上限（TRIAGE_MAX_BATCH）" in answer.text, answer.text
     with database.sessions() as session:
         assert session.query(TriageRecord).count() == 0
+
+
+def test_the_review_page_names_and_filters_emerging_groups(small_model_dir, tmp_path):
+    # The API queues emerging groups as reason=emerging_group; the reviewer's page showed the
+    # code itself and could not filter on it.
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'triage.db'}", model_dir=small_model_dir,
+                        registry_dir=tmp_path / "no-registry")
+    database = Database(settings.database_url)
+    database.migrate()
+    with database.sessions() as session:
+        intake_key, reviewer_key = create_key(session, "intake"), create_key(session, "reviewer")
+    letter = {"title": "宏达建筑公司拖欠农民工工资",
+              "body": "我们在宏达建筑公司承建的幸福家园三期项目干活，工程款结了，包工头一直拖欠我们的工资。"}
+    with TestClient(create_app(settings)) as client:
+        for _ in range(3):
+            assert client.post("/v1/triage", json=letter, headers={"X-API-Key": intake_key}).status_code == 200
+        queued = client.get("/v1/review-queue", params={"reason": "emerging_group"},
+                            headers={"X-API-Key": reviewer_key}).json()
+        assert queued, "three letters about one matter make an emerging group"
+        signed_in(client, reviewer_key, landing="/review")
+        listed = client.get("/review", params={"reason": "emerging_group"}).text
+        assert '<option value="emerging_group" selected>疑似群体性事项</option>' in listed
+        assert listed.count(f'/cases/{queued[0]["triage_id"]}') >= 1 and ">emerging_group<" not in listed
+        case = client.get(f"/cases/{queued[0]['triage_id']}").text
+        assert "已进入信访办研判队列（疑似群体性事项）" in case
+    database.engine.dispose()

@@ -89,6 +89,10 @@ def hours_left(due: datetime) -> float:
 
 templates.env.filters["when"] = local_time
 templates.env.filters["pct"] = lambda p: f"{100 * p:.0f}%"
+# Why an item is in the review queue, as the API names it (service/routers/review.py), in the
+# pages' words. Emerging groups were missing: shown as "emerging_group", and not a filter.
+REVIEW_REASONS = {"high_risk": "高风险", "low_confidence": "分办把握不足", "emerging_group": "疑似群体性事项"}
+templates.env.globals["review_reasons"] = REVIEW_REASONS
 templates.env.globals["hours_left"] = hours_left
 templates.env.globals["head_names"] = HEAD_NAMES
 templates.env.globals["min_weight"] = MIN_WEIGHT
