@@ -50,6 +50,12 @@ def xlsx_with_array_formula(path: Path) -> str:
     return "row 3, column 'body': an array formula"
 
 
+def opendocument(path: Path) -> None:
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("mimetype", "application/vnd.oasis.opendocument.spreadsheet")
+        archive.writestr("content.xml", "<office:document-content/>")
+
+
 # name -> (file name, how to make it, what the error must say)
 HOSTILE: dict[str, tuple[str, Callable[[Path], object], str]] = {
     "empty": ("l.csv", lambda p: p.write_bytes(b""), "the file is empty"),
@@ -66,6 +72,7 @@ HOSTILE: dict[str, tuple[str, Callable[[Path], object], str]] = {
                                                            encoding="utf-8"), "an HTML or XML page, not a CSV/JSONL file"),
     "CSV named .xlsx": ("l.xlsx", lambda p: p.write_text(csv_text([ROW]), encoding="utf-8"), "not a readable XLSX workbook"),
     "array formula": ("l.xlsx", xlsx_with_array_formula, "array formula; replace it by its value"),
+    "OpenDocument spreadsheet": ("l.ods", lambda p: opendocument(p), "an OpenDocument spreadsheet (.ods"),
     "unterminated quote": ("l.csv", lambda p: p.write_text(csv_text([]) + 'A1,"老板,三个月没发工资,pension,low,none\n',
                                                            encoding="utf-8"), "not a valid CSV file"),
     "comma at the end of each row": ("l.csv", lambda p: p.write_text(csv_text([[*ROW, ""]]), encoding="utf-8"),
@@ -403,3 +410,12 @@ def test_link_reads_the_sheet_it_is_given(tmp_path, capsys):
     assert code == 0, err
     with out.open(encoding="utf-8-sig", newline="") as handle:
         assert [row["id"] for row in csv.DictReader(handle)] == ["Q4-1", "Q4-2"]
+
+
+@pytest.mark.parametrize("name", ["台账.csv", "台账", "台账.xlsx.download"])
+def test_a_workbook_under_another_name_is_read_as_the_workbook_it_is(name, tmp_path, small_model_dir, capsys):
+    # Saved or downloaded under a .csv name (or none), an .xlsx was refused as "binary data",
+    # as if it were no ledger at all; an .xls under any name was already read.
+    ledger = office_xlsx(tmp_path / "l.xlsx").rename(tmp_path / name)
+    argv, out = command("predict", ledger, small_model_dir, tmp_path)
+    assert predicted_ids(argv, out, capsys) == ["XF-2026-0107", "XF-2026-0108", "XF-2026-0109"]

@@ -14,6 +14,7 @@ import datetime as dt
 import io
 import json
 import re
+import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta, timezone
@@ -374,6 +375,15 @@ def _fill_down(cells: list[list[object]], top: int, left: int, bottom: int) -> N
             cells[r][left] = value
 
 
+def _opendocument(path: Path) -> bool:
+    """Whether the zip archive at `path` is an OpenDocument spreadsheet, which openpyxl cannot read."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.read("mimetype").startswith(b"application/vnd.oasis.opendocument.spreadsheet")
+    except (KeyError, OSError, zipfile.BadZipFile):
+        return False
+
+
 def _xlsx_sheets(path: Path) -> list[tuple[str, list[list[object]]]]:
     import openpyxl
 
@@ -385,8 +395,13 @@ def _xlsx_sheets(path: Path) -> list[tuple[str, list[list[object]]]]:
         # "duplicate id") and every such date "not a date". A file written by a program
         # that saved no value keeps the formula's text (then neutralised in outputs).
         # Not read_only: merged ranges are only known to a fully loaded workbook.
-        book = openpyxl.load_workbook(path, data_only=False)
+        # Opened as a file, not by name: openpyxl refuses a workbook by its name's ending.
+        with path.open("rb") as handle:
+            book = openpyxl.load_workbook(handle, data_only=False)
     except Exception as exc:  # openpyxl raises many types for a damaged workbook
+        if _opendocument(path):
+            raise LedgerError(path, "an OpenDocument spreadsheet (.ods, from WPS or LibreOffice); save it as .xlsx "
+                                    "or UTF-8 CSV") from None
         raise LedgerError(path, f"not a readable XLSX workbook ({type(exc).__name__}: {exc})") from None
     saved = None  # the values saved with the formulas: a second reading, only when there are formulas
     sheets = []
@@ -397,7 +412,8 @@ def _xlsx_sheets(path: Path) -> list[tuple[str, list[list[object]]]]:
             for c, cell in enumerate(row):
                 if cell.data_type == "f":
                     if saved is None:
-                        saved = openpyxl.load_workbook(path, data_only=True)
+                        with path.open("rb") as handle:
+                            saved = openpyxl.load_workbook(handle, data_only=True)
                     value = saved[sheet.title].cell(row=r + 1, column=c + 1).value
                     if value is not None:
                         values[c] = value
@@ -571,7 +587,9 @@ def iter_ledger(path: str | Path, taxonomy: Taxonomy, require_labels: bool = Tru
         raise LedgerError(path, "the file is empty")
     with path.open("rb") as handle:
         magic = handle.read(len(OLE2_MAGIC))
-    workbook = magic == OLE2_MAGIC or path.suffix.lower() in (".xlsx", ".xlsm")
+    # By content as well as by name: a workbook saved or downloaded under a .csv name was
+    # refused as "binary data", as if it were no ledger at all.
+    workbook = magic == OLE2_MAGIC or magic.startswith(ZIP_MAGIC) or path.suffix.lower() in (".xlsx", ".xlsm")
     # A text file read in chunks needs no more memory when it is larger; a workbook is read whole.
     if max_bytes and size > max_bytes and (workbook or not chunk_rows):
         raise LedgerError(path, f"file is {size / 2**20:.0f} MiB, over the {max_bytes / 2**20:.0f} MiB limit; "
