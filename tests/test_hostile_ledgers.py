@@ -419,3 +419,41 @@ def test_a_workbook_under_another_name_is_read_as_the_workbook_it_is(name, tmp_p
     ledger = office_xlsx(tmp_path / "l.xlsx").rename(tmp_path / name)
     argv, out = command("predict", ledger, small_model_dir, tmp_path)
     assert predicted_ids(argv, out, capsys) == ["XF-2026-0107", "XF-2026-0108", "XF-2026-0109"]
+
+
+def _hidden_quarter_first(path: Path, kind: str) -> Path:
+    quarters = (("2026Q2", ["Q2-1", "Q2-2"], True), ("2026Q3", ["Q3-1", "Q3-2"], False))
+    if kind == "xlsx":
+        book = openpyxl.Workbook()
+        book.remove(book.active)
+        for name, ids, hidden in quarters:
+            sheet = book.create_sheet(name)
+            sheet.append(["编号", "信访事项", "诉求内容"])
+            for pid in ids:
+                sheet.append([pid, "老板拖欠工资", "三个月没发工资了"])
+            sheet.sheet_state = "hidden" if hidden else "visible"
+        book.save(path)
+        return path
+    xlwt = pytest.importorskip("xlwt")
+    book = xlwt.Workbook(encoding="utf-8")
+    for name, ids, hidden in quarters:
+        sheet = book.add_sheet(name)
+        for j, header in enumerate(["编号", "信访事项", "诉求内容"]):
+            sheet.write(0, j, header)
+        for i, pid in enumerate(ids, start=1):
+            for j, value in enumerate([pid, "老板拖欠工资", "三个月没发工资了"]):
+                sheet.write(i, j, value)
+        sheet.visibility = 1 if hidden else 0
+    book.active_sheet = 1
+    book.save(str(path))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["xlsx", "xls"])
+def test_the_sheet_read_is_the_one_shown_not_a_hidden_one_before_it(kind, tmp_path, small_model_dir, capsys):
+    # Offices hide last quarter's sheet rather than delete it; it was read in place of the
+    # sheet the person sees, without a word.
+    ledger = _hidden_quarter_first(tmp_path / f"台账.{kind}", kind)
+    argv, out = command("predict", ledger, small_model_dir, tmp_path)
+    assert predicted_ids(argv, out, capsys) == ["Q3-1", "Q3-2"]
+    assert predicted_ids([*argv, "--sheet", "2026Q2"], out, capsys) == ["Q2-1", "Q2-2"]

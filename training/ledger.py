@@ -384,7 +384,8 @@ def _opendocument(path: Path) -> bool:
         return False
 
 
-def _xlsx_sheets(path: Path) -> list[tuple[str, list[list[object]]]]:
+def _xlsx_sheets(path: Path) -> tuple[list[tuple[str, list[list[object]]]], set[str]]:
+    """Every sheet's name and cells, and the names of the hidden sheets."""
     import openpyxl
 
     try:
@@ -421,15 +422,17 @@ def _xlsx_sheets(path: Path) -> list[tuple[str, list[list[object]]]]:
         for merged in sheet.merged_cells.ranges:
             _fill_down(cells, merged.min_row - 1, merged.min_col - 1, merged.max_row - 1)
         sheets.append((sheet.title, cells))
+    hidden = {sheet.title for sheet in book.worksheets if sheet.sheet_state != "visible"}
     book.close()
     if saved is not None:
         saved.close()
-    return sheets
+    return sheets, hidden
 
 
-def _xls_sheets(path: Path) -> list[tuple[str, list[list[object]]]]:
+def _xls_sheets(path: Path) -> tuple[list[tuple[str, list[list[object]]]], set[str]]:
+    """Every sheet's name and cells, and the names of the hidden sheets."""
     # python-calamine (Rust calamine) reads the Excel 97-2003 format, which openpyxl does not.
-    from python_calamine import CalamineWorkbook
+    from python_calamine import CalamineWorkbook, SheetVisibleEnum
 
     try:
         book = CalamineWorkbook.from_path(str(path))
@@ -440,16 +443,17 @@ def _xls_sheets(path: Path) -> list[tuple[str, list[list[object]]]]:
             for (top, left), (bottom, _right) in sheet.merged_cell_ranges or []:
                 _fill_down(cells, top, left, bottom)
             sheets.append((name, cells))
+        hidden = {meta.name for meta in book.sheets_metadata if meta.visible != SheetVisibleEnum.Visible}
         book.close()
     except Exception as exc:  # calamine raises its own error types for a damaged or encrypted file
         raise LedgerError(path, f"not a readable Excel 97-2003 workbook (.xls), or a password-protected workbook "
                                 f"({type(exc).__name__}: {exc}); save it without a password as .xlsx or UTF-8 CSV") from None
-    return sheets
+    return sheets, hidden
 
 
 def _workbook_chunks(path: Path, ole2: bool, required: tuple[str, ...], sheet: str | None,
                      chunk_rows: int | None) -> Iterator[_Chunk]:
-    sheets = _xls_sheets(path) if ole2 else _xlsx_sheets(path)
+    sheets, hidden = _xls_sheets(path) if ole2 else _xlsx_sheets(path)
     texts = [(name, [[_cell_text(v) for v in row] for row in cells]) for name, cells in sheets]
     names = [name for name, _ in sheets]
     if sheet is not None:
@@ -458,12 +462,14 @@ def _workbook_chunks(path: Path, ole2: bool, required: tuple[str, ...], sheet: s
         chosen = names.index(sheet)
     else:
         # The first sheet that has every column and data under them; a cover sheet, notes or a
-        # summary before the ledger are passed over.
+        # summary before the ledger are passed over, and so are hidden sheets while a visible
+        # one has them (an office hides last quarter's sheet: it was read instead of the one shown).
         found = [_find_header(rows, required) for _, rows in texts]
         complete = [i for i, (index, _) in enumerate(found)
                     if set(required) <= _recognised(texts[i][1][index] if texts[i][1] else [])]
         with_data = [i for i in complete if any(any(c.strip() for c in row) for row in texts[i][1][found[i][0] + 1:])]
-        chosen = (with_data or complete or [0])[0]
+        shown_with_data = [i for i in with_data if names[i] not in hidden]
+        chosen = (shown_with_data or with_data or complete or [0])[0]
     name, rows = texts[chosen]
     shown = name if len(names) > 1 else None
     if not rows:
