@@ -230,3 +230,17 @@ def test_a_petition_of_invisible_characters_is_refused_as_empty_in_ledgers_and_t
         kept = client.post("/v1/triage", json={"title": "", "body": "\u200b欠薪"}, headers={"X-API-Key": key})
         assert kept.status_code == 200, kept.text
     database.engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["csv", "xlsx"])
+def test_headers_spaced_out_or_wrapped_onto_two_lines_are_recognised(tmp_path, taxonomy, kind):
+    # "编  号" and "标　题" line up short headers in Chinese forms; "诉求\n内容" is a header
+    # wrapped in its cell. The ledger was refused for a missing column the person could see.
+    header = ["序  号", "编  号", "标　题", "诉求\n内容", "承办\r\n处室", "风险 等级", "重点群体"]
+    rows = [[1, "A1", "老板拖欠工资", "三个月没发工资", "劳动保障监察局", "中", "无"]]
+    path = tmp_path / f"l.{kind}"
+    pd.DataFrame(rows, columns=header).to_csv(path, index=False) if kind == "csv" else \
+        pd.DataFrame(rows, columns=header).to_excel(path, index=False)
+    frame = read_ledger(path, taxonomy)
+    assert frame[["id", "title", "body", "division", "risk"]].values.tolist() == [
+        ["A1", "老板拖欠工资", "三个月没发工资", "labor_inspection", "medium"]]

@@ -145,8 +145,15 @@ class _Chunk:
 
 
 # ------------------------------------------------------------------ headers
+def _header_text(name: object) -> str:
+    # Chinese forms space out short headers to line them up ("编  号", "标　题") and wrap long
+    # ones onto two lines in their cell ("诉求\n内容"); such a header was not recognised, and
+    # the ledger refused for a "missing column" the person could see.
+    return re.sub(r"\s+", "", str(name).lstrip("\ufeff"))
+
+
 def _canonical(name: object) -> str | None:
-    text = str(name).strip().lstrip("\ufeff")
+    text = _header_text(name)
     if text == ROW_COUNTER:
         return "id"
     for canonical, aliases in HEADER_ALIASES.items():
@@ -180,7 +187,7 @@ def _mapping(path: Path, columns: list[object], required: tuple[str, ...], sheet
         canonical = _canonical(name)
         if canonical is None:
             continue
-        if name == ROW_COUNTER:
+        if _header_text(name) == ROW_COUNTER:
             counters.append(column)
             continue
         if canonical in mapping.values():
