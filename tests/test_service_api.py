@@ -205,6 +205,24 @@ def test_a_received_at_in_the_future_is_refused_naming_it(service):
     assert client.post("/v1/triage", json={**PETITION, "received_at": soon}, headers=h(keys["intake"])).status_code == 200
 
 
+
+def test_a_decision_takes_labels_as_ledgers_write_them(service, taxonomy):
+    # A ledger's 高/紧急/无 were taken by train and retrain, but a decision sent to the API
+    # with them was refused as an unknown code.
+    client, keys, _ = service
+    tid = client.post("/v1/triage", json=PETITION, headers=h(keys["intake"])).json()["triage_id"]
+    name = taxonomy.name_of("division", "pension")
+    for risk, key_group, expected in (("高", "无", ("high", "none")), ("紧急", "-", ("high", "none")),
+                                      ("High", "none", ("high", "none"))):
+        made = client.post("/v1/decisions", json={"triage_id": tid, "division": name, "risk": risk, "key_group": key_group,
+                                                  "decided_by": "王五", "reason": "改派"}, headers=h(keys["intake"]))
+        assert made.status_code == 201, made.text
+        assert (made.json()["risk"], made.json()["key_group"]) == expected
+    refused = client.post("/v1/decisions", json={"triage_id": tid, "division": "pension", "risk": "很高", "decided_by": "王五"},
+                          headers=h(keys["intake"]))
+    assert refused.status_code == 422 and "risk" in refused.json()["detail"]
+
+
 def test_reload_refuses_a_broken_model_and_keeps_serving(service, tmp_path, small_model_dir):
     client, keys, _ = service
     broken = tmp_path / "broken"

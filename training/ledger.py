@@ -71,10 +71,6 @@ ROW_COUNTER = "序号"
 # How far down a title block (ledger name, office, period, notes) may push the header row.
 HEADER_SEARCH_ROWS = 20
 TRUE_VALUES = {"true", "1", "yes", "y", "是"}
-# Common ways a ledger writes a risk level or "no key group".
-RISK_ALIASES = {"低": "low", "中": "medium", "高": "high", "低风险": "low", "中风险": "medium", "高风险": "high",
-                "一般": "low", "较高": "medium", "紧急": "high"}
-NONE_ALIASES = {"", "无", "否", "none", "非重点群体", "-", "/"}
 # 2026年7月1日, 2026/7/1, 2026.07.01, 2026-7-1, with or without a time after the date.
 CHINESE_DATE = re.compile(r"^(\d{4})\s*[年./-]\s*(\d{1,2})\s*[月./-]\s*(\d{1,2})\s*日?\s*(.*)$")
 # Excel stores a date as days since 1899-12-30; a date cell copied as a value, or a
@@ -532,11 +528,7 @@ def _resolve_labels(path: Path, frame: pd.DataFrame, rows: np.ndarray, taxonomy:
         codes = []
         for i, value in enumerate(frame[head].astype(str)):
             value = value.strip()
-            code = taxonomy.resolve(head, value)
-            if code is None and head == "risk":
-                code = RISK_ALIASES.get(value) or taxonomy.resolve(head, value.lower())
-            if code is None and head == "key_group" and value.lower() in NONE_ALIASES:
-                code = "none"
+            code = taxonomy.resolve_written(head, value)
             if code is None:
                 allowed = ", ".join(taxonomy.codes(head))
                 raise LedgerError(
