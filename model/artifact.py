@@ -35,6 +35,7 @@ from typing import Any
 
 import joblib
 
+from model.registry_layout import MODELS_DIR, REGISTRY_FILE
 from model.triage import TriageModel
 
 MODEL_FILE = "model.joblib"
@@ -270,6 +271,14 @@ def save_model(model: TriageModel, out: str | Path, metadata: dict[str, Any], ke
     return out
 
 
+def _champion_of(registry_file: Path) -> str | None:
+    try:
+        champion = json.loads(registry_file.read_text(encoding="utf-8")).get("champion")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return champion if isinstance(champion, str) else None
+
+
 def read_metadata(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     meta_path = path / METADATA_FILE
@@ -278,7 +287,14 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     try:
         metadata = json.loads(meta_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ArtifactError(f"{meta_path} is missing; not a model directory") from None
+        hint = ""
+        if (path / REGISTRY_FILE).is_file():
+            # `--model` given the registry itself: which of its directories is meant?
+            champion = _champion_of(path / REGISTRY_FILE)
+            hint = (f"; {path} is a model registry: give one of its versions, "
+                    f"{path / MODELS_DIR / (champion or 'VERSION')}"
+                    + (" (its champion)" if champion else "") + ", or see `triage models list --registry " + f"{path}`")
+        raise ArtifactError(f"{meta_path} is missing; not a model directory{hint}") from None
     except json.JSONDecodeError as exc:
         raise ArtifactError(f"{meta_path} is not valid JSON ({exc.msg}); the artifact is damaged") from None
     for key in ("version", "model_sha256", "libraries"):

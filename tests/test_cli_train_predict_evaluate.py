@@ -240,3 +240,19 @@ def test_a_holdout_quarter_that_is_no_quarter_is_refused_before_anything_is_read
         main(["retrain", "--data", str(tmp_path / "missing.csv"), "--holdout-quarter", "2026-13"])
     assert stopped.value.code == 2
     assert "'2026-13': expected a quarter such as 2026Q3" in capsys.readouterr().err
+
+
+def test_predict_given_a_registry_names_the_champions_directory(small_model, small_corpus, tmp_path, capsys):
+    # "registry/metadata.json is missing; not a model directory" left the user to find out
+    # that a version directory was meant, and which.
+    from training.registry import Registry
+
+    registry = Registry(tmp_path / "registry")
+    registry.register(small_model.model, {**small_model.metadata, "version": "v1"}, "<html></html>")
+    registry.promote("v1", by="test", force=True, reason="first champion")
+    out = tmp_path / "out.csv"
+    assert main(["predict", "--model", str(registry.root), "--input", str(small_corpus), "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"is a model registry: give one of its versions, {registry.root / 'models' / 'v1'} (its champion)" in err, err
+    assert main(["predict", "--model", str(registry.root / "models" / "v1"), "--input", str(small_corpus),
+                 "--output", str(out)]) == 0
