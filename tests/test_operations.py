@@ -92,6 +92,26 @@ def test_backup_of_a_live_database_restores_what_it_held(database, tmp_path: Pat
     reader.close()
 
 
+
+def test_backup_never_writes_over_the_live_database_or_a_file_that_is_not_a_backup(database, tmp_path: Path, capsys):
+    # Renamed over the live database, the copy left the running service writing into the
+    # unlinked file (lost at its restart); renamed over a ledger, the ledger was gone.
+    live = Path(database.url.removeprefix("sqlite:///"))
+    writer = sqlite3.connect(live)  # an open connection, as the running service has
+    ledger = tmp_path / "台账.csv"
+    ledger.write_text("编号,内容\nA1,欠薪\n", encoding="utf-8")
+    for out, said in ((live, "is the database itself"), (ledger, "exists and is not a backup")):
+        before = out.read_bytes()
+        assert main(["backup", "--out", str(out)]) == 2
+        assert said in capsys.readouterr().err
+        assert out.read_bytes() == before
+    assert writer.execute("SELECT count(*) FROM triages").fetchone() == (0,)  # still the live file
+    writer.close()
+    earlier = tmp_path / "nightly.db"
+    assert main(["backup", "--out", str(earlier)]) == 0
+    assert main(["backup", "--out", str(earlier)]) == 0  # last night's copy is replaced
+
+
 def test_restore_refuses_a_file_that_is_not_a_backup(database, tmp_path: Path, capsys):
     junk = tmp_path / "junk.db"
     junk.write_bytes(b"not a database at all" * 100)
