@@ -35,6 +35,7 @@ from typing import Any
 
 import joblib
 
+from model.registry_layout import MODELS_DIR, REGISTRY_FILE
 from model.triage import TriageModel
 
 MODEL_FILE = "model.joblib"
@@ -204,11 +205,33 @@ def new_version_id(fingerprint: str) -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + fingerprint[:8]
 
 
+def check_replaceable(out: str | Path) -> None:
+    """Raise ArtifactError when `out` exists and is not a model directory.
+
+    Saving replaces `out` as a whole: a `--out` naming a ledger file, or a folder that
+    holds anything but an earlier model's files (`--out .`, the desktop), would
+    otherwise be deleted with everything in it. An empty folder is taken."""
+    out = Path(out)
+    if not out.exists() and not out.is_symlink():
+        return
+    if not out.is_dir() or out.is_symlink():
+        raise ArtifactError(f"{out} exists and is not a model directory; saving the model there would replace it. "
+                            "Choose a new folder for the model (e.g. models/2026Q4)")
+    others = sorted(child.name for child in out.iterdir() if child.name not in (MODEL_FILE, METADATA_FILE))
+    if others:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise ArtifactError(f"{out} is a folder with other files in it ({shown}), not a model directory; saving the "
+                            "model there would delete them. Choose a new or empty folder for the model "
+                            "(e.g. models/2026Q4)")
+
+
 def check_can_save(out: str | Path) -> None:
     """Raise OSError now when `save_model` could not write `out`: its folder is made
-    (owner-only) and a staging directory tried in it. Training checks this first, so
-    that a wrong --out is found before the fit, not after."""
+    (owner-only) and a staging directory tried in it; ArtifactError when `out` is
+    something other than a model directory, which saving would delete. Training checks
+    this first, so that a wrong --out is found before the fit, not after."""
     out = Path(out)
+    check_replaceable(out)
     make_private_dir(out.parent)
     Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent)).rmdir()
 
@@ -218,6 +241,7 @@ def save_model(model: TriageModel, out: str | Path, metadata: dict[str, Any], ke
     place, so `out` is either the old model or the complete new one."""
     out = Path(out)
     key = key or signing_key()
+    check_replaceable(out)
     make_private_dir(out.parent)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -247,6 +271,14 @@ def save_model(model: TriageModel, out: str | Path, metadata: dict[str, Any], ke
     return out
 
 
+def _champion_of(registry_file: Path) -> str | None:
+    try:
+        champion = json.loads(registry_file.read_text(encoding="utf-8")).get("champion")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return champion if isinstance(champion, str) else None
+
+
 def read_metadata(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     meta_path = path / METADATA_FILE
@@ -255,7 +287,14 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     try:
         metadata = json.loads(meta_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ArtifactError(f"{meta_path} is missing; not a model directory") from None
+        hint = ""
+        if (path / REGISTRY_FILE).is_file():
+            # `--model` given the registry itself: which of its directories is meant?
+            champion = _champion_of(path / REGISTRY_FILE)
+            hint = (f"; {path} is a model registry: give one of its versions, "
+                    f"{path / MODELS_DIR / (champion or 'VERSION')}"
+                    + (" (its champion)" if champion else "") + ", or see `triage models list --registry " + f"{path}`")
+        raise ArtifactError(f"{meta_path} is missing; not a model directory{hint}") from None
     except json.JSONDecodeError as exc:
         raise ArtifactError(f"{meta_path} is not valid JSON ({exc.msg}); the artifact is damaged") from None
     for key in ("version", "model_sha256", "libraries"):

@@ -15,6 +15,10 @@ HEADS = ("division", "risk", "key_group")
 HIGH_HEAD = "risk_high"
 RISK_ORDER = ("low", "medium", "high")
 DEFAULT_TAXONOMY = bundled("taxonomy.toml")
+# Common ways a ledger or a person writes a risk level or "no key group".
+RISK_ALIASES = {"低": "low", "中": "medium", "高": "high", "低风险": "low", "中风险": "medium", "高风险": "high",
+                "一般": "low", "较高": "medium", "紧急": "high"}
+NONE_ALIASES = {"", "无", "否", "none", "非重点群体", "-", "/"}
 
 
 class TaxonomyError(ValueError):
@@ -91,6 +95,19 @@ class Taxonomy:
             if value in (label.code, label.name):
                 return label.code
         return None
+
+    def resolve_written(self, head: str, value: str) -> str | None:
+        """The code of a label as ledgers and people write it: a code, a Chinese name, or a
+        common way of writing a risk level (高, 紧急, High) or "no key group" (无, -); None
+        when unknown. The one rule for ledgers and for decisions sent to the API, which took
+        only codes and names, so a decision with risk "高" was refused that a ledger took."""
+        value = value.strip()
+        code = self.resolve(head, value)
+        if code is None and head == "risk":
+            code = RISK_ALIASES.get(value) or self.resolve(head, value.lower())
+        if code is None and head == "key_group" and value.lower() in NONE_ALIASES:
+            code = "none"
+        return code
 
     def to_dict(self) -> dict:
         def labels(items: tuple[Label, ...]) -> list[dict]:

@@ -30,6 +30,14 @@ _FINALSEG_SKIP = re.compile(r"([a-zA-Z0-9]+(?:\.\d+)?%?)")
 _DICTIONARY_ASCII = frozenset({"AT&T", "c#", "C#", "c++", "C++"})
 
 
+def has_text(*fields: str) -> bool:
+    """Whether any of `fields` holds a character a person can read: not only spaces and
+    invisible format or control characters (zero-width spaces, byte-order marks,
+    direction marks), which pasting from web pages and Word leaves behind. Such a
+    petition was routed as if it said something, without review."""
+    return any(not ch.isspace() and unicodedata.category(ch) not in ("Cc", "Cf") for field in fields for ch in field)
+
+
 def normalize(text: str) -> str:
     """Same length as the input, so offsets computed on it hold for the original."""
     return text.translate(_FULLWIDTH)

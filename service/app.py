@@ -124,6 +124,11 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
+# How much of an oversized page form (a ledger upload) is read and dropped so that the
+# browser, done sending, shows the page that says what was wrong.
+PAGE_DRAIN_BYTES = 64 * 1024 * 1024
+
+
 class LimitsAndMetrics:
     """Refuses oversized bodies, migrates a database that was down at start-up, and counts
     requests. Plain ASGI rather than @app.middleware("http"): that wraps every response
@@ -138,7 +143,11 @@ class LimitsAndMetrics:
             await self.app(scope, receive, send)
             return
         length = next((v for k, v in scope["headers"] if k == b"content-length"), b"")
-        if length.isdigit() and int(length) > self.max_request_bytes:
+        # A page's form (a ledger upload) is answered with a page, which a browser shows only
+        # once it has sent its whole upload: answered early, it reported a broken connection, or
+        # showed the API's JSON. Its body is read and dropped, up to PAGE_DRAIN_BYTES.
+        form = web.is_page(scope["path"])
+        if length.isdigit() and int(length) > (PAGE_DRAIN_BYTES if form else self.max_request_bytes):
             # Closing the connection spares the server reading (and discarding) the announced body.
             response = JSONResponse({"detail": self.too_large}, status_code=413, headers={"Connection": "close"})
             await response(scope, receive, send)
@@ -154,6 +163,9 @@ class LimitsAndMetrics:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_request_bytes:
+                    while form and message.get("more_body") and received <= PAGE_DRAIN_BYTES:
+                        message = await receive()
+                        received += len(message.get("body", b""))
                     raise HTTPException(413, self.too_large, headers={"Connection": "close"})
             return message
         if not self.database.migrated:

@@ -60,11 +60,27 @@ def _check_backup(path: Path) -> str:
     return str(revision[0])
 
 
+def _is_sqlite(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    with path.open("rb") as handle:
+        return handle.read(16) == b"SQLite format 3\x00"
+
+
 def backup(database_url: str, out: Path) -> str:
     """A consistent copy of the live SQLite database (SQLite's online backup: the service
     keeps serving), written to a temporary file beside `out`, checked, then renamed.
     Owner-only, like the database. Returns the copy's schema revision."""
     source = sqlite_file(database_url)
+    if out.exists():
+        # The copy is renamed over `out`: over the live database, the running service went on
+        # writing into the file just unlinked, and everything after it was lost at its restart;
+        # over a ledger or a document, that file was gone. An earlier backup is replaced.
+        if out.samefile(source):
+            raise MaintenanceError(f"{out} is the database itself; --out names the copy to write")
+        if not _is_sqlite(out):
+            raise MaintenanceError(f"{out} exists and is not a backup (not a SQLite file); backing up there would "
+                                   "replace it: choose another --out")
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)  # 0600
     os.close(fd)

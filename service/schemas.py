@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
@@ -33,6 +33,32 @@ def _in_utc(value: datetime) -> datetime:
         raise ValueError("outside the range of moments that can be stored") from None
 
 
+def _not_blank(value: str) -> str:
+    # Spaces alone pass min_length: a decision "by" nobody, or a review resolved with an empty
+    # note, was recorded and then stood in the audit trail as if someone had written it.
+    if not value.strip():
+        raise ValueError("blank (only spaces); write it out")
+    return value
+
+
+# Text a person must write: not empty, and not spaces alone.
+Written = Annotated[str, AfterValidator(_not_blank)]
+
+
+# How far ahead of the server's clock a received_at may be: a client's clock running fast,
+# a date typed in another time zone.
+RECEIVED_AHEAD = timedelta(days=1)
+
+
+def _not_ahead(value: datetime) -> datetime:
+    # A year typed wrong (2062 for 2026) put the statutory deadlines decades away: the
+    # petition never showed as overdue. A petition is received before it is registered.
+    if value > datetime.now(UTC) + RECEIVED_AHEAD:
+        raise ValueError(f"{value.isoformat()} is in the future; a petition is received before it is registered "
+                         "(check the year)")
+    return value
+
+
 # A moment: any ISO 8601 offset ("Z", "+08:00"); without one, UTC. Held in UTC from here on.
 UTCMoment = Annotated[datetime, AfterValidator(_in_utc)]
 # The same as a query parameter, where an unencoded "+" of the offset arrives as a space.
@@ -49,7 +75,9 @@ class PetitionIn(BaseModel):
                       description="The petition's text (正文); may be empty when the title has text.")
     external_id: str | None = Field(None, max_length=200, pattern=NO_NUL,
                                     description="The petition's number in the office's own register (信访件编号).")
-    received_at: UTCMoment | None = Field(None, description="When the office received it; the statutory time limits run from it.")
+    received_at: Annotated[UTCMoment, AfterValidator(_not_ahead)] | None = Field(
+        None, description="When the office received it; the statutory time limits run from it. "
+                          "At most a day ahead of the server's clock.")
     channel: Channel | None = Field(None, description="How it arrived: 来信 (letter), 来访 (visit), 网上 (online), 电话 (phone).")
 
 
@@ -147,7 +175,7 @@ class DecisionIn(BaseModel):
                              description="Risk level code or Chinese name; the suggested one when omitted.")
     key_group: str | None = Field(None, max_length=200, pattern=NO_NUL,
                                   description="Key group code or Chinese name; the suggested one when omitted.")
-    decided_by: str = Field(..., min_length=1, max_length=200, pattern=NO_NUL, description="The staff member who decided.")
+    decided_by: Written = Field(..., min_length=1, max_length=200, pattern=NO_NUL, description="The staff member who decided.")
     reason: str | None = Field(None, max_length=2000, pattern=NO_NUL, description="Why the suggestion was overridden, if it was.")
 
 
@@ -220,7 +248,7 @@ class ReviewItemOut(BaseModel):
 
 
 class ResolveIn(BaseModel):
-    note: str = Field(..., min_length=1, max_length=2000, pattern=NO_NUL, description="What the reviewer found or did.")
+    note: Written = Field(..., min_length=1, max_length=2000, pattern=NO_NUL, description="What the reviewer found or did.")
 
 
 class ReloadIn(BaseModel):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from serving import CLI, ROOT
 
 from training.train import SYNTHETIC_WEIGHT, matter_groups, sample_weights
@@ -146,3 +147,112 @@ def test_train_refuses_an_output_it_cannot_write_before_fitting(small_corpus, tm
     assert f"triage train: error: {blocked}" in captured.err, captured.err
     # Found before the ledger is even read, so no training time is spent on it.
     assert "reading" not in captured.err and "petitions" not in captured.err, captured.err
+
+
+def test_train_never_replaces_a_folder_or_file_that_is_not_a_model(small_corpus, tmp_path, capsys):
+    # Saving replaces --out as a whole: `--out .`, a desktop folder or the ledger itself
+    # (a slip of the keyboard) were deleted with everything in them.
+    folder = tmp_path / "desktop"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("keep me", encoding="utf-8")
+    ledger = tmp_path / "ledger.csv"
+    ledger.write_bytes(small_corpus.read_bytes())
+    for out, named in ((folder, "notes.txt"), (ledger, "is not a model directory")):
+        assert main(["train", "--data", str(ledger), "--out", str(out)]) == 2
+        captured = capsys.readouterr()
+        assert f"triage train: error: {out}" in captured.err and named in captured.err, captured.err
+        assert "reading" not in captured.err, "refused before the ledger is read"
+    assert (folder / "notes.txt").read_text(encoding="utf-8") == "keep me"
+    assert ledger.read_bytes() == small_corpus.read_bytes()
+
+
+def test_saving_a_model_over_an_earlier_one_or_into_an_empty_folder_still_works(small_model, tmp_path):
+    from model.artifact import ArtifactError, load_model, read_metadata, save_model
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    save_model(small_model.model, empty, {"version": "first"})
+    save_model(small_model.model, empty, {"version": "second"})
+    assert read_metadata(empty)["version"] == "second"
+    assert load_model(empty).version == "second"
+    (empty / "notes.txt").write_text("", encoding="utf-8")
+    with pytest.raises(ArtifactError, match=r"notes\.txt"):
+        save_model(small_model.model, empty, {"version": "third"})
+    assert read_metadata(empty)["version"] == "second"
+
+
+def test_predict_and_link_never_write_over_their_input_ledger_or_into_a_folder(small_model_dir, small_corpus,
+                                                                             tmp_path, capsys):
+    ledger = tmp_path / "台账.csv"
+    pd.read_csv(small_corpus).head(5).to_csv(ledger, index=False)
+    before = ledger.read_bytes()
+    for command in (["predict", "--model", str(small_model_dir), "--input", str(ledger), "--output", str(ledger)],
+                    ["link", "--input", str(ledger), "--output", str(tmp_path / "." / "台账.csv")]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert f"triage {command[0]}: error:" in err and "is also given as --input" in err, err
+        assert ledger.read_bytes() == before, "the office's ledger was replaced by the results"
+    assert main(["predict", "--model", str(small_model_dir), "--input", str(ledger), "--output", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"triage predict: error: {tmp_path}: is a folder" in err, err
+    assert "scoring" not in err, "refused before the model is loaded and the ledger scored"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["台账.csv"]
+
+
+def test_a_reader_that_stops_reading_ends_the_command_quietly(tmp_path):
+    # `triage evaluate … | head`: the closed pipe was reported as "error: Broken pipe", exit 2,
+    # as if the command had failed.
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = subprocess.Popen([*CLI, "models", "list", "--registry", str(tmp_path / "registry")], cwd=tmp_path, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    run.stdout.close()  # the reader is gone before anything is written
+    err = run.stderr.read().decode()
+    assert run.wait(timeout=60) == 128 + signal.SIGPIPE, err
+    assert err == "", err
+
+
+@pytest.mark.parametrize("tolerance", ["nan", "inf", "5", "-0.1", "two"])
+def test_a_tolerance_that_would_let_any_model_through_or_none_is_refused(tolerance, tmp_path, capsys):
+    # --tolerance 5 or nan promoted a far worse model without --force or a reason (nan
+    # compares false: nothing was ever "worse"), and nan went into registry.json, not JSON.
+    for command in (["models", "promote", "v2", "--registry", str(tmp_path / "registry")],
+                    ["retrain", "--data", "q.csv", "--registry", str(tmp_path / "registry")]):
+        with pytest.raises(SystemExit) as stopped:
+            main([*command, "--tolerance", tolerance])
+        assert stopped.value.code == 2
+        assert "expected a number from 0 to 1" in capsys.readouterr().err
+    assert not (tmp_path / "registry").exists()
+
+
+@pytest.mark.parametrize(("written", "quarter"), [("2026Q3", "2026Q3"), ("2026-Q3", "2026Q3"), ("2026 q3", "2026Q3"),
+                                                  ("2026年第三季度", "2026Q3"), ("2026年第4季度", "2026Q4")])
+def test_a_holdout_quarter_is_taken_as_people_write_it(written, quarter):
+    from triage.cli import build_parser
+
+    args = build_parser().parse_args(["retrain", "--data", "q.csv", "--holdout-quarter", written])
+    assert args.holdout_quarter == quarter
+
+
+def test_a_holdout_quarter_that_is_no_quarter_is_refused_before_anything_is_read(tmp_path, capsys):
+    # Found only after the ledgers were read and a model trained from them, as "no petition
+    # received in 2026-13" beside a list of quarters.
+    with pytest.raises(SystemExit) as stopped:
+        main(["retrain", "--data", str(tmp_path / "missing.csv"), "--holdout-quarter", "2026-13"])
+    assert stopped.value.code == 2
+    assert "'2026-13': expected a quarter such as 2026Q3" in capsys.readouterr().err
+
+
+def test_predict_given_a_registry_names_the_champions_directory(small_model, small_corpus, tmp_path, capsys):
+    # "registry/metadata.json is missing; not a model directory" left the user to find out
+    # that a version directory was meant, and which.
+    from training.registry import Registry
+
+    registry = Registry(tmp_path / "registry")
+    registry.register(small_model.model, {**small_model.metadata, "version": "v1"}, "<html></html>")
+    registry.promote("v1", by="test", force=True, reason="first champion")
+    out = tmp_path / "out.csv"
+    assert main(["predict", "--model", str(registry.root), "--input", str(small_corpus), "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"is a model registry: give one of its versions, {registry.root / 'models' / 'v1'} (its champion)" in err, err
+    assert main(["predict", "--model", str(registry.root / "models" / "v1"), "--input", str(small_corpus),
+                 "--output", str(out)]) == 0

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import csv
 import json
+import re
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -48,6 +50,12 @@ def xlsx_with_array_formula(path: Path) -> str:
     return "row 3, column 'body': an array formula"
 
 
+def opendocument(path: Path) -> None:
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("mimetype", "application/vnd.oasis.opendocument.spreadsheet")
+        archive.writestr("content.xml", "<office:document-content/>")
+
+
 # name -> (file name, how to make it, what the error must say)
 HOSTILE: dict[str, tuple[str, Callable[[Path], object], str]] = {
     "empty": ("l.csv", lambda p: p.write_bytes(b""), "the file is empty"),
@@ -64,6 +72,7 @@ HOSTILE: dict[str, tuple[str, Callable[[Path], object], str]] = {
                                                            encoding="utf-8"), "an HTML or XML page, not a CSV/JSONL file"),
     "CSV named .xlsx": ("l.xlsx", lambda p: p.write_text(csv_text([ROW]), encoding="utf-8"), "not a readable XLSX workbook"),
     "array formula": ("l.xlsx", xlsx_with_array_formula, "array formula; replace it by its value"),
+    "OpenDocument spreadsheet": ("l.ods", lambda p: opendocument(p), "an OpenDocument spreadsheet (.ods"),
     "unterminated quote": ("l.csv", lambda p: p.write_text(csv_text([]) + 'A1,"老板,三个月没发工资,pension,low,none\n',
                                                            encoding="utf-8"), "not a valid CSV file"),
     "comma at the end of each row": ("l.csv", lambda p: p.write_text(csv_text([[*ROW, ""]]), encoding="utf-8"),
@@ -203,10 +212,10 @@ def test_utf16_and_misnamed_text_exports_are_read(name, data, tmp_path, small_mo
     assert predicted_ids(argv, out, capsys) == ["T1", "T2"]
 
 
-def formula_workbook(path: Path, rows: list[list[object]]) -> Path:
+def formula_workbook(path: Path, rows: list[list[object]], header: list[str] | None = None) -> Path:
     book = openpyxl.Workbook()
     sheet = book.active
-    sheet.append(["编号", "信访事项", "诉求内容"])
+    sheet.append(header or ["编号", "信访事项", "诉求内容"])
     for row in rows:
         sheet.append(row)  # openpyxl stores a string starting with "=" as a formula
     book.save(path)
@@ -232,6 +241,40 @@ def test_xlsx_formulas_are_read_as_text_and_neutralised_in_predict_output(tmp_pa
     with out.open(encoding="utf-8-sig", newline="") as handle:
         for row in csv.DictReader(handle):
             assert not any(v[:1] in "=+-@" for v in row.values() if v), row
+
+
+def saved_as_excel_does(path: Path, values: dict[str, object]) -> Path:
+    """The workbook with each formula cell's computed value saved beside the formula, as
+    Excel and WPS save every workbook (openpyxl saves formulas without values)."""
+    with zipfile.ZipFile(path) as book:
+        parts = {item: book.read(item.filename) for item in book.infolist()}
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as book:
+        for item, data in parts.items():
+            if item.filename.startswith("xl/worksheets/sheet"):
+                def value(match: re.Match[str]) -> str:
+                    saved = values[match[1]]
+                    kind = ' t="str"' if isinstance(saved, str) else ""
+                    return f'<c r="{match[1]}"{kind}><f>{match[2]}</f><v>{saved}</v>'
+                data = re.sub(r'<c r="([A-Z]+[0-9]+)"><f>(.*?)</f><v\s*/>', value, data.decode()).encode()
+            book.writestr(item, data)
+    return path
+
+
+def test_xlsx_formulas_are_read_as_the_values_excel_saved(tmp_path, small_model_dir, taxonomy, capsys):
+    # An office's ledger numbers its petitions with a formula and computes its dates: read as
+    # the formulas' text, predict wrote one and the same id for every row.
+    ledger = formula_workbook(tmp_path / "f.xlsx", [
+        ['="XF-2026-"&TEXT(ROW()-1,"0000")', "老板拖欠工资", "三个月没发工资了", "=DATE(2026,7,1)"],
+        ['="XF-2026-"&TEXT(ROW()-1,"0000")', "养老", "视同缴费年限怎么算", "=DATE(2026,7,2)"],
+        ['=HYPERLINK("http://example.invalid","XF-2026-0003")', "养老", "视同缴费年限", "2026-07-03"],
+    ], header=["编号", "信访事项", "诉求内容", "登记日期"])
+    saved_as_excel_does(ledger, {"A2": "XF-2026-0001", "A3": "XF-2026-0002", "A4": "XF-2026-0003",
+                                 "D2": 46204, "D3": 46205})
+    frame = read_ledger(ledger, taxonomy, require_labels=False)
+    assert frame["id"].tolist() == ["XF-2026-0001", "XF-2026-0002", "XF-2026-0003"]
+    assert [d.date().isoformat() for d in frame["received_at"]] == ["2026-07-01", "2026-07-02", "2026-07-03"]
+    argv, out = command("predict", ledger, small_model_dir, tmp_path)
+    assert predicted_ids(argv, out, capsys) == ["XF-2026-0001", "XF-2026-0002", "XF-2026-0003"]
 
 
 def test_training_on_messy_but_valid_ledgers_succeeds(small_corpus, tmp_path, capsys):
@@ -348,3 +391,69 @@ def test_a_ledger_fitted_with_a_held_out_sample_is_estimated_at_its_lower_rate()
     large = ["工资" * 25] * (2 * HOLDOUT_ABOVE)  # the same characters, in twice the petitions
     assert BASE_BYTES < estimate_training_bytes(large) < estimate_training_bytes(small)
     assert estimate_training_bytes(["工资" * 50] * (2 * HOLDOUT_ABOVE)) > estimate_training_bytes(large)
+
+
+def test_link_reads_the_sheet_it_is_given(tmp_path, capsys):
+    # A workbook with a sheet per quarter: predict, train and evaluate took --sheet, link
+    # refused it and always linked the first quarter.
+    book = openpyxl.Workbook()
+    for name, ids in (("2026Q3", ["Q3-1", "Q3-2"]), ("2026Q4", ["Q4-1", "Q4-2"])):
+        sheet = book.create_sheet(name)
+        sheet.append(["编号", "信访事项", "诉求内容"])
+        for pid in ids:
+            sheet.append([pid, "老板拖欠工资", "三个月没发工资了"])
+    book.remove(book["Sheet"])
+    ledger = tmp_path / "台账.xlsx"
+    book.save(ledger)
+    out = tmp_path / "linked.csv"
+    code, err = run(["link", "--input", str(ledger), "--output", str(out), "--sheet", "2026Q4"], capsys)
+    assert code == 0, err
+    with out.open(encoding="utf-8-sig", newline="") as handle:
+        assert [row["id"] for row in csv.DictReader(handle)] == ["Q4-1", "Q4-2"]
+
+
+@pytest.mark.parametrize("name", ["台账.csv", "台账", "台账.xlsx.download"])
+def test_a_workbook_under_another_name_is_read_as_the_workbook_it_is(name, tmp_path, small_model_dir, capsys):
+    # Saved or downloaded under a .csv name (or none), an .xlsx was refused as "binary data",
+    # as if it were no ledger at all; an .xls under any name was already read.
+    ledger = office_xlsx(tmp_path / "l.xlsx").rename(tmp_path / name)
+    argv, out = command("predict", ledger, small_model_dir, tmp_path)
+    assert predicted_ids(argv, out, capsys) == ["XF-2026-0107", "XF-2026-0108", "XF-2026-0109"]
+
+
+def _hidden_quarter_first(path: Path, kind: str) -> Path:
+    quarters = (("2026Q2", ["Q2-1", "Q2-2"], True), ("2026Q3", ["Q3-1", "Q3-2"], False))
+    if kind == "xlsx":
+        book = openpyxl.Workbook()
+        book.remove(book.active)
+        for name, ids, hidden in quarters:
+            sheet = book.create_sheet(name)
+            sheet.append(["编号", "信访事项", "诉求内容"])
+            for pid in ids:
+                sheet.append([pid, "老板拖欠工资", "三个月没发工资了"])
+            sheet.sheet_state = "hidden" if hidden else "visible"
+        book.save(path)
+        return path
+    xlwt = pytest.importorskip("xlwt")
+    book = xlwt.Workbook(encoding="utf-8")
+    for name, ids, hidden in quarters:
+        sheet = book.add_sheet(name)
+        for j, header in enumerate(["编号", "信访事项", "诉求内容"]):
+            sheet.write(0, j, header)
+        for i, pid in enumerate(ids, start=1):
+            for j, value in enumerate([pid, "老板拖欠工资", "三个月没发工资了"]):
+                sheet.write(i, j, value)
+        sheet.visibility = 1 if hidden else 0
+    book.active_sheet = 1
+    book.save(str(path))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["xlsx", "xls"])
+def test_the_sheet_read_is_the_one_shown_not_a_hidden_one_before_it(kind, tmp_path, small_model_dir, capsys):
+    # Offices hide last quarter's sheet rather than delete it; it was read in place of the
+    # sheet the person sees, without a word.
+    ledger = _hidden_quarter_first(tmp_path / f"台账.{kind}", kind)
+    argv, out = command("predict", ledger, small_model_dir, tmp_path)
+    assert predicted_ids(argv, out, capsys) == ["Q3-1", "Q3-2"]
+    assert predicted_ids([*argv, "--sheet", "2026Q2"], out, capsys) == ["Q2-1", "Q2-2"]

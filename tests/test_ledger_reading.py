@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from office_ledgers import OFFICE_HEADER, OFFICE_TITLE, office_xls, office_xlsx
 
-from training.ledger import LedgerError, read_ledger, read_ledgers
+from training.ledger import LedgerError, iter_ledger, read_ledger, read_ledgers
 
 ROWS = [
     {"id": "A1", "title": "老板拖欠工资", "body": "三个月没发工资", "division": "labor_inspection", "risk": "medium",
@@ -72,6 +72,20 @@ def test_duplicate_id_with_different_labels_names_both_places(tmp_path, taxonomy
         read_ledgers([first, second], taxonomy)
     same = write_csv(tmp_path / "q3.csv", [ROWS[0]])
     assert read_ledgers([first, same], taxonomy).duplicates_dropped == 1
+
+
+def test_one_id_given_to_two_different_petitions_is_refused_not_dropped(tmp_path, taxonomy):
+    # Same labels, another text: one of two petitions was dropped from training, counted as
+    # an "exact duplicate".
+    first = write_csv(tmp_path / "q1.csv", ROWS)
+    other = write_csv(tmp_path / "q2.csv", [{**ROWS[0], "body": ROWS[0]["body"] + "另外，单位还拖欠了加班费。"}])
+    with pytest.raises(LedgerError, match=r"q2\.csv, row 2, column 'id': duplicate id 'A1' for another petition.*"
+                                          r"q1\.csv row 2") as caught:
+        read_ledgers([first, other], taxonomy)
+    assert (caught.value.row, caught.value.column) == (2, "id")
+    # The same petition exported again, its spacing and line ends changed, is still one petition.
+    respaced = write_csv(tmp_path / "q3.csv", [{**ROWS[0], "body": f" {ROWS[0]['body'][:3]}\r\n{ROWS[0]['body'][3:]} "}])
+    assert read_ledgers([first, respaced], taxonomy).duplicates_dropped == 1
 
 
 @pytest.mark.parametrize(("content", "message"), [
@@ -171,3 +185,62 @@ def test_the_row_counter_is_the_id_only_when_there_is_no_case_number(tmp_path, t
     path.write_text("序号,编号,件号,诉求内容\n1,A,B,三个月没发工资\n", encoding="utf-8")
     with pytest.raises(LedgerError, match="two columns map to 'id' \\(one is '件号'\\)"):
         read_ledger(path, taxonomy, require_labels=False)
+
+
+@pytest.mark.parametrize("chunk_rows", [None, 2])
+def test_empty_lines_in_a_csv_are_skipped_and_rows_keep_the_numbers_a_spreadsheet_shows(tmp_path, taxonomy, chunk_rows):
+    # A blank line made every later row be reported one too high; the ",,,,," lines Excel
+    # saves below the data were refused as petitions with an empty id.
+    ledger = tmp_path / "l.csv"
+    ledger.write_text("id,title,body\r\nA1,欠薪,三个月没发工资\r\n\r\nA3,欠薪,\"工资\r\n拖欠\"\r\n,,\r\n , ,\r\n"
+                      "A7,养老,视同缴费年限\r\n,,\r\n,,\r\n", encoding="gbk")
+    frames = list(iter_ledger(ledger, taxonomy, require_labels=False, chunk_rows=chunk_rows))
+    frame = pd.concat(frames, ignore_index=True)
+    assert frame["id"].tolist() == ["A1", "A3", "A7"]
+    assert frame["row"].tolist() == [2, 4, 7]
+    ledger.write_text("id,title,body\nA1,欠薪,三个月没发工资\n\nA3,欠薪,三个月\n,欠薪,没有编号\n", encoding="utf-8")
+    with pytest.raises(LedgerError, match=r"l\.csv, row 5, column 'id': empty id"):
+        read_ledger(ledger, taxonomy, require_labels=False)
+
+
+def test_a_petition_of_invisible_characters_is_refused_as_empty_in_ledgers_and_the_api(tmp_path, taxonomy,
+                                                                                     small_model_dir):
+    # Zero-width spaces and byte-order marks pasted from web pages or Word: such a "petition"
+    # was routed (to external, without review) as if it said something.
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.database import Database
+    from service.keys import create_key
+    from service.settings import Settings
+
+    invisible = "\u200b\ufeff\u200e\u3000"
+    ledger = write_csv(tmp_path / "l.csv", [ROWS[0], {**ROWS[1], "title": invisible, "body": "\u200b"}])
+    with pytest.raises(LedgerError, match=r"row 3, column 'body': empty petition text"):
+        read_ledger(ledger, taxonomy, require_labels=False)
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'triage.db'}", model_dir=small_model_dir,
+                        registry_dir=tmp_path / "no-registry")
+    database = Database(settings.database_url)
+    database.migrate()
+    with database.sessions() as session:
+        key = create_key(session, "intake")
+    with TestClient(create_app(settings)) as client:
+        answer = client.post("/v1/triage", json={"title": invisible, "body": "\u200b"}, headers={"X-API-Key": key})
+        assert answer.status_code == 422 and answer.json()["detail"].startswith("body: empty"), answer.text
+        kept = client.post("/v1/triage", json={"title": "", "body": "\u200b欠薪"}, headers={"X-API-Key": key})
+        assert kept.status_code == 200, kept.text
+    database.engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["csv", "xlsx"])
+def test_headers_spaced_out_or_wrapped_onto_two_lines_are_recognised(tmp_path, taxonomy, kind):
+    # "编  号" and "标　题" line up short headers in Chinese forms; "诉求\n内容" is a header
+    # wrapped in its cell. The ledger was refused for a missing column the person could see.
+    header = ["序  号", "编  号", "标　题", "诉求\n内容", "承办\r\n处室", "风险 等级", "重点群体"]
+    rows = [[1, "A1", "老板拖欠工资", "三个月没发工资", "劳动保障监察局", "中", "无"]]
+    path = tmp_path / f"l.{kind}"
+    pd.DataFrame(rows, columns=header).to_csv(path, index=False) if kind == "csv" else \
+        pd.DataFrame(rows, columns=header).to_excel(path, index=False)
+    frame = read_ledger(path, taxonomy)
+    assert frame[["id", "title", "body", "division", "risk"]].values.tolist() == [
+        ["A1", "老板拖欠工资", "三个月没发工资", "labor_inspection", "medium"]]

@@ -60,6 +60,20 @@ def test_keys_list_shows_no_secret_and_revoke_takes_a_whole_key(database, capsys
     assert capsys.readouterr().out.count("+00:00") >= 4  # created and revoked, with their offset
 
 
+
+def test_a_key_label_longer_than_its_column_is_refused_before_the_database(database, capsys):
+    # SQLite stored a label of any length; PostgreSQL's varchar(200) refused it with a traceback.
+    with pytest.raises(SystemExit) as stopped:
+        main(["keys", "create", "--role", "intake", "--label", "登" * 201])
+    assert stopped.value.code == 2
+    assert "--label: 201 characters; at most 200" in capsys.readouterr().err
+    assert main(["keys", "create", "--role", "intake", "--label", "  登记窗口 "]) == 0
+    assert main(["keys", "list"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("登记窗口")
+    with sqlite3.connect(database.url.removeprefix("sqlite:///")) as connection:
+        assert connection.execute("SELECT label FROM api_keys").fetchall() == [("登记窗口",)]
+
+
 def test_backup_of_a_live_database_restores_what_it_held(database, tmp_path: Path):
     with database.sessions() as session:
         _triage(session, "kept", datetime.now(UTC), "备份前的信访")
@@ -76,6 +90,26 @@ def test_backup_of_a_live_database_restores_what_it_held(database, tmp_path: Pat
     with database.sessions() as session:
         assert session.get(TriageRecord, "after") is None and session.get(TriageRecord, "kept") is not None
     reader.close()
+
+
+
+def test_backup_never_writes_over_the_live_database_or_a_file_that_is_not_a_backup(database, tmp_path: Path, capsys):
+    # Renamed over the live database, the copy left the running service writing into the
+    # unlinked file (lost at its restart); renamed over a ledger, the ledger was gone.
+    live = Path(database.url.removeprefix("sqlite:///"))
+    writer = sqlite3.connect(live)  # an open connection, as the running service has
+    ledger = tmp_path / "台账.csv"
+    ledger.write_text("编号,内容\nA1,欠薪\n", encoding="utf-8")
+    for out, said in ((live, "is the database itself"), (ledger, "exists and is not a backup")):
+        before = out.read_bytes()
+        assert main(["backup", "--out", str(out)]) == 2
+        assert said in capsys.readouterr().err
+        assert out.read_bytes() == before
+    assert writer.execute("SELECT count(*) FROM triages").fetchone() == (0,)  # still the live file
+    writer.close()
+    earlier = tmp_path / "nightly.db"
+    assert main(["backup", "--out", str(earlier)]) == 0
+    assert main(["backup", "--out", str(earlier)]) == 0  # last night's copy is replaced
 
 
 def test_restore_refuses_a_file_that_is_not_a_backup(database, tmp_path: Path, capsys):
@@ -132,6 +166,22 @@ def test_an_unknown_log_level_is_refused(monkeypatch):
         get_settings.cache_clear()
 
 
+
+def test_purge_refuses_a_cut_off_in_the_future(database, capsys):
+    # A year typed wrong (2062 for 2026) deleted every petition's text, today's included.
+    with database.sessions() as session:
+        _triage(session, "today", datetime.now(UTC) - timedelta(minutes=5), "最近的信访内容，工资拖欠")
+        session.commit()
+    assert main(["purge", "--before", "2062-01-01"]) == 2
+    assert "--before 2062-01-01T00:00:00+00:00 is in the future" in capsys.readouterr().err
+    with database.sessions() as session:
+        assert session.get(TriageRecord, "today").body_masked == "最近的信访内容，工资拖欠"
+        assert session.query(AuditEntry).filter_by(action="retention.purge").count() == 0
+    assert main(["purge", "--before", datetime.now(UTC).isoformat()]) == 0
+    with database.sessions() as session:
+        assert session.get(TriageRecord, "today").body_masked == PURGED
+
+
 def test_the_export_writes_offsets_and_leaves_purged_petitions_out(database, tmp_path: Path, taxonomy):
     from training.decisions import read_decisions
 
@@ -147,6 +197,26 @@ def test_the_export_writes_offsets_and_leaves_purged_petitions_out(database, tmp
     assert "2026-12-06T09:00:00+08:00" in exported  # 01:00 UTC, in Beijing time with its offset
     again = read_decisions(out, taxonomy)
     assert list(again["id"]) == ["new"] and str(again["received_at"].iloc[0]) == "2026-12-06 09:00:00"
+
+
+
+def test_export_decisions_never_writes_its_csv_over_a_database(database, tmp_path: Path, capsys):
+    # --db and --out swapped, or the service's own triage.db given as --out: the CSV replaced
+    # the database, every petition, decision and key in it gone.
+    with database.sessions() as session:
+        _triage(session, "kept", datetime(2026, 12, 6, 1, 0, tzinfo=UTC), "最近的信访内容，工资拖欠")
+        session.commit()
+    live = Path(database.url.removeprefix("sqlite:///"))
+    other = tmp_path / "copy.db"
+    assert main(["backup", "--out", str(other)]) == 0
+    for out in (live, other):
+        before = out.read_bytes()
+        assert main(["export-decisions", "--db", str(live), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert f"triage export-decisions: error: {out}: is a SQLite database" in err, err
+        assert out.read_bytes() == before
+    with sqlite3.connect(live) as connection:
+        assert connection.execute("SELECT count(*) FROM triages").fetchone() == (1,)
 
 
 @pytest.mark.parametrize("command", [["backup", "--out", "copy.db"], ["restore", "--from", "copy.db"],

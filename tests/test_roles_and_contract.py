@@ -52,6 +52,26 @@ def test_a_body_that_is_not_json_gets_415(service, content_type):
     assert ok.status_code == 200
 
 
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/v1/triage", '{"title": "欠薪", "body": "三个月没发工资"}'),
+    ("/v1/triage/batch", '{"petitions": [{"title": "欠薪", "body": "三个月没发工资"}]}'),
+])
+def test_a_body_in_gbk_is_refused_saying_it_is_not_utf8(service, path, body):
+    # Clients on Chinese office PCs often post GBK. The answer was "There was an error parsing
+    # the body", which says nothing about what to change.
+    client, keys = service
+    response = client.post(path, content=body.encode("gbk"),
+                           headers={"X-API-Key": keys["intake"], "content-type": "application/json; charset=gbk"})
+    assert response.status_code == 400
+    detail = response.json()["detail"]
+    assert detail.startswith("the request body is not UTF-8 (byte 0x") and "GBK" in detail, detail
+    # A body that is UTF-8 but not JSON is still a 422 naming the position.
+    broken = client.post(path, content=body[:-1].encode(), headers={"X-API-Key": keys["intake"],
+                                                                   "content-type": "application/json"})
+    assert broken.status_code == 422 and broken.json()["detail"][0]["type"] == "json_invalid"
+
+
 def test_an_unknown_division_filter_is_refused_not_answered_empty(service):
     client, keys = service
     response = client.get("/v1/review-queue?division=no_such_division", headers={"X-API-Key": keys["reviewer"]})

@@ -169,6 +169,60 @@ def test_high_risk_enters_the_queue_and_leaves_only_when_resolved(service):
     assert client.post(f"/v1/review-queue/{tid}/resolve", json={"note": "again"}, headers=h(keys["reviewer"])).status_code == 409
 
 
+
+@pytest.mark.parametrize("blank", ["   ", "\u3000\u3000", "\t\n"])
+def test_a_decision_by_nobody_or_a_resolution_without_a_note_is_refused(service, blank):
+    # Spaces alone passed min_length=1: the audit trail then showed a decision "by" nobody
+    # and a high-risk petition resolved with nothing written.
+    client, keys, _ = service
+    tid = client.post("/v1/triage", json=URGENT, headers=h(keys["intake"])).json()["triage_id"]
+    decision = client.post("/v1/decisions", json={"triage_id": tid, "division": "pension", "decided_by": blank},
+                           headers=h(keys["intake"]))
+    assert decision.status_code == 422 and "decided_by" in str(decision.json()["detail"]), decision.text
+    assert client.get(f"/v1/triage/{tid}/decisions", headers=h(keys["intake"])).json() == []
+    resolved = client.post(f"/v1/review-queue/{tid}/resolve", json={"note": blank}, headers=h(keys["reviewer"]))
+    assert resolved.status_code == 422 and "note" in str(resolved.json()["detail"]), resolved.text
+    assert tid in [i["triage_id"] for i in client.get("/v1/review-queue", headers=h(keys["reviewer"])).json()]
+
+
+
+def test_a_received_at_in_the_future_is_refused_naming_it(service):
+    # A year typed wrong (2062 for 2026) put the statutory deadlines decades away: the
+    # petition never showed as overdue.
+    from datetime import UTC, datetime, timedelta
+
+    client, keys, _ = service
+    answer = client.post("/v1/triage", json={**PETITION, "received_at": "2062-07-01T09:00:00+08:00"},
+                         headers=h(keys["intake"]))
+    assert answer.status_code == 422, answer.text
+    error = answer.json()["detail"][0]
+    assert error["loc"] == ["body", "received_at"] and "in the future" in error["msg"], error
+    batch = client.post("/v1/triage/batch", json={"petitions": [{**PETITION, "received_at": "2062-07-01"}, PETITION]},
+                        headers=h(keys["intake"])).json()
+    assert "received_at" in batch[0]["error"] and "in the future" in batch[0]["error"] and batch[1]["result"]
+    # Today in Beijing, which may still be yesterday in UTC, is taken.
+    soon = (datetime.now(UTC) + timedelta(hours=8)).isoformat()
+    assert client.post("/v1/triage", json={**PETITION, "received_at": soon}, headers=h(keys["intake"])).status_code == 200
+
+
+
+def test_a_decision_takes_labels_as_ledgers_write_them(service, taxonomy):
+    # A ledger's 高/紧急/无 were taken by train and retrain, but a decision sent to the API
+    # with them was refused as an unknown code.
+    client, keys, _ = service
+    tid = client.post("/v1/triage", json=PETITION, headers=h(keys["intake"])).json()["triage_id"]
+    name = taxonomy.name_of("division", "pension")
+    for risk, key_group, expected in (("高", "无", ("high", "none")), ("紧急", "-", ("high", "none")),
+                                      ("High", "none", ("high", "none"))):
+        made = client.post("/v1/decisions", json={"triage_id": tid, "division": name, "risk": risk, "key_group": key_group,
+                                                  "decided_by": "王五", "reason": "改派"}, headers=h(keys["intake"]))
+        assert made.status_code == 201, made.text
+        assert (made.json()["risk"], made.json()["key_group"]) == expected
+    refused = client.post("/v1/decisions", json={"triage_id": tid, "division": "pension", "risk": "很高", "decided_by": "王五"},
+                          headers=h(keys["intake"]))
+    assert refused.status_code == 422 and "risk" in refused.json()["detail"]
+
+
 def test_reload_refuses_a_broken_model_and_keeps_serving(service, tmp_path, small_model_dir):
     client, keys, _ = service
     broken = tmp_path / "broken"

@@ -62,3 +62,85 @@ def test_the_suggestions_download_keeps_formula_like_text_as_text(intake, tmp_pa
     row = openpyxl.load_workbook(io.BytesIO(download.content)).active[2]
     assert (row[0].value, row[0].data_type) == (external_id, "s")
     assert (row[1].value, row[1].data_type) == (title, "s")
+
+
+def test_an_uploaded_ledgers_dates_are_the_offices_time_not_utc(intake, tmp_path):
+    # 登记日期 is written in Beijing time, as `triage train` and `retrain` read it; sent on
+    # without an offset the API took 09:30 for UTC, and the time limits ran eight hours late.
+    # A date alone is that day, as the intake form sends it.
+    client, key, _ = intake
+    csrf = signed_in(client, key, landing="/intake")
+    ledger = tmp_path / "台账.csv"
+    pd.DataFrame({"编号": ["TZ-1", "TZ-2"], "标题": ["拖欠工资", "工地欠薪"],
+                  "内容": ["老板三个月没发工资了。", "包工头跑了，工资没人给。"],
+                  "登记日期": ["2026年7月1日 09:30", "2026-07-02"]}).to_csv(ledger, index=False)
+    answer = client.post("/intake/ledger", data={"csrf_token": csrf},
+                         files={"ledger": ("台账.csv", ledger.read_bytes(), "text/csv")})
+    assert answer.status_code == 200, answer.text
+    received = {}
+    for triage_id in set(re.findall(r'/cases/([0-9a-f-]{36})', answer.text)):
+        case = client.get(f"/v1/triage/{triage_id}", headers={"X-API-Key": key}).json()
+        received[case["external_id"]] = (case["received_at"], case["time_limits"]["accept_by"])
+    assert received == {"TZ-1": ("2026-07-01T01:30:00Z", "2026-07-16T01:30:00Z"),
+                        "TZ-2": ("2026-07-02T00:00:00Z", "2026-07-17T00:00:00Z")}, received
+
+
+def test_a_ledger_over_the_size_limit_gets_a_page_saying_so_and_the_api_keeps_json(intake, tmp_path):
+    # The clerk saw the API's {"detail": "request body over 2000000 bytes"}, or a broken
+    # connection when the answer came before the upload was sent.
+    client, key, _ = intake
+    csrf = signed_in(client, key, landing="/intake")
+    form = client.get("/intake").text
+    assert "每次最多 100 行、2 MB" in form
+    ledger = tmp_path / "台账.csv"
+    pd.DataFrame({"编号": [f"XF-{i}" for i in range(90)], "标题": ["拖欠工资"] * 90,
+                  "内容": ["老板三个月没发工资了。" * 1000] * 90}).to_csv(ledger, index=False)
+    assert ledger.stat().st_size > 2_000_000
+    answer = client.post("/intake/ledger", data={"csrf_token": csrf},
+                         files={"ledger": ("台账.csv", ledger.read_bytes(), "text/csv")})
+    assert answer.status_code == 413
+    assert answer.headers["content-type"].startswith("text/html")
+    assert "上传的文件超过 2 MB 的上限" in answer.text
+    api = client.post("/v1/triage", content=b"x" * 2_100_000, headers={"X-API-Key": key, "content-type": "application/json"})
+    assert api.status_code == 413 and api.json() == {"detail": "request body over 2000000 bytes"}
+    assert client.get("/v1/triage/no-such-id", headers={"X-API-Key": key}).json() == {"detail": "triage_id: no triage 'no-such-id'"}
+
+
+def test_a_ledger_over_the_row_limit_is_refused_in_the_pages_language(intake, tmp_path):
+    client, key, database = intake
+    csrf = signed_in(client, key, landing="/intake")
+    ledger = tmp_path / "台账.csv"
+    pd.DataFrame({"编号": [f"XF-{i}" for i in range(101)], "标题": ["拖欠工资"] * 101,
+                  "内容": ["老板三个月没发工资了。"] * 101}).to_csv(ledger, index=False)
+    answer = client.post("/intake/ledger", data={"csrf_token": csrf},
+                         files={"ledger": ("台账.csv", ledger.read_bytes(), "text/csv")})
+    assert answer.status_code == 422
+    assert "台账.csv：有 101 行，超过每次 100 行的上限（TRIAGE_MAX_BATCH）" in answer.text, answer.text
+    with database.sessions() as session:
+        assert session.query(TriageRecord).count() == 0
+
+
+def test_the_review_page_names_and_filters_emerging_groups(small_model_dir, tmp_path):
+    # The API queues emerging groups as reason=emerging_group; the reviewer's page showed the
+    # code itself and could not filter on it.
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'triage.db'}", model_dir=small_model_dir,
+                        registry_dir=tmp_path / "no-registry")
+    database = Database(settings.database_url)
+    database.migrate()
+    with database.sessions() as session:
+        intake_key, reviewer_key = create_key(session, "intake"), create_key(session, "reviewer")
+    letter = {"title": "宏达建筑公司拖欠农民工工资",
+              "body": "我们在宏达建筑公司承建的幸福家园三期项目干活，工程款结了，包工头一直拖欠我们的工资。"}
+    with TestClient(create_app(settings)) as client:
+        for _ in range(3):
+            assert client.post("/v1/triage", json=letter, headers={"X-API-Key": intake_key}).status_code == 200
+        queued = client.get("/v1/review-queue", params={"reason": "emerging_group"},
+                            headers={"X-API-Key": reviewer_key}).json()
+        assert queued, "three letters about one matter make an emerging group"
+        signed_in(client, reviewer_key, landing="/review")
+        listed = client.get("/review", params={"reason": "emerging_group"}).text
+        assert '<option value="emerging_group" selected>疑似群体性事项</option>' in listed
+        assert listed.count(f'/cases/{queued[0]["triage_id"]}') >= 1 and ">emerging_group<" not in listed
+        case = client.get(f"/cases/{queued[0]['triage_id']}").text
+        assert "已进入信访办研判队列（疑似群体性事项）" in case
+    database.engine.dispose()

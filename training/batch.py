@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from model.triage import TriageModel
-from training.ledger import iter_ledger, spreadsheet_safe
+from training.ledger import check_output, iter_ledger, spreadsheet_safe
 from training.train import texts_of
 
 Progress = Callable[[str], None]
@@ -94,6 +94,7 @@ def write_predictions(model: TriageModel, model_dir: str | Path, version: str, p
     loaded from `model_dir`, while this process reads, checks and writes."""
     started = time.perf_counter()
     out = Path(out)
+    check_output(out, paths)
     tmp = out.with_name(out.name + ".tmp")
     # As `train --out`, `backup --out` and `export-decisions --out` do: a folder named for the
     # results is made, not refused with a traceback after the model has loaded.

@@ -20,7 +20,15 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from model.taxonomy import HEADS, Taxonomy
 from model.text import PURGED_TEXT
-from training.ledger import CHINA_TIME, FORMULA_START, LedgerError, local_times, read_ledger, spreadsheet_safe
+from training.ledger import (
+    CHINA_TIME,
+    FORMULA_START,
+    LedgerError,
+    check_output,
+    local_times,
+    read_ledger,
+    spreadsheet_safe,
+)
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 # The first seven columns make it a ledger that `triage train` / `retrain --data` read;
@@ -224,6 +232,13 @@ def write_export(frame: pd.DataFrame, out: str | Path) -> Path:
 
 
 def export_decisions(source: str | Path, out: str | Path, taxonomy: Taxonomy) -> int:
+    # `--out` is the CSV to write, `--db` the database to read: a database given as --out
+    # (the two swapped, or the service's own triage.db) was replaced by the CSV, every
+    # petition, decision and key in it gone.
+    if "://" not in str(out) and is_database(out):
+        raise DecisionsError(out, "is a SQLite database; --out names the CSV file to write (the database to read "
+                                  "is --db). Choose another --out file")
+    check_output(out, [])
     frame = read_decisions(source, taxonomy)
     write_export(frame, out)
     return len(frame)

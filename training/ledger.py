@@ -14,7 +14,8 @@ import datetime as dt
 import io
 import json
 import re
-from collections.abc import Iterator
+import zipfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta, timezone
 from pathlib import Path
@@ -23,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from model.taxonomy import HEADS, Taxonomy
+from model.text import has_text
 
 # Ledger dates are the petition office's wall-clock time.
 CHINA_TIME = timezone(timedelta(hours=8))
@@ -69,10 +71,6 @@ ROW_COUNTER = "序号"
 # How far down a title block (ledger name, office, period, notes) may push the header row.
 HEADER_SEARCH_ROWS = 20
 TRUE_VALUES = {"true", "1", "yes", "y", "是"}
-# Common ways a ledger writes a risk level or "no key group".
-RISK_ALIASES = {"低": "low", "中": "medium", "高": "high", "低风险": "low", "中风险": "medium", "高风险": "high",
-                "一般": "low", "较高": "medium", "紧急": "high"}
-NONE_ALIASES = {"", "无", "否", "none", "非重点群体", "-", "/"}
 # 2026年7月1日, 2026/7/1, 2026.07.01, 2026-7-1, with or without a time after the date.
 CHINESE_DATE = re.compile(r"^(\d{4})\s*[年./-]\s*(\d{1,2})\s*[月./-]\s*(\d{1,2})\s*日?\s*(.*)$")
 # Excel stores a date as days since 1899-12-30; a date cell copied as a value, or a
@@ -91,6 +89,22 @@ FORMULA_START = ("=", "+", "-", "@")
 def spreadsheet_safe(value: str) -> str:
     """`value` as a cell no spreadsheet will run: a leading formula character is quoted."""
     return "'" + value if value[:1] in FORMULA_START else value
+
+
+def check_output(out: str | Path, inputs: Sequence[str | Path]) -> None:
+    """Raise LedgerError when writing the CSV `out` would replace one of the ledgers being
+    read, or a folder. Outputs are renamed into place when complete, so `--output` naming
+    the `--input` ledger (one slip of the keyboard) replaced the office's ledger by the
+    results; a folder was refused only after every row had been scored."""
+    out = Path(out)
+    if out.is_dir():
+        raise LedgerError(out, "is a folder; --output names the CSV file to write (e.g. results/predictions.csv)")
+    if not out.exists():
+        return
+    for source in inputs:
+        if Path(source).exists() and out.samefile(source):
+            raise LedgerError(out, "is also given as --input; writing the results there would replace the ledger. "
+                                   "Choose another --output file")
 
 
 class LedgerError(ValueError):
@@ -127,8 +141,15 @@ class _Chunk:
 
 
 # ------------------------------------------------------------------ headers
+def _header_text(name: object) -> str:
+    # Chinese forms space out short headers to line them up ("编  号", "标　题") and wrap long
+    # ones onto two lines in their cell ("诉求\n内容"); such a header was not recognised, and
+    # the ledger refused for a "missing column" the person could see.
+    return re.sub(r"\s+", "", str(name).lstrip("\ufeff"))
+
+
 def _canonical(name: object) -> str | None:
-    text = str(name).strip().lstrip("\ufeff")
+    text = _header_text(name)
     if text == ROW_COUNTER:
         return "id"
     for canonical, aliases in HEADER_ALIASES.items():
@@ -162,7 +183,7 @@ def _mapping(path: Path, columns: list[object], required: tuple[str, ...], sheet
         canonical = _canonical(name)
         if canonical is None:
             continue
-        if name == ROW_COUNTER:
+        if _header_text(name) == ROW_COUNTER:
             counters.append(column)
             continue
         if canonical in mapping.values():
@@ -277,8 +298,10 @@ def _text_chunks(path: Path, required: tuple[str, ...], chunk_rows: int | None) 
         yield from _jsonl_chunks(path, encoding, chunk_rows)
         return
     delimiter, above = _csv_layout(text_head, required)
+    # skip_blank_lines=False: pandas dropped blank lines without a word, so every row after one
+    # was reported a row too high; empty rows are dropped below, with their numbers kept.
     options = {"encoding": encoding, "dtype": str, "keep_default_na": False, "skipinitialspace": False,
-               "sep": delimiter, "skiprows": above}
+               "sep": delimiter, "skiprows": above, "skip_blank_lines": False}
     first = above + 2
     try:
         with contextlib.ExitStack() as stack:
@@ -291,8 +314,13 @@ def _text_chunks(path: Path, required: tuple[str, ...], chunk_rows: int | None) 
                     raise LedgerError(path, f"the data rows have more fields than the {len(frame.columns)} columns of "
                                             "the header (a comma at the end of each line, or an unquoted comma inside a field?)",
                                       row=first)
-                yield _Chunk(frame, np.arange(first, first + len(frame)))
+                rows = np.arange(first, first + len(frame))
                 first += len(frame)
+                # A row with nothing in it is no petition, as in a workbook: blank lines, and the
+                # ",,,,," lines Excel saves below the data when formatted cells reach further down.
+                frame = frame.fillna("")
+                filled = frame.apply(lambda column: column.str.strip().ne("")).any(axis=1).to_numpy()
+                yield _Chunk(frame[filled].reset_index(drop=True), rows[filled])
     except pd.errors.ParserError as exc:
         raise LedgerError(path, f"not a valid CSV file ({exc})") from None
     except pd.errors.EmptyDataError:
@@ -350,29 +378,64 @@ def _fill_down(cells: list[list[object]], top: int, left: int, bottom: int) -> N
             cells[r][left] = value
 
 
-def _xlsx_sheets(path: Path) -> list[tuple[str, list[list[object]]]]:
+def _opendocument(path: Path) -> bool:
+    """Whether the zip archive at `path` is an OpenDocument spreadsheet, which openpyxl cannot read."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.read("mimetype").startswith(b"application/vnd.oasis.opendocument.spreadsheet")
+    except (KeyError, OSError, zipfile.BadZipFile):
+        return False
+
+
+def _xlsx_sheets(path: Path) -> tuple[list[tuple[str, list[list[object]]]], set[str]]:
+    """Every sheet's name and cells, and the names of the hidden sheets."""
     import openpyxl
 
     try:
-        # data_only=False: a formula is read as the text of the formula, never as a value
-        # Excel computed (a cell "=HYPERLINK(...)" stays that text, and is never evaluated).
+        # Nothing is ever evaluated. A formula cell is read as the value Excel (or WPS) saved
+        # with it, which is what the person sees: ids made by ="XF-"&TEXT(ROW(),"0000"), a
+        # division looked up with VLOOKUP, a date from =DATE(…). Read as their text, every
+        # such id was the same formula (predict wrote one id for all rows, train refused
+        # "duplicate id") and every such date "not a date". A file written by a program
+        # that saved no value keeps the formula's text (then neutralised in outputs).
         # Not read_only: merged ranges are only known to a fully loaded workbook.
-        book = openpyxl.load_workbook(path, data_only=False)
+        # Opened as a file, not by name: openpyxl refuses a workbook by its name's ending.
+        with path.open("rb") as handle:
+            book = openpyxl.load_workbook(handle, data_only=False)
     except Exception as exc:  # openpyxl raises many types for a damaged workbook
+        if _opendocument(path):
+            raise LedgerError(path, "an OpenDocument spreadsheet (.ods, from WPS or LibreOffice); save it as .xlsx "
+                                    "or UTF-8 CSV") from None
         raise LedgerError(path, f"not a readable XLSX workbook ({type(exc).__name__}: {exc})") from None
+    saved = None  # the values saved with the formulas: a second reading, only when there are formulas
     sheets = []
     for sheet in book.worksheets:
-        cells = [list(row) for row in sheet.iter_rows(min_row=1, min_col=1, values_only=True)]
+        cells = []
+        for r, row in enumerate(sheet.iter_rows(min_row=1, min_col=1)):
+            values = [cell.value for cell in row]
+            for c, cell in enumerate(row):
+                if cell.data_type == "f":
+                    if saved is None:
+                        with path.open("rb") as handle:
+                            saved = openpyxl.load_workbook(handle, data_only=True)
+                    value = saved[sheet.title].cell(row=r + 1, column=c + 1).value
+                    if value is not None:
+                        values[c] = value
+            cells.append(values)
         for merged in sheet.merged_cells.ranges:
             _fill_down(cells, merged.min_row - 1, merged.min_col - 1, merged.max_row - 1)
         sheets.append((sheet.title, cells))
+    hidden = {sheet.title for sheet in book.worksheets if sheet.sheet_state != "visible"}
     book.close()
-    return sheets
+    if saved is not None:
+        saved.close()
+    return sheets, hidden
 
 
-def _xls_sheets(path: Path) -> list[tuple[str, list[list[object]]]]:
+def _xls_sheets(path: Path) -> tuple[list[tuple[str, list[list[object]]]], set[str]]:
+    """Every sheet's name and cells, and the names of the hidden sheets."""
     # python-calamine (Rust calamine) reads the Excel 97-2003 format, which openpyxl does not.
-    from python_calamine import CalamineWorkbook
+    from python_calamine import CalamineWorkbook, SheetVisibleEnum
 
     try:
         book = CalamineWorkbook.from_path(str(path))
@@ -383,16 +446,17 @@ def _xls_sheets(path: Path) -> list[tuple[str, list[list[object]]]]:
             for (top, left), (bottom, _right) in sheet.merged_cell_ranges or []:
                 _fill_down(cells, top, left, bottom)
             sheets.append((name, cells))
+        hidden = {meta.name for meta in book.sheets_metadata if meta.visible != SheetVisibleEnum.Visible}
         book.close()
     except Exception as exc:  # calamine raises its own error types for a damaged or encrypted file
         raise LedgerError(path, f"not a readable Excel 97-2003 workbook (.xls), or a password-protected workbook "
                                 f"({type(exc).__name__}: {exc}); save it without a password as .xlsx or UTF-8 CSV") from None
-    return sheets
+    return sheets, hidden
 
 
 def _workbook_chunks(path: Path, ole2: bool, required: tuple[str, ...], sheet: str | None,
                      chunk_rows: int | None) -> Iterator[_Chunk]:
-    sheets = _xls_sheets(path) if ole2 else _xlsx_sheets(path)
+    sheets, hidden = _xls_sheets(path) if ole2 else _xlsx_sheets(path)
     texts = [(name, [[_cell_text(v) for v in row] for row in cells]) for name, cells in sheets]
     names = [name for name, _ in sheets]
     if sheet is not None:
@@ -401,12 +465,14 @@ def _workbook_chunks(path: Path, ole2: bool, required: tuple[str, ...], sheet: s
         chosen = names.index(sheet)
     else:
         # The first sheet that has every column and data under them; a cover sheet, notes or a
-        # summary before the ledger are passed over.
+        # summary before the ledger are passed over, and so are hidden sheets while a visible
+        # one has them (an office hides last quarter's sheet: it was read instead of the one shown).
         found = [_find_header(rows, required) for _, rows in texts]
         complete = [i for i, (index, _) in enumerate(found)
                     if set(required) <= _recognised(texts[i][1][index] if texts[i][1] else [])]
         with_data = [i for i in complete if any(any(c.strip() for c in row) for row in texts[i][1][found[i][0] + 1:])]
-        chosen = (with_data or complete or [0])[0]
+        shown_with_data = [i for i in with_data if names[i] not in hidden]
+        chosen = (shown_with_data or with_data or complete or [0])[0]
     name, rows = texts[chosen]
     shown = name if len(names) > 1 else None
     if not rows:
@@ -462,11 +528,7 @@ def _resolve_labels(path: Path, frame: pd.DataFrame, rows: np.ndarray, taxonomy:
         codes = []
         for i, value in enumerate(frame[head].astype(str)):
             value = value.strip()
-            code = taxonomy.resolve(head, value)
-            if code is None and head == "risk":
-                code = RISK_ALIASES.get(value) or taxonomy.resolve(head, value.lower())
-            if code is None and head == "key_group" and value.lower() in NONE_ALIASES:
-                code = "none"
+            code = taxonomy.resolve_written(head, value)
             if code is None:
                 allowed = ", ".join(taxonomy.codes(head))
                 raise LedgerError(
@@ -489,8 +551,9 @@ def _standard(path: Path, chunk: _Chunk, mapping: dict[object, str], taxonomy: T
     for i, (pid, title, body) in enumerate(zip(frame["id"], frame["title"], frame["body"], strict=True)):
         if not pid.strip():
             raise LedgerError(path, "empty id", row=int(chunk.rows[i]), column="id", sheet=sheet)
-        if not (title.strip() or body.strip()):
-            raise LedgerError(path, "empty petition text (title and body are both empty)", row=int(chunk.rows[i]),
+        if not has_text(title, body):
+            raise LedgerError(path, "empty petition text (title and body are both empty, or hold only spaces and "
+                                    "invisible characters)", row=int(chunk.rows[i]),
                               column="body", sheet=sheet)
     frame["id"] = frame["id"].str.strip()
     frame["synthetic"] = (frame["synthetic"].str.strip().str.lower().isin(TRUE_VALUES)
@@ -529,7 +592,9 @@ def iter_ledger(path: str | Path, taxonomy: Taxonomy, require_labels: bool = Tru
         raise LedgerError(path, "the file is empty")
     with path.open("rb") as handle:
         magic = handle.read(len(OLE2_MAGIC))
-    workbook = magic == OLE2_MAGIC or path.suffix.lower() in (".xlsx", ".xlsm")
+    # By content as well as by name: a workbook saved or downloaded under a .csv name was
+    # refused as "binary data", as if it were no ledger at all.
+    workbook = magic == OLE2_MAGIC or magic.startswith(ZIP_MAGIC) or path.suffix.lower() in (".xlsx", ".xlsm")
     # A text file read in chunks needs no more memory when it is larger; a workbook is read whole.
     if max_bytes and size > max_bytes and (workbook or not chunk_rows):
         raise LedgerError(path, f"file is {size / 2**20:.0f} MiB, over the {max_bytes / 2**20:.0f} MiB limit; "
@@ -559,11 +624,18 @@ def read_ledger(path: str | Path, taxonomy: Taxonomy, require_labels: bool = Tru
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
+def _text_key(row: pd.Series) -> str:
+    """A petition's text as compared between two rows with one id: spacing and line ends
+    differ between exports of the same ledger."""
+    return re.sub(r"\s+", "", f"{row['title']}{row['body']}")
+
+
 def read_ledgers(paths: list[str | Path], taxonomy: Taxonomy, require_labels: bool = True,
                  sheet: str | None = None) -> Ledger:
     """All files as one frame; a petition listed twice with the same labels is kept once,
-    with different labels it is an error that names both places. `sheet` names the
-    sheet to read in every workbook among them (CSV and JSONL files have none)."""
+    with different labels, or one id given to two different texts, it is an error that
+    names both places. `sheet` names the sheet to read in every workbook among them (CSV
+    and JSONL files have none)."""
     if not paths:
         raise LedgerError("--data", "no ledger given")
     frames = [read_ledger(p, taxonomy, require_labels, sheet=sheet) for p in paths]
@@ -581,6 +653,15 @@ def read_ledgers(paths: list[str | Path], taxonomy: Taxonomy, require_labels: bo
                         frame.loc[i, "source"],
                         f"duplicate id {pid!r} with different labels {tuple(labels)} vs {first} "
                         f"at {frame.loc[j, 'source']} row {frame.loc[j, 'row']}",
+                        row=int(frame.loc[i, "row"]), column="id",
+                    )
+                if _text_key(frame.loc[i]) != _text_key(frame.loc[j]):
+                    # Two petitions numbered alike (a typing slip in 编号): dropping one would
+                    # lose a petition from training without a word, counted as a repeat.
+                    raise LedgerError(
+                        frame.loc[i, "source"],
+                        f"duplicate id {pid!r} for another petition: its title and body differ from those at "
+                        f"{frame.loc[j, 'source']} row {frame.loc[j, 'row']}; give each petition its own id",
                         row=int(frame.loc[i, "row"]), column="id",
                     )
                 dropped += 1

@@ -6,7 +6,9 @@ import argparse
 import contextlib
 import errno
 import json
+import math
 import os
+import re
 import secrets
 import signal
 import socket
@@ -63,7 +65,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from training.batch import write_predictions
+    from training.ledger import check_output
 
+    check_output(args.output, args.input)  # before the model loads: a wrong --output is found at once
     loaded = load_model(args.model)
     _progress(f"scoring {', '.join(args.input)} with model {loaded.version} …")
     written = write_predictions(loaded.model, args.model, loaded.version, args.input, args.output, sheet=args.sheet,
@@ -76,10 +80,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_link(args: argparse.Namespace) -> int:
     from model.matter import link_matters
     from model.taxonomy import load_taxonomy
-    from training.ledger import read_ledgers, spreadsheet_safe
+    from training.ledger import check_output, read_ledgers, spreadsheet_safe
     from training.train import texts_of
 
-    frame = read_ledgers(args.input, load_taxonomy(), require_labels=False).frame
+    check_output(args.output, args.input)
+    frame = read_ledgers(args.input, load_taxonomy(), require_labels=False, sheet=args.sheet).frame
     _progress(f"linking {len(frame)} petitions by the matter they describe …")
     frame["matter"] = link_matters(texts_of(frame))
     sizes = frame["matter"].map(frame["matter"].value_counts())
@@ -181,6 +186,50 @@ def _whole_number(what: str, low: int, high: int | None = None) -> Callable[[str
             raise argparse.ArgumentTypeError(f"{value!r}: expected {expected}")
         return int(value)
     return parse
+
+
+def _tolerance(value: str) -> float:
+    """An argparse type: how far below the champion a key metric may be, from 0 to 1.
+
+    Any float was taken: --tolerance 5 or nan let a far worse model be promoted without
+    --force or a reason (nan compares false, so nothing was ever "worse", and was written
+    to the registry as NaN, which is not JSON); a negative one refused every challenger."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not 0 <= number <= 1:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected a number from 0 to 1 (the key metrics are shares), "
+                                         "e.g. 0.02")
+    return number
+
+
+_QUARTER = re.compile(r"^\s*(\d{4})\s*(?:[-_/ ]?\s*[Qq]\s*([1-4])|年?\s*第?\s*([1-4一二三四])\s*季度?)\s*$")
+
+
+def _quarter(value: str) -> str:
+    """An argparse type: a quarter as retrain names them (2026Q3), also written 2026-Q3,
+    2026q3 or 2026年第三季度. Another spelling was only found after the ledgers were read,
+    as "no petition received in 2026-Q3" while the data listed 2026Q3."""
+    match = _QUARTER.match(value)
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected a quarter such as 2026Q3")
+    number = match[2] or match[3]
+    if number in "一二三四":
+        number = str("一二三四".index(number) + 1)
+    return f"{match[1]}Q{number}"
+
+
+# As long as the api_keys.label column: PostgreSQL refuses a longer value with a traceback
+# (SQLite stores it), and the intake page records a key's label as who decided.
+KEY_LABEL_CHARS = 200
+
+
+def _key_label(value: str) -> str:
+    """An argparse type: a key's label, at most KEY_LABEL_CHARS characters, spaces around it dropped."""
+    if len(value.strip()) > KEY_LABEL_CHARS:
+        raise argparse.ArgumentTypeError(f"{len(value.strip())} characters; at most {KEY_LABEL_CHARS}")
+    return value.strip()
 
 
 _petition_count = _whole_number("a number of petitions", 1)
@@ -355,10 +404,20 @@ def _moment(value: str) -> datetime:
 
 
 def cmd_purge(args: argparse.Namespace) -> int:
+    from datetime import UTC
+
     from service.database import Database
     from service.maintenance import MaintenanceError, existing_database, purge_petitions
     from training.registry import current_user
 
+    if args.before > datetime.now(UTC):
+        # A year typed wrong (2062 for 2026) deleted the text of every petition, today's too,
+        # with no way back but a backup. Retention purges the past; "everything until now" is
+        # said with the current time.
+        print(f"triage purge: error: --before {args.before.isoformat()} is in the future: it would delete the text "
+              "of every petition stored; give a past date (to purge everything until now, give the current time)",
+              file=sys.stderr)
+        return 2
     try:
         database = Database(existing_database(settings().database_url))
     except MaintenanceError as exc:
@@ -556,6 +615,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("link", help="assign a `matter` id per row of a ledger (petitions about one matter share it)")
     p.add_argument("--input", action="append", required=True, help="ledger file; repeat for several")
     p.add_argument("--output", required=True, help="CSV to write: the ledger with a matter column")
+    _add_sheet_argument(p)
     p.set_defaults(func=cmd_link)
 
     p = sub.add_parser("evaluate", help="metrics of a model on a labelled ledger")
@@ -586,7 +646,8 @@ def build_parser() -> argparse.ArgumentParser:
     keys = p.add_subparsers(dest="action", required=True)
     k = keys.add_parser("create")
     k.add_argument("--role", required=True, choices=["intake", "reviewer", "analyst", "admin"])
-    k.add_argument("--label")
+    k.add_argument("--label", type=_key_label, help=f"who or which desk uses it, at most {KEY_LABEL_CHARS} characters "
+                   "(the intake page records it as who decided)")
     k = keys.add_parser("revoke")
     k.add_argument("key", help="the whole key, or its prefix: the 8 characters after 'pt_'")
     keys.add_parser("list", help="every key: prefix, role, label, when created and revoked (never the key)")
@@ -614,7 +675,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decisions", help="the service's database (SQLite file or URL) or an export-decisions file")
     p.add_argument("--registry", help=f"{REGISTRY_HELP} (created if absent)")
     p.add_argument("--holdout", action="append", help="held-out ledger instead of the latest quarter; repeatable")
-    p.add_argument("--holdout-quarter", help="hold out this quarter, e.g. 2026Q3 (default: the latest)")
+    p.add_argument("--holdout-quarter", type=_quarter, help="hold out this quarter, e.g. 2026Q3 (default: the latest)")
     p.add_argument("--taxonomy", default=str(DEFAULT_TAXONOMY))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--by", help="who runs it (default: the login name)")
@@ -661,7 +722,7 @@ def _add_policy_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metric", action="append",
                    help="key metric HEAD.NAME a challenger must not lose on; repeatable "
                         "(default: division.macro_f1 and risk.high_recall)")
-    p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
+    p.add_argument("--tolerance", type=_tolerance, default=DEFAULT_TOLERANCE,
                    help=f"how far below the champion a key metric may be (default {DEFAULT_TOLERANCE})")
 
 
@@ -696,6 +757,12 @@ def _run(args: argparse.Namespace) -> int:
     except (LedgerError, ArtifactError, TaxonomyError, ModelInputError, NotEnoughMemory, SettingsError) as exc:
         print(f"triage {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader of stdout went away (`triage evaluate … | head`): what it wanted was shown.
+        # Quietly, as other commands in a pipe end; stdout is pointed at /dev/null so that the
+        # interpreter's last flush does not report the closed pipe once more.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except OSError as exc:
         # A file that cannot be read or written (no such folder, a file where a folder should be,
         # permission, a full disk): one line naming it, not a traceback. Outputs are written to a

@@ -43,7 +43,8 @@ def record(decision: DecisionIn, session: Session, taxonomy: Taxonomy, key: ApiK
         "key_group": decision.key_group or triage.key_group,
     }
     for head, value in final.items():
-        code = taxonomy.resolve(head, value)
+        # As a ledger writes it (高, 紧急, 无 …): the same labels retrain reads from ledgers and exports.
+        code = taxonomy.resolve_written(head, value)
         if code is None:
             raise HTTPException(422, f"{head}: unknown code or name {value!r}; one of {taxonomy.codes(head)}")
         final[head] = code

@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from model.artifact import LoadedModel
-from model.text import join_fields
+from model.text import has_text, join_fields
 from service.cases import case_out, decisions_of, masked_text, rebase_explanation, time_limits
 from service.database import ApiKey, ReviewItem, TriageRecord, utcnow
 from service.deps import GroupCommitDep, ModelDep, SessionDep, SettingsDep, require_role
@@ -48,8 +48,9 @@ TriageId = Annotated[str, Path(max_length=200, pattern=NO_NUL)]
 def _check_size(petition: PetitionIn, settings: Settings) -> None:
     if len(petition.body) > settings.max_body_chars:
         raise ValueError(f"body: {len(petition.body)} characters, over the limit of {settings.max_body_chars}")
-    if not (petition.title.strip() or petition.body.strip()):
-        raise ValueError("body: empty, and so is title; a petition needs text in its title or its body")
+    if not has_text(petition.title, petition.body):
+        raise ValueError("body: empty, and so is title (spaces and invisible characters do not count); "
+                         "a petition needs text in its title or its body")
 
 
 def _same_matter(suggestion: Suggestion, loaded: LoadedModel, linked_text: str, received: datetime,

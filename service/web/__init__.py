@@ -8,13 +8,23 @@ from __future__ import annotations
 import secrets
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.web import intake, ledger, models, overview, review, signin
 from service.web.render import HERE, page
 from service.web.sessions import PageRefused, SignInRequired, end_session, signin_url
+
+# The API, the metrics and the probes answer JSON or text; every other path is a page.
+NOT_PAGES = ("/v1/", "/metrics", "/healthz", "/readyz", "/openapi.json", "/static/")
+
+
+def is_page(path: str) -> bool:
+    """Whether a request to `path` is answered with a page (HTML) rather than JSON."""
+    return not path.startswith(NOT_PAGES)
 
 
 def install(app: FastAPI) -> None:
@@ -44,3 +54,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(PageRefused)
     async def refused(request: Request, exc: PageRefused) -> Response:
         return page(request, "error.html", None, status=exc.status, message=exc.message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def too_large(request: Request, exc: StarletteHTTPException) -> Response:
+        # A ledger over TRIAGE_MAX_REQUEST_BYTES: the intake clerk saw the API's JSON.
+        if exc.status_code == 413 and is_page(request.url.path):
+            return page(request, "error.html", None, status=413, headers=exc.headers,
+                        message=f"上传的文件超过 {settings.max_request_bytes / 1e6:g} MB 的上限"
+                                "（TRIAGE_MAX_REQUEST_BYTES），未作处理。请把台账拆成几个较小的文件分别上传。")
+        return await http_exception_handler(request, exc)

@@ -93,7 +93,7 @@ def decide(request: Request, triage_id: str, user: IntakeUser, _: Csrf, loaded: 
         return case_view(request, user, triage_id, session, settings, taxonomy, error="改派或调整时请填写理由。", status=422)
     try:
         decision = DecisionIn(triage_id=triage_id, division=division, risk=risk or None, key_group=key_group or None,
-                              decided_by=user.key.label or user.actor, reason=reason.strip() or None)
+                              decided_by=(user.key.label or "").strip() or user.actor, reason=reason.strip() or None)
         record(decision, session, loaded.model.taxonomy, user.key)
     except ValidationError as exc:
         return case_view(request, user, triage_id, session, settings, taxonomy, error="；".join(e["msg"] for e in exc.errors()), status=422)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import tempfile
+from datetime import UTC
 from pathlib import Path
 from typing import Annotated
 
@@ -23,7 +24,7 @@ from service.schemas import BatchIn
 from service.similar import MattersDep
 from service.web.render import page
 from service.web.sessions import Csrf, WebUser, page_user
-from training.ledger import LedgerError, read_ledger
+from training.ledger import CHINA_TIME, LedgerError, read_ledger
 
 router = APIRouter(include_in_schema=False)
 IntakeUser = Annotated[WebUser, Depends(page_user("intake"))]
@@ -36,13 +37,22 @@ def _ids_token(request: Request) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(request.app.state.session_secret, salt="triage.web.ledger")
 
 
+def _received(value: object) -> str | None:
+    # A ledger's 登记时间 is the office's wall-clock time (training/ledger.py). Sent on
+    # without an offset, the API took 09:30 for UTC: the petition was received eight hours
+    # late, and its time limits ran from then. A date alone stays that day, as the intake
+    # form sends it: deadlines and days left are counted in whole days.
+    if value is None or pd.isna(value):
+        return None
+    moment = pd.Timestamp(value)
+    if moment.tzinfo is None:
+        moment = moment.tz_localize(UTC if moment == moment.normalize() else CHINA_TIME)
+    return moment.isoformat()
+
+
 def _petitions(frame: pd.DataFrame) -> list[dict]:
-    rows = []
-    for record in frame.to_dict("records"):
-        received = record.get("received_at")
-        rows.append({"external_id": record["id"][:200], "title": record["title"], "body": record["body"],
-                     "received_at": None if received is None or pd.isna(received) else pd.Timestamp(received).isoformat()})
-    return rows
+    return [{"external_id": record["id"][:200], "title": record["title"], "body": record["body"],
+             "received_at": _received(record.get("received_at"))} for record in frame.to_dict("records")]
 
 
 @router.post("/intake/ledger", response_class=HTMLResponse)
@@ -62,6 +72,11 @@ async def upload(request: Request, user: IntakeUser, _: Csrf, loaded: ModelDep, 
             # The message names the row and column; it names the uploaded file, not the temporary copy.
             message = str(exc).replace(str(path), name)
             return page(request, "ledger.html", user, status=422, error=message, items=[], name=name)
+    if len(frame) > settings.max_batch:
+        # Said in the page's language, with what to do; the batch route's own refusal is the API's English.
+        return page(request, "ledger.html", user, status=422, items=[], name=name,
+                    error=f"{name}：有 {len(frame)} 行，超过每次 {settings.max_batch} 行的上限（TRIAGE_MAX_BATCH），"
+                          "未作处理。请把台账分成几个文件分别上传。")
     try:
         items = triage_batch(batch=BatchIn(petitions=_petitions(frame)), loaded=loaded, session=session, writes=writes,
                              settings=settings, matters=matters, _=user.key)

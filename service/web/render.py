@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -88,6 +89,10 @@ def hours_left(due: datetime) -> float:
 
 templates.env.filters["when"] = local_time
 templates.env.filters["pct"] = lambda p: f"{100 * p:.0f}%"
+# Why an item is in the review queue, as the API names it (service/routers/review.py), in the
+# pages' words. Emerging groups were missing: shown as "emerging_group", and not a filter.
+REVIEW_REASONS = {"high_risk": "高风险", "low_confidence": "分办把握不足", "emerging_group": "疑似群体性事项"}
+templates.env.globals["review_reasons"] = REVIEW_REASONS
 templates.env.globals["hours_left"] = hours_left
 templates.env.globals["head_names"] = HEAD_NAMES
 templates.env.globals["min_weight"] = MIN_WEIGHT
@@ -95,7 +100,9 @@ templates.env.globals["min_weight"] = MIN_WEIGHT
 templates.env.globals["term_kinds"] = {"keyword": "分类关键词", "title": "标题", "ask": "诉求"}
 
 
-def page(request: Request, template: str, user: WebUser | None, status: int = 200, **context: Any) -> HTMLResponse:
+def page(request: Request, template: str, user: WebUser | None, status: int = 200,
+         headers: Mapping[str, str] | None = None, **context: Any) -> HTMLResponse:
     nav = [(path, label) for path, label, roles in PAGES if user is not None and user.may(*roles)]
     return templates.TemplateResponse(request, template, {"user": user, "nav": nav, "csrf_field": CSRF_FIELD,
-                                                          "csrf": user.csrf if user else "", **context}, status_code=status)
+                                                          "csrf": user.csrf if user else "", **context}, status_code=status,
+                                      headers=headers)

@@ -15,12 +15,12 @@ from service.deps import SessionDep, SettingsDep
 from service.routers.review import list_queue, resolve
 from service.schemas import ResolveIn
 from service.web.intake import case_view
-from service.web.render import page
+from service.web.render import REVIEW_REASONS, page
 from service.web.sessions import Csrf, WebUser, page_user
 
 router = APIRouter(include_in_schema=False)
 ReviewUser = Annotated[WebUser, Depends(page_user("reviewer"))]
-REASONS = {"high_risk": "高风险", "low_confidence": "分办把握不足"}
+REASONS = REVIEW_REASONS
 
 
 def _day(value: str, end: bool = False) -> datetime | None:
