@@ -279,6 +279,16 @@ def test_training_keeps_a_resent_letter_in_one_fold_when_the_ledger_names_no_mat
     assert groups[0] == groups[1] and len({groups[0], groups[2], groups[3]}) == 3
 
 
+def stored_by_another_worker(database: Database, triage_id: str) -> None:
+    """A row of FIRST put in the database directly, as another worker would have stored it."""
+    p = petition(FIRST)
+    with database.sessions() as session:
+        session.add(TriageRecord(id=triage_id, title_masked=p["title"], body_masked=p["body"], model_version="test",
+                                 division="labor_relations", division_confidence=0.9, risk="low", key_group="none",
+                                 needs_review=False, suggestion={}))
+        session.commit()
+
+
 def test_requests_waiting_behind_a_refresh_that_began_after_them_do_not_query_again(tmp_path):
     """Under load many requests queue on the index's lock; the first to get it reads the new
     rows for all of them, and a row committed before they asked is in the index for each."""
@@ -287,12 +297,7 @@ def test_requests_waiting_behind_a_refresh_that_began_after_them_do_not_query_ag
     shared = SharedMatterIndex(window_days=365, threshold=0.5)
     with database.sessions() as session:
         shared.refresh(session)
-    p = petition(FIRST)
-    with database.sessions() as session:
-        session.add(TriageRecord(id="committed-before", title_masked=p["title"], body_masked=p["body"], model_version="test",
-                                 division="labor_relations", division_confidence=0.9, risk="low", key_group="none",
-                                 needs_review=False, suggestion={}))
-        session.commit()
+    stored_by_another_worker(database, "committed-before")
     statements: list[str] = []
     event.listen(database.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
 
@@ -325,12 +330,7 @@ def test_on_postgresql_other_workers_rows_are_read_at_most_every_few_tenths_of_a
         shared = SharedMatterIndex(window_days=365, threshold=0.5)
         with database.sessions() as session:
             shared.refresh(session)
-        p = petition(FIRST)
-        with database.sessions() as session:
-            session.add(TriageRecord(id="stored-elsewhere", title_masked=p["title"], body_masked=p["body"], model_version="test",
-                                     division="labor_relations", division_confidence=0.9, risk="low", key_group="none",
-                                     needs_review=False, suggestion={}))
-            session.commit()
+        stored_by_another_worker(database, "stored-elsewhere")
         statements: list[str] = []
         event.listen(database.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
         monkeypatch.setattr(similar, "PEER_ROWS_SECONDS", 3600.0)
