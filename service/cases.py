@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from model.office_time import office_date
 from model.taxonomy import Taxonomy, load_taxonomy
 from model.text import join_fields
 from service.database import DecisionRecord, ReviewItem, TriageRecord
@@ -34,9 +35,10 @@ def as_utc(moment: datetime) -> datetime:
 
 def time_limits(received_at: datetime | None, triaged_at: datetime, settings: Settings,
                 now: datetime | None = None) -> TimeLimits | None:
-    """Deadlines in calendar days from receipt, as the 信访工作条例 counts them; None when
-    received_at is so near year 1 or 9999 that a deadline falls outside the calendar."""
-    today = (now or datetime.now(UTC)).astimezone(UTC).date()
+    """Deadlines in calendar days from receipt, as the 信访工作条例 counts them, the days
+    left counted on the office's calendar (Beijing time); None when received_at is so
+    near year 1 or 9999 that a deadline falls outside the calendar."""
+    today = office_date(now or datetime.now(UTC))
     try:
         starts = as_utc(received_at or triaged_at)
         accept_by = starts + timedelta(days=settings.accept_days)
@@ -46,8 +48,8 @@ def time_limits(received_at: datetime | None, triaged_at: datetime, settings: Se
         return None
     return TimeLimits(starts_at=starts, from_received_at=received_at is not None, accept_by=accept_by,
                       conclude_by=conclude_by, conclude_by_extended=extended,
-                      days_left_to_accept=(accept_by.date() - today).days,
-                      days_left_to_conclude=(conclude_by.date() - today).days)
+                      days_left_to_accept=(office_date(accept_by) - today).days,
+                      days_left_to_conclude=(office_date(conclude_by) - today).days)
 
 
 def rebase_explanation(explanation: dict[str, Any], text: str) -> dict[str, Any]:

@@ -95,6 +95,15 @@ def test_time_limits_are_settings():
     assert limits.conclude_by_extended == limits.conclude_by
 
 
+def test_days_left_are_counted_on_the_offices_calendar():
+    # Received at 04:00 Beijing time on 2 January (20:00 UTC on the 1st): fifteen days on,
+    # the deadline falls on 17 January in Beijing. At 23:00 Beijing time on the 16th
+    # (15:00 UTC) a day is left, though both moments are on the 16th in UTC.
+    received = datetime(2026, 1, 1, 20, tzinfo=UTC)
+    limits = time_limits(received, received, Settings(accept_days=15), now=datetime(2026, 1, 16, 15, tzinfo=UTC))
+    assert limits.days_left_to_accept == 1
+
+
 def test_openapi_describes_every_field_and_the_offsets(api):
     client, _ = api
     schemas = client.get("/openapi.json").json()["components"]["schemas"]

@@ -67,7 +67,8 @@ def test_the_suggestions_download_keeps_formula_like_text_as_text(intake, tmp_pa
 def test_an_uploaded_ledgers_dates_are_the_offices_time_not_utc(intake, tmp_path):
     # 登记日期 is written in Beijing time, as `triage train` and `retrain` read it; sent on
     # without an offset the API took 09:30 for UTC, and the time limits ran eight hours late.
-    # A date alone is that day, as the intake form sends it.
+    # A date alone is that day's midnight in Beijing, as the intake form takes it, and the
+    # pages show the office's clock.
     client, key, _ = intake
     csrf = signed_in(client, key, landing="/intake")
     ledger = tmp_path / "台账.csv"
@@ -77,12 +78,15 @@ def test_an_uploaded_ledgers_dates_are_the_offices_time_not_utc(intake, tmp_path
     answer = client.post("/intake/ledger", data={"csrf_token": csrf},
                          files={"ledger": ("台账.csv", ledger.read_bytes(), "text/csv")})
     assert answer.status_code == 200, answer.text
-    received = {}
+    received, shown = {}, {}
     for triage_id in set(re.findall(r'/cases/([0-9a-f-]{36})', answer.text)):
         case = client.get(f"/v1/triage/{triage_id}", headers={"X-API-Key": key}).json()
         received[case["external_id"]] = (case["received_at"], case["time_limits"]["accept_by"])
+        shown[case["external_id"]] = client.get(f"/cases/{triage_id}").text
     assert received == {"TZ-1": ("2026-07-01T01:30:00Z", "2026-07-16T01:30:00Z"),
-                        "TZ-2": ("2026-07-02T00:00:00Z", "2026-07-17T00:00:00Z")}, received
+                        "TZ-2": ("2026-07-01T16:00:00Z", "2026-07-16T16:00:00Z")}, received
+    assert "2026-07-01 09:30 北京时间" in shown["TZ-1"] and "2026-07-16 09:30 北京时间" in shown["TZ-1"]
+    assert "2026-07-02 00:00 北京时间" in shown["TZ-2"] and "UTC" not in shown["TZ-2"]
 
 
 def test_a_ledger_over_the_size_limit_gets_a_page_saying_so_and_the_api_keeps_json(intake, tmp_path):

@@ -17,17 +17,15 @@ import re
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from model.office_time import CHINA_TIME
 from model.taxonomy import HEADS, Taxonomy
 from model.text import has_text
 
-# Ledger dates are the petition office's wall-clock time.
-CHINA_TIME = timezone(timedelta(hours=8))
 _WITH_OFFSET = r"[0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?\s*(?:Z|[+-][0-9]{2}:?[0-9]{2})$"
 
 

@@ -3,13 +3,14 @@ The suggestion and the decision go through the API's own functions, not copies o
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
+from model.office_time import office_date, office_midnight
 from model.text import join_fields
 from service.cases import TaxonomyDep, case_out, masked_text
 from service.database import TriageRecord
@@ -34,7 +35,7 @@ def _form(request: Request, user: WebUser, values: dict[str, str], errors: list[
 
 @router.get("/intake", response_class=HTMLResponse)
 def intake_form(request: Request, user: IntakeUser) -> HTMLResponse:
-    return _form(request, user, {"received_at": date.today().isoformat()}, [])
+    return _form(request, user, {"received_at": office_date(datetime.now(UTC)).isoformat()}, [])
 
 
 @router.post("/intake", response_class=HTMLResponse)
@@ -44,7 +45,7 @@ def intake(request: Request, user: IntakeUser, _: Csrf, loaded: ModelDep, sessio
            received_at: Annotated[str, Form()] = "", channel: Annotated[str, Form()] = "") -> Response:
     values = {"title": title, "body": body, "external_id": external_id, "received_at": received_at, "channel": channel}
     try:
-        received = datetime.combine(date.fromisoformat(received_at), time(), tzinfo=UTC) if received_at else None
+        received = office_midnight(date.fromisoformat(received_at)) if received_at else None
     except ValueError:
         return _form(request, user, values, [f"收件日期：无法识别的日期 {received_at!r}（格式 YYYY-MM-DD）"], status=422)
     try:

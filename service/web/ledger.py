@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import tempfile
-from datetime import UTC
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +15,7 @@ from fastapi.responses import HTMLResponse, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from openpyxl import Workbook
 
+from model.office_time import CHINA_TIME
 from service.cases import TaxonomyDep, case_out
 from service.database import TriageRecord
 from service.deps import GroupCommitDep, ModelDep, SessionDep, SettingsDep
@@ -24,7 +24,7 @@ from service.schemas import BatchIn
 from service.similar import MattersDep
 from service.web.render import page
 from service.web.sessions import Csrf, WebUser, page_user
-from training.ledger import CHINA_TIME, LedgerError, read_ledger
+from training.ledger import LedgerError, read_ledger
 
 router = APIRouter(include_in_schema=False)
 IntakeUser = Annotated[WebUser, Depends(page_user("intake"))]
@@ -38,15 +38,15 @@ def _ids_token(request: Request) -> URLSafeTimedSerializer:
 
 
 def _received(value: object) -> str | None:
-    # A ledger's 登记时间 is the office's wall-clock time (training/ledger.py). Sent on
-    # without an offset, the API took 09:30 for UTC: the petition was received eight hours
-    # late, and its time limits ran from then. A date alone stays that day, as the intake
-    # form sends it: deadlines and days left are counted in whole days.
+    # A ledger's 登记时间 is the office's wall-clock time (model/office_time.py), a date alone
+    # that day's midnight there, as the intake form takes it. Sent on without an offset, the
+    # API took 09:30 for UTC: the petition was received eight hours late, and its time
+    # limits ran from then.
     if value is None or pd.isna(value):
         return None
     moment = pd.Timestamp(value)
     if moment.tzinfo is None:
-        moment = moment.tz_localize(UTC if moment == moment.normalize() else CHINA_TIME)
+        moment = moment.tz_localize(CHINA_TIME)
     return moment.isoformat()
 
 

@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from model.office_time import office_date, office_midnight
 from model.taxonomy import Taxonomy
 from service.cases import TaxonomyDep, as_utc
 from service.database import TriageRecord
@@ -44,11 +45,11 @@ class Weekly:
 
 
 def weekly(session: Session, taxonomy: Taxonomy, weeks: int = WEEKS, today: date | None = None) -> Weekly:
-    """Counts per division and ISO week (weeks start on Monday, UTC) over the last `weeks` weeks."""
-    today = today or datetime.now(UTC).date()
+    """Counts per division and ISO week (weeks start on Monday, Beijing time) over the last `weeks` weeks."""
+    today = today or office_date(datetime.now(UTC))
     first = today - timedelta(days=today.weekday() + 7 * (weeks - 1))
     starts = [first + timedelta(days=7 * i) for i in range(weeks)]
-    since = datetime(first.year, first.month, first.day, tzinfo=UTC)
+    since = office_midnight(first)
     rows = session.execute(select(TriageRecord.created_at, TriageRecord.division, TriageRecord.risk)
                            .where(TriageRecord.created_at >= since))
     counts: dict[tuple[str, date], int] = {}
@@ -56,7 +57,7 @@ def weekly(session: Session, taxonomy: Taxonomy, weeks: int = WEEKS, today: date
     total = dict.fromkeys(starts, 0)
     per_division: dict[str, int] = {}
     for created_at, division, risk in rows:
-        day = as_utc(created_at).date()
+        day = office_date(as_utc(created_at))
         week = day - timedelta(days=day.weekday())
         if week not in total:
             continue

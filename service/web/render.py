@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 
+from model.office_time import CHINA_TIME
 from service.cases import as_utc
 from service.schemas import HeadExplanation
 from service.web.sessions import CSRF_FIELD, WebUser
@@ -80,7 +81,8 @@ def highlight(text: str, marks: list[Mark]) -> Markup:
 
 
 def local_time(moment: datetime | None) -> str:
-    return "" if moment is None else as_utc(moment).strftime("%Y-%m-%d %H:%M UTC")
+    """A stored moment on the office's clock (the API writes UTC, with its offset)."""
+    return "" if moment is None else as_utc(moment).astimezone(CHINA_TIME).strftime("%Y-%m-%d %H:%M 北京时间")
 
 
 def hours_left(due: datetime) -> float:

@@ -3,13 +3,14 @@ Lists and resolves through the API's own review-queue functions."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
+from model.office_time import office_midnight
 from service.cases import TaxonomyDep
 from service.deps import SessionDep, SettingsDep
 from service.routers.review import list_queue, resolve
@@ -28,7 +29,7 @@ def _day(value: str, end: bool = False) -> datetime | None:
         day = date.fromisoformat(value)
     except ValueError:
         return None
-    return datetime.combine(day + timedelta(days=1) if end else day, time(), tzinfo=UTC)
+    return office_midnight(day + timedelta(days=1) if end else day)
 
 
 @router.get("/review", response_class=HTMLResponse)
