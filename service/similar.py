@@ -31,6 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from model.matter import Match, MatterIndex, components
+from model.text import PURGED_TEXT
 from service import heap
 from service.database import Database, DecisionRecord, ReviewItem, TriageRecord
 from service.schemas import SimilarCase
@@ -89,6 +90,10 @@ class CaseInfo:
     risk: str
     review_status: str | None
     text: str
+
+    @property
+    def purged(self) -> bool:
+        return self.text == text_of("", PURGED_TEXT)
 
 
 class SharedMatterIndex:
@@ -252,9 +257,11 @@ def link(session: Session, shared: SharedMatterIndex, text: str, received: datet
         session.rollback()
         log.error("same-matter lookup failed: %s", type(exc).__name__)
         return Linked([], False)
+    # A petition purged since the index took it in (`triage purge`) is no longer shown:
+    # its text is gone, and so is the reason to link to it.
     similar = [SimilarCase(triage_id=m.key, external_id=info.external_id, received_at=info.received_at, similarity=m.similarity,
                            decided_division=info.decided_division, review_status=info.review_status)
-               for m in matches[:SIMILAR_SHOWN] if (info := infos.get(m.key)) is not None]
+               for m in matches[:SIMILAR_SHOWN] if (info := infos.get(m.key)) is not None and not info.purged]
     emerging = bool(similar) and shared.group_size(matches, received, days, cap=min_size) + 1 >= min_size
     return Linked(similar, emerging)
 

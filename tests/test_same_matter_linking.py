@@ -24,13 +24,13 @@ from serving import CLI, ROOT, ServeProcess, make_key, serve_env
 from sqlalchemy import event
 
 from model.matter import _A, _B, MatterIndex, components, link_matters, normalize_for_linking, shingles, signature
-from model.text import join_fields
+from model.text import PURGED_TEXT, join_fields
 from service import similar
 from service.app import create_app
 from service.database import Database, TriageRecord
 from service.keys import create_key
 from service.settings import Settings
-from service.similar import SharedMatterIndex
+from service.similar import SharedMatterIndex, link
 from training.corpus import generate
 
 TEMPLATE = ("{company}拖欠工资", "我叫{name}，身份证{id_number}，电话{phone}。我从{date}起在B2区{company}承建的{project}工地做木工，"
@@ -343,6 +343,23 @@ def test_on_postgresql_other_workers_rows_are_read_at_most_every_few_tenths_of_a
             shared.refresh(session)
         assert "stored-elsewhere" in shared.index
         database.engine.dispose()
+
+
+def test_a_petition_purged_while_the_service_runs_is_no_longer_shown_as_similar(tmp_path):
+    # `triage purge` empties stored texts; the index of a running worker still held their
+    # signatures, and a repeat was linked to a case whose text was gone.
+    database = Database(f"sqlite:///{tmp_path / 'triage.db'}")
+    database.ensure_migrated()
+    shared = SharedMatterIndex(window_days=365, threshold=0.5)
+    stored_by_another_worker(database, "to-be-purged")
+    retold = joined(petition(RETOLD))
+    with database.sessions() as session:
+        assert [c.triage_id for c in link(session, shared, retold, datetime.now(UTC), 3, 7).similar] == ["to-be-purged"]
+    with database.engine.begin() as connection:
+        connection.execute(TriageRecord.__table__.update().values(title_masked="", body_masked=PURGED_TEXT))
+    with database.sessions() as session:
+        assert link(session, shared, retold, datetime.now(UTC), 3, 7).similar == []
+    database.engine.dispose()
 
 
 def _linked_by_lookup(texts: list[str]) -> list[str]:
