@@ -124,6 +124,21 @@ def test_a_ledger_over_the_row_limit_is_refused_in_the_pages_language(intake, tm
         assert session.query(TriageRecord).count() == 0
 
 
+def test_the_intake_forms_errors_are_in_the_pages_language(intake):
+    # The form showed the API's English ("body: 20001 characters, over the limit of 20000").
+    client, key, database = intake
+    csrf = signed_in(client, key, landing="/intake")
+    cases = [({"title": " ", "body": "\u200b"}, "标题和正文都是空的：请至少填写其中一项"),
+             ({"title": "欠薪", "body": "工资没发。" * 5000}, "正文：25000 字，超过上限 20000 字"),
+             ({"title": "欠" * 501, "body": "工资没发。"}, "标题：最多 500 字，现有 501 字")]
+    for form, message in cases:
+        answer = client.post("/intake", data={"csrf_token": csrf, **form})
+        assert answer.status_code == 422 and message in answer.text, answer.text[-800:]
+        assert "characters" not in answer.text and "String should" not in answer.text
+    with database.sessions() as session:
+        assert session.query(TriageRecord).count() == 0
+
+
 def test_the_review_page_names_and_filters_emerging_groups(small_model_dir, tmp_path):
     # The API queues emerging groups as reason=emerging_group; the reviewer's page showed the
     # code itself and could not filter on it.

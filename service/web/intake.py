@@ -4,14 +4,14 @@ The suggestion and the decision go through the API's own functions, not copies o
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
 from model.office_time import office_date, office_midnight
-from model.text import join_fields
+from model.text import has_text, join_fields
 from service.cases import TaxonomyDep, case_out, masked_text
 from service.database import TriageRecord
 from service.deps import GroupCommitDep, ModelDep, SessionDep, SettingsDep
@@ -38,6 +38,16 @@ def intake_form(request: Request, user: IntakeUser) -> HTMLResponse:
     return _form(request, user, {"received_at": office_date(datetime.now(UTC)).isoformat()}, [])
 
 
+def _in_chinese(error: Any) -> str:
+    """A field's validation error in the page's language, for the errors a clerk can make."""
+    context = error.get("ctx") or {}
+    if error["type"] == "string_too_long":
+        return f"最多 {context['max_length']} 字，现有 {len(error['input'])} 字"
+    if error["type"] == "string_pattern_mismatch":
+        return "含有无法保存的控制字符（\\0），请删去后再提交"
+    return error["msg"]
+
+
 @router.post("/intake", response_class=HTMLResponse)
 def intake(request: Request, user: IntakeUser, _: Csrf, loaded: ModelDep, session: SessionDep, writes: GroupCommitDep,
            settings: SettingsDep, matters: MattersDep, title: Annotated[str, Form()] = "", body: Annotated[str, Form()] = "",
@@ -48,11 +58,15 @@ def intake(request: Request, user: IntakeUser, _: Csrf, loaded: ModelDep, sessio
         received = office_midnight(date.fromisoformat(received_at)) if received_at else None
     except ValueError:
         return _form(request, user, values, [f"收件日期：无法识别的日期 {received_at!r}（格式 YYYY-MM-DD）"], status=422)
+    if not has_text(title, body):
+        return _form(request, user, values, ["标题和正文都是空的：请至少填写其中一项"], status=422)
+    if len(body) > settings.max_body_chars:
+        return _form(request, user, values, [f"正文：{len(body)} 字，超过上限 {settings.max_body_chars} 字"], status=422)
     try:
         petition = PetitionIn(title=title, body=body, external_id=external_id or None, received_at=received, channel=channel or None)
         suggestion = suggest_one(petition, loaded, session, writes, settings, matters)
     except ValidationError as exc:
-        errors = [f"{FIELD_NAMES.get(str(e['loc'][0]), e['loc'][0]) if e['loc'] else '表单'}：{e['msg']}" for e in exc.errors()]
+        errors = [f"{FIELD_NAMES.get(str(e['loc'][0]), e['loc'][0]) if e['loc'] else '表单'}：{_in_chinese(e)}" for e in exc.errors()]
         return _form(request, user, values, errors, status=422)
     except HTTPException as exc:
         return _form(request, user, values, [str(exc.detail)], status=exc.status_code)
