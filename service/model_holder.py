@@ -122,12 +122,15 @@ class ServedModelFollower(Poller):
         super().__init__(poll_seconds)
         self.database, self.models, self.root = database, models, root
         self._failed: tuple[str, str] | None = None
-        self._lock = threading.Lock()
+        # Held by a check, and by a reload in this worker from recording the model in the
+        # database until it serves it: otherwise this worker's own check could find the row
+        # changed in between and load the same model a second time.
+        self.lock = threading.Lock()
 
     def check(self) -> str | None:
         """Loads the model in service when this worker serves another; returns its version
         when this call loaded it."""
-        with self._lock:
+        with self.lock:
             try:
                 with self.database.sessions() as session:
                     row = session.scalar(select(ServedModel).where(ServedModel.id == SERVED_MODEL_ROW))

@@ -6,14 +6,20 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 from serving import ServeProcess, make_key, serve_env
 
 from model.artifact import METADATA_FILE, sign_artifact
+from service.app import create_app
+from service.database import Database
+from service.keys import create_key
+from service.settings import Settings
 
 PETITION = {"title": "老板拖欠工资", "body": "我在电子厂上班，老板三个月没发工资了。"}
 FOLLOW_WITHIN_S = 10
@@ -92,3 +98,33 @@ def test_reload_refuses_a_path_outside_the_model_root_and_the_old_model_keeps_se
         assert refused.status_code == 422, refused.text
         assert "outside the model root" in refused.json()["detail"]
     assert httpx.get(f"{process.base}/readyz", timeout=30, trust_env=False).json()["ready"] is True
+
+
+def test_a_reloaded_model_is_not_loaded_again_by_the_same_workers_follower(tmp_path: Path, small_model_dir: Path):
+    # A reload records the model in the database, then serves it. A check of the worker's
+    # own follower landing in between found the row changed, loaded the model a second
+    # time and logged that it followed the database.
+    root = tmp_path / "models"
+    shutil.copytree(small_model_dir, root / "first")
+    a_second_model(small_model_dir, root / "second", "second-model")
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'triage.db'}", model_dir=root / "first", model_root=root,
+                        model_poll_seconds=3600)
+    app = create_app(settings)
+    with Database(settings.database_url).sessions() as session:
+        admin = {"X-API-Key": create_key(session, "admin")}
+    follower, models = app.state.model_follower, app.state.models
+    serve, checked, polls = models.serve, [], []
+
+    def serve_after_a_check_began(loaded):
+        polls.append(threading.Thread(target=lambda: checked.append(follower.check())))
+        polls[-1].start()
+        polls[-1].join(1.0)  # the check runs now, unless the reload holds it off
+        serve(loaded)
+
+    models.serve = serve_after_a_check_began
+    with TestClient(app) as client:
+        answer = client.post("/v1/model/reload", json={"model_dir": "second"}, headers=admin)
+    for poll in polls:
+        poll.join(30)
+    assert answer.status_code == 200 and answer.json()["version"] == "second-model"
+    assert checked == [None] and models.current.version == "second-model"

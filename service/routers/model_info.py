@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -42,10 +43,12 @@ def reload_model(body: ReloadIn, request: Request, session: SessionDep, settings
                                detail={"error": str(exc)}))
         session.commit()
         raise HTTPException(422, f"model_dir: {exc}; the previous model keeps serving") from None
-    put_in_service(session, loaded, actor_of(key))
-    session.add(AuditEntry(actor=actor_of(key), action="model.reload", target=body.model_dir,
-                           detail={"version": loaded.version, "path": str(loaded.path)}))
-    # Recorded first: a reload the database did not take changes no worker.
-    session.commit()
-    models.serve(loaded)
+    follower = request.app.state.model_follower
+    with follower.lock if follower is not None else contextlib.nullcontext():
+        put_in_service(session, loaded, actor_of(key))
+        session.add(AuditEntry(actor=actor_of(key), action="model.reload", target=body.model_dir,
+                               detail={"version": loaded.version, "path": str(loaded.path)}))
+        # Recorded first: a reload the database did not take changes no worker.
+        session.commit()
+        models.serve(loaded)
     return {"version": loaded.version}
