@@ -279,6 +279,15 @@ def test_training_keeps_a_resent_letter_in_one_fold_when_the_ledger_names_no_mat
     assert groups[0] == groups[1] and len({groups[0], groups[2], groups[3]}) == 3
 
 
+def refreshed_index(database: Database) -> SharedMatterIndex:
+    """A worker's index of a migrated database, refreshed once: what a worker holds once it has started."""
+    database.ensure_migrated()
+    shared = SharedMatterIndex(window_days=365, threshold=0.5)
+    with database.sessions() as session:
+        shared.refresh(session)
+    return shared
+
+
 def stored_by_another_worker(database: Database, triage_id: str) -> None:
     """A row of FIRST put in the database directly, as another worker would have stored it."""
     p = petition(FIRST)
@@ -293,10 +302,7 @@ def test_requests_waiting_behind_a_refresh_that_began_after_them_do_not_query_ag
     """Under load many requests queue on the index's lock; the first to get it reads the new
     rows for all of them, and a row committed before they asked is in the index for each."""
     database = Database(f"sqlite:///{tmp_path / 'triage.db'}")
-    database.ensure_migrated()
-    shared = SharedMatterIndex(window_days=365, threshold=0.5)
-    with database.sessions() as session:
-        shared.refresh(session)
+    shared = refreshed_index(database)
     stored_by_another_worker(database, "committed-before")
     statements: list[str] = []
     event.listen(database.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
@@ -326,10 +332,7 @@ def test_on_postgresql_other_workers_rows_are_read_at_most_every_few_tenths_of_a
     on every lookup, it made the service fall behind at 200 petitions a second."""
     with throwaway_database("peers") as url:
         database = Database(url.render_as_string(hide_password=False))
-        database.ensure_migrated()
-        shared = SharedMatterIndex(window_days=365, threshold=0.5)
-        with database.sessions() as session:
-            shared.refresh(session)
+        shared = refreshed_index(database)
         stored_by_another_worker(database, "stored-elsewhere")
         statements: list[str] = []
         event.listen(database.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
