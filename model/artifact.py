@@ -35,6 +35,7 @@ from typing import Any
 
 import joblib
 
+from model.encoder import EncoderUnavailable
 from model.registry_layout import MODELS_DIR, REGISTRY_FILE
 from model.triage import TriageModel
 
@@ -250,6 +251,10 @@ def save_model(model: TriageModel, out: str | Path, metadata: dict[str, Any], ke
         metadata = json.loads(json.dumps(metadata, ensure_ascii=False))
         metadata["model_sha256"] = sha256_file(staging / MODEL_FILE)
         metadata["libraries"] = library_versions()
+        if model.encoder is not None:  # its embeddings change with the package's version
+            metadata["libraries"][model.encoder.package] = model.encoder.package_version()
+            metadata["encoder"] = {"name": model.encoder.name, "weight": model.encoder_weight,
+                                   "asked_below": model.encoder_below}
         metadata["model_format"] = MODEL_FORMAT
         metadata.pop(SIGNATURE, None)
         metadata[SIGNATURE] = {"algorithm": "hmac-sha256", "key_id": key.key_id,
@@ -337,6 +342,17 @@ def load_model(path: str | Path, key: SigningKey | None = None) -> LoadedModel:
         raise ArtifactError(f"{model_path} could not be loaded ({type(exc).__name__}: {exc})") from None
     if not isinstance(model, TriageModel):
         raise ArtifactError(f"{model_path} holds a {type(model).__name__}, not a TriageModel")
+    if model.encoder is not None:
+        try:
+            installed_encoder = model.encoder.package_version()
+        except EncoderUnavailable as exc:
+            raise ArtifactError(f"{path}: {exc}") from None
+        trained_encoder = metadata["libraries"].get(model.encoder.package)
+        if trained_encoder != installed_encoder:
+            raise ArtifactError(
+                f"{path} was trained with {model.encoder.package} {trained_encoder}, this environment has "
+                f"{installed_encoder}; its embeddings differ: retrain the model or install the matching version")
+        model.encoder.load()  # now, not on the first petition that needs it
     # The labels the service names and validates decisions against are the model's own.
     if "taxonomy" in metadata and model.taxonomy.to_dict() != metadata["taxonomy"]:
         raise ArtifactError(f"{model_path}: the model's taxonomy differs from the one in {METADATA_FILE}")

@@ -19,6 +19,7 @@ from joblib import Parallel, delayed, parallel_config
 from sklearn.base import BaseEstimator
 
 from model.calibration import TemperatureScaledLinear
+from model.encoder import EMBEDDING_SCALE, ENCODER_C, TextEncoder
 from model.explain import explain_head
 from model.features import KeywordFeatures, build_features, rule_feature_names, rule_matrix
 from model.taxonomy import HEADS, HIGH_HEAD, RISK_ORDER, Rule, Taxonomy
@@ -357,6 +358,18 @@ class TriageModel(BaseEstimator):
         The lowest p(high) cut allowed.
     fill_high_budget : bool, default=True
         See `model.thresholds.high_risk_threshold`.
+    encoder : TextEncoder, optional
+        A pretrained sentence encoder (the optional extra, `model.encoder`). With one, a
+        logistic regression on its embeddings is fitted beside the division head, with
+        out-of-fold scores like the other heads, and its division probabilities are
+        averaged into the division head's where that head is unsure; the review
+        thresholds are chosen on the averaged probabilities. None: n-grams only.
+    encoder_weight : float, default=0.5
+        The encoder head's share of that average.
+    encoder_below : float or None, default=0.8
+        The encoder is asked only for petitions whose top division probability is
+        below this (None: for every petition): it costs far more than the rest of a
+        suggestion.
     n_jobs : int, optional
         Parallel fits (joblib).
     random_state : int, default=0
@@ -370,6 +383,8 @@ class TriageModel(BaseEstimator):
         Names of the feature columns, rule columns last.
     heads_ : dict of str to TemperatureScaledLinear
         The calibrated heads, `risk_high` included when there were high-risk petitions.
+    encoder_head_ : TemperatureScaledLinear or None
+        The division head on the encoder's embeddings, when there is an `encoder`.
     classes_ : dict of str to list of str
         Class order of each head's probabilities.
     skipped_labels_ : dict of str to list of str
@@ -408,6 +423,9 @@ class TriageModel(BaseEstimator):
         min_threshold_rows: int = 200,
         min_high_cut: float = 0.0,
         fill_high_budget: bool = True,
+        encoder: TextEncoder | None = None,
+        encoder_weight: float = 0.5,
+        encoder_below: float | None = 0.8,
         n_jobs: int | None = None,
         random_state: int = 0,
     ) -> None:
@@ -422,6 +440,9 @@ class TriageModel(BaseEstimator):
         self.min_threshold_rows = min_threshold_rows
         self.min_high_cut = min_high_cut
         self.fill_high_budget = fill_high_budget
+        self.encoder = encoder
+        self.encoder_weight = encoder_weight
+        self.encoder_below = encoder_below
         self.C = C
         self.max_char_features = max_char_features
         self.calibration_folds = calibration_folds
@@ -447,6 +468,10 @@ class TriageModel(BaseEstimator):
         state.setdefault("large_max_iter", None)
         state.setdefault("large_in_process", False)
         state.setdefault("large_svm_rows", None)
+        state.setdefault("encoder", None)
+        state.setdefault("encoder_weight", 0.5)
+        state.setdefault("encoder_below", 0.8)
+        state.setdefault("encoder_head_", None)
         super().__setstate__(state)
 
     # ------------------------------------------------------------------ fit
@@ -505,6 +530,15 @@ class TriageModel(BaseEstimator):
                 raise ModelInputError(f"{head}: labels {unknown} are not defined in the taxonomy")
         if self.numbers not in NUMBER_VIEWS:
             raise ModelInputError(f"numbers must be one of {NUMBER_VIEWS}, got {self.numbers!r}")
+        if self.encoder is not None:
+            if not isinstance(self.encoder, TextEncoder):
+                raise ModelInputError(f"encoder must be a model.encoder.TextEncoder, got {type(self.encoder).__name__}")
+            if not 0 < self.encoder_weight <= 1:
+                raise ModelInputError(f"encoder_weight must be in (0, 1], got {self.encoder_weight!r}")
+            if self.encoder_below is not None and not 0 < self.encoder_below <= 1:
+                raise ModelInputError(f"encoder_below must be in (0, 1] or None, got {self.encoder_below!r}")
+            self.encoder.package_version()  # refused now, before the features, if it is not installed
+        raw_texts = texts
         texts = [normalize(t) for t in texts]
         hits = [self._hits(t) for t in texts]
         labels[HIGH_HEAD] = np.where(labels["risk"] == "high", "high", "other")
@@ -585,9 +619,34 @@ class TriageModel(BaseEstimator):
         self.heads_ = {head: model for head, (model, _, _) in zip(heads, fitted, strict=True)}
         self.skipped_labels_ = {head: skipped for head, (_, _, skipped) in zip(heads, fitted, strict=True)}
         self.classes_ = {head: list(self.heads_[head].classes_) for head in self.heads_}
-        self._choose_thresholds(scored, {head: oof for head, (_, oof, _) in zip(heads, fitted, strict=True)},
-                                hits, labels, threshold_rows)
+        oof = {head: oof for head, (_, oof, _) in zip(heads, fitted, strict=True)}
+        del fitted
+        self.encoder_head_ = None
+        if self.encoder is not None:
+            embedded = sp.csr_matrix(self.encoder.embed(raw_texts) * EMBEDDING_SCALE)
+            self.encoder_head_, encoded_oof, _ = _fit_head(
+                "division", embedded, np.ones(embedded.shape[1]), labels["division"], head_weights["division"],
+                groups if holdout is None else None, C=ENCODER_C, loss="log_loss",
+                class_weight=class_weights["division"], folds=self.calibration_folds, holdout=holdout,
+                n_jobs=self.n_jobs, random_state=self.random_state)
+            if list(self.encoder_head_.classes_) != self.classes_["division"]:  # the same labels left out
+                raise AssertionError("the encoder head's divisions differ from the division head's")
+            oof["division"] = self._with_encoder(oof["division"], encoded_oof)
+        self._choose_thresholds(scored, oof, hits, labels, threshold_rows)
         return self
+
+    def _unsure(self, division: np.ndarray) -> np.ndarray:
+        """Rows whose division the encoder is asked about (`encoder_below`)."""
+        if self.encoder_below is None:
+            return np.ones(len(division), bool)
+        return ~(division.max(axis=1) >= self.encoder_below)
+
+    def _with_encoder(self, division: np.ndarray, encoded: np.ndarray) -> np.ndarray:
+        """Division probabilities averaged with the encoder head's where the division head is unsure."""
+        out = division.copy()
+        unsure = self._unsure(division)
+        out[unsure] = (1 - self.encoder_weight) * division[unsure] + self.encoder_weight * encoded[unsure]
+        return out
 
     def _two_threads(self) -> ThreadPoolExecutor:
         """The pool a large ledger's fit runs two things side by side in: one thread when
@@ -768,11 +827,19 @@ class TriageModel(BaseEstimator):
                              shape=(1, width), copy=False)
 
     def _score(self, X: Sequence[str]) -> tuple[dict[str, np.ndarray], list[list[tuple[Rule, Any]]], Any, list[str]]:
-        normalized = [normalize(t) for t in self._check_texts(X)]
+        texts = self._check_texts(X)
+        normalized = [normalize(t) for t in texts]
         hits = [self._hits(t) for t in normalized]
         viewed = [self.feature_view(t) for t in normalized]
         matrix = self._matrix_of_views(viewed, hits)
         proba = {head: model.predict_proba(matrix) for head, model in self.heads_.items()}
+        if self.encoder_head_ is not None:
+            unsure = np.flatnonzero(self._unsure(proba["division"]))
+            if len(unsure):
+                embedded = self.encoder.embed([texts[i] for i in unsure]) * EMBEDDING_SCALE
+                division = proba["division"].copy()
+                division[unsure] = self._with_encoder(division[unsure], self.encoder_head_.predict_proba(embedded))
+                proba["division"] = division
         return proba, hits, matrix, viewed
 
     def predict_proba(self, X: Sequence[str]) -> dict[str, np.ndarray]:

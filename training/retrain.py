@@ -22,6 +22,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from model.artifact import ArtifactError, load_model, new_version_id
+from model.encoder import TextEncoder
 from model.taxonomy import DEFAULT_TAXONOMY, HEADS, Taxonomy, load_taxonomy
 from model.text import join_fields, normalize, segment
 from model.triage import TriageModel
@@ -484,12 +485,13 @@ def retrain(data: Sequence[str | Path], registry_dir: str | Path, decisions: str
             taxonomy_path: str | Path = DEFAULT_TAXONOMY, seed: int = 0, by: str | None = None,
             key_metrics: Sequence[str] = DEFAULT_KEY_METRICS, tolerance: float = DEFAULT_TOLERANCE,
             progress: Progress = lambda _: None, sheet: str | None = None,
-            in_service: str | Path | None = None) -> RetrainResult:
+            in_service: str | Path | None = None, encoder: TextEncoder | None = None) -> RetrainResult:
     """Trains, scores and registers a challenger (see the module's docstring).
 
     `in_service` is the model a service serves while the registry has no champion
     (TRIAGE_MODEL_DIR): on the first run it is scored in the champion's place, so that the
-    first promotion is checked against what it replaces. Not used once there is a champion."""
+    first promotion is checked against what it replaces. Not used once there is a champion.
+    With an `encoder`, the challenger has the optional encoder head (docs/model.md)."""
     registry = Registry(registry_dir)
     registry.read_state()  # a damaged registry stops the run before minutes of training
     taxonomy = load_taxonomy(taxonomy_path)
@@ -500,7 +502,7 @@ def retrain(data: Sequence[str | Path], registry_dir: str | Path, decisions: str
     train_frame, held, split, quality = inputs.train, inputs.held, inputs.split, inputs.quality
     decision_frame, decision_info = inputs.decision_frame, inputs.decision_info
 
-    challenger, fitted = fit_with_thresholds(train_frame, taxonomy, seed=seed, progress=progress)
+    challenger, fitted = fit_with_thresholds(train_frame, taxonomy, seed=seed, progress=progress, encoder=encoder)
     challenger_ids, challenger_decisions = score(challenger, held, "challenger", progress)
     truth = label_arrays(held)
     challenger_metrics = evaluate_decisions(challenger_decisions, truth, codes)

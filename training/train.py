@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from model.artifact import check_can_save, created_at_now, new_version_id, save_model
+from model.encoder import TextEncoder
 from model.matter import link_matters
 from model.taxonomy import DEFAULT_TAXONOMY, HEADS, Taxonomy, load_taxonomy
 from model.text import join_fields
@@ -224,14 +225,17 @@ def artifact_metadata(*, version: str, frame: pd.DataFrame, data_fingerprint: st
 
 
 def train(data: list[str | Path], out: str | Path, taxonomy_path: str | Path = DEFAULT_TAXONOMY,
-          seed: int = 0, progress: Progress = lambda _: None, sheet: str | None = None) -> dict[str, Any]:
+          seed: int = 0, progress: Progress = lambda _: None, sheet: str | None = None,
+          encoder: TextEncoder | None = None) -> dict[str, Any]:
+    """Train on the ledger files `data` and save the signed model to `out`; with an
+    `encoder`, with the optional encoder head (docs/model.md)."""
     check_can_save(out)
     taxonomy = load_taxonomy(taxonomy_path)
     progress(f"reading {len(data)} ledger file(s) …")
     ledger = read_ledgers(list(data), taxonomy, sheet=sheet)
     frame = ledger.frame
     progress(f"{len(frame)} petitions ({ledger.duplicates_dropped} exact duplicates dropped)")
-    model, fitted = fit_with_thresholds(frame, taxonomy, seed=seed, progress=progress)
+    model, fitted = fit_with_thresholds(frame, taxonomy, seed=seed, progress=progress, encoder=encoder)
     digest = fingerprint(frame)
     metadata = artifact_metadata(
         version=new_version_id(digest), frame=frame, data_fingerprint=digest, sources=ledger.sources,

