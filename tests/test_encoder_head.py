@@ -14,7 +14,9 @@ import pytest
 import model.encoder as encoder_module
 from model.artifact import ArtifactError, LoadedModel, load_model
 from model.encoder import EMBEDDING_SCALE, TextEncoder, embedded_view
+from model.taxonomy import HEADS, load_taxonomy
 from model.text import join_fields
+from model.triage import TriageModel
 from training.corpus import generate, write_corpus
 from triage.cli import main
 
@@ -104,3 +106,14 @@ def test_an_encoder_cache_without_the_encoder_is_refused(ledger, tmp_path, capsy
                  "--encoder-cache", str(tmp_path / "e.npz")]) == 2
     assert "--encoder-cache needs --encoder" in capsys.readouterr().err
     assert not (tmp_path / "model").exists()
+
+
+@pytest.mark.parametrize("in_process", [True, False])
+def test_a_large_ledger_fits_the_encoder_head_beside_its_held_out_sample(ledger, trained, in_process):
+    frame = pd.read_csv(ledger, dtype=str)
+    texts = texts_of(ledger)
+    model = TriageModel(load_taxonomy(), holdout_above=100, holdout_rows=60, large_in_process=in_process,
+                        encoder=TextEncoder(cache_path=trained[1]), random_state=0).fit(texts, frame[list(HEADS)])
+    assert model.heldout_scope_.startswith("held-out sample")
+    assert list(model.encoder_head_.classes_) == model.classes_["division"]
+    assert len(model.predict(texts[:3])) == 3
