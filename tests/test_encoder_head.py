@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from fastapi.testclient import TestClient
 
 import model.encoder as encoder_module
 from model.artifact import ArtifactError, LoadedModel, load_model
@@ -17,6 +18,10 @@ from model.encoder import EMBEDDING_SCALE, TextEncoder, embedded_view
 from model.taxonomy import HEADS, load_taxonomy
 from model.text import join_fields
 from model.triage import TriageModel
+from service.app import create_app
+from service.database import Database
+from service.keys import create_key
+from service.settings import Settings
 from training.corpus import generate, write_corpus
 from triage.cli import main
 
@@ -117,3 +122,26 @@ def test_a_large_ledger_fits_the_encoder_head_beside_its_held_out_sample(ledger,
     assert model.heldout_scope_.startswith("held-out sample")
     assert list(model.encoder_head_.classes_) == model.classes_["division"]
     assert len(model.predict(texts[:3])) == 3
+
+
+def test_the_service_serves_a_model_with_the_encoder_and_says_so(trained, ledger, tmp_path):
+    model_dir = trained[0]
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'triage.db'}", model_dir=model_dir,
+                        model_root=model_dir.parent)
+    app = create_app(settings)
+    with Database(settings.database_url).sessions() as session:
+        keys = {role: create_key(session, role) for role in ("intake", "analyst")}
+    texts = texts_of(ledger)
+    title, _, body = texts[40].partition("\n")
+    with TestClient(app) as client:
+        info = client.get("/v1/model", headers={"X-API-Key": keys["analyst"]}).json()
+        assert info["encoder"]["name"] == "multilingual-e5-small"
+        # Two matters in one petition: the kind the division head is unsure of.
+        answer = client.post("/v1/triage", headers={"X-API-Key": keys["intake"]},
+                             json={"title": title, "body": body + texts[80].partition("\n")[2]})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["division"]["code"] in loaded_divisions(model_dir)
+
+
+def loaded_divisions(model_dir: Path) -> list[str]:
+    return load_model(model_dir).model.classes_["division"]

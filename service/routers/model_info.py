@@ -24,6 +24,8 @@ def model_info(loaded: ModelDep, _: Annotated[ApiKey, Depends(require_role("anal
         "version": loaded.version, "created_at": meta.get("created_at"), "taxonomy": meta.get("taxonomy"),
         "heldout_metrics": meta.get("heldout_metrics"), "thresholds": meta.get("thresholds"),
         "training_data": meta.get("training_data"),
+        # The optional encoder head (docs/model.md), null without it.
+        "encoder": meta.get("encoder"),
     }
 
 
