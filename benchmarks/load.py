@@ -46,6 +46,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import copy
 import csv
 import json
 import math
@@ -506,8 +507,15 @@ def in_process_rate(model_dir: Path, home: Path, petitions: list[dict[str, str]]
         timings.append((time.perf_counter() - started) * 1000)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     timings.sort()
-    return {"calls": len(texts), "per_second": round(len(texts) / wall, 1), "per_cpu_second": round(len(texts) / cpu, 1),
+    rate = {"calls": len(texts), "per_second": round(len(texts) / wall, 1), "per_cpu_second": round(len(texts) / cpu, 1),
             "median_ms": round(statistics.median(timings), 2), "p99_ms": round(nearest_rank(timings, 0.99) or 0, 2)}
+    model = loaded.model
+    if model.encoder_head_ is not None:  # the optional encoder head: how often these petitions ask it
+        plain = copy.copy(model)
+        plain.encoder_head_ = None
+        division = plain.predict_proba(texts)["division"]
+        rate["encoder_asked_share"] = round(float(model._unsure(division).mean()), 4)
+    return rate
 
 
 def fmt(value: float | None, spec: str = ".1f") -> str:

@@ -122,6 +122,26 @@ def encoder(results: dict[str, Any]) -> str:
         f"{results['lobo']['asked_share']:.0%} of petitions.\n")
 
 
+ENCODER_PIPELINES = {
+    "shipped": "n-grams only (the default)",
+    "encoder": "with the encoder (`--encoder`), asked where p < 0.8",
+    "encoder_every_petition": "with the encoder asked for every petition",
+}
+
+
+def accuracy_encoder(results: dict[str, Any]) -> str:
+    """The optional encoder head inside the model, beside the model without it, both protocols."""
+    keys = ("division_accuracy", "division_accuracy_ours", "routed_share_ours", "auto_routed_share",
+            "auto_routed_precision")
+    labels = {**ACCURACY_COLUMNS, "auto_routed_share": "routed without review"}
+    lines = ["| protocol | model | " + " | ".join(labels[k] for k in keys) + " |", "|---" * (len(keys) + 2) + "|"]
+    for protocol, title in (("lobo", "one board out"), ("cv", "5-fold, 3 draws")):
+        for name, summary in results[protocol].items():
+            lines.append(f"| {title} | {ENCODER_PIPELINES.get(name, name)} | "
+                         + " | ".join(_cell(summary, k) for k in keys) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def linking(results: dict[str, Any]) -> str:
     at = next(r for r in results["reposts_vs_all_negatives"] if r["threshold"] == results["link_threshold"])
     data, service, replay = results["data"], results["service_cost"], results["emerging_replay"]
@@ -240,6 +260,9 @@ def load(results: dict[str, Any]) -> str:
         lines.append(f"The model alone (`TriageModel.suggest` in one process, one core) makes {ip['per_second']:.0f} "
                      f"suggestions/s; saturated, the service completes {100 * share['share']:.0f} % of that times "
                      f"{share['cores']} cores.")
+        if "encoder_asked_share" in ip:
+            lines.append(f"The model has the encoder head, which was asked for {ip['encoder_asked_share']:.0%} "
+                         "of the petitions timed in one process.")
     return "\n".join(lines) + "\n"
 
 
@@ -251,12 +274,14 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "accuracy_default": ("accuracy.json", default_model),
     "accuracy_variants": ("accuracy_variants.json", accuracy_variants),
     "encoder": ("encoder.json", encoder),
+    "accuracy_encoder": ("accuracy_encoder.json", accuracy_encoder),
     "linking": ("linking.json", linking),
     "speed": ("speed.json", speed),
     "train_scale": ("train_scale.json", train_scale),
     "train_scale_reference": ("train_scale.json", train_scale_reference),
     "load": ("load.json", load),
     "load_postgresql": ("load_postgresql.json", load),
+    "load_encoder": ("load_encoder.json", load),
 }
 
 
