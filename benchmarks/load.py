@@ -510,11 +510,10 @@ def in_process_rate(model_dir: Path, home: Path, petitions: list[dict[str, str]]
     rate = {"calls": len(texts), "per_second": round(len(texts) / wall, 1), "per_cpu_second": round(len(texts) / cpu, 1),
             "median_ms": round(statistics.median(timings), 2), "p99_ms": round(nearest_rank(timings, 0.99) or 0, 2)}
     model = loaded.model
-    if model.encoder_head_ is not None:  # the optional encoder head: how often these petitions ask it
+    if model.encoder_heads_:  # the optional encoder heads: how often these petitions ask the encoder
         plain = copy.copy(model)
-        plain.encoder_head_ = None
-        division = plain.predict_proba(texts)["division"]
-        rate["encoder_asked_share"] = round(float(model._unsure(division).mean()), 4)
+        plain.encoder_heads_ = {}
+        rate["encoder_asked_share"] = round(float(model.asks_encoder(plain.predict_proba(texts)).mean()), 4)
     return rate
 
 

