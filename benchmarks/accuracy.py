@@ -84,8 +84,8 @@ VARIANTS: dict[str, tuple[dict[str, Any], float]] = {
     "calibrated_within_boards": ({"calibrate_across_boards": False}, SYNTHETIC_WEIGHT),
     # Not a model parameter: the benchmark self-trains on unlabeled.csv (training/selftrain.py).
     "self_trained": ({"self_train": True}, SYNTHETIC_WEIGHT),
-    # The optional encoder head (`triage train --encoder`), asked where the division head is
-    # unsure (as shipped) or for every petition; embeddings kept in var/ (derived from real petitions).
+    # The optional encoder heads (`triage train --encoder`), asked where the division or key-group
+    # head is unsure, or routing for every petition; embeddings kept in var/ (derived from real petitions).
     "encoder": ({"encoder": ENCODER}, SYNTHETIC_WEIGHT),
     "encoder_every_petition": ({"encoder": ENCODER, "encoder_below": None}, SYNTHETIC_WEIGHT),
 }

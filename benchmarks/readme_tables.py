@@ -124,15 +124,15 @@ def encoder(results: dict[str, Any]) -> str:
 
 ENCODER_PIPELINES = {
     "shipped": "n-grams only (the default)",
-    "encoder": "with the encoder (`--encoder`), asked where p < 0.8",
-    "encoder_every_petition": "with the encoder asked for every petition",
+    "encoder": "with the encoder (`--encoder`)",
+    "encoder_every_petition": "with the encoder, routing asking it for every petition",
 }
 
 
 def accuracy_encoder(results: dict[str, Any]) -> str:
-    """The optional encoder head inside the model, beside the model without it, both protocols."""
+    """The optional encoder heads inside the model, beside the model without them, both protocols."""
     keys = ("division_accuracy", "division_accuracy_ours", "routed_share_ours", "auto_routed_share",
-            "auto_routed_precision")
+            "auto_routed_precision", "key_group_f1")
     labels = {**ACCURACY_COLUMNS, "auto_routed_share": "routed without review"}
     lines = ["| protocol | model | " + " | ".join(labels[k] for k in keys) + " |", "|---" * (len(keys) + 2) + "|"]
     for protocol, title in (("lobo", "one board out"), ("cv", "5-fold, 3 draws")):
