@@ -40,7 +40,11 @@ REMEMBERED_IN_MEMORY = 20_000  # views, about 1.5 KB each
 PROGRESS_EVERY = 500
 
 
-class EncoderUnavailable(RuntimeError):
+class EncoderError(RuntimeError):
+    """The encoder cannot be used as asked: its message says why."""
+
+
+class EncoderUnavailable(EncoderError):
     """The encoder's package is not installed."""
 
 
@@ -135,8 +139,7 @@ class TextEncoder:
         keys = [view_key(v) for v in views]
         with self._lock:
             self._start()
-            if self.cache_path is not None and not self._file_read:
-                self._read_file()
+            self._read_file()
             missing = {k: v for k, v in zip(keys, views, strict=True) if k not in self._remembered}
             if len(self._engines) == 1 or len(missing) < 2:
                 for done, (key, view) in enumerate(missing.items(), 1):
@@ -184,9 +187,17 @@ class TextEncoder:
         if self.cache_path is None and len(self._remembered) > REMEMBERED_IN_MEMORY:
             self._remembered.popitem(last=False)
 
+    def read_cache(self) -> None:
+        """Read `cache_path` now (it is read before the first embedding otherwise), so that
+        a file that is not an embedding cache is refused before any other work."""
+        with self._lock:
+            self._read_file()
+
     def _read_file(self) -> None:
+        if self._file_read or self.cache_path is None:
+            return
         self._file_read = True
-        if self.cache_path is None or not self.cache_path.exists():
+        if not self.cache_path.exists():
             return
         try:
             with np.load(self.cache_path, allow_pickle=False) as stored:
@@ -194,7 +205,8 @@ class TextEncoder:
                     return  # another encoder's vectors: recomputed, and the file rewritten for this one
                 self._remembered.update(zip(stored["keys"].tolist(), stored["emb"].astype(np.float32), strict=True))
         except (OSError, ValueError, KeyError) as exc:
-            raise ValueError(f"{self.cache_path}: not an embedding cache ({exc}); remove it to start anew") from None
+            self._file_read = False
+            raise EncoderError(f"{self.cache_path}: not an embedding cache ({exc}); remove it to start anew") from None
 
     def _write_file(self) -> None:
         assert self.cache_path is not None

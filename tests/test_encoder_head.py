@@ -155,3 +155,12 @@ def test_the_service_serves_a_model_with_the_encoder_and_says_so(trained, ledger
 
 def loaded_divisions(model_dir: Path) -> list[str]:
     return load_model(model_dir).model.classes_["division"]
+
+
+def test_a_file_that_is_not_an_embedding_cache_is_refused_before_training(ledger, tmp_path, capsys):
+    cache = tmp_path / "embeddings.npz"
+    cache.write_text("id,title\n1,not embeddings\n", encoding="utf-8")
+    assert main(["train", "--data", str(ledger), "--out", str(tmp_path / "model"), "--encoder",
+                 "--encoder-cache", str(cache)]) == 2
+    assert f"{cache}: not an embedding cache" in capsys.readouterr().err
+    assert not (tmp_path / "model").exists() and cache.read_text(encoding="utf-8").startswith("id,title")

@@ -491,7 +491,7 @@ def retrain(data: Sequence[str | Path], registry_dir: str | Path, decisions: str
     `in_service` is the model a service serves while the registry has no champion
     (TRIAGE_MODEL_DIR): on the first run it is scored in the champion's place, so that the
     first promotion is checked against what it replaces. Not used once there is a champion.
-    With an `encoder`, the challenger has the optional encoder head (docs/model.md)."""
+    With an `encoder`, the challenger has the optional encoder heads (docs/model.md)."""
     registry = Registry(registry_dir)
     registry.read_state()  # a damaged registry stops the run before minutes of training
     taxonomy = load_taxonomy(taxonomy_path)

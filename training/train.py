@@ -228,7 +228,7 @@ def train(data: list[str | Path], out: str | Path, taxonomy_path: str | Path = D
           seed: int = 0, progress: Progress = lambda _: None, sheet: str | None = None,
           encoder: TextEncoder | None = None) -> dict[str, Any]:
     """Train on the ledger files `data` and save the signed model to `out`; with an
-    `encoder`, with the optional encoder head (docs/model.md)."""
+    `encoder`, with the optional encoder heads (docs/model.md)."""
     check_can_save(out)
     taxonomy = load_taxonomy(taxonomy_path)
     progress(f"reading {len(data)} ledger file(s) …")

@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 
 from model.artifact import ArtifactError, load_model
-from model.encoder import EncoderUnavailable, TextEncoder
+from model.encoder import EncoderError, TextEncoder
 from model.taxonomy import DEFAULT_TAXONOMY, HEADS, TaxonomyError
 from model.triage import ModelInputError
 from training.ledger import LedgerError
@@ -43,9 +43,10 @@ def _encoder(args: argparse.Namespace) -> TextEncoder | None:
     """The optional encoder `--encoder` asks for, its package checked before any work."""
     if not args.encoder:
         if args.encoder_cache:
-            raise EncoderUnavailable("--encoder-cache needs --encoder")
+            raise EncoderError("--encoder-cache needs --encoder")
         return None
     encoder = TextEncoder(threads=os.cpu_count() or 1, cache_path=args.encoder_cache, progress=_progress)
+    encoder.read_cache()
     _progress(f"with the encoder {encoder.name} ({encoder.package} {encoder.package_version()}); embedding takes "
               "a tenth of a second or more per petition not in --encoder-cache")
     return encoder
@@ -53,7 +54,7 @@ def _encoder(args: argparse.Namespace) -> TextEncoder | None:
 
 def _add_encoder_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--encoder", action="store_true",
-                   help="add the pretrained sentence encoder's division head (optional extra: "
+                   help="add the pretrained sentence encoder's division and key-group heads (optional extra: "
                         "pip install 'petition-triage[encoder]'; docs/model.md)")
     p.add_argument("--encoder-cache", metavar="FILE",
                    help="keep the petitions' embeddings in FILE (.npz) across retraining; they are derived from the "
@@ -71,7 +72,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         encoder = _encoder(args)
-    except EncoderUnavailable as exc:
+    except EncoderError as exc:
         print(f"triage train: error: {exc}", file=sys.stderr)
         return 2
     try:
@@ -491,7 +492,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     tolerance = args.tolerance
     try:
         encoder = _encoder(args)
-    except EncoderUnavailable as exc:
+    except EncoderError as exc:
         print(f"triage retrain: error: {exc}", file=sys.stderr)
         return 2
     started = time.perf_counter()
