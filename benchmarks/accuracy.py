@@ -266,6 +266,14 @@ def main() -> int:
         predictions = decisions_to_predictions(model.predict(texts_of(real)))
         results["default"] = summarise([predictions], truth, boards, args.boot, args.seed)
         print_table("default model (bundled corpus only) on all labelled real petitions", {"default": results["default"]})
+        # The other variants' settings on the corpus alone, beside it (the encoder's, say).
+        others = [p for p in pipelines if p not in ("shipped", "reference")]
+        if others:
+            results["default_variants"] = {}
+            for variant in others:
+                predictions = decisions_to_predictions(fit_project(corpus, variant, args.seed).predict(texts_of(real)))
+                results["default_variants"][variant] = summarise([predictions], truth, boards, args.boot, args.seed)
+            print_table("the same, with each variant's settings", results["default_variants"])
     results["seconds"] = round(time.perf_counter() - started, 1)
     print(f"\n{results['seconds']:.0f} s")
     if args.json:

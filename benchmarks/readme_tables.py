@@ -139,6 +139,11 @@ def accuracy_encoder(results: dict[str, Any]) -> str:
         for name, summary in results[protocol].items():
             lines.append(f"| {title} | {ENCODER_PIPELINES.get(name, name)} | "
                          + " | ".join(_cell(summary, k) for k in keys) + " |")
+    if "default" in results:  # trained on the bundled corpus alone, scored on every labelled real petition
+        title = f"default model, on all {results['default']['n']} real"
+        for name, summary in {"shipped": results["default"], **results.get("default_variants", {})}.items():
+            lines.append(f"| {title} | {ENCODER_PIPELINES.get(name, name)} | "
+                         + " | ".join(_cell(summary, k) for k in keys) + " |")
     return "\n".join(lines) + "\n"
 
 
