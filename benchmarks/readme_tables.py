@@ -266,7 +266,7 @@ def load(results: dict[str, Any]) -> str:
                      f"suggestions/s; saturated, the service completes {100 * share['share']:.0f} % of that times "
                      f"{share['cores']} cores.")
         if "encoder_asked_share" in ip:
-            lines.append(f"The model has the encoder head, which was asked for {ip['encoder_asked_share']:.0%} "
+            lines.append(f"The model has the encoder heads, which were asked for {ip['encoder_asked_share']:.0%} "
                          "of the petitions timed in one process.")
     return "\n".join(lines) + "\n"
 
