@@ -15,11 +15,13 @@ in a file kept across retraining.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import queue
 import tempfile
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +40,7 @@ EMBEDDING_SCALE = 10.0
 ENCODER_C = 0.3
 REMEMBERED_IN_MEMORY = 20_000  # views, about 1.5 KB each
 PROGRESS_EVERY = 500
+CACHE_WRITE_SECONDS = 60
 
 
 class EncoderError(RuntimeError):
@@ -141,41 +144,43 @@ class TextEncoder:
             self._start()
             self._read_file()
             missing = {k: v for k, v in zip(keys, views, strict=True) if k not in self._remembered}
-            if len(self._engines) == 1 or len(missing) < 2:
-                for done, (key, view) in enumerate(missing.items(), 1):
-                    self._remember(key, self._embed_one(self._engines[0], view))
-                    self._report(done, len(missing))
-            else:
-                # One engine per thread at a time: an engine is not shared between threads.
-                idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
-                for engine in self._engines:
-                    idle.put(engine)
-
-                def embed_one(view: str) -> np.ndarray:
-                    engine = idle.get()
-                    try:
-                        return self._embed_one(engine, view)
-                    finally:
-                        idle.put(engine)
-
-                items = list(missing.items())
-                with ThreadPoolExecutor(len(self._engines)) as pool:
-                    for start in range(0, len(items), PROGRESS_EVERY):
-                        block = items[start:start + PROGRESS_EVERY]
-                        for (key, _), vector in zip(block, pool.map(embed_one, [v for _, v in block]), strict=True):
-                            self._remember(key, vector)
-                        if self.cache_path is not None:  # an interrupted run keeps what it embedded
-                            self._write_file()
-                        self._report(start + len(block), len(items))
+            self._embed_missing(list(missing.items()))
             if missing and self.cache_path is not None:
                 self._write_file()
             if not keys:
                 return np.zeros((0, self._engines[0].dim), np.float32)
             return np.stack([self._remembered[k] for k in keys])
 
-    @staticmethod
-    def _embed_one(engine: Any, view: str) -> np.ndarray:
-        return np.asarray(engine.passage(view), dtype=np.float32)
+    def _embed_missing(self, items: list[tuple[str, str]]) -> None:
+        """Embed and remember (key, view) pairs, side by side on the engines when there are
+        several. While it runs, the cache file is rewritten at most every CACHE_WRITE_SECONDS,
+        so that an interrupted run keeps most of what it embedded without the whole file
+        being written again after every block."""
+        # One engine per thread at a time: an engine is not shared between threads.
+        idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        for engine in self._engines:
+            idle.put(engine)
+
+        def embed_one(view: str) -> np.ndarray:
+            engine = idle.get()
+            try:
+                return np.asarray(engine.passage(view), dtype=np.float32)
+            finally:
+                idle.put(engine)
+
+        side_by_side = len(self._engines) > 1 and len(items) > 1
+        with ThreadPoolExecutor(len(self._engines)) if side_by_side else contextlib.nullcontext() as pool:
+            mapped = pool.map if pool is not None else map
+            written = time.monotonic()
+            for start in range(0, len(items), PROGRESS_EVERY):
+                block = items[start:start + PROGRESS_EVERY]
+                for (key, _), vector in zip(block, mapped(embed_one, [v for _, v in block]), strict=True):
+                    self._remember(key, vector)
+                self._report(start + len(block), len(items))
+                last_block = start + len(block) == len(items)
+                if self.cache_path is not None and not last_block and time.monotonic() - written >= CACHE_WRITE_SECONDS:
+                    self._write_file()
+                    written = time.monotonic()
 
     def _report(self, done: int, total: int) -> None:
         if self.progress and (done % PROGRESS_EVERY == 0 or done == total) and total >= PROGRESS_EVERY:
