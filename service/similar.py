@@ -209,9 +209,9 @@ class SharedMatterIndex:
         until = aware(received).timestamp()
         return self.index.query(text, limit=limit, since=until - self.window.total_seconds(), until=until)
 
-    def group_size(self, matches: list[Match], received: datetime, days: float, cap: int) -> int:
-        """How many stored petitions are linked, directly or through others, to a petition whose
-        matches these are, within `days` before `received` (counting stops at `cap`)."""
+    def group_of(self, matches: list[Match], received: datetime, days: float, cap: int) -> set[str]:
+        """The stored petitions linked, directly or through others, to a petition whose matches
+        these are, within `days` before `received` (the search stops once it has `cap`)."""
         until = aware(received).timestamp()
         since = until - days * 86400
         frontier = [m.key for m in matches if since <= self.index.when(m.key) <= until]
@@ -221,7 +221,7 @@ class SharedMatterIndex:
                 if match.key not in seen:
                     seen.add(match.key)
                     frontier.append(match.key)
-        return len(seen)
+        return seen
 
     def groups(self, since: float, until: float, min_size: int) -> list[list[str]]:
         """Connected groups of linked petitions received between the timestamps, of at least `min_size`."""
@@ -244,7 +244,8 @@ class Linked:
     """What the same-matter lookup adds to one suggestion."""
 
     similar: list[SimilarCase]
-    emerging: bool
+    # The stored petitions of the group this one makes or joins; empty unless it does.
+    group: list[str]
 
 
 def link(session: Session, shared: SharedMatterIndex, text: str, received: datetime, min_size: int, days: float) -> Linked:
@@ -256,14 +257,14 @@ def link(session: Session, shared: SharedMatterIndex, text: str, received: datet
     except SQLAlchemyError as exc:
         session.rollback()
         log.error("same-matter lookup failed: %s", type(exc).__name__)
-        return Linked([], False)
+        return Linked([], [])
     # A petition purged since the index took it in (`triage purge`) is no longer shown:
     # its text is gone, and so is the reason to link to it.
     similar = [SimilarCase(triage_id=m.key, external_id=info.external_id, received_at=info.received_at, similarity=m.similarity,
                            decided_division=info.decided_division, review_status=info.review_status)
                for m in matches[:SIMILAR_SHOWN] if (info := infos.get(m.key)) is not None and not info.purged]
-    emerging = bool(similar) and shared.group_size(matches, received, days, cap=min_size) + 1 >= min_size
-    return Linked(similar, emerging)
+    group = shared.group_of(matches, received, days, cap=min_size) if similar else set()
+    return Linked(similar, sorted(group) if len(group) + 1 >= min_size else [])
 
 
 async def get_matters(request: Request) -> SharedMatterIndex:  # a lookup: no thread needed (service/deps.py)

@@ -27,7 +27,7 @@ from service.pii import mask_pii
 from service.routers import KeyedRoute
 from service.schemas import NO_NUL, BatchIn, BatchItem, CaseOut, DecisionOut, PetitionIn, RuleHit, Suggestion
 from service.settings import Settings
-from service.similar import MattersDep, SharedMatterIndex, link, text_of
+from service.similar import MattersDep, SharedMatterIndex, case_infos, link, text_of
 
 log = logging.getLogger(__name__)
 # Triages a worker computes at once (the model and the same-matter lookup). Threads
@@ -54,9 +54,10 @@ def _check_size(petition: PetitionIn, settings: Settings) -> None:
 
 
 def _same_matter(suggestion: Suggestion, loaded: LoadedModel, linked_text: str, received: datetime,
-                 session: Session, matters: SharedMatterIndex, settings: Settings) -> bool:
+                 session: Session, matters: SharedMatterIndex, settings: Settings) -> list[str]:
     """Adds similar cases and repeat_of (with the taxonomy's "repeated" cue naming the
-    predecessor); True when the petition makes or joins an emerging group."""
+    predecessor); returns the stored members of the emerging group the petition makes or
+    joins (empty when it makes none)."""
     linked = link(session, matters, linked_text, received, settings.emerging_min_size, settings.emerging_days)
     suggestion.similar_cases = linked.similar
     if linked.similar:
@@ -68,14 +69,14 @@ def _same_matter(suggestion: Suggestion, loaded: LoadedModel, linked_text: str, 
             rule="risk.repeated", label=cue.label if cue else "medium", spans=[],
             explain=f"{cue.explain if cue else '多次反映或久拖未决'}：同一事项已于 {first.received_at:%Y-%m-%d} 登记"
                     f"（triage_id {first.triage_id}，相似度 {first.similarity:.2f}）"))
-    return linked.emerging
+    return linked.group
 
 
 def _suggest(petition: PetitionIn, loaded: LoadedModel, session: Session, writes: GroupCommit,
              matters: SharedMatterIndex, settings: Settings, turn: threading.Semaphore | None = None) -> Suggestion:
     """The suggestion, stored; `turn` is held while it is computed, not while its rows are committed."""
     with turn or contextlib.nullcontext():
-        suggestion, record, queued, received = _computed(petition, loaded, session, matters, settings)
+        suggestion, record, queued, received, group = _computed(petition, loaded, session, matters, settings)
     try:
         # Committed with the rows of other requests arriving meanwhile; returns once committed.
         writes.store(session, [record], queued)
@@ -89,12 +90,30 @@ def _suggest(petition: PetitionIn, loaded: LoadedModel, session: Session, writes
         session.commit()
     suggestion.stored = True
     matters.add(suggestion.triage_id, text_of(record.title_masked, record.body_masked), received)
+    if group:
+        _queue_group(session, group)
     return suggestion
 
 
+def _queue_group(session: Session, group: list[str]) -> None:
+    """Queues the earlier members of an emerging group that are not queued yet: the petition
+    that makes a group of three is queued as it arrives, and the reviewer must see the first
+    two with it. Best effort after the petition's own rows are committed: another request
+    may queue the same member meanwhile, and a failure here must not unsay `stored`."""
+    try:
+        waiting = [i.triage_id for i in case_infos(session, group).values() if i.review_status is None and not i.purged]
+        if waiting:
+            session.add_all(ReviewItem(triage_id=t, reason="emerging_group") for t in waiting)
+            session.commit()
+    except SQLAlchemyError as exc:
+        session.rollback()
+        log.warning("earlier members of an emerging group not queued: %s", type(exc).__name__)
+
+
 def _computed(petition: PetitionIn, loaded: LoadedModel, session: Session, matters: SharedMatterIndex,
-              settings: Settings) -> tuple[Suggestion, TriageRecord, list[ReviewItem], datetime]:
-    """The suggestion with its same-matter links, and the rows that store it."""
+              settings: Settings) -> tuple[Suggestion, TriageRecord, list[ReviewItem], datetime, list[str]]:
+    """The suggestion with its same-matter links, the rows that store it, and the stored
+    members of the emerging group it makes or joins."""
     model, taxonomy = loaded.model, loaded.model.taxonomy
     raw = model.suggest(join_fields(petition.title, petition.body))
     triage_id = str(uuid.uuid4())
@@ -115,8 +134,8 @@ def _computed(petition: PetitionIn, loaded: LoadedModel, session: Session, matte
     PREDICTIONS.labels(division=suggestion.division.code, risk=suggestion.risk).inc()
     title_masked, body_masked = mask_pii(petition.title), mask_pii(petition.body)
     received = petition.received_at or utcnow()
-    emerging = _same_matter(suggestion, loaded, text_of(title_masked, body_masked), received, session, matters, settings)
-    suggestion.needs_review = suggestion.needs_review or emerging
+    group = _same_matter(suggestion, loaded, text_of(title_masked, body_masked), received, session, matters, settings)
+    suggestion.needs_review = suggestion.needs_review or bool(group)
     record = TriageRecord(
         id=triage_id, external_id=petition.external_id, channel=petition.channel,
         received_at=petition.received_at, title_masked=title_masked,
@@ -129,9 +148,9 @@ def _computed(petition: PetitionIn, loaded: LoadedModel, session: Session, matte
     record.suggestion["explanation"] = rebase_explanation(raw["explanation"], masked_text(record))
     queued = []
     if suggestion.needs_review:
-        reason = "high_risk" if suggestion.risk == "high" else "emerging_group" if emerging else "low_confidence"
+        reason = "high_risk" if suggestion.risk == "high" else "emerging_group" if group else "low_confidence"
         queued.append(ReviewItem(triage_id=triage_id, reason=reason))
-    return suggestion, record, queued, received
+    return suggestion, record, queued, received, group
 
 
 def suggest_one(petition: PetitionIn, loaded: LoadedModel, session: Session, writes: GroupCommit, settings: Settings,
