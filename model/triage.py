@@ -76,6 +76,9 @@ DEFAULT_RULE_PRECISION = 0.5
 # probabilities were calibrated on petitions longer than this: none of the labelled real
 # ones is shorter, and about one unlabelled real message in a thousand.
 MIN_CONTENT_CHARS = 20
+# The optional encoder is asked for routing below this top division probability: where
+# routing is unsure, so that a petition it is sure of keeps its milliseconds.
+ENCODER_BELOW = 0.8
 _CONTENT_CHAR = re.compile(r"[^\W_]")
 
 
@@ -369,7 +372,8 @@ class TriageModel(BaseEstimator):
         The encoder heads' share of that average.
     encoder_below : float or None, default=0.8
         Routing asks the encoder where the top division probability is below this
-        (None: for every petition).
+        (None: for every petition). Asking it more often also ranks the confident
+        petitions better, for more cost in service (docs/model.md).
     encoder_key_group_above : float or None, default=0.05
         The key group asks it where the probability of some key group is at least this
         (0: for every petition; None: the key group does not ask it).
@@ -428,7 +432,7 @@ class TriageModel(BaseEstimator):
         fill_high_budget: bool = True,
         encoder: TextEncoder | None = None,
         encoder_weight: float = 0.5,
-        encoder_below: float | None = 0.8,
+        encoder_below: float | None = ENCODER_BELOW,
         encoder_key_group_above: float | None = 0.05,
         n_jobs: int | None = None,
         random_state: int = 0,
@@ -475,7 +479,7 @@ class TriageModel(BaseEstimator):
         state.setdefault("large_svm_rows", None)
         state.setdefault("encoder", None)
         state.setdefault("encoder_weight", 0.5)
-        state.setdefault("encoder_below", 0.8)
+        state.setdefault("encoder_below", ENCODER_BELOW)
         state.setdefault("encoder_key_group_above", None)
         state.setdefault("encoder_heads_", {})
         super().__setstate__(state)

@@ -164,3 +164,20 @@ def test_a_file_that_is_not_an_embedding_cache_is_refused_before_training(ledger
                  "--encoder-cache", str(cache)]) == 2
     assert f"{cache}: not an embedding cache" in capsys.readouterr().err
     assert not (tmp_path / "model").exists() and cache.read_text(encoding="utf-8").startswith("id,title")
+
+
+def test_encoder_below_sets_where_routing_asks_the_encoder(ledger, trained, tmp_path, capsys):
+    assert load_model(trained[0]).metadata["encoder"]["division_asked_below"] == 0.8
+    # 1 asks for every petition's routing; the embeddings come from the first model's cache.
+    out = tmp_path / "every"
+    assert main(["train", "--data", str(ledger), "--out", str(out), "--encoder", "--encoder-cache", str(trained[1]),
+                 "--encoder-below", "1"]) == 0
+    every = load_model(out)
+    assert every.metadata["encoder"]["division_asked_below"] is None and every.model.encoder_below is None
+    assert every.model.asks_encoder(without_encoder(every.model).predict_proba(texts_of(ledger)[:20])).all()
+    assert main(["train", "--data", str(ledger), "--out", str(tmp_path / "m"), "--encoder-below", "0.9"]) == 2
+    assert "--encoder-below needs --encoder" in capsys.readouterr().err
+    for wrong in ("0", "1.5", "high"):
+        with pytest.raises(SystemExit):
+            main(["train", "--data", str(ledger), "--out", str(tmp_path / "m"), "--encoder", "--encoder-below", wrong])
+    assert not (tmp_path / "m").exists()

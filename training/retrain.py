@@ -25,7 +25,7 @@ from model.artifact import ArtifactError, load_model, new_version_id
 from model.encoder import TextEncoder
 from model.taxonomy import DEFAULT_TAXONOMY, HEADS, Taxonomy, load_taxonomy
 from model.text import join_fields, normalize, segment
-from model.triage import TriageModel
+from model.triage import ENCODER_BELOW, TriageModel
 from training.batch import predict_in_batches
 from training.decisions import read_decisions
 from training.evaluate import evaluate_decisions
@@ -485,13 +485,15 @@ def retrain(data: Sequence[str | Path], registry_dir: str | Path, decisions: str
             taxonomy_path: str | Path = DEFAULT_TAXONOMY, seed: int = 0, by: str | None = None,
             key_metrics: Sequence[str] = DEFAULT_KEY_METRICS, tolerance: float = DEFAULT_TOLERANCE,
             progress: Progress = lambda _: None, sheet: str | None = None,
-            in_service: str | Path | None = None, encoder: TextEncoder | None = None) -> RetrainResult:
+            in_service: str | Path | None = None, encoder: TextEncoder | None = None,
+            encoder_below: float | None = ENCODER_BELOW) -> RetrainResult:
     """Trains, scores and registers a challenger (see the module's docstring).
 
     `in_service` is the model a service serves while the registry has no champion
     (TRIAGE_MODEL_DIR): on the first run it is scored in the champion's place, so that the
     first promotion is checked against what it replaces. Not used once there is a champion.
-    With an `encoder`, the challenger has the optional encoder heads (docs/model.md)."""
+    With an `encoder`, the challenger has the optional encoder heads, routing asking it
+    below `encoder_below` (docs/model.md)."""
     registry = Registry(registry_dir)
     registry.read_state()  # a damaged registry stops the run before minutes of training
     taxonomy = load_taxonomy(taxonomy_path)
@@ -502,7 +504,8 @@ def retrain(data: Sequence[str | Path], registry_dir: str | Path, decisions: str
     train_frame, held, split, quality = inputs.train, inputs.held, inputs.split, inputs.quality
     decision_frame, decision_info = inputs.decision_frame, inputs.decision_info
 
-    challenger, fitted = fit_with_thresholds(train_frame, taxonomy, seed=seed, progress=progress, encoder=encoder)
+    challenger, fitted = fit_with_thresholds(train_frame, taxonomy, seed=seed, progress=progress, encoder=encoder,
+                                             encoder_below=encoder_below)
     challenger_ids, challenger_decisions = score(challenger, held, "challenger", progress)
     truth = label_arrays(held)
     challenger_metrics = evaluate_decisions(challenger_decisions, truth, codes)

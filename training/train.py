@@ -18,7 +18,7 @@ from model.encoder import TextEncoder
 from model.matter import link_matters
 from model.taxonomy import DEFAULT_TAXONOMY, HEADS, Taxonomy, load_taxonomy
 from model.text import join_fields
-from model.triage import ModelInputError, TriageModel
+from model.triage import ENCODER_BELOW, ModelInputError, TriageModel
 from training.evaluate import evaluate_decisions, summary_line
 from training.ledger import read_ledgers
 from training.memory import check_training_memory
@@ -226,16 +226,18 @@ def artifact_metadata(*, version: str, frame: pd.DataFrame, data_fingerprint: st
 
 def train(data: list[str | Path], out: str | Path, taxonomy_path: str | Path = DEFAULT_TAXONOMY,
           seed: int = 0, progress: Progress = lambda _: None, sheet: str | None = None,
-          encoder: TextEncoder | None = None) -> dict[str, Any]:
+          encoder: TextEncoder | None = None, encoder_below: float | None = ENCODER_BELOW) -> dict[str, Any]:
     """Train on the ledger files `data` and save the signed model to `out`; with an
-    `encoder`, with the optional encoder heads (docs/model.md)."""
+    `encoder`, with the optional encoder heads, routing asking it below `encoder_below`
+    (docs/model.md)."""
     check_can_save(out)
     taxonomy = load_taxonomy(taxonomy_path)
     progress(f"reading {len(data)} ledger file(s) …")
     ledger = read_ledgers(list(data), taxonomy, sheet=sheet)
     frame = ledger.frame
     progress(f"{len(frame)} petitions ({ledger.duplicates_dropped} exact duplicates dropped)")
-    model, fitted = fit_with_thresholds(frame, taxonomy, seed=seed, progress=progress, encoder=encoder)
+    model, fitted = fit_with_thresholds(frame, taxonomy, seed=seed, progress=progress, encoder=encoder,
+                                        encoder_below=encoder_below)
     digest = fingerprint(frame)
     metadata = artifact_metadata(
         version=new_version_id(digest), frame=frame, data_fingerprint=digest, sources=ledger.sources,

@@ -23,7 +23,7 @@ from pathlib import Path
 from model.artifact import ArtifactError, load_model
 from model.encoder import EncoderError, TextEncoder
 from model.taxonomy import DEFAULT_TAXONOMY, HEADS, TaxonomyError
-from model.triage import ModelInputError
+from model.triage import ENCODER_BELOW, ModelInputError
 from training.ledger import LedgerError
 from training.memory import NotEnoughMemory
 from triage.defaults import SettingsError, default_corpus, default_model_dir, default_registry_dir, settings
@@ -42,8 +42,9 @@ def _progress(message: str) -> None:
 def _encoder(args: argparse.Namespace) -> TextEncoder | None:
     """The optional encoder `--encoder` asks for, its package checked before any work."""
     if not args.encoder:
-        if args.encoder_cache:
-            raise EncoderError("--encoder-cache needs --encoder")
+        for option, value in (("--encoder-cache", args.encoder_cache), ("--encoder-below", args.encoder_below)):
+            if value is not None:
+                raise EncoderError(f"{option} needs --encoder")
         return None
     encoder = TextEncoder(threads=os.cpu_count() or 1, cache_path=args.encoder_cache, progress=_progress)
     encoder.read_cache()
@@ -59,6 +60,28 @@ def _add_encoder_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--encoder-cache", metavar="FILE",
                    help="keep the petitions' embeddings in FILE (.npz) across retraining; they are derived from the "
                         "petitions, so keep it where the ledgers are kept")
+    p.add_argument("--encoder-below", metavar="P", type=_encoder_below,
+                   help=f"ask the encoder for routing where the top division probability is below P (default "
+                        f"{ENCODER_BELOW}; 1: every petition). Higher routes more petitions right with confidence, "
+                        "and asks the encoder more often (docs/model.md)")
+
+
+def _encoder_below(value: str) -> float:
+    """--encoder-below: a probability in (0, 1]."""
+    try:
+        below = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if not 0 < below <= 1:
+        raise argparse.ArgumentTypeError(f"must be above 0 and at most 1, got {value}")
+    return below
+
+
+def _encoder_below_of(args: argparse.Namespace) -> float | None:
+    """The model's `encoder_below`: the default when not given; None (every petition) for 1."""
+    if args.encoder_below is None:
+        return ENCODER_BELOW
+    return None if args.encoder_below == 1 else args.encoder_below
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -77,7 +100,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 2
     try:
         metadata = train(data, args.out, taxonomy_path=args.taxonomy, seed=args.seed, progress=_progress,
-                         sheet=args.sheet, encoder=encoder)
+                         sheet=args.sheet, encoder=encoder, encoder_below=_encoder_below_of(args))
     except ModelInputError as exc:
         if args.with_corpus:
             raise
@@ -500,7 +523,8 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         result = retrain(args.data, args.registry, decisions=args.decisions, holdout=args.holdout,
                          holdout_quarter=args.holdout_quarter, taxonomy_path=args.taxonomy, seed=args.seed,
                          by=args.by, key_metrics=key_metrics, tolerance=tolerance, progress=_progress,
-                         sheet=args.sheet, in_service=default_model_dir(), encoder=encoder)
+                         sheet=args.sheet, in_service=default_model_dir(), encoder=encoder,
+                         encoder_below=_encoder_below_of(args))
     except RegistryError as exc:
         print(f"triage retrain: error: {exc}", file=sys.stderr)
         return 2
