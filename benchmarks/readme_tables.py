@@ -147,6 +147,34 @@ def accuracy_encoder(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+ENCODER_BELOW_VARIANTS = {
+    "shipped": "n-grams only (the default)",
+    "encoder": "below 0.8 (the default of `--encoder`)",
+    "encoder_below_0.9": "below 0.9",
+    "encoder_below_0.95": "below 0.95",
+    "encoder_below_0.99": "below 0.99",
+    "encoder_every_petition": "every petition (`--encoder-below 1`)",
+}
+
+
+def accuracy_encoder_below(lobo: dict[str, Any]) -> str:
+    """Where routing asks the encoder (`--encoder-below`): the one-board-out and 5-fold runs of
+    the wider cut-offs, beside the default cut-off and the model without the encoder, whose
+    figures on the same folds are in accuracy_encoder.json."""
+    keys = ("division_accuracy", "division_accuracy_ours", "routed_share_ours", "auto_routed_share",
+            "auto_routed_precision")
+    labels = {**ACCURACY_COLUMNS, "auto_routed_share": "routed without review"}
+    base = json.loads((RESULTS / "accuracy_encoder.json").read_text(encoding="utf-8"))
+    cv = json.loads((RESULTS / "accuracy_encoder_below_cv.json").read_text(encoding="utf-8"))
+    lines = ["| protocol | routing asks the encoder | " + " | ".join(labels[k] for k in keys) + " |",
+             "|---" * (len(keys) + 2) + "|"]
+    for protocol, title, wider in (("lobo", "one board out", lobo), ("cv", "5-fold, 3 draws", cv)):
+        for name, summary in {**base[protocol], **wider[protocol]}.items():
+            lines.append(f"| {title} | {ENCODER_BELOW_VARIANTS.get(name, name)} | "
+                         + " | ".join(_cell(summary, k) for k in keys) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def linking(results: dict[str, Any]) -> str:
     at = next(r for r in results["reposts_vs_all_negatives"] if r["threshold"] == results["link_threshold"])
     data, service, replay = results["data"], results["service_cost"], results["emerging_replay"]
@@ -287,6 +315,8 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "load": ("load.json", load),
     "load_postgresql": ("load_postgresql.json", load),
     "load_encoder": ("load_encoder.json", load),
+    "accuracy_encoder_below": ("accuracy_encoder_below_lobo.json", accuracy_encoder_below),
+    "load_encoder_below": ("load_encoder_below_0.99.json", load),
 }
 
 
