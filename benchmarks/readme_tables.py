@@ -300,6 +300,24 @@ def load(results: dict[str, Any]) -> str:
 
 
 # table name: (results file, how to render it)
+def http_ceiling(results: dict[str, Any]) -> str:
+    """The HTTP layer alone, and what it leaves of the per-request budget the saturated target sets."""
+    service = json.loads((RESULTS / "load.json").read_text(encoding="utf-8"))
+    cpus, model_rate = service["machine"]["cpus"], service["in_process"]["per_second"]
+    target = 0.6 * model_rate * cpus
+    budget, model_ms, http_ms = 1000 * cpus / target, 1000 / model_rate, results["server_cpu_ms_per_request"]
+    saturated = service["phases"][-1]
+    return (f"The HTTP layer alone (`python benchmarks/http_ceiling.py`: uvicorn with {results['workers']} workers, "
+            f"FastAPI and the service's `PetitionIn` validation answering a fixed body; nothing computed or stored) "
+            f"completes {results['completed_per_second']:,.0f} requests/s with {results['connections']} clients that "
+            f"never pause, at {http_ms:.2f} ms of server CPU per request. The saturated target, 60 % of the model's "
+            f"{model_rate:,.0f} suggestions/s times {cpus} cores, is {target:,.0f} requests/s: at most {budget:.2f} ms "
+            f"of the cores per request, the load client's share included. The model takes {model_ms:.2f} ms and "
+            f"HTTP {http_ms:.2f}, which leaves {budget - model_ms - http_ms:.2f} ms for the same-matter lookup, "
+            f"storing and the hand-over to a thread; the whole request costs the service "
+            f"{saturated['server_cpu_ms_per_request']:.1f} ms saturated.\n")
+
+
 TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "accuracy_lobo": ("accuracy.json", accuracy_table("lobo")),
     "accuracy_cv": ("accuracy.json", accuracy_table("cv")),
@@ -315,6 +333,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "load": ("load.json", load),
     "load_postgresql": ("load_postgresql.json", load),
     "load_encoder": ("load_encoder.json", load),
+    "http_ceiling": ("http_ceiling.json", http_ceiling),
     "accuracy_encoder_below": ("accuracy_encoder_below_lobo.json", accuracy_encoder_below),
     "load_encoder_below": ("load_encoder_below_0.99.json", load),
 }
