@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -22,6 +23,7 @@ from service.routers import MISSING_KEY
 from service.settings import Settings
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
+logger = logging.getLogger(__name__)
 
 
 # The dependencies that only look something up are coroutines: a plain function would be
@@ -35,8 +37,18 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     # request whose endpoint has returned gives its connection back at once, instead of
     # holding it until a thread is free to close it (under load every thread may be waiting
     # for a connection, and none would come back).
-    with request.app.state.database.sessions() as session:
+    session = request.app.state.database.sessions()
+    try:
         yield session
+    finally:
+        # Closing rolls back what is still open. When the connection died during the request
+        # that rollback fails, after the answer (a 200 with stored: false, or a 503) may already
+        # have been sent: the error would replace nothing and only break the response stream.
+        # The pool has already discarded the dead connection, so there is nothing to undo.
+        try:
+            session.close()
+        except SQLAlchemyError as exc:
+            logger.warning("closing a request's database session failed: %s", type(exc).__name__)
 
 
 async def get_group_commit(request: Request) -> GroupCommit:
