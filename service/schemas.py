@@ -9,6 +9,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 
 Channel = Literal["来信", "来访", "网上", "电话"]
+# Why a case is in the petition office's review queue.
+ReviewReason = Literal["high_risk", "low_confidence", "emerging_group"]
 # PostgreSQL cannot store a NUL character (the request would fail as a database error), and no
 # petition, name or path holds one: refused as bad input instead.
 NO_NUL = r"^[^\x00]*$"
@@ -195,7 +197,7 @@ class DecisionOut(BaseModel):
 
 
 class ReviewState(BaseModel):
-    reason: str = Field(description="Why it is queued: high_risk or low_confidence.")
+    reason: ReviewReason = Field(description="Why it is queued: high_risk, low_confidence or emerging_group (several petitions about one matter).")
     status: str = Field(description="open or resolved.")
     created_at: datetime = Field(description="When it was queued.")
     due_at: datetime = Field(description="The review target: created_at + TRIAGE_REVIEW_TARGET_HOURS.")
@@ -234,7 +236,7 @@ class CaseOut(BaseModel):
 
 class ReviewItemOut(BaseModel):
     triage_id: str = Field(description="The triage queued.")
-    reason: str = Field(description="Why it is queued: high_risk or low_confidence.")
+    reason: ReviewReason = Field(description="Why it is queued: high_risk, low_confidence or emerging_group (several petitions about one matter).")
     status: str = Field(description="open or resolved.")
     created_at: datetime = Field(description="When it was queued.")
     division: str = Field(description="Suggested division code.")

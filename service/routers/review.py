@@ -1,4 +1,4 @@
-"""The petition office's review queue: high-risk and low-confidence suggestions."""
+"""The petition office's review queue: high-risk and low-confidence suggestions, and emerging groups."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from service.cases import TaxonomyDep, case_out
 from service.database import ApiKey, AuditEntry, ReviewItem, TriageRecord, utcnow
 from service.deps import SessionDep, SettingsDep, actor_of, require_role
 from service.routers import KeyedRoute
-from service.schemas import NO_NUL, Moment, ResolveIn, ReviewItemOut
+from service.schemas import NO_NUL, Moment, ResolveIn, ReviewItemOut, ReviewReason
 from service.settings import Settings
 
 router = APIRouter(prefix="/v1/review-queue", tags=["review-queue"], route_class=KeyedRoute)
@@ -33,7 +33,7 @@ def list_queue(
     session: SessionDep, _: Reviewer, taxonomy: TaxonomyDep, settings: SettingsDep,
     status: Literal["open", "resolved", "all"] = "open",
     division: Annotated[str | None, Query(max_length=200, pattern=NO_NUL, description="Division code or Chinese name.")] = None,
-    reason: Literal["high_risk", "low_confidence", "emerging_group"] | None = None,
+    reason: ReviewReason | None = None,
     since: Moment | None = None,
     until: Moment | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
