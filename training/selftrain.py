@@ -24,12 +24,13 @@ MAX_PSEUDO_ROWS = 6000
 
 
 def pseudo_labelled(model: TriageModel, unlabelled: pd.DataFrame, max_rows: int = MAX_PSEUDO_ROWS,
-                    random_state: int = 0) -> pd.DataFrame:
+                    random_state: int = 0, leave_out: tuple[str, ...] = ()) -> pd.DataFrame:
     """The petitions of `unlabelled` (columns id, title, body) that `model` routes without
-    review, at most `max_rows` of them drawn at random, labelled with its division.
-    Their risk and key group are placeholders, as the weights leave them out of those heads."""
+    review to a division not in `leave_out`, at most `max_rows` of them drawn at random,
+    labelled with its division. Their risk and key group are placeholders, as the weights
+    leave them out of those heads."""
     decisions = model.predict(texts_of(unlabelled))
-    confident = np.flatnonzero([not d["needs_review"] for d in decisions])
+    confident = np.flatnonzero([not d["needs_review"] and d["division"] not in leave_out for d in decisions])
     if len(confident) > max_rows:
         confident = np.sort(np.random.default_rng(random_state).choice(confident, max_rows, replace=False))
     rows = unlabelled.iloc[confident][["id", "title", "body"]].copy()
@@ -41,12 +42,12 @@ def pseudo_labelled(model: TriageModel, unlabelled: pd.DataFrame, max_rows: int 
 
 
 def fit_self_trained(frame: pd.DataFrame, unlabelled: pd.DataFrame, taxonomy: Taxonomy, seed: int = 0,
-                     progress: Callable[[str], None] = lambda _: None, **params: Any,
-                     ) -> tuple[TriageModel, dict[str, Any]]:
+                     progress: Callable[[str], None] = lambda _: None, leave_out: tuple[str, ...] = (),
+                     **params: Any) -> tuple[TriageModel, dict[str, Any]]:
     """`fit_with_thresholds` on `frame`, then again with the petitions of `unlabelled`
-    that the first model routes with confidence."""
+    that the first model routes with confidence to a division not in `leave_out`."""
     first, _ = fit_with_thresholds(frame, taxonomy, seed=seed, progress=progress, **params)
-    pseudo = pseudo_labelled(first, unlabelled, random_state=seed)
+    pseudo = pseudo_labelled(first, unlabelled, random_state=seed, leave_out=leave_out)
     progress(f"self-training: {len(pseudo)} of {len(unlabelled)} unlabelled petitions routed with confidence")
     return fit_with_thresholds(pd.concat([frame, pseudo], ignore_index=True), taxonomy, seed=seed,
                                progress=progress, **params)
