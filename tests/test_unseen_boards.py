@@ -64,6 +64,9 @@ def test_self_training_teaches_routing_and_leaves_risk_and_key_groups_alone(taxo
     pseudo = pseudo_labelled(model, unlabelled)
     assert 0 < len(pseudo) <= len(unlabelled) and pseudo["pseudo"].all() and pseudo["synthetic"].all()
     assert pseudo["id"].str.startswith("pseudo:").all()
+    assert (pseudo["division"] == "external").any()  # so that leaving it out below is seen
+    without = pseudo_labelled(model, unlabelled, leave_out=("external",))
+    assert set(without["id"]) == set(pseudo.loc[pseudo["division"] != "external", "id"])
     combined = pd.concat([labelled, pseudo], ignore_index=True)
     weights = sample_weights(combined)
     rows = combined["pseudo"].fillna(False).to_numpy(bool)
