@@ -299,7 +299,6 @@ def load(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-# table name: (results file, how to render it)
 def http_ceiling(results: dict[str, Any]) -> str:
     """The HTTP layer alone, and what it leaves of the per-request budget the saturated target sets."""
     service = json.loads((RESULTS / "load.json").read_text(encoding="utf-8"))
@@ -318,6 +317,7 @@ def http_ceiling(results: dict[str, Any]) -> str:
             f"{saturated['server_cpu_ms_per_request']:.1f} ms saturated.\n")
 
 
+# table name: (results file, how to render it)
 TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "accuracy_lobo": ("accuracy.json", accuracy_table("lobo")),
     "accuracy_cv": ("accuracy.json", accuracy_table("cv")),
