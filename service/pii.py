@@ -2,15 +2,19 @@
 
 The model reads the full text in memory; only what leaves the process is masked.
 Numbers are found however they are written: full-width digits, and groups
-separated by spaces or dashes (138-1234-5678, 6222 0212 3456 7890 123)."""
+separated by a space, a dash or a dot of any kind (138-1234-5678, 138.1234.5678,
+6222 0212 3456 7890 123), including the non-breaking and zero-width spaces that text
+pasted from a word processor or a web page carries between the groups."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-# One optional space or dash between digit groups.
-_S = "[ -]?"
+# One optional separator between digit groups: spaces (plain, non-breaking, thin,
+# zero-width), hyphens and dashes, dots. Listed here rather than translated away, as a
+# dash or a space in prose must stay what it was.
+_S = "[ \u00a0\u2000-\u200d\u2060\u202f\u205f\ufeff\\-\u2010-\u2015\u2212.\u00b7\u30fb]?"
 _PATTERNS = [
     # Resident ID: 18 characters (17 digits + digit/X), or the old 15-digit form, grouped 6-8-4 or not.
     (re.compile(rf"(?<![0-9])[1-9][0-9]{{5}}{_S}(?:19|20)[0-9]{{2}}{_S}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01]){_S}"

@@ -19,6 +19,10 @@ NUMBERS = {
     "resident ID, grouped": "110101 19900307 123X",
     "mobile": "13912345678",
     "mobile, dashed": "138-1234-5678",
+    "mobile, dotted": "138.1234.5678",
+    # Pasted from a word processor or a web page: non-breaking and zero-width spaces.
+    "mobile, non-breaking spaces": "138\u00a01234\u00a05678",
+    "card, zero-width spaces": "6222\u200b0212\u200b3456\u200b7890",
     "landline": "010-62345678",
     "card, 16 digits": "6222021234567890",
     "card, 19 digits grouped": "6217 0012 3456 7890 123",
