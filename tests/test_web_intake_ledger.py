@@ -87,6 +87,12 @@ def test_an_uploaded_ledgers_dates_are_the_offices_time_not_utc(intake, tmp_path
                         "TZ-2": ("2026-07-01T16:00:00Z", "2026-07-16T16:00:00Z")}, received
     assert "2026-07-01 09:30 北京时间" in shown["TZ-1"] and "2026-07-16 09:30 北京时间" in shown["TZ-1"]
     assert "2026-07-02 00:00 北京时间" in shown["TZ-2"] and "UTC" not in shown["TZ-2"]
+    # The download gives the same office dates as the pages: TZ-2's deadline, 16:00 UTC, is
+    # already the next day in Beijing.
+    link = re.search(r'href="(/intake/ledger\.xlsx\?t=[^"]+)"', answer.text).group(1)
+    sheet = openpyxl.load_workbook(io.BytesIO(client.get(html.unescape(link)).content)).active
+    limits = {row[0]: row[9:11] for row in sheet.iter_rows(min_row=2, values_only=True)}
+    assert limits == {"TZ-1": ("2026-07-16", "2026-08-30"), "TZ-2": ("2026-07-17", "2026-08-31")}, limits
 
 
 def test_a_ledger_over_the_size_limit_gets_a_page_saying_so_and_the_api_keeps_json(intake, tmp_path):

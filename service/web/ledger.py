@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from openpyxl import Workbook
 
-from model.office_time import CHINA_TIME
+from model.office_time import CHINA_TIME, office_date
 from service.cases import TaxonomyDep, case_out
 from service.database import TriageRecord
 from service.deps import GroupCommitDep, ModelDep, SessionDep, SettingsDep
@@ -106,7 +106,8 @@ def download(request: Request, user: IntakeUser, session: SessionDep, settings: 
         others = [o.name for o in case.division_top3[1:3]] + ["", ""]
         sheet.append([case.external_id or "", case.title, case.division.name, case.division.probability, others[0], others[1],
                       case.risk_name, case.key_group_name, "是" if case.needs_review else "否",
-                      *((case.time_limits.accept_by.date().isoformat(), case.time_limits.conclude_by.date().isoformat())
+                      # The office's dates, as the case page and the days left count them, not UTC's.
+                      *((office_date(case.time_limits.accept_by).isoformat(), office_date(case.time_limits.conclude_by).isoformat())
                         if case.time_limits else ("", "")), case.triage_id])
         for cell in sheet[sheet.max_row]:
             # openpyxl stores any text starting with "=" as a formula, which Excel runs: a petition
