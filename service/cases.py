@@ -114,7 +114,8 @@ def case_out(session: Session, record: TriageRecord, taxonomy: Taxonomy, setting
         division_top3=[option(code, p) for code, p in stored.get("top3", [])],
         risk=record.risk, risk_name=taxonomy.display_name("risk", record.risk),
         key_group=record.key_group, key_group_name=taxonomy.display_name("key_group", record.key_group),
-        needs_review=record.needs_review, rules=stored.get("rules", []), explanation=stored.get("explanation", {}),
+        # Queued later too: as an emerging group's earlier member, or judged high risk at intake.
+        needs_review=record.needs_review or item is not None, rules=stored.get("rules", []), explanation=stored.get("explanation", {}),
         time_limits=time_limits(record.received_at, record.created_at, settings),
         review=review_state(item, settings) if item is not None else None,
         decisions=decisions_of(session, record.id, taxonomy),

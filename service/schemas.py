@@ -10,6 +10,8 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 
 Channel = Literal["来信", "来访", "网上", "电话"]
 # Why a case is in the petition office's review queue.
+QUEUED_BECAUSE = ("Why it is queued: high_risk (suggested, or judged so in a decision), low_confidence "
+                  "or emerging_group (several petitions about one matter).")
 ReviewReason = Literal["high_risk", "low_confidence", "emerging_group"]
 # PostgreSQL cannot store a NUL character (the request would fail as a database error), and no
 # petition, name or path holds one: refused as bad input instead.
@@ -197,7 +199,7 @@ class DecisionOut(BaseModel):
 
 
 class ReviewState(BaseModel):
-    reason: ReviewReason = Field(description="Why it is queued: high_risk, low_confidence or emerging_group (several petitions about one matter).")
+    reason: ReviewReason = Field(description=QUEUED_BECAUSE)
     status: str = Field(description="open or resolved.")
     created_at: datetime = Field(description="When it was queued.")
     due_at: datetime = Field(description="The review target: created_at + TRIAGE_REVIEW_TARGET_HOURS.")
@@ -236,7 +238,7 @@ class CaseOut(BaseModel):
 
 class ReviewItemOut(BaseModel):
     triage_id: str = Field(description="The triage queued.")
-    reason: ReviewReason = Field(description="Why it is queued: high_risk, low_confidence or emerging_group (several petitions about one matter).")
+    reason: ReviewReason = Field(description=QUEUED_BECAUSE)
     status: str = Field(description="open or resolved.")
     created_at: datetime = Field(description="When it was queued.")
     division: str = Field(description="Suggested division code.")

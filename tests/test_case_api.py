@@ -65,6 +65,40 @@ def test_decisions_take_chinese_names_and_are_listed_with_them(api, taxonomy):
     assert client.get(f"/v1/triage/{tid}", headers=keys["analyst"]).status_code == 403
 
 
+def test_a_case_judged_high_risk_at_intake_reaches_the_review_queue(api):
+    # The model missed the threat; the clerk who read it marks 当日人工研判, and the petition
+    # office must see the case as it sees the ones the model flags.
+    client, keys = api
+    routine = {"title": "咨询职称评审", "body": "请问今年中级职称评审什么时候开始报名，需要准备哪些材料？"}
+    suggestion = client.post("/v1/triage", json=routine, headers=keys["intake"]).json()
+    tid = suggestion["triage_id"]
+    assert suggestion["risk"] != "high" and not suggestion["needs_review"], suggestion
+
+    def queued() -> dict[str, tuple[str, str]]:
+        items = client.get("/v1/review-queue", params={"status": "all"}, headers=keys["reviewer"]).json()
+        return {i["triage_id"]: (i["reason"], i["status"]) for i in items}
+
+    assert tid not in queued()
+    made = client.post("/v1/decisions", json={"triage_id": tid, "division": suggestion["division"]["code"],
+                                              "risk": "当日人工研判", "decided_by": "李四", "reason": "来电称要轻生"},
+                       headers=keys["intake"])
+    assert made.status_code == 201, made.text
+    assert queued()[tid] == ("high_risk", "open")
+    assert client.get(f"/v1/triage/{tid}", headers=keys["reviewer"]).json()["needs_review"] is True
+    # Resolved, then judged high again by a later revision: it stays resolved, no second item.
+    assert client.post(f"/v1/review-queue/{tid}/resolve", json={"note": "已联系"}, headers=keys["reviewer"]).status_code == 200
+    again = client.post("/v1/decisions", json={"triage_id": tid, "division": suggestion["division"]["code"], "risk": "high",
+                                               "decided_by": "李四"}, headers=keys["intake"])
+    assert again.status_code == 201 and queued()[tid] == ("high_risk", "resolved")
+    # One queued for another reason moves up to high risk, and is open again.
+    unsure = client.post("/v1/triage", json={"title": "问题", "body": "有个事情想问一下。"}, headers=keys["intake"]).json()
+    assert queued()[unsure["triage_id"]] == ("low_confidence", "open"), unsure
+    client.post(f"/v1/review-queue/{unsure['triage_id']}/resolve", json={"note": "已转"}, headers=keys["reviewer"])
+    client.post("/v1/decisions", json={"triage_id": unsure["triage_id"], "division": "external", "risk": "high",
+                                       "decided_by": "李四"}, headers=keys["intake"])
+    assert queued()[unsure["triage_id"]] == ("high_risk", "open")
+
+
 def test_review_queue_items_carry_the_case(api):
     client, keys = api
     tid = client.post("/v1/triage", json={**URGENT, "external_id": "XF-2026-0001"}, headers=keys["intake"]).json()["triage_id"]

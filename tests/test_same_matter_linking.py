@@ -194,6 +194,8 @@ def test_five_petitions_about_one_employer_make_one_emerging_group_in_the_review
         # not queued when they came; a higher reason (high risk) would come first.
         assert all(queue.get(t) in ("emerging_group", "high_risk") for t in ids)
         assert "emerging_group" in queue.values()
+        # The case says so too, for the two queued after they came.
+        assert all(client.get(f"/v1/triage/{t}", headers=reviewer).json()["needs_review"] for t in ids)
         assert client.get("/v1/emerging", headers={"X-API-Key": keys["analyst"]}).status_code == 200
         assert client.get("/v1/emerging", headers={"X-API-Key": keys["intake"]}).status_code == 403
         assert client.get("/v1/emerging", params={"min_size": 6}, headers=reviewer).json() == []

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from model.taxonomy import Taxonomy
 from service.cases import decision_out
-from service.database import ApiKey, AuditEntry, DecisionRecord, TriageRecord
+from service.database import ApiKey, AuditEntry, DecisionRecord, ReviewItem, TriageRecord
 from service.deps import ModelDep, SessionDep, actor_of, require_role
 from service.routers import KeyedRoute
 from service.schemas import DecisionIn, DecisionOut
@@ -57,6 +57,8 @@ def record(decision: DecisionIn, session: Session, taxonomy: Taxonomy, key: ApiK
             row = DecisionRecord(triage_id=triage_id, revision=revision, accepted=accepted,
                                  decided_by=decision.decided_by, reason=decision.reason, **final)
             session.add(row)
+            if final["risk"] == "high":
+                _queue_as_high_risk(session, triage_id)
             session.add(AuditEntry(actor=actor_of(key), action="decision", target=triage_id,
                                    detail={**final, "revision": revision, "accepted": accepted,
                                            "decided_by": decision.decided_by}))
@@ -72,3 +74,14 @@ def record(decision: DecisionIn, session: Session, taxonomy: Taxonomy, key: ApiK
         raise HTTPException(503, "too many simultaneous decisions on this triage; the decision was NOT recorded, send it again")
     log.debug("decision on triage %s stored as revision %d (accepted: %s)", triage_id, revision, accepted)
     return decision_out(row, taxonomy)
+
+
+def _queue_as_high_risk(session: Session, triage_id: str) -> None:
+    """A case a person judges 当日人工研判 reaches the petition office as one the model flagged
+    would: queued, or moved up to high risk (and opened again) when queued for another reason.
+    The model misses some threats of self-harm; the clerk who reads one is the last safeguard."""
+    item = session.get(ReviewItem, triage_id)
+    if item is None:
+        session.add(ReviewItem(triage_id=triage_id, reason="high_risk"))
+    elif item.reason != "high_risk":
+        item.reason, item.status, item.resolved_by, item.resolved_at, item.note = "high_risk", "open", None, None, None
