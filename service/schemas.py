@@ -37,11 +37,14 @@ def _in_utc(value: datetime) -> datetime:
         raise ValueError("outside the range of moments that can be stored") from None
 
 
+BLANK = "blank (only spaces)"
+
+
 def _not_blank(value: str) -> str:
     # Spaces alone pass min_length: a decision "by" nobody, or a review resolved with an empty
     # note, was recorded and then stood in the audit trail as if someone had written it.
     if not value.strip():
-        raise ValueError("blank (only spaces); write it out")
+        raise ValueError(f"{BLANK}; write it out")
     return value
 
 

@@ -17,7 +17,7 @@ from service.database import TriageRecord
 from service.deps import GroupCommitDep, ModelDep, SessionDep, SettingsDep
 from service.routers.decisions import record
 from service.routers.triage import suggest_one
-from service.schemas import DecisionIn, PetitionIn
+from service.schemas import BLANK, DecisionIn, PetitionIn
 from service.similar import MattersDep
 from service.web.render import highlight, marks_of, page, shown_heads
 from service.web.sessions import Csrf, WebUser, page_user
@@ -26,7 +26,8 @@ router = APIRouter(include_in_schema=False)
 IntakeUser = Annotated[WebUser, Depends(page_user("intake"))]
 CaseReader = Annotated[WebUser, Depends(page_user("intake", "reviewer"))]
 CHANNELS = ("来信", "来访", "网上", "电话")
-FIELD_NAMES = {"title": "标题", "body": "正文", "external_id": "信访件编号", "received_at": "收件日期", "channel": "来源渠道"}
+FIELD_NAMES = {"title": "标题", "body": "正文", "external_id": "信访件编号", "received_at": "收件日期", "channel": "来源渠道",
+               "reason": "理由", "decided_by": "决定人", "note": "研判意见"}
 
 
 def _form(request: Request, user: WebUser, values: dict[str, str], errors: list[str], status: int = 200) -> HTMLResponse:
@@ -43,9 +44,16 @@ def _in_chinese(error: Any) -> str:
     context = error.get("ctx") or {}
     if error["type"] == "string_too_long":
         return f"最多 {context['max_length']} 字，现有 {len(error['input'])} 字"
+    if error["type"] in ("string_too_short", "missing") or str(context.get("error", "")).startswith(BLANK):
+        return "请填写"
     if error["type"] == "string_pattern_mismatch":
         return "含有无法保存的控制字符（\\0），请删去后再提交"
     return error["msg"]
+
+
+def form_errors(exc: ValidationError) -> list[str]:
+    """Each error of a form's fields, named as the page names the field."""
+    return [f"{FIELD_NAMES.get(str(e['loc'][0]), e['loc'][0]) if e['loc'] else '表单'}：{_in_chinese(e)}" for e in exc.errors()]
 
 
 @router.post("/intake", response_class=HTMLResponse)
@@ -66,8 +74,7 @@ def intake(request: Request, user: IntakeUser, _: Csrf, loaded: ModelDep, sessio
         petition = PetitionIn(title=title, body=body, external_id=external_id or None, received_at=received, channel=channel or None)
         suggestion = suggest_one(petition, loaded, session, writes, settings, matters)
     except ValidationError as exc:
-        errors = [f"{FIELD_NAMES.get(str(e['loc'][0]), e['loc'][0]) if e['loc'] else '表单'}：{_in_chinese(e)}" for e in exc.errors()]
-        return _form(request, user, values, errors, status=422)
+        return _form(request, user, values, form_errors(exc), status=422)
     except HTTPException as exc:
         return _form(request, user, values, [str(exc.detail)], status=exc.status_code)
     if not suggestion.stored:
@@ -108,10 +115,11 @@ def decide(request: Request, triage_id: str, user: IntakeUser, _: Csrf, loaded: 
         return case_view(request, user, triage_id, session, settings, taxonomy, error="改派或调整时请填写理由。", status=422)
     try:
         decision = DecisionIn(triage_id=triage_id, division=division, risk=risk or None, key_group=key_group or None,
-                              decided_by=(user.key.label or "").strip() or user.actor, reason=reason.strip() or None)
+                              decided_by=(user.key.label or "").strip() or user.actor,
+                              reason=reason.replace("\r\n", "\n").strip() or None)
         record(decision, session, loaded.model.taxonomy, user.key)
     except ValidationError as exc:
-        return case_view(request, user, triage_id, session, settings, taxonomy, error="；".join(e["msg"] for e in exc.errors()), status=422)
+        return case_view(request, user, triage_id, session, settings, taxonomy, error="；".join(form_errors(exc)), status=422)
     except HTTPException as exc:
         return case_view(request, user, triage_id, session, settings, taxonomy, error=str(exc.detail), status=exc.status_code)
     return RedirectResponse(f"/cases/{triage_id}?decided=1", status_code=303)

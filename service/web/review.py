@@ -15,7 +15,7 @@ from service.cases import TaxonomyDep
 from service.deps import SessionDep, SettingsDep
 from service.routers.review import list_queue, resolve
 from service.schemas import ResolveIn
-from service.web.intake import case_view
+from service.web.intake import case_view, form_errors
 from service.web.render import REVIEW_REASONS, page
 from service.web.sessions import Csrf, WebUser, page_user
 
@@ -36,20 +36,31 @@ def _day(value: str, end: bool = False) -> datetime | None:
 def review_queue(request: Request, user: ReviewUser, session: SessionDep, settings: SettingsDep, taxonomy: TaxonomyDep,
                  status: str = "open", division: str = "", reason: str = "", since: str = "", until: str = "") -> HTMLResponse:
     status = status if status in ("open", "resolved", "all") else "open"
+    filters = {"status": status, "division": division, "reason": reason, "since": since, "until": until}
+    # A filter that cannot apply is said, not dropped: an unfiltered queue under the filter the
+    # reviewer believes applies (a bookmark from before a taxonomy change, a mistyped date) misleads.
+    errors = [f"{label}：无法识别的日期 {value!r}（格式 YYYY-MM-DD）"
+              for label, value in (("自", since), ("至", until)) if value and _day(value) is None]
+    if division and taxonomy.resolve("division", division) is None:
+        errors.append(f"处室：没有 {division!r} 这个处室")
+    if errors:
+        return page(request, "review.html", user, status=422, items=[], taxonomy=taxonomy, reasons=REASONS, filters=filters,
+                    error="；".join(errors))
     items = list_queue(session=session, _=user.key, taxonomy=taxonomy, settings=settings, status=status,
                        division=division or None, reason=reason if reason in REASONS else None,
                        since=_day(since), until=_day(until, end=True), limit=500)
-    return page(request, "review.html", user, items=items, taxonomy=taxonomy, reasons=REASONS,
-                filters={"status": status, "division": division, "reason": reason, "since": since, "until": until})
+    return page(request, "review.html", user, items=items, taxonomy=taxonomy, reasons=REASONS, filters=filters)
 
 
 @router.post("/review/{triage_id}/resolve", response_class=HTMLResponse)
 def resolve_item(request: Request, triage_id: str, user: ReviewUser, _: Csrf, session: SessionDep, settings: SettingsDep,
                  taxonomy: TaxonomyDep, note: Annotated[str, Form()] = "") -> Response:
     try:
-        resolve(triage_id=triage_id, body=ResolveIn(note=note), session=session, key=user.key, taxonomy=taxonomy, settings=settings)
-    except ValidationError:
-        return case_view(request, user, triage_id, session, settings, taxonomy, error="请填写研判意见。", status=422)
+        # A browser sends a line break as CRLF and counts it as one character against maxlength.
+        resolve(triage_id=triage_id, body=ResolveIn(note=note.replace("\r\n", "\n")), session=session, key=user.key,
+                taxonomy=taxonomy, settings=settings)
+    except ValidationError as exc:
+        return case_view(request, user, triage_id, session, settings, taxonomy, error="；".join(form_errors(exc)), status=422)
     except HTTPException as exc:
         return case_view(request, user, triage_id, session, settings, taxonomy, error=str(exc.detail), status=exc.status_code)
     return RedirectResponse(f"/cases/{triage_id}?resolved=1", status_code=303)
