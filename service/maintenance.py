@@ -9,6 +9,7 @@ import sqlite3
 import tempfile
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select, update
 
@@ -113,16 +114,31 @@ def restore(backup_file: Path, database_url: str) -> str:
     return revision
 
 
+def without_text(suggestion: dict[str, Any] | None) -> dict[str, Any]:
+    """A stored suggestion with the petition's words taken out of its explanation: its terms
+    and spans quote the text that retention deletes. The labels, probabilities and which
+    rules fired stay."""
+    suggestion = dict(suggestion or {})
+    if "explanation" in suggestion:
+        suggestion["explanation"] = {
+            head: {**part, "terms": [], "rules": [{**rule, "spans": []} for rule in part.get("rules", [])]}
+            for head, part in suggestion["explanation"].items()}
+    return suggestion
+
+
 def purge_petitions(database: Database, before: datetime, actor: str) -> int:
-    """Empties the title and body of petitions triaged before `before`; their suggestions,
-    decisions and labels stay (stats, retraining on labels, the audit trail). Recorded
-    in the audit log in the same transaction. Returns how many were purged."""
+    """Empties the title and body of petitions triaged before `before`, and the words their
+    explanations quote; their suggestions, decisions and labels stay (stats, retraining on
+    labels, the audit trail). Recorded in the audit log in the same transaction. Returns
+    how many were purged."""
     with database.sessions() as session:
         ids = list(session.scalars(select(TriageRecord.id).where(TriageRecord.created_at < before,
                                                                   TriageRecord.body_masked != PURGED)))
         for start in range(0, len(ids), 500):
-            session.execute(update(TriageRecord).where(TriageRecord.id.in_(ids[start:start + 500]))
-                            .values(title_masked="", body_masked=PURGED))
+            rows = session.execute(select(TriageRecord.id, TriageRecord.suggestion)
+                                   .where(TriageRecord.id.in_(ids[start:start + 500]))).all()
+            session.execute(update(TriageRecord), [{"id": tid, "title_masked": "", "body_masked": PURGED,
+                                                    "suggestion": without_text(suggestion)} for tid, suggestion in rows])
         session.add(AuditEntry(actor=actor, action="retention.purge", target=before.isoformat(),
                                detail={"petitions": len(ids)}))
         session.commit()

@@ -167,6 +167,26 @@ def test_an_unknown_log_level_is_refused(monkeypatch):
 
 
 
+def test_purge_takes_the_words_its_explanation_quotes_out_too(database):
+    # Retention deleted the text, and GET /v1/triage still showed the words and spans the
+    # explanation had quoted from it.
+    quoted = {"division": {"label": "labor_inspection", "terms": [
+        {"term": "宏达建筑", "kind": "word", "weight": 0.8, "spans": [{"start": 0, "end": 4, "text": "宏达建筑"}]}], "rules": []},
+        "risk": {"label": "high", "terms": [], "rules": [{"rule": "risk.collective", "label": "high", "explain": "集体行动",
+                                                          "spans": [{"start": 9, "end": 13, "text": "集体上访"}]}]}}
+    with database.sessions() as session:
+        _triage(session, "old", datetime(2024, 3, 1, tzinfo=UTC), "宏达建筑欠薪，我们要去集体上访")
+        session.get(TriageRecord, "old").suggestion = {"top3": [["labor_inspection", 0.9]], "rules": ["risk.collective"],
+                                                      "explanation": quoted}
+        session.commit()
+    assert main(["purge", "--before", "2025-01-01"]) == 0
+    with database.sessions() as session:
+        stored = session.get(TriageRecord, "old").suggestion
+    assert "宏达" not in str(stored) and "集体上访" not in str(stored)
+    assert stored["explanation"]["division"]["terms"] == [] and stored["explanation"]["risk"]["rules"][0]["spans"] == []
+    assert stored["rules"] == ["risk.collective"] and stored["top3"] == [["labor_inspection", 0.9]]
+
+
 def test_purge_refuses_a_cut_off_in_the_future(database, capsys):
     # A year typed wrong (2062 for 2026) deleted every petition's text, today's included.
     with database.sessions() as session:

@@ -30,6 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import NullPool
 
 from model.artifact import sign_artifact
+from model.text import PURGED_TEXT as PURGED
 from service.app import create_app
 from service.database import Base, Database, alembic_config, head_revision
 from service.keys import create_key
@@ -223,7 +224,7 @@ def statements_run() -> Iterator[list[str]]:
 
 def test_an_empty_database_is_migrated_and_a_second_start_changes_nothing(backend):
     database = Database(backend.url)
-    assert database.migrate() == head_revision() == "0003"
+    assert database.migrate() == head_revision() == "0004"
     with backend.connect() as connection:
         assert set(inspect(connection).get_table_names()) == TABLES | {"alembic_version"}
         assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [head_revision()]
@@ -279,6 +280,35 @@ def test_a_database_from_before_migrations_is_adopted_and_upgraded(backend):
     command.downgrade(config, "base")
     with backend.connect() as connection:
         assert set(inspect(connection).get_table_names()) <= {"alembic_version"}
+
+
+def test_an_upgrade_masks_numbers_stored_with_other_separators_and_empties_purged_explanations(backend):
+    # Before 0004 a phone number split by non-breaking spaces was stored in clear, and a purged
+    # petition's explanation kept the words it quoted.
+    config = alembic_config(backend.direct_url)
+    command.upgrade(config, "0003")
+    explanation = {"risk": {"label": "high", "terms": [{"term": "跳楼", "kind": "word", "weight": 1.2,
+                                                         "spans": [{"start": 3, "end": 5, "text": "跳楼"}]}],
+                            "rules": [{"rule": "risk.self_harm", "label": "high", "explain": "自伤", "spans": [
+                                {"start": 3, "end": 5, "text": "跳楼"}]}]}}
+    with backend.connect() as connection:
+        for tid, body, suggestion in (("kept", "电话138\u00a01234\u00a05678，欠薪", {}),
+                                      ("purged", PURGED, {"top3": [["pension", 0.9]], "explanation": explanation})):
+            connection.execute(text(
+                "INSERT INTO triages (id, created_at, title_masked, body_masked, model_version, division, "
+                "division_confidence, risk, key_group, needs_review, suggestion) "
+                "VALUES (:id, CURRENT_TIMESTAMP, '', :body, 'm', 'pension', 0.9, 'low', 'none', false, :s)"),
+                {"id": tid, "body": body, "s": json.dumps(suggestion, ensure_ascii=False)})
+        connection.commit()
+    database = Database(backend.url)
+    assert database.migrate() == head_revision()
+    database.engine.dispose()
+    with backend.connect() as connection:
+        assert connection.execute(text("SELECT body_masked FROM triages WHERE id = 'kept'")).scalar() == "电话[手机号]，欠薪"
+        stored = connection.execute(text("SELECT suggestion FROM triages WHERE id = 'purged'")).scalar()
+    stored = json.loads(stored) if isinstance(stored, str) else stored
+    assert "跳楼" not in json.dumps(stored, ensure_ascii=False)
+    assert stored["top3"] == [["pension", 0.9]] and stored["explanation"]["risk"]["rules"][0]["rule"] == "risk.self_harm"
 
 
 def test_simultaneous_start_ups_migrate_once(backend):

@@ -1,0 +1,74 @@
+"""Rewriting what is stored, for migrations: free text masked with service/pii.py as it is
+now, and the explanations of purged petitions emptied of the words they quote."""
+
+from __future__ import annotations
+
+import json
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from model.text import PURGED_TEXT
+from service.maintenance import without_text
+from service.pii import mask_pii, mask_pii_in
+
+# (table, primary key, free-text columns, JSON columns)
+_FREE_TEXT = [
+    ("triages", "id", ("external_id", "title_masked", "body_masked"), ()),
+    ("decisions", "id", ("decided_by", "reason"), ()),
+    ("review_items", "triage_id", ("resolved_by", "note"), ()),
+    ("api_keys", "id", ("label",), ()),
+    ("audit", "id", (), ("detail",)),
+]
+BATCH = 1000
+
+
+def mask_stored_text(connection: Connection) -> None:
+    """Every free-text column masked again (a pattern that finds more finds it in old rows too)."""
+    postgres = connection.dialect.name == "postgresql"
+    for table, key, texts, documents in _FREE_TEXT:
+        columns = [key, *texts, *documents]
+        last = None
+        while True:
+            query = f"SELECT {', '.join(columns)} FROM {table}"  # names from the list above, never input
+            if last is not None:
+                query += f" WHERE {key} > :last"
+            rows = connection.execute(sa.text(query + f" ORDER BY {key} LIMIT {BATCH}"),
+                                      {} if last is None else {"last": last}).fetchall()
+            for row in rows:
+                changed = {}
+                for name, value in zip(columns[1:], row[1:], strict=True):
+                    if value is None:
+                        continue
+                    if name in documents:
+                        loaded = json.loads(value) if isinstance(value, str) else value
+                        masked = mask_pii_in(loaded)
+                        if masked != loaded:
+                            changed[name] = json.dumps(masked, ensure_ascii=False)
+                    elif mask_pii(value) != value:
+                        changed[name] = mask_pii(value)
+                if changed:
+                    assignments = ", ".join(f"{name} = CAST(:{name} AS JSON)" if name in documents and postgres
+                                            else f"{name} = :{name}" for name in changed)
+                    connection.execute(sa.text(f"UPDATE {table} SET {assignments} WHERE {key} = :key"), {**changed, "key": row[0]})
+            if len(rows) < BATCH:
+                break
+            last = rows[-1][0]
+
+
+def empty_purged_explanations(connection: Connection) -> None:
+    """The suggestions of petitions already purged, without the words their explanations quote."""
+    cast = "CAST(:value AS JSON)" if connection.dialect.name == "postgresql" else ":value"
+    last = ""
+    while True:
+        rows = connection.execute(sa.text(f"SELECT id, suggestion FROM triages WHERE body_masked = :purged AND id > :last "
+                                          f"ORDER BY id LIMIT {BATCH}"), {"purged": PURGED_TEXT, "last": last}).fetchall()
+        for key, stored in rows:
+            suggestion = json.loads(stored) if isinstance(stored, str) else stored
+            emptied = without_text(suggestion)
+            if emptied != suggestion:
+                connection.execute(sa.text(f"UPDATE triages SET suggestion = {cast} WHERE id = :key"),
+                                   {"value": json.dumps(emptied, ensure_ascii=False), "key": key})
+        if len(rows) < BATCH:
+            break
+        last = rows[-1][0]
