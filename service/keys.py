@@ -30,8 +30,14 @@ def create_key(session: Session, role: str, label: str = "", actor: str = "cli")
 
 
 def _prefix_of(prefix_or_key: str) -> str:
+    # A whole key is pt_PREFIX_SECRET; the prefix may come bare or as the key begins, pt_PREFIX.
     parts = prefix_or_key.strip().split("_")
-    return parts[1] if len(parts) >= 3 and parts[0] == "pt" else prefix_or_key.strip()
+    return parts[1] if len(parts) >= 2 and parts[0] == "pt" else prefix_or_key.strip()
+
+
+def _is_whole_key(prefix_or_key: str) -> bool:
+    parts = prefix_or_key.strip().split("_")
+    return len(parts) >= 3 and parts[0] == "pt"
 
 
 def revoke_key(session: Session, prefix_or_key: str, actor: str = "cli") -> bool:
@@ -39,7 +45,7 @@ def revoke_key(session: Session, prefix_or_key: str, actor: str = "cli") -> bool
     the key itself, not merely share its prefix). False when there is no such key."""
     prefix = _prefix_of(prefix_or_key)
     row = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None)))
-    if row is None or (prefix_or_key.strip().startswith("pt_") and not hmac.compare_digest(row.key_hash, _hash(prefix_or_key.strip()))):
+    if row is None or (_is_whole_key(prefix_or_key) and not hmac.compare_digest(row.key_hash, _hash(prefix_or_key.strip()))):
         return False
     row.revoked_at = utcnow()
     session.add(AuditEntry(actor=actor, action="key.revoke", target=prefix, detail={}))

@@ -48,6 +48,7 @@ def test_keys_list_shows_no_secret_and_revoke_takes_a_whole_key(database, capsys
     with database.sessions() as session:
         key = create_key(session, "reviewer", label="复核科")
         other = create_key(session, "intake")
+        third = create_key(session, "analyst")
     assert main(["keys", "list"]) == 0
     listed = capsys.readouterr().out
     assert key.split("_")[1] in listed and "reviewer" in listed and "复核科" in listed
@@ -56,6 +57,7 @@ def test_keys_list_shows_no_secret_and_revoke_takes_a_whole_key(database, capsys
     assert main(["keys", "revoke", forged]) == 2  # same prefix, not the key: refused
     assert main(["keys", "revoke", key]) == 0
     assert main(["keys", "revoke", other.split("_")[1]]) == 0
+    assert main(["keys", "revoke", "_".join(third.split("_")[:2])]) == 0  # the prefix as the key begins: pt_PREFIX
     assert main(["keys", "list"]) == 0
     assert capsys.readouterr().out.count("+00:00") >= 4  # created and revoked, with their offset
 

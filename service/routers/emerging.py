@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -12,7 +11,7 @@ from model.taxonomy import RISK_ORDER
 from service.database import ApiKey, utcnow
 from service.deps import SessionDep, SettingsDep, require_role
 from service.routers import KeyedRoute
-from service.schemas import EmergingGroup, EmergingMember
+from service.schemas import EmergingGroup, EmergingMember, Moment
 from service.similar import MattersDep, aware, case_infos
 
 router = APIRouter(prefix="/v1/emerging", tags=["emerging"], route_class=KeyedRoute)
@@ -24,7 +23,7 @@ def emerging(
     session: SessionDep, settings: SettingsDep, matters: MattersDep, _: Reader,
     days: Annotated[float | None, Query(gt=0, le=366)] = None,
     min_size: Annotated[int | None, Query(ge=2, le=1000)] = None,
-    until: datetime | None = None,
+    until: Moment | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[EmergingGroup]:
     """Groups of at least `min_size` petitions about one matter received within `days` before
