@@ -82,6 +82,8 @@ VARIANTS: dict[str, tuple[dict[str, Any], float]] = {
     "numbers_as_written": ({"numbers": "digits"}, SYNTHETIC_WEIGHT),
     "numbers_placeholders": ({"numbers": "placeholders"}, SYNTHETIC_WEIGHT),
     "calibrated_within_boards": ({"calibrate_across_boards": False}, SYNTHETIC_WEIGHT),
+    # The model before: temperatures fitted on every scored row, generated petitions included.
+    "temperature_on_all_rows": ({"temperature_on_threshold_rows": False}, SYNTHETIC_WEIGHT),
     # Not a model parameter: the benchmark self-trains on unlabeled.csv (training/selftrain.py).
     "self_trained": ({"self_train": True}, SYNTHETIC_WEIGHT),
     # The same, learning only from the messages routed to this department's divisions: most
@@ -105,7 +107,8 @@ FLOORS: dict[tuple[str, str], float] = {
     ("cv", "high_recall"): 0.76, ("cv", "high_share"): 0.12, ("cv", "key_group_f1"): 0.55,
 }  # high_share is a ceiling
 FIGURES = ("division_accuracy", "division_accuracy_ours", "division_top3", "division_macro_f1", "routed_share_ours",
-           "risk_macro_f1", "high_recall", "high_share", "key_group_f1", "auto_routed_precision", "auto_routed_share")
+           "risk_macro_f1", "high_recall", "high_share", "key_group_f1", "auto_routed_precision", "auto_routed_share",
+           "division_calibration_error")
 
 
 def load_real() -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -162,7 +165,8 @@ def reference(train: pd.DataFrame, test: pd.DataFrame, seed: int) -> Predictions
         if head == "division":
             out["top3"] = svm.classes_[order[:, :3]]
             out["confidence"] = scores.max(axis=1)
-    return Predictions(out["division"], out["confidence"], out["top3"], out["risk"], out["key_group"])
+    return Predictions(out["division"], out["confidence"], out["top3"], out["risk"], out["key_group"],
+                       confidence_is_probability=False)
 
 
 def run_folds(folds: list[Fold], real: pd.DataFrame, corpus: pd.DataFrame, pipeline: str, seed: int,

@@ -70,6 +70,26 @@ def _fit(linear: Linear, X: Any, y: np.ndarray, sample_weight: np.ndarray | None
         return linear.fit(X, y, sample_weight=sample_weight)
 
 
+def temperature_factor(proba: np.ndarray, encoded: np.ndarray) -> float:
+    """How much to multiply a head's temperature by for its probabilities `proba` (rows
+    of softmax outputs) to fit the labels `encoded` best in log loss.
+
+    The log of a softmax output is the scaled score less a constant per row, so dividing
+    it by the factor and taking the softmax again gives the probabilities that the
+    temperature times the factor would have given: no scores are needed."""
+    logits = np.log(np.clip(proba, 1e-300, None))
+
+    def nll(log_k: float) -> float:
+        return -float(log_softmax(logits / np.exp(log_k), axis=1)[np.arange(len(encoded)), encoded].mean())
+
+    return float(np.exp(minimize_scalar(nll, bounds=(-5, 5), method="bounded").x))
+
+
+def retempered(proba: np.ndarray, factor: float) -> np.ndarray:
+    """`proba` as the temperature times `factor` gives it (see temperature_factor)."""
+    return softmax(np.log(np.clip(proba, 1e-300, None)) / factor, axis=1)
+
+
 class TemperatureScaledLinear(ClassifierMixin, BaseEstimator):
     """`loss` chooses the linear model: "squared_hinge", liblinear's SVM (LinearSVC),
     or "log_loss", logistic regression (lbfgs). The log loss gives a mislabelled

@@ -18,7 +18,7 @@ import scipy.sparse as sp
 from joblib import Parallel, delayed, parallel_config
 from sklearn.base import BaseEstimator
 
-from model.calibration import TemperatureScaledLinear
+from model.calibration import TemperatureScaledLinear, retempered, temperature_factor
 from model.encoder import EMBEDDING_SCALE, ENCODER_C, TextEncoder
 from model.explain import explain_head
 from model.features import KeywordFeatures, build_features, rule_feature_names, rule_matrix
@@ -357,6 +357,11 @@ class TriageModel(BaseEstimator):
     min_threshold_rows : int, default=200
         The fewest `threshold_rows` with out-of-sample scores for thresholds to be
         chosen on them alone.
+    temperature_on_threshold_rows : bool, default=True
+        Whether the heads' temperatures are fitted again on the out-of-sample scores of
+        the rows the thresholds are chosen on (the real petitions, scored by models that
+        never saw their board), so that the probabilities shown hold where the
+        thresholds must; False: on every scored row, generated petitions included.
     min_high_cut : float, default=0.0
         The lowest p(high) cut allowed.
     fill_high_budget : bool, default=True
@@ -428,6 +433,7 @@ class TriageModel(BaseEstimator):
         key_group_rules_alone: bool = False,
         numbers: str = "long_blank",
         min_threshold_rows: int = 200,
+        temperature_on_threshold_rows: bool = True,
         min_high_cut: float = 0.0,
         fill_high_budget: bool = True,
         encoder: TextEncoder | None = None,
@@ -446,6 +452,7 @@ class TriageModel(BaseEstimator):
         self.key_group_rules_alone = key_group_rules_alone
         self.numbers = numbers
         self.min_threshold_rows = min_threshold_rows
+        self.temperature_on_threshold_rows = temperature_on_threshold_rows
         self.min_high_cut = min_high_cut
         self.fill_high_budget = fill_high_budget
         self.encoder = encoder
@@ -472,6 +479,8 @@ class TriageModel(BaseEstimator):
         state.setdefault("numbers", "digits")
         # Thresholds were chosen by the training code before fit chose them.
         state.setdefault("min_threshold_rows", 200)
+        # Fitted before this existed: temperatures from every scored row.
+        state.setdefault("temperature_on_threshold_rows", False)
         state.setdefault("min_high_cut", 0.0)
         state.setdefault("fill_high_budget", True)
         state.setdefault("large_max_iter", None)
@@ -634,6 +643,8 @@ class TriageModel(BaseEstimator):
         self.classes_ = {head: list(self.heads_[head].classes_) for head in self.heads_}
         oof = {head: oof for head, (_, oof, _) in zip(heads, fitted, strict=True)}
         del fitted
+        if self.temperature_on_threshold_rows:
+            self._temper_on(self._threshold_rows(scored, oof, threshold_rows), oof, labels)
         self.encoder_heads_ = {}
         if self.encoder is not None:
             embedded = sp.csr_matrix(self.encoder.embed(raw_texts) * EMBEDDING_SCALE)
@@ -702,20 +713,42 @@ class TriageModel(BaseEstimator):
         _give_back_freed_memory()
         return matrix
 
+    def _threshold_rows(self, scored: np.ndarray, oof: dict[str, np.ndarray], threshold_rows: Any) -> np.ndarray:
+        """The rows thresholds are chosen on: the `threshold_rows` among the `scored` ones
+        when there are enough of them, else every scored row; rows some head left out
+        (weight 0) have no score from it, and are not among them."""
+        n = len(next(iter(oof.values())))
+        scored = scored[np.all([np.isfinite(p[scored]).all(axis=1) for p in oof.values()], axis=0)]
+        if threshold_rows is not None:
+            mask = np.asarray(threshold_rows, dtype=bool)
+            if mask.shape != (n,):
+                raise ModelInputError(f"threshold_rows must hold one bool per text ({n}), got shape {mask.shape}")
+            if mask[scored].sum() >= self.min_threshold_rows:
+                return scored[mask[scored]]
+        return scored
+
+    def _temper_on(self, rows: np.ndarray, oof: dict[str, np.ndarray], labels: dict[str, np.ndarray]) -> None:
+        """Each head's temperature fitted again on the out-of-sample scores of `rows`, and
+        its out-of-sample probabilities with it. The generated petitions are scored far
+        more surely than real ones, and a temperature fitted with them made the
+        probabilities of real petitions from an unseen board too high."""
+        for head, model in self.heads_.items():
+            classes = {label: i for i, label in enumerate(model.classes_)}
+            known = np.array([labels[head][r] in classes for r in rows], dtype=bool)
+            if known.sum() < self.min_threshold_rows:
+                continue
+            encoded = np.array([classes[labels[head][r]] for r in rows[known]])
+            factor = temperature_factor(oof[head][rows[known]], encoded)
+            model.temperature_ *= factor
+            finite = np.isfinite(oof[head]).all(axis=1)
+            oof[head][finite] = retempered(oof[head][finite], factor)
+
     def _choose_thresholds(self, scored: np.ndarray, oof: dict[str, np.ndarray], hits: list[list[tuple[Rule, Any]]],
                            labels: dict[str, np.ndarray], threshold_rows: Any) -> None:
         """Thresholds and rule precisions from the out-of-sample scores of `scored` rows,
         and the decisions they then give those rows (`heldout_rows_`, `heldout_decisions_`)."""
         scope = "out-of-fold" if len(scored) == len(hits) else f"held-out sample of {len(scored)}"
-        # Rows some head left out (weight 0) have no score from it.
-        scored = scored[np.all([np.isfinite(p[scored]).all(axis=1) for p in oof.values()], axis=0)]
-        rows = scored
-        if threshold_rows is not None:
-            mask = np.asarray(threshold_rows, dtype=bool)
-            if mask.shape != (len(hits),):
-                raise ModelInputError(f"threshold_rows must hold one bool per text ({len(hits)}), got shape {mask.shape}")
-            if mask[scored].sum() >= self.min_threshold_rows:
-                rows = scored[mask[scored]]
+        rows = self._threshold_rows(scored, oof, threshold_rows)
         proba = {head: p[rows] for head, p in oof.items()}
         row_hits = [hits[i] for i in rows]
         self.thresholds_ = {k: (dict(v) if isinstance(v, dict) else v) for k, v in DEFAULT_THRESHOLDS.items()}

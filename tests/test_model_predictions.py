@@ -6,10 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from scipy.special import softmax
 from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.svm import LinearSVC
 
-from model.calibration import TemperatureScaledLinear, _rows
+from model.calibration import TemperatureScaledLinear, _rows, retempered, temperature_factor
 from model.explain import _informative
 from model.taxonomy import HEADS
 from model.text import ASK_CHARS, join_fields, normalize
@@ -372,3 +373,46 @@ def test_a_head_pickled_under_its_former_name_loads_and_predicts_alike():
     old = pickle.dumps(head, protocol=0).replace(b"\nTemperatureScaledLinear\n", b"\nTemperatureScaledSVC\n")
     assert b"TemperatureScaledSVC" in old
     np.testing.assert_array_equal(pickle.loads(old).predict_proba(X), head.predict_proba(X))
+
+
+def test_retempering_probabilities_equals_scaling_the_scores_again():
+    scores = np.random.default_rng(0).normal(size=(50, 4)) * 3
+    proba = softmax(scores / 0.7, axis=1)
+    assert np.allclose(retempered(proba, 2.0), softmax(scores / 1.4, axis=1))
+
+
+def test_the_temperature_is_fitted_on_the_rows_the_thresholds_are_chosen_on(taxonomy):
+    # Generated petitions are scored far more surely than real ones: a temperature fitted
+    # with them made the probabilities of real petitions from an unseen board too high.
+    model = TriageModel(taxonomy, min_threshold_rows=2)
+    head = TemperatureScaledLinear()
+    head.classes_, head.temperature_ = np.array(["a", "b"]), 1.0
+    model.heads_ = {"division": head}
+    sure = softmax(np.array([[4.0, -4.0]] * 6 + [[np.nan, np.nan]]), axis=1)
+    labels = {"division": np.array(["a", "a", "a", "b", "b", "b", "a"])}  # the threshold rows: half wrong
+    rows = np.array([2, 3])
+    oof = {"division": sure.copy()}
+    model._temper_on(rows, oof, labels)
+    factor = temperature_factor(sure[rows], np.array([0, 1]))
+    assert factor > 1 and head.temperature_ == factor  # softer: what the rows say, not the sure rows around them
+    assert np.allclose(oof["division"][:6], retempered(sure[:6], factor)) and np.isnan(oof["division"][6]).all()
+
+
+def test_tempered_on_harder_real_rows_the_model_states_lower_probabilities(taxonomy):
+    frame = pd.DataFrame(generate(n=900, seed=11))
+    rng = np.random.default_rng(3)
+    real = rng.random(len(frame)) < 0.4
+    noisy = real & (rng.random(len(frame)) < 0.33)  # harder: a third of them relabelled at random
+    frame.loc[noisy, "division"] = rng.choice(sorted(set(frame["division"])), size=int(noisy.sum()))
+    texts = texts_of(frame)
+
+    def overconfidence(on_threshold_rows: bool) -> float:
+        model = TriageModel(taxonomy, min_threshold_rows=100, temperature_on_threshold_rows=on_threshold_rows).fit(
+            texts, frame[list(HEADS)], threshold_rows=real)
+        assert np.array_equal(model.heldout_rows_, np.flatnonzero(real))
+        shown = model.heldout_decisions_
+        right = frame["division"].to_numpy()[model.heldout_rows_] == np.array([d["division"] for d in shown])
+        return float(np.mean([d["division_confidence"] for d in shown]) - right.mean())
+
+    before, after = overconfidence(False), overconfidence(True)
+    assert before > 0.05 and after < before - 0.05, (before, after)

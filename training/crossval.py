@@ -78,13 +78,15 @@ class Predictions:
     risk: np.ndarray
     key_group: np.ndarray
     needs_review: np.ndarray | None = None
+    # False when division_confidence is a score, not a probability (the reference's SVM).
+    confidence_is_probability: bool = True
 
     @classmethod
     def concat(cls, parts: Sequence[Predictions]) -> Predictions:
         fields = ("division", "division_confidence", "division_top3", "risk", "key_group")
         values = {f: np.concatenate([getattr(p, f) for p in parts]) for f in fields}
         review = None if any(p.needs_review is None for p in parts) else np.concatenate([p.needs_review for p in parts])
-        return cls(**values, needs_review=review)
+        return cls(**values, needs_review=review, confidence_is_probability=all(p.confidence_is_probability for p in parts))
 
 
 def routed_share(confidence: np.ndarray, correct: np.ndarray, precision: float = ROUTED_PRECISION) -> float:
@@ -96,6 +98,19 @@ def routed_share(confidence: np.ndarray, correct: np.ndarray, precision: float =
     running = np.cumsum(correct[order]) / np.arange(1, len(order) + 1)
     ok = np.flatnonzero(running >= precision)
     return float((ok.max() + 1) / len(order)) if len(ok) else 0.0
+
+
+def calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:
+    """How far the stated probability of the top division is from the share routed right:
+    the gap in each of `bins` equal-width bins of probability, averaged with the bins'
+    petitions as weights (the expected calibration error). 0 when an intake clerk can
+    read "p = 0.8" as "right four times in five"."""
+    if not len(confidence):
+        return float("nan")
+    which = np.minimum((np.asarray(confidence) * bins).astype(int), bins - 1)
+    gaps = [abs(confidence[which == b].mean() - correct[which == b].mean()) * (which == b).mean()
+            for b in range(bins) if (which == b).any()]
+    return float(sum(gaps))
 
 
 def metrics(truth: dict[str, np.ndarray], pred: Predictions, rows: np.ndarray | None = None) -> dict[str, float]:
@@ -126,6 +141,8 @@ def metrics(truth: dict[str, np.ndarray], pred: Predictions, rows: np.ndarray | 
         # how many are routed right, and how many it routes so.
         "auto_routed_precision": float(correct[routed].mean()) if routed is not None and routed.any() else float("nan"),
         "auto_routed_share": float(routed.mean()) if routed is not None else float("nan"),
+        "division_calibration_error": (calibration_error(pred.division_confidence[rows], correct)
+                                       if pred.confidence_is_probability else float("nan")),
     }
 
 
