@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import json
 import os
 import signal
@@ -94,19 +95,26 @@ def _process_group(pgid: int) -> list[int]:
     return found
 
 
+def _partial_size(folder: Path, out: Path) -> int:
+    """The size of the temporary file a command writes `out` through; 0 while there is none."""
+    for partial in folder.glob(f".{out.name}.*"):
+        with contextlib.suppress(FileNotFoundError):
+            return partial.stat().st_size
+    return 0
+
+
 def test_predict_stopped_with_sigterm_leaves_no_partial_output_and_no_workers(small_model_dir, small_corpus, tmp_path):
     frame = pd.read_csv(small_corpus)[["id", "title", "body"]]
     ledger = tmp_path / "big.csv"
     pd.concat([frame.assign(id=frame["id"] + f"-{i}") for i in range(25)]).to_csv(ledger, index=False)
     out = tmp_path / "out.csv"
     out.write_text("last quarter's results\n", encoding="utf-8")
-    partial = tmp_path / "out.csv.tmp"
     with (tmp_path / "stderr").open("w") as stderr:
         run = subprocess.Popen([*CLI, "predict", "--model", str(small_model_dir), "--input", str(ledger), "--output",
                                 str(out), "--workers", "2"], cwd=ROOT, stderr=stderr, start_new_session=True)
         try:
             deadline = time.monotonic() + 120
-            while not (partial.exists() and partial.stat().st_size > 10_000) and run.poll() is None:
+            while _partial_size(tmp_path, out) <= 10_000 and run.poll() is None:
                 assert time.monotonic() < deadline, "predict never started writing"
                 time.sleep(0.05)
             assert run.poll() is None, "the ledger was scored before it could be stopped; make it longer"
@@ -117,7 +125,7 @@ def test_predict_stopped_with_sigterm_leaves_no_partial_output_and_no_workers(sm
                 os.killpg(run.pid, signal.SIGKILL)
     assert "terminated; nothing was written" in (tmp_path / "stderr").read_text()
     assert out.read_text(encoding="utf-8") == "last quarter's results\n"
-    assert not partial.exists()
+    assert not list(tmp_path.glob(f".{out.name}*"))
     deadline = time.monotonic() + 10
     while _process_group(run.pid) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -137,6 +145,43 @@ def test_an_output_that_cannot_be_written_is_named_in_one_line_not_a_traceback(s
         err = capsys.readouterr().err
         assert f"triage {command[0]}: error: {blocked}" in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "results"]
+
+
+@pytest.mark.parametrize("failure", [OSError(errno.ENOSPC, "No space left on device"), KeyboardInterrupt()])
+def test_link_stopped_half_way_leaves_no_partial_output_and_names_the_file(failure, small_corpus, tmp_path,
+                                                                           monkeypatch, capsys):
+    # A full disk or Ctrl-C while link wrote left OUT.csv.tmp, full of petition text, behind
+    # a message saying nothing was written; the disk error did not say which file.
+    ledger = tmp_path / "in.csv"
+    pd.read_csv(small_corpus).head(5)[["id", "title", "body"]].to_csv(ledger, index=False)
+    out = tmp_path / "linked.csv"
+
+    def write_half_then_fail(frame, path, **options):
+        Path(path).write_text("id,matter,title,body\nXF-1,M1,老板拖欠工资,", encoding="utf-8")
+        raise failure
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", write_half_then_fail)
+    code = main(["link", "--input", str(ledger), "--output", str(out)])
+    err = capsys.readouterr().err
+    if isinstance(failure, OSError):
+        assert code == 2 and f"triage link: error: {out}: No space left on device" in err, err
+    else:
+        assert code == 128 + signal.SIGINT and "nothing was written" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+
+
+def test_two_links_writing_one_output_do_not_share_a_temporary_file(small_corpus, tmp_path):
+    # The temporary file had a fixed name: a second run wrote into, and renamed away, the
+    # file the first was still writing.
+    ledger = tmp_path / "in.csv"
+    pd.read_csv(small_corpus).head(5)[["id", "title", "body"]].to_csv(ledger, index=False)
+    out = tmp_path / "linked.csv"
+    other_run = tmp_path / "linked.csv.tmp"
+    other_run.write_text("another run's rows", encoding="utf-8")
+    assert main(["link", "--input", str(ledger), "--output", str(out)]) == 0
+    assert other_run.read_text(encoding="utf-8") == "another run's rows"
+    assert len(list(csv.DictReader(out.open(encoding="utf-8-sig")))) == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "linked.csv", "linked.csv.tmp"]
 
 
 def test_train_refuses_an_output_it_cannot_write_before_fitting(small_corpus, tmp_path, capsys):

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from model.triage import TriageModel
-from training.ledger import check_output, iter_ledger, spreadsheet_safe
+from training.ledger import check_output, iter_ledger, replaced_when_complete, spreadsheet_safe
 from training.train import texts_of
 
 Progress = Callable[[str], None]
@@ -95,54 +95,48 @@ def write_predictions(model: TriageModel, model_dir: str | Path, version: str, p
     started = time.perf_counter()
     out = Path(out)
     check_output(out, paths)
-    tmp = out.with_name(out.name + ".tmp")
-    # As `train --out`, `backup --out` and `export-decisions --out` do: a folder named for the
-    # results is made, not refused with a traceback after the model has loaded.
-    out.parent.mkdir(parents=True, exist_ok=True)
     batches = _batches(paths, model.taxonomy, sheet, batch or STREAM_BATCH)
     first = next(batches, None)
     second = next(batches, None) if first is not None else None
     workers = max(1, workers or os.cpu_count() or 1) if second is not None else 1
     written, last_report = 0, time.perf_counter()
-    try:
-        with tmp.open("w", encoding="utf-8-sig", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(OUTPUT_FIELDS)
+    # As `train --out`, `backup --out` and `export-decisions --out` do: a folder named for the
+    # results is made, not refused with a traceback after the model has loaded.
+    with replaced_when_complete(out) as tmp, tmp.open("w", encoding="utf-8-sig", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(OUTPUT_FIELDS)
 
-            def write(ids: list[str], cells: list[list[str]]) -> None:
-                nonlocal written, last_report
-                writer.writerows([spreadsheet_safe(str(pid)), *row, version] for pid, row in zip(ids, cells, strict=True))
-                written += len(ids)
-                if time.perf_counter() - last_report >= PROGRESS_SECONDS:
-                    last_report = time.perf_counter()
-                    progress(f"scored {written:,} petitions ({written / (last_report - started):,.0f}/s)")
+        def write(ids: list[str], cells: list[list[str]]) -> None:
+            nonlocal written, last_report
+            writer.writerows([spreadsheet_safe(str(pid)), *row, version] for pid, row in zip(ids, cells, strict=True))
+            written += len(ids)
+            if time.perf_counter() - last_report >= PROGRESS_SECONDS:
+                last_report = time.perf_counter()
+                progress(f"scored {written:,} petitions ({written / (last_report - started):,.0f}/s)")
 
-            pending = [b for b in (first, second) if b is not None]
-            if workers == 1:
-                for frame in [*pending, *batches]:
-                    write(frame["id"].tolist(), [decision_cells(d) for d in model.predict(texts_of(frame))])
-            else:
-                # forkserver: workers start from a clean process, not a copy of this one's threads;
-                # the server imports the model's modules once, so that each worker only loads the model.
-                context = multiprocessing.get_context("forkserver")
-                context.set_forkserver_preload(["training.batch"])
-                with ProcessPoolExecutor(workers, mp_context=context, initializer=_load_worker_model,
-                                         initargs=(str(model_dir),)) as pool:
-                    queue: deque[tuple[list[str], Future[list[list[str]]]]] = deque()
-                    try:
-                        for frame in [*pending, *batches]:
-                            queue.append((frame["id"].tolist(), pool.submit(_score_in_worker, texts_of(frame))))
-                            if len(queue) >= 2 * workers:
-                                ids, future = queue.popleft()
-                                write(ids, future.result())
-                        while queue:
+        pending = [b for b in (first, second) if b is not None]
+        if workers == 1:
+            for frame in [*pending, *batches]:
+                write(frame["id"].tolist(), [decision_cells(d) for d in model.predict(texts_of(frame))])
+        else:
+            # forkserver: workers start from a clean process, not a copy of this one's threads;
+            # the server imports the model's modules once, so that each worker only loads the model.
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(["training.batch"])
+            with ProcessPoolExecutor(workers, mp_context=context, initializer=_load_worker_model,
+                                     initargs=(str(model_dir),)) as pool:
+                queue: deque[tuple[list[str], Future[list[list[str]]]]] = deque()
+                try:
+                    for frame in [*pending, *batches]:
+                        queue.append((frame["id"].tolist(), pool.submit(_score_in_worker, texts_of(frame))))
+                        if len(queue) >= 2 * workers:
                             ids, future = queue.popleft()
                             write(ids, future.result())
-                    except BaseException:
-                        for _, future in queue:
-                            future.cancel()
-                        raise
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
+                    while queue:
+                        ids, future = queue.popleft()
+                        write(ids, future.result())
+                except BaseException:
+                    for _, future in queue:
+                        future.cancel()
+                    raise
     return Written(rows=written, seconds=time.perf_counter() - started, workers=workers)

@@ -13,7 +13,9 @@ import csv
 import datetime as dt
 import io
 import json
+import os
 import re
+import tempfile
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -103,6 +105,42 @@ def check_output(out: str | Path, inputs: Sequence[str | Path]) -> None:
         if Path(source).exists() and out.samefile(source):
             raise LedgerError(out, "is also given as --input; writing the results there would replace the ledger. "
                                    "Choose another --output file")
+
+
+@contextlib.contextmanager
+def replaced_when_complete(out: str | Path) -> Iterator[Path]:
+    """A temporary file to write `out` through: renamed to `out` when the block completes.
+
+    Parameters
+    ----------
+    out : str or Path
+        The output file; its folder is made when absent.
+
+    Yields
+    ------
+    Path
+        A file beside `out` with a name of its own, so that two runs writing the same
+        output do not write into one file. It is removed on any failure or interrupt
+        (it holds petition text), and a write error without a file name (a full disk)
+        is raised naming `out`, so that the message says which output failed.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        # mkstemp makes the file private; the results are read by whoever reads the ledger.
+        os.chmod(tmp, 0o644)
+        try:
+            yield tmp
+        except OSError as exc:
+            if exc.filename is None:
+                raise OSError(exc.errno, exc.strerror or str(exc), str(out)) from exc
+            raise
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 class LedgerError(ValueError):

@@ -131,7 +131,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_link(args: argparse.Namespace) -> int:
     from model.matter import link_matters
     from model.taxonomy import load_taxonomy
-    from training.ledger import check_output, read_ledgers, spreadsheet_safe
+    from training.ledger import check_output, read_ledgers, replaced_when_complete, spreadsheet_safe
     from training.train import texts_of
 
     check_output(args.output, args.input)
@@ -141,12 +141,10 @@ def cmd_link(args: argparse.Namespace) -> int:
     sizes = frame["matter"].map(frame["matter"].value_counts())
     columns = ["id", "matter", *(c for c in frame.columns if c not in ("id", "matter", "row", "source", "synthetic"))]
     out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
     # The same ledger with a `matter` column: `triage train` keeps each matter in one fold.
-    frame[columns].map(lambda v: spreadsheet_safe(str(v)) if isinstance(v, str) else v).to_csv(
-        tmp, index=False, encoding="utf-8-sig")
-    tmp.replace(out)
+    with replaced_when_complete(out) as tmp:
+        frame[columns].map(lambda v: spreadsheet_safe(str(v)) if isinstance(v, str) else v).to_csv(
+            tmp, index=False, encoding="utf-8-sig")
     _progress(f"wrote {len(frame)} rows to {out}: {frame['matter'].nunique()} matters, "
               f"{int((sizes > 1).sum())} petitions share one with another")
     return 0
