@@ -52,3 +52,28 @@ def office_xls(path, sheet_first="填表说明"):
     sheet.write_merge(2, 3, 4, 4, OFFICE_ROWS[0][4])
     book.save(str(path))
     return path
+
+
+# 办理情况 is merged over the three label columns named in the second header row; the
+# other headers are merged down over both rows.
+TWO_ROW_HEADER = [["编号", "标题", "来信内容", "办理情况", None, None],
+                  [None, None, None, "承办处室", "风险等级", "重点群体"]]
+TWO_ROW_PETITIONS = [
+    ["XF-2026-0301", "老板拖欠工资", "厂里三个月没发工资了", "劳动保障监察局", "加急", "非重点群体"],
+    ["XF-2026-0302", "养老金算少了", "视同缴费年限没有算进去", "养老保险处", "一般", "非重点群体"],
+]
+
+
+def two_row_header_xlsx(path, merged_down=True):
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    for row in [*TWO_ROW_HEADER, *TWO_ROW_PETITIONS]:
+        sheet.append(row)
+    if merged_down:
+        for column in "ABC":
+            sheet.merge_cells(f"{column}1:{column}2")
+    sheet.merge_cells("D1:F1")
+    book.save(path)
+    return path

@@ -4,7 +4,7 @@ import json
 
 import pandas as pd
 import pytest
-from office_ledgers import OFFICE_HEADER, OFFICE_TITLE, office_xls, office_xlsx
+from office_ledgers import OFFICE_HEADER, OFFICE_TITLE, office_xls, office_xlsx, two_row_header_xlsx
 
 from training.ledger import LedgerError, iter_ledger, read_ledger, read_ledgers
 
@@ -244,3 +244,16 @@ def test_headers_spaced_out_or_wrapped_onto_two_lines_are_recognised(tmp_path, t
     frame = read_ledger(path, taxonomy)
     assert frame[["id", "title", "body", "division", "risk"]].values.tolist() == [
         ["A1", "老板拖欠工资", "三个月没发工资", "labor_inspection", "medium"]]
+
+
+@pytest.mark.parametrize("merged_down", [True, False])
+def test_a_two_row_header_is_one_header_for_predict_and_train_alike(tmp_path, taxonomy, merged_down):
+    # predict read the first header row and scored the second (编号, 来信内容 filled down
+    # into it) as a petition; train, which needs the label names below, read the second row.
+    path = two_row_header_xlsx(tmp_path / "l.xlsx", merged_down)
+    unlabelled = pd.concat(iter_ledger(path, taxonomy, require_labels=False, chunk_rows=1))
+    labelled = read_ledger(path, taxonomy)
+    for frame in (unlabelled, labelled):
+        assert frame["id"].tolist() == ["XF-2026-0301", "XF-2026-0302"]
+        assert frame["row"].tolist() == [3, 4]
+    assert labelled["division"].tolist() == ["labor_inspection", "pension"]

@@ -211,6 +211,39 @@ def _find_header(rows: list[list[str]], required: tuple[str, ...]) -> tuple[int,
     return best, best_count
 
 
+def _repeats_header(cells: list[str], above: list[str]) -> bool:
+    """Whether a row holds only header names: copies of the row above (a merged header cell
+    filled down) or known column names (the second row of a two-row header)."""
+    filled = [(j, c.strip()) for j, c in enumerate(cells) if c.strip()]
+    return bool(filled) and all(
+        (j < len(above) and text == above[j].strip()) or _canonical(text) is not None or _header_text(text) == ROW_COUNTER
+        for j, text in filled)
+
+
+def _header_block(rows: list[list[str]], required: tuple[str, ...]) -> tuple[int, int, list[str]]:
+    """The header row's index, how many rows the header spans, and its names.
+
+    A two-row header (办理情况 merged over the columns 承办处室, 风险等级, 重点群体 named
+    below it, the other headers merged down over both rows) was read as a header and a
+    first petition named 编号 and 来信内容; `train`, which needs the lower row's names,
+    chose the lower row instead, so the two commands read the ledger differently. The rows
+    below the header that only repeat header names belong to it; each column is named by
+    the lowest of them that names a known column, else by the lowest non-empty one."""
+    index, _ = _find_header(rows, required)
+    if not rows:
+        return index, 1, []
+    header = list(rows[index])
+    end = index + 1
+    while end < len(rows) and end - index < HEADER_SEARCH_ROWS and _repeats_header(rows[end], rows[end - 1]):
+        lower = rows[end]
+        header += [""] * (len(lower) - len(header))
+        for j, text in enumerate(lower):
+            if text.strip() and (_canonical(text) is not None or _canonical(header[j]) is None):
+                header[j] = text
+        end += 1
+    return index, end - index, header
+
+
 def _mapping(path: Path, columns: list[object], required: tuple[str, ...], sheet: str | None) -> dict[object, str]:
     mapping: dict[object, str] = {}
     counters = []
@@ -503,18 +536,17 @@ def _workbook_chunks(path: Path, ole2: bool, required: tuple[str, ...], sheet: s
         # The first sheet that has every column and data under them; a cover sheet, notes or a
         # summary before the ledger are passed over, and so are hidden sheets while a visible
         # one has them (an office hides last quarter's sheet: it was read instead of the one shown).
-        found = [_find_header(rows, required) for _, rows in texts]
-        complete = [i for i, (index, _) in enumerate(found)
-                    if set(required) <= _recognised(texts[i][1][index] if texts[i][1] else [])]
-        with_data = [i for i in complete if any(any(c.strip() for c in row) for row in texts[i][1][found[i][0] + 1:])]
+        found = [_header_block(rows, required) for _, rows in texts]
+        complete = [i for i, (_, _, header) in enumerate(found) if set(required) <= _recognised(header)]
+        with_data = [i for i in complete
+                     if any(any(c.strip() for c in row) for row in texts[i][1][found[i][0] + found[i][1]:])]
         shown_with_data = [i for i in with_data if names[i] not in hidden]
         chosen = (shown_with_data or with_data or complete or [0])[0]
     name, rows = texts[chosen]
     shown = name if len(names) > 1 else None
     if not rows:
         raise LedgerError(path, "the sheet is empty", sheet=shown)
-    index, _ = _find_header(rows, required)
-    header = rows[index]
+    index, depth, header = _header_block(rows, required)
     columns, seen = [], set()
     for j, value in enumerate(header):
         column = value.strip() or f"(column {j + 1})"
@@ -522,8 +554,8 @@ def _workbook_chunks(path: Path, ole2: bool, required: tuple[str, ...], sheet: s
             column += "'"
         seen.add(column)
         columns.append(column)
-    data = [(index + 2 + i, (row + [""] * len(columns))[: len(columns)])
-            for i, row in enumerate(rows[index + 1:]) if any(c.strip() for c in row)]
+    data = [(index + depth + 1 + i, (row + [""] * len(columns))[: len(columns)])
+            for i, row in enumerate(rows[index + depth:]) if any(c.strip() for c in row)]
     raw = sheets[chosen][1]
     for number, _ in data:
         for j, value in enumerate(raw[number - 1][: len(columns)]):
