@@ -457,3 +457,23 @@ def test_the_sheet_read_is_the_one_shown_not_a_hidden_one_before_it(kind, tmp_pa
     argv, out = command("predict", ledger, small_model_dir, tmp_path)
     assert predicted_ids(argv, out, capsys) == ["Q3-1", "Q3-2"]
     assert predicted_ids([*argv, "--sheet", "2026Q2"], out, capsys) == ["Q2-1", "Q2-2"]
+
+
+def test_total_and_footer_rows_are_left_out_with_a_warning_naming_them(tmp_path, small_model_dir, capsys):
+    # 合计 and 制表人：… at the foot of a ledger were scored as petitions (with a division
+    # and a risk in the results) or stopped predict as "empty petition text".
+    ledger = tmp_path / "季度台账.csv"
+    rows = [["XF-0401", "老板拖欠工资", "厂里三个月没发工资了"], ["XF-0402", "养老金算少了", "视同缴费年限没有算进去"],
+            ["合计", "共2件", ""], ["制表人：王某", "", ""], ["", "审核人：李某", ""], ["填表说明：按受理顺序填写", "", ""]]
+    ledger.write_text("\n".join(",".join(r) for r in [["编号", "标题", "来信内容"], *rows]) + "\n", encoding="utf-8")
+    argv, out = command("predict", ledger, small_model_dir, tmp_path)
+    code, err = run(argv, capsys)
+    assert code == 0, err
+    assert [r["id"] for r in csv.DictReader(out.open(encoding="utf-8-sig"))] == ["XF-0401", "XF-0402"]
+    assert f"triage predict: warning: {ledger}: row(s) 4, 5, 6, 7 left out: a total or footer" in err, err
+    # A petition with a case number and no text is still refused, beside a total row.
+    rows = [["XF-0401", "老板拖欠工资", "厂里三个月没发工资了"], ["XF-0402", "", ""], ["合计", "", ""]]
+    ledger.write_text("\n".join(",".join(r) for r in [["编号", "标题", "来信内容"], *rows]) + "\n", encoding="utf-8")
+    out.unlink()
+    code, err = run(argv, capsys)
+    assert_refused(code, err, "predict", ledger, "row 3, column 'body': empty petition text", out)

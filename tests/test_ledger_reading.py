@@ -257,3 +257,22 @@ def test_a_two_row_header_is_one_header_for_predict_and_train_alike(tmp_path, ta
         assert frame["id"].tolist() == ["XF-2026-0301", "XF-2026-0302"]
         assert frame["row"].tolist() == [3, 4]
     assert labelled["division"].tolist() == ["labor_inspection", "pension"]
+
+
+def test_a_total_row_under_the_row_counter_is_left_out_of_a_workbook(tmp_path, taxonomy):
+    # With 序号 before 编号 the total sits in 序号, its 编号 empty.
+    import openpyxl
+
+    from training.ledger import LedgerWarning
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    for row in [["序号", "编号", "标题", "来信内容", "承办处室", "风险等级", "重点群体"],
+                [1, "XF-0501", "老板拖欠工资", "厂里三个月没发工资了", "劳动保障监察局", "加急", "无"],
+                ["小计", None, None, None, None, None, None],
+                ["总计：1件", None, None, None, None, None, None]]:
+        sheet.append(row)
+    path = tmp_path / "l.xlsx"
+    book.save(path)
+    with pytest.warns(LedgerWarning, match=r"row\(s\) 3, 4 left out"):
+        assert read_ledger(path, taxonomy)["id"].tolist() == ["XF-0501"]

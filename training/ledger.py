@@ -16,6 +16,7 @@ import json
 import os
 import re
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -73,6 +74,9 @@ HEADER_SEARCH_ROWS = 20
 TRUE_VALUES = {"true", "1", "yes", "y", "是"}
 # 2026年7月1日, 2026/7/1, 2026.07.01, 2026-7-1, with or without a time after the date.
 CHINESE_DATE = re.compile(r"^(\d{4})\s*[年./-]\s*(\d{1,2})\s*[月./-]\s*(\d{1,2})\s*日?\s*(.*)$")
+# A ledger's last rows: a total (合计/总计/小计) and who made and checked the table
+# (制表人, 审核人), the instructions for filling it in (填表说明) and notes (备注).
+FOOTER_WORDS = ("合计", "总计", "小计", "制表", "审核", "填表", "备注")
 # Excel stores a date as days since 1899-12-30; a date cell copied as a value, or a
 # CSV saved from it, shows that number. Only 1960-2100 are taken for dates.
 EXCEL_SERIAL = re.compile(r"^\d{5}(\.\d+)?$")
@@ -141,6 +145,10 @@ def replaced_when_complete(out: str | Path) -> Iterator[Path]:
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+class LedgerWarning(UserWarning):
+    """A ledger that is read, with rows left out or values set aside; the message names the file."""
 
 
 class LedgerError(ValueError):
@@ -607,6 +615,36 @@ def _resolve_labels(path: Path, frame: pd.DataFrame, rows: np.ndarray, taxonomy:
         frame[head] = codes
 
 
+def _footer_rows(chunk: _Chunk, mapping: dict[object, str]) -> np.ndarray:
+    """Which rows are a total or a footer, not petitions: their first filled cell starts
+    with a FOOTER_WORDS word, and neither the id nor the body holds anything else."""
+    cells = chunk.frame.fillna("").astype(str).apply(lambda column: column.str.strip())
+    first = cells.apply(lambda row: next((c for c in row if c), ""), axis=1)
+    marked = first.str.startswith(FOOTER_WORDS)
+    by_name = {canonical: column for column, canonical in mapping.items()}
+    blank = pd.Series("", index=cells.index)
+    # A JSONL record may lack a key the first records had.
+    pid, body = (cells[by_name[c]] if by_name[c] in cells.columns else blank for c in ("id", "body"))
+    return (marked & (pid.eq("") | pid.eq(first)) & (body.eq("") | body.eq(first))).to_numpy()
+
+
+def _without_footer(path: Path, chunk: _Chunk, mapping: dict[object, str], sheet: str | None) -> _Chunk:
+    """`chunk` without its total and footer rows, which are named in a warning: scored as
+    petitions, 合计 or 制表人：… came out with a division and a risk in predict's results,
+    or stopped the ledger as an "empty petition text"."""
+    if chunk.frame.empty:
+        return chunk
+    footer = _footer_rows(chunk, mapping)
+    if not footer.any():
+        return chunk
+    rows = ", ".join(str(int(r)) for r in chunk.rows[footer])
+    where = f"{path}" + (f", sheet '{sheet}'" if sheet is not None else "")
+    warnings.warn(f"{where}: row(s) {rows} left out: a total or footer (合计, 制表人, 填表说明 …), not a petition",
+                  LedgerWarning, stacklevel=2)
+    keep = ~footer
+    return _Chunk(chunk.frame[keep].reset_index(drop=True), chunk.rows[keep], chunk.sheet)
+
+
 def _standard(path: Path, chunk: _Chunk, mapping: dict[object, str], taxonomy: Taxonomy, require_labels: bool,
               sheet: str | None) -> pd.DataFrame:
     # reindex, not [...]: a JSONL record may lack a key the first records had.
@@ -678,6 +716,7 @@ def iter_ledger(path: str | Path, taxonomy: Taxonomy, require_labels: bool = Tru
     for chunk in chunks:
         if mapping is None:
             mapping = _mapping(path, list(chunk.frame.columns), required, chunk.sheet)
+        chunk = _without_footer(path, chunk, mapping, chunk.sheet)
         if chunk.frame.empty:
             continue
         empty = False

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -24,7 +25,7 @@ from model.artifact import ArtifactError, load_model
 from model.encoder import EncoderError, TextEncoder
 from model.taxonomy import DEFAULT_TAXONOMY, HEADS, TaxonomyError
 from model.triage import ENCODER_BELOW, ModelInputError
-from training.ledger import LedgerError
+from training.ledger import LedgerError, LedgerWarning
 from training.memory import NotEnoughMemory
 from triage.defaults import SettingsError, default_corpus, default_model_dir, default_registry_dir, settings
 
@@ -806,11 +807,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _ledger_warning_line(command: str, other: Callable[..., None]) -> Callable[..., None]:
+    """A `warnings.showwarning` that prints a ledger's warning as one line naming the
+    command, as errors are, not as Python's two lines naming the reader's source; other
+    warnings are shown by `other`."""
+    def show(message: Warning | str, category: type[Warning], *rest: object, **options: object) -> None:
+        if issubclass(category, LedgerWarning):
+            print(f"triage {command}: warning: {message}", file=sys.stderr, flush=True)
+        else:
+            other(message, category, *rest, **options)
+    return show
+
+
 def _run(args: argparse.Namespace) -> int:
     try:
         if getattr(args, "registry", "") is None:
             args.registry = str(default_registry_dir())
-        return int(args.func(args))
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", LedgerWarning)
+            warnings.showwarning = _ledger_warning_line(args.command, warnings.showwarning)
+            return int(args.func(args))
     except (LedgerError, ArtifactError, TaxonomyError, ModelInputError, NotEnoughMemory, SettingsError) as exc:
         print(f"triage {args.command}: error: {exc}", file=sys.stderr)
         return 2
