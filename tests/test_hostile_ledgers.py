@@ -477,3 +477,28 @@ def test_total_and_footer_rows_are_left_out_with_a_warning_naming_them(tmp_path,
     out.unlink()
     code, err = run(argv, capsys)
     assert_refused(code, err, "predict", ledger, "row 3, column 'body': empty petition text", out)
+
+
+def test_columns_predict_and_link_do_not_need_do_not_stop_them(tmp_path, small_model_dir, capsys):
+    # Two date columns (来信日期, 受理日期), 群体 beside 重点群体 and one date nobody can read
+    # stopped predict and link, whose results use none of them.
+    ledger = tmp_path / "台账.csv"
+    rows = [["编号", "标题", "来信内容", "来信日期", "受理日期", "重点群体", "群体"],
+            ["XF-0601", "老板拖欠工资", "厂里三个月没发工资了", "2026-07-01", "2026-07-02", "无", "无"],
+            ["XF-0602", "养老金算少了", "视同缴费年限没有算进去", "七月初", "2026-07-03", "无", "无"]]
+    ledger.write_text("\n".join(",".join(r) for r in rows) + "\n", encoding="utf-8")
+    predicted, linked = tmp_path / "predicted.csv", tmp_path / "linked.csv"
+    for argv, out in ((["predict", "--model", str(small_model_dir), "--input", str(ledger), "--output", str(predicted)],
+                       predicted), (["link", "--input", str(ledger), "--output", str(linked)], linked)):
+        code, err = run(argv, capsys)
+        assert code == 0, err
+        assert [r["id"] for r in csv.DictReader(out.open(encoding="utf-8-sig"))] == ["XF-0601", "XF-0602"]
+        assert "columns '来信日期' and '受理日期' both mean 'received_at'; '来信日期' is read" in err, err
+        assert "columns '重点群体' and '群体' both mean 'key_group'" in err, err
+        assert "row(s) 3, column 'received_at': not a date, left empty" in err, err
+    assert [r["received_at"] for r in csv.DictReader(linked.open(encoding="utf-8-sig"))] == ["2026-07-01", ""]
+    # Training learns from these columns: it still refuses, saying which column to rename or remove.
+    code, err = run(["train", "--data", str(ledger), "--out", str(tmp_path / "model")], capsys)
+    assert code == 2
+    assert ("two columns map to 'received_at': '来信日期' and '受理日期'; remove one of them, or rename '受理日期'"
+            in err), err

@@ -183,7 +183,7 @@ def test_the_row_counter_is_the_id_only_when_there_is_no_case_number(tmp_path, t
     path.write_text("序号,信访事项,诉求内容\n1,欠薪,三个月没发工资\n2,养老,视同缴费年限\n", encoding="utf-8")
     assert read_ledger(path, taxonomy, require_labels=False)["id"].tolist() == ["1", "2"]
     path.write_text("序号,编号,件号,诉求内容\n1,A,B,三个月没发工资\n", encoding="utf-8")
-    with pytest.raises(LedgerError, match="two columns map to 'id' \\(one is '件号'\\)"):
+    with pytest.raises(LedgerError, match="two columns map to 'id': '编号' and '件号'; remove one of them"):
         read_ledger(path, taxonomy, require_labels=False)
 
 

@@ -66,6 +66,8 @@ HEADER_ALIASES: dict[str, tuple[str, ...]] = {
     # scored by models that did not see their board (training/train.py, matter_groups).
     "board": ("board", "source", "地市", "来源地区"),
 }
+# The columns every command reads: which of two is meant cannot be guessed.
+TEXT_COLUMNS = ("id", "title", "body")
 # 序号 numbers the rows of a printed ledger (1, 2, 3 …) and changes whenever rows are
 # sorted or deleted: it identifies a petition only in a ledger that has no case number.
 ROW_COUNTER = "序号"
@@ -252,7 +254,23 @@ def _header_block(rows: list[list[str]], required: tuple[str, ...]) -> tuple[int
     return index, end - index, header
 
 
-def _mapping(path: Path, columns: list[object], required: tuple[str, ...], sheet: str | None) -> dict[object, str]:
+def _where(path: Path, sheet: str | None) -> str:
+    """The file, and the sheet when the workbook has several, as warnings name them."""
+    return f"{path}" + (f", sheet '{sheet}'" if sheet is not None else "")
+
+
+def _row_list(rows: Sequence[int], shown: int = 10) -> str:
+    """Row numbers for a message: the first `shown` of them, and how many more."""
+    listed = ", ".join(str(int(r)) for r in rows[:shown])
+    return listed + (f" and {len(rows) - shown} more" if len(rows) > shown else "")
+
+
+def _mapping(path: Path, columns: list[object], required: tuple[str, ...], sheet: str | None,
+             strict: bool = True) -> dict[object, str]:
+    """Which column of the file is which canonical column. Two columns with one meaning
+    (来信日期 and 受理日期, 群体 and 重点群体) are refused when `strict` (training, where
+    the column may be learnt from) or when they are the id or the text, which every
+    command uses; otherwise the first is read, with a warning."""
     mapping: dict[object, str] = {}
     counters = []
     for column in columns:
@@ -264,7 +282,14 @@ def _mapping(path: Path, columns: list[object], required: tuple[str, ...], sheet
             counters.append(column)
             continue
         if canonical in mapping.values():
-            raise LedgerError(path, f"two columns map to '{canonical}' (one is '{name}')", column=name, sheet=sheet)
+            first = str(next(c for c, meant in mapping.items() if meant == canonical)).strip().lstrip("\ufeff")
+            if strict or canonical in TEXT_COLUMNS:
+                raise LedgerError(path, f"two columns map to '{canonical}': '{first}' and '{name}'; remove one of them, "
+                                        f"or rename '{name}' to a header that is not read (e.g. '{name}（备用）')",
+                                  column=name, sheet=sheet)
+            warnings.warn(f"{_where(path, sheet)}: columns '{first}' and '{name}' both mean '{canonical}'; "
+                          f"'{first}' is read and '{name}' left out", LedgerWarning, stacklevel=2)
+            continue
         mapping[column] = canonical
     if "id" not in mapping.values() and counters:
         mapping[counters[0]] = "id"  # no case number: the row counter is all there is
@@ -637,10 +662,8 @@ def _without_footer(path: Path, chunk: _Chunk, mapping: dict[object, str], sheet
     footer = _footer_rows(chunk, mapping)
     if not footer.any():
         return chunk
-    rows = ", ".join(str(int(r)) for r in chunk.rows[footer])
-    where = f"{path}" + (f", sheet '{sheet}'" if sheet is not None else "")
-    warnings.warn(f"{where}: row(s) {rows} left out: a total or footer (合计, 制表人, 填表说明 …), not a petition",
-                  LedgerWarning, stacklevel=2)
+    warnings.warn(f"{_where(path, sheet)}: row(s) {_row_list(chunk.rows[footer])} left out: a total or footer "
+                  "(合计, 制表人, 填表说明 …), not a petition", LedgerWarning, stacklevel=2)
     keep = ~footer
     return _Chunk(chunk.frame[keep].reset_index(drop=True), chunk.rows[keep], chunk.sheet)
 
@@ -669,7 +692,13 @@ def _standard(path: Path, chunk: _Chunk, mapping: dict[object, str], taxonomy: T
     if "received_at" in frame.columns:
         parsed = parse_dates(frame["received_at"])
         bad = frame["received_at"].str.strip().ne("") & parsed.isna()
-        if bad.any():
+        if bad.any() and not require_labels:
+            # Scoring and linking do not need the date: a date that cannot be read is left
+            # empty, where it stopped a ledger whose results have no date at all.
+            warnings.warn(f"{_where(path, sheet)}: row(s) {_row_list(chunk.rows[bad.to_numpy()])}, column "
+                          f"'received_at': not a date, left empty (e.g. {frame['received_at'][bad].iloc[0]!r})",
+                          LedgerWarning, stacklevel=2)
+        elif bad.any():
             i = int(bad.to_numpy().nonzero()[0][0])
             raise LedgerError(path, f"not a date: {frame['received_at'].iloc[i]!r} (accepted: 2026-07-01, 2026/7/1, "
                                     "2026.07.01, 2026年7月1日 or an Excel date)",
@@ -715,7 +744,7 @@ def iter_ledger(path: str | Path, taxonomy: Taxonomy, require_labels: bool = Tru
     empty = True
     for chunk in chunks:
         if mapping is None:
-            mapping = _mapping(path, list(chunk.frame.columns), required, chunk.sheet)
+            mapping = _mapping(path, list(chunk.frame.columns), required, chunk.sheet, strict=require_labels)
         chunk = _without_footer(path, chunk, mapping, chunk.sheet)
         if chunk.frame.empty:
             continue
