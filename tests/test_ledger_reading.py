@@ -159,6 +159,10 @@ def office_csv_rows(dates):
 @pytest.mark.parametrize(("written", "meant"), [
     ("2026年7月1日", "2026-07-01"), ("2026年07月01日 14:30", "2026-07-01 14:30:00"), ("2026/7/1", "2026-07-01"),
     ("2026.07.01", "2026-07-01"), ("2026-07-01", "2026-07-01"), ("46204", "2026-07-01"), ("46204.5", "2026-07-01 12:00:00"),
+    # Times, parts of the day and days of the week as Chinese forms write them were refused.
+    ("2026年7月1日9时30分", "2026-07-01 09:30:00"), ("2026年7月1号", "2026-07-01"), ("2026年07月01日 上午", "2026-07-01"),
+    ("2026-07-01 下午3:00", "2026-07-01 15:00:00"), ("2026/7/1 星期三", "2026-07-01"),
+    ("2026/7/1（周三）晚上8点半", "2026-07-01 20:30:00"),
 ])
 def test_dates_as_offices_write_them(tmp_path, taxonomy, written, meant):
     path = tmp_path / "l.csv"
@@ -176,6 +180,14 @@ def test_what_is_not_a_date_is_still_refused_with_its_row(tmp_path, taxonomy, wr
     with pytest.raises(LedgerError, match="row 4, column 'received_at': not a date") as caught:
         read_ledger(path, taxonomy)
     assert "2026年7月1日" in str(caught.value)  # says which spellings are understood
+
+
+def test_a_month_without_a_day_is_refused_saying_a_day_is_needed(tmp_path, taxonomy):
+    path = tmp_path / "l.csv"
+    path.write_text(office_csv_rows(["2026/7/1", "2026年7月"]), encoding="utf-8")
+    with pytest.raises(LedgerError, match="row 4, column 'received_at': '2026年7月' names a month, not a day; "
+                                          "a day is needed"):
+        read_ledger(path, taxonomy)
 
 
 def test_the_row_counter_is_the_id_only_when_there_is_no_case_number(tmp_path, taxonomy):

@@ -74,8 +74,18 @@ ROW_COUNTER = "序号"
 # How far down a title block (ledger name, office, period, notes) may push the header row.
 HEADER_SEARCH_ROWS = 20
 TRUE_VALUES = {"true", "1", "yes", "y", "是"}
-# 2026年7月1日, 2026/7/1, 2026.07.01, 2026-7-1, with or without a time after the date.
-CHINESE_DATE = re.compile(r"^(\d{4})\s*[年./-]\s*(\d{1,2})\s*[月./-]\s*(\d{1,2})\s*日?\s*(.*)$")
+# 2026年7月1日 (or 1号), 2026/7/1, 2026.07.01, 2026-7-1, with or without a time after the date.
+CHINESE_DATE = re.compile(r"^(\d{4})\s*[年./-]\s*(\d{1,2})\s*[月./-]\s*(\d{1,2})\s*[日号]?\s*(.*)$")
+# A month without a day (2026年7月): no date, but the message says what is missing.
+MONTH_ONLY = re.compile(r"^\d{4}\s*[年./-]\s*\d{1,2}\s*月?$")
+# The day of the week written after a date: 星期三, 周三, 礼拜三, in brackets or not.
+WEEKDAY = re.compile(r"[（(]?\s*(?:星期|周|礼拜)[一二三四五六日天]\s*[）)]?")
+# A time of day as written in Chinese or on a clock, after an optional part of the day:
+# 9时30分, 9点半, 下午3:00, 上午 (no time: the date alone).
+CHINESE_TIME = re.compile(r"^(上午|早上|凌晨|中午|下午|傍晚|晚上)?\s*(?:(\d{1,2})\s*(?:[时点:：]\s*(?:(\d{1,2})\s*分?|(半))?"
+                          r"(?:\s*[:：]?\s*(\d{1,2})\s*秒?)?)?)?$")
+# Parts of the day after noon: 下午3:00 is 15:00.
+AFTERNOON = ("下午", "傍晚", "晚上")
 # A ledger's last rows: a total (合计/总计/小计) and who made and checked the table
 # (制表人, 审核人), the instructions for filling it in (填表说明) and notes (备注).
 FOOTER_WORDS = ("合计", "总计", "小计", "制表", "审核", "填表", "备注")
@@ -605,9 +615,32 @@ def _workbook_chunks(path: Path, ole2: bool, required: tuple[str, ...], sheet: s
 
 
 # ------------------------------------------------------------------ values
+def _clock_time(written: str) -> str:
+    """A time of day written the Chinese way (9时30分, 下午3:00, 上午) as 09:30, 15:00 or
+    nothing; any other text is given back as it is, for pandas to read or refuse."""
+    match = CHINESE_TIME.match(written)
+    if match is None:
+        return written
+    part, hour, minute, half, second = match.groups()
+    if hour is None:
+        return ""  # a part of the day alone (上午): the date is all there is
+    hours = int(hour) + (12 if part in AFTERNOON and int(hour) < 12 else 0)
+    minutes = 30 if half else int(minute or 0)
+    return f"{hours:02d}:{minutes:02d}:{int(second or 0):02d}"
+
+
+def _not_a_date(value: str) -> str:
+    """Why `value` is refused as a date, with the spellings that are understood."""
+    if MONTH_ONLY.match(value.strip()):
+        return f"{value!r} names a month, not a day; a day is needed (e.g. 2026年7月1日)"
+    return (f"not a date: {value!r} (accepted: 2026-07-01, 2026/7/1, 2026.07.01, 2026年7月1日 or 1号, with a time "
+            "such as 14:30, 9时30分 or 下午3:00, or an Excel date)")
+
+
 def parse_dates(values: pd.Series) -> pd.Series:
-    """Dates as offices write them: ISO, 2026年7月1日, 2026/7/1, 2026.07.01, or an Excel
-    serial number (46204); NaT where empty, and where not a date (the caller reports it)."""
+    """Dates as offices write them: ISO, 2026年7月1日 (or 1号), 2026/7/1, 2026.07.01, or an
+    Excel serial number (46204), with a time (14:30, 9时30分, 下午3:00) or a day of the week
+    (星期三) after the date or not; NaT where empty, and where not a date (the caller reports it)."""
     text = values.astype(str).str.strip()
 
     def standard(value: str) -> str | None:
@@ -616,7 +649,8 @@ def parse_dates(values: pd.Series) -> pd.Series:
         match = CHINESE_DATE.match(value)
         if match:
             year, month, day, rest = match.groups()
-            return f"{year}-{int(month):02d}-{int(day):02d}" + (f" {rest}" if rest else "")
+            rest = WEEKDAY.sub("", rest).strip()
+            return f"{year}-{int(month):02d}-{int(day):02d}" + (f" {_clock_time(rest)}" if rest else "")
         if EXCEL_SERIAL.match(value) and EXCEL_SERIAL_RANGE[0] <= float(value) <= EXCEL_SERIAL_RANGE[1]:
             return (EXCEL_EPOCH + pd.to_timedelta(float(value), unit="D")).round("s").isoformat(sep=" ")
         return value
@@ -700,8 +734,7 @@ def _standard(path: Path, chunk: _Chunk, mapping: dict[object, str], taxonomy: T
                           LedgerWarning, stacklevel=2)
         elif bad.any():
             i = int(bad.to_numpy().nonzero()[0][0])
-            raise LedgerError(path, f"not a date: {frame['received_at'].iloc[i]!r} (accepted: 2026-07-01, 2026/7/1, "
-                                    "2026.07.01, 2026年7月1日 or an Excel date)",
+            raise LedgerError(path, _not_a_date(frame["received_at"].iloc[i]),
                               row=int(chunk.rows[i]), column="received_at", sheet=sheet)
         frame["received_at"] = parsed
     return frame
