@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import tomllib
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +21,26 @@ DEFAULT_TAXONOMY = bundled("taxonomy.toml")
 RISK_ALIASES = {"低": "low", "中": "medium", "高": "high", "低风险": "low", "中风险": "medium", "高风险": "high",
                 "一般": "low", "较高": "medium", "紧急": "high"}
 NONE_ALIASES = {"", "无", "否", "none", "非重点群体", "-", "/"}
+
+
+@functools.lru_cache(maxsize=4096)
+def written_form(value: str) -> str:
+    """`value` as labels are compared: Unicode NFKC (full-width letters, digits and
+    brackets as their half-width forms) and no spaces anywhere, so that
+    调解仲裁管理处(劳动人事争议仲裁院) typed with half-width brackets, or a name with a
+    space in it, is the label the taxonomy names with full-width ones.
+
+    Parameters
+    ----------
+    value : str
+        A label as written in a ledger or a decision.
+
+    Returns
+    -------
+    str
+        The normalised text.
+    """
+    return re.sub(r"\s+", "", unicodedata.normalize("NFKC", value))
 
 
 class TaxonomyError(ValueError):
@@ -90,18 +112,22 @@ class Taxonomy:
 
     def resolve(self, head: str, value: str) -> str | None:
         """Map a code or a Chinese display name to the code; None when unknown."""
-        value = value.strip()
+        value = written_form(value)
         for label in self.labels(head):
-            if value in (label.code, label.name):
+            if value in (written_form(label.code), written_form(label.name)):
                 return label.code
         return None
+
+    def accepted(self, head: str) -> str:
+        """The labels of `head` as an error lists them: each code with its Chinese name."""
+        return ", ".join(f"{label.code} ({label.name})" for label in self.labels(head))
 
     def resolve_written(self, head: str, value: str) -> str | None:
         """The code of a label as ledgers and people write it: a code, a Chinese name, or a
         common way of writing a risk level (高, 紧急, High) or "no key group" (无, -); None
         when unknown. The one rule for ledgers and for decisions sent to the API, which took
         only codes and names, so a decision with risk "高" was refused that a ledger took."""
-        value = value.strip()
+        value = written_form(value)
         code = self.resolve(head, value)
         if code is None and head == "risk":
             code = RISK_ALIASES.get(value) or self.resolve(head, value.lower())

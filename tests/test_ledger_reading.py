@@ -288,3 +288,20 @@ def test_a_total_row_under_the_row_counter_is_left_out_of_a_workbook(tmp_path, t
     book.save(path)
     with pytest.warns(LedgerWarning, match=r"row\(s\) 3, 4 left out"):
         assert read_ledger(path, taxonomy)["id"].tolist() == ["XF-0501"]
+
+
+def test_labels_written_with_half_width_brackets_or_spaces_are_the_taxonomys_labels(tmp_path, taxonomy):
+    # The taxonomy names 调解仲裁管理处（劳动人事争议仲裁院） with full-width brackets; typed
+    # with half-width ones, or with a space, the division was "unknown".
+    rows = [{**ROWS[0], "division": "调解仲裁管理处(劳动人事争议仲裁院)"},
+            {**ROWS[1], "division": "养老保险 处", "risk": "Ｈｉｇｈ", "key_group": "－"}]
+    frame = read_ledger(write_csv(tmp_path / "l.csv", rows), taxonomy)
+    assert frame["division"].tolist() == ["arbitration", "pension"]
+    assert frame[["risk", "key_group"]].values.tolist() == [["medium", "none"], ["high", "none"]]
+
+
+def test_an_unknown_division_is_refused_listing_the_codes_with_their_chinese_names(tmp_path, taxonomy):
+    path = write_csv(tmp_path / "l.csv", [{**ROWS[0], "division": "住建局"}])
+    with pytest.raises(LedgerError, match=r"unknown division '住建局'.*pension \(养老保险处\), .*"
+                                          r"labor_inspection \(劳动保障监察局\)"):
+        read_ledger(path, taxonomy)

@@ -665,9 +665,9 @@ def _resolve_labels(path: Path, frame: pd.DataFrame, rows: np.ndarray, taxonomy:
             value = value.strip()
             code = taxonomy.resolve_written(head, value)
             if code is None:
-                allowed = ", ".join(taxonomy.codes(head))
                 raise LedgerError(
-                    path, f"unknown {head} {value!r} (the taxonomy defines: {allowed}, or their Chinese names)",
+                    path, f"unknown {head} {value!r} (accepted: the code or the Chinese name of one of "
+                          f"{taxonomy.accepted(head)})",
                     row=int(rows[i]), column=head, sheet=sheet,
                 )
             codes.append(code)
