@@ -305,3 +305,24 @@ def test_an_unknown_division_is_refused_listing_the_codes_with_their_chinese_nam
     with pytest.raises(LedgerError, match=r"unknown division '住建局'.*pension \(养老保险处\), .*"
                                           r"labor_inspection \(劳动保障监察局\)"):
         read_ledger(path, taxonomy)
+
+
+def test_case_numbers_kept_with_their_leading_zeros_are_read_as_excel_shows_them(tmp_path, taxonomy):
+    # A CSV export writes ="0000001" so that Excel keeps the zeros; a workbook pads a number
+    # with a 00000 format. Both were read as ="0000001" and 3, matching no case on file.
+    import openpyxl
+
+    path = tmp_path / "l.csv"
+    path.write_text('编号,标题,来信内容\n="0000001",老板拖欠工资,"=""再等等""，老板说"\n="0000002",养老金,视同缴费年限\n',
+                    encoding="utf-8")
+    frame = read_ledger(path, taxonomy, require_labels=False)
+    assert frame["id"].tolist() == ["0000001", "0000002"]
+    assert frame["body"].tolist() == ['="再等等"，老板说', "视同缴费年限"]  # not of the exact form: kept
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["编号", "标题", "来信内容"])
+    sheet.append([3, "老板拖欠工资", "三个月没发工资"])
+    sheet["A2"].number_format = "00000"
+    sheet.append([2026070100000004, "养老金", "视同缴费年限"])
+    book.save(tmp_path / "l.xlsx")
+    assert read_ledger(tmp_path / "l.xlsx", taxonomy, require_labels=False)["id"].tolist() == ["00003", "2026070100000004"]

@@ -89,6 +89,11 @@ AFTERNOON = ("下午", "傍晚", "晚上")
 # A ledger's last rows: a total (合计/总计/小计) and who made and checked the table
 # (制表人, 审核人), the instructions for filling it in (填表说明) and notes (备注).
 FOOTER_WORDS = ("合计", "总计", "小计", "制表", "审核", "填表", "备注")
+# A number format of zeros only: Excel pads a whole number with leading zeros to its length.
+ZERO_PADDED = re.compile(r"^0{2,}$")
+# A cell saved by Excel as a text formula (="0000001") so that its leading zeros survive;
+# the value is the text between the quotes, a doubled quote standing for one.
+TEXT_FORMULA = r'^="((?:[^"]|"")*)"$'
 # Excel stores a date as days since 1899-12-30; a date cell copied as a value, or a
 # CSV saved from it, shows that number. Only 1960-2100 are taken for dates.
 EXCEL_SERIAL = re.compile(r"^\d{5}(\.\d+)?$")
@@ -430,7 +435,7 @@ def _text_chunks(path: Path, required: tuple[str, ...], chunk_rows: int | None) 
                 first += len(frame)
                 # A row with nothing in it is no petition, as in a workbook: blank lines, and the
                 # ",,,,," lines Excel saves below the data when formatted cells reach further down.
-                frame = frame.fillna("")
+                frame = _unwrapped(frame.fillna(""))
                 filled = frame.apply(lambda column: column.str.strip().ne("")).any(axis=1).to_numpy()
                 yield _Chunk(frame[filled].reset_index(drop=True), rows[filled])
     except pd.errors.ParserError as exc:
@@ -440,6 +445,17 @@ def _text_chunks(path: Path, required: tuple[str, ...], chunk_rows: int | None) 
     except UnicodeDecodeError as exc:  # only UTF-16 is not checked beforehand
         raise LedgerError(path, f"unreadable {encoding.upper()} text ({exc.reason}); "
                                 "re-export the file as UTF-8 CSV or XLSX") from None
+
+
+def _unwrapped(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with every ="…" cell (a CSV export's way of keeping 0000001's leading zeros
+    in Excel) as the text between the quotes, which is what Excel shows; the ids were
+    written to results as ="0000001" and matched no case in the office's records."""
+    for column in frame.columns:
+        cells = frame[column]
+        if cells.str.startswith('="').any():
+            frame[column] = cells.str.replace(TEXT_FORMULA, lambda m: m[1].replace('""', '"'), regex=True)
+    return frame
 
 
 def _jsonl_chunks(path: Path, encoding: str, chunk_rows: int | None) -> Iterator[_Chunk]:
@@ -477,6 +493,16 @@ def _cell_text(value: object) -> str:
     if isinstance(value, dt.date | dt.time):
         return value.isoformat()
     return str(value)
+
+
+def _as_shown(value: object, number_format: str) -> object:
+    """A whole number as Excel shows it under a format of zeros only ("00000"): 00003, not
+    3. Case numbers are kept that way, their leading zeros added by the cell's format; read
+    as numbers, they came out as 3 and no longer matched the office's records."""
+    if (isinstance(value, int | float) and not isinstance(value, bool) and float(value).is_integer()
+            and ZERO_PADDED.match(number_format or "")):
+        return str(int(value)).zfill(len(number_format))
+    return value
 
 
 def _fill_down(cells: list[list[object]], top: int, left: int, bottom: int) -> None:
@@ -524,7 +550,7 @@ def _xlsx_sheets(path: Path) -> tuple[list[tuple[str, list[list[object]]]], set[
     for sheet in book.worksheets:
         cells = []
         for r, row in enumerate(sheet.iter_rows(min_row=1, min_col=1)):
-            values = [cell.value for cell in row]
+            values = [_as_shown(cell.value, cell.number_format) for cell in row]
             for c, cell in enumerate(row):
                 if cell.data_type == "f":
                     if saved is None:
