@@ -301,3 +301,27 @@ def test_predict_given_a_registry_names_the_champions_directory(small_model, sma
     assert f"is a model registry: give one of its versions, {registry.root / 'models' / 'v1'} (its champion)" in err, err
     assert main(["predict", "--model", str(registry.root / "models" / "v1"), "--input", str(small_corpus),
                  "--output", str(out)]) == 0
+
+
+def test_evaluating_a_small_ledger_without_key_groups_shows_na_and_no_sklearn_warning():
+    # "key group any-F1 0.000" was shown for a ledger with no key-group petition where none
+    # was predicted either, as if the model had got every one wrong, beside scikit-learn's
+    # "A single label was found" warning.
+    import warnings
+
+    from training.evaluate import evaluate_decisions, summary_line
+
+    decision = {"division": "pension", "division_top3": [("pension", 0.9)], "division_confidence": 0.9,
+                "risk": "low", "key_group": "none", "needs_review": False}
+    truth = {"division": ["pension", "pension"], "risk": ["low", "low"], "key_group": ["none", "none"]}
+    codes = {"division": ["pension", "labor_inspection"], "risk": ["low", "medium", "high"],
+             "key_group": ["none", "minban_teachers"]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        metrics = evaluate_decisions([decision, decision], truth, codes)
+    assert metrics["key_group"]["any_f1"] is None
+    assert "key group any-F1 n/a" in summary_line(metrics)
+    assert metrics["division"]["confusion"] == {"labels": ["pension"], "matrix": [[2]]}
+    # One petition in a key group, missed: that is a score of 0, not n/a.
+    truth["key_group"] = ["minban_teachers", "none"]
+    assert evaluate_decisions([decision, decision], truth, codes)["key_group"]["any_f1"] == 0.0

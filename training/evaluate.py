@@ -7,7 +7,7 @@ import itertools
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 
 from model.taxonomy import HEADS
 
@@ -34,6 +34,29 @@ def reliability_curve(confidence: np.ndarray, correct: np.ndarray, bins: int = 1
     return curve
 
 
+def confusion_counts(y_true: list[str], y_pred: list[str], labels: list[str]) -> list[list[int]]:
+    """How many petitions of each true label (rows) got each predicted label (columns),
+    counted here: scikit-learn's confusion_matrix warns "A single label was found" on a
+    small ledger where every petition has one label, though `labels` is given."""
+    index = {label: i for i, label in enumerate(labels)}
+    matrix = np.zeros((len(labels), len(labels)), dtype=int)
+    for t, p in zip(y_true, y_pred, strict=True):
+        if t in index and p in index:
+            matrix[index[t], index[p]] += 1
+    return matrix.tolist()
+
+
+def any_group_f1(kg_true: np.ndarray, kg_pred: np.ndarray) -> float | None:
+    """F1 of "some key group" against "none"; None when no petition is in a key group
+    and none is predicted to be, where there is nothing to score (shown as n/a, as the
+    high-risk recall is), not a score of 0."""
+    hits = int((kg_true & kg_pred).sum())
+    missed, extra = int((kg_true & ~kg_pred).sum()), int((~kg_true & kg_pred).sum())
+    if hits + missed + extra == 0:
+        return None
+    return 2 * hits / (2 * hits + missed + extra)
+
+
 def head_metrics(y_true: list[str], y_pred: list[str], labels: list[str]) -> dict[str, Any]:
     present = [c for c in labels if c in set(y_true) | set(y_pred)]
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=present, zero_division=0)
@@ -42,7 +65,7 @@ def head_metrics(y_true: list[str], y_pred: list[str], labels: list[str]) -> dic
         "macro_f1": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
         "per_class": {c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
                       for i, c in enumerate(present)},
-        "confusion": {"labels": present, "matrix": confusion_matrix(y_true, y_pred, labels=present).tolist()},
+        "confusion": {"labels": present, "matrix": confusion_counts(y_true, y_pred, present)},
     }
 
 
@@ -61,7 +84,7 @@ def evaluate_decisions(decisions: list[dict[str, Any]], truth: dict[str, list[st
     result["risk"]["high_share"] = float(flagged.mean()) if len(flagged) else 0.0
     kg_true = np.asarray(truth["key_group"]) != "none"
     kg_pred = np.asarray([d["key_group"] for d in decisions]) != "none"
-    result["key_group"]["any_f1"] = float(f1_score(kg_true, kg_pred, zero_division=0))
+    result["key_group"]["any_f1"] = any_group_f1(kg_true, kg_pred)
     div_true = list(truth["division"])
     result["division"]["top3_accuracy"] = float(np.mean(
         [t in [c for c, _ in d["division_top3"]] for t, d in zip(div_true, decisions, strict=True)]))
@@ -76,6 +99,7 @@ def evaluate_decisions(decisions: list[dict[str, Any]], truth: dict[str, list[st
 def summary_line(metrics: dict[str, Any]) -> str:
     r = metrics["risk"]
     recall = "n/a" if r["high_recall"] is None else f"{r['high_recall']:.3f}"
+    any_f1 = metrics["key_group"]["any_f1"]
     return (f"division acc {metrics['division']['accuracy']:.3f} macro-F1 {metrics['division']['macro_f1']:.3f} | "
             f"risk macro-F1 {r['macro_f1']:.3f} high recall {recall} high share {r['high_share']:.3f} | "
-            f"key group any-F1 {metrics['key_group']['any_f1']:.3f}")
+            f"key group any-F1 {'n/a' if any_f1 is None else f'{any_f1:.3f}'}")
