@@ -704,7 +704,9 @@ def _footer_rows(chunk: _Chunk, mapping: dict[object, str]) -> np.ndarray:
     """Which rows are a total or a footer, not petitions: their first filled cell starts
     with a FOOTER_WORDS word, and neither the id nor the body holds anything else."""
     cells = chunk.frame.fillna("").astype(str).apply(lambda column: column.str.strip())
-    first = cells.apply(lambda row: next((c for c in row if c), ""), axis=1)
+    first = pd.Series("", index=cells.index)
+    for column in reversed(cells.columns):  # column by column, not row by row: predict streams large ledgers
+        first = cells[column].where(cells[column].ne(""), first)
     marked = first.str.startswith(FOOTER_WORDS)
     by_name = {canonical: column for column, canonical in mapping.items()}
     blank = pd.Series("", index=cells.index)
