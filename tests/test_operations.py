@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import sqlite3
 import stat
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 from serving import CLI, ROOT
 
+from model.artifact import load_model, signing_key
 from service.database import AuditEntry, Database, DecisionRecord, TriageRecord
 from service.keys import create_key
 from service.logs import JSONFormatter, log_config
@@ -280,3 +282,22 @@ def test_commands_on_a_missing_sqlite_file_refuse_naming_it_and_create_none(comm
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(missing) in err and "does not exist" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_signing_key_under_a_dotenv_home_is_the_one_commands_sign_with(tmp_path: Path, monkeypatch, small_model_dir):
+    # TRIAGE_HOME in .env: the service looked for the key under it, while training and
+    # `triage sign` signed with ./var/signing.key, and the service refused to start.
+    for name in ("TRIAGE_HOME", "TRIAGE_SIGNING_KEY", "TRIAGE_SIGNING_KEY_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("TRIAGE_HOME=state\n", encoding="utf-8")
+    shutil.copytree(small_model_dir, tmp_path / "model")
+    get_settings.cache_clear()
+    try:
+        assert main(["sign", "--model", "model"]) == 0
+        assert "TRIAGE_HOME" not in os.environ  # put back as it was
+        assert (tmp_path / "state" / "signing.key").is_file() and not (tmp_path / "var").exists()
+        served_key = signing_key(create=False, key_file=get_settings().signing_key_file)
+        assert load_model(tmp_path / "model", served_key).version
+    finally:
+        get_settings.cache_clear()

@@ -27,7 +27,14 @@ from model.taxonomy import DEFAULT_TAXONOMY, HEADS, TaxonomyError
 from model.triage import ENCODER_BELOW, ModelInputError
 from training.ledger import LedgerError, LedgerWarning
 from training.memory import NotEnoughMemory
-from triage.defaults import SettingsError, default_corpus, default_model_dir, default_registry_dir, settings
+from triage.defaults import (
+    SettingsError,
+    default_corpus,
+    default_model_dir,
+    default_registry_dir,
+    settings,
+    signing_settings_in_environment,
+)
 
 EXAMPLES = [
     ("老板拖欠工资三个月", "我在{company}上班，老板已经三个月没发工资了，春节快到了，我们二十多个工友连回家的路费都没有，请劳动监察部门帮帮我们。"),
@@ -794,17 +801,18 @@ def _terminated(signum: int, frame: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "serve" or threading.current_thread() is not threading.main_thread():
-        # `serve` leaves signals to uvicorn; only the main thread may set a handler.
-        return _run(args)
-    # Python's default for SIGTERM ends the process at once: a predict's scoring workers were
-    # left running without it and its half-written OUT.tmp stayed. Raised as an interrupt, the
-    # same clean-up as Ctrl-C runs. The caller's handler is put back (main is also called in-process).
-    previous = signal.signal(signal.SIGTERM, _terminated)
-    try:
-        return _run(args)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    with signing_settings_in_environment():
+        if args.command == "serve" or threading.current_thread() is not threading.main_thread():
+            # `serve` leaves signals to uvicorn; only the main thread may set a handler.
+            return _run(args)
+        # Python's default for SIGTERM ends the process at once: a predict's scoring workers were
+        # left running without it and its half-written OUT.tmp stayed. Raised as an interrupt, the
+        # same clean-up as Ctrl-C runs. The caller's handler is put back (main is also called in-process).
+        previous = signal.signal(signal.SIGTERM, _terminated)
+        try:
+            return _run(args)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _ledger_warning_line(command: str, other: Callable[..., None]) -> Callable[..., None]:

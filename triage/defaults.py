@@ -4,6 +4,9 @@ bundled corpus."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,6 +41,34 @@ def settings_problem(exc: Exception) -> str:
     errors = [e for e in exc.errors() if e["type"] != "default_factory_not_called"]  # type: ignore[attr-defined]
     lines = [f"TRIAGE_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in errors]
     return "invalid TRIAGE_ setting: " + "; ".join(lines or [str(exc)])
+
+
+@contextlib.contextmanager
+def signing_settings_in_environment() -> Iterator[None]:
+    """While a command runs, the signing key's settings that a `.env` file gives (TRIAGE_HOME,
+    TRIAGE_SIGNING_KEY, TRIAGE_SIGNING_KEY_FILE) are in the process's environment too, where
+    model/artifact.py, which knows nothing of the service's settings, and the processes the
+    command starts read them. Otherwise training signed with ./var/signing.key while the
+    service, reading the same .env, looked for the key under its TRIAGE_HOME and refused to
+    start. Variables already set are left alone; those added are taken out afterwards."""
+    added = []
+    try:
+        configured = settings()
+    except SettingsError:
+        configured = None  # a command that needs a setting says what is wrong with it
+    if configured is not None:
+        wanted = {"TRIAGE_HOME": str(configured.home.expanduser().absolute()),
+                  "TRIAGE_SIGNING_KEY": configured.signing_key.get_secret_value() if configured.signing_key else None,
+                  "TRIAGE_SIGNING_KEY_FILE": str(configured.signing_key_file.expanduser().absolute())}
+        for name, value in wanted.items():
+            if value is not None and name not in os.environ:
+                os.environ[name] = value
+                added.append(name)
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
 
 
 def default_model_dir() -> Path:
