@@ -81,3 +81,4 @@ def test_no_field_stores_exports_or_logs_a_number(tmp_path: Path, small_model_di
         if path.name.startswith("triage.db"):
             assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, f"{path.name} is {oct(path.stat().st_mode)}"
     assert os.access(db, os.R_OK)
+    assert stat.S_IMODE(export.stat().st_mode) == 0o600  # it holds the masked petition text

@@ -9,8 +9,6 @@ the time the ledgers' 登记日期 are written in."""
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
 from pathlib import Path
 from urllib.parse import quote
 
@@ -27,6 +25,7 @@ from training.ledger import (
     check_output,
     local_times,
     read_ledger,
+    replaced_when_complete,
     spreadsheet_safe,
 )
 
@@ -211,24 +210,15 @@ def _cell(value: object) -> str:
 
 
 def write_export(frame: pd.DataFrame, out: str | Path) -> Path:
-    """The decisions as a UTF-8 (BOM, for Excel) CSV ledger, written to a temp file and renamed."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    try:
-        # mkstemp makes the file private (0600); the service, maybe another user, must read it.
-        os.chmod(tmp, 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8-sig", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=EXPORT_COLUMNS)
-            writer.writeheader()
-            for record in frame[EXPORT_COLUMNS].to_dict("records"):
-                row = {k: _cell(v) for k, v in record.items()}
-                writer.writerow({k: spreadsheet_safe(v) if k in _TEXT_COLUMNS else v for k, v in row.items()})
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    """The decisions as a UTF-8 (BOM, for Excel) CSV ledger, owner-only (it holds the masked
+    petition text), written to a temporary file and renamed."""
+    with replaced_when_complete(out) as tmp, tmp.open("w", encoding="utf-8-sig", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=EXPORT_COLUMNS)
+        writer.writeheader()
+        for record in frame[EXPORT_COLUMNS].to_dict("records"):
+            row = {k: _cell(v) for k, v in record.items()}
+            writer.writerow({k: spreadsheet_safe(v) if k in _TEXT_COLUMNS else v for k, v in row.items()})
+    return Path(out)
 
 
 def export_decisions(source: str | Path, out: str | Path, taxonomy: Taxonomy) -> int:

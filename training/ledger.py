@@ -151,8 +151,8 @@ def replaced_when_complete(out: str | Path) -> Iterator[Path]:
     os.close(fd)
     tmp = Path(name)
     try:
-        # mkstemp makes the file private; the results are read by whoever reads the ledger.
-        os.chmod(tmp, 0o644)
+        # Left owner-only, as mkstemp makes it: it may hold petition text, and whoever reads
+        # the ledger runs the command (README: owner-only files).
         try:
             yield tmp
         except OSError as exc:
