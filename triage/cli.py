@@ -43,6 +43,13 @@ EXAMPLES = [
 ]
 
 
+# How long uvicorn's supervisor waits for a worker to answer its health check before it
+# kills the worker and starts another. Its default of a few seconds is shorter than a
+# worker's start on a busy machine (unpickling the model, building the same-matter index):
+# workers were killed and started again, over and over, before the service served at all.
+WORKER_HEALTHCHECK_SECONDS = 60
+
+
 def _progress(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
@@ -369,7 +376,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # the socket bound above.
         config = uvicorn.Config("service.app:create_app_from_env", factory=True, workers=workers, host=host, port=port,
                                 log_level=configured.log_level.lower(),
-                                log_config=log_config(configured.log_level, configured.log_json))
+                                log_config=log_config(configured.log_level, configured.log_json),
+                                timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS)
         if workers > 1:
             supervisor = Multiprocess(config, sockets=[sock])
             with contextlib.suppress(KeyboardInterrupt):
