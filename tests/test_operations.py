@@ -65,6 +65,13 @@ def test_keys_list_shows_no_secret_and_revoke_takes_a_whole_key(database, capsys
 
 
 
+def test_keys_create_names_the_database_it_wrote_to(database, capsys):
+    # Made from another directory, a key went into that directory's ./var/triage.db, and the
+    # service answered it "unknown or revoked API key", with nothing to say where it went.
+    assert main(["keys", "create", "--role", "intake"]) == 0
+    assert f"in {database.url.removeprefix('sqlite:///')};" in capsys.readouterr().err
+
+
 def test_a_key_label_longer_than_its_column_is_refused_before_the_database(database, capsys):
     # SQLite stored a label of any length; PostgreSQL's varchar(200) refused it with a traceback.
     with pytest.raises(SystemExit) as stopped:

@@ -390,6 +390,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 0 if server.started else STARTUP_FAILURE
 
 
+def _database_name(url: str) -> str:
+    """The database a URL names, as a person recognises it: a SQLite file's path, else the
+    URL without its password."""
+    from sqlalchemy import make_url
+
+    from service.database import _sqlite_path
+
+    path = _sqlite_path(url)
+    return str(path.absolute()) if path is not None else make_url(url).render_as_string(hide_password=True)
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
     from service.database import Database
     from service.keys import create_key, list_keys, revoke_key
@@ -408,7 +419,8 @@ def cmd_keys(args: argparse.Namespace) -> int:
     with database.sessions() as session:
         if args.action == "create":
             print(create_key(session, args.role, args.label or ""))
-            _progress(f"created a key for the {args.role} role; it is shown only this once")
+            # Named, as a key made in another directory's ./var is refused by the service as unknown.
+            _progress(f"created a key for the {args.role} role in {_database_name(url)}; it is shown only this once")
             return 0
         if args.action == "list":
             print(f"{'prefix':<10}{'role':<10}{'created (UTC)':<27}{'revoked (UTC)':<27}label")
@@ -716,12 +728,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("keys", help="create or revoke API keys")
     keys = p.add_subparsers(dest="action", required=True)
-    k = keys.add_parser("create")
+    k = keys.add_parser("create", help="a new key for a role, printed once, in the database TRIAGE_HOME or "
+                        "TRIAGE_DATABASE_URL names (the service's)")
     k.add_argument("--role", required=True, choices=["intake", "reviewer", "analyst", "admin"])
     k.add_argument("--label", type=_key_label, help=f"who or which desk uses it, at most {KEY_LABEL_CHARS} characters "
                    "(the intake page records it as who decided)")
-    k = keys.add_parser("revoke")
-    k.add_argument("key", help="the whole key, or its prefix: the 8 characters after 'pt_'")
+    k = keys.add_parser("revoke", help="refuse a key from now on (within TRIAGE_KEY_CHECK_SECONDS)")
+    k.add_argument("key", help="the whole key, or its prefix: the 8 characters after 'pt_' (with or without 'pt_')")
     keys.add_parser("list", help="every key: prefix, role, label, when created and revoked (never the key)")
     p.set_defaults(func=cmd_keys)
 
