@@ -81,7 +81,7 @@ REAL_LEDGER = TrainingProfile("real ledger")
 # - high needs the model to find it more likely than not (or a rule): a cut learned on
 #   generated petitions alone sits so low that it flags a third of real ones.
 GENERATED_ONLY = TrainingProfile(
-    "generated petitions", head_losses={"risk_high": "squared_hinge"},
+    f"the settings for generated petitions: fewer than {MIN_REAL_FOR_THRESHOLDS} real ones", head_losses={"risk_high": "squared_hinge"},
     head_class_weights={"risk_high": "balanced"}, key_group_rules_alone=True, min_high_cut=0.5)
 GENERATED_MIN_HIGH_CUT = GENERATED_ONLY.min_high_cut
 
