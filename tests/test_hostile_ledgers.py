@@ -502,3 +502,15 @@ def test_columns_predict_and_link_do_not_need_do_not_stop_them(tmp_path, small_m
     assert code == 2
     assert ("two columns map to 'received_at': '来信日期' and '受理日期'; remove one of them, or rename '受理日期'"
             in err), err
+
+
+def test_a_workbook_too_large_to_read_whole_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    # A workbook is read whole, its sheets unpacked many times the file's size: a large one
+    # got the process killed, with no message. CSV is read in chunks.
+    ledger = office_xlsx(tmp_path / "台账.xlsx")
+    monkeypatch.setattr(training.ledger, "available_bytes", lambda: 4096)
+    monkeypatch.delenv("TRIAGE_SKIP_MEMORY_CHECK", raising=False)
+    with pytest.raises(training.ledger.LedgerError, match="save it as UTF-8 CSV, which is read in chunks"):
+        read_ledger(ledger, load_taxonomy(), require_labels=False)
+    monkeypatch.setenv("TRIAGE_SKIP_MEMORY_CHECK", "1")
+    assert len(read_ledger(ledger, load_taxonomy(), require_labels=False))

@@ -28,6 +28,7 @@ import pandas as pd
 from model.office_time import CHINA_TIME
 from model.taxonomy import HEADS, Taxonomy
 from model.text import has_text
+from training.memory import SKIP_VARIABLE, available_bytes
 
 _WITH_OFFSET = r"[0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?\s*(?:Z|[+-][0-9]{2}:?[0-9]{2})$"
 
@@ -44,6 +45,9 @@ def local_times(values: pd.Series) -> pd.Series:
     return parsed
 
 MAX_LEDGER_BYTES = 100 * 1024 * 1024
+# Memory to read a workbook whole, per byte of its sheets unpacked (their XML and shared
+# strings), with room for the second reading of the values saved with formulas.
+WORKBOOK_BYTES_PER_SHEET_BYTE = 8
 # The compound-file signature of Excel 97-2003 .xls workbooks and of password-protected .xlsx.
 OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 ZIP_MAGIC = b"PK\x03\x04"
@@ -525,10 +529,29 @@ def _opendocument(path: Path) -> bool:
         return False
 
 
+def _check_workbook_memory(path: Path) -> None:
+    """Refuses a workbook that would not fit in memory read whole, before it is read: its
+    sheets unpacked are many times the file (a ledger of 100 MiB could need tens of GiB),
+    and a process the kernel kills leaves no message. TRIAGE_SKIP_MEMORY_CHECK=1 lets it try."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            unpacked = sum(i.file_size for i in archive.infolist()
+                           if i.filename.startswith("xl/worksheets/") or i.filename == "xl/sharedStrings.xml")
+    except (OSError, zipfile.BadZipFile):
+        return  # openpyxl says what is wrong with it
+    estimate = WORKBOOK_BYTES_PER_SHEET_BYTE * unpacked
+    available = available_bytes()
+    if available is not None and estimate > available and os.environ.get(SKIP_VARIABLE) != "1":
+        raise LedgerError(path, f"a workbook is read whole, and this one needs about {estimate / 2**30:.1f} GiB of memory "
+                                f"({available / 2**30:.1f} GiB is available); save it as UTF-8 CSV, which is read in "
+                                f"chunks, or split it (or set {SKIP_VARIABLE}=1 to try anyway)")
+
+
 def _xlsx_sheets(path: Path) -> tuple[list[tuple[str, list[list[object]]]], set[str]]:
     """Every sheet's name and cells, and the names of the hidden sheets."""
     import openpyxl
 
+    _check_workbook_memory(path)
     try:
         # Nothing is ever evaluated. A formula cell is read as the value Excel (or WPS) saved
         # with it, which is what the person sees: ids made by ="XF-"&TEXT(ROW(),"0000"), a
