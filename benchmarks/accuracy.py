@@ -191,7 +191,7 @@ def scatter(folds: list[Fold], predictions: dict[str, Predictions], n: int) -> P
     inverse[order] = np.arange(n)
     return Predictions(*(None if v is None else v[inverse] for v in (
         pooled.division, pooled.division_confidence, pooled.division_top3, pooled.risk, pooled.key_group,
-        pooled.needs_review)))
+        pooled.needs_review)), confidence_is_probability=pooled.confidence_is_probability)
 
 
 def summarise(per_repeat: list[Predictions], truth: dict[str, np.ndarray], boards: np.ndarray,

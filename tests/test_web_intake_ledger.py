@@ -202,3 +202,20 @@ def test_the_review_page_says_which_filter_or_note_it_cannot_take(small_model_di
         item = client.get(f"/v1/triage/{tid}", headers={"X-API-Key": reviewer_key}).json()["review"]
         assert item["status"] == "resolved" and item["note"] == lines.replace("\r\n", "\n")
     database.engine.dispose()
+
+
+def test_rows_and_dates_a_ledger_upload_sets_aside_are_shown_with_the_results(intake, tmp_path):
+    # The reading leaves a total row out and an unreadable date empty (the time limits then
+    # run from the triage): said on the page, not only in the server's log.
+    client, key, _ = intake
+    csrf = signed_in(client, key, landing="/intake")
+    ledger = tmp_path / "台账.csv"
+    pd.DataFrame({"编号": ["A-1", "A-2", "合计"], "标题": ["拖欠工资", "工地欠薪", ""],
+                  "内容": ["老板三个月没发工资了。", "包工头跑了，工资没人给。", ""],
+                  "登记日期": ["2026-07-01", "七月一日", ""]}).to_csv(ledger, index=False)
+    answer = client.post("/intake/ledger", data={"csrf_token": csrf},
+                         files={"ledger": ("台账.csv", ledger.read_bytes(), "text/csv")})
+    assert answer.status_code == 200, answer.text
+    shown = html.unescape(answer.text)
+    assert "row(s) 4 left out: a total or footer" in shown and "台账.csv" in shown and "upload.csv" not in shown
+    assert "row(s) 3, column 'received_at': not a date, left empty" in shown

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -24,7 +25,7 @@ from service.schemas import BatchIn
 from service.similar import MattersDep
 from service.web.render import page
 from service.web.sessions import Csrf, WebUser, page_user
-from training.ledger import LedgerError, read_ledger
+from training.ledger import LedgerError, LedgerWarning, read_ledger
 
 router = APIRouter(include_in_schema=False)
 IntakeUser = Annotated[WebUser, Depends(page_user("intake"))]
@@ -67,7 +68,13 @@ async def upload(request: Request, user: IntakeUser, _: Csrf, loaded: ModelDep, 
         path = Path(tmp) / f"upload{suffix}"
         path.write_bytes(raw)
         try:
-            frame = read_ledger(path, loaded.model.taxonomy, require_labels=False)
+            # What the reading set aside (a total row, a date it could not read and left empty)
+            # is shown with the results: the clerk must know a row's time limits do not run
+            # from its date.
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", LedgerWarning)
+                frame = read_ledger(path, loaded.model.taxonomy, require_labels=False)
+            notices = [str(w.message).replace(str(path), name) for w in caught if issubclass(w.category, LedgerWarning)]
         except LedgerError as exc:
             # The message names the row and column; it names the uploaded file, not the temporary copy.
             message = str(exc).replace(str(path), name)
@@ -84,7 +91,8 @@ async def upload(request: Request, user: IntakeUser, _: Csrf, loaded: ModelDep, 
         return page(request, "ledger.html", user, status=exc.status_code, error=f"{name}：{exc.detail}", items=[], name=name)
     stored = [item.result.triage_id for item in items if item.result is not None and item.result.stored]
     token = _ids_token(request).dumps(stored) if stored else ""
-    return page(request, "ledger.html", user, items=items, rows=frame["row"].tolist(), name=name, token=token, error="")
+    return page(request, "ledger.html", user, items=items, rows=frame["row"].tolist(), name=name, token=token, error="",
+                notices=notices)
 
 
 @router.get("/intake/ledger.xlsx")
