@@ -698,7 +698,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("link", help="assign a `matter` id per row of a ledger (petitions about one matter share it)")
     p.add_argument("--input", action="append", required=True, help="ledger file; repeat for several")
-    p.add_argument("--output", required=True, help="CSV to write: the ledger with a matter column")
+    p.add_argument("--output", required=True, help="CSV to write: the ledger's petitions (the columns training reads) with a matter column")
     _add_sheet_argument(p)
     p.set_defaults(func=cmd_link)
 
