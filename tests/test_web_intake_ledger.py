@@ -145,63 +145,63 @@ def test_the_intake_forms_errors_are_in_the_pages_language(intake):
         assert session.query(TriageRecord).count() == 0
 
 
-def test_the_review_page_names_and_filters_emerging_groups(small_model_dir, tmp_path):
-    # The API queues emerging groups as reason=emerging_group; the reviewer's page showed the
-    # code itself and could not filter on it.
+@pytest.fixture
+def desks(small_model_dir, tmp_path):
+    """The app with an intake key and a reviewer key, on a real SQLite file."""
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'triage.db'}", model_dir=small_model_dir,
                         registry_dir=tmp_path / "no-registry")
     database = Database(settings.database_url)
     database.migrate()
     with database.sessions() as session:
         intake_key, reviewer_key = create_key(session, "intake"), create_key(session, "reviewer")
-    letter = {"title": "宏达建筑公司拖欠农民工工资",
-              "body": "我们在宏达建筑公司承建的幸福家园三期项目干活，工程款结了，包工头一直拖欠我们的工资。"}
     with TestClient(create_app(settings)) as client:
-        for _ in range(3):
-            assert client.post("/v1/triage", json=letter, headers={"X-API-Key": intake_key}).status_code == 200
-        queued = client.get("/v1/review-queue", params={"reason": "emerging_group"},
-                            headers={"X-API-Key": reviewer_key}).json()
-        assert queued, "three letters about one matter make an emerging group"
-        signed_in(client, reviewer_key, landing="/review")
-        listed = client.get("/review", params={"reason": "emerging_group"}).text
-        assert '<option value="emerging_group" selected>疑似群体性事项</option>' in listed
-        assert listed.count(f'/cases/{queued[0]["triage_id"]}') >= 1 and ">emerging_group<" not in listed
-        case = client.get(f"/cases/{queued[0]['triage_id']}").text
-        assert "已进入信访办研判队列（疑似群体性事项）" in case
+        yield client, intake_key, reviewer_key
     database.engine.dispose()
 
 
-def test_the_review_page_says_which_filter_or_note_it_cannot_take(small_model_dir, tmp_path):
+def test_the_review_page_names_and_filters_emerging_groups(desks):
+    # The API queues emerging groups as reason=emerging_group; the reviewer's page showed the
+    # code itself and could not filter on it.
+    client, intake_key, reviewer_key = desks
+    letter = {"title": "宏达建筑公司拖欠农民工工资",
+              "body": "我们在宏达建筑公司承建的幸福家园三期项目干活，工程款结了，包工头一直拖欠我们的工资。"}
+    for _ in range(3):
+        assert client.post("/v1/triage", json=letter, headers={"X-API-Key": intake_key}).status_code == 200
+    queued = client.get("/v1/review-queue", params={"reason": "emerging_group"},
+                        headers={"X-API-Key": reviewer_key}).json()
+    assert queued, "three letters about one matter make an emerging group"
+    signed_in(client, reviewer_key, landing="/review")
+    listed = client.get("/review", params={"reason": "emerging_group"}).text
+    assert '<option value="emerging_group" selected>疑似群体性事项</option>' in listed
+    assert listed.count(f'/cases/{queued[0]["triage_id"]}') >= 1 and ">emerging_group<" not in listed
+    case = client.get(f"/cases/{queued[0]['triage_id']}").text
+    assert "已进入信访办研判队列（疑似群体性事项）" in case
+
+
+def test_the_review_page_says_which_filter_or_note_it_cannot_take(desks):
     # An unknown division (a bookmark from before a taxonomy change) showed the API's JSON; a
     # mistyped date was dropped and the whole queue shown under it; a note over the limit was
     # answered "请填写研判意见" as if empty. A browser counts a line break as one character of
     # the textarea's maxlength but sends two (CRLF): such a note is within the limit.
-    settings = Settings(database_url=f"sqlite:///{tmp_path / 'triage.db'}", model_dir=small_model_dir,
-                        registry_dir=tmp_path / "no-registry")
-    database = Database(settings.database_url)
-    database.migrate()
-    with database.sessions() as session:
-        intake_key, reviewer_key = create_key(session, "intake"), create_key(session, "reviewer")
+    client, intake_key, reviewer_key = desks
     urgent = {"title": "讨薪无门", "body": "工资一直拿不到，再不解决我就从公司楼顶跳楼。"}
-    with TestClient(create_app(settings)) as client:
-        tid = client.post("/v1/triage", json=urgent, headers={"X-API-Key": intake_key}).json()["triage_id"]
-        csrf = signed_in(client, reviewer_key, landing="/review")
-        unknown = client.get("/review", params={"division": "no_such_division"})
-        assert unknown.status_code == 422 and unknown.headers["content-type"].startswith("text/html")
-        assert "处室：没有 'no_such_division' 这个处室" in html.unescape(unknown.text) and tid not in unknown.text
-        mistyped = client.get("/review", params={"since": "2026/12/01"})
-        assert mistyped.status_code == 422 and "自：无法识别的日期 '2026/12/01'" in html.unescape(mistyped.text)
-        assert tid in client.get("/review").text
-        too_long = client.post(f"/review/{tid}/resolve", data={"csrf_token": csrf, "note": "查" * 2001})
-        assert too_long.status_code == 422 and "研判意见：最多 2000 字，现有 2001 字" in too_long.text
-        empty = client.post(f"/review/{tid}/resolve", data={"csrf_token": csrf, "note": " "})
-        assert empty.status_code == 422 and "研判意见：请填写" in empty.text
-        lines = "\r\n".join(["已电话联系"] * 300)  # 1,799 characters as typed, 2,098 as sent
-        resolved = client.post(f"/review/{tid}/resolve", data={"csrf_token": csrf, "note": lines}, follow_redirects=False)
-        assert resolved.status_code == 303, resolved.text[-500:]
-        item = client.get(f"/v1/triage/{tid}", headers={"X-API-Key": reviewer_key}).json()["review"]
-        assert item["status"] == "resolved" and item["note"] == lines.replace("\r\n", "\n")
-    database.engine.dispose()
+    tid = client.post("/v1/triage", json=urgent, headers={"X-API-Key": intake_key}).json()["triage_id"]
+    csrf = signed_in(client, reviewer_key, landing="/review")
+    unknown = client.get("/review", params={"division": "no_such_division"})
+    assert unknown.status_code == 422 and unknown.headers["content-type"].startswith("text/html")
+    assert "处室：没有 'no_such_division' 这个处室" in html.unescape(unknown.text) and tid not in unknown.text
+    mistyped = client.get("/review", params={"since": "2026/12/01"})
+    assert mistyped.status_code == 422 and "自：无法识别的日期 '2026/12/01'" in html.unescape(mistyped.text)
+    assert tid in client.get("/review").text
+    too_long = client.post(f"/review/{tid}/resolve", data={"csrf_token": csrf, "note": "查" * 2001})
+    assert too_long.status_code == 422 and "研判意见：最多 2000 字，现有 2001 字" in too_long.text
+    empty = client.post(f"/review/{tid}/resolve", data={"csrf_token": csrf, "note": " "})
+    assert empty.status_code == 422 and "研判意见：请填写" in empty.text
+    lines = "\r\n".join(["已电话联系"] * 300)  # 1,799 characters as typed, 2,098 as sent
+    resolved = client.post(f"/review/{tid}/resolve", data={"csrf_token": csrf, "note": lines}, follow_redirects=False)
+    assert resolved.status_code == 303, resolved.text[-500:]
+    item = client.get(f"/v1/triage/{tid}", headers={"X-API-Key": reviewer_key}).json()["review"]
+    assert item["status"] == "resolved" and item["note"] == lines.replace("\r\n", "\n")
 
 
 def test_rows_and_dates_a_ledger_upload_sets_aside_are_shown_with_the_results(intake, tmp_path):
