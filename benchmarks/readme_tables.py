@@ -34,6 +34,7 @@ ACCURACY_COLUMNS = {
     "high_share": "flagged high",
     "key_group_f1": "key-group F1",
     "auto_routed_precision": "precision of what is routed without review",
+    "division_calibration_error": "calibration error of the division's probability (lower is better)",
 }
 PIPELINE_NAMES = {"shipped": "this model", "reference": "reference: char 1–3 TF-IDF + LinearSVC"}
 
