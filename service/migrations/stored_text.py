@@ -45,8 +45,8 @@ def mask_stored_text(connection: Connection) -> None:
                         masked = mask_pii_in(loaded)
                         if masked != loaded:
                             changed[name] = json.dumps(masked, ensure_ascii=False)
-                    elif mask_pii(value) != value:
-                        changed[name] = mask_pii(value)
+                    elif (masked_text := mask_pii(value)) != value:
+                        changed[name] = masked_text
                 if changed:
                     assignments = ", ".join(f"{name} = CAST(:{name} AS JSON)" if name in documents and postgres
                                             else f"{name} = :{name}" for name in changed)
