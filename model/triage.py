@@ -643,8 +643,9 @@ class TriageModel(BaseEstimator):
         self.classes_ = {head: list(self.heads_[head].classes_) for head in self.heads_}
         oof = {head: oof for head, (_, oof, _) in zip(heads, fitted, strict=True)}
         del fitted
+        rows = self._threshold_rows(scored, oof, threshold_rows)
         if self.temperature_on_threshold_rows:
-            self._temper_on(self._threshold_rows(scored, oof, threshold_rows), oof, labels)
+            self._temper_on(rows, oof, labels)
         self.encoder_heads_ = {}
         if self.encoder is not None:
             embedded = sp.csr_matrix(self.encoder.embed(raw_texts) * EMBEDDING_SCALE)
@@ -660,7 +661,7 @@ class TriageModel(BaseEstimator):
                     raise AssertionError(f"the encoder's {head} head has other labels than the {head} head")
                 self.encoder_heads_[head] = model
                 oof[head] = self._with_encoder(head, oof[head], encoded_oof, self._asks(head, oof[head]))
-        self._choose_thresholds(scored, oof, hits, labels, threshold_rows)
+        self._choose_thresholds(scored, rows, oof, hits, labels)
         return self
 
     def _asks(self, head: str, proba: np.ndarray) -> np.ndarray:
@@ -743,12 +744,12 @@ class TriageModel(BaseEstimator):
             finite = np.isfinite(oof[head]).all(axis=1)
             oof[head][finite] = retempered(oof[head][finite], factor)
 
-    def _choose_thresholds(self, scored: np.ndarray, oof: dict[str, np.ndarray], hits: list[list[tuple[Rule, Any]]],
-                           labels: dict[str, np.ndarray], threshold_rows: Any) -> None:
-        """Thresholds and rule precisions from the out-of-sample scores of `scored` rows,
-        and the decisions they then give those rows (`heldout_rows_`, `heldout_decisions_`)."""
+    def _choose_thresholds(self, scored: np.ndarray, rows: np.ndarray, oof: dict[str, np.ndarray],
+                           hits: list[list[tuple[Rule, Any]]], labels: dict[str, np.ndarray]) -> None:
+        """Thresholds and rule precisions from the out-of-sample scores of `rows` (of the
+        `scored` ones: `_threshold_rows`), and the decisions they then give those rows
+        (`heldout_rows_`, `heldout_decisions_`)."""
         scope = "out-of-fold" if len(scored) == len(hits) else f"held-out sample of {len(scored)}"
-        rows = self._threshold_rows(scored, oof, threshold_rows)
         proba = {head: p[rows] for head, p in oof.items()}
         row_hits = [hits[i] for i in rows]
         self.thresholds_ = {k: (dict(v) if isinstance(v, dict) else v) for k, v in DEFAULT_THRESHOLDS.items()}
