@@ -64,6 +64,15 @@ TWO_ROW_PETITIONS = [
 ]
 
 
+def two_row_header_csv(path):
+    """The two-row header as Excel saves it to CSV: a merged cell's text in its first cell only."""
+    import csv
+
+    with open(path, "w", encoding="utf-8-sig", newline="") as handle:
+        csv.writer(handle).writerows([["" if v is None else v for v in row] for row in [*TWO_ROW_HEADER, *TWO_ROW_PETITIONS]])
+    return path
+
+
 def two_row_header_xlsx(path, merged_down=True):
     import openpyxl
 

@@ -4,7 +4,7 @@ import json
 
 import pandas as pd
 import pytest
-from office_ledgers import OFFICE_HEADER, OFFICE_TITLE, office_xls, office_xlsx, two_row_header_xlsx
+from office_ledgers import OFFICE_HEADER, OFFICE_TITLE, office_xls, office_xlsx, two_row_header_csv, two_row_header_xlsx
 
 from training.ledger import LedgerError, iter_ledger, read_ledger, read_ledgers
 
@@ -263,6 +263,17 @@ def test_a_two_row_header_is_one_header_for_predict_and_train_alike(tmp_path, ta
     # predict read the first header row and scored the second (编号, 来信内容 filled down
     # into it) as a petition; train, which needs the label names below, read the second row.
     path = two_row_header_xlsx(tmp_path / "l.xlsx", merged_down)
+    unlabelled = pd.concat(iter_ledger(path, taxonomy, require_labels=False, chunk_rows=1))
+    labelled = read_ledger(path, taxonomy)
+    for frame in (unlabelled, labelled):
+        assert frame["id"].tolist() == ["XF-2026-0301", "XF-2026-0302"]
+        assert frame["row"].tolist() == [3, 4]
+    assert labelled["division"].tolist() == ["labor_inspection", "pension"]
+
+
+def test_a_two_row_header_saved_as_csv_is_one_header(tmp_path, taxonomy):
+    # Saved from Excel as CSV, the second header row was read as the first petition.
+    path = two_row_header_csv(tmp_path / "l.csv")
     unlabelled = pd.concat(iter_ledger(path, taxonomy, require_labels=False, chunk_rows=1))
     labelled = read_ledger(path, taxonomy)
     for frame in (unlabelled, labelled):

@@ -381,8 +381,20 @@ def _not_text(raw: bytes) -> str:
     return "binary data, not a CSV/JSONL text file"
 
 
-def _csv_layout(text_head: str, required: tuple[str, ...]) -> tuple[str, int]:
-    """The delimiter and the number of lines above the header row, from the file's first lines."""
+@dataclass(frozen=True)
+class _CsvLayout:
+    """Where a CSV file's header is: its delimiter, the rows above the header, the rows the
+    header spans (two when Excel saved a two-row header), its names, and the line it starts on."""
+
+    delimiter: str
+    above: int
+    header_rows: int
+    header: list[str]
+    line: int
+
+
+def _csv_layout(text_head: str, required: tuple[str, ...]) -> _CsvLayout:
+    """The header's layout, from the file's first lines."""
     found = {}
     for delimiter in (",", "\t"):
         reader = csv.reader(io.StringIO(text_head), delimiter=delimiter)
@@ -391,16 +403,29 @@ def _csv_layout(text_head: str, required: tuple[str, ...]) -> tuple[str, int]:
             for _ in range(HEADER_SEARCH_ROWS):
                 line_starts.append(reader.line_num)
                 rows.append(next(reader))
-        index, count = _find_header(rows, required)
-        found[delimiter] = (count, line_starts[index] if index < len(line_starts) else 0)
-    if found[","][0] != found["\t"][0]:
-        delimiter = max(found, key=lambda d: found[d][0])
+        index, depth, header = _header_block(rows, required)
+        # Rows, not lines, as pandas counts them: a header cell may hold a line break.
+        found[delimiter] = _CsvLayout(delimiter, index, depth, header, line_starts[index] if index < len(line_starts) else 0)
+    count = {d: len(_recognised(layout.header)) for d, layout in found.items()}
+    if count[","] != count["\t"]:
+        delimiter = max(found, key=lambda d: count[d])
     else:
         # Excel's "Text (tab delimited)" and "Unicode Text" exports separate columns with tabs.
         lines = text_head.lstrip("\ufeff").splitlines() or [""]
-        line = lines[min(found[","][1], len(lines) - 1)]
+        line = lines[min(found[","].line, len(lines) - 1)]
         delimiter = "\t" if "\t" in line and "," not in line else ","
-    return delimiter, found[delimiter][1]
+    return found[delimiter]
+
+
+def _column_names(header: list[str]) -> list[str]:
+    """The header's names made unique, an empty one named by its place."""
+    columns: list[str] = []
+    for j, value in enumerate(header):
+        column = value.strip() or f"(column {j + 1})"
+        while column in columns:
+            column += "'"
+        columns.append(column)
+    return columns
 
 
 def _text_chunks(path: Path, required: tuple[str, ...], chunk_rows: int | None) -> Iterator[_Chunk]:
@@ -418,12 +443,16 @@ def _text_chunks(path: Path, required: tuple[str, ...], chunk_rows: int | None) 
     if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
         yield from _jsonl_chunks(path, encoding, chunk_rows)
         return
-    delimiter, above = _csv_layout(text_head, required)
+    layout = _csv_layout(text_head, required)
     # skip_blank_lines=False: pandas dropped blank lines without a word, so every row after one
     # was reported a row too high; empty rows are dropped below, with their numbers kept.
     options = {"encoding": encoding, "dtype": str, "keep_default_na": False, "skipinitialspace": False,
-               "sep": delimiter, "skiprows": above, "skip_blank_lines": False}
-    first = above + 2
+               "sep": layout.delimiter, "skiprows": layout.above, "skip_blank_lines": False}
+    if layout.header_rows > 1:
+        # A two-row header saved from Excel (办理情况 over the label columns named below it):
+        # pandas would take its first row for the names and its second for a petition.
+        options.update(skiprows=layout.above + layout.header_rows, header=None, names=_column_names(layout.header))
+    first = layout.above + layout.header_rows + 1
     try:
         with contextlib.ExitStack() as stack:
             frames: Iterator[pd.DataFrame] | list[pd.DataFrame] = (
@@ -639,13 +668,7 @@ def _workbook_chunks(path: Path, ole2: bool, required: tuple[str, ...], sheet: s
     if not rows:
         raise LedgerError(path, "the sheet is empty", sheet=shown)
     index, depth, header = _header_block(rows, required)
-    columns, seen = [], set()
-    for j, value in enumerate(header):
-        column = value.strip() or f"(column {j + 1})"
-        while column in seen:
-            column += "'"
-        seen.add(column)
-        columns.append(column)
+    columns = _column_names(header)
     data = [(index + depth + 1 + i, (row + [""] * len(columns))[: len(columns)])
             for i, row in enumerate(rows[index + depth:]) if any(c.strip() for c in row)]
     raw = sheets[chosen][1]
