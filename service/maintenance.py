@@ -93,6 +93,10 @@ def backup(database_url: str, out: Path) -> str:
             dst.execute("PRAGMA journal_mode=DELETE")
         revision = _check_backup(Path(tmp))
         os.replace(tmp, out)
+    except sqlite3.Error as exc:
+        # e.g. the backup disk is full: said in one line naming both files, not as a traceback.
+        Path(tmp).unlink(missing_ok=True)
+        raise MaintenanceError(f"backing up {source} to {out} failed: {exc}; nothing was written to {out}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -108,9 +112,14 @@ def restore(backup_file: Path, database_url: str) -> str:
         raise MaintenanceError("the database is not a SQLite file; restore PostgreSQL with pg_restore, see docs/operations.md")
     if not target.exists():
         Database(database_url).migrate()  # a new, owner-only file of the current schema, then overwritten
-    with contextlib.closing(sqlite3.connect(f"file:{backup_file}?mode=ro", uri=True)) as src, \
-            contextlib.closing(sqlite3.connect(target, timeout=30)) as dst:
-        src.backup(dst)
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{backup_file}?mode=ro", uri=True)) as src, \
+                contextlib.closing(sqlite3.connect(target, timeout=30)) as dst:
+            src.backup(dst)
+    except sqlite3.Error as exc:
+        # A full disk, a read-only file or a writer holding the database past the timeout. SQLite
+        # copies within one transaction of the target, so the target keeps its content.
+        raise MaintenanceError(f"restoring {backup_file} into {target} failed: {exc}") from None
     return revision
 
 

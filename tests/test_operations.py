@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import sqlite3
 import stat
 import subprocess
@@ -289,6 +290,78 @@ def test_commands_on_a_missing_sqlite_file_refuse_naming_it_and_create_none(comm
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(missing) in err and "does not exist" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize("command", [["keys", "create", "--role", "intake"], ["keys", "list"],
+                                     ["purge", "--before", "2025-01-01"]])
+def test_commands_with_the_database_down_say_so_in_one_line_naming_it(command, monkeypatch, capsys):
+    # PostgreSQL stopped (or a SQLite disk full or read-only): keys and purge ended in
+    # SQLAlchemy's traceback, the driver's message buried at its end.
+    monkeypatch.setenv("TRIAGE_DATABASE_URL", f"postgresql+psycopg://triage:s3cret@127.0.0.1:{_closed_port()}/triage")
+    get_settings.cache_clear()
+    try:
+        assert main(command) == 2
+    finally:
+        get_settings.cache_clear()
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(f"triage {command[0]}: error: postgresql+psycopg://triage:***@127.0.0.1:")
+    assert "Connection refused" in err and "s3cret" not in err
+
+
+class _FullDisk:
+    """sqlite3 as service/maintenance.py uses it, every file it writes to full: SQLite's own
+    SQLITE_FULL, as a full backup disk or state volume gives."""
+
+    Error, DatabaseError = sqlite3.Error, sqlite3.DatabaseError
+
+    @staticmethod
+    def connect(target, *args, **kwargs):  # type: ignore[no-untyped-def]
+        connection = sqlite3.connect(target, *args, **kwargs)
+        if "mode=ro" not in str(target):
+            connection.execute("PRAGMA max_page_count=1")  # below the current size: nothing can be added
+        return connection
+
+
+def test_backup_and_restore_on_a_full_disk_say_so_and_leave_both_files_as_they_were(database, tmp_path: Path,
+                                                                                    monkeypatch, capsys):
+    from service import maintenance
+
+    with database.sessions() as session:
+        _triage(session, "kept", datetime.now(UTC), "备份前的信访")
+        _triage(session, "large", datetime.now(UTC), "工资拖欠已有半年。" * 20000)
+        session.commit()
+    nightly = tmp_path / "nightly.db"
+    assert main(["backup", "--out", str(nightly)]) == 0
+    with database.sessions() as session:
+        session.query(DecisionRecord).filter_by(triage_id="large").delete()
+        session.query(TriageRecord).filter_by(id="large").delete()
+        session.commit()
+    live = Path(database.url.removeprefix("sqlite:///"))
+    with sqlite3.connect(live) as connection:
+        connection.execute("VACUUM")  # smaller than the backup: restoring it needs more space
+    before = nightly.read_bytes()
+    capsys.readouterr()
+
+    monkeypatch.setattr(maintenance, "sqlite3", _FullDisk)
+    assert main(["backup", "--out", str(nightly)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"triage backup: error: backing up {live} to {nightly} failed: database or disk is full; "
+                   f"nothing was written to {nightly}")
+    assert nightly.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["nightly.db", "var"]
+
+    assert main(["restore", "--from", str(nightly)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"triage restore: error: restoring {nightly} into {live} failed: database or disk is full"
+    with sqlite3.connect(live) as connection:
+        assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert [r[0] for r in connection.execute("SELECT id FROM triages")] == ["kept"]
 
 
 def test_a_signing_key_under_a_dotenv_home_is_the_one_commands_sign_with(tmp_path: Path, monkeypatch, small_model_dir):

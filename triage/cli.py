@@ -848,6 +848,29 @@ def _ledger_warning_line(command: str, other: Callable[..., None]) -> Callable[.
     return show
 
 
+def _database_error(exc: BaseException) -> bool:
+    """An error of the database itself: down, unreachable, full, read-only or locked. Checked
+    by type without importing SQLAlchemy, which the commands that never open a database do
+    not load."""
+    import sqlite3
+
+    errors = sys.modules.get("sqlalchemy.exc")
+    return isinstance(exc, sqlite3.Error) or (errors is not None and isinstance(exc, errors.SQLAlchemyError))
+
+
+def _database_problem(args: argparse.Namespace, exc: BaseException) -> str:
+    """One line for a database error: which database, and the driver's first line (the lines
+    after it quote the statement and its values, petition text among them)."""
+    from service.database import _first_line
+
+    try:
+        where = _database_name(settings().database_url)
+    except SettingsError:
+        where = "the database"
+    return (f"{where}: {_first_line(exc)}; check that it is reachable and writable (disk space, permissions), "
+            "and TRIAGE_HOME or TRIAGE_DATABASE_URL")
+
+
 def _run(args: argparse.Namespace) -> int:
     try:
         if getattr(args, "registry", "") is None:
@@ -871,6 +894,11 @@ def _run(args: argparse.Namespace) -> int:
         # temporary file and renamed, so nothing half-written is left.
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"triage {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        if not _database_error(exc):
+            raise
+        print(f"triage {args.command}: error: {_database_problem(args, exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
         print(f"triage {args.command}: {'terminated' if isinstance(exc, Terminated) else 'interrupted'}; "
