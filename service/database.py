@@ -284,6 +284,22 @@ def _journal_mode_wal(cursor: sqlite3.Cursor, wait_seconds: float = 5.0) -> None
             time.sleep(0.02)
 
 
+def _unwritable(path: Path) -> str | None:
+    """Why the SQLite database cannot be written, if it cannot: a file system remounted
+    read-only (as after a disk error), a file or folder the service's user may not write, or
+    a volume with no space left. SQLite then still opens and reads the file, so the revision
+    check alone reported ready while every petition was answered `stored: false`."""
+    for target in (path, path.parent):
+        if not os.access(target, os.W_OK):
+            return f"{target} is read-only for this process (a read-only mount, or its owner or mode)"
+    try:
+        if os.statvfs(path.parent).f_bavail == 0:
+            return f"no space left on the volume of {path.parent}"
+    except OSError:
+        pass  # the file's own errors are for the reads and writes to report
+    return None
+
+
 def _file_id(path: Path) -> tuple[int, int] | None:
     try:
         stat = path.stat()
@@ -419,6 +435,7 @@ class Database:
         self._migrated_once = False
         self._lock = threading.Lock()
         self._last_attempt = float("-inf")
+        self._unwritable: str | None = None
 
     def migrate(self) -> str:
         """Brings the schema to the newest revision (a no-op when it is there) and returns it."""
@@ -482,7 +499,16 @@ class Database:
             # Down, or e.g. the file was replaced by an empty one: migrate again when it answers.
             self.migrated = False
             return False
-        return True
+        path = _sqlite_path(self.url)
+        problem = None if path is None else _unwritable(path)
+        if problem != self._unwritable:
+            # Said once when it starts and once when it ends, not on every probe.
+            if problem:
+                log.error("database %s cannot be written: %s; nothing is stored until it can", path, problem)
+            else:
+                log.info("database %s can be written again", path)
+            self._unwritable = problem
+        return problem is None
 
     def session(self) -> Iterator[Session]:
         with self.sessions() as session:

@@ -421,6 +421,50 @@ def test_a_file_locked_by_another_writer_holds_up_storage_not_suggestions(tmp_pa
         assert decision.status_code == 201
 
 
+@pytest.mark.parametrize("fault", ["read-only", "full"])
+def test_a_sqlite_database_that_cannot_be_written_is_not_ready(fault, tmp_path, small_model_dir, monkeypatch, caplog):
+    # The state volume remounted read-only after a disk error, or filled up: SQLite still
+    # opened and read the file, so /readyz said ready while every petition was answered
+    # `stored: false` and every decision refused.
+    path = tmp_path / "triage.db"
+    url = f"sqlite:///{path}"
+    broken = {"now": False}
+    real_access, real_statvfs = os.access, os.statvfs
+
+    def access(target, mode, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if fault == "read-only" and broken["now"] and mode & os.W_OK and Path(target) in (path, path.parent):
+            return False  # what access(2) says on a read-only mount, to root too
+        return real_access(target, mode, *args, **kwargs)
+
+    def statvfs(target):  # type: ignore[no-untyped-def]
+        found = real_statvfs(target)
+        if fault == "full" and broken["now"] and Path(target) == path.parent:
+            return os.statvfs_result((*found[:4], 0, *found[5:]))  # f_bavail: nothing left
+        return found
+
+    monkeypatch.setattr("service.database.os.access", access)
+    monkeypatch.setattr("service.database.os.statvfs", statvfs)
+    with running(settings_for(url, small_model_dir)) as client:
+        key = make_keys(url, "intake")["intake"]
+
+        @event.listens_for(client.app.state.database.engine, "checkout")
+        def _writes_fail(dbapi_connection, _record, _proxy) -> None:  # type: ignore[no-untyped-def]
+            dbapi_connection.execute(f"PRAGMA query_only={int(broken['now'])}")
+
+        assert client.get("/readyz").status_code == 200
+        broken["now"] = True
+        assert client.post("/v1/triage", json=PETITION, headers=h(key)).json()["stored"] is False
+        with caplog.at_level(logging.ERROR, logger="service"):
+            ready = client.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["database"] is False and ready.json()["model"]
+        assert f"database {path} cannot be written" in caplog.text
+        assert ("read-only" if fault == "read-only" else "no space left") in caplog.text
+
+        broken["now"] = False
+        assert client.get("/readyz").status_code == 200
+        assert client.post("/v1/triage", json=PETITION, headers=h(key)).json()["stored"] is True
+
+
 def test_a_database_down_at_start_up_is_migrated_when_it_comes(backend, small_model_dir):
     backend.down()
     with running(settings_for(backend.url, small_model_dir)) as client:
