@@ -56,3 +56,17 @@ def test_the_readme_tables_are_the_ones_the_results_make():
     checked = subprocess.run([sys.executable, "benchmarks/readme_tables.py", "--check"], cwd=ROOT,
                              capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_the_env_file_quoting_the_deployment_doc_advises_gives_sh_and_the_service_one_value(tmp_path: Path):
+    # The doc said to double-quote a value with `$`: systemd took it as written, while the
+    # admin commands, which read the file with sh, got `$...` replaced, e.g. another password.
+    deployment = (ROOT / "docs" / "deployment.md").read_text(encoding="utf-8")
+    quote = {"single": "'", "double": '"'}[re.search(r"Put a value in (single|double) quotes", deployment)[1]]
+    value = "pa$s w&o;rd"
+    env = tmp_path / "env"
+    env.write_text(f"TRIAGE_SESSION_SECRET={quote}{value}{quote}\n", encoding="utf-8")
+    read_by_sh = subprocess.run(["sh", "-c", 'set -a; . "$1"; printf %s "$TRIAGE_SESSION_SECRET"', "sh", str(env)],
+                                capture_output=True, text=True, check=True, env={"PATH": "/usr/bin:/bin"}).stdout
+    assert read_by_sh == value
+    assert Settings(_env_file=env).session_secret == value
