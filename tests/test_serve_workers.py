@@ -152,6 +152,21 @@ def test_workers_that_cannot_start_end_serve_with_uvicorns_status(tmp_path: Path
     assert done.returncode == 3, done.stderr[-2000:]
 
 
+@pytest.mark.parametrize("url, says", [("mysql://triage@127.0.0.1/triage", "its driver is not installed"),
+                                        ("mongodb://127.0.0.1/triage", "Can't load plugin"),
+                                        ("127.0.0.1:5432/triage", "Could not parse")])
+def test_a_database_url_no_worker_could_use_is_refused_at_once(url, says, tmp_path: Path, small_model_dir: Path):
+    # Each worker failed alike, and the supervisor stopped only after its health-check wait.
+    env = serve_env(url, small_model_dir, tmp_path)
+    started = time.monotonic()
+    done = subprocess.run([*serve_command(free_port()), "--workers", "2"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.startswith("triage serve: error: TRIAGE_DATABASE_URL: ") and says in done.stderr
+    assert "Traceback" not in done.stderr
+    assert time.monotonic() - started < 30
+
+
 def test_a_port_out_of_range_is_refused_by_name_not_a_traceback(tmp_path: Path, monkeypatch, capsys):
     from service.settings import get_settings
     from triage.cli import main

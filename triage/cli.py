@@ -353,6 +353,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     with contextlib.ExitStack() as stack:
         stack.callback(sock.close)
+        problem = _unusable_database_url(configured.database_url)
+        if problem:
+            # Checked once here: each worker would fail alike, and the supervisor only stops
+            # after its health-check wait.
+            print(f"triage serve: error: TRIAGE_DATABASE_URL: {problem}", file=sys.stderr)
+            return 2
         # Once, here: workers started together must not each train the default model.
         ensure_default_model(Path(configured.model_dir))
         _progress(f"starting {workers} worker process{'es' if workers > 1 else ''} on http://{host}:{port} "
@@ -388,6 +394,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
         with contextlib.suppress(KeyboardInterrupt):
             server.run(sockets=[sock])
         return 0 if server.started else STARTUP_FAILURE
+
+
+def _unusable_database_url(url: str) -> str | None:
+    """Why the service could not use `url` at all (not a URL, an unknown database, its
+    driver not installed); None when it could. Nothing is connected to."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        create_engine(url).dispose()
+    except (ArgumentError, NoSuchModuleError) as exc:
+        return str(exc).splitlines()[0]
+    except ImportError as exc:
+        return f"its driver is not installed ({exc}); PostgreSQL needs postgresql+psycopg://…"
+    return None
 
 
 def _database_name(url: str) -> str:
