@@ -26,6 +26,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 from serving import ServeProcess, children, free_port, make_key, serve_command, serve_env
 
+from model.artifact import MODEL_FILE
 from service.database import head_revision
 
 PETITION = {"title": "老板拖欠工资", "body": "我在电子厂上班，老板三个月没发工资了，春节前必须解决。", "channel": "网上"}
@@ -329,3 +330,47 @@ def test_metrics_add_up_the_requests_of_every_worker(serve, tmp_path: Path):
     server.process.send_signal(signal.SIGTERM)
     assert server.process.wait(timeout=60) == 0, server.tail()
     assert not metrics_dir.exists(), "the metrics directory outlived triage serve"
+
+
+def _descendants(pid: int) -> set[int]:
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+            except (OSError, ValueError):
+                continue
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def test_stopped_while_training_the_default_model_serve_leaves_no_process_behind(tmp_path: Path):
+    # Python's default for SIGTERM ended the serve process at once and its training workers
+    # ran on, orphaned, under a service manager that signals only the main process.
+    env = serve_env(f"sqlite:///{tmp_path / 'triage.db'}", tmp_path / "models" / "default", tmp_path)
+    log = (tmp_path / "serve.log").open("w+")
+    server = subprocess.Popen(serve_command(free_port()), env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    try:
+        deadline, helpers = time.monotonic() + 120, set()
+        while time.monotonic() < deadline and not helpers:
+            time.sleep(0.5)
+            helpers = _descendants(server.pid)
+        assert helpers, "training started no process of its own: " + (tmp_path / "serve.log").read_text()[-2000:]
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=60) == 128 + signal.SIGTERM
+    finally:
+        if server.poll() is None:
+            os.killpg(os.getpgid(server.pid), signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in helpers):
+        time.sleep(0.5)
+    left = [pid for pid in helpers if Path(f"/proc/{pid}").exists()]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, "still running after serve ended"
+    assert "terminated" in (tmp_path / "serve.log").read_text()
+    assert not (tmp_path / "models" / "default" / MODEL_FILE).exists()

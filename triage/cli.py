@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -359,8 +359,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             # after its health-check wait.
             print(f"triage serve: error: TRIAGE_DATABASE_URL: {problem}", file=sys.stderr)
             return 2
-        # Once, here: workers started together must not each train the default model.
-        ensure_default_model(Path(configured.model_dir))
+        # Once, here: workers started together must not each train the default model. Stopped
+        # while training (systemctl stop, a container's SIGTERM), it ends its training workers
+        # as Ctrl-C does, not leaving them running on their own.
+        with sigterm_as_interrupt():
+            ensure_default_model(Path(configured.model_dir))
         _progress(f"starting {workers} worker process{'es' if workers > 1 else ''} on http://{host}:{port} "
                   f"(TRIAGE_WORKERS; each loads its own copy of the model and follows the one in service)")
         if workers > 1 and not configured.session_secret:
@@ -841,20 +844,32 @@ def _terminated(signum: int, frame: object) -> None:
     raise Terminated
 
 
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raised as an interrupt while the block runs.
+
+    Python's default for SIGTERM ends the process at once: a predict's scoring workers were
+    left running without it and its half-written OUT.tmp stayed. Raised as an interrupt, the
+    same clean-up as Ctrl-C runs. The caller's handler is put back (main is also called
+    in-process); off the main thread, which may not set a handler, nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     with signing_settings_in_environment():
-        if args.command == "serve" or threading.current_thread() is not threading.main_thread():
-            # `serve` leaves signals to uvicorn; only the main thread may set a handler.
+        if args.command == "serve":
+            # `serve` leaves signals to uvicorn, once the model it serves is there.
             return _run(args)
-        # Python's default for SIGTERM ends the process at once: a predict's scoring workers were
-        # left running without it and its half-written OUT.tmp stayed. Raised as an interrupt, the
-        # same clean-up as Ctrl-C runs. The caller's handler is put back (main is also called in-process).
-        previous = signal.signal(signal.SIGTERM, _terminated)
-        try:
+        with sigterm_as_interrupt():
             return _run(args)
-        finally:
-            signal.signal(signal.SIGTERM, previous)
 
 
 def _ledger_warning_line(command: str, other: Callable[..., None]) -> Callable[..., None]:
