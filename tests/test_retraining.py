@@ -492,3 +492,28 @@ def test_the_first_champion_of_a_registry_says_a_running_service_needs_a_restart
     assert "until it is restarted" in first.err
     assert main(["models", "promote", "v2", "--registry", str(registry.root), "--force", "--reason", "second"]) == 0
     assert "restarted" not in capsys.readouterr().err, "a watched registry's later promotions need no restart"
+
+
+def test_retrain_groups_thresholds_by_the_ledgers_matter_and_board_as_train_does(data, tmp_path, monkeypatch):
+    import training.retrain as retrain_module
+    from training.train import matter_groups
+
+    ledger = pd.read_csv(data.q1, dtype=str, keep_default_na=False)
+    ledger["事项编号"] = [f"事项-{i // 3}" for i in range(len(ledger))]
+    ledger["地市"] = ["甲市" if i % 2 else "乙市" for i in range(len(ledger))]
+    path = tmp_path / "台账 带事项编号.csv"
+    ledger.drop(columns=["matter"]).to_csv(path, index=False, encoding="utf-8-sig")
+    seen: dict[str, pd.DataFrame] = {}
+
+    def fit(frame: pd.DataFrame, *args: object, **kwargs: object) -> None:
+        seen["frame"] = frame
+        raise KeyboardInterrupt  # what fitting is given is all this test needs
+
+    monkeypatch.setattr(retrain_module, "fit_with_thresholds", fit)
+    assert run("retrain", "--registry", str(tmp_path / "reg"), "--data", str(path), "--data", str(data.q2)).code == 130
+    frame = seen["frame"]
+    from_q1 = frame["source"] == str(path)
+    assert set(frame.loc[from_q1, "board"]) == {"甲市", "乙市"}
+    assert frame.loc[from_q1, "matter"].str.startswith("事项-").all()
+    groups = matter_groups(frame, from_q1.to_numpy())
+    assert groups is not None and set(groups[from_q1.to_numpy()]) == {"board:甲市", "board:乙市"}

@@ -47,7 +47,10 @@ WEAK_F1 = 0.5
 LIST_LIMIT = 200
 _DIGIT = re.compile(r"\d")
 # `synthetic` marks generated petitions (the bundled corpus); training may treat them apart.
-COLUMNS = ["id", "title", "body", *HEADS, "received_at", "synthetic", "source", "row", "origin"]
+# `matter` and `board` group the petitions whose out-of-sample scores choose the thresholds
+# (training.train.matter_groups), as `triage train` does; '' when a ledger has neither.
+COLUMNS = ["id", "title", "body", *HEADS, "received_at", "synthetic", "matter", "board", "source", "row", "origin"]
+GROUP_COLUMNS = ("matter", "board")
 
 
 class RetrainError(LedgerError):
@@ -82,6 +85,10 @@ def _standard(frame: pd.DataFrame, origin: str) -> pd.DataFrame:
         frame["received_at"] = pd.NaT
     frame["received_at"] = pd.to_datetime(frame["received_at"], errors="coerce")
     frame["synthetic"] = frame["synthetic"].astype(bool) if "synthetic" in frame.columns else False
+    for column in GROUP_COLUMNS:
+        # Kept: without them a retrained model chose its thresholds on scores from fold models
+        # that had seen the same matter or board, unlike `triage train` on the same ledger.
+        frame[column] = frame[column].fillna("").astype(str) if column in frame.columns else ""
     frame["origin"] = origin
     return frame[COLUMNS]
 
