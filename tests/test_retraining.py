@@ -517,3 +517,24 @@ def test_retrain_groups_thresholds_by_the_ledgers_matter_and_board_as_train_does
     assert frame.loc[from_q1, "matter"].str.startswith("事项-").all()
     groups = matter_groups(frame, from_q1.to_numpy())
     assert groups is not None and set(groups[from_q1.to_numpy()]) == {"board:甲市", "board:乙市"}
+
+
+def test_the_promote_command_printed_after_retrain_pastes_back_with_a_space_in_the_registry(tmp_path, monkeypatch):
+    import shlex
+
+    import training.retrain as retrain_module
+    from training.report import _verdict
+    from training.retrain import RetrainResult
+    from triage.cli import build_parser
+
+    registry = tmp_path / "信访 数据" / "registry"
+    metadata = {"evaluation": {"holdout": {"description": "2026Q3"}, "challenger": {"metrics": {}}, "champion": None}}
+    monkeypatch.setattr(retrain_module, "retrain", lambda *a, **k: RetrainResult(
+        "v1", registry / "models" / "v1", registry / "reports" / "v1.html", metadata, []))
+    monkeypatch.setattr("training.evaluate.summary_line", lambda metrics: "")
+    result = run("retrain", "--data", "台账.csv", "--registry", str(registry))
+    (line,) = [ln for ln in result.out.splitlines() if ln.startswith("to put it into service: ")]
+    args = build_parser().parse_args(shlex.split(line.removeprefix("to put it into service: "))[1:])
+    assert (args.version, args.registry) == ("v1", str(registry))
+    html = _verdict({"version": "v1", "registry": str(registry), "evaluation": {"champion": None}})
+    assert f"--registry {shlex.quote(str(registry))}" in html.replace("&#x27;", "'")

@@ -6,6 +6,7 @@ and can be mailed as one file."""
 from __future__ import annotations
 
 import math
+import shlex
 from html import escape
 from typing import TYPE_CHECKING, Any
 
@@ -205,7 +206,7 @@ def reliability_chart(curves: list[tuple[str, str, list[dict[str, float]]]], id_
 def _verdict(run: RetrainRun) -> str:
     ev = run["evaluation"]
     champion = ev["champion"]
-    command = f"triage models promote {run['version']} --registry {run['registry']}"
+    command = f"triage models promote {run['version']} --registry {shlex.quote(run['registry'])}"
     if champion is None:
         return (f'<div class="box">The registry has no champion yet, and no model in service could be loaded to '
                 f"compare with, so only the challenger was evaluated; its first promotion needs no comparison: "

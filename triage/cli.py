@@ -10,6 +10,7 @@ import math
 import os
 import re
 import secrets
+import shlex
 import signal
 import socket
 import sys
@@ -597,7 +598,9 @@ def cmd_retrain(args: argparse.Namespace) -> int:
             print(f"champion   {champion['version']}: {summary_line(champion['metrics'])}")
         _print_checks(result.checks, tolerance)
     print(f"report: {result.report}")
-    print(f"to put it into service: triage models promote {result.version} --registry {args.registry}")
+    # Quoted as a shell needs it: a registry under a folder with a space in its name was printed
+    # as is, and the command pasted back failed with "unrecognized arguments".
+    print(f"to put it into service: triage models promote {result.version} --registry {shlex.quote(args.registry)}")
     return 0
 
 
