@@ -538,3 +538,25 @@ def test_the_promote_command_printed_after_retrain_pastes_back_with_a_space_in_t
     assert (args.version, args.registry) == ("v1", str(registry))
     html = _verdict({"version": "v1", "registry": str(registry), "evaluation": {"champion": None}})
     assert f"--registry {shlex.quote(str(registry))}" in html.replace("&#x27;", "'")
+
+
+def test_a_challenger_flagging_too_many_high_is_refused_with_both_shares_not_made_up_figures(small_model, tmp_path):
+    from training.registry import PromotionRefused
+
+    registry = Registry(tmp_path / "registry")
+    champion = {"division": {"macro_f1": 0.8}, "risk": {"high_recall": 0.5, "high_share": 0.108}}
+    flooding = {"division": {"macro_f1": 0.8}, "risk": {"high_recall": 0.5, "high_share": 0.243}}
+    evaluation = {"challenger": {"metrics": flooding},
+                  "champion": {"version": "in-service", "metrics": champion, "in_service": "/srv/default"}}
+    registry.register(small_model.model, {**small_model.metadata, "version": "v1", "evaluation": evaluation})
+    with pytest.raises(PromotionRefused) as refused:
+        registry.promote("v1")
+    message = str(refused.value)
+    assert "24.3%" in message and "10.8%" in message and "15%" in message
+    assert "1.000" not in message and "0.000" not in message
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        from triage.cli import _print_checks
+        _print_checks(refused.value.checks, 0.02)
+    (line,) = [ln for ln in printed.getvalue().splitlines() if "high_share" in ln]
+    assert "WORSE" in line and "24.3%" in line and "10.8%" in line and "1.000" not in line

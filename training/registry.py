@@ -56,6 +56,9 @@ class MetricCheck:
     challenger: float | None
     tolerance: float
     excused: str | None = None  # why a loss on this metric does not count
+    # A share that must stay at or below this (lower is better), e.g. the petitions flagged
+    # high; it may rise by `tolerance` over the champion's when the champion was already over.
+    ceiling: float | None = None
 
     @property
     def delta(self) -> float | None:
@@ -65,6 +68,9 @@ class MetricCheck:
 
     @property
     def worse(self) -> bool:
+        if self.ceiling is not None:
+            return (self.challenger is not None and self.challenger > self.ceiling and self.excused is None
+                    and (self.champion is None or self.challenger > self.champion + self.tolerance))
         delta = self.delta
         return delta is not None and delta < -self.tolerance and self.excused is None
 
@@ -100,12 +106,23 @@ def compare(champion: dict[str, Any] | None, challenger: dict[str, Any],
                              f"{HIGH_SHARE_CEILING:.0%} a review queue can take; the challenger flags {challenger_share:.1%}")
     if challenger_share is not None and challenger_share > HIGH_SHARE_CEILING and (
             champion_share is None or challenger_share > champion_share + tolerance):
-        checks.append(MetricCheck("risk.high_share_within_ceiling", 1.0, 0.0, tolerance))
+        # The shares themselves, not a pass/fail pair: it was shown as "champion 1.000 challenger
+        # 0.000 -1.000", figures that are neither model's.
+        checks.append(MetricCheck("risk.high_share", champion_share, challenger_share, tolerance,
+                                  ceiling=HIGH_SHARE_CEILING))
     return checks
 
 
+def ceiling_detail(check: MetricCheck) -> str:
+    """Why a share over its ceiling is refused, in words, with both models' shares."""
+    champion = "not known" if check.champion is None else f"{check.champion:.1%}"
+    return (f"the challenger flags {check.challenger:.1%} of petitions high, over the {check.ceiling:.0%} a review "
+            f"queue can take (champion {champion})")
+
+
 def _worse_detail(worse: list[MetricCheck]) -> str:
-    return "; ".join(f"{c.metric} {c.challenger:.3f} vs champion {c.champion:.3f} "
+    return "; ".join(f"{c.metric}: {ceiling_detail(c)}" if c.ceiling is not None else
+                     f"{c.metric} {c.challenger:.3f} vs champion {c.champion:.3f} "
                      f"({c.delta:+.3f}, tolerance {c.tolerance})" for c in worse)
 
 

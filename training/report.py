@@ -11,6 +11,7 @@ from html import escape
 from typing import TYPE_CHECKING, Any
 
 from model.taxonomy import HEADS, Taxonomy
+from training.registry import MetricCheck, ceiling_detail
 
 if TYPE_CHECKING:
     from training.retrain import RetrainRun
@@ -223,7 +224,8 @@ def _verdict(run: RetrainRun) -> str:
                 f'({_e(champion.get("error"))}); promotion will need <code>--force --reason</code>.</div>')
     worse = [c for c in ev["checks"] if c["worse"]]
     if worse:
-        detail = "; ".join(f"{c['metric']} {_f(c['challenger'])} vs {_f(c['champion'])} ({c['delta']:+.3f})"
+        detail = "; ".join(f"{c['metric']}: {_ceiling_detail(c)}" if c.get("ceiling") is not None
+                           else f"{c['metric']} {_f(c['challenger'])} vs {_f(c['champion'])} ({c['delta']:+.3f})"
                            for c in worse)
         return (f'<div class="box warn"><b>Promotion would be refused</b>: the challenger is worse than champion '
                 f"{_e(champion['version'])} beyond the tolerance of {ev['tolerance']} on {_e(detail)}. "
@@ -233,6 +235,11 @@ def _verdict(run: RetrainRun) -> str:
     return (flagged + f'<div class="box ok">The challenger is not worse than champion {_e(champion["version"])} beyond '
             f"{ev['tolerance']} on the key metrics ({_e(checks)}). Promotion is still a person's decision: "
             f"<code>{_e(command)}</code></div>")
+
+
+def _ceiling_detail(check: dict[str, Any]) -> str:
+    return ceiling_detail(MetricCheck(check["metric"], check["champion"], check["challenger"], check["tolerance"],
+                                      ceiling=check["ceiling"]))
 
 
 def _flag_warning(ev: dict[str, Any]) -> str:

@@ -544,7 +544,12 @@ def _key_metrics(values: list[str] | None) -> tuple[str, ...]:
 
 def _print_checks(checks: list, tolerance: float) -> None:
     print(f"key metrics (challenger may be at most {tolerance} below the champion):")
+    from training.registry import ceiling_detail
+
     for c in checks:
+        if c.ceiling is not None:
+            print(f"  {c.metric:<22} WORSE: {ceiling_detail(c)}")
+            continue
         if c.champion is None or c.challenger is None:
             print(f"  {c.metric:<22} champion {c.champion if c.champion is None else f'{c.champion:.3f}'}  "
                   f"challenger {c.challenger if c.challenger is None else f'{c.challenger:.3f}'}  not compared")
