@@ -560,3 +560,17 @@ def test_a_challenger_flagging_too_many_high_is_refused_with_both_shares_not_mad
         _print_checks(refused.value.checks, 0.02)
     (line,) = [ln for ln in printed.getvalue().splitlines() if "high_share" in ln]
     assert "WORSE" in line and "24.3%" in line and "10.8%" in line and "1.000" not in line
+
+
+def test_a_registry_that_cannot_be_written_is_refused_before_training(data, tmp_path, monkeypatch):
+    import training.retrain as retrain_module
+
+    def fit(*args: object, **kwargs: object) -> None:
+        raise AssertionError("trained although the registry cannot be written")
+
+    monkeypatch.setattr(retrain_module, "fit_with_thresholds", fit)
+    ledger = tmp_path / "台账.csv"
+    ledger.write_text("not a folder", encoding="utf-8")
+    result = run("retrain", "--data", str(data.q1), "--data", str(data.q2), "--registry", str(ledger / "registry"))
+    assert result.code == 2
+    assert f"{ledger} is a file, not a folder" in result.err

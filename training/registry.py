@@ -175,6 +175,23 @@ class Registry:
             raise RegistryError(f"{self.state_path} lacks 'champion' or a 'history' list; not a registry file")
         return state
 
+    def check_writable(self) -> None:
+        """Raise RegistryError when a version could not be registered here: a folder on the
+        way is a file, or the nearest existing folder cannot be written in."""
+        for folder in (self.root, self.models_dir, self.reports_dir):
+            existing = folder
+            while not existing.exists() and existing != existing.parent:
+                existing = existing.parent
+            if not existing.is_dir():
+                raise RegistryError(f"{self.root}: {existing} is a file, not a folder; give --registry a folder")
+            # Tried rather than asked with os.access: that says yes to root on a read-only disk.
+            try:
+                with tempfile.TemporaryDirectory(prefix=".write-check-", dir=existing):
+                    pass
+            except OSError as exc:
+                raise RegistryError(f"{self.root}: cannot write in {existing} ({exc.strerror or exc}); give "
+                                    "--registry a folder you can write to") from None
+
     def champion(self) -> str | None:
         return self.read_state()["champion"]
 

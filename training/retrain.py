@@ -503,6 +503,8 @@ def retrain(data: Sequence[str | Path], registry_dir: str | Path, decisions: str
     below `encoder_below` (docs/model.md)."""
     registry = Registry(registry_dir)
     registry.read_state()  # a damaged registry stops the run before minutes of training
+    # So does one that cannot be written: it was found only when registering, the training lost.
+    registry.check_writable()
     taxonomy = load_taxonomy(taxonomy_path)
     codes = taxonomy_codes(taxonomy)
     by = by or current_user()
