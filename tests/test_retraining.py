@@ -574,3 +574,54 @@ def test_a_registry_that_cannot_be_written_is_refused_before_training(data, tmp_
     result = run("retrain", "--data", str(data.q1), "--data", str(data.q2), "--registry", str(ledger / "registry"))
     assert result.code == 2
     assert f"{ledger} is a file, not a folder" in result.err
+
+
+def _registry_with_champion(small_model, root: Path) -> Registry:
+    registry = Registry(root)
+    registry.register(small_model.model, {**small_model.metadata, "version": "v1"})
+    registry.promote("v1", force=True, reason="first")
+    return registry
+
+
+def test_retrain_signing_with_another_key_than_the_champions_is_refused_before_training(
+        small_model, data, tmp_path, monkeypatch):
+    import training.retrain as retrain_module
+
+    registry = _registry_with_champion(small_model, tmp_path / "registry")
+
+    def fit(*args: object, **kwargs: object) -> None:
+        raise AssertionError("trained a model the service could not load")
+
+    monkeypatch.setattr(retrain_module, "fit_with_thresholds", fit)
+    # Run from another folder without the service's TRIAGE_HOME: no key there yet.
+    workstation = tmp_path / "工作站"
+    monkeypatch.setenv("TRIAGE_HOME", str(workstation / "var"))
+    monkeypatch.delenv("TRIAGE_SIGNING_KEY", raising=False)
+    monkeypatch.delenv("TRIAGE_SIGNING_KEY_FILE", raising=False)
+    get_settings.cache_clear()  # the settings name the key file under TRIAGE_HOME
+    try:
+        result = run("retrain", "--data", str(data.q1), "--data", str(data.q2), "--registry", str(registry.root))
+        assert result.code == 2 and "v1" in result.err and "no signing key" in result.err
+        assert not (workstation / "var" / "signing.key").exists()
+        monkeypatch.setenv("TRIAGE_SIGNING_KEY", "another key of this workstation")
+        result = run("retrain", "--data", str(data.q1), "--data", str(data.q2), "--registry", str(registry.root))
+        assert result.code == 2 and "was signed with key id" in result.err and "TRIAGE_SIGNING_KEY" in result.err
+    finally:
+        get_settings.cache_clear()
+
+
+def test_promoting_a_version_the_service_cannot_load_with_the_champions_key_is_refused(
+        small_model, tmp_path, monkeypatch):
+    from training.registry import PromotionRefused
+
+    registry = _registry_with_champion(small_model, tmp_path / "registry")
+    with monkeypatch.context() as patch:
+        patch.setenv("TRIAGE_SIGNING_KEY", "another key of this workstation")
+        # Compared with v1 and no worse: only the key stands in the way.
+        metrics = small_model.metadata["heldout_metrics"]
+        evaluation = {"challenger": {"metrics": metrics}, "champion": {"version": "v1", "metrics": metrics}}
+        registry.register(small_model.model, {**small_model.metadata, "version": "v2", "evaluation": evaluation})
+    with pytest.raises(PromotionRefused, match="signed with key id"):
+        registry.promote("v2")
+    assert registry.champion() == "v1"
+    assert registry.promote("v2", force=True, reason="签名密钥已更换")["forced"]

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from model.artifact import ArtifactError, read_metadata, save_model
+from model.artifact import SIGNATURE, ArtifactError, SigningKey, read_metadata, save_model
 from model.registry_layout import LOCK_FILE, MODELS_DIR, REGISTRY_FILE, REPORTS_DIR, VERSION_NAME
 from model.triage import TriageModel
 
@@ -195,6 +195,31 @@ class Registry:
     def champion(self) -> str | None:
         return self.read_state()["champion"]
 
+    def key_id(self, version: str) -> str | None:
+        """The id of the key `version` was signed with; None when it cannot be read."""
+        try:
+            signature = self.metadata(version).get(SIGNATURE)
+        except RegistryError:
+            return None
+        return signature.get("key_id") if isinstance(signature, dict) else None
+
+    def check_signing_key(self, key: SigningKey | None) -> None:
+        """Raise RegistryError when what this run registers would be signed with another key
+        than the champion's (`key` None: none exists yet, and a new one would be made).
+
+        A service loads the champion with its own key: a version signed with another one
+        is refused by every worker after its promotion, which the registry records all the
+        same, so the two disagree on the model in service."""
+        champion = self.champion()
+        expected = self.key_id(champion) if champion is not None else None
+        if expected is None or (key is not None and key.key_id == expected):
+            return
+        found = "no signing key (a new one would be made)" if key is None else f"key id {key.key_id} from {key.source}"
+        raise RegistryError(f"the champion {champion} of {self.root} was signed with key id {expected}, and this run "
+                            f"has {found}: the service could not load what it registers. Run it with the service's "
+                            "TRIAGE_HOME, or TRIAGE_SIGNING_KEY_FILE naming the service's key; after changing the key "
+                            "on purpose, sign the champion again with `triage sign --model DIR`")
+
     def model_dir(self, version: str) -> Path:
         if not VERSION_NAME.match(version):
             raise RegistryError(f"{version!r} is not a version name (letters, digits, '.', '_', '-')")
@@ -316,6 +341,16 @@ class Registry:
             champion = state["champion"]
             if champion == version:
                 raise RegistryError(f"{version} is already the champion")
+            signed_with = (metadata.get(SIGNATURE) or {}).get("key_id")
+            expected = self.key_id(champion) if champion is not None else None
+            if expected is not None and signed_with != expected and not force:
+                # The service loads the champion with the key the current one was signed with;
+                # this version it would refuse, and keep serving the old one while the registry
+                # named the new one.
+                raise PromotionRefused(f"{version} was signed with key id {signed_with}, champion {champion} with "
+                                       f"{expected}: a service that loads the champion could not load {version}. "
+                                       "Sign it with the service's key (`triage sign --model DIR` with the service's "
+                                       "TRIAGE_HOME), or promote with --force --reason after changing the key", [])
             checks: list[MetricCheck] = []
             evaluation = metadata.get("evaluation") or {}
             compared = evaluation.get("champion") or {}

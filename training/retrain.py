@@ -10,6 +10,7 @@ honest; promotion is a separate, explicit step (training.registry)."""
 
 from __future__ import annotations
 
+import os
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -21,7 +22,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from model.artifact import ArtifactError, load_model, new_version_id
+from model.artifact import ArtifactError, SigningKey, default_key_file, load_model, new_version_id, signing_key
 from model.encoder import TextEncoder
 from model.taxonomy import DEFAULT_TAXONOMY, HEADS, Taxonomy, load_taxonomy
 from model.text import join_fields, normalize, segment
@@ -313,6 +314,14 @@ def weak_classes(metrics: dict[str, Any], counts: dict[str, dict[str, int]], tax
 
 
 
+def _signing_key_if_any() -> SigningKey | None:
+    """The key this run signs with, None when there is none yet (saving would make one)."""
+    named = os.environ.get("TRIAGE_SIGNING_KEY_FILE") or default_key_file()
+    if not os.environ.get("TRIAGE_SIGNING_KEY") and not Path(named).exists():
+        return None
+    return signing_key(create=False)
+
+
 def _load_champion(registry: Registry, progress: Progress,
                    in_service: str | Path | None = None) -> tuple[str | None, Any, str | None, str | None]:
     """The model the challenger is compared with: its version, the loaded model (None when
@@ -505,6 +514,7 @@ def retrain(data: Sequence[str | Path], registry_dir: str | Path, decisions: str
     registry.read_state()  # a damaged registry stops the run before minutes of training
     # So does one that cannot be written: it was found only when registering, the training lost.
     registry.check_writable()
+    registry.check_signing_key(_signing_key_if_any())
     taxonomy = load_taxonomy(taxonomy_path)
     codes = taxonomy_codes(taxonomy)
     by = by or current_user()
