@@ -325,3 +325,12 @@ def test_evaluating_a_small_ledger_without_key_groups_shows_na_and_no_sklearn_wa
     # One petition in a key group, missed: that is a score of 0, not n/a.
     truth["key_group"] = ["minban_teachers", "none"]
     assert evaluate_decisions([decision, decision], truth, codes)["key_group"]["any_f1"] == 0.0
+
+
+def test_retrain_refuses_a_held_out_ledger_and_quarter_together(tmp_path, capsys):
+    # The README gives them as alternatives; with both, the quarter was silently ignored.
+    with pytest.raises(SystemExit) as stopped:
+        main(["retrain", "--data", str(tmp_path / "台账.csv"), "--holdout", str(tmp_path / "三季度.csv"),
+              "--holdout-quarter", "2025Q4"])
+    assert stopped.value.code == 2
+    assert "--holdout-quarter: not allowed with argument --holdout" in capsys.readouterr().err

@@ -791,8 +791,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", action="append", required=True, help="ledger file; repeat for several")
     p.add_argument("--decisions", help="the service's database (SQLite file or URL) or an export-decisions file")
     p.add_argument("--registry", help=f"{REGISTRY_HELP} (created if absent)")
-    p.add_argument("--holdout", action="append", help="held-out ledger instead of the latest quarter; repeatable")
-    p.add_argument("--holdout-quarter", type=_quarter, help="hold out this quarter, e.g. 2026Q3 (default: the latest)")
+    # One or the other: with both, the quarter was silently ignored and the ledger held out.
+    held = p.add_mutually_exclusive_group()
+    held.add_argument("--holdout", action="append", help="held-out ledger instead of the latest quarter; repeatable")
+    held.add_argument("--holdout-quarter", type=_quarter, help="hold out this quarter, e.g. 2026Q3 (default: the latest)")
     p.add_argument("--taxonomy", default=str(DEFAULT_TAXONOMY))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--by", help="who runs it (default: the login name)")
