@@ -625,3 +625,26 @@ def test_promoting_a_version_the_service_cannot_load_with_the_champions_key_is_r
         registry.promote("v2")
     assert registry.champion() == "v1"
     assert registry.promote("v2", force=True, reason="签名密钥已更换")["forced"]
+
+
+def test_decisions_on_case_numbers_stored_masked_are_all_kept(tmp_path):
+    # Case numbers such as 0531-2026-0001 look like a landline and are stored as [电话]: the
+    # decisions on every such petition were taken as one, and all but the last dropped.
+    from training.ledger import LedgerWarning
+
+    path = tmp_path / "triage.db"
+    bodies = ["我在工地摔伤了腿，单位不给申请工伤认定。", "公司三个月没发工资，老板找不到了。", "我的养老金今年没有按时发放。"]
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        connection.executescript(CONTRACT_DDL)
+        for n, (body, division) in enumerate(zip(bodies, ["work_injury", "labor_inspection", "pension"],
+                                                 strict=True)):
+            connection.execute("INSERT INTO triages VALUES (?,?,?,?,?,?,?,?)",
+                               (f"t-{n}", "[电话]", "来信", body, "external", "low", "none", "2026-07-01 02:00:00"))
+            connection.execute("INSERT INTO decisions (triage_id, revision, division, risk, key_group, accepted, "
+                               "decided_by, reason, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                               (f"t-{n}", 1, division, "low", "none", 0, "张三", "", f"2026-07-0{n + 1} 03:00:00"))
+        connection.commit()
+    with pytest.warns(LedgerWarning, match="3 decisions have a case number that was stored masked"):
+        frame = read_decisions(path, TAXONOMY)
+    assert sorted(frame["id"]) == ["t-0", "t-1", "t-2"]
+    assert sorted(frame["division"]) == ["labor_inspection", "pension", "work_injury"]

@@ -9,6 +9,8 @@ the time the ledgers' 登记日期 are written in."""
 from __future__ import annotations
 
 import csv
+import re
+import warnings
 from pathlib import Path
 from urllib.parse import quote
 
@@ -22,6 +24,7 @@ from training.ledger import (
     CHINA_TIME,
     FORMULA_START,
     LedgerError,
+    LedgerWarning,
     check_output,
     local_times,
     read_ledger,
@@ -41,6 +44,12 @@ _REQUIRED = {
     "decisions": {"triage_id", "revision", "division", "risk", "key_group", "accepted", "decided_by", "reason",
                   "created_at"},
 }
+
+
+# What the service stores in place of a number that looks like a resident ID, a bank card or
+# a phone number (service/pii.py), in a case number (external_id) too: 0531-2026-0001 is
+# stored as [电话]. Such a case number no longer tells one petition from another.
+MASKED_NUMBER = re.compile(r"\[(?:身份证号|银行卡号|手机号|电话)\]")
 
 
 class DecisionsError(LedgerError):
@@ -138,7 +147,16 @@ def _from_database(source: str | Path, taxonomy: Taxonomy) -> pd.DataFrame:
     if frame.empty:
         return pd.DataFrame(columns=EXPORT_COLUMNS)
     frame["external_id"] = frame["external_id"].fillna("").astype(str).str.strip()
-    frame["id"] = frame["external_id"].where(frame["external_id"] != "", frame["triage_id"].astype(str))
+    masked = frame["external_id"].str.contains(MASKED_NUMBER)
+    if masked.any():
+        # Taken as one petition, the decisions on every case number masked alike were one,
+        # and all but the last were dropped without a word.
+        warnings.warn(f"{shown}: {int(masked.sum())} decisions have a case number that was stored masked because it "
+                      f"looks like an ID, card or phone number (e.g. {frame.loc[masked, 'external_id'].iloc[0]!r}); "
+                      "they cannot be matched to ledger rows and are kept under their triage ids", LedgerWarning,
+                      stacklevel=2)
+    named = (frame["external_id"] != "") & ~masked
+    frame["id"] = frame["external_id"].where(named, frame["triage_id"].astype(str))
     _check_labels(frame, taxonomy, shown, "triage " + frame["triage_id"].astype(str))
     frame["decided_at"] = _china_time(frame["decided_at"])
     frame["received_at"] = _china_time(frame["received_at"]).fillna(_china_time(frame["triaged_at"]))
