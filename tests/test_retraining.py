@@ -648,3 +648,22 @@ def test_decisions_on_case_numbers_stored_masked_are_all_kept(tmp_path):
         frame = read_decisions(path, TAXONOMY)
     assert sorted(frame["id"]) == ["t-0", "t-1", "t-2"]
     assert sorted(frame["division"]) == ["labor_inspection", "pension", "work_injury"]
+
+
+def test_a_damaged_version_is_neither_promoted_nor_rolled_back_to(small_model, tmp_path):
+    # The service refuses an artifact cut short and keeps its model: the registry must not
+    # name it champion, or the two disagree on what is in service.
+    registry = _registry_with_champion(small_model, tmp_path / "registry")
+    registry.register(small_model.model, {**small_model.metadata, "version": "v2"})
+    registry.register(small_model.model, {**small_model.metadata, "version": "v3"})
+    damaged = registry.model_dir("v2") / "model.joblib"
+    damaged.write_bytes(damaged.read_bytes()[:1000])
+    with pytest.raises(RegistryError, match=r"v2: .* is not the file its metadata records"):
+        registry.promote("v2", force=True, reason="新季度")
+    assert registry.champion() == "v1"
+    registry.promote("v3", force=True, reason="新季度")
+    original = registry.model_dir("v1") / "model.joblib"
+    original.write_bytes(original.read_bytes()[:1000])
+    with pytest.raises(RegistryError, match=r"v1: .* is not the file its metadata records"):
+        registry.rollback(reason="回退")
+    assert registry.champion() == "v3"

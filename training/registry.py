@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from model.artifact import SIGNATURE, ArtifactError, SigningKey, read_metadata, save_model
+from model.artifact import MODEL_FILE, SIGNATURE, ArtifactError, SigningKey, read_metadata, save_model, sha256_file
 from model.registry_layout import LOCK_FILE, MODELS_DIR, REGISTRY_FILE, REPORTS_DIR, VERSION_NAME
 from model.triage import TriageModel
 
@@ -238,6 +238,24 @@ class Registry:
         except ArtifactError as exc:
             raise RegistryError(str(exc)) from None
 
+    def intact_metadata(self, version: str) -> dict[str, Any]:
+        """The metadata of `version`, once its model file is checked to be the one it
+        records; RegistryError when it is missing or changed (a copy cut short, a full disk).
+
+        The service refuses such an artifact and keeps its model: made champion, the
+        registry would name a model that nothing serves."""
+        metadata = self.metadata(version)
+        model_file = self.model_dir(version) / MODEL_FILE
+        try:
+            intact = sha256_file(model_file) == metadata.get("model_sha256")
+        except OSError as exc:
+            raise RegistryError(f"{version}: {model_file} cannot be read ({exc.strerror or exc}); "
+                                "restore the version's directory from a backup") from None
+        if not intact:
+            raise RegistryError(f"{version}: {model_file} is not the file its metadata records (damaged or cut "
+                                "short); restore the version's directory from a backup")
+        return metadata
+
     def version_names(self) -> list[str]:
         if not self.models_dir.is_dir():
             return []
@@ -335,7 +353,7 @@ class Registry:
         reason = (reason or "").strip() or None
         if force and not reason:
             raise RegistryError("--force needs --reason: say why a worse or uncompared model goes into service")
-        metadata = self.metadata(version)
+        metadata = self.intact_metadata(version)
         with self._locked() as state:
             self.lineage(state)
             champion = state["champion"]
@@ -396,7 +414,7 @@ class Registry:
                 raise RegistryError(f"{lineage[-1]} is the first champion of {self.root}; there is no previous "
                                     "one to restore")
             current, restored = lineage[-1], lineage[-2]
-            self.metadata(restored)  # its directory must still be there
+            self.intact_metadata(restored)  # its directory must still be there, its model whole
             entry = self._entry("rollback", restored, current, by, reason=(reason or "").strip() or None)
             state["champion"] = restored
             state["history"].append(entry)
