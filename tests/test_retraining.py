@@ -667,3 +667,11 @@ def test_a_damaged_version_is_neither_promoted_nor_rolled_back_to(small_model, t
     with pytest.raises(RegistryError, match=r"v1: .* is not the file its metadata records"):
         registry.rollback(reason="回退")
     assert registry.champion() == "v3"
+
+
+def test_a_database_url_is_named_without_its_password_when_decisions_cannot_be_read(tmp_path):
+    # The service's TRIAGE_DATABASE_URL carries the database password: an error printed it
+    # on the terminal, where it stayed in the scrollback and in cron and CI logs.
+    result = run("export-decisions", "--db", "postgresql+psycopg://triage:S3cretPass@127.0.0.1:1/triage",
+                 "--out", str(tmp_path / "决定.csv"))
+    assert result.code == 2 and "triage:***@127.0.0.1:1/triage" in result.err and "S3cretPass" not in result.err

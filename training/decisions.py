@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import pandas as pd
 from sqlalchemy import create_engine, inspect, make_url, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from model.taxonomy import HEADS, Taxonomy
 from model.text import PURGED_TEXT
@@ -66,6 +66,17 @@ def is_database(source: str | Path) -> bool:
         return handle.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC
 
 
+def source_name(source: str | Path) -> str:
+    """`source` as messages name it: a database URL without its password (it is printed on
+    the terminal and kept in logs; TRIAGE_DATABASE_URL carries the service's)."""
+    if "://" not in str(source):
+        return str(source)
+    try:
+        return make_url(str(source)).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "the database URL given (not shown: it could not be read as a URL)"
+
+
 def _sqlite_file(source: str | Path) -> Path | None:
     """The SQLite file `source` names, as a path or as a sqlite:/// URL (the service's
     TRIAGE_DATABASE_URL); None for another database."""
@@ -102,7 +113,7 @@ def _check_labels(frame: pd.DataFrame, taxonomy: Taxonomy, source: str, where: p
 
 
 def _from_database(source: str | Path, taxonomy: Taxonomy) -> pd.DataFrame:
-    shown = str(source)
+    shown = source_name(source)
     file = _sqlite_file(source)
     if file is not None and not file.exists():
         raise DecisionsError(shown, "database file not found")

@@ -28,7 +28,7 @@ from model.taxonomy import DEFAULT_TAXONOMY, HEADS, Taxonomy, load_taxonomy
 from model.text import join_fields, normalize, segment
 from model.triage import ENCODER_BELOW, TriageModel
 from training.batch import predict_in_batches
-from training.decisions import read_decisions
+from training.decisions import read_decisions, source_name
 from training.evaluate import evaluate_decisions
 from training.ledger import LedgerError, read_ledger
 from training.registry import DEFAULT_KEY_METRICS, DEFAULT_TOLERANCE, MetricCheck, Registry, compare, current_user
@@ -445,7 +445,7 @@ def read_inputs(data: Sequence[str | Path], taxonomy: Taxonomy, decisions: str |
 
     decision_frame, decision_info = None, None
     if decisions is not None:
-        progress(f"reading decisions from {decisions} …")
+        progress(f"reading decisions from {source_name(decisions)} …")
         decision_frame = read_decisions(decisions, taxonomy)
         frames = [frame] + ([held_frame] if held_frame is not None else [])
         frames, extra, decision_info = apply_decisions(frames, conflicted, decision_frame, Path(str(decisions)).name)
