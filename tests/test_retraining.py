@@ -675,3 +675,29 @@ def test_a_database_url_is_named_without_its_password_when_decisions_cannot_be_r
     result = run("export-decisions", "--db", "postgresql+psycopg://triage:S3cretPass@127.0.0.1:1/triage",
                  "--out", str(tmp_path / "决定.csv"))
     assert result.code == 2 and "triage:***@127.0.0.1:1/triage" in result.err and "S3cretPass" not in result.err
+
+
+def test_the_promote_command_printed_after_retrain_checks_what_retrain_checked(small_model, tmp_path, monkeypatch):
+    # retrain --metric division.top3_accuracy --tolerance 0.1 showed "ok", and the plain promote
+    # command it printed checked the default metrics instead and refused.
+    import shlex
+
+    import training.retrain as retrain_module
+    from training.retrain import RetrainResult
+
+    registry = _registry_with_champion(small_model, tmp_path / "信访 数据" / "registry")
+    champion = {"division": {"macro_f1": 0.80, "top3_accuracy": 0.95}, "risk": {"high_recall": 0.8, "high_share": 0.1}}
+    challenger = {"division": {"macro_f1": 0.72, "top3_accuracy": 0.90}, "risk": {"high_recall": 0.8, "high_share": 0.1}}
+    evaluation = {"holdout": {"description": "2026Q3"}, "challenger": {"metrics": challenger},
+                  "champion": {"version": "v1", "metrics": champion}}
+    registry.register(small_model.model, {**small_model.metadata, "version": "v2", "evaluation": evaluation})
+    monkeypatch.setattr(retrain_module, "retrain", lambda *a, **k: RetrainResult(
+        "v2", registry.model_dir("v2"), registry.report_path("v2"), {"evaluation": evaluation}, []))
+    monkeypatch.setattr("training.evaluate.summary_line", lambda metrics: "")
+    result = run("retrain", "--data", "台账.csv", "--registry", str(registry.root),
+                 "--metric", "division.top3_accuracy", "--tolerance", "0.1")
+    assert result.code == 0, result.err
+    (line,) = [ln for ln in result.out.splitlines() if ln.startswith("to put it into service: ")]
+    promoted = run(*shlex.split(line.removeprefix("to put it into service: "))[1:])
+    assert promoted.code == 0, promoted.err
+    assert registry.champion() == "v2"

@@ -11,6 +11,7 @@ import fcntl
 import getpass
 import json
 import os
+import shlex
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -124,6 +125,20 @@ def _worse_detail(worse: list[MetricCheck]) -> str:
     return "; ".join(f"{c.metric}: {ceiling_detail(c)}" if c.ceiling is not None else
                      f"{c.metric} {c.challenger:.3f} vs champion {c.champion:.3f} "
                      f"({c.delta:+.3f}, tolerance {c.tolerance})" for c in worse)
+
+
+def promote_command(version: str, registry: str | Path, key_metrics: tuple[str, ...] | list[str] = DEFAULT_KEY_METRICS,
+                    tolerance: float = DEFAULT_TOLERANCE) -> str:
+    """The `triage models promote` command that checks `version` as retrain checked it, quoted
+    for a shell. A retrain run with its own --metric or --tolerance printed the plain command,
+    which checked the default ones instead and refused what the run had shown as ok."""
+    words = ["triage", "models", "promote", version, "--registry", str(registry)]
+    if tuple(key_metrics) != DEFAULT_KEY_METRICS:
+        for metric in key_metrics:
+            words += ["--metric", metric]
+    if tolerance != DEFAULT_TOLERANCE:
+        words += ["--tolerance", f"{tolerance:g}"]
+    return shlex.join(words)
 
 
 def current_user() -> str:

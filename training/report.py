@@ -6,12 +6,11 @@ and can be mailed as one file."""
 from __future__ import annotations
 
 import math
-import shlex
 from html import escape
 from typing import TYPE_CHECKING, Any
 
 from model.taxonomy import HEADS, Taxonomy
-from training.registry import MetricCheck, ceiling_detail
+from training.registry import DEFAULT_KEY_METRICS, DEFAULT_TOLERANCE, MetricCheck, ceiling_detail, promote_command
 
 if TYPE_CHECKING:
     from training.retrain import RetrainRun
@@ -207,7 +206,8 @@ def reliability_chart(curves: list[tuple[str, str, list[dict[str, float]]]], id_
 def _verdict(run: RetrainRun) -> str:
     ev = run["evaluation"]
     champion = ev["champion"]
-    command = f"triage models promote {run['version']} --registry {shlex.quote(run['registry'])}"
+    command = promote_command(run["version"], run["registry"], ev.get("key_metrics", DEFAULT_KEY_METRICS),
+                              ev.get("tolerance", DEFAULT_TOLERANCE))
     if champion is None:
         return (f'<div class="box">The registry has no champion yet, and no model in service could be loaded to '
                 f"compare with, so only the challenger was evaluated; its first promotion needs no comparison: "

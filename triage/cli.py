@@ -10,7 +10,6 @@ import math
 import os
 import re
 import secrets
-import shlex
 import signal
 import socket
 import sys
@@ -560,7 +559,7 @@ def _print_checks(checks: list, tolerance: float) -> None:
 
 def cmd_retrain(args: argparse.Namespace) -> int:
     from training.evaluate import summary_line
-    from training.registry import RegistryError
+    from training.registry import RegistryError, promote_command
     from training.retrain import retrain
 
     try:
@@ -603,9 +602,9 @@ def cmd_retrain(args: argparse.Namespace) -> int:
             print(f"champion   {champion['version']}: {summary_line(champion['metrics'])}")
         _print_checks(result.checks, tolerance)
     print(f"report: {result.report}")
-    # Quoted as a shell needs it: a registry under a folder with a space in its name was printed
-    # as is, and the command pasted back failed with "unrecognized arguments".
-    print(f"to put it into service: triage models promote {result.version} --registry {shlex.quote(args.registry)}")
+    # Quoted as a shell needs it, with this run's key metrics and tolerance: pasted back, it
+    # checks the challenger as the lines above did.
+    print(f"to put it into service: {promote_command(result.version, args.registry, key_metrics, tolerance)}")
     return 0
 
 
