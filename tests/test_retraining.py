@@ -239,6 +239,35 @@ def test_a_first_challenger_is_compared_with_the_model_in_service(data, small_mo
     assert registry.champion() is None
 
 
+def test_the_first_promotion_can_be_rolled_back_to_the_model_served_before(data, small_model_dir, tmp_path, monkeypatch):
+    # The first champion had no previous one: rollback refused, and nothing short of moving
+    # the registry away put the model served before back into service.
+    monkeypatch.setenv("TRIAGE_MODEL_DIR", str(small_model_dir))
+    get_settings.cache_clear()
+    try:
+        registry = Registry(tmp_path / "reg")
+        _, version = retrain(registry, "--data", str(data.q1), "--holdout", str(data.q2))
+        promoted = run("models", "promote", version, "--registry", str(registry.root), "--force", "--reason", "新模型")
+        rolled_back = run("models", "rollback", "--registry", str(registry.root), "--reason", "回到原模型")
+        again = run("models", "rollback", "--registry", str(registry.root))
+        listed = run("models", "list", "--registry", str(registry.root))
+    finally:
+        get_settings.cache_clear()
+    before = load_model(small_model_dir)
+    assert promoted.code == 0, promoted.err
+    assert rolled_back.code == 0, rolled_back.err
+    assert registry.champion() == before.version
+    # A copy in the registry, which the service loads as it loads any champion.
+    assert load_model(registry.model_dir(before.version)).metadata["model_sha256"] == before.metadata["model_sha256"]
+    assert again.code == 2 and "no previous" in again.err
+    assert listed.code == 0 and f"* {before.version}" in listed.out, listed.out + listed.err
+    history = registry.read_state()["history"]
+    assert [(e["action"], e["version"]) for e in history] == [
+        ("register", version), ("register", before.version), ("promote", before.version), ("promote", version),
+        ("rollback", before.version)]
+    assert history[3]["previous"] == before.version
+
+
 def test_progress_is_shown_on_stderr(lifecycle):
     err = lifecycle["r1"].err
     for step in ("reading 2 ledger file(s)", "reading decisions", "held out the latest quarter, 2026Q2",

@@ -412,12 +412,47 @@ class Registry:
                     if worse and not force:
                         raise PromotionRefused(f"{version} is worse than champion {champion}: {_worse_detail(worse)}; "
                                                "promote with --force --reason to override", checks)
+            if champion is None and compared.get("in_service"):
+                champion = self._register_served_before(state, Path(compared["in_service"]))
             entry = self._entry("promote", version, champion, by, forced=force, reason=reason,
                                 checks=[c.to_dict() for c in checks])
             state["champion"] = version
             state["history"].append(entry)
             self._save_state(state)
         return entry
+
+    def _register_served_before(self, state: dict[str, Any], served: Path) -> str | None:
+        """At the first promotion, the model the service served without a registry (which
+        `triage retrain` scored in a champion's place) is registered and recorded as the
+        champion before, so that `rollback` can put it back; the first champion had nothing
+        to return to. Its version name, or None when it cannot be copied whole (the first
+        promotion then goes on as before). Called holding the registry's lock."""
+        try:
+            metadata = read_metadata(served)
+            if sha256_file(served / MODEL_FILE) != metadata.get("model_sha256"):
+                return None
+        except (ArtifactError, OSError):
+            return None
+        name = str(metadata.get("version", ""))
+        if not VERSION_NAME.match(name):
+            return None
+        if self.model_dir(name).exists():
+            if self.metadata(name).get("model_sha256") != metadata.get("model_sha256"):
+                return None
+        else:
+            self.models_dir.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=self.models_dir))
+            try:
+                shutil.copytree(served, staging, dirs_exist_ok=True)
+                os.replace(staging, self.model_dir(name))
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+            state["history"].append(self._entry("register", name, None, "triage"))
+        state["history"].append(self._entry(
+            "promote", name, None, "triage",
+            reason=f"served from {served} before the registry had a champion; recorded so that rollback can restore it"))
+        return name
 
     def rollback(self, by: str | None = None, reason: str | None = None) -> dict[str, Any]:
         """Restore the champion that the current one replaced."""
