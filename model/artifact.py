@@ -233,8 +233,17 @@ def check_can_save(out: str | Path) -> None:
     this first, so that a wrong --out is found before the fit, not after."""
     out = Path(out)
     check_replaceable(out)
-    make_private_dir(out.parent)
-    Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent)).rmdir()
+    _staging_dir(out).rmdir()
+
+
+def _staging_dir(out: Path) -> Path:
+    """A new directory beside `out` (its folder made owner-only); an OSError names `out`, as
+    the person typed it, not the temporary directory they never heard of."""
+    try:
+        make_private_dir(out.parent)
+        return Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror or str(exc), str(out)) from exc
 
 
 def save_model(model: TriageModel, out: str | Path, metadata: dict[str, Any], key: SigningKey | None = None) -> Path:
@@ -243,8 +252,7 @@ def save_model(model: TriageModel, out: str | Path, metadata: dict[str, Any], ke
     out = Path(out)
     key = key or signing_key()
     check_replaceable(out)
-    make_private_dir(out.parent)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    staging = _staging_dir(out)
     try:
         joblib.dump(model, staging / MODEL_FILE, compress=3)
         # As it will be read back: the signature covers the JSON, not Python's view of it.

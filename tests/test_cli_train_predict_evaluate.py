@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -145,6 +146,27 @@ def test_an_output_that_cannot_be_written_is_named_in_one_line_not_a_traceback(s
         err = capsys.readouterr().err
         assert f"triage {command[0]}: error: {blocked}" in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "results"]
+
+
+def _unwritable(folder: str) -> bool:
+    # Tried: os.access says yes to root wherever the mode would let it.
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=folder))
+    except OSError:
+        return True
+    return False
+
+
+@pytest.mark.skipif(not _unwritable("/sys"), reason="needs a folder no one may write in (Linux's /sys)")
+def test_an_output_in_a_folder_that_cannot_be_written_is_named_as_typed(small_model_dir, small_corpus, tmp_path, capsys):
+    # The errors named the temporary file beside it (/sys/.p.csv.intz5uwb.tmp), never typed.
+    ledger = tmp_path / "in.csv"
+    pd.read_csv(small_corpus).head(5)[["id", "title", "body"]].to_csv(ledger, index=False)
+    for command, out in ((["predict", "--model", str(small_model_dir), "--input", str(ledger), "--output"], "/sys/p.csv"),
+                         (["train", "--data", str(small_corpus), "--out"], "/sys/m")):
+        assert main([*command, out]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith(f"triage {command[0]}: error: {out}: "), err
 
 
 @pytest.mark.parametrize("failure", [OSError(errno.ENOSPC, "No space left on device"), KeyboardInterrupt()])

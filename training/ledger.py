@@ -150,8 +150,12 @@ def replaced_when_complete(out: str | Path) -> Iterator[Path]:
         is raised naming `out`, so that the message says which output failed.
     """
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    except OSError as exc:
+        # Named as the person typed it, not as the temporary file they never heard of.
+        raise OSError(exc.errno, exc.strerror or str(exc), str(out)) from exc
     os.close(fd)
     tmp = Path(name)
     try:
