@@ -511,6 +511,19 @@ def test_high_recall_bought_with_an_unworkable_queue_is_not_the_bar():
     assert any(c.worse for c in compare(champion, flooding))
 
 
+def test_a_drop_that_does_not_count_says_why_beside_ok(capsys):
+    # "risk.high_recall champion 0.562 challenger 0.250 -0.312 ok" read as a mistake.
+    from training.registry import compare
+    from triage.cli import _print_checks
+
+    champion = {"division": {"macro_f1": 0.6}, "risk": {"high_recall": 0.95, "high_share": 0.25}}
+    workable = {"division": {"macro_f1": 0.6}, "risk": {"high_recall": 0.80, "high_share": 0.12}}
+    _print_checks(compare(champion, workable), 0.02)
+    line = next(x for x in capsys.readouterr().out.splitlines() if "risk.high_recall" in x)
+    assert line.endswith("ok: the champion flags 25.0% of petitions high, over the 15% a review queue can take; "
+                         "the challenger flags 12.0%"), line
+
+
 def test_the_first_champion_of_a_registry_says_a_running_service_needs_a_restart(small_model, tmp_path, capsys):
     registry = Registry(tmp_path / "registry")
     for version in ("v1", "v2"):

@@ -553,8 +553,9 @@ def _print_checks(checks: list, tolerance: float) -> None:
             print(f"  {c.metric:<22} champion {c.champion if c.champion is None else f'{c.champion:.3f}'}  "
                   f"challenger {c.challenger if c.challenger is None else f'{c.challenger:.3f}'}  not compared")
             continue
-        print(f"  {c.metric:<22} champion {c.champion:.3f}  challenger {c.challenger:.3f}  {c.delta:+.3f}  "
-              f"{'WORSE' if c.worse else 'ok'}")
+        # A loss that does not count says why, or "ok" beside a drop reads as a mistake.
+        verdict = "WORSE" if c.worse else f"ok: {c.excused}" if c.excused and c.delta < -c.tolerance else "ok"
+        print(f"  {c.metric:<22} champion {c.champion:.3f}  challenger {c.challenger:.3f}  {c.delta:+.3f}  {verdict}")
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
