@@ -284,3 +284,15 @@ def test_a_ledger_upload_gives_a_table_and_an_xlsx(site, page, tmp_path):
     page.wait_for_selector("p.error")
     message = page.inner_text("p.error")
     assert "bad.csv" in message and "row 2" in message and "upload" not in message
+
+
+def test_the_ledger_table_shows_each_rows_own_number(site, page, tmp_path):
+    # The 编号 column showed the start of the internal triage id: the clerk could not find TZ-101 in it.
+    ledger = tmp_path / "台账.csv"
+    ledger.write_text(f"编号,标题,内容\nTZ-101,{URGENT[0]},{URGENT[1]}\nTZ-102,{ROUTINE[0]},{ROUTINE[1]}\n", encoding="utf-8")
+    sign_in(page, site.base, site.keys["intake"], "/intake")
+    page.set_input_files("#ledger", str(ledger))
+    page.click("#ledger-submit")
+    page.wait_for_selector("#ledger-table")
+    numbers = page.locator("#ledger-table tbody tr td:nth-child(2)").all_inner_texts()
+    assert numbers == ["TZ-101", "TZ-102"]

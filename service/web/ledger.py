@@ -20,6 +20,7 @@ from model.office_time import CHINA_TIME, office_date
 from service.cases import TaxonomyDep, case_out
 from service.database import TriageRecord
 from service.deps import GroupCommitDep, ModelDep, SessionDep, SettingsDep
+from service.pii import mask_pii
 from service.routers.triage import triage_batch
 from service.schemas import BatchIn
 from service.similar import MattersDep
@@ -91,8 +92,10 @@ async def upload(request: Request, user: IntakeUser, _: Csrf, loaded: ModelDep, 
         return page(request, "ledger.html", user, status=exc.status_code, error=f"{name}：{exc.detail}", items=[], name=name)
     stored = [item.result.triage_id for item in items if item.result is not None and item.result.stored]
     token = _ids_token(request).dumps(stored) if stored else ""
-    return page(request, "ledger.html", user, items=items, rows=frame["row"].tolist(), name=name, token=token, error="",
-                notices=notices)
+    # The ledger's own numbers, masked as they are stored: the clerk finds a row by its 编号.
+    ids = [mask_pii(str(i)[:200]) for i in frame["id"]]
+    return page(request, "ledger.html", user, items=items, rows=frame["row"].tolist(), ids=ids, name=name,
+                token=token, error="", notices=notices)
 
 
 @router.get("/intake/ledger.xlsx")
