@@ -7,13 +7,14 @@ from __future__ import annotations
 import io
 import os
 import sqlite3
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.serving import ServeProcess, make_key, serve_env
+from tests.serving import CLI, ServeProcess, make_key, serve_env
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs the system Chromium at /usr/bin/chromium "
@@ -296,3 +297,22 @@ def test_the_ledger_table_shows_each_rows_own_number(site, page, tmp_path):
     page.wait_for_selector("#ledger-table")
     numbers = page.locator("#ledger-table tbody tr td:nth-child(2)").all_inner_texts()
     assert numbers == ["TZ-101", "TZ-102"]
+
+
+def test_signing_in_again_after_a_form_was_refused_leads_back_to_its_page(site, page, tmp_path):
+    # The key is revoked while its clerk has a case open; "采纳" sends them to sign in, and
+    # signing in sent the browser to the form's action with GET: a raw JSON "Method Not Allowed".
+    key = make_key(site.server.env, tmp_path, "intake")
+    sign_in(page, site.base, key, "/intake")
+    triage_id = triage(page, site.base, *ROUTINE)
+    revoked = subprocess.run([*CLI, "keys", "revoke", key], env=site.server.env, cwd=tmp_path, capture_output=True, text=True,
+                             timeout=120)
+    assert revoked.returncode == 0, revoked.stderr
+    page.click("#accept")
+    page.wait_for_selector("#key")
+    assert site.rows("SELECT count(*) FROM decisions WHERE triage_id = ?", triage_id) == [(0,)]
+    page.fill("#key", site.keys["intake"])
+    page.press("#key", "Enter")
+    page.wait_for_load_state()
+    assert page.url == f"{site.base}/cases/{triage_id}" and page.locator("#accept").count() == 1
+

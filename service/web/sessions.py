@@ -11,7 +11,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from typing import Annotated
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import Depends, Request
 from fastapi.responses import Response
@@ -106,7 +106,19 @@ def current_user(request: Request, session: Session, settings: Settings) -> WebU
 
 
 def _here(request: Request) -> str:
+    """Where signing in again should lead. A form's action answers only POST: signing in, the
+    browser is sent there with GET, and a clerk whose session ended on "采纳" got raw JSON
+    saying the method is not allowed. So a form leads back to the page it was sent from."""
+    if request.method not in ("GET", "HEAD"):
+        return _form_page(request)
     return request.url.path + (f"?{request.url.query}" if request.url.query else "")
+
+
+def _form_page(request: Request) -> str:
+    sent_from = urlsplit(request.headers.get("referer", ""))
+    if sent_from.netloc == request.url.netloc and sent_from.path.startswith("/"):
+        return sent_from.path + (f"?{sent_from.query}" if sent_from.query else "")
+    return "/"
 
 
 def signin_url(next_path: str) -> str:
