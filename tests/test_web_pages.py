@@ -316,3 +316,24 @@ def test_signing_in_again_after_a_form_was_refused_leads_back_to_its_page(site, 
     page.wait_for_load_state()
     assert page.url == f"{site.base}/cases/{triage_id}" and page.locator("#accept").count() == 1
 
+
+def test_resolving_an_item_another_reviewer_resolved_says_so_in_chinese(site, page, browser):
+    sign_in(page, site.base, site.keys["intake"], "/intake")
+    triage_id = triage(page, site.base, *URGENT)
+    page.context.clear_cookies()
+    sign_in(page, site.base, site.keys["reviewer"], f"/cases/{triage_id}")
+    other = browser.new_context(locale="zh-CN").new_page()
+    try:
+        sign_in(other, site.base, site.keys["admin"], f"/cases/{triage_id}")
+        other.fill("#note", "已安排专人接待")
+        other.click("#resolve")
+        other.wait_for_selector("#review-resolved")
+    finally:
+        other.context.close()
+    page.fill("#note", "已电话回访")
+    page.click("#resolve")
+    page.wait_for_selector("p.error")
+    # It said: "triage_id: '…' was already resolved by key:…(admin)".
+    message = page.inner_text("p.error")
+    assert "已由" in message and "完成研判" in message and "already" not in message
+    assert site.rows("SELECT note FROM review_items WHERE triage_id = ?", triage_id) == [("已安排专人接待",)]

@@ -9,14 +9,16 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 
 from model.office_time import office_midnight
 from service.cases import TaxonomyDep
+from service.database import ReviewItem
 from service.deps import SessionDep, SettingsDep
 from service.routers.review import list_queue, resolve
 from service.schemas import ResolveIn
 from service.web.intake import case_view, form_errors
-from service.web.render import REVIEW_REASONS, page
+from service.web.render import REVIEW_REASONS, local_time, page
 from service.web.sessions import Csrf, WebUser, page_user
 
 router = APIRouter(include_in_schema=False)
@@ -62,5 +64,17 @@ def resolve_item(request: Request, triage_id: str, user: ReviewUser, _: Csrf, se
     except ValidationError as exc:
         return case_view(request, user, triage_id, session, settings, taxonomy, error="；".join(form_errors(exc)), status=422)
     except HTTPException as exc:
-        return case_view(request, user, triage_id, session, settings, taxonomy, error=str(exc.detail), status=exc.status_code)
+        return case_view(request, user, triage_id, session, settings, taxonomy, error=_refused(exc, triage_id, session),
+                         status=exc.status_code)
     return RedirectResponse(f"/cases/{triage_id}?resolved=1", status_code=303)
+
+
+def _refused(exc: HTTPException, triage_id: str, session: Session) -> str:
+    """Why the API refused to resolve, in the page's words. Two reviewers (or two tabs) on one
+    item is an everyday event, and the API's English read as a fault in what the second did."""
+    item = session.get(ReviewItem, triage_id)
+    if exc.status_code == 409 and item is not None:
+        return f"此件已由 {item.resolved_by} 于 {local_time(item.resolved_at)} 完成研判，您的研判意见未记录。"
+    if exc.status_code == 404:
+        return "此件不在研判队列中，无需研判。"
+    return str(exc.detail)
