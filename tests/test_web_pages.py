@@ -337,3 +337,26 @@ def test_resolving_an_item_another_reviewer_resolved_says_so_in_chinese(site, pa
     message = page.inner_text("p.error")
     assert "已由" in message and "完成研判" in message and "already" not in message
     assert site.rows("SELECT note FROM review_items WHERE triage_id = ?", triage_id) == [("已安排专人接待",)]
+
+
+def test_after_signing_out_the_back_button_shows_no_petition(site, page, tmp_path):
+    sign_in(page, site.base, site.keys["intake"], "/intake")
+    triage(page, site.base, *URGENT)
+    assert "跳楼" in page.inner_text("#petition-text")
+    page.click("text=退出登录")
+    page.wait_for_url("**/signin")
+    # A shared desk: the next person presses back. The page came from the browser's cache.
+    page.go_back()
+    page.wait_for_load_state()
+    assert "/signin" in page.url and "跳楼" not in page.content()
+
+    # A ledger's results, the answer to a POST, stay reachable with the back button from a row's case.
+    ledger = tmp_path / "台账.csv"
+    ledger.write_text(f"编号,标题,内容\nTZ-201,{ROUTINE[0]},{ROUTINE[1]}\n", encoding="utf-8")
+    sign_in(page, site.base, site.keys["intake"], "/intake")
+    page.set_input_files("#ledger", str(ledger))
+    page.click("#ledger-submit")
+    page.locator("#ledger-table a").first.click()
+    page.wait_for_url("**/cases/*")
+    page.go_back()
+    assert page.locator("#ledger-table").count() == 1

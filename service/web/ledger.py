@@ -94,8 +94,10 @@ async def upload(request: Request, user: IntakeUser, _: Csrf, loaded: ModelDep, 
     token = _ids_token(request).dumps(stored) if stored else ""
     # The ledger's own numbers, masked as they are stored: the clerk finds a row by its 编号.
     ids = [mask_pii(str(i)[:200]) for i in frame["id"]]
-    return page(request, "ledger.html", user, items=items, rows=frame["row"].tolist(), ids=ids, name=name,
-                token=token, error="", notices=notices)
+    # The answer to a POST: uncached, the back button from a row's case page could only offer to
+    # upload the ledger again. It shows labels and numbers, never a petition's text.
+    return page(request, "ledger.html", user, headers={"Cache-Control": "private"}, items=items, rows=frame["row"].tolist(),
+                ids=ids, name=name, token=token, error="", notices=notices)
 
 
 @router.get("/intake/ledger.xlsx")

@@ -105,6 +105,8 @@ templates.env.globals["term_kinds"] = {"keyword": "分类关键词", "title": "�
 def page(request: Request, template: str, user: WebUser | None, status: int = 200,
          headers: Mapping[str, str] | None = None, **context: Any) -> HTMLResponse:
     nav = [(path, label) for path, label, roles in PAGES if user is not None and user.may(*roles)]
+    # Kept out of the browser's caches: after 退出登录 on a shared desk, the back button
+    # showed the petitions and the queue again without asking for a key.
     return templates.TemplateResponse(request, template, {"user": user, "nav": nav, "csrf_field": CSRF_FIELD,
                                                           "csrf": user.csrf if user else "", **context}, status_code=status,
-                                      headers=headers)
+                                      headers={"Cache-Control": "no-store", **(headers or {})})
