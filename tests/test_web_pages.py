@@ -360,3 +360,19 @@ def test_after_signing_out_the_back_button_shows_no_petition(site, page, tmp_pat
     page.wait_for_url("**/cases/*")
     page.go_back()
     assert page.locator("#ledger-table").count() == 1
+
+
+def test_the_case_page_links_earlier_petitions_about_the_same_matter(site, page):
+    # The API answered similar_cases, but the page the clerk lands on never showed them:
+    # nobody at the desk saw that the same wage claim had come in the day before.
+    matter = ("南湖物流园欠薪", "南湖物流园的仓库分拣员共二十人，公司从九月起拖欠工资，主管说等年底统一结算，至今一分钱没发。")
+    sign_in(page, site.base, site.keys["intake"], "/intake")
+    first = triage(page, site.base, *matter, external_id="WEB-SAME-1")
+    assert page.locator("#similar").count() == 0
+    second = triage(page, site.base, *matter, external_id="WEB-SAME-2")
+    assert second != first
+    link = page.locator(f'#similar a[href="/cases/{first}"]')
+    assert link.inner_text() == "WEB-SAME-1" and "未决定" in page.inner_text("#similar")
+    link.click()
+    page.wait_for_url(f"**/cases/{first}")
+    assert "WEB-SAME-1" in page.inner_text("h1")

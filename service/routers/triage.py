@@ -142,7 +142,10 @@ def _computed(petition: PetitionIn, loaded: LoadedModel, session: Session, matte
         body_masked=body_masked, model_version=loaded.version,
         division=suggestion.division.code, division_confidence=suggestion.division.probability,
         risk=suggestion.risk, key_group=suggestion.key_group, needs_review=suggestion.needs_review,
-        suggestion={"top3": raw["division_top3"], "rules": raw["rules"], "repeat_of": suggestion.repeat_of},
+        suggestion={"top3": raw["division_top3"], "rules": raw["rules"], "repeat_of": suggestion.repeat_of,
+                    # Kept so that the case page can show the clerk and the reviewer the earlier
+                    # petitions about the same matter after the suggestion itself is gone.
+                    "similar": [[case.triage_id, case.similarity] for case in suggestion.similar_cases]},
     )
     # Kept on the masked text, so that GET /v1/triage/{id} and the review queue can show the evidence.
     record.suggestion["explanation"] = rebase_explanation(raw["explanation"], masked_text(record))

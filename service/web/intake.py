@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 
 from model.office_time import office_date, office_midnight
 from model.text import has_text, join_fields
@@ -18,7 +19,7 @@ from service.deps import GroupCommitDep, ModelDep, SessionDep, SettingsDep
 from service.routers.decisions import record
 from service.routers.triage import suggest_one
 from service.schemas import BLANK, DecisionIn, PetitionIn
-from service.similar import MattersDep
+from service.similar import CaseInfo, MattersDep, case_infos
 from service.web.render import highlight, marks_of, page, shown_heads
 from service.web.sessions import Csrf, WebUser, page_user
 
@@ -92,7 +93,18 @@ def case_view(request: Request, user: WebUser, triage_id: str, session: SessionD
     case = case_out(session, row, taxonomy, settings)
     return page(request, "case.html", user, status=status, case=case, error=error, taxonomy=taxonomy,
                 text=highlight(masked_text(row), marks_of(case.explanation)),
-                heads=shown_heads(case.explanation))
+                heads=shown_heads(case.explanation), similar=same_matter(session, row))
+
+
+def same_matter(session: Session, row: TriageRecord) -> list[tuple[CaseInfo, float | None]]:
+    """The earlier petitions about the same matter found when this one was triaged, with what
+    has become of them since; a triage stored before they were kept has only its closest one."""
+    stored = row.suggestion or {}
+    found = stored.get("similar") or ([[stored["repeat_of"], None]] if stored.get("repeat_of") else [])
+    infos = case_infos(session, [triage_id for triage_id, _ in found])
+    # A purged petition has no text left to compare with: it is not shown, as in the lookup.
+    return [(infos[triage_id], similarity) for triage_id, similarity in found
+            if triage_id in infos and not infos[triage_id].purged]
 
 
 @router.get("/cases/{triage_id}", response_class=HTMLResponse)
