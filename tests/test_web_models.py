@@ -68,3 +68,16 @@ def test_sign_in_needs_the_forms_own_token(admin):
     client.get("/signin")
     response = client.post("/signin", data={"key": keys["admin"], "csrf_token": "forged"}, follow_redirects=False)
     assert response.status_code == 403 and "triage_session" not in response.cookies
+
+
+def test_the_models_and_overview_pages_give_times_on_the_offices_clock(admin):
+    # They showed the metadata's and the registry's UTC text, e.g. 2026-12-07T08:16:29.107530+00:00.
+    client, keys, registry, _ = admin
+    signed_in(client, keys["admin"])
+    page = client.get("/models").text
+    versions = re.search(r'<table id="versions">.*?</table>', page, re.S).group(0)
+    assert "北京时间" in versions and "+00:00" not in page
+    history = registry.read_state()["history"][-1]["at"]
+    assert history.endswith("+00:00") and history not in page
+    overview = client.get("/overview").text
+    assert re.search(r"训练于 \d{4}-\d\d-\d\d \d\d:\d\d 北京时间", overview) and "+00:00" not in overview

@@ -80,8 +80,15 @@ def highlight(text: str, marks: list[Mark]) -> Markup:
     return Markup("").join(out)
 
 
-def local_time(moment: datetime | None) -> str:
-    """A stored moment on the office's clock (the API writes UTC, with its offset)."""
+def local_time(moment: datetime | str | None) -> str:
+    """A stored moment on the office's clock (the API writes UTC, with its offset). The model's
+    metadata and the registry write theirs as ISO text in UTC, shown raw until an admin read a
+    model trained in the evening as trained the day before."""
+    if isinstance(moment, str):
+        try:
+            moment = datetime.fromisoformat(moment)
+        except ValueError:
+            return moment
     return "" if moment is None else as_utc(moment).astimezone(CHINA_TIME).strftime("%Y-%m-%d %H:%M 北京时间")
 
 
