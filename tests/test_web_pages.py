@@ -376,3 +376,21 @@ def test_the_case_page_links_earlier_petitions_about_the_same_matter(site, page)
     link.click()
     page.wait_for_url(f"**/cases/{first}")
     assert "WEB-SAME-1" in page.inner_text("h1")
+
+
+def test_the_queue_shows_the_risk_a_clerk_judged_not_the_models(site, page, browser):
+    # Queued as high risk by the clerk's decision, the item still wore the model's 一般 badge.
+    sign_in(page, site.base, site.keys["intake"], "/intake")
+    triage_id = triage(page, site.base, *ROUTINE, external_id="WEB-ESC-1")
+    assert page.inner_text("#risk-name") == "一般"
+    page.select_option("#risk", label="当日人工研判")
+    page.fill("#reason", "电话中流露轻生念头")
+    page.click("#override")
+    page.wait_for_selector("#decided-note")
+    reviewer = browser.new_context(locale="zh-CN").new_page()
+    try:
+        sign_in(reviewer, site.base, site.keys["reviewer"], "/review")
+        badge = reviewer.locator(f'#queue tr[data-triage="{triage_id}"] td').first
+        assert badge.locator("span.risk").inner_text() == "当日人工研判" and "模型：一般" in badge.inner_text()
+    finally:
+        reviewer.context.close()
