@@ -34,10 +34,12 @@ def _in_utc(value: datetime) -> datetime:
     try:
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00 is before the first moment there is in UTC
-        raise ValueError("outside the range of moments that can be stored") from None
+        raise ValueError(OUT_OF_RANGE) from None
 
 
 BLANK = "blank (only spaces)"
+OUT_OF_RANGE = "outside the range of moments that can be stored"
+AHEAD = "is in the future; a petition is received before it is registered (check the year)"
 
 
 def _not_blank(value: str) -> str:
@@ -61,8 +63,7 @@ def _not_ahead(value: datetime) -> datetime:
     # A year typed wrong (2062 for 2026) put the statutory deadlines decades away: the
     # petition never showed as overdue. A petition is received before it is registered.
     if value > datetime.now(UTC) + RECEIVED_AHEAD:
-        raise ValueError(f"{value.isoformat()} is in the future; a petition is received before it is registered "
-                         "(check the year)")
+        raise ValueError(f"{value.isoformat()} {AHEAD}")
     return value
 
 

@@ -219,3 +219,16 @@ def test_rows_and_dates_a_ledger_upload_sets_aside_are_shown_with_the_results(in
     shown = html.unescape(answer.text)
     assert "row(s) 4 left out: a total or footer" in shown and "台账.csv" in shown and "upload.csv" not in shown
     assert "row(s) 3, column 'received_at': not a date, left empty" in shown
+
+
+def test_a_received_date_with_a_wrong_year_is_refused_in_the_pages_language(intake):
+    # The form answered "收件日期：Value error, 2027-12-06T16:00:00+00:00 is in the future; …":
+    # English, and in UTC the day before the date the clerk typed.
+    client, key, _ = intake
+    csrf = signed_in(client, key, landing="/intake")
+    petition = {"csrf_token": csrf, "title": "失业保险金申领", "body": "我上个月被公司辞退，想申领失业保险金，请问去哪里办理？"}
+    ahead = client.post("/intake", data={**petition, "received_at": "2062-12-07"})
+    assert ahead.status_code == 422 and "收件日期：晚于今天" in ahead.text and "future" not in ahead.text
+    assert "失业保险金申领" in ahead.text  # what was typed stays in the form
+    early = client.post("/intake", data={**petition, "received_at": "0001-01-01"})
+    assert early.status_code == 422 and "收件日期：超出可以保存的日期范围" in early.text and "outside" not in early.text

@@ -18,7 +18,7 @@ from service.database import TriageRecord
 from service.deps import GroupCommitDep, ModelDep, SessionDep, SettingsDep
 from service.routers.decisions import record
 from service.routers.triage import suggest_one
-from service.schemas import BLANK, DecisionIn, PetitionIn
+from service.schemas import AHEAD, BLANK, OUT_OF_RANGE, DecisionIn, PetitionIn
 from service.similar import CaseInfo, MattersDep, case_infos
 from service.web.render import highlight, marks_of, page, shown_heads
 from service.web.sessions import Csrf, WebUser, page_user
@@ -49,6 +49,11 @@ def _in_chinese(error: Any) -> str:
         return "请填写"
     if error["type"] == "string_pattern_mismatch":
         return "含有无法保存的控制字符（\\0），请删去后再提交"
+    # A year typed wrong is the commonest slip with a date; the API's English gave it in UTC, the day before.
+    if str(context.get("error", "")).endswith(AHEAD):
+        return "晚于今天：收件在登记之前，请检查年份"
+    if str(context.get("error", "")) == OUT_OF_RANGE:
+        return "超出可以保存的日期范围，请检查年份"
     return error["msg"]
 
 
