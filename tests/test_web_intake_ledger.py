@@ -232,3 +232,19 @@ def test_a_received_date_with_a_wrong_year_is_refused_in_the_pages_language(inta
     assert "失业保险金申领" in ahead.text  # what was typed stays in the form
     early = client.post("/intake", data={**petition, "received_at": "0001-01-01"})
     assert early.status_code == 422 and "收件日期：超出可以保存的日期范围" in early.text and "outside" not in early.text
+
+
+def test_a_queue_longer_than_the_page_says_so(desks, monkeypatch):
+    # The page lists at most QUEUE_SHOWN items and said "500 件" for a queue of 800.
+    from service.web import review
+
+    monkeypatch.setattr(review, "QUEUE_SHOWN", 2, raising=False)
+    client, intake_key, reviewer_key = desks
+    for n in range(3):
+        urgent = {"title": f"讨薪无门{n}", "body": f"工地拖欠工资{n + 3}个月，再不解决我就从公司楼顶跳楼。"}
+        assert client.post("/v1/triage", json=urgent, headers={"X-API-Key": intake_key}).json()["needs_review"]
+    signed_in(client, reviewer_key, landing="/review")
+    full = client.get("/review").text
+    assert "超过 1 件，只列出最先要办的 2 件" in full and "2 件。" not in full
+    one = client.get("/review", params={"status": "resolved"}).text
+    assert "0 件。" in one and "只列出" not in one

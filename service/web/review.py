@@ -24,6 +24,8 @@ from service.web.sessions import Csrf, WebUser, page_user
 router = APIRouter(include_in_schema=False)
 ReviewUser = Annotated[WebUser, Depends(page_user("reviewer"))]
 REASONS = REVIEW_REASONS
+# The most items one page lists (the API's own limit); the page has no further pages.
+QUEUE_SHOWN = 500
 
 
 def _day(value: str, end: bool = False) -> datetime | None:
@@ -50,8 +52,9 @@ def review_queue(request: Request, user: ReviewUser, session: SessionDep, settin
                     error="；".join(errors))
     items = list_queue(session=session, _=user.key, taxonomy=taxonomy, settings=settings, status=status,
                        division=division or None, reason=reason if reason in REASONS else None,
-                       since=_day(since), until=_day(until, end=True), limit=500)
-    return page(request, "review.html", user, items=items, taxonomy=taxonomy, reasons=REASONS, filters=filters)
+                       since=_day(since), until=_day(until, end=True), limit=QUEUE_SHOWN)
+    return page(request, "review.html", user, items=items, taxonomy=taxonomy, reasons=REASONS, filters=filters,
+                shown=QUEUE_SHOWN)
 
 
 @router.post("/review/{triage_id}/resolve", response_class=HTMLResponse)
