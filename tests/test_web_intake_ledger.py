@@ -248,3 +248,17 @@ def test_a_queue_longer_than_the_page_says_so(desks, monkeypatch):
     assert "超过 1 件，只列出最先要办的 2 件" in full and "2 件。" not in full
     one = client.get("/review", params={"status": "resolved"}).text
     assert "0 件。" in one and "只列出" not in one
+
+
+def test_a_ledgers_refused_rows_say_why_in_the_pages_language(intake):
+    # Each refused row showed the API's English, a mistyped year as "2062-11-30T16:00:00+00:00
+    # is in the future", the day before the ledger's date.
+    client, key, _ = intake
+    csrf = signed_in(client, key, landing="/intake")
+    ledger = ("编号,标题,内容,登记日期\nTZ-301,社保补缴,我想补缴社保，请问流程。,2062-12-01\n"
+              f"TZ-302,长信,{'工资没发。' * 5000},2026-12-01\nTZ-303,咨询职称,请问职称评审什么时候报名？,2026-12-01\n")
+    answer = client.post("/intake/ledger", data={"csrf_token": csrf},
+                         files={"ledger": ("台账.csv", ledger.encode(), "text/csv")})
+    assert answer.status_code == 200, answer.text
+    errors = re.findall(r'<td colspan="6" class="error">([^<]*)</td>', answer.text)
+    assert errors == ["收件日期：晚于今天：收件在登记之前，请检查年份", "正文：25000 字，超过上限 20000 字"]

@@ -19,6 +19,7 @@ from service.deps import GroupCommitDep, ModelDep, SessionDep, SettingsDep
 from service.routers.decisions import record
 from service.routers.triage import suggest_one
 from service.schemas import AHEAD, BLANK, OUT_OF_RANGE, DecisionIn, PetitionIn
+from service.settings import Settings
 from service.similar import CaseInfo, MattersDep, case_infos
 from service.web.render import highlight, marks_of, page, shown_heads
 from service.web.sessions import Csrf, WebUser, page_user
@@ -62,6 +63,15 @@ def form_errors(exc: ValidationError) -> list[str]:
     return [f"{FIELD_NAMES.get(str(e['loc'][0]), e['loc'][0]) if e['loc'] else '表单'}：{_in_chinese(e)}" for e in exc.errors()]
 
 
+def text_error(title: str, body: str, settings: Settings) -> str | None:
+    """What keeps a petition's text from being triaged, in the page's words; None when nothing does."""
+    if not has_text(title, body):
+        return "标题和正文都是空的：请至少填写其中一项"
+    if len(body) > settings.max_body_chars:
+        return f"正文：{len(body)} 字，超过上限 {settings.max_body_chars} 字"
+    return None
+
+
 @router.post("/intake", response_class=HTMLResponse)
 def intake(request: Request, user: IntakeUser, _: Csrf, loaded: ModelDep, session: SessionDep, writes: GroupCommitDep,
            settings: SettingsDep, matters: MattersDep, title: Annotated[str, Form()] = "", body: Annotated[str, Form()] = "",
@@ -72,10 +82,8 @@ def intake(request: Request, user: IntakeUser, _: Csrf, loaded: ModelDep, sessio
         received = office_midnight(date.fromisoformat(received_at)) if received_at else None
     except ValueError:
         return _form(request, user, values, [f"收件日期：无法识别的日期 {received_at!r}（格式 YYYY-MM-DD）"], status=422)
-    if not has_text(title, body):
-        return _form(request, user, values, ["标题和正文都是空的：请至少填写其中一项"], status=422)
-    if len(body) > settings.max_body_chars:
-        return _form(request, user, values, [f"正文：{len(body)} 字，超过上限 {settings.max_body_chars} 字"], status=422)
+    if (refused := text_error(title, body, settings)) is not None:
+        return _form(request, user, values, [refused], status=422)
     try:
         petition = PetitionIn(title=title, body=body, external_id=external_id or None, received_at=received, channel=channel or None)
         suggestion = suggest_one(petition, loaded, session, writes, settings, matters)

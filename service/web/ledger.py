@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, File, HTTPException, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from openpyxl import Workbook
+from pydantic import ValidationError
 
 from model.office_time import CHINA_TIME, office_date
 from service.cases import TaxonomyDep, case_out
@@ -22,8 +23,10 @@ from service.database import TriageRecord
 from service.deps import GroupCommitDep, ModelDep, SessionDep, SettingsDep
 from service.pii import mask_pii
 from service.routers.triage import triage_batch
-from service.schemas import BatchIn
+from service.schemas import BatchIn, PetitionIn
+from service.settings import Settings
 from service.similar import MattersDep
+from service.web.intake import form_errors, text_error
 from service.web.render import page
 from service.web.sessions import Csrf, WebUser, page_user
 from training.ledger import LedgerError, LedgerWarning, read_ledger
@@ -57,6 +60,16 @@ def _petitions(frame: pd.DataFrame) -> list[dict]:
              "received_at": _received(record.get("received_at"))} for record in frame.to_dict("records")]
 
 
+def _row_error(petition: dict, settings: Settings) -> str | None:
+    """Why a row was refused, in the page's words: the batch route answers in the API's English,
+    and gave a date typed with the wrong year in UTC, the day before the ledger's."""
+    try:
+        checked = PetitionIn.model_validate(petition)
+    except ValidationError as exc:
+        return "；".join(form_errors(exc))
+    return text_error(checked.title, checked.body, settings)
+
+
 @router.post("/intake/ledger", response_class=HTMLResponse)
 async def upload(request: Request, user: IntakeUser, _: Csrf, loaded: ModelDep, session: SessionDep,
                  writes: GroupCommitDep, settings: SettingsDep, matters: MattersDep, ledger: Annotated[UploadFile, File()]) -> HTMLResponse:
@@ -85,11 +98,14 @@ async def upload(request: Request, user: IntakeUser, _: Csrf, loaded: ModelDep, 
         return page(request, "ledger.html", user, status=422, items=[], name=name,
                     error=f"{name}：有 {len(frame)} 行，超过每次 {settings.max_batch} 行的上限（TRIAGE_MAX_BATCH），"
                           "未作处理。请把台账分成几个文件分别上传。")
+    petitions = _petitions(frame)
     try:
-        items = triage_batch(batch=BatchIn(petitions=_petitions(frame)), loaded=loaded, session=session, writes=writes,
+        items = triage_batch(batch=BatchIn(petitions=petitions), loaded=loaded, session=session, writes=writes,
                              settings=settings, matters=matters, _=user.key)
     except HTTPException as exc:
         return page(request, "ledger.html", user, status=exc.status_code, error=f"{name}：{exc.detail}", items=[], name=name)
+    items = [item if item.result is not None else item.model_copy(update={"error": _row_error(petitions[item.index], settings)
+                                                                                    or item.error}) for item in items]
     stored = [item.result.triage_id for item in items if item.result is not None and item.result.stored]
     token = _ids_token(request).dumps(stored) if stored else ""
     # The ledger's own numbers, masked as they are stored: the clerk finds a row by its 编号.
