@@ -81,3 +81,21 @@ def test_the_models_and_overview_pages_give_times_on_the_offices_clock(admin):
     assert history.endswith("+00:00") and history not in page
     overview = client.get("/overview").text
     assert re.search(r"训练于 \d{4}-\d\d-\d\d \d\d:\d\d 北京时间", overview) and "+00:00" not in overview
+
+
+def test_before_any_registry_the_models_page_says_how_one_is_made(small_model_dir, tmp_path):
+    # A fresh install: an empty table under promote and rollback forms, and 回滚 answered
+    # "no registry at … (registry.json is missing)".
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'triage.db'}", model_dir=small_model_dir,
+                        registry_dir=tmp_path / "registry")
+    database = Database(settings.database_url)
+    database.migrate()
+    with database.sessions() as session:
+        key = create_key(session, "admin")
+    with TestClient(create_app(settings)) as client:
+        csrf = signed_in(client, key)
+        page = client.get("/models").text
+        assert 'id="no-registry"' in page and "triage retrain" in page and 'action="/models/rollback"' not in page
+        rolled = client.post("/models/rollback", data={"reason": "试一下", "csrf_token": csrf})
+        assert rolled.status_code == 409 and "还没有模型仓库" in rolled.text and "no registry" not in rolled.text
+    database.engine.dispose()

@@ -19,8 +19,11 @@ AdminUser = Annotated[WebUser, Depends(page_user("admin"))]
 
 
 def _registry(request: Request) -> Registry | None:
+    """The registry, once `triage retrain` has made one. Before (a fresh install) the page listed
+    no versions under forms whose 回滚 answered in English that there was no registry."""
     root = request.app.state.settings.registry_dir
-    return Registry(root) if root is not None else None
+    registry = Registry(root) if root is not None else None
+    return registry if registry is not None and registry.state_path.exists() else None
 
 
 def _page(request: Request, user: WebUser, message: str = "", error: str = "", status: int = 200) -> HTMLResponse:
@@ -34,6 +37,7 @@ def _page(request: Request, user: WebUser, message: str = "", error: str = "", s
         except RegistryError as exc:
             error = error or str(exc)
     return page(request, "models.html", user, status=status, registry=registry, versions=versions, champion=champion,
+                registry_dir=request.app.state.settings.registry_dir,
                 history=history, serving=loaded.version if loaded else None, message=message, error=error,
                 has_report=lambda v: registry is not None and registry.report_path(v).is_file())
 
@@ -69,7 +73,7 @@ def rollback(request: Request, user: AdminUser, _: Csrf, session: SessionDep, re
 def _change(request: Request, user: WebUser, session: SessionDep, action: str, version: str, reason: str, force: bool) -> Response:
     registry = _registry(request)
     if registry is None:
-        return _page(request, user, error="未配置模型仓库 (TRIAGE_REGISTRY_DIR)。", status=409)
+        return _page(request, user, error="还没有模型仓库：triage retrain 第一次运行时创建。", status=409)
     if not reason.strip():
         return _page(request, user, error="请填写理由：它记入模型仓库的历史和审计日志。", status=422)
     try:
