@@ -394,3 +394,24 @@ def test_the_queue_shows_the_risk_a_clerk_judged_not_the_models(site, page, brow
         assert badge.locator("span.risk").inner_text() == "当日人工研判" and "模型：一般" in badge.inner_text()
     finally:
         reviewer.context.close()
+
+
+def test_the_overview_charts_can_be_read_in_a_narrow_window(site, browser):
+    # Shrunk to the window without a viewBox, the charts were cut off at the right: on a narrow
+    # window the analyst saw the oldest weeks and never this week's counts.
+    context = browser.new_context(locale="zh-CN", viewport={"width": 380, "height": 800})
+    page = context.new_page()
+    try:
+        sign_in(page, site.base, site.keys["intake"], "/intake")
+        triage(page, site.base, *URGENT)
+        page.context.clear_cookies()
+        sign_in(page, site.base, site.keys["analyst"], "/overview")
+        this_week = page.locator("#chart-high text.axis").last
+        this_week.scroll_into_view_if_needed()
+        box = this_week.bounding_box()
+        seen = page.evaluate("([x, y]) => document.elementFromPoint(x, y)?.textContent ?? null",
+                             [box["x"] + box["width"] / 2, box["y"] + box["height"] / 2])
+        assert seen == this_week.text_content()
+        assert page.locator("#chart-high rect.high").last.bounding_box()["height"] > 0
+    finally:
+        context.close()
