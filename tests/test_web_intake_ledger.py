@@ -262,3 +262,15 @@ def test_a_ledgers_refused_rows_say_why_in_the_pages_language(intake):
     assert answer.status_code == 200, answer.text
     errors = re.findall(r'<td colspan="6" class="error">([^<]*)</td>', answer.text)
     assert errors == ["收件日期：晚于今天：收件在登记之前，请检查年份", "正文：25000 字，超过上限 20000 字"]
+
+
+def test_a_page_address_that_cannot_be_opened_answers_a_page_not_json(intake):
+    # The ledger's results reopened in a new tab answered {"detail":"Method Not Allowed"}.
+    client, key, _ = intake
+    signed_in(client, key, landing="/intake")
+    reopened = client.get("/intake/ledger")
+    assert reopened.status_code == 405 and reopened.headers["content-type"].startswith("text/html")
+    assert "只接受表单提交" in reopened.text and "Method Not Allowed" not in reopened.text
+    mistyped = client.get("/case/123")
+    assert mistyped.status_code == 404 and "没有这个页面" in mistyped.text
+    assert client.get("/v1/nothing").json() == {"detail": "Not Found"}

@@ -22,6 +22,10 @@ from service.web.sessions import PageRefused, SignInRequired, end_session, signi
 NOT_PAGES = ("/v1/", "/metrics", "/healthz", "/readyz", "/openapi.json", "/static/")
 
 
+PAGE_MISSES = {404: "没有这个页面。请从上方的导航重新进入。",
+               405: "这个地址只接受表单提交，不能直接打开（例如台账的分析结果）。请回到相应页面重新提交。"}
+
+
 def is_page(path: str) -> bool:
     """Whether a request to `path` is answered with a page (HTML) rather than JSON."""
     return not path.startswith(NOT_PAGES)
@@ -62,4 +66,9 @@ def install(app: FastAPI) -> None:
             return page(request, "error.html", None, status=413, headers=exc.headers,
                         message=f"上传的文件超过 {settings.max_request_bytes / 1e6:g} MB 的上限"
                                 "（TRIAGE_MAX_REQUEST_BYTES），未作处理。请把台账拆成几个较小的文件分别上传。")
+        # A ledger's results reopened (a new tab, a restored browser) ask with GET the address
+        # that answers only the upload, and a mistyped address: both showed the API's JSON.
+        if exc.status_code in PAGE_MISSES and is_page(request.url.path):
+            return page(request, "error.html", None, status=exc.status_code, headers=exc.headers,
+                        message=PAGE_MISSES[exc.status_code])
         return await http_exception_handler(request, exc)
