@@ -317,6 +317,28 @@ def test_signing_in_again_after_a_form_was_refused_leads_back_to_its_page(site, 
     assert page.url == f"{site.base}/cases/{triage_id}" and page.locator("#accept").count() == 1
 
 
+def test_a_refused_second_decision_is_not_announced_as_recorded(site, page, tmp_path):
+    # The first decision leaves the case at ?decided=1; the second, refused for a revoked key,
+    # led back there after signing in, under "决定已记录" for a decision never recorded.
+    key = make_key(site.server.env, tmp_path, "intake")
+    sign_in(page, site.base, key, "/intake")
+    triage_id = triage(page, site.base, *ROUTINE)
+    page.click("#accept")
+    page.wait_for_selector("#decided-note")
+    revoked = subprocess.run([*CLI, "keys", "revoke", key], env=site.server.env, cwd=tmp_path, capture_output=True, text=True,
+                             timeout=120)
+    assert revoked.returncode == 0, revoked.stderr
+    page.select_option("#risk", label="加急")
+    page.fill("#reason", "当事人年事已高")
+    page.click("#override")
+    page.wait_for_selector("#key")
+    page.fill("#key", site.keys["intake"])
+    page.press("#key", "Enter")
+    page.wait_for_load_state()
+    assert page.url == f"{site.base}/cases/{triage_id}" and page.locator("#decided-note").count() == 0
+    assert site.rows("SELECT count(*) FROM decisions WHERE triage_id = ?", triage_id) == [(1,)]
+
+
 def test_resolving_an_item_another_reviewer_resolved_says_so_in_chinese(site, page, browser):
     sign_in(page, site.base, site.keys["intake"], "/intake")
     triage_id = triage(page, site.base, *URGENT)

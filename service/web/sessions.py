@@ -115,10 +115,10 @@ def _here(request: Request) -> str:
 
 
 def _form_page(request: Request) -> str:
+    # The path alone: the query of a page a form is sent from carries the notice of the form
+    # sent before (?decided=1), which said "决定已记录" over a decision that was not recorded.
     sent_from = urlsplit(request.headers.get("referer", ""))
-    if sent_from.netloc == request.url.netloc and sent_from.path.startswith("/"):
-        return sent_from.path + (f"?{sent_from.query}" if sent_from.query else "")
-    return "/"
+    return sent_from.path if sent_from.netloc == request.url.netloc and sent_from.path.startswith("/") else "/"
 
 
 def signin_url(next_path: str) -> str:
