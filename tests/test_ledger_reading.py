@@ -238,7 +238,7 @@ def test_a_petition_of_invisible_characters_is_refused_as_empty_in_ledgers_and_t
         key = create_key(session, "intake")
     with TestClient(create_app(settings)) as client:
         answer = client.post("/v1/triage", json={"title": invisible, "body": "\u200b"}, headers={"X-API-Key": key})
-        assert answer.status_code == 422 and answer.json()["detail"].startswith("body: empty"), answer.text
+        assert answer.status_code == 422 and answer.json()["detail"][0]["msg"].startswith("body: empty"), answer.text
         kept = client.post("/v1/triage", json={"title": "", "body": "\u200b欠薪"}, headers={"X-API-Key": key})
         assert kept.status_code == 200, kept.text
     database.engine.dispose()

@@ -96,7 +96,7 @@ def test_reload_refuses_a_path_outside_the_model_root_and_the_old_model_keeps_se
         refused = httpx.post(f"{process.base}/v1/model/reload", json={"model_dir": outside},
                              headers={"X-API-Key": admin}, timeout=60, trust_env=False)
         assert refused.status_code == 422, refused.text
-        assert "outside the model root" in refused.json()["detail"]
+        assert "outside the model root" in refused.json()["detail"][0]["msg"]
     assert httpx.get(f"{process.base}/readyz", timeout=30, trust_env=False).json()["ready"] is True
 
 

@@ -120,7 +120,7 @@ def test_batch_gives_per_item_errors_in_order(service):
     assert items[0]["result"] and items[2]["result"]
     assert items[1]["error"].startswith("body")
     too_many = client.post("/v1/triage/batch", json={"petitions": [PETITION] * 6}, headers=h(keys["intake"]))
-    assert too_many.status_code == 422
+    assert too_many.status_code == 422 and too_many.json()["detail"][0]["loc"] == ["body", "petitions"]
 
 
 def test_decisions_are_revisions_and_feed_stats(service):
@@ -154,7 +154,7 @@ def test_unknown_division_code_in_a_decision_is_refused(service):
     tid = client.post("/v1/triage", json=PETITION, headers=h(keys["intake"])).json()["triage_id"]
     response = client.post("/v1/decisions", json={"triage_id": tid, "division": "housing", "decided_by": "x"},
                            headers=h(keys["intake"]))
-    assert response.status_code == 422 and "division" in response.json()["detail"]
+    assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["body", "division"]
 
 
 def test_high_risk_enters_the_queue_and_leaves_only_when_resolved(service):
@@ -220,7 +220,7 @@ def test_a_decision_takes_labels_as_ledgers_write_them(service, taxonomy):
         assert (made.json()["risk"], made.json()["key_group"]) == expected
     refused = client.post("/v1/decisions", json={"triage_id": tid, "division": "pension", "risk": "很高", "decided_by": "王五"},
                           headers=h(keys["intake"]))
-    assert refused.status_code == 422 and "risk" in refused.json()["detail"]
+    assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["body", "risk"]
 
 
 def test_reload_refuses_a_broken_model_and_keeps_serving(service, tmp_path, small_model_dir):
@@ -230,7 +230,7 @@ def test_reload_refuses_a_broken_model_and_keeps_serving(service, tmp_path, smal
     (broken / "metadata.json").write_text("{not json", encoding="utf-8")
     before = client.get("/v1/model", headers=h(keys["analyst"])).json()["version"]
     response = client.post("/v1/model/reload", json={"model_dir": str(broken)}, headers=h(keys["admin"]))
-    assert response.status_code == 422 and "previous model keeps serving" in response.json()["detail"]
+    assert response.status_code == 422 and "previous model keeps serving" in response.json()["detail"][0]["msg"]
     assert client.post("/v1/triage", json=PETITION, headers=h(keys["intake"])).status_code == 200
     ok = client.post("/v1/model/reload", json={"model_dir": str(small_model_dir)}, headers=h(keys["admin"]))
     assert ok.status_code == 200 and ok.json()["version"] == before

@@ -16,6 +16,22 @@ MISSING_KEY = "missing API key: send it in the X-API-Key header"
 NOT_JSON = "the request body must be JSON: send it with Content-Type: application/json"
 
 
+class InvalidField(HTTPException):
+    """A 422 in the shape of FastAPI's own validation errors: `detail` is a list of
+    {type, loc, msg}, as the OpenAPI schema says of every 422, so that a client reads the
+    service's own refusals (an unknown division, a body over the limit) as it reads a
+    missing field. `message` is the text alone, which the pages show."""
+
+    def __init__(self, loc: tuple[str, ...], message: str) -> None:
+        super().__init__(422, [{"type": "value_error", "loc": list(loc), "msg": message}])
+        self.message = message
+
+
+def error_text(exc: HTTPException) -> str:
+    """What a page shows for an error of the API's functions."""
+    return exc.message if isinstance(exc, InvalidField) else str(exc.detail)
+
+
 def _is_json(content_type: str) -> bool:
     media = content_type.split(";", 1)[0].strip().lower()
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))

@@ -14,7 +14,7 @@ from model.taxonomy import Taxonomy
 from service.cases import decision_out
 from service.database import ApiKey, AuditEntry, DecisionRecord, ReviewItem, TriageRecord
 from service.deps import ModelDep, SessionDep, actor_of, require_role
-from service.routers import KeyedRoute
+from service.routers import InvalidField, KeyedRoute
 from service.schemas import DecisionIn, DecisionOut
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def record(decision: DecisionIn, session: Session, taxonomy: Taxonomy, key: ApiK
         # As a ledger writes it (高, 紧急, 无 …): the same labels retrain reads from ledgers and exports.
         code = taxonomy.resolve_written(head, value)
         if code is None:
-            raise HTTPException(422, f"{head}: unknown code or name {value!r}; one of {taxonomy.codes(head)}")
+            raise InvalidField(("body", head), f"{head}: unknown code or name {value!r}; one of {taxonomy.codes(head)}")
         final[head] = code
     accepted = all(final[h] == getattr(triage, h) for h in final)
     triage_id = triage.id

@@ -11,7 +11,7 @@ from model.artifact import ArtifactError, load_model
 from service.database import ApiKey, AuditEntry
 from service.deps import ModelDep, SessionDep, SettingsDep, actor_of, require_role
 from service.model_holder import confined, put_in_service
-from service.routers import KeyedRoute
+from service.routers import InvalidField, KeyedRoute
 from service.schemas import ReloadIn
 
 router = APIRouter(prefix="/v1/model", tags=["model"], route_class=KeyedRoute)
@@ -44,7 +44,7 @@ def reload_model(body: ReloadIn, request: Request, session: SessionDep, settings
         session.add(AuditEntry(actor=actor_of(key), action="model.reload.refused", target=body.model_dir,
                                detail={"error": str(exc)}))
         session.commit()
-        raise HTTPException(422, f"model_dir: {exc}; the previous model keeps serving") from None
+        raise InvalidField(("body", "model_dir"), f"model_dir: {exc}; the previous model keeps serving") from None
     follower = request.app.state.model_follower
     with follower.lock if follower is not None else contextlib.nullcontext():
         put_in_service(session, loaded, actor_of(key))

@@ -12,7 +12,7 @@ from model.taxonomy import Taxonomy
 from service.cases import TaxonomyDep, case_out
 from service.database import ApiKey, AuditEntry, ReviewItem, TriageRecord, utcnow
 from service.deps import SessionDep, SettingsDep, actor_of, require_role
-from service.routers import KeyedRoute
+from service.routers import InvalidField, KeyedRoute
 from service.schemas import NO_NUL, Moment, ResolveIn, ReviewItemOut, ReviewReason
 from service.settings import Settings
 
@@ -45,7 +45,8 @@ def list_queue(
         code = taxonomy.resolve("division", division)
         # A misspelt code would match nothing and look like an empty queue.
         if code is None:
-            raise HTTPException(422, f"division: unknown code or name {division!r}; one of {taxonomy.codes('division')}")
+            raise InvalidField(("query", "division"),
+                               f"division: unknown code or name {division!r}; one of {taxonomy.codes('division')}")
         query = query.where(TriageRecord.division == code)
     if reason:
         query = query.where(ReviewItem.reason == reason)

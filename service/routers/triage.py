@@ -24,7 +24,7 @@ from service.deps import GroupCommitDep, ModelDep, SessionDep, SettingsDep, requ
 from service.group_commit import GroupCommit
 from service.metrics import PREDICTIONS
 from service.pii import mask_pii
-from service.routers import KeyedRoute
+from service.routers import InvalidField, KeyedRoute
 from service.schemas import NO_NUL, BatchIn, BatchItem, CaseOut, DecisionOut, PetitionIn, RuleHit, Suggestion
 from service.settings import Settings
 from service.similar import MattersDep, SharedMatterIndex, case_infos, link, text_of
@@ -162,7 +162,7 @@ def suggest_one(petition: PetitionIn, loaded: LoadedModel, session: Session, wri
     try:
         _check_size(petition, settings)
     except ValueError as exc:
-        raise HTTPException(422, str(exc)) from None
+        raise InvalidField(("body",), str(exc)) from None
     return _suggest(petition, loaded, session, writes, matters, settings, turn)
 
 
@@ -203,7 +203,8 @@ async def triage_one(petition: PetitionIn, loaded: ModelDep, session: SessionDep
 def triage_batch(batch: BatchIn, loaded: ModelDep, session: SessionDep, writes: GroupCommitDep, settings: SettingsDep,
                  matters: MattersDep, _: Intake) -> list[BatchItem]:
     if len(batch.petitions) > settings.max_batch:
-        raise HTTPException(422, f"petitions: {len(batch.petitions)} items, over the batch limit of {settings.max_batch}")
+        raise InvalidField(("body", "petitions"),
+                           f"petitions: {len(batch.petitions)} items, over the batch limit of {settings.max_batch}")
     results = []
     for index, item in enumerate(batch.petitions):
         try:

@@ -16,6 +16,7 @@ from model.text import has_text, join_fields
 from service.cases import TaxonomyDep, case_out, masked_text
 from service.database import TriageRecord
 from service.deps import GroupCommitDep, ModelDep, SessionDep, SettingsDep
+from service.routers import error_text
 from service.routers.decisions import record
 from service.routers.triage import suggest_one
 from service.schemas import AHEAD, BLANK, OUT_OF_RANGE, DecisionIn, PetitionIn
@@ -90,7 +91,7 @@ def intake(request: Request, user: IntakeUser, _: Csrf, loaded: ModelDep, sessio
     except ValidationError as exc:
         return _form(request, user, values, form_errors(exc), status=422)
     except HTTPException as exc:
-        return _form(request, user, values, [str(exc.detail)], status=exc.status_code)
+        return _form(request, user, values, [error_text(exc)], status=exc.status_code)
     if not suggestion.stored:
         # Nothing to decide on later: show the suggestion on the text as typed, and say it was not kept.
         text = join_fields(title, body)
@@ -146,5 +147,5 @@ def decide(request: Request, triage_id: str, user: IntakeUser, _: Csrf, loaded: 
     except ValidationError as exc:
         return case_view(request, user, triage_id, session, settings, taxonomy, error="；".join(form_errors(exc)), status=422)
     except HTTPException as exc:
-        return case_view(request, user, triage_id, session, settings, taxonomy, error=str(exc.detail), status=exc.status_code)
+        return case_view(request, user, triage_id, session, settings, taxonomy, error=error_text(exc), status=exc.status_code)
     return RedirectResponse(f"/cases/{triage_id}?decided=1", status_code=303)

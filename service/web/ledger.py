@@ -22,6 +22,7 @@ from service.cases import TaxonomyDep, case_out
 from service.database import TriageRecord
 from service.deps import GroupCommitDep, ModelDep, SessionDep, SettingsDep
 from service.pii import mask_pii
+from service.routers import error_text
 from service.routers.triage import triage_batch
 from service.schemas import BatchIn, PetitionIn
 from service.settings import Settings
@@ -103,7 +104,7 @@ async def upload(request: Request, user: IntakeUser, _: Csrf, loaded: ModelDep, 
         items = triage_batch(batch=BatchIn(petitions=petitions), loaded=loaded, session=session, writes=writes,
                              settings=settings, matters=matters, _=user.key)
     except HTTPException as exc:
-        return page(request, "ledger.html", user, status=exc.status_code, error=f"{name}：{exc.detail}", items=[], name=name)
+        return page(request, "ledger.html", user, status=exc.status_code, error=f"{name}：{error_text(exc)}", items=[], name=name)
     items = [item if item.result is not None else item.model_copy(update={"error": _row_error(petitions[item.index], settings)
                                                                                     or item.error}) for item in items]
     stored = [item.result.triage_id for item in items if item.result is not None and item.result.stored]

@@ -15,6 +15,7 @@ from model.office_time import office_midnight
 from service.cases import TaxonomyDep
 from service.database import ReviewItem
 from service.deps import SessionDep, SettingsDep
+from service.routers import error_text
 from service.routers.review import list_queue, resolve
 from service.schemas import ResolveIn
 from service.web.intake import case_view, form_errors
@@ -80,4 +81,4 @@ def _refused(exc: HTTPException, triage_id: str, session: Session) -> str:
         return f"此件已由 {item.resolved_by} 于 {local_time(item.resolved_at)} 完成研判，您的研判意见未记录。"
     if exc.status_code == 404:
         return "此件不在研判队列中，无需研判。"
-    return str(exc.detail)
+    return error_text(exc)
