@@ -1,5 +1,6 @@
 """What the production guarantees cost: the signature check when a model loads, masking
-per petition, and how long a reload takes to reach every worker.
+per petition, how long a reload takes to reach every worker, and how long the first
+start takes (the README's first command, which trains the bundled model).
 
     python benchmarks/production_safety.py [--model var/models/default] [--workers 2]
 
@@ -26,7 +27,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from model.artifact import METADATA_FILE, MODEL_FILE, _signature, load_model, sign_artifact, signing_key  # noqa: E402
+from model.artifact import (  # noqa: E402
+    METADATA_FILE,
+    MODEL_FILE,
+    _signature,
+    default_key_file,
+    load_model,
+    sign_artifact,
+    signing_key,
+)
 from service.pii import mask_pii  # noqa: E402
 
 PETITION = ("我在电子厂上班，老板三个月没发工资了，电话138-1234-5678，身份证110101199003071234，"
@@ -41,6 +50,46 @@ def _call(url: str, key: str | None = None, body: dict | None = None) -> dict:
         return json.loads(response.read())
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_ready(base: str, log: Path, workers: int, limit: float) -> bool:
+    """Until /readyz says ready and every worker has logged its start, or `limit` seconds."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        try:
+            if _call(f"{base}/readyz")["ready"] and log.read_text().count("startup complete") >= workers:
+                return True
+        except OSError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def first_start(work: Path) -> dict:
+    """What the README's first command does: `triage serve` on an empty TRIAGE_HOME, with
+    its default workers, training the bundled model before it serves; seconds until ready."""
+    port, home = _free_port(), work / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIAGE_")} | {
+        "TRIAGE_HOME": str(home), "PYTHONPATH": str(ROOT)}
+    workers = os.cpu_count() or 1
+    load_before = os.getloadavg()
+    started = time.monotonic()
+    with (work / "first.log").open("wb") as log:
+        server = subprocess.Popen([sys.executable, "-m", "triage.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+                                  env=env, cwd=work, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        ready = _wait_ready(f"http://127.0.0.1:{port}", work / "first.log", workers, limit=600)
+        return {"workers": workers, "ready_s": round(time.monotonic() - started, 1) if ready else None,
+                "load_avg_before": [round(v, 2) for v in load_before]}
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
 def reload_propagation(model: Path, workers: int, work: Path) -> dict:
     root = work / "models"
     shutil.copytree(model, root / "first")
@@ -49,12 +98,12 @@ def reload_propagation(model: Path, workers: int, work: Path) -> dict:
     meta["version"] = "second"
     (root / "second" / METADATA_FILE).write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
     sign_artifact(root / "second")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIAGE_")} | {
         "TRIAGE_DATABASE_URL": f"sqlite:///{work / 'triage.db'}", "TRIAGE_MODEL_DIR": str(root / "first"),
-        "TRIAGE_MODEL_ROOT": str(root), "TRIAGE_WORKERS": str(workers), "PYTHONPATH": str(ROOT)}
+        "TRIAGE_MODEL_ROOT": str(root), "TRIAGE_WORKERS": str(workers), "PYTHONPATH": str(ROOT),
+        # The key the models were signed with here, not one the server would make in `work`.
+        "TRIAGE_SIGNING_KEY_FILE": os.environ.get("TRIAGE_SIGNING_KEY_FILE") or str(default_key_file())}
     cli = [sys.executable, "-m", "triage.cli"]
     keys = {role: subprocess.run([*cli, "keys", "create", "--role", role], env=env, cwd=work, capture_output=True,
                                  text=True, check=True).stdout.strip() for role in ("intake", "admin")}
@@ -63,14 +112,7 @@ def reload_propagation(model: Path, workers: int, work: Path) -> dict:
                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            try:
-                if _call(f"{base}/readyz")["ready"] and (work / "serve.log").read_text().count("startup complete") >= workers:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.2)
+        _wait_ready(base, work / "serve.log", workers, limit=180)
         started = time.monotonic()
         _call(f"{base}/v1/model/reload", keys["admin"], {"model_dir": "second"})
         answered = time.monotonic() - started
@@ -92,22 +134,30 @@ def reload_propagation(model: Path, workers: int, work: Path) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=str(ROOT / "var" / "models" / "default"))
+    parser.add_argument("--model", default=str(ROOT / "var" / "models" / "default"),
+                        help="the model measured (default: %(default)s, else the one the first start trains)")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    model = Path(args.model)
-    key = signing_key(create=False)
-    load_s = min(timeit.repeat(lambda: load_model(model), number=1, repeat=3))
-    metadata = json.loads((model / METADATA_FILE).read_text(encoding="utf-8"))
-    verify_s = min(timeit.repeat(lambda: _signature(key, model / MODEL_FILE, metadata), number=1, repeat=5))
-    mask_us = min(timeit.repeat(lambda: mask_pii(PETITION), number=200, repeat=3)) / 200 * 1e6
-    with tempfile.TemporaryDirectory(prefix="triage-bench-") as tmp:
-        propagation = reload_propagation(model, args.workers, Path(tmp))
+    with tempfile.TemporaryDirectory(prefix="triage-bench-") as first:
+        # First, on a machine as quiet as it will be: the first start trains the bundled model.
+        started = first_start(Path(first))
+        model = Path(args.model)
+        if not (model / METADATA_FILE).exists():
+            model = Path(first) / "home" / "models" / "default"
+            os.environ["TRIAGE_SIGNING_KEY_FILE"] = str(Path(first) / "home" / "signing.key")
+        key = signing_key(create=False)
+        load_s = min(timeit.repeat(lambda: load_model(model), number=1, repeat=3))
+        metadata = json.loads((model / METADATA_FILE).read_text(encoding="utf-8"))
+        verify_s = min(timeit.repeat(lambda: _signature(key, model / MODEL_FILE, metadata), number=1, repeat=5))
+        mask_us = min(timeit.repeat(lambda: mask_pii(PETITION), number=200, repeat=3)) / 200 * 1e6
+        with tempfile.TemporaryDirectory(prefix="triage-bench-") as tmp:
+            propagation = reload_propagation(model, args.workers, Path(tmp))
+        model_mb = round((model / MODEL_FILE).stat().st_size / 1e6, 2)
     results = {
-        "model_file_mb": round((model / MODEL_FILE).stat().st_size / 1e6, 2),
+        "model_file_mb": model_mb,
         "load_model_s": round(load_s, 3), "signature_check_s": round(verify_s, 4),
         "mask_pii_us_per_petition": round(mask_us, 1), "petition_chars": len(PETITION),
-        "reload": propagation,
+        "reload": propagation, "first_start": started,
     }
     out = ROOT / "benchmarks" / "results" / "production_safety.json"
     out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
