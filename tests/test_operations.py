@@ -169,13 +169,19 @@ def test_log_settings_give_the_level_and_json_lines_with_utc_timestamps():
     assert datetime.fromisoformat(line["time"]).utcoffset() == timedelta(0)
 
 
-def test_an_unknown_log_level_is_refused(monkeypatch):
-    monkeypatch.setenv("TRIAGE_LOG_LEVEL", "loud")
+def _main_with(monkeypatch, command: list[str], **environment: str) -> int:
+    """`triage COMMAND` run with these TRIAGE_ settings set, read afresh."""
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
     get_settings.cache_clear()
     try:
-        assert main(["serve", "--port", "1"]) == 2
+        return main(command)
     finally:
         get_settings.cache_clear()
+
+
+def test_an_unknown_log_level_is_refused(monkeypatch):
+    assert _main_with(monkeypatch, ["serve", "--port", "1"], TRIAGE_LOG_LEVEL="loud") == 2
 
 
 
@@ -280,13 +286,8 @@ def test_commands_on_a_missing_sqlite_file_refuse_naming_it_and_create_none(comm
     # A TRIAGE_HOME or TRIAGE_DATABASE_URL mistyped: an empty database made there would be
     # purged, listed or backed up "successfully" while the service's own stays untouched.
     missing = tmp_path / "var" / "triage.db"
-    monkeypatch.setenv("TRIAGE_DATABASE_URL", f"sqlite:///{missing}")
     monkeypatch.chdir(tmp_path)
-    get_settings.cache_clear()
-    try:
-        assert main(command) == 2
-    finally:
-        get_settings.cache_clear()
+    assert _main_with(monkeypatch, command, TRIAGE_DATABASE_URL=f"sqlite:///{missing}") == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(missing) in err and "does not exist" in err
     assert list(tmp_path.iterdir()) == []
@@ -303,12 +304,8 @@ def _closed_port() -> int:
 def test_commands_with_the_database_down_say_so_in_one_line_naming_it(command, monkeypatch, capsys):
     # PostgreSQL stopped (or a SQLite disk full or read-only): keys and purge ended in
     # SQLAlchemy's traceback, the driver's message buried at its end.
-    monkeypatch.setenv("TRIAGE_DATABASE_URL", f"postgresql+psycopg://triage:s3cret@127.0.0.1:{_closed_port()}/triage")
-    get_settings.cache_clear()
-    try:
-        assert main(command) == 2
-    finally:
-        get_settings.cache_clear()
+    url = f"postgresql+psycopg://triage:s3cret@127.0.0.1:{_closed_port()}/triage"
+    assert _main_with(monkeypatch, command, TRIAGE_DATABASE_URL=url) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
     assert err.startswith(f"triage {command[0]}: error: postgresql+psycopg://triage:***@127.0.0.1:")

@@ -9,6 +9,7 @@ import json
 import random
 import re
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -217,17 +218,21 @@ def test_first_run_without_champion_evaluates_only_the_challenger(lifecycle):
     assert lifecycle["p0"].code == 0 and "now the champion (was none)" in lifecycle["p0"].out
 
 
-def test_a_first_challenger_is_compared_with_the_model_in_service(data, small_model_dir, tmp_path, monkeypatch):
-    # No champion yet: the service serves TRIAGE_MODEL_DIR, and the first promotion replaces it.
-    # A challenger trained on scrambled divisions must not take its place unchecked.
+@pytest.fixture
+def served_without_registry(small_model_dir, monkeypatch) -> Iterator[Path]:
+    """No champion yet: the service serves TRIAGE_MODEL_DIR, which the first promotion replaces."""
     monkeypatch.setenv("TRIAGE_MODEL_DIR", str(small_model_dir))
     get_settings.cache_clear()
-    try:
-        registry = Registry(tmp_path / "reg")
-        first, version = retrain(registry, "--data", str(data.q1_bad), "--holdout", str(data.q2))
-        promoted = run("models", "promote", version, "--registry", str(registry.root))
-    finally:
-        get_settings.cache_clear()
+    yield small_model_dir
+    get_settings.cache_clear()
+
+
+def test_a_first_challenger_is_compared_with_the_model_in_service(data, served_without_registry, tmp_path):
+    # A challenger trained on scrambled divisions must not take the served model's place unchecked.
+    small_model_dir = served_without_registry
+    registry = Registry(tmp_path / "reg")
+    first, version = retrain(registry, "--data", str(data.q1_bad), "--holdout", str(data.q2))
+    promoted = run("models", "promote", version, "--registry", str(registry.root))
     in_service = load_model(small_model_dir).version
     assert "champion: none in the registry yet; compared with the model served without one" in first.out
     assert f"in service {in_service}:" in first.out and "WORSE" in first.out
@@ -239,21 +244,16 @@ def test_a_first_challenger_is_compared_with_the_model_in_service(data, small_mo
     assert registry.champion() is None
 
 
-def test_the_first_promotion_can_be_rolled_back_to_the_model_served_before(data, small_model_dir, tmp_path, monkeypatch):
+def test_the_first_promotion_can_be_rolled_back_to_the_model_served_before(data, served_without_registry, tmp_path):
     # The first champion had no previous one: rollback refused, and nothing short of moving
     # the registry away put the model served before back into service.
-    monkeypatch.setenv("TRIAGE_MODEL_DIR", str(small_model_dir))
-    get_settings.cache_clear()
-    try:
-        registry = Registry(tmp_path / "reg")
-        _, version = retrain(registry, "--data", str(data.q1), "--holdout", str(data.q2))
-        promoted = run("models", "promote", version, "--registry", str(registry.root), "--force", "--reason", "新模型")
-        rolled_back = run("models", "rollback", "--registry", str(registry.root), "--reason", "回到原模型")
-        again = run("models", "rollback", "--registry", str(registry.root))
-        listed = run("models", "list", "--registry", str(registry.root))
-    finally:
-        get_settings.cache_clear()
-    before = load_model(small_model_dir)
+    registry = Registry(tmp_path / "reg")
+    _, version = retrain(registry, "--data", str(data.q1), "--holdout", str(data.q2))
+    promoted = run("models", "promote", version, "--registry", str(registry.root), "--force", "--reason", "新模型")
+    rolled_back = run("models", "rollback", "--registry", str(registry.root), "--reason", "回到原模型")
+    again = run("models", "rollback", "--registry", str(registry.root))
+    listed = run("models", "list", "--registry", str(registry.root))
+    before = load_model(served_without_registry)
     assert promoted.code == 0, promoted.err
     assert rolled_back.code == 0, rolled_back.err
     assert registry.champion() == before.version
