@@ -264,6 +264,20 @@ def test_a_ledgers_refused_rows_say_why_in_the_pages_language(intake):
     assert errors == ["收件日期：晚于今天：收件在登记之前，请检查年份", "正文：25000 字，超过上限 20000 字"]
 
 
+@pytest.mark.parametrize("ledger, said", [
+    ("编号,标题,内容\nTZ-401,拖欠工资,老板没发工资。\nTZ-402,,\n", "台账.csv，第 3 行，「内容」列：标题和内容都是空的"),
+    ("编号,标题,内容\n", "台账.csv：表头下面没有数据行"),
+    ("编号,标题\nTZ-404,拖欠工资\n", "台账.csv：缺少必需的列（missing column(s) ['body']"),
+])
+def test_a_refused_ledger_says_where_and_why_in_the_pages_language(intake, ledger, said):
+    # The clerk was shown the command line's "upload.csv, row 3, column 'body': empty petition text".
+    client, key, _ = intake
+    csrf = signed_in(client, key, landing="/intake")
+    answer = client.post("/intake/ledger", data={"csrf_token": csrf},
+                         files={"ledger": ("台账.csv", ledger.encode(), "text/csv")})
+    assert answer.status_code == 422 and said in html.unescape(answer.text), answer.text[-1500:]
+
+
 def test_a_page_address_that_cannot_be_opened_answers_a_page_not_json(intake):
     # The ledger's results reopened in a new tab answered {"detail":"Method Not Allowed"}.
     client, key, _ = intake

@@ -189,7 +189,7 @@ class LedgerError(ValueError):
         if column is not None:
             where += f", column '{column}'"
         super().__init__(f"{where}: {message}")
-        self.path, self.row, self.column, self.sheet = str(path), row, column, sheet
+        self.path, self.row, self.column, self.sheet, self.message = str(path), row, column, sheet, message
 
 
 @dataclass
