@@ -278,6 +278,19 @@ def test_a_refused_ledger_says_where_and_why_in_the_pages_language(intake, ledge
     assert answer.status_code == 422 and said in html.unescape(answer.text), answer.text[-1500:]
 
 
+def test_a_key_revoked_while_signed_in_is_named_on_the_sign_in_form(intake):
+    # The next click landed on 登录 without a word, and the clerk tried the revoked key again.
+    from service.keys import revoke_key
+
+    client, key, database = intake
+    signed_in(client, key, landing="/intake")
+    with database.sessions() as session:
+        assert revoke_key(session, key)
+    answer = client.get("/intake")
+    assert answer.url.path == "/signin" and "此前使用的密钥已被吊销，请用新的密钥登录。" in answer.text
+    assert client.get("/intake").url.path == "/signin"  # the session is ended, not just refused once
+
+
 def test_a_page_address_that_cannot_be_opened_answers_a_page_not_json(intake):
     # The ledger's results reopened in a new tab answered {"detail":"Method Not Allowed"}.
     client, key, _ = intake

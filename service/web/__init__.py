@@ -50,7 +50,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(SignInRequired)
     async def sign_in_first(_request: Request, exc: SignInRequired) -> Response:
-        response = RedirectResponse(signin_url(exc.next_path) + ("&expired=1" if exc.message else ""), status_code=303)
+        response = RedirectResponse(signin_url(exc.next_path) + (f"&{exc.why}=1" if exc.message else ""), status_code=303)
         if exc.message:
             end_session(response)
         return response

@@ -32,9 +32,10 @@ CSRF_FIELD = "csrf_token"
 class SignInRequired(Exception):
     """No valid session: the page redirects to the sign-in form, then back."""
 
-    def __init__(self, next_path: str, message: str = "") -> None:
+    def __init__(self, next_path: str, message: str = "", why: str = "expired") -> None:
         super().__init__(message)
-        self.next_path, self.message = next_path, message
+        # `why` (expired, revoked) is what the sign-in form says, once the session is ended.
+        self.next_path, self.message, self.why = next_path, message, why
 
 
 class PageRefused(Exception):
@@ -91,7 +92,8 @@ def _active_key(session: Session, prefix: str) -> ApiKey | None:
 
 
 def current_user(request: Request, session: Session, settings: Settings) -> WebUser | None:
-    """The signed-in user, or None (no cookie, a bad signature, expired, or the key revoked)."""
+    """The signed-in user; None without a session (no cookie, a bad signature). SignInRequired
+    when the session expired or its key was revoked, which the sign-in form then says."""
     token = request.cookies.get(COOKIE)
     if not token:
         return None
@@ -102,7 +104,11 @@ def current_user(request: Request, session: Session, settings: Settings) -> WebU
     except BadSignature:
         return None
     key = _active_key(session, str(data.get("prefix", "")))
-    return WebUser(key=key, csrf=str(data.get("csrf", ""))) if key is not None else None
+    if key is None:
+        # Revoked while the page was open: the sign-in form said nothing, and the clerk tried
+        # the same key again.
+        raise SignInRequired(_here(request), "密钥已被吊销 (key revoked)", why="revoked")
+    return WebUser(key=key, csrf=str(data.get("csrf", "")))
 
 
 def _here(request: Request) -> str:

@@ -50,8 +50,9 @@ def home(request: Request, session: SessionDep, settings: SettingsDep) -> Respon
 
 
 @router.get("/signin", response_class=HTMLResponse)
-def signin_form(request: Request, next: str | None = None, expired: bool = False) -> HTMLResponse:
-    return _signin_form(request, next, "会话已过期，请重新登录。" if expired else "")
+def signin_form(request: Request, next: str | None = None, expired: bool = False, revoked: bool = False) -> HTMLResponse:
+    said = "此前使用的密钥已被吊销，请用新的密钥登录。" if revoked else "会话已过期，请重新登录。" if expired else ""
+    return _signin_form(request, next, said)
 
 
 @router.post("/signin", response_class=HTMLResponse)
