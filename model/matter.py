@@ -51,10 +51,17 @@ _PII = [
     re.compile(r"(?<![0-9])(?:\+?86[ -]?)?1[3-9][0-9][ -]?[0-9]{4}[ -]?[0-9]{4}(?![0-9])"),
     re.compile(r"(?<![0-9])0[1-9][0-9]{1,2}[ -]?[0-9]{7,8}(?![0-9])"),
     re.compile(r"\[(?:身份证号|银行卡号|手机号|电话)\]|[*＊×xX]{3,}"),
+    # The writer's address in a letter's form (住址, 家庭住址, 联系地址, 通讯地址): it says where the
+    # writer lives, not what the matter is, and its place names would otherwise be anchors that keep
+    # two writers' letters about one matter apart and tie one writer's letters together. A
+    # workplace's address (单位地址) is the matter's, and stays.
+    re.compile(r"(?:(?<=住址[:：])|(?<=[系讯庭]地址[:：]))[^,，。;；、\s]+"),
 ]
-# A name after the words that introduce one. Names elsewhere are not found; the anchors
-# below never use a person's name, and two letters that differ only in a name stay similar.
-_NAME = re.compile(r"(我叫|本人|姓名[:：]?|名叫|我是)([\u4e00-\u9fff]{2,3})(?=[，,。.、；;：:\s(（]|$)")
+# A name after the words that introduce one, in prose or in a letter's form (信访人：, 反映人：).
+# Names elsewhere are not found; the anchors below never use a person's name, and two letters
+# that differ only in a name stay similar.
+_NAME = re.compile(r"(我叫|本人|姓名[:：]?|名叫|我是|(?:信访|反映|投诉|举报|申请|联系|来信)人[:：]?)"
+                   r"([\u4e00-\u9fff]{2,3})(?=[，,。.、；;：:\s(（]|$)")
 _TITLE = re.compile(r"[\u4e00-\u9fff](先生|女士|师傅|老师|同志|大爷|阿姨)")
 # Digit runs that are not part of a place code such as "A3区" (boards code places that way).
 _DIGITS = re.compile(r"(?<![A-Za-z0-9])[0-9]+(?:\.[0-9]+)?")

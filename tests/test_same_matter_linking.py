@@ -61,6 +61,21 @@ def test_changing_only_masked_numbers_and_names_does_not_change_the_links():
     assert link_matters([texts[0], retold[0]]) == ["M1", "M1"]
 
 
+def form_letter(name: str, address: str, matter: str) -> str:
+    return f"尊敬的领导：信访人：{name}，住址：{address}，联系电话：13873112345。{matter}恳请领导帮助解决。反映人：{name}"
+
+
+def test_a_letters_form_links_neither_by_the_writers_name_nor_by_the_address():
+    # A letter's form names the writer (信访人, 反映人) and where they live (住址). The address's
+    # place names were anchors: two writers' letters about one pension matter conflicted and were
+    # not linked, and one writer's letters about two matters were linked by name and address.
+    pension = "我的养老金核定少了三百元，请求复核。"
+    index = MatterIndex()
+    index.add("first", form_letter("赵德福", "青山市临河区幸福街道枫林小区七栋二单元", pension))
+    assert [m.key for m in index.query(form_letter("钱小梅", "白沙市东城区和平街道桂园小区三栋", pension))] == ["first"]
+    assert index.query(form_letter("赵德福", "青山市临河区幸福街道枫林小区七栋二单元", "我的住院费用医保报销少了，请求重新结算。")) == []
+
+
 def test_two_matters_written_from_one_template_are_not_linked():
     index = MatterIndex()
     index.add("first", joined(petition(FIRST)))
