@@ -45,6 +45,8 @@ COMMIT_LAG = timedelta(seconds=10)
 # petitions of the matter that come later are linked to both.
 PEER_ROWS_SECONDS = 0.25
 SIMILAR_SHOWN = 5
+# What a petition's text is once `triage purge` has emptied it.
+PURGED = f"\n{PURGED_TEXT}"
 # The index's objects are frozen (service/heap.py) each time it has grown by this many rows.
 FREEZE_EVERY_ROWS = 5_000
 
@@ -93,7 +95,7 @@ class CaseInfo:
 
     @property
     def purged(self) -> bool:
-        return self.text == text_of("", PURGED_TEXT)
+        return self.text == PURGED
 
 
 class SharedMatterIndex:
@@ -172,8 +174,10 @@ class SharedMatterIndex:
         return True
 
     def _add_rows(self, rows: Iterable[Row]) -> None:
-        self.index.add_many((tid, text_of(title, body), aware(received or created).timestamp())
-                            for tid, title, body, received, created in rows)
+        # A purged petition has no text left to link by; taken in, every purged petition would
+        # carry the same placeholder and all of them would link into one matter.
+        self.index.add_many((tid, text, aware(received or created).timestamp())
+                            for tid, title, body, received, created in rows if (text := text_of(title, body)) != PURGED)
         self._freeze_growth()
 
     def _freeze_growth(self) -> None:
@@ -264,7 +268,20 @@ def link(session: Session, shared: SharedMatterIndex, text: str, received: datet
                            decided_division=info.decided_division, review_status=info.review_status)
                for m in matches[:SIMILAR_SHOWN] if (info := infos.get(m.key)) is not None and not info.purged]
     group = shared.group_of(matches, received, days, cap=min_size) if similar else set()
+    if len(group) + 1 >= min_size:
+        # Petitions purged since the index took them in are no members: their text is gone.
+        group = {tid for tid, info in _infos_or_none(session, sorted(group)).items() if not info.purged}
     return Linked(similar, sorted(group) if len(group) + 1 >= min_size else [])
+
+
+def _infos_or_none(session: Session, triage_ids: list[str]) -> dict[str, CaseInfo]:
+    """case_infos, or none while the database cannot be read (no group is then made)."""
+    try:
+        return case_infos(session, triage_ids)
+    except SQLAlchemyError as exc:
+        session.rollback()
+        log.error("same-matter lookup failed: %s", type(exc).__name__)
+        return {}
 
 
 async def get_matters(request: Request) -> SharedMatterIndex:  # a lookup: no thread needed (service/deps.py)

@@ -29,6 +29,7 @@ from service import similar
 from service.app import create_app
 from service.database import Database, TriageRecord
 from service.keys import create_key
+from service.maintenance import purge_petitions
 from service.settings import Settings
 from service.similar import SharedMatterIndex, link
 from training.corpus import generate
@@ -386,6 +387,37 @@ def test_a_petition_purged_while_the_service_runs_is_no_longer_shown_as_similar(
     with database.sessions() as session:
         assert link(session, shared, retold, datetime.now(UTC), 3, 7).similar == []
     database.engine.dispose()
+
+
+UNRELATED = [("养老金待遇核定有误", "我去年办理退休，核定的基本养老金比同工龄同事少了三百多元，视同缴费年限没有算进去。"),
+             ("招聘考试成绩异议", "我参加了今年市直事业单位公开招聘笔试，综合应用能力科目只有零分，我确认答题卡填涂无误。"),
+             ("工伤认定超期未办", "我在工地摔伤腰椎，单位去年就提交了工伤认定申请，到现在还没有结论，医药费都是自己垫付的。"),
+             ("失业保险金申领", "单位裁员后我去申领失业保险金，窗口说系统里没有我的参保记录，可工资条上每月都扣了失业保险。")]
+
+
+def test_purged_petitions_make_no_emerging_group_before_or_after_a_restart(tmp_path, small_model_dir):
+    # After `triage purge` a restarted worker took every purged petition into its index with the
+    # same placeholder text, and /v1/emerging showed four unrelated petitions as one group; a
+    # running worker still counted purged petitions, with their old text, as a group's members.
+    database_url = f"sqlite:///{tmp_path / 'triage.db'}"
+    start = datetime.now(UTC) - timedelta(days=6)
+    with running(database_url, small_model_dir) as (client, keys):
+        for i, (title, body) in enumerate(UNRELATED):
+            triage(client, keys, {"title": title, "body": body, "received_at": (start + timedelta(hours=i)).isoformat()})
+        first, second = (triage(client, keys, petition(FIRST | {"name": name}, received_at=(start + timedelta(days=1 + i)).isoformat()))
+                         for i, name in enumerate(["王建国", "李秀英"]))
+        purge_petitions(Database(database_url), datetime.now(UTC), actor="test")
+        third = triage(client, keys, petition(RETOLD, received_at=(start + timedelta(days=4)).isoformat()))
+        reviewer = {"X-API-Key": keys["reviewer"]}
+        assert client.get("/v1/emerging", headers=reviewer).json() == []
+        stored_after = triage(client, keys, petition(FIRST | {"name": "张伟"}, received_at=(start + timedelta(days=5)).isoformat()))
+        assert stored_after["repeat_of"] == third["triage_id"]
+        queue = client.get("/v1/review-queue", params={"reason": "emerging_group"}, headers=reviewer).json()
+        assert {i["triage_id"] for i in queue} & {first["triage_id"], second["triage_id"]} == set()
+        assert stored_after["triage_id"] not in {i["triage_id"] for i in queue}
+    with running(database_url, small_model_dir) as (client, keys):
+        assert client.get("/v1/emerging", params={"min_size": 2}, headers={"X-API-Key": keys["reviewer"]}).json() != []
+        assert client.get("/v1/emerging", headers={"X-API-Key": keys["reviewer"]}).json() == []
 
 
 def _linked_by_lookup(texts: list[str]) -> list[str]:

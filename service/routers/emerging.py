@@ -34,7 +34,8 @@ def emerging(
     matters.refresh(session)
     groups = []
     for keys in matters.groups(end - days * 86400, end, min_size):
-        infos = sorted(case_infos(session, keys).values(), key=lambda i: i.received_at)
+        # A petition purged since this worker's index took it in is no member: its text is gone.
+        infos = sorted((i for i in case_infos(session, keys).values() if not i.purged), key=lambda i: i.received_at)
         if len(infos) < min_size:
             continue
         divisions: dict[str, int] = {}
