@@ -213,11 +213,9 @@ class SharedMatterIndex:
         until = aware(received).timestamp()
         return self.index.query(text, limit=limit, since=until - self.window.total_seconds(), until=until)
 
-    def group_of(self, matches: list[Match], received: datetime, days: float, cap: int) -> set[str]:
+    def group_of(self, matches: list[Match], since: float, until: float, cap: int) -> set[str]:
         """The stored petitions linked, directly or through others, to a petition whose matches
-        these are, within `days` before `received` (the search stops once it has `cap`)."""
-        until = aware(received).timestamp()
-        since = until - days * 86400
+        these are, received between the timestamps (the search stops once it has `cap`)."""
         frontier = [m.key for m in matches if since <= self.index.when(m.key) <= until]
         seen = set(frontier)
         while frontier and len(seen) < cap:
@@ -267,11 +265,22 @@ def link(session: Session, shared: SharedMatterIndex, text: str, received: datet
     similar = [SimilarCase(triage_id=m.key, external_id=info.external_id, received_at=info.received_at, similarity=m.similarity,
                            decided_division=info.decided_division, review_status=info.review_status)
                for m in matches[:SIMILAR_SHOWN] if (info := infos.get(m.key)) is not None and not info.purged]
-    group = shared.group_of(matches, received, days, cap=min_size) if similar else set()
+    group = _group(shared, matches, text, aware(received).timestamp(), days * 86400, min_size)
     if len(group) + 1 >= min_size:
         # Petitions purged since the index took them in are no members: their text is gone.
         group = {tid for tid, info in _infos_or_none(session, sorted(group)).items() if not info.purged}
     return Linked(similar, sorted(group) if len(group) + 1 >= min_size else [])
+
+
+def _group(shared: SharedMatterIndex, matches: list[Match], text: str, when: float, window: float, min_size: int) -> set[str]:
+    """The stored petitions of the group a petition received at `when` makes with those received
+    within `window` before it or, failing that, after it: a ledger listed newest first, or a
+    county's backlog entered late, stores the later petitions of a matter before the earlier."""
+    group = shared.group_of(matches, when - window, when, cap=min_size)
+    if len(group) + 1 < min_size:
+        later = shared.index.query(text, limit=min_size, since=when, until=when + window)
+        group = shared.group_of(later, when, when + window, cap=min_size)
+    return group
 
 
 def _infos_or_none(session: Session, triage_ids: list[str]) -> dict[str, CaseInfo]:

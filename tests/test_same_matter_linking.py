@@ -222,6 +222,23 @@ def test_five_petitions_about_one_employer_make_one_emerging_group_in_the_review
         assert answer.status_code == 200 and len(answer.json()) == 1, answer.text
 
 
+def test_a_ledger_listed_newest_first_flags_its_emerging_group_in_the_review_queue(tmp_path, small_model_dir):
+    # Office ledgers are often sorted newest first. Each petition looked for its group only among
+    # those received before it, which the batch had not stored yet: /v1/emerging showed the group
+    # and the review queue held none of it.
+    start = datetime.now(UTC) - timedelta(days=10)
+    items = [petition(FIRST | {"name": name}, received_at=(start + timedelta(days=3 * i)).isoformat())
+             for i, name in enumerate(["王建国", "李秀英", "张伟"])][::-1]
+    with running(f"sqlite:///{tmp_path / 'triage.db'}", small_model_dir) as (client, keys):
+        answer = client.post("/v1/triage/batch", json={"petitions": items}, headers={"X-API-Key": keys["intake"]})
+        assert answer.status_code == 200, answer.text
+        ids = {item["result"]["triage_id"] for item in answer.json()}
+        reviewer = {"X-API-Key": keys["reviewer"]}
+        assert [g["size"] for g in client.get("/v1/emerging", headers=reviewer).json()] == [3]
+        queue = client.get("/v1/review-queue", headers=reviewer).json()
+        assert {i["triage_id"] for i in queue if i["reason"] in ("emerging_group", "high_risk")} == ids
+
+
 def test_two_workers_see_the_same_index(tmp_path, small_model_dir):
     """Two `triage serve` processes on one database: what one stores, the other finds."""
     database_url = f"sqlite:///{tmp_path / 'triage.db'}"
