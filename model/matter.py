@@ -233,6 +233,11 @@ class MatterIndex:
     threshold : float, default=LINK_THRESHOLD
         Estimated Jaccard similarity of masked 3-grams from which a pair is one matter.
 
+    Attributes
+    ----------
+    latest : float
+        The latest `when` stored (-inf while empty).
+
     Notes
     -----
     The band hashes of the first rows are kept sorted (binary search per band); rows
@@ -247,6 +252,7 @@ class MatterIndex:
         self._lock = threading.RLock()
         self._keys: list[str] = []
         self._when: list[float] = []
+        self.latest = float("-inf")
         self._anchors: list[dict[str, frozenset[str]]] = []
         self._positions: dict[str, int] = {}
         self._sigs = np.empty((0, NUM_PERM), np.uint32)
@@ -312,6 +318,7 @@ class MatterIndex:
                 self._keys.append(key)
                 self._when.append(when)
                 self._anchors.append(anchor)
+                self.latest = max(self.latest, when)
             self._size += len(prepared)
             if self._size - self._sorted_upto > max(256, self._sorted_upto // 16):
                 self._sort()

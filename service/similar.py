@@ -277,7 +277,9 @@ def _group(shared: SharedMatterIndex, matches: list[Match], text: str, when: flo
     within `window` before it or, failing that, after it: a ledger listed newest first, or a
     county's backlog entered late, stores the later petitions of a matter before the earlier."""
     group = shared.group_of(matches, when - window, when, cap=min_size)
-    if len(group) + 1 < min_size:
+    # Asked only when something was received after it: a petition triaged as it arrives, as
+    # most are, pays for no second search.
+    if len(group) + 1 < min_size and shared.index.latest > when:
         later = shared.index.query(text, limit=min_size, since=when, until=when + window)
         group = shared.group_of(later, when, when + window, cap=min_size)
     return group
