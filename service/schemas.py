@@ -89,6 +89,12 @@ class PetitionIn(BaseModel):
     channel: Channel | None = Field(None, description="How it arrived: 来信 (letter), 来访 (visit), 网上 (online), 电话 (phone).")
 
 
+class ErrorOut(BaseModel):
+    """Every error but a 422: one sentence saying what was wrong and what to send instead."""
+
+    detail: str = Field(description="What was wrong, naming the field, header or record concerned.")
+
+
 class Span(BaseModel):
     start: int = Field(description=OFFSETS)
     end: int = Field(description="End offset (exclusive), in the same text as start.")

@@ -12,8 +12,31 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.schemas import ErrorOut
+
 MISSING_KEY = "missing API key: send it in the X-API-Key header"
 NOT_JSON = "the request body must be JSON: send it with Content-Type: application/json"
+# What each error status means, as the OpenAPI schema lists it beside the route's answers: a
+# client generated from the schema handled only 200 and 422, and took a 404 or a 409 for a
+# breakdown of the service rather than an answer it should act on.
+ERRORS = {
+    400: "The body is not text in UTF-8.",
+    401: "No API key, or one that is unknown or revoked.",
+    403: "The key's role may not use this endpoint.",
+    404: "No such triage (or, for resolve, none in the review queue).",
+    409: "The request conflicts with what is stored: the item was already resolved, or a model registry governs.",
+    413: "The body is over the size limit (TRIAGE_MAX_REQUEST_BYTES).",
+    415: "The body is not sent as JSON.",
+    503: "The database or the model is unavailable: send the request again shortly.",
+}
+# Every route that needs a key can answer these; routes with a body also the body's.
+KEYED_ERRORS = (401, 403, 503)
+BODY_ERRORS = (400, 413, 415)
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The `responses` of a route or router: these error statuses, each with its {detail} body."""
+    return {code: {"model": ErrorOut, "description": ERRORS[code]} for code in codes}
 
 
 class InvalidField(HTTPException):

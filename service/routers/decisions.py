@@ -14,16 +14,17 @@ from model.taxonomy import Taxonomy
 from service.cases import decision_out
 from service.database import ApiKey, AuditEntry, DecisionRecord, ReviewItem, TriageRecord
 from service.deps import ModelDep, SessionDep, actor_of, require_role
-from service.routers import InvalidField, KeyedRoute
+from service.routers import BODY_ERRORS, KEYED_ERRORS, InvalidField, KeyedRoute, errors
 from service.schemas import DecisionIn, DecisionOut
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/v1/decisions", tags=["decisions"], route_class=KeyedRoute)
+router = APIRouter(prefix="/v1/decisions", tags=["decisions"], route_class=KeyedRoute,
+                   responses=errors(*KEYED_ERRORS))
 Intake = Annotated[ApiKey, Depends(require_role("intake"))]
 REVISION_ATTEMPTS = 20
 
 
-@router.post("", response_model=DecisionOut, status_code=201)
+@router.post("", response_model=DecisionOut, status_code=201, responses=errors(*BODY_ERRORS, 404))
 def record_decision(decision: DecisionIn, session: SessionDep, loaded: ModelDep, key: Intake) -> DecisionOut:
     """Records a person's labels for a triage: codes or Chinese names, as in ledgers."""
     return record(decision, session, loaded.model.taxonomy, key)

@@ -10,11 +10,12 @@ from model.matter import shared_words
 from model.taxonomy import RISK_ORDER
 from service.database import ApiKey, utcnow
 from service.deps import SessionDep, SettingsDep, require_role
-from service.routers import KeyedRoute
+from service.routers import KEYED_ERRORS, KeyedRoute, errors
 from service.schemas import EmergingGroup, EmergingMember, Moment
 from service.similar import MattersDep, aware, case_infos
 
-router = APIRouter(prefix="/v1/emerging", tags=["emerging"], route_class=KeyedRoute)
+router = APIRouter(prefix="/v1/emerging", tags=["emerging"], route_class=KeyedRoute,
+                   responses=errors(*KEYED_ERRORS))
 Reader = Annotated[ApiKey, Depends(require_role("reviewer", "analyst"))]
 
 

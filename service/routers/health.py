@@ -18,7 +18,8 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses={503: {"description": "Not ready: no model loaded, or the database "
+                                                         "unreachable or not migrated; the body says which."}})
 def readyz(request: Request, response: Response) -> dict[str, object]:
     model = request.app.state.models.current
     # Reachable and migrated to the revision this code needs (migrating now if it was down at start-up).

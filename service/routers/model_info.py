@@ -11,10 +11,11 @@ from model.artifact import ArtifactError, load_model
 from service.database import ApiKey, AuditEntry
 from service.deps import ModelDep, SessionDep, SettingsDep, actor_of, require_role
 from service.model_holder import confined, put_in_service
-from service.routers import InvalidField, KeyedRoute
+from service.routers import BODY_ERRORS, KEYED_ERRORS, InvalidField, KeyedRoute, errors
 from service.schemas import ReloadIn
 
-router = APIRouter(prefix="/v1/model", tags=["model"], route_class=KeyedRoute)
+router = APIRouter(prefix="/v1/model", tags=["model"], route_class=KeyedRoute,
+                   responses=errors(*KEYED_ERRORS))
 
 
 @router.get("")
@@ -29,7 +30,7 @@ def model_info(loaded: ModelDep, _: Annotated[ApiKey, Depends(require_role("anal
     }
 
 
-@router.post("/reload")
+@router.post("/reload", responses=errors(*BODY_ERRORS, 409))
 def reload_model(body: ReloadIn, request: Request, session: SessionDep, settings: SettingsDep,
                  key: Annotated[ApiKey, Depends(require_role("admin"))]) -> dict[str, str]:
     """Puts a model into service in every worker: it is loaded and checked here, recorded

@@ -12,11 +12,12 @@ from model.taxonomy import Taxonomy
 from service.cases import TaxonomyDep, case_out
 from service.database import ApiKey, AuditEntry, ReviewItem, TriageRecord, utcnow
 from service.deps import SessionDep, SettingsDep, actor_of, require_role
-from service.routers import InvalidField, KeyedRoute
+from service.routers import BODY_ERRORS, KEYED_ERRORS, InvalidField, KeyedRoute, errors
 from service.schemas import NO_NUL, Moment, ResolveIn, ReviewItemOut, ReviewReason
 from service.settings import Settings
 
-router = APIRouter(prefix="/v1/review-queue", tags=["review-queue"], route_class=KeyedRoute)
+router = APIRouter(prefix="/v1/review-queue", tags=["review-queue"], route_class=KeyedRoute,
+                   responses=errors(*KEYED_ERRORS))
 Reviewer = Annotated[ApiKey, Depends(require_role("reviewer"))]
 
 
@@ -59,7 +60,7 @@ def list_queue(
     return [_out(item, triage, session, taxonomy, settings) for item, triage in session.execute(query)]
 
 
-@router.post("/{triage_id}/resolve", response_model=ReviewItemOut)
+@router.post("/{triage_id}/resolve", response_model=ReviewItemOut, responses=errors(*BODY_ERRORS, 404, 409))
 def resolve(triage_id: Annotated[str, Path(max_length=200, pattern=NO_NUL)], body: ResolveIn, session: SessionDep, key: Reviewer,
             taxonomy: TaxonomyDep, settings: SettingsDep) -> ReviewItemOut:
     item = session.get(ReviewItem, triage_id)

@@ -10,10 +10,11 @@ from sqlalchemy import func, select
 from service.cases import TaxonomyDep
 from service.database import ApiKey, DecisionRecord, TriageRecord
 from service.deps import SessionDep, require_role
-from service.routers import KeyedRoute
+from service.routers import KEYED_ERRORS, KeyedRoute, errors
 from service.schemas import Moment
 
-router = APIRouter(prefix="/v1/stats", tags=["stats"], route_class=KeyedRoute)
+router = APIRouter(prefix="/v1/stats", tags=["stats"], route_class=KeyedRoute,
+                   responses=errors(*KEYED_ERRORS))
 
 
 @router.get("")

@@ -24,7 +24,7 @@ from service.deps import GroupCommitDep, ModelDep, SessionDep, SettingsDep, requ
 from service.group_commit import GroupCommit
 from service.metrics import PREDICTIONS
 from service.pii import mask_pii
-from service.routers import InvalidField, KeyedRoute
+from service.routers import BODY_ERRORS, KEYED_ERRORS, InvalidField, KeyedRoute, errors
 from service.schemas import NO_NUL, BatchIn, BatchItem, CaseOut, DecisionOut, PetitionIn, RuleHit, Suggestion
 from service.settings import Settings
 from service.similar import MattersDep, SharedMatterIndex, case_infos, link, text_of
@@ -39,7 +39,8 @@ TRIAGE_AT_ONCE = 1
 # the next one computes; their rows are committed together (service/group_commit.py).
 # Further requests wait on the event loop, without a thread or a database connection.
 TRIAGE_IN_THREADS = 4
-router = APIRouter(prefix="/v1/triage", tags=["triage"], route_class=KeyedRoute)
+router = APIRouter(prefix="/v1/triage", tags=["triage"], route_class=KeyedRoute,
+                   responses=errors(*KEYED_ERRORS))
 Intake = Annotated[ApiKey, Depends(require_role("intake"))]
 Reader = Annotated[ApiKey, Depends(require_role("intake", "reviewer"))]
 TriageId = Annotated[str, Path(max_length=200, pattern=NO_NUL)]
@@ -190,7 +191,7 @@ def _answer(petition: PetitionIn, loaded: LoadedModel, session: Session, writes:
     return suggest_one(petition, loaded, session, writes, settings, matters, turn).model_dump_json().encode()
 
 
-@router.post("", response_model=Suggestion)
+@router.post("", response_model=Suggestion, responses=errors(*BODY_ERRORS))
 async def triage_one(petition: PetitionIn, loaded: ModelDep, session: SessionDep, writes: GroupCommitDep,
                      settings: SettingsDep, matters: MattersDep, turns: Annotated[TriageTurns, Depends(get_triage_turns)],
                      _: Intake) -> Response:
@@ -199,7 +200,7 @@ async def triage_one(petition: PetitionIn, loaded: ModelDep, session: SessionDep
     return Response(answer, media_type="application/json")
 
 
-@router.post("/batch", response_model=list[BatchItem])
+@router.post("/batch", response_model=list[BatchItem], responses=errors(*BODY_ERRORS))
 def triage_batch(batch: BatchIn, loaded: ModelDep, session: SessionDep, writes: GroupCommitDep, settings: SettingsDep,
                  matters: MattersDep, _: Intake) -> list[BatchItem]:
     if len(batch.petitions) > settings.max_batch:
@@ -229,13 +230,13 @@ def _record(session: Session, triage_id: str) -> TriageRecord:
     return record
 
 
-@router.get("/{triage_id}", response_model=CaseOut)
+@router.get("/{triage_id}", response_model=CaseOut, responses=errors(404))
 def get_case(triage_id: TriageId, loaded: ModelDep, session: SessionDep, settings: SettingsDep, _: Reader) -> CaseOut:
     """A stored triage with its masked text, evidence, time limits, review state and decisions."""
     return case_out(session, _record(session, triage_id), loaded.model.taxonomy, settings)
 
 
-@router.get("/{triage_id}/decisions", response_model=list[DecisionOut])
+@router.get("/{triage_id}/decisions", response_model=list[DecisionOut], responses=errors(404))
 def get_decisions(triage_id: TriageId, loaded: ModelDep, session: SessionDep, _: Reader) -> list[DecisionOut]:
     """Every decision on a triage, oldest first; the last one counts."""
     return decisions_of(session, _record(session, triage_id).id, loaded.model.taxonomy)
