@@ -4,6 +4,8 @@ README's role table being the one the code enforces."""
 
 from __future__ import annotations
 
+import gzip
+import json
 import re
 from pathlib import Path
 
@@ -121,3 +123,15 @@ def test_every_error_status_the_api_answers_is_in_its_openapi_schema(service):
         if response.status_code not in (200, 201, 422):
             assert list(response.json()) == ["detail"] and isinstance(response.json()["detail"], str), response.text
             assert listed[str(response.status_code)]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorOut"}
+
+
+@pytest.mark.parametrize("path", ["/v1/triage", "/v1/triage/batch"])
+def test_a_gzip_body_is_refused_as_compressed_not_as_gbk(service, path):
+    # The gzip bytes were decoded as text and the answer said the body was GBK, not UTF-8.
+    client, keys = service
+    body = {"body": "三个月没发工资"} if path == "/v1/triage" else {"petitions": [{"body": "三个月没发工资"}]}
+    response = client.post(path, content=gzip.compress(json.dumps(body).encode()),
+                           headers={"X-API-Key": keys["intake"], "content-type": "application/json", "content-encoding": "gzip"})
+    assert response.status_code == 415, response.text
+    assert "Content-Encoding: gzip" in response.json()["detail"] and "GBK" not in response.json()["detail"]
+    assert response.headers["accept-encoding"] == "identity"

@@ -16,6 +16,7 @@ from service.schemas import ErrorOut
 
 MISSING_KEY = "missing API key: send it in the X-API-Key header"
 NOT_JSON = "the request body must be JSON: send it with Content-Type: application/json"
+NOT_COMPRESSED = "the request body must not be compressed (Content-Encoding: {}): send the JSON as it is"
 # What each error status means, as the OpenAPI schema lists it beside the route's answers: a
 # client generated from the schema handled only 200 and 422, and took a 404 or a 409 for a
 # breakdown of the service rather than an answer it should act on.
@@ -26,7 +27,7 @@ ERRORS = {
     404: "No such triage (or, for resolve, none in the review queue).",
     409: "The request conflicts with what is stored: the item was already resolved, or a model registry governs.",
     413: "The body is over the size limit (TRIAGE_MAX_REQUEST_BYTES).",
-    415: "The body is not sent as JSON.",
+    415: "The body is not sent as JSON, or is compressed (send it without Content-Encoding).",
     503: "The database or the model is unavailable: send the request again shortly.",
 }
 # Every route that needs a key can answer these; routes with a body also the body's.
@@ -95,6 +96,12 @@ class KeyedRoute(APIRoute):
             # A body of another type is not something this API reads (422 would say it was the wrong JSON).
             if self.body_field is not None and content_type is not None and not _is_json(content_type):
                 raise HTTPException(415, NOT_JSON)
+            coding = request.headers.get("content-encoding", "identity").strip().lower()
+            # A gzip body was read as text and refused as "not UTF-8 ... GBK", which sent the
+            # integrator looking for a character set problem; RFC 7694 answers 415 and says which
+            # coding is accepted.
+            if self.body_field is not None and coding not in ("", "identity"):
+                raise HTTPException(415, NOT_COMPRESSED.format(coding), headers={"Accept-Encoding": "identity"})
             try:
                 return await handler(request)
             except RequestValidationError as exc:
