@@ -93,6 +93,19 @@ def test_bad_input_is_a_4xx_naming_the_field(service, payload, field):
     assert field in str(response.json()["detail"])
 
 
+def test_a_body_over_the_limit_is_located_at_the_body_field_as_a_long_title_is_at_the_title(service):
+    # The over-long body was located at ["body"], the request as a whole, while an over-long title
+    # was at ["body", "title"]: a desk form could not put the message beside its 正文 field.
+    client, keys, _ = service
+    located = {}
+    for field, payload in (("title", {"title": "欠" * 501, "body": "内容"}), ("body", {"title": "x", "body": "字" * 2001})):
+        (error,) = client.post("/v1/triage", json=payload, headers=h(keys["intake"])).json()["detail"]
+        located[field] = error["loc"]
+    assert located == {"title": ["body", "title"], "body": ["body", "body"]}
+    (error,) = client.post("/v1/triage", json={"title": " ", "body": ""}, headers=h(keys["intake"])).json()["detail"]
+    assert error["loc"] == ["body"] and "title" in error["msg"]
+
+
 def test_a_title_only_petition_is_triaged_as_triage_predict_scores_it(service, small_model_dir, tmp_path):
     """One rule for the API and the ledger commands: a petition needs text in its title or its body."""
     from triage.cli import main

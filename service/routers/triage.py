@@ -46,12 +46,23 @@ Reader = Annotated[ApiKey, Depends(require_role("intake", "reviewer"))]
 TriageId = Annotated[str, Path(max_length=200, pattern=NO_NUL)]
 
 
+class Refused(ValueError):
+    """A petition the model is not asked about, with where in the request the problem is."""
+
+    def __init__(self, loc: tuple[str, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
 def _check_size(petition: PetitionIn, settings: Settings) -> None:
     if len(petition.body) > settings.max_body_chars:
-        raise ValueError(f"body: {len(petition.body)} characters, over the limit of {settings.max_body_chars}")
+        # The body field, as a title over its limit names the title field: located at the
+        # request's body as a whole, a client's form could not put the message beside 正文.
+        raise Refused(("body", "body"), f"body: {len(petition.body)} characters, over the limit of {settings.max_body_chars}")
     if not has_text(petition.title, petition.body):
-        raise ValueError("body: empty, and so is title (spaces and invisible characters do not count); "
-                         "a petition needs text in its title or its body")
+        # Neither field alone is wrong: the request's body is.
+        raise Refused(("body",), "body: empty, and so is title (spaces and invisible characters do not count); "
+                                 "a petition needs text in its title or its body")
 
 
 def _same_matter(suggestion: Suggestion, loaded: LoadedModel, linked_text: str, received: datetime,
@@ -162,8 +173,8 @@ def suggest_one(petition: PetitionIn, loaded: LoadedModel, session: Session, wri
     """The suggestion for one petition, stored: what `POST /v1/triage` answers and the intake page shows."""
     try:
         _check_size(petition, settings)
-    except ValueError as exc:
-        raise InvalidField(("body",), str(exc)) from None
+    except Refused as exc:
+        raise InvalidField(exc.loc, str(exc)) from None
     return _suggest(petition, loaded, session, writes, matters, settings, turn)
 
 
