@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 
+from model.text import has_text
+
 Channel = Literal["来信", "来访", "网上", "电话"]
 # Why a case is in the petition office's review queue.
 QUEUED_BECAUSE = ("Why it is queued: high_risk (suggested, or judged so in a decision), low_confidence "
@@ -37,15 +39,16 @@ def _in_utc(value: datetime) -> datetime:
         raise ValueError(OUT_OF_RANGE) from None
 
 
-BLANK = "blank (only spaces)"
+BLANK = "blank (only spaces or invisible characters)"
 OUT_OF_RANGE = "outside the range of moments that can be stored"
 AHEAD = "is in the future; a petition is received before it is registered (check the year)"
 
 
 def _not_blank(value: str) -> str:
     # Spaces alone pass min_length: a decision "by" nobody, or a review resolved with an empty
-    # note, was recorded and then stood in the audit trail as if someone had written it.
-    if not value.strip():
+    # note, was recorded and then stood in the audit trail as if someone had written it. A
+    # zero-width space, which a name field pasted from Word or a web page brings, is no name either.
+    if not has_text(value):
         raise ValueError(f"{BLANK}; write it out")
     return value
 

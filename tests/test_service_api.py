@@ -183,7 +183,7 @@ def test_high_risk_enters_the_queue_and_leaves_only_when_resolved(service):
 
 
 
-@pytest.mark.parametrize("blank", ["   ", "\u3000\u3000", "\t\n"])
+@pytest.mark.parametrize("blank", ["   ", "\u3000\u3000", "\t\n", "\u200b", "\ufeff\u200b"])
 def test_a_decision_by_nobody_or_a_resolution_without_a_note_is_refused(service, blank):
     # Spaces alone passed min_length=1: the audit trail then showed a decision "by" nobody
     # and a high-risk petition resolved with nothing written.
