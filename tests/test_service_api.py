@@ -44,6 +44,12 @@ def test_health_needs_no_key_and_everything_else_does(service):
     assert client.post("/v1/triage", json=PETITION, headers=h("pt_bad_key")).status_code == 401
 
 
+def test_the_probes_answer_head_as_monitors_send_it(service):
+    # A monitor probing with HEAD was answered 405 and reported the service down.
+    client, _, _ = service
+    assert [client.head(path).status_code for path in ("/healthz", "/readyz")] == [200, 200]
+
+
 @pytest.mark.parametrize(("method", "path", "role", "needed"), [
     ("post", "/v1/triage", "reviewer", "intake"),
     ("get", "/v1/review-queue", "intake", "reviewer"),

@@ -13,12 +13,16 @@ from service.metrics import REVIEW_QUEUE, exposition
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
+# HEAD too: monitors and load balancers that probe with HEAD took the 405 for a service down.
+PROBE_METHODS = ["GET", "HEAD"]
+
+
+@router.api_route("/healthz", methods=PROBE_METHODS)
 def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"description": "Not ready: no model loaded, or the database "
+@router.api_route("/readyz", methods=PROBE_METHODS, responses={503: {"description": "Not ready: no model loaded, or the database "
                                                          "unreachable or not migrated; the body says which."}})
 def readyz(request: Request, response: Response) -> dict[str, object]:
     model = request.app.state.models.current
