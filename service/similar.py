@@ -34,6 +34,7 @@ from model.matter import Match, MatterIndex, components
 from model.text import PURGED_TEXT
 from service import heap
 from service.database import Database, DecisionRecord, ReviewItem, TriageRecord
+from service.pii import mask_pii
 from service.schemas import SimilarCase
 
 log = logging.getLogger(__name__)
@@ -250,9 +251,37 @@ class Linked:
     group: list[str]
 
 
-def link(session: Session, shared: SharedMatterIndex, text: str, received: datetime, min_size: int, days: float) -> Linked:
+def case_number(external_id: str | None) -> str | None:
+    """A petition's number in the office's register as stored, when it still tells one petition
+    from another: None when absent, or when masking changed it (0531-2026-0001 looks like a
+    landline and is stored as [电话], as other numbers are)."""
+    if not external_id or not external_id.strip():
+        return None
+    return external_id if mask_pii(external_id) == external_id else None
+
+
+def distinct_cases(infos: Iterable[CaseInfo]) -> list[CaseInfo]:
+    """`infos` with one petition per case number, the first kept: a client that sent a petition
+    again after a timeout stored it twice, and its copies counted as several petitions of an
+    emerging group."""
+    seen: set[str] = set()
+    kept = []
+    for info in infos:
+        number = case_number(info.external_id)
+        if number is None or number not in seen:
+            kept.append(info)
+        if number is not None:
+            seen.add(number)
+    return kept
+
+
+def link(session: Session, shared: SharedMatterIndex, text: str, received: datetime, min_size: int, days: float,
+         external_id: str | None = None) -> Linked:
     """Similar cases of a petition about to be stored, and whether it makes (or joins) a group of
-    `min_size` within `days`. Nothing is found while the database cannot be read."""
+    `min_size` within `days`. Nothing is found while the database cannot be read. Stored
+    petitions with its case number (`external_id`) are the same petition sent again, neither
+    an earlier petition about its matter nor another member of its group."""
+    number = case_number(external_id)
     try:
         matches = shared.lookup(session, text, received)
         infos = case_infos(session, [m.key for m in matches[:SIMILAR_SHOWN]])
@@ -264,11 +293,14 @@ def link(session: Session, shared: SharedMatterIndex, text: str, received: datet
     # its text is gone, and so is the reason to link to it.
     similar = [SimilarCase(triage_id=m.key, external_id=info.external_id, received_at=info.received_at, similarity=m.similarity,
                            decided_division=info.decided_division, review_status=info.review_status)
-               for m in matches[:SIMILAR_SHOWN] if (info := infos.get(m.key)) is not None and not info.purged]
+               for m in matches[:SIMILAR_SHOWN] if (info := infos.get(m.key)) is not None and not info.purged
+               and (number is None or info.external_id != number)]
     group = _group(shared, matches, text, aware(received).timestamp(), days * 86400, min_size)
     if len(group) + 1 >= min_size:
         # Petitions purged since the index took them in are no members: their text is gone.
-        group = {tid for tid, info in _infos_or_none(session, sorted(group)).items() if not info.purged}
+        members = [info for info in _infos_or_none(session, sorted(group)).values()
+                   if not info.purged and (number is None or info.external_id != number)]
+        group = {info.triage_id for info in distinct_cases(sorted(members, key=lambda i: i.received_at))}
     return Linked(similar, sorted(group) if len(group) + 1 >= min_size else [])
 
 

@@ -222,6 +222,27 @@ def test_five_petitions_about_one_employer_make_one_emerging_group_in_the_review
         assert answer.status_code == 200 and len(answer.json()) == 1, answer.text
 
 
+def test_one_petition_sent_again_after_a_timeout_is_neither_a_repeat_nor_a_group(tmp_path, small_model_dir):
+    # A client retrying with the same case number stored the petition three times: the second
+    # said 同一事项已于…登记 of the first, the third made an emerging group of one petition.
+    received = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+    with running(f"sqlite:///{tmp_path / 'triage.db'}", small_model_dir) as (client, keys):
+        sent = [triage(client, keys, petition(FIRST, external_id="XF-2026-0042", received_at=received)) for _ in range(3)]
+        assert [(s["repeat_of"], s["similar_cases"]) for s in sent] == [(None, [])] * 3
+        reviewer = {"X-API-Key": keys["reviewer"]}
+        assert client.get("/v1/emerging", headers=reviewer).json() == []
+        queue = client.get("/v1/review-queue", headers=reviewer).json()
+        assert "emerging_group" not in {i["reason"] for i in queue}
+        # Another petition about the matter is a repeat of it, and makes with its copies no group.
+        later = triage(client, keys, petition(RETOLD, external_id="XF-2026-0050"))
+        assert later["repeat_of"] in {s["triage_id"] for s in sent}
+        assert client.get("/v1/emerging", headers=reviewer).json() == []
+        # A case number stored masked (it looks like a landline) tells nothing: such petitions
+        # are linked as any others are.
+        masked = [triage(client, keys, petition(OTHER, external_id="0531-2026-0001", received_at=received)) for _ in range(2)]
+        assert masked[1]["repeat_of"] == masked[0]["triage_id"]
+
+
 def test_a_ledger_listed_newest_first_flags_its_emerging_group_in_the_review_queue(tmp_path, small_model_dir):
     # Office ledgers are often sorted newest first. Each petition looked for its group only among
     # those received before it, which the batch had not stored yet: /v1/emerging showed the group

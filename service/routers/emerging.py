@@ -12,7 +12,7 @@ from service.database import ApiKey, utcnow
 from service.deps import SessionDep, SettingsDep, require_role
 from service.routers import KEYED_ERRORS, KeyedRoute, errors
 from service.schemas import EmergingGroup, EmergingMember, Moment
-from service.similar import MattersDep, aware, case_infos
+from service.similar import MattersDep, aware, case_infos, distinct_cases
 
 router = APIRouter(prefix="/v1/emerging", tags=["emerging"], route_class=KeyedRoute,
                    responses=errors(*KEYED_ERRORS))
@@ -36,7 +36,9 @@ def emerging(
     groups = []
     for keys in matters.groups(end - days * 86400, end, min_size):
         # A petition purged since this worker's index took it in is no member: its text is gone.
-        infos = sorted((i for i in case_infos(session, keys).values() if not i.purged), key=lambda i: i.received_at)
+        # One case sent twice (a client's retry) is one member.
+        infos = distinct_cases(sorted((i for i in case_infos(session, keys).values() if not i.purged),
+                                      key=lambda i: i.received_at))
         if len(infos) < min_size:
             continue
         divisions: dict[str, int] = {}

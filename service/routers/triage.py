@@ -65,12 +65,13 @@ def _check_size(petition: PetitionIn, settings: Settings) -> None:
                                  "a petition needs text in its title or its body")
 
 
-def _same_matter(suggestion: Suggestion, loaded: LoadedModel, linked_text: str, received: datetime,
+def _same_matter(suggestion: Suggestion, loaded: LoadedModel, linked_text: str, received: datetime, external_id: str | None,
                  session: Session, matters: SharedMatterIndex, settings: Settings) -> list[str]:
     """Adds similar cases and repeat_of (with the taxonomy's "repeated" cue naming the
     predecessor); returns the stored members of the emerging group the petition makes or
     joins (empty when it makes none)."""
-    linked = link(session, matters, linked_text, received, settings.emerging_min_size, settings.emerging_days)
+    linked = link(session, matters, linked_text, received, settings.emerging_min_size, settings.emerging_days,
+                  external_id)
     suggestion.similar_cases = linked.similar
     if linked.similar:
         first = linked.similar[0]
@@ -146,7 +147,8 @@ def _computed(petition: PetitionIn, loaded: LoadedModel, session: Session, matte
     PREDICTIONS.labels(division=suggestion.division.code, risk=suggestion.risk).inc()
     title_masked, body_masked = mask_pii(petition.title), mask_pii(petition.body)
     received = petition.received_at or utcnow()
-    group = _same_matter(suggestion, loaded, text_of(title_masked, body_masked), received, session, matters, settings)
+    group = _same_matter(suggestion, loaded, text_of(title_masked, body_masked), received, petition.external_id, session,
+                         matters, settings)
     suggestion.needs_review = suggestion.needs_review or bool(group)
     record = TriageRecord(
         id=triage_id, external_id=petition.external_id, channel=petition.channel,
