@@ -904,7 +904,7 @@ def _database_error(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.Error) or (errors is not None and isinstance(exc, errors.SQLAlchemyError))
 
 
-def _database_problem(args: argparse.Namespace, exc: BaseException) -> str:
+def _database_problem(exc: BaseException) -> str:
     """One line for a database error: which database, and the driver's first line (the lines
     after it quote the statement and its values, petition text among them)."""
     from service.database import _first_line
@@ -944,7 +944,7 @@ def _run(args: argparse.Namespace) -> int:
     except Exception as exc:
         if not _database_error(exc):
             raise
-        print(f"triage {args.command}: error: {_database_problem(args, exc)}", file=sys.stderr)
+        print(f"triage {args.command}: error: {_database_problem(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
         print(f"triage {args.command}: {'terminated' if isinstance(exc, Terminated) else 'interrupted'}; "
