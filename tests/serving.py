@@ -136,3 +136,24 @@ class ServeProcess:
 
     def tail(self, lines: int = 40) -> str:
         return "\n".join(self.log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+
+
+@contextlib.contextmanager
+def app_with_key(settings, role: str, label: str = ""):
+    """The service's app in a TestClient, on `settings`' database (migrated here), with a key
+    of `role`; yields the client, the key and the database."""
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.database import Database
+    from service.keys import create_key
+
+    database = Database(settings.database_url)
+    database.migrate()
+    with database.sessions() as session:
+        key = create_key(session, role, label=label)
+    try:
+        with TestClient(create_app(settings)) as client:
+            yield client, key, database
+    finally:
+        database.engine.dispose()

@@ -5,6 +5,7 @@ import json
 import pandas as pd
 import pytest
 from office_ledgers import OFFICE_HEADER, OFFICE_TITLE, office_xls, office_xlsx, two_row_header_csv, two_row_header_xlsx
+from serving import app_with_key
 
 from training.ledger import LedgerError, iter_ledger, read_ledger, read_ledgers
 
@@ -219,11 +220,7 @@ def test_a_petition_of_invisible_characters_is_refused_as_empty_in_ledgers_and_t
                                                                                      small_model_dir):
     # Zero-width spaces and byte-order marks pasted from web pages or Word: such a "petition"
     # was routed (to external, without review) as if it said something.
-    from fastapi.testclient import TestClient
 
-    from service.app import create_app
-    from service.database import Database
-    from service.keys import create_key
     from service.settings import Settings
 
     invisible = "\u200b\ufeff\u200e\u3000"
@@ -232,16 +229,11 @@ def test_a_petition_of_invisible_characters_is_refused_as_empty_in_ledgers_and_t
         read_ledger(ledger, taxonomy, require_labels=False)
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'triage.db'}", model_dir=small_model_dir,
                         registry_dir=tmp_path / "no-registry")
-    database = Database(settings.database_url)
-    database.migrate()
-    with database.sessions() as session:
-        key = create_key(session, "intake")
-    with TestClient(create_app(settings)) as client:
+    with app_with_key(settings, "intake") as (client, key, _):
         answer = client.post("/v1/triage", json={"title": invisible, "body": "\u200b"}, headers={"X-API-Key": key})
         assert answer.status_code == 422 and answer.json()["detail"][0]["msg"].startswith("body: empty"), answer.text
         kept = client.post("/v1/triage", json={"title": "", "body": "\u200b欠薪"}, headers={"X-API-Key": key})
         assert kept.status_code == 200, kept.text
-    database.engine.dispose()
 
 
 @pytest.mark.parametrize("kind", ["csv", "xlsx"])

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 from office_ledgers import OFFICE_ROWS, office_xls
+from serving import app_with_key
 from test_web_models import signed_in
 
 from service.app import create_app
@@ -24,13 +25,8 @@ from service.settings import Settings
 def intake(small_model_dir, tmp_path):
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'triage.db'}", model_dir=small_model_dir,
                         registry_dir=tmp_path / "no-registry")
-    database = Database(settings.database_url)
-    database.migrate()
-    with database.sessions() as session:
-        key = create_key(session, "intake", label="登记窗口")
-    with TestClient(create_app(settings)) as client:
-        yield client, key, database
-    database.engine.dispose()
+    with app_with_key(settings, "intake", label="登记窗口") as served:
+        yield served
 
 
 def test_an_excel_97_2003_ledger_is_taken_by_the_intake_page(intake, tmp_path):

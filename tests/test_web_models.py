@@ -7,6 +7,7 @@ import re
 
 import pytest
 from fastapi.testclient import TestClient
+from serving import app_with_key
 
 from service.app import create_app
 from service.database import Database
@@ -88,14 +89,9 @@ def test_before_any_registry_the_models_page_says_how_one_is_made(small_model_di
     # "no registry at … (registry.json is missing)".
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'triage.db'}", model_dir=small_model_dir,
                         registry_dir=tmp_path / "registry")
-    database = Database(settings.database_url)
-    database.migrate()
-    with database.sessions() as session:
-        key = create_key(session, "admin")
-    with TestClient(create_app(settings)) as client:
+    with app_with_key(settings, "admin") as (client, key, _):
         csrf = signed_in(client, key)
         page = client.get("/models").text
         assert 'id="no-registry"' in page and "triage retrain" in page and 'action="/models/rollback"' not in page
         rolled = client.post("/models/rollback", data={"reason": "试一下", "csrf_token": csrf})
         assert rolled.status_code == 409 and "还没有模型仓库" in rolled.text and "no registry" not in rolled.text
-    database.engine.dispose()
