@@ -48,6 +48,9 @@ def test_the_probes_answer_head_as_monitors_send_it(service):
     # A monitor probing with HEAD was answered 405 and reported the service down.
     client, _, _ = service
     assert [client.head(path).status_code for path in ("/healthz", "/readyz")] == [200, 200]
+    # Not in the schema a second time: two operations with one id, which generated clients refuse.
+    operations = [op["operationId"] for item in client.get("/openapi.json").json()["paths"].values() for op in item.values()]
+    assert len(operations) == len(set(operations))
 
 
 @pytest.mark.parametrize(("method", "path", "role", "needed"), [
