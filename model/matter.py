@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from model.text import MASKED_NUMBER
+
 NUM_PERM = 128
 BANDS, ROWS = 32, 4  # LSH: a pair becomes a candidate with probability 1-(1-J^4)^32
 SHINGLE = 3
@@ -50,7 +52,7 @@ _PII = [
     re.compile(r"(?<![0-9])(?:[0-9]{4}[ -]?){3}[0-9]{4,7}(?![0-9])"),
     re.compile(r"(?<![0-9])(?:\+?86[ -]?)?1[3-9][0-9][ -]?[0-9]{4}[ -]?[0-9]{4}(?![0-9])"),
     re.compile(r"(?<![0-9])0[1-9][0-9]{1,2}[ -]?[0-9]{7,8}(?![0-9])"),
-    re.compile(r"\[(?:身份证号|银行卡号|手机号|电话)\]|[*＊×xX]{3,}"),
+    re.compile(rf"{MASKED_NUMBER.pattern}|[*＊×xX]{{3,}}"),
     # The writer's address in a letter's form (住址, 家庭住址, 联系地址, 通讯地址): it says where the
     # writer lives, not what the matter is, and its place names would otherwise be anchors that keep
     # two writers' letters about one matter apart and tie one writer's letters together. A

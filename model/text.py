@@ -9,6 +9,9 @@ import rjieba
 
 # What retention (`triage purge`) leaves of a petition's text; training never reads such a petition.
 PURGED_TEXT = "[已按保留期限删除]"
+# What masking (service/pii.py) stores in place of a resident ID, a bank card, a mobile or a
+# landline number, wherever it occurs: in a case number too (0531-2026-0001 becomes [电话]).
+MASKED_NUMBER = re.compile(r"\[(?:身份证号|银行卡号|手机号|电话)\]")
 
 # Full-width ASCII is common in petitions typed on Chinese IMEs; folding it lets
 # "１２３３３" and "12333" be the same feature. NFKC would also fold the

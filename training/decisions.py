@@ -9,7 +9,6 @@ the time the ledgers' 登记日期 are written in."""
 from __future__ import annotations
 
 import csv
-import re
 import warnings
 from pathlib import Path
 from urllib.parse import quote
@@ -19,7 +18,7 @@ from sqlalchemy import create_engine, inspect, make_url, text
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from model.taxonomy import HEADS, Taxonomy
-from model.text import PURGED_TEXT
+from model.text import MASKED_NUMBER, PURGED_TEXT
 from training.ledger import (
     CHINA_TIME,
     FORMULA_START,
@@ -44,12 +43,6 @@ _REQUIRED = {
     "decisions": {"triage_id", "revision", "division", "risk", "key_group", "accepted", "decided_by", "reason",
                   "created_at"},
 }
-
-
-# What the service stores in place of a number that looks like a resident ID, a bank card or
-# a phone number (service/pii.py), in a case number (external_id) too: 0531-2026-0001 is
-# stored as [电话]. Such a case number no longer tells one petition from another.
-MASKED_NUMBER = re.compile(r"\[(?:身份证号|银行卡号|手机号|电话)\]")
 
 
 class DecisionsError(LedgerError):
@@ -158,6 +151,7 @@ def _from_database(source: str | Path, taxonomy: Taxonomy) -> pd.DataFrame:
     if frame.empty:
         return pd.DataFrame(columns=EXPORT_COLUMNS)
     frame["external_id"] = frame["external_id"].fillna("").astype(str).str.strip()
+    # A case number stored masked no longer tells one petition from another.
     masked = frame["external_id"].str.contains(MASKED_NUMBER)
     if masked.any():
         # Taken as one petition, the decisions on every case number masked alike were one,

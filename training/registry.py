@@ -127,6 +127,12 @@ def _worse_detail(worse: list[MetricCheck]) -> str:
                      f"({c.delta:+.3f}, tolerance {c.tolerance})" for c in worse)
 
 
+def _model_file_recorded(directory: Path, metadata: dict[str, Any]) -> bool:
+    """Whether the model file in `directory` is the one `metadata` records; OSError when it
+    cannot be read."""
+    return sha256_file(directory / MODEL_FILE) == metadata.get("model_sha256")
+
+
 def promote_command(version: str, registry: str | Path, key_metrics: tuple[str, ...] | list[str] = DEFAULT_KEY_METRICS,
                     tolerance: float = DEFAULT_TOLERANCE) -> str:
     """The `triage models promote` command that checks `version` as retrain checked it, quoted
@@ -262,7 +268,7 @@ class Registry:
         metadata = self.metadata(version)
         model_file = self.model_dir(version) / MODEL_FILE
         try:
-            intact = sha256_file(model_file) == metadata.get("model_sha256")
+            intact = _model_file_recorded(self.model_dir(version), metadata)
         except OSError as exc:
             raise RegistryError(f"{version}: {model_file} cannot be read ({exc.strerror or exc}); "
                                 "restore the version's directory from a backup") from None
@@ -429,7 +435,7 @@ class Registry:
         promotion then goes on as before). Called holding the registry's lock."""
         try:
             metadata = read_metadata(served)
-            if sha256_file(served / MODEL_FILE) != metadata.get("model_sha256"):
+            if not _model_file_recorded(served, metadata):
                 return None
         except (ArtifactError, OSError):
             return None
