@@ -46,6 +46,10 @@ COMMIT_LAG = timedelta(seconds=10)
 # petitions of the matter that come later are linked to both.
 PEER_ROWS_SECONDS = 0.25
 SIMILAR_SHOWN = 5
+# Matches asked of one search for a petition's group.
+LOOKUP_LIMIT = 50
+# Linked petitions searched at most for the group a petition makes between earlier and later ones.
+AROUND_CAP = 200
 # What a petition's text is once `triage purge` has emptied it.
 PURGED = f"\n{PURGED_TEXT}"
 # The index's objects are frozen (service/heap.py) each time it has grown by this many rows.
@@ -207,7 +211,7 @@ class SharedMatterIndex:
         self.index.add(triage_id, text, aware(received).timestamp())
         self._freeze_growth()
 
-    def lookup(self, session: Session, text: str, received: datetime, limit: int = 50) -> list[Match]:
+    def lookup(self, session: Session, text: str, received: datetime, limit: int = LOOKUP_LIMIT) -> list[Match]:
         """Stored petitions about the same matter received within the window before `received`."""
         self.refresh(session)
         # Timestamps, not datetimes: a window reaching before year 1 is no error.
@@ -295,26 +299,110 @@ def link(session: Session, shared: SharedMatterIndex, text: str, received: datet
                            decided_division=info.decided_division, review_status=info.review_status)
                for m in matches[:SIMILAR_SHOWN] if (info := infos.get(m.key)) is not None and not info.purged
                and (number is None or info.external_id != number)]
-    group = _group(shared, matches, text, aware(received).timestamp(), days * 86400, min_size)
-    if len(group) + 1 >= min_size:
-        # Petitions purged since the index took them in are no members: their text is gone.
-        members = [info for info in _infos_or_none(session, sorted(group)).values()
-                   if not info.purged and (number is None or info.external_id != number)]
-        group = {info.triage_id for info in distinct_cases(sorted(members, key=lambda i: i.received_at))}
-    return Linked(similar, sorted(group) if len(group) + 1 >= min_size else [])
+    when, window = aware(received).timestamp(), days * 86400
+    before = shared.group_of(matches, when - window, when, cap=min_size)
+    members = _members(session, before, number) if len(before) + 1 >= min_size else []
+    # Searched only when something was received after it: a petition triaged as it arrives, as
+    # most are, pays for no second search. A ledger listed newest first, or a county's backlog
+    # entered late, stores petitions received after this one before it.
+    if len(members) + 1 < min_size and shared.index.latest > when:
+        members = _members_around(session, shared, matches, text, when, window, min_size, number)
+    return Linked(similar, sorted(i.triage_id for i in members) if len(members) + 1 >= min_size else [])
 
 
-def _group(shared: SharedMatterIndex, matches: list[Match], text: str, when: float, window: float, min_size: int) -> set[str]:
-    """The stored petitions of the group a petition received at `when` makes with those received
-    within `window` before it or, failing that, after it: a ledger listed newest first, or a
-    county's backlog entered late, stores the later petitions of a matter before the earlier."""
-    group = shared.group_of(matches, when - window, when, cap=min_size)
-    # Asked only when something was received after it: a petition triaged as it arrives, as
-    # most are, pays for no second search.
-    if len(group) + 1 < min_size and shared.index.latest > when:
-        later = shared.index.query(text, limit=min_size, since=when, until=when + window)
-        group = shared.group_of(later, when, when + window, cap=min_size)
-    return group
+def _members(session: Session, triage_ids: Iterable[str], number: str | None) -> list[CaseInfo]:
+    """The members among these stored petitions (see _members_of)."""
+    return _members_of(_infos_or_none(session, sorted(triage_ids)).values(), number)
+
+
+def _members_of(infos: Iterable[CaseInfo], number: str | None) -> list[CaseInfo]:
+    """The members among these stored petitions, by time received: purged ones are none (their
+    text is gone), nor are copies of the petition itself (its case number `number`), and one
+    case sent twice is one member."""
+    return distinct_cases(sorted((i for i in infos if not i.purged and (number is None or i.external_id != number)),
+                                 key=lambda i: (i.received_at, i.triage_id)))
+
+
+def _members_around(session: Session, shared: SharedMatterIndex, matches: list[Match], text: str, when: float,
+                    window: float, min_size: int, number: str | None) -> list[CaseInfo]:
+    """The largest group a petition received at `when` makes in some span of `window` that holds
+    `when`: between petitions received before it and after it, neither the span ending at it
+    nor the one starting at it may hold enough of them. The linked petitions received within
+    `window` either side are searched, one link further at a time, until some span holds enough
+    members or none is left (or AROUND_CAP are found)."""
+    since, until = when - window, when + window
+    later = shared.index.query(text, limit=LOOKUP_LIMIT, since=when, until=until)
+    # The petitions found, each with those it links to; the new one is not stored, and is
+    # known by the petitions it links to directly.
+    direct = {m.key for m in (*matches, *later) if since <= shared.index.when(m.key) <= until}
+    links: dict[str, set[str]] = {key: set() for key in direct}
+    frontier = sorted(direct, key=lambda key: (shared.index.when(key), key))
+    infos: dict[str, CaseInfo] = {}
+    weighed = 0
+    while True:
+        done = not frontier or len(links) >= AROUND_CAP
+        whens = {key: shared.index.when(key) for key in links}
+        # Weighed again only once the petitions found have doubled, and at the end: a span that
+        # held too few (copies of one case, purged petitions) is not weighed after every link.
+        if ((done and len(links) > weighed) or len(links) >= 2 * weighed) \
+                and _most_within(sorted(whens.values()), when, window) + 1 >= min_size:
+            weighed = len(links)
+            # Only then are the rows read: a span may still hold too few once purged petitions
+            # and copies of one case are set aside.
+            missing = [key for key in links if key not in infos]
+            found = _infos_or_none(session, missing)
+            if missing and not found:
+                return []  # the database cannot be read: no group
+            infos |= found
+            best = _largest_in_a_span(direct, links, whens, infos, when, window, number)
+            if len(best) + 1 >= min_size:
+                return best
+        if done:
+            return []
+        key = frontier.pop()
+        for match in shared.index.query_key(key, limit=LOOKUP_LIMIT, since=since, until=until):
+            if match.key not in links:
+                links[match.key] = set()
+                frontier.append(match.key)
+            links[key].add(match.key)
+            links[match.key].add(key)
+
+
+def _most_within(times: list[float], when: float, window: float) -> int:
+    """The most of these sorted timestamps that one span of `window` holding `when` holds."""
+    most, end = 0, 0
+    for start, first in enumerate(times):
+        if first > when:
+            break
+        if first < when - window:
+            continue
+        end = max(end, start)
+        while end < len(times) and times[end] <= first + window:
+            end += 1
+        most = max(most, end - start)
+    # A span starting at `when` holds those received from it on.
+    return max(most, sum(when <= t <= when + window for t in times))
+
+
+def _largest_in_a_span(direct: set[str], links: dict[str, set[str]], whens: dict[str, float], infos: dict[str, CaseInfo],
+                       when: float, window: float, number: str | None) -> list[CaseInfo]:
+    """The members of the largest group the new petition makes within one span of `window` holding
+    `when`, linked within that span, as /v1/emerging links a group within its window. The spans
+    tried start at `when` or at a petition received before it: any other holds no more than one of those."""
+    best: list[CaseInfo] = []
+    for start in sorted({when, *(t for t in whens.values() if when - window <= t <= when)}):
+        inside = {key for key, t in whens.items() if start <= t <= start + window}
+        reached = direct & inside
+        frontier = list(reached)
+        while frontier:
+            for key in links[frontier.pop()] & inside:
+                if key not in reached:
+                    reached.add(key)
+                    frontier.append(key)
+        members = _members_of((infos[key] for key in reached if key in infos), number)
+        if len(members) > len(best):
+            best = members
+    return best
 
 
 def _infos_or_none(session: Session, triage_ids: list[str]) -> dict[str, CaseInfo]:

@@ -260,6 +260,82 @@ def test_a_ledger_listed_newest_first_flags_its_emerging_group_in_the_review_que
         assert {i["triage_id"] for i in queue if i["reason"] in ("emerging_group", "high_risk")} == ids
 
 
+def test_emerging_group_found_when_new_petition_falls_between_members(tmp_path, small_model_dir):
+    # Petitions about one matter received eight and two days ago, then one received five days ago
+    # (a county's backlog entered late): the window before the new one and the window after it
+    # each held two of the three, so the group was never flagged, though all three fall within
+    # six days. Petitions further apart than the window make no group around one between them.
+    now = datetime.now(UTC)
+
+    def received(days_ago: float) -> str:
+        return (now - timedelta(days=days_ago)).isoformat()
+
+    with running(f"sqlite:///{tmp_path / 'triage.db'}", small_model_dir) as (client, keys):
+        outer = [triage(client, keys, petition(FIRST | {"name": name}, received_at=received(days)))["triage_id"]
+                 for days, name in ((8, "王建国"), (2, "李秀英"))]
+        far = [triage(client, keys, petition(OTHER | {"name": name}, received_at=received(days)))["triage_id"]
+               for days, name in ((20, "张伟"), (0, "刘洋"))]
+        reviewer = {"X-API-Key": keys["reviewer"]}
+        assert client.get("/v1/emerging", headers=reviewer).json() == []
+        between = triage(client, keys, petition(RETOLD, received_at=received(5)))
+        apart = triage(client, keys, petition(OTHER | {"name": "陈静"}, received_at=received(10)))
+        queue = {i["triage_id"]: i["reason"] for i in client.get("/v1/review-queue", headers=reviewer).json()}
+        flagged = {t for t, reason in queue.items() if reason in ("emerging_group", "high_risk")}
+        assert {between["triage_id"], *outer} <= flagged
+        assert all(client.get(f"/v1/triage/{t}", headers=reviewer).json()["needs_review"] for t in outer)
+        assert queue.get(apart["triage_id"]) != "emerging_group" and not set(far) & flagged
+        groups = client.get("/v1/emerging", headers=reviewer).json()
+        assert [sorted(m["triage_id"] for m in g["members"]) for g in groups] == [sorted([*outer, between["triage_id"]])]
+
+
+def stored_on(database: Database, triage_id: str, facts: dict[str, str], received: datetime, external_id: str | None = None) -> None:
+    """A petition about `facts` received at `received`, put in the database directly."""
+    p = petition(facts)
+    with database.sessions() as session:
+        session.add(TriageRecord(id=triage_id, external_id=external_id, received_at=received, title_masked=p["title"],
+                                 body_masked=p["body"], model_version="test", division="labor_relations",
+                                 division_confidence=0.9, risk="low", key_group="none", needs_review=False, suggestion={}))
+        session.commit()
+
+
+def test_emerging_group_found_around_a_new_petition_when_the_earlier_members_are_copies_of_one_case(tmp_path):
+    # One case sent twice three days before a new petition, and another three days after it: the
+    # copies made the window before look full, and once they counted as one member the petition
+    # after it was never looked at.
+    database = Database(f"sqlite:///{tmp_path / 'triage.db'}")
+    database.ensure_migrated()
+    when = datetime.now(UTC) - timedelta(days=6)
+    for copy in ("copy-a", "copy-b"):
+        stored_on(database, copy, FIRST, when - timedelta(days=3), external_id="XF-2026-0007")
+    stored_on(database, "after", FIRST | {"name": "张伟"}, when + timedelta(days=3))
+    shared = SharedMatterIndex(window_days=365, threshold=0.5)
+    with database.sessions() as session:
+        linked = link(session, shared, joined(petition(RETOLD)), when, min_size=3, days=14, external_id="XF-2026-0009")
+    assert linked.group == ["after", "copy-a"]
+    database.engine.dispose()
+
+
+def test_a_petition_triaged_as_it_arrives_searches_for_its_group_only_before_it(tmp_path, monkeypatch):
+    # With nothing received after it in the index, the group is looked for among the petitions
+    # before it alone: one search of the index, as before the groups around a petition were sought.
+    database = Database(f"sqlite:///{tmp_path / 'triage.db'}")
+    database.ensure_migrated()
+    now = datetime.now(UTC)
+    stored_on(database, "early", FIRST, now - timedelta(days=8))
+    stored_on(database, "late", FIRST | {"name": "张伟"}, now - timedelta(days=2))
+    shared = SharedMatterIndex(window_days=365, threshold=0.5)
+    searches: list[str] = []
+    query = shared.index.query
+    monkeypatch.setattr(shared.index, "query", lambda *args, **kwargs: searches.append("query") or query(*args, **kwargs))
+    with database.sessions() as session:
+        assert link(session, shared, joined(petition(RETOLD)), now, min_size=3, days=14).group == ["early", "late"]
+        assert searches == ["query"]
+        # Received between them, it finds its group with a second search, for those after it.
+        assert link(session, shared, joined(petition(RETOLD)), now - timedelta(days=5), min_size=3, days=14).group == ["early", "late"]
+        assert searches == ["query"] * 3
+    database.engine.dispose()
+
+
 def test_two_workers_see_the_same_index(tmp_path, small_model_dir):
     """Two `triage serve` processes on one database: what one stores, the other finds."""
     database_url = f"sqlite:///{tmp_path / 'triage.db'}"
