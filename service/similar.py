@@ -302,6 +302,10 @@ def link(session: Session, shared: SharedMatterIndex, text: str, received: datet
     when, window = aware(received).timestamp(), days * 86400
     before = shared.group_of(matches, when - window, when, cap=min_size)
     members = _members(session, before, number) if len(before) + 1 >= min_size else []
+    if len(before) + 1 >= min_size > len(members) + 1:
+        # The search stopped at enough petitions, but some were copies of one case or purged:
+        # searched on, others of the matter may still make the group.
+        members = _members(session, shared.group_of(matches, when - window, when, cap=AROUND_CAP), number)
     # Searched only when something was received after it: a petition triaged as it arrives, as
     # most are, pays for no second search. A ledger listed newest first, or a county's backlog
     # entered late, stores petitions received after this one before it.

@@ -315,6 +315,36 @@ def test_emerging_group_found_around_a_new_petition_when_the_earlier_members_are
     database.engine.dispose()
 
 
+def test_emerging_group_found_before_a_new_petition_when_copies_of_one_case_come_first(tmp_path):
+    # Nothing received after the new petition, so its group is sought before it only, a search
+    # that stopped at as many petitions as a group needs. Copies of one case filled them, and
+    # the third petition, linked to the new one only through them, was never reached.
+    opening, middle, later, closing = ("社保卡挂失以后新卡迟迟没有寄到手上", "窗口说系统升级让我们回家等通知再说",
+                                       "这一等就是两个多月看病买药都没法刷", "希望尽快给个准信把补办流程讲清楚")
+    middle_on = {"new": f"{opening}，{middle}，{later}，请领导重视。",
+                 "copy": f"{opening}，{middle}，{later}，{closing}。",
+                 "chained": f"{middle}，{later}，{closing}，街坊邻居也遇到了。"}
+    database = Database(f"sqlite:///{tmp_path / 'triage.db'}")
+    database.ensure_migrated()
+    now = datetime.now(UTC)
+    stored = [("copy-a", "copy", 3, "XF-2026-0007"), ("copy-b", "copy", 3, "XF-2026-0007"),
+              ("copy-c", "copy", 2, "XF-2026-0007"), ("chained", "chained", 1, None)]
+    with database.sessions() as session:
+        for triage_id, text, days_before, external_id in stored:
+            session.add(TriageRecord(id=triage_id, external_id=external_id, received_at=now - timedelta(days=days_before),
+                                     title_masked="社保卡补办", body_masked=middle_on[text], model_version="test",
+                                     division="social_security_card", division_confidence=0.9, risk="low",
+                                     key_group="none", needs_review=False, suggestion={}))
+        session.commit()
+    shared = SharedMatterIndex(window_days=365, threshold=0.5)
+    with database.sessions() as session:
+        new = joined({"title": "社保卡补办", "body": middle_on["new"]})
+        assert {m.triage_id for m in link(session, shared, new, now, min_size=3, days=14).similar} == {"copy-a", "copy-b", "copy-c"}
+        linked = link(session, shared, new, now, min_size=3, days=14, external_id="XF-2026-0009")
+    assert linked.group == ["chained", "copy-a"]
+    database.engine.dispose()
+
+
 def test_a_petition_triaged_as_it_arrives_searches_for_its_group_only_before_it(tmp_path, monkeypatch):
     # With nothing received after it in the index, the group is looked for among the petitions
     # before it alone: one search of the index, as before the groups around a petition were sought.
