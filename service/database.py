@@ -254,6 +254,10 @@ def make_engine(url: str) -> Engine:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
             record.info["file_id"] = _file_id(path)
+            # SQLite opens a file it may not write read-only, without a word, and such a
+            # connection stays read-only after the file can be written again: marked here,
+            # so that it is replaced then. Checked once per connection, not per request.
+            record.info["opened_unwritable"] = _unwritable(path) is not None
 
         @event.listens_for(engine, "checkout")
         def _same_file(dbapi_connection, record, proxy) -> None:  # type: ignore[no-untyped-def]
@@ -262,6 +266,17 @@ def make_engine(url: str) -> Engine:
             # nobody reads. Reconnect instead, which fails while the file is gone.
             if _file_id(path) != record.info.get("file_id"):
                 raise DisconnectionError(f"{path} is no longer the file this connection opened")
+            if record.info.get("opened_unwritable") and _unwritable(path) is None:
+                raise DisconnectionError(f"{path} can be written again; this connection was opened read-only")
+
+        @event.listens_for(engine, "handle_error")
+        def _read_only_connection(context) -> None:  # type: ignore[no-untyped-def]
+            # A write refused as "readonly database" (the file, its -wal or -shm not writable
+            # when the connection was opened, or the file moved away): the connection is
+            # thrown away with the pool's others, not reused for every later write, so that
+            # storing resumes by itself once the volume is writable again.
+            if _read_only_error(context.original_exception):
+                context.is_disconnect = True
 
         return engine
     # A database that does not answer must fail the request quickly, not hold it for minutes.
@@ -284,12 +299,22 @@ def _journal_mode_wal(cursor: sqlite3.Cursor, wait_seconds: float = 5.0) -> None
             time.sleep(0.02)
 
 
+def _read_only_error(exc: BaseException) -> bool:
+    """True for SQLite's SQLITE_READONLY and its extended codes ("attempt to write a
+    readonly database"), which the connection will give again for every write."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.Error) and code is not None and code & 0xFF == sqlite3.SQLITE_READONLY
+
+
 def _unwritable(path: Path) -> str | None:
     """Why the SQLite database cannot be written, if it cannot: a file system remounted
     read-only (as after a disk error), a file or folder the service's user may not write, or
     a volume with no space left. SQLite then still opens and reads the file, so the revision
-    check alone reported ready while every petition was answered `stored: false`."""
-    for target in (path, path.parent):
+    check alone reported ready while every petition was answered `stored: false`. Its -wal
+    and -shm files count too, when they are there: SQLite opens the database read-only
+    when it may not write either of them (e.g. left by an admin command run as root)."""
+    wal, shm = (path.with_name(path.name + suffix) for suffix in ("-wal", "-shm"))
+    for target in (path, path.parent, *(f for f in (wal, shm) if f.exists())):
         if not os.access(target, os.W_OK):
             return f"{target} is read-only for this process (a read-only mount, or its owner or mode)"
     try:

@@ -421,12 +421,14 @@ def test_a_file_locked_by_another_writer_holds_up_storage_not_suggestions(tmp_pa
         assert decision.status_code == 201
 
 
-@pytest.mark.parametrize("fault", ["read-only", "full"])
+@pytest.mark.parametrize("fault", ["read-only", "read-only -wal", "full"])
 def test_a_sqlite_database_that_cannot_be_written_is_not_ready(fault, tmp_path, small_model_dir, monkeypatch, caplog):
     # The state volume remounted read-only after a disk error, or filled up: SQLite still
     # opened and read the file, so /readyz said ready while every petition was answered
-    # `stored: false` and every decision refused.
+    # `stored: false` and every decision refused. A -wal file the service may not write (e.g.
+    # left by an admin command run as root) makes SQLite open the database read-only too.
     path = tmp_path / "triage.db"
+    wal = path.with_name("triage.db-wal")
     url = f"sqlite:///{path}"
     broken = {"now": False}
     real_access, real_statvfs = os.access, os.statvfs
@@ -434,6 +436,8 @@ def test_a_sqlite_database_that_cannot_be_written_is_not_ready(fault, tmp_path, 
     def access(target, mode, *args, **kwargs):  # type: ignore[no-untyped-def]
         if fault == "read-only" and broken["now"] and mode & os.W_OK and Path(target) in (path, path.parent):
             return False  # what access(2) says on a read-only mount, to root too
+        if fault == "read-only -wal" and broken["now"] and mode & os.W_OK and Path(target) == wal:
+            return False
         return real_access(target, mode, *args, **kwargs)
 
     def statvfs(target):  # type: ignore[no-untyped-def]
@@ -458,11 +462,66 @@ def test_a_sqlite_database_that_cannot_be_written_is_not_ready(fault, tmp_path, 
             ready = client.get("/readyz")
         assert ready.status_code == 503 and ready.json()["database"] is False and ready.json()["model"]
         assert f"database {path} cannot be written" in caplog.text
-        assert ("read-only" if fault == "read-only" else "no space left") in caplog.text
+        why = {"read-only": f"{path} is read-only", "read-only -wal": f"{wal} is read-only", "full": "no space left"}
+        assert why[fault] in caplog.text
 
         broken["now"] = False
         assert client.get("/readyz").status_code == 200
         assert client.post("/v1/triage", json=PETITION, headers=h(key)).json()["stored"] is True
+
+
+@pytest.mark.parametrize("shm_left", [True, False], ids=["shm-left", "no-shm"])
+def test_storing_resumes_without_a_restart_once_a_read_only_volume_is_writable(shm_left, tmp_path, small_model_dir, monkeypatch):
+    # A service started on a read-only volume where a -shm file was left (by another process,
+    # or one killed): SQLite, unable to open the file read-write, opened it read-only, and that
+    # pooled connection kept answering "readonly database" after the volume was writable
+    # again, every petition `stored: false` until a restart. Without a -shm SQLite cannot
+    # open the file at all, so nothing was pooled and storing resumed by itself.
+    path = tmp_path / "triage.db"
+    url = f"sqlite:///{path}"
+    made = Database(url)
+    made.migrate()
+    made.engine.dispose()
+    key = make_keys(url, "intake")["intake"]
+    other = sqlite3.connect(path, isolation_level=None)
+    if shm_left:
+        other.execute("SELECT count(*) FROM triages")  # keeps the -wal and -shm there
+    else:
+        other.close()
+    assert path.with_name("triage.db-shm").exists() is shm_left
+    broken = {"now": True}
+    real_access = os.access
+
+    def access(target, mode, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if broken["now"] and mode & os.W_OK and Path(target).parent == path.parent:
+            return False  # what access(2) says on a read-only mount, to root too
+        return real_access(target, mode, *args, **kwargs)
+
+    def open_as_sqlite_does(_dialect, _record, cargs, cparams) -> None:  # type: ignore[no-untyped-def]
+        # What SQLite does when it cannot open the file read-write (chmod does not stop root,
+        # so the tests ask for it): it opens it read-only if it can read the -shm, and
+        # otherwise fails on the connection's first statement.
+        if broken["now"] and cparams.get("uri") and str(cargs[0]).startswith(f"file:{path}"):
+            if not shm_left:
+                raise sqlite3.OperationalError("attempt to write a readonly database")
+            cargs[0] = str(cargs[0]).replace("mode=rw", "mode=ro")
+
+    monkeypatch.setattr("service.database.os.access", access)
+    event.listen(Engine, "do_connect", open_as_sqlite_does)
+    try:
+        with running(settings_for(url, small_model_dir)) as client:
+            lost = client.post("/v1/triage", json=PETITION, headers=h(key))
+            assert lost.status_code == 503 if not shm_left else lost.json()["stored"] is False
+            assert client.get("/readyz").status_code == 503
+
+            broken["now"] = False
+            assert client.get("/readyz").status_code == 200
+            assert client.post("/v1/triage", json=PETITION, headers=h(key)).json()["stored"] is True
+            assert client.post("/v1/triage", json=PETITION, headers=h(key)).json()["stored"] is True
+    finally:
+        event.remove(Engine, "do_connect", open_as_sqlite_does)
+        other.close()
+    assert sqlite3.connect(path).execute("SELECT count(*) FROM triages").fetchone() == (2,)
 
 
 def test_a_database_down_at_start_up_is_migrated_when_it_comes(backend, small_model_dir):
