@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from model.artifact import load_model
+from model.artifact import load_model, signing_key
 from model.taxonomy import load_taxonomy
 from service.settings import get_settings
 from training.corpus import generate, write_corpus
@@ -140,6 +140,13 @@ def retrain(registry: Registry, *argv: str) -> tuple[Run, str]:
     assert result.code == 0, result.err
     (version,) = set(registry.version_names()) - before
     return result, version
+
+
+@pytest.fixture(scope="module", autouse=True)
+def service_key(triage_home: Path) -> None:
+    """The session's signing key, made if no test made it yet: the service's TRIAGE_HOME holds
+    one, and retrain refuses to make one unasked."""
+    signing_key()
 
 
 @pytest.fixture(scope="module")
@@ -648,6 +655,36 @@ def test_retrain_signing_with_another_key_than_the_champions_is_refused_before_t
         monkeypatch.setenv("TRIAGE_SIGNING_KEY", "another key of this workstation")
         result = run("retrain", "--data", str(data.q1), "--data", str(data.q2), "--registry", str(registry.root))
         assert result.code == 2 and "was signed with key id" in result.err and "TRIAGE_SIGNING_KEY" in result.err
+    finally:
+        get_settings.cache_clear()
+
+
+def test_a_first_retrain_without_a_signing_key_is_refused_before_training_unless_a_new_key_is_asked_for(data, tmp_path, monkeypatch):
+    import training.retrain as retrain_module
+
+    # Run from another folder without the service's TRIAGE_HOME, into a registry with no
+    # champion yet: there was no key to compare with, so a key was made in that folder and the
+    # challenger signed with it, which the service refused once promoted.
+    registry = Registry(tmp_path / "registry")
+    workstation = tmp_path / "工作站"
+    key_file = workstation / "var" / "signing.key"
+    monkeypatch.setenv("TRIAGE_HOME", str(workstation / "var"))
+    monkeypatch.delenv("TRIAGE_SIGNING_KEY", raising=False)
+    monkeypatch.delenv("TRIAGE_SIGNING_KEY_FILE", raising=False)
+    get_settings.cache_clear()  # the settings name the key file under TRIAGE_HOME
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr(retrain_module, "fit_with_thresholds", lambda *a, **k: pytest.fail("trained without a key"))
+            result = run("retrain", "--data", str(data.q1), "--data", str(data.q2), "--registry", str(registry.root))
+        assert result.code == 2 and "no signing key" in result.err
+        # Names the key file it would make, the TRIAGE_HOME it looked in, and the ways out.
+        assert str(key_file) in result.err and f"TRIAGE_HOME is {workstation / 'var'}" in result.err
+        assert "TRIAGE_SIGNING_KEY_FILE" in result.err and "--new-signing-key" in result.err
+        assert not key_file.exists() and registry.version_names() == []
+
+        result, version = retrain(registry, "--data", str(data.q1), "--data", str(data.q2), "--new-signing-key")
+        assert key_file.exists()
+        assert registry.key_id(version) == signing_key(create=False, key_file=key_file).key_id
     finally:
         get_settings.cache_clear()
 

@@ -31,7 +31,7 @@ from training.batch import predict_in_batches
 from training.decisions import read_decisions, source_name
 from training.evaluate import evaluate_decisions
 from training.ledger import LedgerError, read_ledger
-from training.registry import DEFAULT_KEY_METRICS, DEFAULT_TOLERANCE, MetricCheck, Registry, compare, current_user
+from training.registry import DEFAULT_KEY_METRICS, DEFAULT_TOLERANCE, MetricCheck, Registry, RegistryError, compare, current_user
 from training.report import render_report
 from training.train import Progress, artifact_metadata, fingerprint, fit_with_thresholds, label_arrays, period_of, taxonomy_codes, texts_of
 
@@ -314,12 +314,35 @@ def weak_classes(metrics: dict[str, Any], counts: dict[str, dict[str, int]], tax
 
 
 
+def _key_file() -> Path:
+    """The file this run's key is read from, or made in when there is none."""
+    return Path(os.environ.get("TRIAGE_SIGNING_KEY_FILE") or default_key_file()).absolute()
+
+
 def _signing_key_if_any() -> SigningKey | None:
     """The key this run signs with, None when there is none yet (saving would make one)."""
-    named = os.environ.get("TRIAGE_SIGNING_KEY_FILE") or default_key_file()
-    if not os.environ.get("TRIAGE_SIGNING_KEY") and not Path(named).exists():
+    if not os.environ.get("TRIAGE_SIGNING_KEY") and not _key_file().exists():
         return None
     return signing_key(create=False)
+
+
+def check_key_is_not_made_unasked(key: SigningKey | None, new_signing_key: bool) -> None:
+    """Raise RegistryError when this run would make a signing key and sign with it although
+    `new_signing_key` does not ask for one.
+
+    Run from another folder than the service's, a first retrain (no champion, so no key to
+    compare with) found no key under that folder's TRIAGE_HOME, made one there and signed
+    the challenger with it: the service, which has its own key, refused the model once
+    promoted. Refused before training, naming where it looked and how to point at the
+    service's key."""
+    if key is not None or new_signing_key:
+        return
+    home = Path(os.environ.get("TRIAGE_HOME") or "var").expanduser().absolute()
+    raise RegistryError(f"no signing key: {_key_file()} does not exist (TRIAGE_HOME is {home}), so this run would "
+                        "make a new key there and sign the model with it, and a service using its own key refuses "
+                        "that model. Run it with the service's TRIAGE_HOME, or TRIAGE_SIGNING_KEY_FILE naming the "
+                        "service's key file (e.g. in a .env file of the folder you run it in); to sign with a new key "
+                        "on purpose (the service must then be given that key), add --new-signing-key")
 
 
 def _load_champion(registry: Registry, progress: Progress,
@@ -502,19 +525,22 @@ def retrain(data: Sequence[str | Path], registry_dir: str | Path, decisions: str
             key_metrics: Sequence[str] = DEFAULT_KEY_METRICS, tolerance: float = DEFAULT_TOLERANCE,
             progress: Progress = lambda _: None, sheet: str | None = None,
             in_service: str | Path | None = None, encoder: TextEncoder | None = None,
-            encoder_below: float | None = ENCODER_BELOW) -> RetrainResult:
+            encoder_below: float | None = ENCODER_BELOW, new_signing_key: bool = False) -> RetrainResult:
     """Trains, scores and registers a challenger (see the module's docstring).
 
     `in_service` is the model a service serves while the registry has no champion
     (TRIAGE_MODEL_DIR): on the first run it is scored in the champion's place, so that the
     first promotion is checked against what it replaces. Not used once there is a champion.
     With an `encoder`, the challenger has the optional encoder heads, routing asking it
-    below `encoder_below` (docs/model.md)."""
+    below `encoder_below` (docs/model.md). Without a signing key the run is refused unless
+    `new_signing_key` asks for one to be made (check_key_is_not_made_unasked)."""
     registry = Registry(registry_dir)
     registry.read_state()  # a damaged registry stops the run before minutes of training
     # So does one that cannot be written: it was found only when registering, the training lost.
     registry.check_writable()
-    registry.check_signing_key(_signing_key_if_any())
+    key = _signing_key_if_any()
+    registry.check_signing_key(key)
+    check_key_is_not_made_unasked(key, new_signing_key)
     taxonomy = load_taxonomy(taxonomy_path)
     codes = taxonomy_codes(taxonomy)
     by = by or current_user()

@@ -580,7 +580,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
                          holdout_quarter=args.holdout_quarter, taxonomy_path=args.taxonomy, seed=args.seed,
                          by=args.by, key_metrics=key_metrics, tolerance=tolerance, progress=_progress,
                          sheet=args.sheet, in_service=default_model_dir(), encoder=encoder,
-                         encoder_below=_encoder_below_of(args))
+                         encoder_below=_encoder_below_of(args), new_signing_key=args.new_signing_key)
     except RegistryError as exc:
         print(f"triage retrain: error: {exc}", file=sys.stderr)
         return 2
@@ -798,6 +798,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--taxonomy", default=str(DEFAULT_TAXONOMY))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--by", help="who runs it (default: the login name)")
+    p.add_argument(
+        "--new-signing-key",
+        action="store_true",
+        help="when no signing key exists (TRIAGE_SIGNING_KEY_FILE, else $TRIAGE_HOME/signing.key), make one "
+        "and sign with it; without this the run is refused, as the service could not load the model",
+    )
     _add_policy_arguments(p)
     _add_encoder_arguments(p)
     _add_sheet_argument(p)
