@@ -689,6 +689,22 @@ def test_a_first_retrain_without_a_signing_key_is_refused_before_training_unless
         get_settings.cache_clear()
 
 
+def test_a_first_retrain_with_another_key_than_the_model_in_services_is_refused_before_training(
+        small_model_dir, data, tmp_path, monkeypatch):
+    import training.retrain as retrain_module
+
+    # A workstation with a key of its own, pointed at the service's model: the model in service
+    # could not be loaded with that key, the run went on without comparing, and signed the
+    # challenger with a key the service refuses.
+    registry = Registry(tmp_path / "registry")
+    monkeypatch.setenv("TRIAGE_MODEL_DIR", str(small_model_dir))
+    monkeypatch.setenv("TRIAGE_SIGNING_KEY", "another key of this workstation")
+    monkeypatch.setattr(retrain_module, "fit_with_thresholds", lambda *a, **k: pytest.fail("trained with another key"))
+    result = run("retrain", "--data", str(data.q1), "--data", str(data.q2), "--registry", str(registry.root))
+    assert result.code == 2 and f"the model in service ({small_model_dir})" in result.err
+    assert "TRIAGE_SIGNING_KEY_FILE" in result.err and registry.version_names() == []
+
+
 def test_promoting_a_version_the_service_cannot_load_with_the_champions_key_is_refused(
         small_model, tmp_path, monkeypatch):
     from training.registry import PromotionRefused

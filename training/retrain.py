@@ -22,7 +22,16 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from model.artifact import ArtifactError, SigningKey, default_key_file, load_model, new_version_id, signing_key
+from model.artifact import (
+    SIGNATURE,
+    ArtifactError,
+    SigningKey,
+    default_key_file,
+    load_model,
+    new_version_id,
+    read_metadata,
+    signing_key,
+)
 from model.encoder import TextEncoder
 from model.taxonomy import DEFAULT_TAXONOMY, HEADS, Taxonomy, load_taxonomy
 from model.text import join_fields, normalize, segment
@@ -345,6 +354,27 @@ def check_key_is_not_made_unasked(key: SigningKey | None, new_signing_key: bool)
                         "on purpose (the service must then be given that key), add --new-signing-key")
 
 
+def check_key_is_the_services(key: SigningKey | None, registry: Registry, in_service: str | Path | None) -> None:
+    """Raise RegistryError when, on a first run (no champion), the model in service was signed
+    with another key than this run's.
+
+    The champion's key is checked by Registry.check_signing_key; before there is one, a run
+    with its own key (a workstation's var/signing.key) only found that it could not load the
+    model in service, went on without comparing, and signed the challenger with a key the
+    service refuses."""
+    if key is None or registry.champion() is not None or in_service is None:
+        return
+    try:
+        signed = read_metadata(in_service).get(SIGNATURE)
+    except ArtifactError:
+        return  # not a model: _load_champion says so
+    found = signed.get("key_id") if isinstance(signed, dict) else None
+    if found is not None and found != key.key_id:
+        raise RegistryError(f"the model in service ({in_service}) was signed with key id {found}, and this run has key "
+                            f"id {key.key_id} from {key.source}: the service could not load what it registers. Run it "
+                            "with the service's TRIAGE_HOME, or TRIAGE_SIGNING_KEY_FILE naming the service's key")
+
+
 def _load_champion(registry: Registry, progress: Progress,
                    in_service: str | Path | None = None) -> tuple[str | None, Any, str | None, str | None]:
     """The model the challenger is compared with: its version, the loaded model (None when
@@ -541,6 +571,7 @@ def retrain(data: Sequence[str | Path], registry_dir: str | Path, decisions: str
     key = _signing_key_if_any()
     registry.check_signing_key(key)
     check_key_is_not_made_unasked(key, new_signing_key)
+    check_key_is_the_services(key, registry, in_service)
     taxonomy = load_taxonomy(taxonomy_path)
     codes = taxonomy_codes(taxonomy)
     by = by or current_user()
