@@ -173,6 +173,10 @@ class Suggestion(BaseModel):
     similar_cases: list[SimilarCase] = Field(default_factory=list,
                                              description="Stored petitions about the same matter within the window, most similar first.")
     repeat_of: str | None = Field(None, description="The triage_id of the closest earlier petition about the same matter.")
+    replayed: bool = Field(False, description="True when the petition was sent again (the same external_id, one that masking "
+                                              "leaves as it is, and the same title and body as a triage already stored, as a "
+                                              "client retrying after a timeout sends it): this is that triage as stored, and "
+                                              "nothing new was stored or queued for review.")
 
 
 class BatchIn(BaseModel):

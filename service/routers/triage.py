@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from anyio import CapacityLimiter, to_thread
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
 from pydantic import ValidationError
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -25,9 +26,9 @@ from service.group_commit import GroupCommit
 from service.metrics import PREDICTIONS
 from service.pii import mask_pii
 from service.routers import BODY_ERRORS, KEYED_ERRORS, InvalidField, KeyedRoute, errors
-from service.schemas import NO_NUL, BatchIn, BatchItem, CaseOut, DecisionOut, PetitionIn, RuleHit, Suggestion
+from service.schemas import NO_NUL, BatchIn, BatchItem, CaseOut, DecisionOut, PetitionIn, RuleHit, SimilarCase, Suggestion
 from service.settings import Settings
-from service.similar import MattersDep, SharedMatterIndex, case_infos, link, text_of
+from service.similar import MattersDep, SharedMatterIndex, case_infos, case_number, link, text_of
 
 log = logging.getLogger(__name__)
 # Triages a worker computes at once (the model and the same-matter lookup). Threads
@@ -44,6 +45,12 @@ router = APIRouter(prefix="/v1/triage", tags=["triage"], route_class=KeyedRoute,
 Intake = Annotated[ApiKey, Depends(require_role("intake"))]
 Reader = Annotated[ApiKey, Depends(require_role("intake", "reviewer"))]
 TriageId = Annotated[str, Path(max_length=200, pattern=NO_NUL)]
+# Built once, as the same-matter statements are: it runs on every triage with a usable case
+# number. external_id is indexed; the rows with one number are a handful at most.
+_STORED_COPY = (select(TriageRecord)
+                .where(TriageRecord.external_id == bindparam("number"), TriageRecord.title_masked == bindparam("title"),
+                       TriageRecord.body_masked == bindparam("body"))
+                .order_by(TriageRecord.created_at).limit(1))
 
 
 class Refused(ValueError):
@@ -76,18 +83,86 @@ def _same_matter(suggestion: Suggestion, loaded: LoadedModel, linked_text: str, 
     if linked.similar:
         first = linked.similar[0]
         suggestion.repeat_of = first.triage_id
-        # A taxonomy without the cue still gets the hit, in the bundled taxonomy's words.
-        cue = next((r for r in loaded.model.taxonomy.rules if r.id == "risk.repeated"), None)
+        _cue_repeat(suggestion, loaded, first)
+    return linked.group
+
+
+def _cue_repeat(suggestion: Suggestion, loaded: LoadedModel, first: SimilarCase) -> None:
+    """Adds the taxonomy's "repeated" cue naming the earlier petition to the risk explanation."""
+    # A taxonomy without the cue still gets the hit, in the bundled taxonomy's words.
+    cue = next((r for r in loaded.model.taxonomy.rules if r.id == "risk.repeated"), None)
+    if "risk" in suggestion.explanation:
         suggestion.explanation["risk"].rules.append(RuleHit(
             rule="risk.repeated", label=cue.label if cue else "medium", spans=[],
             explain=f"{cue.explain if cue else '多次反映或久拖未决'}：同一事项已于 {first.received_at:%Y-%m-%d} 登记"
                     f"（triage_id {first.triage_id}，相似度 {first.similarity:.2f}）"))
-    return linked.group
+
+
+def _stored_copy(petition: PetitionIn, loaded: LoadedModel, session: Session, settings: Settings) -> Suggestion | None:
+    """The stored triage `petition` is sent again as, answered as it was suggested; None when
+    it is none.
+
+    A client that sent a petition and timed out before the answer sends it again: the same
+    case number, the same title and body. Stored again, it was a second triage in the review
+    queue, the case lists and the statistics. A case number that masking changed tells
+    petitions apart no more (service/similar.py, case_number), and a petition with other
+    text under its number is an amended one: both are triaged as new. So is a copy of a
+    triage stored before its confidences were kept, which could not be answered as it was."""
+    number = case_number(petition.external_id)
+    if number is None:
+        return None
+    try:
+        record = session.scalars(_STORED_COPY, {"number": number, "title": mask_pii(petition.title),
+                                                "body": mask_pii(petition.body)}).first()
+        if record is None or "risk_confidence" not in (stored := record.suggestion or {}):
+            return None
+        infos = case_infos(session, [tid for tid, _ in stored.get("similar", [])])
+        queued = session.get(ReviewItem, record.id) is not None
+    except SQLAlchemyError as exc:
+        # Looked up again by the next retry; meanwhile the petition is triaged as new, as before.
+        session.rollback()
+        log.error("stored copy lookup failed: %s", type(exc).__name__)
+        return None
+    finally:
+        # The connection goes back to the pool before the answer is written (service/deps.py).
+        session.commit()
+    taxonomy = loaded.model.taxonomy
+
+    def option(code: str, p: float) -> dict[str, Any]:
+        return {"code": code, "name": taxonomy.display_name("division", code), "probability": round(p, 4)}
+
+    # As linked when it was stored, with what has become of those petitions since; a purged
+    # one is left out, as the lookup leaves it out.
+    similar = [SimilarCase(triage_id=tid, external_id=info.external_id, received_at=info.received_at,
+                           similarity=similarity, decided_division=info.decided_division, review_status=info.review_status)
+               for tid, similarity in stored.get("similar", []) if (info := infos.get(tid)) is not None and not info.purged]
+    suggestion = Suggestion(
+        triage_id=record.id, model_version=record.model_version,
+        division=option(record.division, record.division_confidence),
+        division_top3=[option(code, p) for code, p in stored.get("top3", [])],
+        risk=record.risk, risk_name=taxonomy.display_name("risk", record.risk), risk_confidence=stored["risk_confidence"],
+        key_group=record.key_group, key_group_name=taxonomy.display_name("key_group", record.key_group),
+        key_group_confidence=stored["key_group_confidence"],
+        # Queued later too, as an emerging group's earlier member: it is in the queue now.
+        needs_review=record.needs_review or queued,
+        # Stored on the masked text; the answer's offsets index the text as the client sent it.
+        explanation=rebase_explanation(stored.get("explanation", {}), join_fields(petition.title, petition.body)),
+        time_limits=time_limits(record.received_at, record.created_at, settings),
+        stored=True, replayed=True, similar_cases=similar, repeat_of=stored.get("repeat_of"))
+    # The cue is added to the answer, not stored: added again, as the first answer had it.
+    first = next((case for case in similar if case.triage_id == suggestion.repeat_of), None)
+    if first is not None:
+        _cue_repeat(suggestion, loaded, first)
+    log.info("triage %s answered again: petition sent again with its case number", record.id)
+    return suggestion
 
 
 def _suggest(petition: PetitionIn, loaded: LoadedModel, session: Session, writes: GroupCommit,
              matters: SharedMatterIndex, settings: Settings, turn: threading.Semaphore | None = None) -> Suggestion:
-    """The suggestion, stored; `turn` is held while it is computed, not while its rows are committed."""
+    """The suggestion, stored, or the stored one when the petition is sent again; `turn` is
+    held while it is computed, not while its rows are committed."""
+    if (replayed := _stored_copy(petition, loaded, session, settings)) is not None:
+        return replayed
     with turn or contextlib.nullcontext():
         suggestion, record, queued, received, group = _computed(petition, loaded, session, matters, settings)
     try:
@@ -157,6 +232,8 @@ def _computed(petition: PetitionIn, loaded: LoadedModel, session: Session, matte
         division=suggestion.division.code, division_confidence=suggestion.division.probability,
         risk=suggestion.risk, key_group=suggestion.key_group, needs_review=suggestion.needs_review,
         suggestion={"top3": raw["division_top3"], "rules": raw["rules"], "repeat_of": suggestion.repeat_of,
+                    # Kept so that a petition sent again is answered as it was (_stored_copy).
+                    "risk_confidence": suggestion.risk_confidence, "key_group_confidence": suggestion.key_group_confidence,
                     # Kept so that the case page can show the clerk and the reviewer the earlier
                     # petitions about the same matter after the suggestion itself is gone.
                     "similar": [[case.triage_id, case.similarity] for case in suggestion.similar_cases]},

@@ -1,0 +1,111 @@
+"""A petition sent again (a client retrying after a timeout) is answered from storage, not stored twice."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.database import Database
+from service.keys import create_key
+from service.settings import Settings
+
+# High risk, so that it is queued for review; with a phone number, so that what is stored
+# (masked) differs from what the client sends.
+PETITION = {
+    "title": "讨薪无门",
+    "body": "工资一直拿不到，再不解决我就从公司楼顶跳楼。我的电话13812345678。",
+    "external_id": "XF-2026-0042",
+    "channel": "网上",
+    "received_at": "2026-12-01T09:00:00+08:00",
+}
+
+
+@pytest.fixture
+def service(small_model_dir, tmp_path):
+    db_path = tmp_path / "triage.db"
+    settings = Settings(database_url=f"sqlite:///{db_path}", model_dir=small_model_dir, max_batch=5, model_root=small_model_dir.parent.parent)
+    app = create_app(settings)
+    database = Database(settings.database_url)
+    with database.sessions() as session:
+        keys = {role: {"X-API-Key": create_key(session, role)} for role in ("intake", "reviewer", "analyst")}
+    with TestClient(app) as client:
+        yield client, keys, db_path
+
+
+def rows(db_path) -> int:
+    return sqlite3.connect(db_path).execute("SELECT count(*) FROM triages").fetchone()[0]
+
+
+def test_a_petition_sent_again_with_its_case_number_is_answered_from_storage(service):
+    client, keys, db_path = service
+    first = client.post("/v1/triage", json=PETITION, headers=keys["intake"]).json()
+    again = client.post("/v1/triage", json=PETITION, headers=keys["intake"]).json()
+    assert first["stored"] is True and first["replayed"] is False
+    assert again["stored"] is True and again["replayed"] is True
+    assert again["triage_id"] == first["triage_id"]
+    # The suggestion as it was made, not made again.
+    for field in (
+        "model_version",
+        "division",
+        "division_top3",
+        "risk",
+        "risk_name",
+        "risk_confidence",
+        "key_group",
+        "key_group_confidence",
+        "needs_review",
+        "time_limits",
+        "similar_cases",
+        "repeat_of",
+    ):
+        assert again[field] == first[field], field
+    assert first["risk"] == "high" and first["needs_review"] is True
+    # Offsets into the text as the client sent it, as in the first answer (the stored text is masked).
+    text = PETITION["title"] + "\n" + PETITION["body"]
+    spans = [s for head in again["explanation"].values() for part in (*head["terms"], *head["rules"]) for s in part["spans"]]
+    assert spans and all(text[s["start"] : s["end"]] == s["text"] for s in spans)
+    assert again["explanation"] == first["explanation"]
+    assert rows(db_path) == 1
+    queue = client.get("/v1/review-queue", headers=keys["reviewer"]).json()
+    assert [item["triage_id"] for item in queue] == [first["triage_id"]]
+    assert client.get("/v1/stats", headers=keys["analyst"]).json()["suggestions"] == 1
+
+
+def test_a_petition_sent_again_in_a_batch_is_answered_from_storage(service):
+    client, keys, db_path = service
+    first = client.post("/v1/triage", json=PETITION, headers=keys["intake"]).json()
+    other = {**PETITION, "external_id": "XF-2026-0043", "title": "拖欠工资", "body": "老板三个月没发工资，工友们都找不到人。"}
+    items = client.post("/v1/triage/batch", json={"petitions": [PETITION, other, other]}, headers=keys["intake"]).json()
+    results = [item["result"] for item in items]
+    assert [r["replayed"] for r in results] == [True, False, True]
+    assert results[0]["triage_id"] == first["triage_id"] and results[2]["triage_id"] == results[1]["triage_id"]
+    assert rows(db_path) == 2
+    assert client.get("/v1/stats", headers=keys["analyst"]).json()["suggestions"] == 2
+
+
+@pytest.mark.parametrize(
+    ("why", "second"),
+    [
+        ("amended: the same case number with other text", {**PETITION, "body": PETITION["body"] + "补充：已经拖欠半年。"}),
+        ("a case number that masking changed tells petitions apart no more", {**PETITION, "external_id": "0531-2026-0001"}),
+        ("no case number", {**PETITION, "external_id": None}),
+    ],
+)
+def test_a_petition_sent_again_without_a_usable_case_number_or_with_other_text_is_stored_again(service, why, second):
+    client, keys, db_path = service
+    first = client.post("/v1/triage", json={**PETITION, "external_id": second["external_id"]}, headers=keys["intake"]).json()
+    again = client.post("/v1/triage", json=second, headers=keys["intake"]).json()
+    assert again["stored"] is True and again["replayed"] is False, why
+    assert again["triage_id"] != first["triage_id"], why
+    assert rows(db_path) == 2, why
+    assert client.get("/v1/stats", headers=keys["analyst"]).json()["suggestions"] == 2, why
+
+
+def test_the_replay_marker_is_in_the_openapi_schema(service):
+    client, _, _ = service
+    suggestion = client.get("/openapi.json").json()["components"]["schemas"]["Suggestion"]
+    assert suggestion["properties"]["replayed"]["type"] == "boolean"
+    assert "replayed" not in suggestion.get("required", [])
