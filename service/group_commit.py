@@ -5,7 +5,12 @@ A suggestion is answered `stored: true` only once its rows are committed, and on
 write lock: with a commit per petition, the whole service stores at most one petition
 per disk flush, whatever the cores. Here the rows that requests hand in while a commit is
 under way wait for it to end, and are then committed together by one of them: the same
-guarantee for each request, one disk flush for several."""
+guarantee for each request, one disk flush for several.
+
+Rows handed in `Once` are stored unless the same rows are stored already: looked for in
+the commit's own transaction, after the database's write lock is taken (SQLite) or an
+advisory lock on their key (PostgreSQL), so that two requests sending them at once, in
+one worker or two, store them once."""
 
 from __future__ import annotations
 
@@ -13,16 +18,40 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import Table, insert, inspect
+from sqlalchemy import Table, insert, inspect, text
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session
+
+# The first key of this project's PostgreSQL advisory locks on the rows stored `Once`; any
+# fixed 32-bit number (the migration lock is a 64-bit key, a space of its own).
+ONCE_LOCK_SPACE = 0x74726961
+_LOCK_ONCE = text("SELECT pg_advisory_xact_lock(:space, hashtext(:key))")
+
+
+@dataclass(frozen=True)
+class Once:
+    """What makes a write's rows the same as others: the rows are stored unless `stored` finds
+    them stored already or a write with the same `key` is committed with them.
+
+    Parameters
+    ----------
+    key : str
+        Equal for writes of the same rows (e.g. a petition's case number and text).
+    stored : callable
+        True when the rows are in the database already; called in the commit's transaction.
+    """
+
+    key: str
+    stored: Callable[[Session], bool]
 
 
 @dataclass
 class _Write:
     first: Sequence[DeclarativeBase]
     then: Sequence[DeclarativeBase]
+    once: Once | None = None
     done: bool = False
+    skipped: bool = False
     error: SQLAlchemyError | None = field(default=None)
 
 
@@ -53,15 +82,17 @@ class GroupCommit:
         self._pending_lock = threading.Lock()
         self._commit_lock = threading.Lock()
 
-    def store(self, session: Session, first: Sequence[DeclarativeBase], then: Sequence[DeclarativeBase] = ()) -> None:
+    def store(self, session: Session, first: Sequence[DeclarativeBase], then: Sequence[DeclarativeBase] = (),
+              once: Once | None = None) -> bool:
         """Returns once these rows are committed (`first` flushed before `then`, whose rows
-        reference them); raises the SQLAlchemyError that stopped their transaction.
+        reference them), True; False, having stored nothing, when `once` found them stored
+        already. Raises the SQLAlchemyError that stopped their transaction.
 
         `session` is the caller's, with nothing pending: when this call commits the rows
         waiting, it commits them in it. (Not in a session of its own: its connection could
         be the one that waiting requests hold, as a request takes its connection before its
         turn on a thread to run in, and waits for that turn with it.)"""
-        write = _Write(first, then)
+        write = _Write(first, then, once)
         with self._pending_lock:
             self._pending.append(write)
         # Whoever gets the lock commits every write waiting; the others find theirs done.
@@ -72,15 +103,17 @@ class GroupCommit:
                 self._commit(session, batch)
         if write.error is not None:
             raise write.error
+        return not write.skipped
 
     def _commit(self, session: Session, batch: list[_Write]) -> None:
         try:
             if self.before_write is not None:
                 self.before_write(session)
+            kept = self._not_stored(session, batch)
             # Inserted as statements, one per table and set of columns, not through the ORM's
             # unit of work: its bookkeeping for rows nobody reads back cost more than the
             # inserts. `first` rows go before `then` rows, which reference them.
-            for rows in ([row for write in batch for row in write.first], [row for write in batch for row in write.then]):
+            for rows in ([row for write in kept for row in write.first], [row for write in kept for row in write.then]):
                 for (table, _), values in _by_statement(rows).items():
                     session.execute(insert(table), values)
             session.commit()
@@ -97,3 +130,23 @@ class GroupCommit:
         finally:
             for write in batch:
                 write.done = True
+
+    @staticmethod
+    def _not_stored(session: Session, batch: list[_Write]) -> list[_Write]:
+        """The writes of `batch` to insert: all but those `Once` whose rows are stored already
+        or come earlier in the batch (those are marked skipped)."""
+        once = [write for write in batch if write.once is not None]
+        if not once:
+            return batch
+        if session.get_bind().dialect.name == "postgresql":
+            # PostgreSQL has no one write lock: a second transaction with the same key waits
+            # here for the first to end, then sees its rows. In one order, so that two
+            # batches never wait for each other.
+            for key in sorted({write.once.key for write in once if write.once is not None}):
+                session.execute(_LOCK_ONCE, {"space": ONCE_LOCK_SPACE, "key": key})
+        keys: set[str] = set()
+        for write in once:
+            assert write.once is not None
+            write.skipped = write.once.key in keys or write.once.stored(session)
+            keys.add(write.once.key)
+        return [write for write in batch if not write.skipped]

@@ -3,16 +3,19 @@ call returns, several share a commit, and a row the database refuses fails only 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
 from pathlib import Path
 
 import pytest
+from postgres_db import POSTGRES_PARAM, throwaway_database
 from sqlalchemy import event, func, select
 from sqlalchemy.exc import IntegrityError
 
 from service.database import Database, ReviewItem, TriageRecord
+from service.group_commit import GroupCommit, Once
 
 WRITERS, EACH = 8, 5
 
@@ -106,3 +109,64 @@ def test_a_refused_row_fails_only_its_own_write(database):
         assert {r for r in results.values() if session.get(TriageRecord, r) is not None} == set(results.values())
         assert session.scalar(select(func.count()).select_from(TriageRecord)) == 5
     assert commits
+
+
+def test_rows_stored_once_are_stored_once_when_sent_together(database):
+    # Two requests with the same petition, each having looked before the other stored it:
+    # both handed in its rows, and both were stored.
+    slow_commits(database)
+    stored: list[bool] = []
+    bodies: dict[str, str] = {}
+
+    def already(body: str):  # type: ignore[no-untyped-def]
+        return lambda session: session.scalar(select(func.count()).select_from(TriageRecord)
+                                              .where(TriageRecord.body_masked == body)) > 0
+
+    def writer(body: str):  # type: ignore[no-untyped-def]
+        def write() -> None:
+            row = triage_row(body)
+            with database.sessions() as session:
+                stored.append(database.group_commit.store(session, [row], [ReviewItem(triage_id=row.id, reason="high_risk")],
+                                                          once=Once(key=body, stored=already(body))))
+            bodies[row.id] = body
+        return write
+
+    run_together(*[writer("同一件信访")] * 6, writer("另一件信访"))
+    assert sorted(stored) == [False] * 5 + [True] * 2
+    with database.sessions() as session:
+        assert sorted(session.scalars(select(TriageRecord.body_masked))) == ["另一件信访", "同一件信访"]
+        assert session.scalar(select(func.count()).select_from(ReviewItem)) == 2
+    # Stored before, by another worker or an earlier request: not stored again.
+    with database.sessions() as session:
+        assert database.group_commit.store(session, [triage_row("同一件信访")], once=Once("同一件信访", already("同一件信访"))) is False
+        assert session.scalar(select(func.count()).select_from(TriageRecord)) == 2
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", POSTGRES_PARAM])
+def test_rows_stored_once_by_two_workers_at_once_are_stored_once(dialect, tmp_path: Path):
+    # Each worker process has a GroupCommit of its own. The second looked for the rows while
+    # the first had inserted but not yet committed them, found none, and stored them again.
+    with contextlib.ExitStack() as stack:
+        url = f"sqlite:///{tmp_path / 't.db'}" if dialect == "sqlite" else str(
+            stack.enter_context(throwaway_database("once")).render_as_string(hide_password=False))
+        database = Database(url)
+        stack.callback(database.engine.dispose)
+        database.ensure_migrated()
+        slow_commits(database)
+        before_write = database.write_lock.hold if database.write_lock is not None else None
+        workers = [GroupCommit(before_write), GroupCommit(before_write)]
+        stored: list[bool] = []
+
+        def already(session) -> bool:  # type: ignore[no-untyped-def]
+            return session.scalar(select(func.count()).select_from(TriageRecord)) > 0
+
+        def writer(worker: GroupCommit):  # type: ignore[no-untyped-def]
+            def write() -> None:
+                with database.sessions() as session:
+                    stored.append(worker.store(session, [triage_row()], once=Once("XF-1", already)))
+            return write
+
+        run_together(writer(workers[0]), writer(workers[1]))
+        assert sorted(stored) == [False, True]
+        with database.sessions() as session:
+            assert session.scalar(select(func.count()).select_from(TriageRecord)) == 1

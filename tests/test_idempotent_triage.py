@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import sqlite3
+import contextlib
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from fastapi.testclient import TestClient
+from postgres_db import POSTGRES_PARAM, throwaway_database
+from sqlalchemy import func, select
 
 from service.app import create_app
-from service.database import Database
+from service.database import Database, TriageRecord
 from service.keys import create_key
 from service.settings import Settings
 
@@ -23,24 +26,30 @@ PETITION = {
 }
 
 
-@pytest.fixture
-def service(small_model_dir, tmp_path):
-    db_path = tmp_path / "triage.db"
-    settings = Settings(database_url=f"sqlite:///{db_path}", model_dir=small_model_dir, max_batch=5, model_root=small_model_dir.parent.parent)
-    app = create_app(settings)
-    database = Database(settings.database_url)
+@pytest.fixture(params=["sqlite", POSTGRES_PARAM])
+def service(request, small_model_dir, tmp_path):
+    with contextlib.ExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite:///{tmp_path / 'triage.db'}"
+        else:
+            url = stack.enter_context(throwaway_database("idem")).render_as_string(hide_password=False)
+        settings = Settings(database_url=url, model_dir=small_model_dir, max_batch=5, model_root=small_model_dir.parent.parent)
+        database = Database(url)
+        stack.callback(database.engine.dispose)
+        database.migrate()
+        with database.sessions() as session:
+            keys = {role: {"X-API-Key": create_key(session, role)} for role in ("intake", "reviewer", "analyst")}
+        with TestClient(create_app(settings)) as client:
+            yield client, keys, database
+
+
+def rows(database: Database) -> int:
     with database.sessions() as session:
-        keys = {role: {"X-API-Key": create_key(session, role)} for role in ("intake", "reviewer", "analyst")}
-    with TestClient(app) as client:
-        yield client, keys, db_path
-
-
-def rows(db_path) -> int:
-    return sqlite3.connect(db_path).execute("SELECT count(*) FROM triages").fetchone()[0]
+        return session.scalar(select(func.count()).select_from(TriageRecord))
 
 
 def test_a_petition_sent_again_with_its_case_number_is_answered_from_storage(service):
-    client, keys, db_path = service
+    client, keys, database = service
     first = client.post("/v1/triage", json=PETITION, headers=keys["intake"]).json()
     again = client.post("/v1/triage", json=PETITION, headers=keys["intake"]).json()
     assert first["stored"] is True and first["replayed"] is False
@@ -68,21 +77,21 @@ def test_a_petition_sent_again_with_its_case_number_is_answered_from_storage(ser
     spans = [s for head in again["explanation"].values() for part in (*head["terms"], *head["rules"]) for s in part["spans"]]
     assert spans and all(text[s["start"] : s["end"]] == s["text"] for s in spans)
     assert again["explanation"] == first["explanation"]
-    assert rows(db_path) == 1
+    assert rows(database) == 1
     queue = client.get("/v1/review-queue", headers=keys["reviewer"]).json()
     assert [item["triage_id"] for item in queue] == [first["triage_id"]]
     assert client.get("/v1/stats", headers=keys["analyst"]).json()["suggestions"] == 1
 
 
 def test_a_petition_sent_again_in_a_batch_is_answered_from_storage(service):
-    client, keys, db_path = service
+    client, keys, database = service
     first = client.post("/v1/triage", json=PETITION, headers=keys["intake"]).json()
     other = {**PETITION, "external_id": "XF-2026-0043", "title": "拖欠工资", "body": "老板三个月没发工资，工友们都找不到人。"}
     items = client.post("/v1/triage/batch", json={"petitions": [PETITION, other, other]}, headers=keys["intake"]).json()
     results = [item["result"] for item in items]
     assert [r["replayed"] for r in results] == [True, False, True]
     assert results[0]["triage_id"] == first["triage_id"] and results[2]["triage_id"] == results[1]["triage_id"]
-    assert rows(db_path) == 2
+    assert rows(database) == 2
     assert client.get("/v1/stats", headers=keys["analyst"]).json()["suggestions"] == 2
 
 
@@ -95,12 +104,12 @@ def test_a_petition_sent_again_in_a_batch_is_answered_from_storage(service):
     ],
 )
 def test_a_petition_sent_again_without_a_usable_case_number_or_with_other_text_is_stored_again(service, why, second):
-    client, keys, db_path = service
+    client, keys, database = service
     first = client.post("/v1/triage", json={**PETITION, "external_id": second["external_id"]}, headers=keys["intake"]).json()
     again = client.post("/v1/triage", json=second, headers=keys["intake"]).json()
     assert again["stored"] is True and again["replayed"] is False, why
     assert again["triage_id"] != first["triage_id"], why
-    assert rows(db_path) == 2, why
+    assert rows(database) == 2, why
     assert client.get("/v1/stats", headers=keys["analyst"]).json()["suggestions"] == 2, why
 
 
@@ -109,3 +118,16 @@ def test_the_replay_marker_is_in_the_openapi_schema(service):
     suggestion = client.get("/openapi.json").json()["components"]["schemas"]["Suggestion"]
     assert suggestion["properties"]["replayed"]["type"] == "boolean"
     assert "replayed" not in suggestion.get("required", [])
+
+
+def test_copies_of_a_petition_sent_at_once_are_stored_once(service):
+    # A client that timed out may send the petition again while the first request is still
+    # being answered: each looked for a stored copy before either was stored.
+    client, keys, database = service
+    with ThreadPoolExecutor(4) as pool:
+        answers = [f.result().json() for f in [pool.submit(client.post, "/v1/triage", json=PETITION, headers=keys["intake"]) for _ in range(4)]]
+    assert all(a["stored"] for a in answers)
+    assert len({a["triage_id"] for a in answers}) == 1
+    assert sorted(a["replayed"] for a in answers) == [False, True, True, True]
+    assert rows(database) == 1
+    assert len(client.get("/v1/review-queue", headers=keys["reviewer"]).json()) == 1

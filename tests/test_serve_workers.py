@@ -5,6 +5,7 @@ acknowledged before a SIGKILL of every process is in the database."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -21,10 +22,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from postgres_db import POSTGRES_PARAM, throwaway_database
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 from serving import ServeProcess, children, free_port, make_key, serve_command, serve_env
+from sqlalchemy import create_engine, text
 
 from model.artifact import MODEL_FILE
 from service.database import head_revision
@@ -225,9 +228,10 @@ def test_what_two_workers_acknowledged_survives_a_sigkill_of_every_process(serve
 
     def send(k: int) -> None:
         with httpx.Client(base_url=server.base, headers={"X-API-Key": key}, timeout=10, trust_env=False) as client:
-            while not stop.is_set() and next(sent, None) is not None:
+            while not stop.is_set() and (n := next(sent, None)) is not None:
                 try:
-                    response = client.post("/v1/triage", json=PETITION | {"external_id": f"c{k}"})
+                    # A case number of its own: the same one again would be a retry, answered from storage.
+                    response = client.post("/v1/triage", json=PETITION | {"external_id": f"c{k}-{n}"})
                     if response.status_code != 200:
                         raise RuntimeError(f"HTTP {response.status_code}")
                     triage = response.json()
@@ -264,6 +268,39 @@ def test_what_two_workers_acknowledged_survives_a_sigkill_of_every_process(serve
     assert not [t for t in stored if t not in triages], "answered stored: true but not in the database"
     assert not [d for d in decided if d not in decisions], "acknowledged with 201 but not in the database"
 
+
+@pytest.mark.parametrize("database", ["sqlite", POSTGRES_PARAM])
+def test_copies_of_a_petition_sent_to_two_workers_at_once_are_stored_once(database, tmp_path: Path, small_model_dir: Path):
+    # A client retrying after a timeout while its first request is still being answered: the
+    # copies reach both workers, each looking for a stored copy before either has stored one.
+    with contextlib.ExitStack() as stack:
+        if database == "sqlite":
+            url = f"sqlite:///{tmp_path / 'triage.db'}"
+        else:
+            url = stack.enter_context(throwaway_database("workers")).render_as_string(hide_password=False)
+        env = serve_env(url, small_model_dir, tmp_path) | {"TRIAGE_WORKERS": "2"}
+        server = ServeProcess(tmp_path, env)
+        stack.callback(server.kill)
+        server.start()
+        server.wait_for_workers(2)
+        key = make_key(env, tmp_path)
+        petition = PETITION | {"external_id": "XF-2026-0042"}
+
+        def send(_: int) -> dict:
+            with httpx.Client(base_url=server.base, headers={"X-API-Key": key}, timeout=30, trust_env=False) as client:
+                return client.post("/v1/triage", json=petition).json()
+
+        for _round in range(3):
+            with ThreadPoolExecutor(8) as pool:
+                answers = list(pool.map(send, range(8)))
+            assert all(a["stored"] for a in answers), answers
+            assert len({a["triage_id"] for a in answers}) == 1
+            petition = petition | {"external_id": f"{petition['external_id']}-1"}
+        server.stop()
+        engine = create_engine(url)
+        stack.callback(engine.dispose)
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM triages")).scalar() == 3
 
 
 def _requests_of(metrics_text: str, route: str) -> float:

@@ -22,7 +22,7 @@ from model.text import has_text, join_fields
 from service.cases import case_out, decisions_of, masked_text, rebase_explanation, time_limits
 from service.database import ApiKey, ReviewItem, TriageRecord, utcnow
 from service.deps import GroupCommitDep, ModelDep, SessionDep, SettingsDep, require_role
-from service.group_commit import GroupCommit
+from service.group_commit import GroupCommit, Once
 from service.metrics import PREDICTIONS
 from service.pii import mask_pii
 from service.routers import BODY_ERRORS, KEYED_ERRORS, InvalidField, KeyedRoute, errors
@@ -47,10 +47,10 @@ Reader = Annotated[ApiKey, Depends(require_role("intake", "reviewer"))]
 TriageId = Annotated[str, Path(max_length=200, pattern=NO_NUL)]
 # Built once, as the same-matter statements are: it runs on every triage with a usable case
 # number. external_id is indexed; the rows with one number are a handful at most.
-_STORED_COPY = (select(TriageRecord)
-                .where(TriageRecord.external_id == bindparam("number"), TriageRecord.title_masked == bindparam("title"),
-                       TriageRecord.body_masked == bindparam("body"))
-                .order_by(TriageRecord.created_at).limit(1))
+_STORED_COPIES = (select(TriageRecord)
+                  .where(TriageRecord.external_id == bindparam("number"), TriageRecord.title_masked == bindparam("title"),
+                         TriageRecord.body_masked == bindparam("body"))
+                  .order_by(TriageRecord.created_at))
 
 
 class Refused(ValueError):
@@ -112,10 +112,10 @@ def _stored_copy(petition: PetitionIn, loaded: LoadedModel, session: Session, se
     if number is None:
         return None
     try:
-        record = session.scalars(_STORED_COPY, {"number": number, "title": mask_pii(petition.title),
-                                                "body": mask_pii(petition.body)}).first()
-        if record is None or "risk_confidence" not in (stored := record.suggestion or {}):
+        record = _stored_record(session, number, mask_pii(petition.title), mask_pii(petition.body))
+        if record is None:
             return None
+        stored = record.suggestion
         infos = case_infos(session, [tid for tid, _ in stored.get("similar", [])])
         queued = session.get(ReviewItem, record.id) is not None
     except SQLAlchemyError as exc:
@@ -157,6 +157,24 @@ def _stored_copy(petition: PetitionIn, loaded: LoadedModel, session: Session, se
     return suggestion
 
 
+def _stored_record(session: Session, number: str, title_masked: str, body_masked: str) -> TriageRecord | None:
+    """The first triage stored with this case number and this masked text that can be answered
+    as it was made (one stored before its confidences were kept cannot)."""
+    copies = session.scalars(_STORED_COPIES, {"number": number, "title": title_masked, "body": body_masked})
+    return next((record for record in copies if "risk_confidence" in (record.suggestion or {})), None)
+
+
+def _once(petition: PetitionIn, record: TriageRecord) -> Once | None:
+    """What makes the petition's rows stored once in a race with a copy of it (service/group_commit.py):
+    two requests with the same petition, arriving together, both look before either has stored."""
+    number = case_number(petition.external_id)
+    if number is None:
+        return None
+    title, body = record.title_masked, record.body_masked
+    return Once(key=f"{number}\n{text_of(title, body)}",
+                stored=lambda session: _stored_record(session, number, title, body) is not None)
+
+
 def _suggest(petition: PetitionIn, loaded: LoadedModel, session: Session, writes: GroupCommit,
              matters: SharedMatterIndex, settings: Settings, turn: threading.Semaphore | None = None) -> Suggestion:
     """The suggestion, stored, or the stored one when the petition is sent again; `turn` is
@@ -167,7 +185,7 @@ def _suggest(petition: PetitionIn, loaded: LoadedModel, session: Session, writes
         suggestion, record, queued, received, group = _computed(petition, loaded, session, matters, settings)
     try:
         # Committed with the rows of other requests arriving meanwhile; returns once committed.
-        writes.store(session, [record], queued)
+        new = writes.store(session, [record], queued, _once(petition, record))
     except SQLAlchemyError as exc:
         # A suggestion is still useful when storage is down; the caller is told it was not kept.
         log.error("triage %s not stored: %s", suggestion.triage_id, type(exc).__name__)
@@ -176,6 +194,10 @@ def _suggest(petition: PetitionIn, loaded: LoadedModel, session: Session, writes
         # Reads and writes are over: the connection goes back to the pool before the answer
         # waits for a thread to be checked in (see service/deps.py on why that matters).
         session.commit()
+    if not new:
+        # A copy sent at the same time was stored first: answered as that one, as a retry is.
+        # Should that lookup fail, this suggestion is answered `stored: false`: it was not kept, the copy was.
+        return _stored_copy(petition, loaded, session, settings) or suggestion
     suggestion.stored = True
     matters.add(suggestion.triage_id, text_of(record.title_masked, record.body_masked), received)
     if group:
