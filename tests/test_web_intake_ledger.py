@@ -297,3 +297,20 @@ def test_a_page_address_that_cannot_be_opened_answers_a_page_not_json(intake):
     mistyped = client.get("/case/123")
     assert mistyped.status_code == 404 and "没有这个页面" in mistyped.text
     assert client.get("/v1/nothing").json() == {"detail": "Not Found"}
+
+
+def test_a_petition_or_ledger_sent_again_from_the_intake_page_is_stored_once(intake, tmp_path):
+    # The form sent twice (a second click, the browser sending it again) or the same ledger
+    # uploaded again made a second case of every petition with its 编号.
+    client, key, database = intake
+    csrf = signed_in(client, key, landing="/intake")
+    form = {"csrf_token": csrf, "title": "老板拖欠工资", "body": "我在城东电子厂上班，老板三个月没发工资了。", "external_id": "XF-2026-0007"}
+    cases = [client.post("/intake", data=form, follow_redirects=False) for _ in range(2)]
+    assert [c.status_code for c in cases] == [303, 303]
+    assert cases[0].headers["location"] == cases[1].headers["location"]
+    ledger = office_xls(tmp_path / "台账.xls").read_bytes()
+    for _ in range(2):
+        answer = client.post("/intake/ledger", data={"csrf_token": csrf}, files={"ledger": ("台账.xls", ledger, "application/vnd.ms-excel")})
+        assert answer.status_code == 200, answer.text
+    with database.sessions() as session:
+        assert session.query(TriageRecord).count() == 1 + len(OFFICE_ROWS)
