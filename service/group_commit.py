@@ -82,8 +82,7 @@ class GroupCommit:
         self._pending_lock = threading.Lock()
         self._commit_lock = threading.Lock()
 
-    def store(self, session: Session, first: Sequence[DeclarativeBase], then: Sequence[DeclarativeBase] = (),
-              once: Once | None = None) -> bool:
+    def store(self, session: Session, first: Sequence[DeclarativeBase], then: Sequence[DeclarativeBase] = (), once: Once | None = None) -> bool:
         """Returns once these rows are committed (`first` flushed before `then`, whose rows
         reference them), True; False, having stored nothing, when `once` found them stored
         already. Raises the SQLAlchemyError that stopped their transaction.
