@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -22,6 +23,8 @@ from service.keys import verify_key
 from service.routers import MISSING_KEY
 from service.settings import Settings
 
+# What actor_of writes: the key's prefix and its role.
+ACTOR = re.compile(r"key:([0-9A-Za-z]+)\((\w+)\)")
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 logger = logging.getLogger(__name__)
 
@@ -151,3 +154,9 @@ def require_role(*roles: str) -> Callable[..., ApiKey]:
 
 def actor_of(key: ApiKey) -> str:
     return f"key:{key.prefix}({key.role})"
+
+
+def actor_prefix(actor: str | None) -> str | None:
+    """The key prefix in an `actor_of` text; None for anything else (a name a client sent, "cli:…")."""
+    match = ACTOR.fullmatch(actor or "")
+    return match[1] if match else None

@@ -40,8 +40,9 @@ def serve_env(database_url: str, model_dir: Path, workdir: Path, **settings: str
                         "PYTHONPATH": str(ROOT)} | {f"TRIAGE_{k.upper()}": v for k, v in settings.items()}
 
 
-def make_key(env: dict[str, str], cwd: Path, role: str = "intake") -> str:
-    made = subprocess.run([*CLI, "keys", "create", "--role", role], env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
+def make_key(env: dict[str, str], cwd: Path, role: str = "intake", label: str = "") -> str:
+    made = subprocess.run([*CLI, "keys", "create", "--role", role, *(["--label", label] if label else [])], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=120)
     assert made.returncode == 0, made.stderr
     key = made.stdout.strip()
     assert key.startswith("pt_"), key

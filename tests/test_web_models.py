@@ -95,3 +95,13 @@ def test_before_any_registry_the_models_page_says_how_one_is_made(small_model_di
         assert 'id="no-registry"' in page and "triage retrain" in page and 'action="/models/rollback"' not in page
         rolled = client.post("/models/rollback", data={"reason": "试一下", "csrf_token": csrf})
         assert rolled.status_code == 409 and "还没有模型仓库" in rolled.text and "no registry" not in rolled.text
+
+
+def test_the_models_history_names_who_promoted_by_their_keys_label(admin):
+    # The history's 操作人 column showed key:3f9a0c1e(admin), not the label the key was made with.
+    client, keys, _, _ = admin
+    csrf = signed_in(client, keys["admin"])
+    client.post("/models/promote", data={"version": "v2", "reason": "季度重训", "force": "true", "csrf_token": csrf})
+    history = re.search(r"<h2>历史</h2>.*?</table>", client.get("/models").text, re.S).group(0)
+    assert "admin-desk" in history and "key:" not in history
+

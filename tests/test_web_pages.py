@@ -438,3 +438,43 @@ def test_the_overview_charts_can_be_read_in_a_narrow_window(site, browser):
         assert page.locator("#chart-high rect.high").last.bounding_box()["height"] > 0
     finally:
         context.close()
+
+
+def test_who_resolved_or_decided_is_named_by_their_keys_label(site, page, browser, tmp_path):
+    # A resolved item said "已由 key:3f9a0c1e(reviewer) 完成研判": nobody at the desk could
+    # tell which colleague that was, though the key was made with a label naming the desk.
+    labelled = make_key(site.server.env, tmp_path, "reviewer", label="信访办值班席")
+    intake_prefix = site.keys["intake"].split("_")[1]
+    sign_in(page, site.base, site.keys["intake"], "/intake")
+    triage_id = triage(page, site.base, *URGENT, external_id="WEB-WHO-1")
+    page.click("#accept")
+    page.wait_for_selector("#decided-note")
+    # The intake key has no label: its decision is named by the key's prefix, not key:…(intake).
+    decided_by = page.locator("#decisions tbody td").nth(5).inner_text()
+    assert decided_by == f"密钥 {intake_prefix}"
+    page.context.clear_cookies()
+    sign_in(page, site.base, site.keys["reviewer"], f"/cases/{triage_id}")
+    other = browser.new_context(locale="zh-CN").new_page()
+    try:
+        sign_in(other, site.base, labelled, f"/cases/{triage_id}")
+        other.fill("#note", "已联系用人单位")
+        other.click("#resolve")
+        other.wait_for_selector("#review-resolved")
+        assert "已由 信访办值班席 于" in other.inner_text("#review-resolved")
+        other.goto(f"{site.base}/review?status=resolved")
+        assert "信访办值班席" in other.inner_text(f'#queue tr[data-triage="{triage_id}"]')
+    finally:
+        other.context.close()
+    # The second reviewer, too late, is told who resolved it.
+    page.fill("#note", "已电话回访")
+    page.click("#resolve")
+    page.wait_for_selector("p.error")
+    assert "此件已由 信访办值班席 于" in page.inner_text("p.error")
+    assert "key:" not in page.content()
+    # What is stored, and what the API answers, stay the key's actor.
+    assert site.rows("SELECT resolved_by FROM review_items WHERE triage_id = ?", triage_id)[0][0].startswith("key:")
+    # A key no longer there is named by its prefix.
+    labelled_prefix = labelled.split("_")[1]
+    site.rows("DELETE FROM api_keys WHERE prefix = ?", labelled_prefix)
+    page.goto(f"{site.base}/cases/{triage_id}")
+    assert f"已由 密钥 {labelled_prefix} 于" in page.inner_text("#review-resolved")

@@ -22,7 +22,7 @@ from service.routers.triage import suggest_one
 from service.schemas import AHEAD, BLANK, OUT_OF_RANGE, DecisionIn, PetitionIn
 from service.settings import Settings
 from service.similar import CaseInfo, MattersDep, case_infos
-from service.web.render import highlight, marks_of, page, shown_heads
+from service.web.render import StaffNames, highlight, marks_of, page, shown_heads
 from service.web.sessions import Csrf, WebUser, page_user
 
 router = APIRouter(include_in_schema=False)
@@ -107,7 +107,7 @@ def case_view(request: Request, user: WebUser, triage_id: str, session: SessionD
     case = case_out(session, row, taxonomy, settings)
     return page(request, "case.html", user, status=status, case=case, error=error, taxonomy=taxonomy,
                 text=highlight(masked_text(row), marks_of(case.explanation)),
-                heads=shown_heads(case.explanation), similar=same_matter(session, row))
+                heads=shown_heads(case.explanation), similar=same_matter(session, row), who=StaffNames(session))
 
 
 def same_matter(session: Session, row: TriageRecord) -> list[tuple[CaseInfo, float | None]]:

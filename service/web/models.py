@@ -7,10 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
 
 from service.database import AuditEntry
 from service.deps import SessionDep
-from service.web.render import page
+from service.web.render import StaffNames, page
 from service.web.sessions import Csrf, WebUser, page_user
 from training.registry import Registry, RegistryError
 
@@ -26,7 +27,8 @@ def _registry(request: Request) -> Registry | None:
     return registry if registry is not None and registry.state_path.exists() else None
 
 
-def _page(request: Request, user: WebUser, message: str = "", error: str = "", status: int = 200) -> HTMLResponse:
+def _page(request: Request, user: WebUser, session: Session, message: str = "", error: str = "",
+          status: int = 200) -> HTMLResponse:
     registry = _registry(request)
     loaded = request.app.state.models.current
     versions, champion, history = [], None, []
@@ -39,12 +41,13 @@ def _page(request: Request, user: WebUser, message: str = "", error: str = "", s
     return page(request, "models.html", user, status=status, registry=registry, versions=versions, champion=champion,
                 registry_dir=request.app.state.settings.registry_dir,
                 history=history, serving=loaded.version if loaded else None, message=message, error=error,
+                who=StaffNames(session),
                 has_report=lambda v: registry is not None and registry.report_path(v).is_file())
 
 
 @router.get("/models", response_class=HTMLResponse)
-def models_page(request: Request, user: AdminUser) -> HTMLResponse:
-    return _page(request, user)
+def models_page(request: Request, user: AdminUser, session: SessionDep) -> HTMLResponse:
+    return _page(request, user, session)
 
 
 @router.get("/models/{version}/report", response_class=HTMLResponse)
@@ -73,16 +76,16 @@ def rollback(request: Request, user: AdminUser, _: Csrf, session: SessionDep, re
 def _change(request: Request, user: WebUser, session: SessionDep, action: str, version: str, reason: str, force: bool) -> Response:
     registry = _registry(request)
     if registry is None:
-        return _page(request, user, error="还没有模型仓库：triage retrain 第一次运行时创建。", status=409)
+        return _page(request, user, session, error="还没有模型仓库：triage retrain 第一次运行时创建。", status=409)
     if not reason.strip():
-        return _page(request, user, error="请填写理由：它记入模型仓库的历史和审计日志。", status=422)
+        return _page(request, user, session, error="请填写理由：它记入模型仓库的历史和审计日志。", status=422)
     try:
         if action == "promote":
             entry = registry.promote(version, by=user.actor, force=force, reason=reason)
         else:
             entry = registry.rollback(by=user.actor, reason=reason)
     except RegistryError as exc:
-        return _page(request, user, error=str(exc), status=409)
+        return _page(request, user, session, error=str(exc), status=409)
     session.add(AuditEntry(actor=user.actor, action=f"model.{action}.web", target=entry["version"][:200],
                            detail={"reason": reason, "previous": entry.get("previous")}))
     session.commit()

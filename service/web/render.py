@@ -13,9 +13,13 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from model.office_time import CHINA_TIME
 from service.cases import as_utc
+from service.database import ApiKey
+from service.deps import actor_prefix
 from service.schemas import HeadExplanation
 from service.web.sessions import CSRF_FIELD, WebUser
 
@@ -90,6 +94,34 @@ def local_time(moment: datetime | str | None) -> str:
         except ValueError:
             return moment
     return "" if moment is None else as_utc(moment).astimezone(CHINA_TIME).strftime("%Y-%m-%d %H:%M 北京时间")
+
+
+class StaffNames:
+    """Who did something, as a person reads it: the label `triage keys create --label` gave
+    the key, where the record holds the key as the API writes its actor (key:PREFIX(role)).
+
+    A resolved item said "已由 key:3f9a0c1e(reviewer) 完成研判", which no one at the desk could
+    put a name to. A key without a label, or one no longer there, is named by its prefix;
+    anything else (a name an API client sent as decided_by) is shown as it was stored.
+
+    Parameters
+    ----------
+    session
+        The request's database session, in which the keys are looked up (each once).
+    """
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.labels: dict[str, str] = {}
+
+    def __call__(self, actor: str | None) -> str:
+        prefix = actor_prefix(actor)
+        if prefix is None:
+            return actor or ""
+        if prefix not in self.labels:
+            label = self.session.scalar(select(ApiKey.label).where(ApiKey.prefix == prefix))
+            self.labels[prefix] = (label or "").strip() or f"密钥 {prefix}"
+        return self.labels[prefix]
 
 
 def hours_left(due: datetime) -> float:

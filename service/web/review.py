@@ -19,7 +19,7 @@ from service.routers import error_text
 from service.routers.review import list_queue, resolve
 from service.schemas import ResolveIn
 from service.web.intake import case_view, form_errors
-from service.web.render import REVIEW_REASONS, local_time, page
+from service.web.render import REVIEW_REASONS, StaffNames, local_time, page
 from service.web.sessions import Csrf, WebUser, page_user
 
 router = APIRouter(include_in_schema=False)
@@ -55,7 +55,7 @@ def review_queue(request: Request, user: ReviewUser, session: SessionDep, settin
                        division=division or None, reason=reason if reason in REASONS else None,
                        since=_day(since), until=_day(until, end=True), limit=QUEUE_SHOWN)
     return page(request, "review.html", user, items=items, taxonomy=taxonomy, reasons=REASONS, filters=filters,
-                shown=QUEUE_SHOWN)
+                shown=QUEUE_SHOWN, who=StaffNames(session))
 
 
 @router.post("/review/{triage_id}/resolve", response_class=HTMLResponse)
@@ -78,7 +78,7 @@ def _refused(exc: HTTPException, triage_id: str, session: Session) -> str:
     item is an everyday event, and the API's English read as a fault in what the second did."""
     item = session.get(ReviewItem, triage_id)
     if exc.status_code == 409 and item is not None:
-        return f"此件已由 {item.resolved_by} 于 {local_time(item.resolved_at)} 完成研判，您的研判意见未记录。"
+        return f"此件已由 {StaffNames(session)(item.resolved_by)} 于 {local_time(item.resolved_at)} 完成研判，您的研判意见未记录。"
     if exc.status_code == 404:
         return "此件不在研判队列中，无需研判。"
     return error_text(exc)
