@@ -3,12 +3,14 @@ reason; and the sign-in form's own CSRF token. In-process (Starlette's client), 
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 from fastapi.testclient import TestClient
 from serving import app_with_key
 
+from model.artifact import MODEL_FILE
 from service.app import create_app
 from service.database import Database
 from service.keys import create_key
@@ -105,3 +107,54 @@ def test_the_models_history_names_who_promoted_by_their_keys_label(admin):
     history = re.search(r"<h2>历史</h2>.*?</table>", client.get("/models").text, re.S).group(0)
     assert "admin-desk" in history and "key:" not in history
 
+
+def _error_of(response) -> str:
+    return re.search(r'<p class="error" role="alert">(.*?)</p>', response.text, re.S).group(1)
+
+
+def test_a_refused_promotion_or_rollback_is_said_in_chinese_naming_the_version(admin):
+    # The admin read the registry's English under a Chinese page, e.g. "v1 is the first
+    # champion of /srv/…/registry; there is no previous one to restore".
+    client, keys, registry, _ = admin
+    csrf = signed_in(client, keys["admin"])
+
+    def refusal(action: str, **form: str) -> str:
+        response = client.post(f"/models/{action}", data={"reason": "测试", "csrf_token": csrf, **form})
+        assert response.status_code == 409
+        message = _error_of(response)
+        assert not re.search(r"[A-Za-z]{3,} [A-Za-z]{3,} [A-Za-z]{3,}", message), message  # no English sentence
+        return message
+
+    assert "v1 是模型仓库的第一个在用版本，没有可以回滚到的上一个版本" in refusal("rollback")
+    assert refusal("promote", version="v9") == "仓库中没有版本 v9（已登记的版本：v1, v2）。"
+    assert refusal("promote", version="v1") == "v1 已是在用版本。"
+    # v2 was not scored against the champion v1 (the fixture registers it without an evaluation).
+    assert "版本 v2 训练时比较的是 （没有在用版本），而现在的在用版本是 v1" in refusal("promote", version="v2")
+
+    metadata_file = registry.model_dir("v2") / "metadata.json"
+    metadata = json.loads(metadata_file.read_text(encoding="utf-8"))
+    metadata["signature"] = {**metadata["signature"], "key_id": "0ther"}
+    metadata_file.write_text(json.dumps(metadata), encoding="utf-8")
+    assert "版本 v2 的签名密钥（0ther）与在用版本 v1 的" in refusal("promote", version="v2")
+
+    model_file = registry.model_dir("v2") / MODEL_FILE
+    model_file.write_bytes(model_file.read_bytes()[:100])
+    damaged = refusal("promote", version="v2")
+    assert damaged.startswith(f"版本 v2 的模型文件 {model_file} 与其元数据记录的不符"), damaged
+    assert registry.champion() == "v1"
+    # A version whose metadata cannot be read is listed as damaged, in Chinese too.
+    metadata_file.write_text("{", encoding="utf-8")
+    versions = re.search(r'<table id="versions">.*?</table>', client.get("/models").text, re.S).group(0)
+    assert f"损坏：{metadata_file} 不是有效的 JSON" in versions and "damaged" not in versions
+
+
+def test_a_promotion_refused_for_worse_metrics_gives_them_in_chinese(admin, small_model):
+    client, keys, registry, _ = admin
+    evaluation = {"champion": {"version": "v1", "metrics": {"division": {"macro_f1": 0.9}, "risk": {"high_recall": 0.8}}},
+                  "challenger": {"metrics": {"division": {"macro_f1": 0.7}, "risk": {"high_recall": 0.8}}}}
+    registry.register(small_model.model, {**small_model.metadata, "version": "v3", "evaluation": evaluation})
+    csrf = signed_in(client, keys["admin"])
+    response = client.post("/models/promote", data={"version": "v3", "reason": "测试", "csrf_token": csrf})
+    assert response.status_code == 409 and registry.champion() == "v1"
+    assert _error_of(response) == ("版本 v3 的指标不如在用版本 v1：承办处室 macro_f1 为 0.700，在用版本为 0.900（相差 -0.200，容差 0.02）。"
+                                   "如仍要上线，请勾选「指标未比较或变差时仍上线」并填写理由。")
