@@ -478,3 +478,33 @@ def test_who_resolved_or_decided_is_named_by_their_keys_label(site, page, browse
     site.rows("DELETE FROM api_keys WHERE prefix = ?", labelled_prefix)
     page.goto(f"{site.base}/cases/{triage_id}")
     assert f"已由 密钥 {labelled_prefix} 于" in page.inner_text("#review-resolved")
+
+
+def test_a_refused_decision_or_resolve_keeps_what_was_chosen_and_typed(site, page, browser):
+    # A change of division and risk sent without a reason came back with the model's
+    # suggestion selected: the clerk chose the division again, gave the reason, and the
+    # suggested risk level was recorded instead of the one chosen.
+    sign_in(page, site.base, site.keys["intake"], "/intake")
+    triage_id = triage(page, site.base, *ROUTINE, external_id="WEB-KEEP-1")
+    assert page.inner_text("#risk-name") == "一般"
+    page.select_option("#division", label="转外部门")
+    page.select_option("#risk", label="加急")
+    page.click("#override")
+    page.wait_for_selector("p.error")
+    chosen = page.evaluate("['division', 'risk'].map(id => document.getElementById(id).selectedOptions[0].text)")
+    assert chosen == ["转外部门", "加急"]
+    page.fill("#reason", "诉求属外省事项")
+    page.click("#override")
+    page.wait_for_selector("#decided-note")
+    assert site.rows("SELECT division, risk FROM decisions WHERE triage_id = ?", triage_id) == [("external", "medium")]
+
+    # A note refused (here for a control character) was emptied: the reviewer typed it again.
+    page.context.clear_cookies()
+    sign_in(page, site.base, site.keys["intake"], "/intake")
+    urgent_id = triage(page, site.base, *URGENT, external_id="WEB-KEEP-2")
+    page.context.clear_cookies()
+    sign_in(page, site.base, site.keys["reviewer"], f"/cases/{urgent_id}")
+    page.fill("#note", "已联系属地街道，\x00明日上门")
+    page.click("#resolve")
+    page.wait_for_selector("p.error")
+    assert "控制字符" in page.inner_text("p.error") and "已联系属地街道" in page.input_value("#note")

@@ -100,14 +100,18 @@ def intake(request: Request, user: IntakeUser, _: Csrf, loaded: ModelDep, sessio
 
 
 def case_view(request: Request, user: WebUser, triage_id: str, session: SessionDep, settings: SettingsDep,
-          taxonomy: TaxonomyDep, error: str = "", status: int = 200) -> HTMLResponse:
+          taxonomy: TaxonomyDep, error: str = "", status: int = 200, sent: dict[str, str] | None = None) -> HTMLResponse:
+    """The case page; `sent` is what a refused form sent (division, risk, key_group, reason, note),
+    shown again in it: the page came back with the model's suggestion selected and the text
+    gone, and a clerk who gave only the reason asked for recorded the suggested risk level."""
     row = session.get(TriageRecord, triage_id)
     if row is None:
         return page(request, "error.html", user, status=404, message=f"没有编号为 {triage_id} 的研判记录")
     case = case_out(session, row, taxonomy, settings)
     return page(request, "case.html", user, status=status, case=case, error=error, taxonomy=taxonomy,
                 text=highlight(masked_text(row), marks_of(case.explanation)),
-                heads=shown_heads(case.explanation), similar=same_matter(session, row), who=StaffNames(session))
+                heads=shown_heads(case.explanation), similar=same_matter(session, row), who=StaffNames(session),
+                sent=sent or {})
 
 
 def same_matter(session: Session, row: TriageRecord) -> list[tuple[CaseInfo, float | None]]:
@@ -135,17 +139,21 @@ def decide(request: Request, triage_id: str, user: IntakeUser, _: Csrf, loaded: 
     row = session.get(TriageRecord, triage_id)
     if row is None:
         return page(request, "error.html", user, status=404, message=f"没有编号为 {triage_id} 的研判记录")
+    sent = {"division": division, "risk": risk, "key_group": key_group, "reason": reason}
     overrides = (taxonomy.resolve("division", division) or division) != row.division or (risk and taxonomy.resolve("risk", risk) != row.risk) \
         or (key_group and taxonomy.resolve("key_group", key_group) != row.key_group)
     if overrides and not reason.strip():
-        return case_view(request, user, triage_id, session, settings, taxonomy, error="改派或调整时请填写理由。", status=422)
+        return case_view(request, user, triage_id, session, settings, taxonomy, error="改派或调整时请填写理由。", status=422,
+                         sent=sent)
     try:
         decision = DecisionIn(triage_id=triage_id, division=division, risk=risk or None, key_group=key_group or None,
                               decided_by=(user.key.label or "").strip() or user.actor,
                               reason=reason.replace("\r\n", "\n").strip() or None)
         record(decision, session, loaded.model.taxonomy, user.key)
     except ValidationError as exc:
-        return case_view(request, user, triage_id, session, settings, taxonomy, error="；".join(form_errors(exc)), status=422)
+        return case_view(request, user, triage_id, session, settings, taxonomy, error="；".join(form_errors(exc)), status=422,
+                         sent=sent)
     except HTTPException as exc:
-        return case_view(request, user, triage_id, session, settings, taxonomy, error=error_text(exc), status=exc.status_code)
+        return case_view(request, user, triage_id, session, settings, taxonomy, error=error_text(exc), status=exc.status_code,
+                         sent=sent)
     return RedirectResponse(f"/cases/{triage_id}?decided=1", status_code=303)

@@ -66,10 +66,11 @@ def resolve_item(request: Request, triage_id: str, user: ReviewUser, _: Csrf, se
         resolve(triage_id=triage_id, body=ResolveIn(note=note.replace("\r\n", "\n")), session=session, key=user.key,
                 taxonomy=taxonomy, settings=settings)
     except ValidationError as exc:
-        return case_view(request, user, triage_id, session, settings, taxonomy, error="；".join(form_errors(exc)), status=422)
+        return case_view(request, user, triage_id, session, settings, taxonomy, error="；".join(form_errors(exc)), status=422,
+                         sent={"note": note})
     except HTTPException as exc:
         return case_view(request, user, triage_id, session, settings, taxonomy, error=_refused(exc, triage_id, session),
-                         status=exc.status_code)
+                         status=exc.status_code, sent={"note": note})
     return RedirectResponse(f"/cases/{triage_id}?resolved=1", status_code=303)
 
 
