@@ -314,3 +314,15 @@ def test_a_petition_or_ledger_sent_again_from_the_intake_page_is_stored_once(int
         assert answer.status_code == 200, answer.text
     with database.sessions() as session:
         assert session.query(TriageRecord).count() == 1 + len(OFFICE_ROWS)
+
+
+def test_the_review_page_says_when_its_dates_are_the_wrong_way_round(desks):
+    # 自 after 至 matched nothing, and the page said "0 件" as of an empty queue.
+    client, intake_key, reviewer_key = desks
+    urgent = {"title": "讨薪无门", "body": "工资一直拿不到，再不解决我就从公司楼顶跳楼。"}
+    assert client.post("/v1/triage", json=urgent, headers={"X-API-Key": intake_key}).status_code == 200
+    signed_in(client, reviewer_key, landing="/review")
+    reversed_dates = client.get("/review", params={"since": "2026-12-08", "until": "2026-12-01"})
+    assert reversed_dates.status_code == 422
+    assert "自 2026-12-08 晚于 至 2026-12-01" in reversed_dates.text
+    assert client.get("/review", params={"since": "2026-12-01", "until": "2026-12-01"}).status_code == 200

@@ -46,6 +46,9 @@ def review_queue(request: Request, user: ReviewUser, session: SessionDep, settin
     # reviewer believes applies (a bookmark from before a taxonomy change, a mistyped date) misleads.
     errors = [f"{label}：无法识别的日期 {value!r}（格式 YYYY-MM-DD）"
               for label, value in (("自", since), ("至", until)) if value and _day(value) is None]
+    # Dates the wrong way round match nothing: "0 件" read as an empty queue.
+    if not errors and since and until and date.fromisoformat(since) > date.fromisoformat(until):
+        errors.append(f"自 {since} 晚于 至 {until}：没有信访件能同时满足，请对调两个日期")
     if division and taxonomy.resolve("division", division) is None:
         errors.append(f"处室：没有 {division!r} 这个处室")
     if errors:
