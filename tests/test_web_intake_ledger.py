@@ -326,3 +326,20 @@ def test_the_review_page_says_when_its_dates_are_the_wrong_way_round(desks):
     assert reversed_dates.status_code == 422
     assert "自 2026-12-08 晚于 至 2026-12-01" in reversed_dates.text
     assert client.get("/review", params={"since": "2026-12-01", "until": "2026-12-01"}).status_code == 200
+
+
+def test_the_review_queue_shows_the_division_a_clerk_reassigned_it_to(desks):
+    # Reassigned at intake, the queued item still showed the model's division only: the
+    # reviewer followed it up with a division that no longer handled it.
+    client, intake_key, reviewer_key = desks
+    urgent = {"title": "讨薪无门", "body": "工资一直拿不到，再不解决我就从公司楼顶跳楼。"}
+    triaged = client.post("/v1/triage", json=urgent, headers={"X-API-Key": intake_key}).json()
+    other = "external" if triaged["division"]["code"] != "external" else "pension"
+    decided = client.post("/v1/decisions", headers={"X-API-Key": intake_key},
+                          json={"triage_id": triaged["triage_id"], "division": other, "decided_by": "登记窗口", "reason": "属外单位职责"})
+    assert decided.status_code == 201, decided.text
+    signed_in(client, reviewer_key, landing="/review")
+    queue = client.get("/review").text
+    row = re.search(rf'<tr data-triage="{triaged["triage_id"]}">.*?</tr>', queue, re.S).group(0)
+    other_name = {"external": "转外部门", "pension": "养老保险处"}[other]
+    assert other_name in row and f"模型建议：{triaged['division']['name']}" in row
