@@ -343,3 +343,17 @@ def test_the_review_queue_shows_the_division_a_clerk_reassigned_it_to(desks):
     row = re.search(rf'<tr data-triage="{triaged["triage_id"]}">.*?</tr>', queue, re.S).group(0)
     other_name = {"external": "转外部门", "pension": "养老保险处"}[other]
     assert other_name in row and f"模型建议：{triaged['division']['name']}" in row
+
+
+def test_a_note_too_late_for_a_resolved_item_is_quoted_back(desks):
+    # Someone else resolved it first: the page has no form left to keep the note in, and
+    # the reviewer's note was gone.
+    client, intake_key, reviewer_key = desks
+    urgent = {"title": "讨薪无门", "body": "工资一直拿不到，再不解决我就从公司楼顶跳楼。"}
+    tid = client.post("/v1/triage", json=urgent, headers={"X-API-Key": intake_key}).json()["triage_id"]
+    assert client.post(f"/v1/review-queue/{tid}/resolve", json={"note": "已安排接待"},
+                       headers={"X-API-Key": reviewer_key}).status_code == 200
+    csrf = signed_in(client, reviewer_key, landing="/review")
+    late = client.post(f"/review/{tid}/resolve", data={"csrf_token": csrf, "note": "已电话回访，当事人同意等待"})
+    assert late.status_code == 409
+    assert "您的研判意见未记录：「已电话回访，当事人同意等待」" in late.text

@@ -72,17 +72,20 @@ def resolve_item(request: Request, triage_id: str, user: ReviewUser, _: Csrf, se
         return case_view(request, user, triage_id, session, settings, taxonomy, error="；".join(form_errors(exc)), status=422,
                          sent={"note": note})
     except HTTPException as exc:
-        return case_view(request, user, triage_id, session, settings, taxonomy, error=_refused(exc, triage_id, session),
+        return case_view(request, user, triage_id, session, settings, taxonomy, error=_refused(exc, triage_id, session, note),
                          status=exc.status_code, sent={"note": note})
     return RedirectResponse(f"/cases/{triage_id}?resolved=1", status_code=303)
 
 
-def _refused(exc: HTTPException, triage_id: str, session: Session) -> str:
+def _refused(exc: HTTPException, triage_id: str, session: Session, note: str) -> str:
     """Why the API refused to resolve, in the page's words. Two reviewers (or two tabs) on one
-    item is an everyday event, and the API's English read as a fault in what the second did."""
+    item is an everyday event, and the API's English read as a fault in what the second did.
+    The page then has no form to keep the note in: it is quoted, to be added elsewhere."""
     item = session.get(ReviewItem, triage_id)
     if exc.status_code == 409 and item is not None:
-        return f"此件已由 {StaffNames(session)(item.resolved_by)} 于 {local_time(item.resolved_at)} 完成研判，您的研判意见未记录。"
+        unrecorded = f"：「{note.strip()}」" if note.strip() else "。"
+        return (f"此件已由 {StaffNames(session)(item.resolved_by)} 于 {local_time(item.resolved_at)} 完成研判，"
+                f"您的研判意见未记录{unrecorded}")
     if exc.status_code == 404:
         return "此件不在研判队列中，无需研判。"
     return error_text(exc)
