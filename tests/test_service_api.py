@@ -161,6 +161,23 @@ def test_decisions_are_revisions_and_feed_stats(service):
     assert stats["per_division"][predicted]["override_rate"] == 1.0
 
 
+def test_a_decision_sent_twice_is_recorded_once(service):
+    # A second click on 采纳, or a client sending its decision again after a timeout, made a
+    # second revision identical to the first.
+    client, keys, _ = service
+    tid = client.post("/v1/triage", json=PETITION, headers=h(keys["intake"])).json()["triage_id"]
+    decision = {"triage_id": tid, "division": "pension", "decided_by": "张三", "reason": "电话13812345678核实"}
+    answers = [client.post("/v1/decisions", json=decision, headers=h(keys["intake"])) for _ in range(2)]
+    assert [a.status_code for a in answers] == [201, 201]
+    assert answers[0].json() == answers[1].json() and answers[1].json()["revision"] == 1
+    # Another reason, or going back to an earlier decision, is a new revision.
+    changed = client.post("/v1/decisions", json=decision | {"reason": "复核"}, headers=h(keys["intake"]))
+    back = client.post("/v1/decisions", json=decision, headers=h(keys["intake"]))
+    assert changed.json()["revision"] == 2 and back.json()["revision"] == 3
+    listed = client.get(f"/v1/triage/{tid}/decisions", headers=h(keys["intake"])).json()
+    assert [d["revision"] for d in listed] == [1, 2, 3]
+
+
 @pytest.mark.parametrize(("payload", "status", "field"), [
     ({"triage_id": "nope", "division": "pension", "decided_by": "x"}, 404, "triage_id"),
     ({"division": "pension", "decided_by": "x"}, 422, "triage_id"),

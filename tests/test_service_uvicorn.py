@@ -107,16 +107,18 @@ def test_simultaneous_decisions_on_one_triage_get_consecutive_revisions(server):
     revisions: list[int] = []
     lock = threading.Lock()
 
-    def decide() -> None:
+    def decide(thread: int) -> None:
         with httpx.Client(base_url=server.base, headers=headers, timeout=30, trust_env=False) as client:
-            for _ in range(8):
-                response = client.post("/v1/decisions", json={"triage_id": tid, "division": "pension", "decided_by": "x"})
+            for n in range(8):
+                # Each by another name: a decision identical to the latest is not a new revision.
+                response = client.post("/v1/decisions", json={"triage_id": tid, "division": "pension",
+                                                              "decided_by": f"clerk {thread}-{n}"})
                 with lock:
                     statuses.append(response.status_code)
                     if response.status_code == 201:
                         revisions.append(response.json()["revision"])
 
-    threads = [threading.Thread(target=decide) for _ in range(6)]
+    threads = [threading.Thread(target=decide, args=(i,)) for i in range(6)]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -5,6 +5,7 @@ with 503, and storing resumes without a restart."""
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import threading
 import time
@@ -84,13 +85,16 @@ def test_the_database_going_away_mid_burst_loses_no_acknowledged_decision(backen
         assert first["stored"] is True
         stop = time.monotonic() + 6
 
+        sent = itertools.count()
+
         def burst() -> None:
             nonlocal unstored
             while time.monotonic() < stop:
                 suggestion = client.post("/v1/triage", json=PETITION, headers=h(keys["intake"]))
                 assert suggestion.status_code == 200
+                # Each by another name: a decision identical to the latest is not a new revision.
                 answer = client.post("/v1/decisions", headers=h(keys["intake"]), json={
-                    "triage_id": first["triage_id"], "division": "pension", "decided_by": "受理员"})
+                    "triage_id": first["triage_id"], "division": "pension", "decided_by": f"受理员{next(sent)}"})
                 assert answer.status_code in (201, 503), answer.text
                 with lock:
                     unstored += not suggestion.json()["stored"]

@@ -6,7 +6,7 @@ import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -14,6 +14,7 @@ from model.taxonomy import Taxonomy
 from service.cases import decision_out
 from service.database import ApiKey, AuditEntry, DecisionRecord, ReviewItem, TriageRecord
 from service.deps import ModelDep, SessionDep, actor_of, require_role
+from service.pii import mask_pii
 from service.routers import BODY_ERRORS, KEYED_ERRORS, InvalidField, KeyedRoute, errors
 from service.schemas import DecisionIn, DecisionOut
 
@@ -53,10 +54,18 @@ def record(decision: DecisionIn, session: Session, taxonomy: Taxonomy, key: ApiK
     triage_id = triage.id
     for _attempt in range(REVISION_ATTEMPTS):
         try:
-            revision = (session.scalar(select(func.max(DecisionRecord.revision))
-                                       .where(DecisionRecord.triage_id == triage_id)) or 0) + 1
+            latest = session.scalars(select(DecisionRecord).where(DecisionRecord.triage_id == triage_id)
+                                     .order_by(DecisionRecord.revision.desc()).limit(1)).first()
+            if latest is not None and _same_decision(latest, final, decision):
+                # A second click on 采纳, or a client sending its decision again after a timeout,
+                # recorded a second revision identical to the first: answered with that one.
+                session.commit()
+                return decision_out(latest, taxonomy)
+            revision = (latest.revision if latest is not None else 0) + 1
             row = DecisionRecord(triage_id=triage_id, revision=revision, accepted=accepted,
-                                 decided_by=decision.decided_by, reason=decision.reason, **final)
+                                 decided_by=mask_pii(decision.decided_by),
+                                 # As stored, so that this answer and a later one say the same.
+                                 reason=None if decision.reason is None else mask_pii(decision.reason), **final)
             session.add(row)
             if final["risk"] == "high":
                 _queue_as_high_risk(session, triage_id)
@@ -75,6 +84,14 @@ def record(decision: DecisionIn, session: Session, taxonomy: Taxonomy, key: ApiK
         raise HTTPException(503, "too many simultaneous decisions on this triage; the decision was NOT recorded, send it again")
     log.debug("decision on triage %s stored as revision %d (accepted: %s)", triage_id, revision, accepted)
     return decision_out(row, taxonomy)
+
+
+def _same_decision(row: DecisionRecord, final: dict[str, str], decision: DecisionIn) -> bool:
+    """Whether `decision` (its labels resolved to `final`) says what the stored revision `row`
+    says, by the same person for the same reason (names and reasons are stored masked)."""
+    return (all(getattr(row, head) == code for head, code in final.items())
+            and row.decided_by == mask_pii(decision.decided_by)
+            and row.reason == (None if decision.reason is None else mask_pii(decision.reason)))
 
 
 def _queue_as_high_risk(session: Session, triage_id: str) -> None:
