@@ -99,6 +99,25 @@ def test_a_case_judged_high_risk_at_intake_reaches_the_review_queue(api):
     assert queued()[unsure["triage_id"]] == ("high_risk", "open")
 
 
+def test_the_review_queue_filters_by_the_division_a_clerk_reassigned_an_item_to(api):
+    # The queue shows a reassigned item under the division decided; filtering for that
+    # division did not find it, and filtering for the model's did.
+    client, keys = api
+    suggestion = client.post("/v1/triage", json=URGENT, headers=keys["intake"]).json()
+    tid, suggested = suggestion["triage_id"], suggestion["division"]["code"]
+    decided = "pension" if suggested != "pension" else "external"
+
+    def listed(division: str) -> list[str]:
+        items = client.get("/v1/review-queue", params={"division": division}, headers=keys["reviewer"]).json()
+        return [i["triage_id"] for i in items]
+
+    assert tid in listed(suggested) and tid not in listed(decided)
+    made = client.post("/v1/decisions", json={"triage_id": tid, "division": decided, "risk": "high", "decided_by": "李四",
+                                              "reason": "属养老"}, headers=keys["intake"])
+    assert made.status_code == 201, made.text
+    assert tid in listed(decided) and tid not in listed(suggested)
+
+
 def test_review_queue_items_carry_the_case(api):
     client, keys = api
     tid = client.post("/v1/triage", json={**URGENT, "external_id": "XF-2026-0001"}, headers=keys["intake"]).json()["triage_id"]

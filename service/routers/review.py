@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from model.taxonomy import Taxonomy
 from service.cases import TaxonomyDep, case_out
-from service.database import ApiKey, AuditEntry, ReviewItem, TriageRecord, utcnow
+from service.database import ApiKey, AuditEntry, DecisionRecord, ReviewItem, TriageRecord, utcnow
 from service.deps import SessionDep, SettingsDep, actor_of, require_role
 from service.routers import BODY_ERRORS, KEYED_ERRORS, InvalidField, KeyedRoute, errors
 from service.schemas import NO_NUL, Moment, ResolveIn, ReviewItemOut, ReviewReason
@@ -19,6 +19,9 @@ from service.settings import Settings
 router = APIRouter(prefix="/v1/review-queue", tags=["review-queue"], route_class=KeyedRoute,
                    responses=errors(*KEYED_ERRORS))
 Reviewer = Annotated[ApiKey, Depends(require_role("reviewer"))]
+# The division of a triage's latest decision, None when no one has decided it.
+_decided_division = (select(DecisionRecord.division).where(DecisionRecord.triage_id == TriageRecord.id)
+                     .order_by(DecisionRecord.revision.desc()).limit(1).correlate(TriageRecord).scalar_subquery())
 
 
 def _out(item: ReviewItem, triage: TriageRecord, session: Session, taxonomy: Taxonomy, settings: Settings) -> ReviewItemOut:
@@ -33,7 +36,8 @@ def _out(item: ReviewItem, triage: TriageRecord, session: Session, taxonomy: Tax
 def list_queue(
     session: SessionDep, _: Reviewer, taxonomy: TaxonomyDep, settings: SettingsDep,
     status: Literal["open", "resolved", "all"] = "open",
-    division: Annotated[str | None, Query(max_length=200, pattern=NO_NUL, description="Division code or Chinese name.")] = None,
+    division: Annotated[str | None, Query(max_length=200, pattern=NO_NUL, description=(
+        "Division code or Chinese name: the one a clerk decided, else the one suggested."))] = None,
     reason: ReviewReason | None = None,
     since: Moment | None = None,
     until: Moment | None = None,
@@ -48,7 +52,9 @@ def list_queue(
         if code is None:
             raise InvalidField(("query", "division"),
                                f"division: unknown code or name {division!r}; one of {taxonomy.codes('division')}")
-        query = query.where(TriageRecord.division == code)
+        # The division that handles it now: a reviewer filtering for a division missed the items
+        # clerks had reassigned to it, which the queue shows under that division.
+        query = query.where(func.coalesce(_decided_division, TriageRecord.division) == code)
     if reason:
         query = query.where(ReviewItem.reason == reason)
     if since:
