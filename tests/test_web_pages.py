@@ -102,7 +102,9 @@ def test_sign_in_lands_on_the_roles_page_and_other_roles_pages_are_refused(site,
     nav = page.inner_text("header nav")
     assert "研判" in nav and "登记" not in nav
     response = page.goto(f"{site.base}/intake")
-    assert response.status == 403 and "reviewer" in page.inner_text("main")
+    refusal = page.inner_text("main")
+    assert response.status == 403 and "当前密钥的角色是研判（reviewer）" in refusal and "登记（intake）" in refusal
+    assert "this page" not in refusal
     page.goto(f"{site.base}/review")
     page.click("text=退出登录")
     page.wait_for_url("**/signin")

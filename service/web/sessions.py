@@ -131,6 +131,14 @@ def signin_url(next_path: str) -> str:
     return f"/signin?next={quote(next_path, safe='/')}"
 
 
+# Each role by the page it works on; its code beside it, as `triage keys create --role` takes it.
+ROLES_IN_CHINESE = {"intake": "登记", "reviewer": "研判", "analyst": "统计", "admin": "管理员"}
+
+
+def _role_in_chinese(role: str) -> str:
+    return f"{ROLES_IN_CHINESE.get(role, role)}（{role}）"
+
+
 def page_user(*roles: str):
     """The dependency of a page for `roles` (admin may open every page)."""
 
@@ -139,8 +147,9 @@ def page_user(*roles: str):
         if user is None:
             raise SignInRequired(_here(request))
         if not user.may(*roles):
-            raise PageRefused(f"此页面需要角色 {' 或 '.join(allowed_roles(*roles))}；当前密钥的角色是 {user.role} "
-                              f"(this page needs the role {' or '.join(allowed_roles(*roles))}; your key has {user.role!r})")
+            needed = " 或 ".join(_role_in_chinese(role) for role in allowed_roles(*roles))
+            raise PageRefused(f"此页面需要{needed}角色的密钥；当前密钥的角色是{_role_in_chinese(user.role)}。"
+                              "请退出登录，换用相应角色的密钥。")
         return user
 
     return check
