@@ -14,6 +14,7 @@ from model.office_time import office_date
 from model.taxonomy import Taxonomy, load_taxonomy
 from model.text import join_fields
 from service.database import DecisionRecord, ReviewItem, TriageRecord
+from service.pii import mask_pii_placed
 from service.schemas import CaseOut, DecisionOut, DivisionOption, ReviewState, TimeLimits
 from service.settings import Settings
 
@@ -79,6 +80,51 @@ def rebase_explanation(explanation: dict[str, Any], text: str) -> dict[str, Any]
                "rules": [{**rule, "spans": moved(rule["spans"])} for rule in part.get("rules", [])]}
         for head, part in explanation.items()
     }
+
+
+def _placed(explanation: dict[str, Any], places: list[int | None], onto: str) -> dict[str, Any]:
+    """The explanation with each span moved to `places` of its characters in `onto`; a span
+    with a character that has no place there (a masked number) is dropped."""
+
+    def moved(spans: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out = []
+        for span in spans:
+            start, end = span["start"], span["end"]
+            if not 0 <= start < end <= len(places) or any(places[i] is None for i in range(start, end)):
+                continue
+            # No character of a span was replaced, so nothing was put between them either.
+            first, last = places[start], places[end - 1]
+            assert first is not None and last is not None
+            out.append({"start": first, "end": last + 1, "text": onto[first:last + 1]})
+        return out
+
+    return {
+        head: {**part,
+               "terms": [{**term, "spans": moved(term["spans"])} for term in part.get("terms", [])],
+               "rules": [{**rule, "spans": moved(rule["spans"])} for rule in part.get("rules", [])]}
+        for head, part in explanation.items()
+    }
+
+
+def masked_explanation(explanation: dict[str, Any], sent: str, masked: str) -> dict[str, Any]:
+    """The explanation found on the text as `sent` with its spans on that text `masked`, as it is
+    stored: each span where masking put its characters (rebase_explanation, which looks
+    for the words again, when the masked text is not the sent one masked)."""
+    placed, places = mask_pii_placed(sent)
+    return _placed(explanation, places, masked) if placed == masked else rebase_explanation(explanation, masked)
+
+
+def sent_explanation(explanation: dict[str, Any], masked: str, sent: str) -> dict[str, Any]:
+    """The stored explanation, on the `masked` text, with its spans back on the text as `sent`
+    (a petition sent again is answered with offsets into what its client sent)."""
+    placed, places = mask_pii_placed(sent)
+    if placed != masked:
+        return rebase_explanation(explanation, sent)
+    back: list[int | None] = [None] * len(masked)
+    for at, place in enumerate(places):
+        if place is not None:
+            back[place] = at
+    return _placed(explanation, back, sent)
 
 
 def decision_out(row: DecisionRecord, taxonomy: Taxonomy) -> DecisionOut:

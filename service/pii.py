@@ -40,6 +40,43 @@ def mask_pii(text: str) -> str:
     return text
 
 
+def mask_pii_placed(text: str) -> tuple[str, list[int | None]]:
+    """`mask_pii(text)`, and where each character of `text` is in it.
+
+    Parameters
+    ----------
+    text : str
+        The text as sent.
+
+    Returns
+    -------
+    masked : str
+        The text as stored, equal to ``mask_pii(text)``.
+    places : list of int or None
+        For each character of `text`, its index in `masked`; None for the characters a
+        mask replaced. Spans found on one text are moved onto the other with it exactly:
+        looking for their words again finds another occurrence of a word said twice."""
+    places: list[int | None] = list(range(len(text)))
+    current = text.translate(_FULL_WIDTH)
+    for pattern, replacement in _PATTERNS:
+        # Found and replaced as pattern.sub does: left to right, matches not overlapping.
+        pieces: list[str] = []
+        moved: list[int | None] = []
+        length = last = 0
+        for match in pattern.finditer(current):
+            kept = current[last:match.start()]
+            moved.extend(range(length, length + len(kept)))
+            moved.extend([None] * (match.end() - match.start()))
+            pieces += [kept, replacement]
+            length += len(kept) + len(replacement)
+            last = match.end()
+        moved.extend(range(length, length + len(current) - last))
+        pieces.append(current[last:])
+        current = "".join(pieces)
+        places = [None if place is None else moved[place] for place in places]
+    return current, places
+
+
 def mask_pii_in(value: Any) -> Any:
     """`value` with every string in it masked (keys included), as JSON holds them."""
     if isinstance(value, str):

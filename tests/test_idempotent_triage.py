@@ -131,3 +131,32 @@ def test_copies_of_a_petition_sent_at_once_are_stored_once(service):
     assert sorted(a["replayed"] for a in answers) == [False, True, True, True]
     assert rows(database) == 1
     assert len(client.get("/v1/review-queue", headers=keys["reviewer"]).json()) == 1
+
+
+def test_a_replayed_explanation_points_where_the_first_answer_did_when_a_masked_number_precedes_a_repeated_word(service):
+    # Masking shortens an ID number; the words after it moved, and looking for each word
+    # again near its old place found the other occurrence of a word said twice.
+    client, keys, _ = service
+    petition = {
+        **PETITION,
+        "title": "拖欠工资",
+        "body": "我的身份证110101199001011234拖欠工资，拖欠工资，电话13812345678，再拖欠工资就跳楼",
+    }
+    first = client.post("/v1/triage", json=petition, headers=keys["intake"]).json()
+    again = client.post("/v1/triage", json=petition, headers=keys["intake"]).json()
+    assert again["replayed"] is True
+    assert again["explanation"] == first["explanation"]
+    # The case as stored: each span on the masked text where the first answer's span is on the text sent.
+    case = client.get(f"/v1/triage/{first['triage_id']}", headers=keys["reviewer"]).json()
+    masked = case["title"] + "\n" + case["body"]
+    stored = {(s["text"], s["start"]) for head in case["explanation"].values() for part in head["terms"] for s in part["spans"]}
+    shift = len("110101199001011234") - len("[身份证号]")
+    sent = {
+        (s["text"], s["start"] - shift)
+        for head in first["explanation"].values()
+        for part in head["terms"]
+        for s in part["spans"]
+        if s["start"] > len("拖欠工资\n我的身份证") and s["end"] <= len("拖欠工资\n我的身份证110101199001011234拖欠工资，拖欠工资，")
+    }
+    assert sent and sent <= stored
+    assert all(masked[start : start + len(text)] == text for text, start in stored)

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from model.artifact import LoadedModel
 from model.text import has_text, join_fields
-from service.cases import case_out, decisions_of, masked_text, rebase_explanation, time_limits
+from service.cases import case_out, decisions_of, masked_explanation, masked_text, sent_explanation, time_limits
 from service.database import ApiKey, ReviewItem, TriageRecord, utcnow
 from service.deps import GroupCommitDep, ModelDep, SessionDep, SettingsDep, require_role
 from service.group_commit import GroupCommit, Once
@@ -146,7 +146,7 @@ def _stored_copy(petition: PetitionIn, loaded: LoadedModel, session: Session, se
         # Queued later too, as an emerging group's earlier member: it is in the queue now.
         needs_review=record.needs_review or queued,
         # Stored on the masked text; the answer's offsets index the text as the client sent it.
-        explanation=rebase_explanation(stored.get("explanation", {}), join_fields(petition.title, petition.body)),
+        explanation=sent_explanation(stored.get("explanation", {}), masked_text(record), join_fields(petition.title, petition.body)),
         time_limits=time_limits(record.received_at, record.created_at, settings),
         stored=True, replayed=True, similar_cases=similar, repeat_of=stored.get("repeat_of"))
     # The cue is added to the answer, not stored: added again, as the first answer had it.
@@ -261,7 +261,8 @@ def _computed(petition: PetitionIn, loaded: LoadedModel, session: Session, matte
                     "similar": [[case.triage_id, case.similarity] for case in suggestion.similar_cases]},
     )
     # Kept on the masked text, so that GET /v1/triage/{id} and the review queue can show the evidence.
-    record.suggestion["explanation"] = rebase_explanation(raw["explanation"], masked_text(record))
+    record.suggestion["explanation"] = masked_explanation(raw["explanation"], join_fields(petition.title, petition.body),
+                                                          masked_text(record))
     queued = []
     if suggestion.needs_review:
         reason = "high_risk" if suggestion.risk == "high" else "emerging_group" if group else "low_confidence"
