@@ -20,6 +20,11 @@ REQUESTS = Counter("triage_http_requests_total", "HTTP requests", ["method", "ro
 LATENCY = Histogram("triage_http_request_seconds", "HTTP request latency", ["route"], registry=REGISTRY,
                     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
 PREDICTIONS = Counter("triage_predictions_total", "Suggestions made", ["division", "risk"], registry=REGISTRY)
+# A petition sent again with its case number and text (a client retrying after a timeout, a
+# clerk's second click) is answered from storage, not by the model: not a prediction, and
+# counted here, so that IT sees how often the petition system retries.
+REPLAYED = Counter("triage_replayed_total", "Petitions sent again and answered with the triage stored for them",
+                   registry=REGISTRY)
 # Set from the database by the worker answering /metrics, just before it answers: across
 # workers the most recent value is the current one (a maximum could be an old, higher count).
 REVIEW_QUEUE = Gauge("triage_review_queue_open", "Open review-queue items", registry=REGISTRY,

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from fastapi.testclient import TestClient
 from postgres_db import POSTGRES_PARAM, throwaway_database
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
 from service.app import create_app
@@ -160,3 +161,35 @@ def test_a_replayed_explanation_points_where_the_first_answer_did_when_a_masked_
     }
     assert sent and sent <= stored
     assert all(masked[start : start + len(text)] == text for text, start in stored)
+
+
+def _counts(client: TestClient) -> tuple[float, float]:
+    """The worker's triage_predictions_total (all labels) and triage_replayed_total."""
+    families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").text)}
+    predictions = sum(s.value for s in families["triage_predictions"].samples if s.name == "triage_predictions_total")
+    replayed = families.get("triage_replayed")
+    return predictions, sum(s.value for s in replayed.samples if s.name == "triage_replayed_total") if replayed else 0.0
+
+
+def test_a_petition_sent_again_is_counted_as_replayed_not_as_a_prediction_in_the_metrics(service, monkeypatch):
+    import service.routers.triage as triage
+
+    client, keys, _ = service
+    before = _counts(client)
+    client.post("/v1/triage", json=PETITION, headers=keys["intake"])
+    assert client.post("/v1/triage", json=PETITION, headers=keys["intake"]).json()["replayed"] is True
+    # The copy that lost the race: it looked before the first was stored, was triaged, and
+    # found the first stored only where its rows were to be committed.
+    racer = {**PETITION, "external_id": "XF-2026-0044"}
+    client.post("/v1/triage", json=racer, headers=keys["intake"])
+    looked, calls = triage._stored_copy, []
+
+    def late(*args):
+        calls.append(args)
+        return None if len(calls) == 1 else looked(*args)
+
+    monkeypatch.setattr(triage, "_stored_copy", late)
+    assert client.post("/v1/triage", json=racer, headers=keys["intake"]).json()["replayed"] is True
+    after = _counts(client)
+    # Two petitions made suggestions; each sent again was answered from storage.
+    assert (after[0] - before[0], after[1] - before[1]) == (2, 2)

@@ -23,7 +23,7 @@ from service.cases import case_out, decisions_of, masked_explanation, masked_tex
 from service.database import ApiKey, ReviewItem, TriageRecord, utcnow
 from service.deps import GroupCommitDep, ModelDep, SessionDep, SettingsDep, require_role
 from service.group_commit import GroupCommit, Once
-from service.metrics import PREDICTIONS
+from service.metrics import PREDICTIONS, REPLAYED
 from service.pii import mask_pii
 from service.routers import BODY_ERRORS, KEYED_ERRORS, InvalidField, KeyedRoute, errors
 from service.schemas import NO_NUL, BatchIn, BatchItem, CaseOut, DecisionOut, PetitionIn, RuleHit, SimilarCase, Suggestion
@@ -154,6 +154,7 @@ def _stored_copy(petition: PetitionIn, loaded: LoadedModel, session: Session, se
     if first is not None:
         _cue_repeat(suggestion, loaded, first)
     log.info("triage %s answered again: petition sent again with its case number", record.id)
+    REPLAYED.inc()
     return suggestion
 
 
@@ -189,7 +190,7 @@ def _suggest(petition: PetitionIn, loaded: LoadedModel, session: Session, writes
     except SQLAlchemyError as exc:
         # A suggestion is still useful when storage is down; the caller is told it was not kept.
         log.error("triage %s not stored: %s", suggestion.triage_id, type(exc).__name__)
-        return suggestion
+        return _made(suggestion)
     finally:
         # Reads and writes are over: the connection goes back to the pool before the answer
         # waits for a thread to be checked in (see service/deps.py on why that matters).
@@ -197,11 +198,20 @@ def _suggest(petition: PetitionIn, loaded: LoadedModel, session: Session, writes
     if not new:
         # A copy sent at the same time was stored first: answered as that one, as a retry is.
         # Should that lookup fail, this suggestion is answered `stored: false`: it was not kept, the copy was.
-        return _stored_copy(petition, loaded, session, settings) or suggestion
+        return _stored_copy(petition, loaded, session, settings) or _made(suggestion)
+    _made(suggestion)
     suggestion.stored = True
     matters.add(suggestion.triage_id, text_of(record.title_masked, record.body_masked), received)
     if group:
         _queue_group(session, group)
+    return suggestion
+
+
+def _made(suggestion: Suggestion) -> Suggestion:
+    """`suggestion`, counted as a prediction: once it is the answer. Counted when it was made,
+    the suggestion for a copy that lost the race to be stored counted twice what the client
+    was answered once, from storage."""
+    PREDICTIONS.labels(division=suggestion.division.code, risk=suggestion.risk).inc()
     return suggestion
 
 
@@ -241,7 +251,6 @@ def _computed(petition: PetitionIn, loaded: LoadedModel, session: Session, matte
         needs_review=raw["needs_review"], explanation=raw["explanation"], stored=False,
         time_limits=time_limits(petition.received_at, utcnow(), settings),
     )
-    PREDICTIONS.labels(division=suggestion.division.code, risk=suggestion.risk).inc()
     title_masked, body_masked = mask_pii(petition.title), mask_pii(petition.body)
     received = petition.received_at or utcnow()
     group = _same_matter(suggestion, loaded, text_of(title_masked, body_masked), received, petition.external_id, session,
