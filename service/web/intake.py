@@ -96,7 +96,10 @@ def intake(request: Request, user: IntakeUser, _: Csrf, loaded: ModelDep, sessio
         # Nothing to decide on later: show the suggestion on the text as typed, and say it was not kept.
         text = join_fields(title, body)
         return page(request, "unstored.html", user, suggestion=suggestion, text=highlight(text, marks_of(suggestion.explanation)))
-    return RedirectResponse(f"/cases/{suggestion.triage_id}", status_code=303)
+    # Sent again (a second click, or a petition another clerk registered already): the case
+    # stored then, perhaps decided since, and the page says so rather than let it pass as new.
+    again = "?again=1" if suggestion.replayed else ""
+    return RedirectResponse(f"/cases/{suggestion.triage_id}{again}", status_code=303)
 
 
 def case_view(request: Request, user: WebUser, triage_id: str, session: SessionDep, settings: SettingsDep,
