@@ -85,7 +85,11 @@ class PetitionIn(BaseModel):
     body: str = Field("", pattern=NO_NUL,
                       description="The petition's text (正文); may be empty when the title has text.")
     external_id: str | None = Field(None, max_length=200, pattern=NO_NUL,
-                                    description="The petition's number in the office's own register (信访件编号).")
+                                    description="The petition's number in the office's own register (信访件编号). Sent again "
+                                                "with the same title and body (a retry), the petition is answered with the "
+                                                "triage stored for it (`replayed`), not stored twice; a number that masking "
+                                                "changes (one that looks like a phone, ID or card number) cannot tell a "
+                                                "retry, and each sending is stored.")
     received_at: Annotated[UTCMoment, AfterValidator(_not_ahead)] | None = Field(
         None, description="When the office received it; the statutory time limits run from it. "
                           "At most a day ahead of the server's clock.")
@@ -174,9 +178,10 @@ class Suggestion(BaseModel):
                                              description="Stored petitions about the same matter within the window, most similar first.")
     repeat_of: str | None = Field(None, description="The triage_id of the closest earlier petition about the same matter.")
     replayed: bool = Field(False, description="True when the petition was sent again (the same external_id, one that masking "
-                                              "leaves as it is, and the same title and body as a triage already stored, as a "
-                                              "client retrying after a timeout sends it): this is that triage as stored, and "
-                                              "nothing new was stored or queued for review.")
+                                              "leaves as it is, and the same title and body as a triage already stored, "
+                                              "compared as stored, with identity numbers masked, as a client retrying after a "
+                                              "timeout sends it): this is that triage as stored, and nothing new was stored or "
+                                              "queued for review.")
 
 
 class BatchIn(BaseModel):

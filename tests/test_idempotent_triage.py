@@ -119,6 +119,9 @@ def test_the_replay_marker_is_in_the_openapi_schema(service):
     suggestion = client.get("/openapi.json").json()["components"]["schemas"]["Suggestion"]
     assert suggestion["properties"]["replayed"]["type"] == "boolean"
     assert "replayed" not in suggestion.get("required", [])
+    # The integrator reading the request's fields learns what makes a retry recognised.
+    external_id = client.get("/openapi.json").json()["components"]["schemas"]["PetitionIn"]["properties"]["external_id"]
+    assert "replayed" in external_id["description"] and "masking" in external_id["description"]
 
 
 def test_copies_of_a_petition_sent_at_once_are_stored_once(service):
