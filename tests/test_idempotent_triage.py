@@ -196,3 +196,15 @@ def test_a_petition_sent_again_is_counted_as_replayed_not_as_a_prediction_in_the
     after = _counts(client)
     # Two petitions made suggestions; each sent again was answered from storage.
     assert (after[0] - before[0], after[1] - before[1]) == (2, 2)
+
+
+def test_petitions_that_join_into_one_text_are_not_taken_for_copies_of_each_other_when_sent_at_once():
+    # A title with a newline in it and a body that begins where another's title ends: joined
+    # by a newline, their keys were equal, and the second in one commit was taken for a copy.
+    from service.routers.triage import _once
+    from service.schemas import PetitionIn
+
+    one = PetitionIn(title="讨薪\n无门", body="工资拖欠。", external_id="XF-2026-0045")
+    other = PetitionIn(title="讨薪", body="无门\n工资拖欠。", external_id="XF-2026-0045")
+    keys = [_once(p, TriageRecord(title_masked=p.title, body_masked=p.body)).key for p in (one, other)]
+    assert keys[0] != keys[1]

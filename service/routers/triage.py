@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
 import uuid
@@ -172,7 +173,10 @@ def _once(petition: PetitionIn, record: TriageRecord) -> Once | None:
     if number is None:
         return None
     title, body = record.title_masked, record.body_masked
-    return Once(key=f"{number}\n{text_of(title, body)}",
+    # Each part quoted: joined by newlines, a title and body that split one text otherwise
+    # (a title with a newline in it) made the key of another petition, which was then
+    # taken for a copy in the same commit, not stored, and answered `stored: false`.
+    return Once(key=json.dumps([number, title, body], ensure_ascii=False),
                 stored=lambda session: _stored_record(session, number, title, body) is not None)
 
 
