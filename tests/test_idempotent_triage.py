@@ -208,3 +208,17 @@ def test_petitions_that_join_into_one_text_are_not_taken_for_copies_of_each_othe
     other = PetitionIn(title="讨薪", body="无门\n工资拖欠。", external_id="XF-2026-0045")
     keys = [_once(p, TriageRecord(title_masked=p.title, body_masked=p.body)).key for p in (one, other)]
     assert keys[0] != keys[1]
+
+
+def test_a_petition_sent_again_without_received_at_is_answered_with_the_time_limits_of_its_first_answer(service):
+    # Without received_at the limits run from when it was triaged: the first answer counted
+    # from the moment it was computed, the stored triage (and so the retry and the case
+    # page) from the moment its row was inserted, a few milliseconds later.
+    client, keys, _ = service
+    petition = {**PETITION, "received_at": None}
+    first = client.post("/v1/triage", json=petition, headers=keys["intake"]).json()
+    again = client.post("/v1/triage", json=petition, headers=keys["intake"]).json()
+    case = client.get(f"/v1/triage/{first['triage_id']}", headers=keys["reviewer"]).json()
+    assert again["replayed"] is True and first["time_limits"]["from_received_at"] is False
+    assert again["time_limits"] == first["time_limits"]
+    assert case["time_limits"]["accept_by"] == first["time_limits"]["accept_by"]

@@ -241,6 +241,10 @@ def _computed(petition: PetitionIn, loaded: LoadedModel, session: Session, matte
     model, taxonomy = loaded.model, loaded.model.taxonomy
     raw = model.suggest(join_fields(petition.title, petition.body))
     triage_id = str(uuid.uuid4())
+    # The moment stored as the triage's created_at too: the time limits of a petition sent
+    # without received_at run from it, on the case page and in a retry's answer, which
+    # named a moment a few milliseconds later than the first answer when left to the insert.
+    triaged = utcnow()
 
     def option(code: str, p: float) -> dict[str, Any]:
         return {"code": code, "name": taxonomy.name_of("division", code), "probability": round(p, 4)}
@@ -253,15 +257,15 @@ def _computed(petition: PetitionIn, loaded: LoadedModel, session: Session, matte
         key_group=raw["key_group"], key_group_name=taxonomy.name_of("key_group", raw["key_group"]),
         key_group_confidence=round(raw["key_group_confidence"], 4),
         needs_review=raw["needs_review"], explanation=raw["explanation"], stored=False,
-        time_limits=time_limits(petition.received_at, utcnow(), settings),
+        time_limits=time_limits(petition.received_at, triaged, settings),
     )
     title_masked, body_masked = mask_pii(petition.title), mask_pii(petition.body)
-    received = petition.received_at or utcnow()
+    received = petition.received_at or triaged
     group = _same_matter(suggestion, loaded, text_of(title_masked, body_masked), received, petition.external_id, session,
                          matters, settings)
     suggestion.needs_review = suggestion.needs_review or bool(group)
     record = TriageRecord(
-        id=triage_id, external_id=petition.external_id, channel=petition.channel,
+        id=triage_id, external_id=petition.external_id, channel=petition.channel, created_at=triaged,
         received_at=petition.received_at, title_masked=title_masked,
         body_masked=body_masked, model_version=loaded.version,
         division=suggestion.division.code, division_confidence=suggestion.division.probability,
