@@ -110,6 +110,8 @@ def masked_explanation(explanation: dict[str, Any], sent: str, masked: str) -> d
     """The explanation found on the text as `sent` with its spans on that text `masked`, as it is
     stored: each span where masking put its characters (rebase_explanation, which looks
     for the words again, when the masked text is not the sent one masked)."""
+    if sent == masked:
+        return explanation  # nothing masked, as for most petitions: no span moves
     placed, places = mask_pii_placed(sent)
     return _placed(explanation, places, masked) if placed == masked else rebase_explanation(explanation, masked)
 
@@ -117,6 +119,8 @@ def masked_explanation(explanation: dict[str, Any], sent: str, masked: str) -> d
 def sent_explanation(explanation: dict[str, Any], masked: str, sent: str) -> dict[str, Any]:
     """The stored explanation, on the `masked` text, with its spans back on the text as `sent`
     (a petition sent again is answered with offsets into what its client sent)."""
+    if sent == masked:
+        return explanation
     placed, places = mask_pii_placed(sent)
     if placed != masked:
         return rebase_explanation(explanation, sent)
