@@ -3,6 +3,7 @@ re-anchored on it, Chinese names, the statutory time limits and the decisions.""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -74,6 +75,11 @@ def rebase_explanation(explanation: dict[str, Any], text: str) -> dict[str, Any]
                 out.append({"start": found, "end": found + len(word), "text": word})
         return out
 
+    return _with_spans(explanation, moved)
+
+
+def _with_spans(explanation: dict[str, Any], moved: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]) -> dict[str, Any]:
+    """The explanation with the spans of each term and rule replaced by `moved(spans)`."""
     return {
         head: {**part,
                "terms": [{**term, "spans": moved(term["spans"])} for term in part.get("terms", [])],
@@ -98,12 +104,7 @@ def _placed(explanation: dict[str, Any], places: list[int | None], onto: str) ->
             out.append({"start": first, "end": last + 1, "text": onto[first:last + 1]})
         return out
 
-    return {
-        head: {**part,
-               "terms": [{**term, "spans": moved(term["spans"])} for term in part.get("terms", [])],
-               "rules": [{**rule, "spans": moved(rule["spans"])} for rule in part.get("rules", [])]}
-        for head, part in explanation.items()
-    }
+    return _with_spans(explanation, moved)
 
 
 def masked_explanation(explanation: dict[str, Any], sent: str, masked: str) -> dict[str, Any]:
