@@ -26,15 +26,17 @@ instead of the throwaway SQLite file.
 
 Petitions are the real ones, read at run time from ../shared/data/real (train, dev
 and cities: title and body), shuffled with --seed and cycled; without them the
-bundled data/corpus/petitions.csv is used, and the output says so. Everything is
-sent to 127.0.0.1 and the run stops by itself.
+bundled data/corpus/petitions.csv is used, and the output says so. Each request carries
+a case number of its own (external_id), as a petition system sends them, so the service
+pays for its look-up of a stored copy (a retry) on every petition; --no-case-numbers
+sends none. Everything is sent to 127.0.0.1 and the run stops by itself.
 
 The client is asyncio on raw HTTP/1.1 keep-alive connections (a pool that grows
 when every connection is busy): its own CPU time is reported beside the server's,
 as both share the machine.
 
     python benchmarks/load.py [--rates 50,100,200] [--seconds 60] [--workers 2]
-        [--saturate-seconds 30] [--connections 8] [--model DIR] [--json OUT.json]
+        [--saturate-seconds 30] [--connections 8] [--model DIR] [--json OUT.json] [--no-case-numbers]
         [--profile-rate 100 --profile-out DIR]   # py-spy each worker during that rate
         [--database-url postgresql+psycopg://USER:PASSWORD@127.0.0.1:PORT/DB]
 
@@ -114,6 +116,25 @@ def request_bytes(petition: dict[str, str], key: str, port: int) -> bytes:
     head = (f"POST /v1/triage HTTP/1.1\r\nHost: {HOST}:{port}\r\nX-API-Key: {key}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
     return head.encode("ascii") + body
+
+
+@dataclass(frozen=True)
+class Requests:
+    """The n-th request of the run: the petitions cycled, each send with a case number
+    (external_id) of its own when `case_numbers`, as a petition system sends them. A case
+    number makes the service look for a stored copy of the petition (a client's retry)
+    before triaging it; one of its own keeps each send a new petition, not a retry."""
+
+    petitions: list[dict[str, str]]
+    key: str
+    port: int
+    case_numbers: bool
+
+    def at(self, n: int) -> bytes:
+        petition = self.petitions[n % len(self.petitions)]
+        if self.case_numbers:
+            petition = petition | {"external_id": f"LOAD-{n:09d}"}
+        return request_bytes(petition, self.key, self.port)
 
 
 # ------------------------------------------------------------------ the client
@@ -260,7 +281,7 @@ async def send_one(pool: Pool, request: bytes, tally: Tally, since: float, deadl
     tally.similar += b'"similar_cases":[]' not in body
 
 
-async def open_loop(port: int, requests: list[bytes], offset: int, rate: float, seconds: float, timeout: float) -> Tally:
+async def open_loop(port: int, requests: Requests, offset: int, rate: float, seconds: float, timeout: float) -> Tally:
     """Arrivals every 1/rate s for `seconds`, each sent on a free (or new) connection."""
     pool, tally = Pool(port), Tally()
     await pool.open_spread(SPREAD_CONNECTIONS)
@@ -272,7 +293,7 @@ async def open_loop(port: int, requests: list[bytes], offset: int, rate: float, 
         delay = scheduled - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        request = requests[(offset + i) % len(requests)]
+        request = requests.at(offset + i)
         tasks.append(asyncio.create_task(send_one(pool, request, tally, scheduled, scheduled + timeout)))
     if tasks:
         # Every request has its own deadline: this wait ends by itself.
@@ -287,7 +308,7 @@ async def open_loop(port: int, requests: list[bytes], offset: int, rate: float, 
     return tally
 
 
-async def closed_loop(port: int, requests: list[bytes], offset: int, connections: int, seconds: float,
+async def closed_loop(port: int, requests: Requests, offset: int, connections: int, seconds: float,
                       timeout: float) -> Tally:
     """`connections` clients, each sending its next request as soon as the last is answered."""
     pool, tally = Pool(port), Tally()
@@ -298,7 +319,7 @@ async def closed_loop(port: int, requests: list[bytes], offset: int, connections
     async def client() -> None:
         while time.monotonic() < stop:
             now = time.monotonic()
-            await send_one(pool, requests[next(counter) % len(requests)], tally, now, now + timeout)
+            await send_one(pool, requests.at(next(counter)), tally, now, now + timeout)
 
     await asyncio.gather(*(client() for _ in range(connections)))
     tally.most_connections = pool.most_open
@@ -588,7 +609,8 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
         # With the server started (it may have trained the default model) and idle.
         log(f"timing TriageModel.suggest in this process, one core, {args.inprocess_calls} calls …")
         results["in_process"] = in_process_rate(home / "models" / "default", home, petitions, args.inprocess_calls)
-    requests = [request_bytes(p, server.key, server.port) for p in petitions]
+    requests = Requests(petitions, server.key, server.port, not args.no_case_numbers)
+    results["case_numbers"] = requests.case_numbers
     offset = 0
     try:
         # Warm-up: first requests load lazy parts (the matter index, imports); not counted.
@@ -668,6 +690,8 @@ def main() -> int:
     parser.add_argument("--inprocess-calls", type=int, default=1000, help="TriageModel.suggest calls timed in-process; 0 skips")
     parser.add_argument("--log-level", help="TRIAGE_LOG_LEVEL of the server (default: the service's default)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-case-numbers", action="store_true",
+                        help="send petitions without an external_id (no lookup of a stored copy)")
     parser.add_argument("--database-url", help="an empty PostgreSQL database to store in, as TRIAGE_DATABASE_URL "
                                                "(default: SQLite in the throwaway TRIAGE_HOME)")
     parser.add_argument("--profile-rate", type=float, help="py-spy every worker during this rate's phase")

@@ -275,7 +275,9 @@ def load(results: dict[str, Any]) -> str:
         storage, option = "PostgreSQL on the same machine", " --database-url URL"
     lines = [f"`triage serve --workers {results['workers']}` ({storage}) under load from the same machine "
              f"(`python benchmarks/load.py{sources}{option}`): {petitions['distinct']:,} real petitions (mean "
-             f"{petitions['mean_chars']} characters) sent at fixed rates, {results['seconds_per_rate']:g} s each, "
+             f"{petitions['mean_chars']} characters) sent at fixed rates"
+             + (", each with a case number of its own (`external_id`)" if results.get("case_numbers") else "")
+             + f", {results['seconds_per_rate']:g} s each, "
              "latency counted from each request's scheduled time; then clients that never pause. Load average between "
              f"{min(loads):.1f} and {max(loads):.1f} on {machine['cpus']} cores, the load client among them:", "",
              "| load | due | answered | errors | not answered | completed/s | p50 ms | p99 ms | max ms "
