@@ -48,7 +48,7 @@ Reader = Annotated[ApiKey, Depends(require_role("intake", "reviewer"))]
 TriageId = Annotated[str, Path(max_length=200, pattern=NO_NUL)]
 # Built once, as the same-matter statements are: it runs on every triage with a usable case
 # number. external_id is indexed; the rows with one number are a handful at most.
-_STORED_COPIES = (select(TriageRecord)
+_STORED_COPIES = (select(TriageRecord.id, TriageRecord.suggestion)
                   .where(TriageRecord.external_id == bindparam("number"), TriageRecord.title_masked == bindparam("title"),
                          TriageRecord.body_masked == bindparam("body"))
                   .order_by(TriageRecord.created_at))
@@ -113,20 +113,20 @@ def _stored_copy(petition: PetitionIn, loaded: LoadedModel, session: Session, se
     if number is None:
         return None
     try:
-        record = _stored_record(session, number, mask_pii(petition.title), mask_pii(petition.body))
-        if record is None:
-            return None
+        found = _stored_copy_id(session, number, mask_pii(petition.title), mask_pii(petition.body))
+        if found is None:
+            return None  # triaged as new, on the same session and connection
+        record = session.get(TriageRecord, found)
         stored = record.suggestion
         infos = case_infos(session, [tid for tid, _ in stored.get("similar", [])])
         queued = session.get(ReviewItem, record.id) is not None
+        # The connection goes back to the pool before the answer is written (service/deps.py).
+        session.commit()
     except SQLAlchemyError as exc:
         # Looked up again by the next retry; meanwhile the petition is triaged as new, as before.
         session.rollback()
         log.error("stored copy lookup failed: %s", type(exc).__name__)
         return None
-    finally:
-        # The connection goes back to the pool before the answer is written (service/deps.py).
-        session.commit()
     taxonomy = loaded.model.taxonomy
 
     def option(code: str, p: float) -> dict[str, Any]:
@@ -159,11 +159,12 @@ def _stored_copy(petition: PetitionIn, loaded: LoadedModel, session: Session, se
     return suggestion
 
 
-def _stored_record(session: Session, number: str, title_masked: str, body_masked: str) -> TriageRecord | None:
+def _stored_copy_id(session: Session, number: str, title_masked: str, body_masked: str) -> str | None:
     """The first triage stored with this case number and this masked text that can be answered
-    as it was made (one stored before its confidences were kept cannot)."""
-    copies = session.scalars(_STORED_COPIES, {"number": number, "title": title_masked, "body": body_masked})
-    return next((record for record in copies if "risk_confidence" in (record.suggestion or {})), None)
+    as it was made (one stored before its confidences were kept cannot). Read as plain rows on
+    the request's connection, not through the ORM: every petition with a case number asks."""
+    copies = session.connection().execute(_STORED_COPIES, {"number": number, "title": title_masked, "body": body_masked})
+    return next((tid for tid, suggestion in copies if "risk_confidence" in (suggestion or {})), None)
 
 
 def _once(petition: PetitionIn, record: TriageRecord) -> Once | None:
@@ -177,7 +178,7 @@ def _once(petition: PetitionIn, record: TriageRecord) -> Once | None:
     # (a title with a newline in it) made the key of another petition, which was then
     # taken for a copy in the same commit, not stored, and answered `stored: false`.
     return Once(key=json.dumps([number, title, body], ensure_ascii=False),
-                stored=lambda session: _stored_record(session, number, title, body) is not None)
+                stored=lambda session: _stored_copy_id(session, number, title, body) is not None)
 
 
 def _suggest(petition: PetitionIn, loaded: LoadedModel, session: Session, writes: GroupCommit,
