@@ -99,7 +99,8 @@ def _cue_repeat(suggestion: Suggestion, loaded: LoadedModel, first: SimilarCase)
                     f"（triage_id {first.triage_id}，相似度 {first.similarity:.2f}）"))
 
 
-def _stored_copy(petition: PetitionIn, loaded: LoadedModel, session: Session, settings: Settings) -> Suggestion | None:
+def _stored_copy(petition: PetitionIn, masked: tuple[str, str], loaded: LoadedModel, session: Session,
+                 settings: Settings) -> Suggestion | None:
     """The stored triage `petition` is sent again as, answered as it was suggested; None when
     it is none.
 
@@ -113,7 +114,7 @@ def _stored_copy(petition: PetitionIn, loaded: LoadedModel, session: Session, se
     if number is None:
         return None
     try:
-        found = _stored_copy_id(session, number, mask_pii(petition.title), mask_pii(petition.body))
+        found = _stored_copy_id(session, number, *masked)
         if found is None:
             return None  # triaged as new, on the same session and connection
         record = session.get(TriageRecord, found)
@@ -185,10 +186,12 @@ def _suggest(petition: PetitionIn, loaded: LoadedModel, session: Session, writes
              matters: SharedMatterIndex, settings: Settings, turn: threading.Semaphore | None = None) -> Suggestion:
     """The suggestion, stored, or the stored one when the petition is sent again; `turn` is
     held while it is computed, not while its rows are committed."""
-    if (replayed := _stored_copy(petition, loaded, session, settings)) is not None:
+    # Masked once: the look-up of a stored copy and the stored row both compare the masked text.
+    masked = mask_pii(petition.title), mask_pii(petition.body)
+    if (replayed := _stored_copy(petition, masked, loaded, session, settings)) is not None:
         return replayed
     with turn or contextlib.nullcontext():
-        suggestion, record, queued, received, group = _computed(petition, loaded, session, matters, settings)
+        suggestion, record, queued, received, group = _computed(petition, masked, loaded, session, matters, settings)
     try:
         # Committed with the rows of other requests arriving meanwhile; returns once committed.
         new = writes.store(session, [record], queued, _once(petition, record))
@@ -203,7 +206,7 @@ def _suggest(petition: PetitionIn, loaded: LoadedModel, session: Session, writes
     if not new:
         # A copy sent at the same time was stored first: answered as that one, as a retry is.
         # Should that lookup fail, this suggestion is answered `stored: false`: it was not kept, the copy was.
-        return _stored_copy(petition, loaded, session, settings) or _made(suggestion)
+        return _stored_copy(petition, masked, loaded, session, settings) or _made(suggestion)
     _made(suggestion)
     suggestion.stored = True
     matters.add(suggestion.triage_id, text_of(record.title_masked, record.body_masked), received)
@@ -235,7 +238,7 @@ def _queue_group(session: Session, group: list[str]) -> None:
         log.warning("earlier members of an emerging group not queued: %s", type(exc).__name__)
 
 
-def _computed(petition: PetitionIn, loaded: LoadedModel, session: Session, matters: SharedMatterIndex,
+def _computed(petition: PetitionIn, masked: tuple[str, str], loaded: LoadedModel, session: Session, matters: SharedMatterIndex,
               settings: Settings) -> tuple[Suggestion, TriageRecord, list[ReviewItem], datetime, list[str]]:
     """The suggestion with its same-matter links, the rows that store it, and the stored
     members of the emerging group it makes or joins."""
@@ -260,7 +263,7 @@ def _computed(petition: PetitionIn, loaded: LoadedModel, session: Session, matte
         needs_review=raw["needs_review"], explanation=raw["explanation"], stored=False,
         time_limits=time_limits(petition.received_at, triaged, settings),
     )
-    title_masked, body_masked = mask_pii(petition.title), mask_pii(petition.body)
+    title_masked, body_masked = masked
     received = petition.received_at or triaged
     group = _same_matter(suggestion, loaded, text_of(title_masked, body_masked), received, petition.external_id, session,
                          matters, settings)
