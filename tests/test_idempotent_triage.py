@@ -222,3 +222,30 @@ def test_a_petition_sent_again_without_received_at_is_answered_with_the_time_lim
     assert again["replayed"] is True and first["time_limits"]["from_received_at"] is False
     assert again["time_limits"] == first["time_limits"]
     assert case["time_limits"]["accept_by"] == first["time_limits"]["accept_by"]
+
+
+def test_a_purged_triage_is_never_answered_as_a_replay(service):
+    # `triage purge` leaves a purged triage an empty title and the placeholder as its body. A
+    # petition sent with just that text under the purged triage's case number matched it and
+    # was answered as that triage, whose text it never had: a purged triage has nothing left
+    # to compare, and whatever is sent under its number is triaged anew.
+    from datetime import UTC, datetime
+
+    from model.text import PURGED_TEXT
+    from service.maintenance import purge_petitions
+
+    client, keys, database = service
+    first = client.post("/v1/triage", json=PETITION, headers=keys["intake"]).json()
+    assert purge_petitions(database, datetime.now(UTC), actor="test") == 1
+    placeholder = {**PETITION, "title": "", "body": PURGED_TEXT}
+    posing = client.post("/v1/triage", json=placeholder, headers=keys["intake"]).json()
+    assert posing["stored"] is True and posing["replayed"] is False
+    assert posing["triage_id"] != first["triage_id"]
+    # Nor is the petition itself, sent again after the purge: its text can no longer be
+    # compared (docs/operations.md, Retention), so it is a triage of its own, and its own
+    # retries are answered with it.
+    again = client.post("/v1/triage", json=PETITION, headers=keys["intake"]).json()
+    assert again["replayed"] is False and again["triage_id"] not in (first["triage_id"], posing["triage_id"])
+    retried = client.post("/v1/triage", json=PETITION, headers=keys["intake"]).json()
+    assert retried["replayed"] is True and retried["triage_id"] == again["triage_id"]
+    assert rows(database) == 3

@@ -29,7 +29,7 @@ from service.pii import mask_pii
 from service.routers import BODY_ERRORS, KEYED_ERRORS, InvalidField, KeyedRoute, errors
 from service.schemas import NO_NUL, BatchIn, BatchItem, CaseOut, DecisionOut, PetitionIn, RuleHit, SimilarCase, Suggestion
 from service.settings import Settings
-from service.similar import MattersDep, SharedMatterIndex, case_infos, case_number, link, text_of
+from service.similar import PURGED, MattersDep, SharedMatterIndex, case_infos, case_number, link, text_of
 
 log = logging.getLogger(__name__)
 # Triages a worker computes at once (the model and the same-matter lookup). Threads
@@ -163,7 +163,13 @@ def _stored_copy(petition: PetitionIn, masked: tuple[str, str], loaded: LoadedMo
 def _stored_copy_id(session: Session, number: str, title_masked: str, body_masked: str) -> str | None:
     """The first triage stored with this case number and this masked text that can be answered
     as it was made (one stored before its confidences were kept cannot). Read as plain rows on
-    the request's connection, not through the ORM: every petition with a case number asks."""
+    the request's connection, not through the ORM: every petition with a case number asks.
+
+    Never a purged triage: `triage purge` leaves it the same placeholder text as every other,
+    which a petition sent with that text under its number matched. Its text is gone, so
+    nothing can be compared with it, and whatever comes under its number is triaged anew."""
+    if text_of(title_masked, body_masked) == PURGED:
+        return None
     copies = session.connection().execute(_STORED_COPIES, {"number": number, "title": title_masked, "body": body_masked})
     return next((tid for tid, suggestion in copies if "risk_confidence" in (suggestion or {})), None)
 
