@@ -89,32 +89,60 @@ def _with_spans(explanation: dict[str, Any], moved: Callable[[list[dict[str, Any
 
 
 def _placed(explanation: dict[str, Any], places: list[int | None], onto: str) -> dict[str, Any]:
-    """The explanation with each span moved to `places` of its characters in `onto`; a span
-    with a character that has no place there (a masked number) is dropped."""
+    """The explanation with each span moved to `places` of its characters in `onto`. A span
+    that begins or ends with a character that has no place there (one in a masked number)
+    is dropped; one with a masked number between its ends covers it whole, in `onto` as it
+    is there (the mask on the stored text, the number as sent on the client's)."""
 
     def moved(spans: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out = []
         for span in spans:
             start, end = span["start"], span["end"]
-            if not 0 <= start < end <= len(places) or any(places[i] is None for i in range(start, end)):
+            if not 0 <= start < end <= len(places):
                 continue
-            # No character of a span was replaced, so nothing was put between them either.
             first, last = places[start], places[end - 1]
-            assert first is not None and last is not None
-            out.append({"start": first, "end": last + 1, "text": onto[first:last + 1]})
+            # Its ends have places, and masking keeps the order of characters: what lay
+            # between them, a masked number included, lies between them in `onto`.
+            if first is not None and last is not None:
+                out.append({"start": first, "end": last + 1, "text": onto[first : last + 1]})
         return out
 
     return _with_spans(explanation, moved)
 
 
-def masked_explanation(explanation: dict[str, Any], sent: str, masked: str) -> dict[str, Any]:
-    """The explanation found on the text as `sent` with its spans on that text `masked`, as it is
-    stored: each span where masking put its characters (rebase_explanation, which looks
-    for the words again, when the masked text is not the sent one masked)."""
+def placed_explanations(explanation: dict[str, Any], sent: str, masked: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The explanation found on the text as `sent`, as it is answered and as it is stored.
+
+    Each span moves where masking put its characters (rebase_explanation, which looks for
+    the words again, when the masked text is not the sent one masked). A span that begins
+    or ends in a masked number has no place in the stored text; it is left out of the
+    answer too, as it is out of what a petition sent again is answered with
+    (sent_explanation) and of the case page: evidence inside a phone or ID number tells
+    nothing of the petition, and the first answer had shown it where no later one could.
+
+    Parameters
+    ----------
+    explanation : dict
+        The model's explanation, its spans on `sent`.
+    sent : str
+        The text as the client sent it (title + "\n" + body).
+    masked : str
+        The same text as stored, masked.
+
+    Returns
+    -------
+    answered : dict
+        The explanation on `sent`, for the answer.
+    stored : dict
+        The explanation on `masked`, for the stored triage.
+    """
     if sent == masked:
-        return explanation  # nothing masked, as for most petitions: no span moves
+        return explanation, explanation  # nothing masked, as for most petitions: no span moves
     placed, places = mask_pii_placed(sent)
-    return _placed(explanation, places, masked) if placed == masked else rebase_explanation(explanation, masked)
+    if placed != masked:
+        return explanation, rebase_explanation(explanation, masked)
+    kept = [None if place is None else at for at, place in enumerate(places)]
+    return _placed(explanation, kept, sent), _placed(explanation, places, masked)
 
 
 def sent_explanation(explanation: dict[str, Any], masked: str, sent: str) -> dict[str, Any]:

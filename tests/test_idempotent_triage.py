@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -249,3 +250,40 @@ def test_a_purged_triage_is_never_answered_as_a_replay(service):
     retried = client.post("/v1/triage", json=PETITION, headers=keys["intake"]).json()
     assert retried["replayed"] is True and retried["triage_id"] == again["triage_id"]
     assert rows(database) == 3
+
+
+@pytest.mark.parametrize(
+    ("title", "body"),
+    [
+        # A rule's span runs from 中专毕业 to 没有分配, across the phone number between them.
+        ("毕业分配", "我是中专毕业，电话13812345678，至今没有分配工作。"),
+        # Numbers grouped by dots are read as short numbers: words of digits are found inside them.
+        ("服务", "打12333打不通，我的卡号6222.1233.3456.7890，电话138.1234.5678"),
+    ],
+)
+def test_a_replayed_explanation_shows_the_evidence_of_the_first_answer_around_masked_numbers(service, title, body):
+    # The stored explanation dropped every span with a masked number in it, and the first
+    # answer kept them all: a retry lost the rule's evidence that the first answer showed
+    # across a phone number, and the first answer lit digits inside a card number that no
+    # retry and no case page could show.
+    client, keys, _ = service
+    petition = {**PETITION, "title": title, "body": body}
+    first = client.post("/v1/triage", json=petition, headers=keys["intake"]).json()
+    again = client.post("/v1/triage", json=petition, headers=keys["intake"]).json()
+    assert again["replayed"] is True
+    assert again["explanation"] == first["explanation"]
+    text = title + "\n" + body
+    numbers = [m.span() for m in re.finditer(r"[0-9][0-9.]{9,}[0-9]", text)]
+    spans = [s for head in first["explanation"].values() for part in (*head["terms"], *head["rules"]) for s in part["spans"]]
+    assert spans and all(text[s["start"] : s["end"]] == s["text"] for s in spans)
+    # No span begins or ends inside a number; one with a number between its ends covers it whole.
+    assert not [s for s in spans for a, b in numbers if a <= s["start"] < b or a < s["end"] <= b]
+    case = client.get(f"/v1/triage/{first['triage_id']}", headers=keys["reviewer"]).json()
+    masked = case["title"] + "\n" + case["body"]
+    stored = [s for head in case["explanation"].values() for part in (*head["terms"], *head["rules"]) for s in part["spans"]]
+    assert len(stored) == len(spans) and all(masked[s["start"] : s["end"]] == s["text"] for s in stored)
+    if "中专毕业" in body:
+        rule = first["explanation"]["key_group"]["rules"][0]
+        assert rule["spans"] and rule["spans"][0]["text"] == "中专毕业，电话13812345678，至今没有分配"
+        stored_rule = case["explanation"]["key_group"]["rules"][0]
+        assert stored_rule["spans"][0]["text"] == "中专毕业，电话[手机号]，至今没有分配"

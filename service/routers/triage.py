@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from model.artifact import LoadedModel
 from model.text import has_text, join_fields
-from service.cases import case_out, decisions_of, masked_explanation, masked_text, sent_explanation, time_limits
+from service.cases import case_out, decisions_of, masked_text, placed_explanations, sent_explanation, time_limits
 from service.database import ApiKey, ReviewItem, TriageRecord, utcnow
 from service.deps import GroupCommitDep, ModelDep, SessionDep, SettingsDep, require_role
 from service.group_commit import GroupCommit, Once
@@ -249,7 +249,8 @@ def _computed(petition: PetitionIn, masked: tuple[str, str], loaded: LoadedModel
     """The suggestion with its same-matter links, the rows that store it, and the stored
     members of the emerging group it makes or joins."""
     model, taxonomy = loaded.model, loaded.model.taxonomy
-    raw = model.suggest(join_fields(petition.title, petition.body))
+    sent = join_fields(petition.title, petition.body)
+    raw = model.suggest(sent)
     triage_id = str(uuid.uuid4())
     # The moment stored as the triage's created_at too: the time limits of a petition sent
     # without received_at run from it, on the case page and in a retry's answer, which
@@ -259,6 +260,10 @@ def _computed(petition: PetitionIn, masked: tuple[str, str], loaded: LoadedModel
     def option(code: str, p: float) -> dict[str, Any]:
         return {"code": code, "name": taxonomy.name_of("division", code), "probability": round(p, 4)}
 
+    title_masked, body_masked = masked
+    # Answered as it is stored, on the masked text (GET /v1/triage/{id}, the review queue),
+    # so that a petition sent again is answered with the evidence of its first answer.
+    answered, stored = placed_explanations(raw["explanation"], sent, join_fields(title_masked, body_masked))
     suggestion = Suggestion(
         triage_id=triage_id, model_version=loaded.version,
         division=option(raw["division"], raw["division_confidence"]),
@@ -266,10 +271,9 @@ def _computed(petition: PetitionIn, masked: tuple[str, str], loaded: LoadedModel
         risk=raw["risk"], risk_name=taxonomy.name_of("risk", raw["risk"]), risk_confidence=round(raw["risk_confidence"], 4),
         key_group=raw["key_group"], key_group_name=taxonomy.name_of("key_group", raw["key_group"]),
         key_group_confidence=round(raw["key_group_confidence"], 4),
-        needs_review=raw["needs_review"], explanation=raw["explanation"], stored=False,
+        needs_review=raw["needs_review"], explanation=answered, stored=False,
         time_limits=time_limits(petition.received_at, triaged, settings),
     )
-    title_masked, body_masked = masked
     received = petition.received_at or triaged
     group = _same_matter(suggestion, loaded, text_of(title_masked, body_masked), received, petition.external_id, session,
                          matters, settings)
@@ -288,8 +292,7 @@ def _computed(petition: PetitionIn, masked: tuple[str, str], loaded: LoadedModel
                     "similar": [[case.triage_id, case.similarity] for case in suggestion.similar_cases]},
     )
     # Kept on the masked text, so that GET /v1/triage/{id} and the review queue can show the evidence.
-    record.suggestion["explanation"] = masked_explanation(raw["explanation"], join_fields(petition.title, petition.body),
-                                                          masked_text(record))
+    record.suggestion["explanation"] = stored
     queued = []
     if suggestion.needs_review:
         reason = "high_risk" if suggestion.risk == "high" else "emerging_group" if group else "low_confidence"
