@@ -141,8 +141,10 @@ def purge_petitions(database: Database, before: datetime, actor: str) -> int:
     labels, the audit trail). Recorded in the audit log in the same transaction. Returns
     how many were purged."""
     with database.sessions() as session:
-        ids = list(session.scalars(select(TriageRecord.id).where(TriageRecord.created_at < before,
-                                                                  TriageRecord.body_masked != PURGED)))
+        # Purged already: the placeholder as its body and no title. The body alone is what a
+        # petition may have been sent with, and its title was then kept past retention.
+        purged = (TriageRecord.body_masked == PURGED) & (TriageRecord.title_masked == "")
+        ids = list(session.scalars(select(TriageRecord.id).where(TriageRecord.created_at < before, ~purged)))
         for start in range(0, len(ids), 500):
             rows = session.execute(select(TriageRecord.id, TriageRecord.suggestion)
                                    .where(TriageRecord.id.in_(ids[start:start + 500]))).all()

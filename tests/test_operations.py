@@ -185,6 +185,19 @@ def test_an_unknown_log_level_is_refused(monkeypatch):
 
 
 
+def test_purge_empties_the_title_of_a_petition_whose_body_is_the_placeholder(database):
+    # A petition was taken for purged already when its body was the placeholder, whatever its
+    # title: a petition sent with that body kept its title past the retention period.
+    with database.sessions() as session:
+        _triage(session, "old", datetime(2024, 3, 1, tzinfo=UTC), PURGED)
+        session.commit()
+    assert main(["purge", "--before", "2025-01-01"]) == 0
+    with database.sessions() as session:
+        record = session.get(TriageRecord, "old")
+        assert (record.title_masked, record.body_masked) == ("", PURGED)
+        assert session.query(AuditEntry).filter_by(action="retention.purge").one().detail == {"petitions": 1}
+
+
 def test_purge_takes_the_words_its_explanation_quotes_out_too(database):
     # Retention deleted the text, and GET /v1/triage still showed the words and spans the
     # explanation had quoted from it.
