@@ -292,10 +292,11 @@ class EmergingMember(BaseModel):
 
 
 class EmergingGroup(BaseModel):
-    size: int
-    growth: int = Field(description="Members received in the last quarter of the window.")
-    first_seen: datetime
-    last_seen: datetime
+    size: int = Field(description="Members: petitions of the matter in a span of `days` that holds at least `min_size` of them, "
+                                  "one at least received in the look-back; copies of one case count once.")
+    growth: int = Field(description="Members received in the last quarter of the look-back.")
+    first_seen: datetime = Field(description="When the first member was received: up to `days` before the look-back began.")
+    last_seen: datetime = Field(description="When the latest member was received, within the look-back.")
     divisions: dict[str, int]
     highest_risk: str
     shared_words: list[str] = Field(description="Organisation, project and place names most members mention (never persons).")

@@ -30,7 +30,7 @@ from sqlalchemy import Row, bindparam, func, literal_column, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from model.matter import Match, MatterIndex, components
+from model.matter import Match, MatterIndex
 from model.text import PURGED_TEXT
 from service import heap
 from service.database import Database, DecisionRecord, ReviewItem, TriageRecord
@@ -230,9 +230,6 @@ class SharedMatterIndex:
                     frontier.append(match.key)
         return seen
 
-    def groups(self, since: float, until: float, min_size: int) -> list[list[str]]:
-        """Connected groups of linked petitions received between the timestamps, of at least `min_size`."""
-        return [g for g in components(self.index, self.index.keys_between(since, until), since, until) if len(g) >= min_size]
 
 
 def case_infos(session: Session, triage_ids: list[str]) -> dict[str, CaseInfo]:
@@ -407,6 +404,101 @@ def _largest_in_a_span(direct: set[str], links: dict[str, set[str]], whens: dict
         if len(members) > len(best):
             best = members
     return best
+
+
+def emerging_groups(session: Session, shared: SharedMatterIndex, start: float, end: float, span: float,
+                    min_size: int) -> list[list[CaseInfo]]:
+    """The groups /v1/emerging lists for the look-back from `start` to `end` (timestamps).
+
+    A group is petitions about one matter, linked within a span of `span` seconds that holds at
+    least `min_size` of them, at least one received in the look-back. The span may begin before
+    the look-back: a group whose members arrived over six days is one of the last seven days
+    while its latest member is, not only while the look-back holds all of it. Spans overlapping
+    a matter's petitions make one group, listed once.
+
+    Parameters
+    ----------
+    session : Session
+        Reads the members' stored facts.
+    shared : SharedMatterIndex
+        The worker's index, refreshed by the caller.
+    start, end : float
+        The look-back; petitions received after `end` are not seen.
+    span : float
+        The span a group's petitions arrive within, in seconds.
+    min_size : int
+        The fewest petitions a group has; copies of one case count once, purged petitions not at all.
+
+    Returns
+    -------
+    list of list of CaseInfo
+        Each group's members by time received, in the order of the groups' first petitions.
+    """
+    reach = start - span
+    keys = shared.index.keys_between(reach, end)
+    links: dict[str, set[str]] = {key: set() for key in keys}
+    for key in keys:
+        for match in shared.index.query_key(key, limit=LOOKUP_LIMIT, since=reach, until=end):
+            if match.key in links:
+                links[key].add(match.key)
+                links[match.key].add(key)
+    groups = []
+    for component in _connected(keys, links, set(keys)):
+        whens = {key: shared.index.when(key) for key in component}
+        if len(component) < min_size or max(whens.values()) < start:
+            continue
+        infos = case_infos(session, sorted(component))
+        # A petition purged since this worker's index took it in is no member: its text is gone.
+        members = {key for key, info in infos.items() if not info.purged}
+        listed = _linked_in_a_span(members, links, whens, infos, start, span, min_size)
+        kept = distinct_cases(sorted((infos[key] for key in listed), key=lambda i: (i.received_at, i.triage_id)))
+        if len(kept) >= min_size:
+            groups.append(kept)
+    return groups
+
+
+def _connected(keys: Iterable[str], links: dict[str, set[str]], inside: set[str]) -> list[list[str]]:
+    """`keys` split into groups linked directly or through others of `inside`, in the order of `keys`."""
+    seen: set[str] = set()
+    groups = []
+    for key in keys:
+        if key in seen:
+            continue
+        group, frontier = [key], [key]
+        seen.add(key)
+        while frontier:
+            for other in links[frontier.pop()] & inside:
+                if other not in seen:
+                    seen.add(other)
+                    group.append(other)
+                    frontier.append(other)
+        groups.append(group)
+    return groups
+
+
+def _linked_in_a_span(members: set[str], links: dict[str, set[str]], whens: dict[str, float], infos: dict[str, CaseInfo],
+                      start: float, span: float, min_size: int) -> set[str]:
+    """The `members` of one matter that are linked within some span of `span` holding `min_size`
+    of them (a case counted once), at least one received from `start` on."""
+
+    def makes_a_group(found: set[str]) -> bool:
+        cases = {case_number(infos[key].external_id) or key for key in found}
+        return len(cases) >= min_size and any(whens[key] >= start for key in found)
+
+    if max(whens.values()) - min(whens.values()) <= span:
+        # One span holds them all, and they are linked within it: the usual group.
+        return members if makes_a_group(members) else set()
+    listed: set[str] = set()
+    # Any span holding members is one beginning at a member's time, or holds no more than it.
+    for begin in sorted({t for t in whens.values() if t + span >= start}):
+        inside = {key for key, t in whens.items() if begin <= t <= begin + span}
+        if not (inside & members) - listed:
+            continue
+        for group in _connected(sorted(inside & members - listed), links, inside):
+            found = set(group) & members
+            if makes_a_group(found):
+                listed |= found
+    return listed
 
 
 def _infos_or_none(session: Session, triage_ids: list[str]) -> dict[str, CaseInfo]:

@@ -288,6 +288,34 @@ def test_emerging_group_found_when_new_petition_falls_between_members(tmp_path, 
         assert [sorted(m["triage_id"] for m in g["members"]) for g in groups] == [sorted([*outer, between["triage_id"]])]
 
 
+def test_emerging_lists_a_group_of_the_look_back_whose_span_began_before_it(tmp_path, small_model_dir):
+    # Petitions about one matter received eight, five and two days ago arrived within six days,
+    # and with days=7 /v1/emerging listed them a day and a half ago but not now: the window ending
+    # now held two of them. A group is listed when some span of `days` holds enough of it, one of
+    # them received within the look-back; a burst that ended before it is not, nor a petition of the
+    # matter that is in no such span with the others.
+    now = datetime.now(UTC)
+
+    def received(days_ago: float) -> str:
+        return (now - timedelta(days=days_ago)).isoformat()
+
+    with running(f"sqlite:///{tmp_path / 'triage.db'}", small_model_dir) as (client, keys):
+        ids = [triage(client, keys, petition(FIRST | {"name": name}, received_at=received(days)))["triage_id"]
+               for days, name in ((8, "王建国"), (5, "李秀英"), (2, "张伟"))]
+        early = triage(client, keys, petition(RETOLD | {"name": "孙丽"}, received_at=received(13)))["triage_id"]
+        stale = [triage(client, keys, petition(OTHER | {"name": name}, received_at=received(days)))["triage_id"]
+                 for days, name in ((13, "刘洋"), (11, "陈静"), (9, "周强"))]
+        reviewer = {"X-API-Key": keys["reviewer"]}
+        for until in ({"until": (now - timedelta(days=1.5)).isoformat()}, {}):
+            groups = client.get("/v1/emerging", params={"days": 7, **until}, headers=reviewer).json()
+            assert [[m["triage_id"] for m in g["members"]] for g in groups] == [ids], (until, groups)
+            assert groups[0]["size"] == 3 and groups[0]["first_seen"][:10] == received(8)[:10]
+        assert early not in ids and not set(stale) & {m["triage_id"] for g in groups for m in g["members"]}
+        # Seen from the day the stale burst's last petition came, it is a group of the look-back.
+        then = client.get("/v1/emerging", params={"days": 7, "until": received(8.5)}, headers=reviewer).json()
+        assert [sorted(m["triage_id"] for m in g["members"]) for g in then] == [sorted(stale)]
+
+
 def stored_on(database: Database, triage_id: str, facts: dict[str, str], received: datetime, external_id: str | None = None) -> None:
     """A petition about `facts` received at `received`, put in the database directly."""
     p = petition(facts)

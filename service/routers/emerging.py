@@ -12,7 +12,7 @@ from service.database import ApiKey, utcnow
 from service.deps import SessionDep, SettingsDep, require_role
 from service.routers import KEYED_ERRORS, KeyedRoute, errors
 from service.schemas import EmergingGroup, EmergingMember, Moment
-from service.similar import MattersDep, aware, case_infos, distinct_cases
+from service.similar import MattersDep, aware, emerging_groups
 
 router = APIRouter(prefix="/v1/emerging", tags=["emerging"], route_class=KeyedRoute,
                    responses=errors(*KEYED_ERRORS))
@@ -22,25 +22,23 @@ Reader = Annotated[ApiKey, Depends(require_role("reviewer", "analyst"))]
 @router.get("", response_model=list[EmergingGroup])
 def emerging(
     session: SessionDep, settings: SettingsDep, matters: MattersDep, _: Reader,
-    days: Annotated[float | None, Query(gt=0, le=366)] = None,
+    days: Annotated[float | None, Query(gt=0, le=366, description=(
+        "The look-back before `until`, and the span a group's petitions arrive within: a group is "
+        "listed when some span of `days` holds `min_size` of them, one at least received in the look-back "
+        "(the span may begin before it). Default: the settings' emerging_days."))] = None,
     min_size: Annotated[int | None, Query(ge=2, le=1000)] = None,
-    until: Moment | None = None,
+    until: Annotated[Moment | None, Query(description="The end of the look-back (default now); petitions received after it are not seen.")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[EmergingGroup]:
-    """Groups of at least `min_size` petitions about one matter received within `days` before
-    `until` (default: the settings' emerging_min_size and emerging_days, and now), largest and
-    fastest-growing first. Members are cases; nothing here counts or names a petitioner."""
+    """Groups of at least `min_size` petitions about one matter received within a span of `days`,
+    the latest of them in the `days` before `until` (default: the settings' emerging_min_size and
+    emerging_days, and now), largest and fastest-growing first. Members are cases; nothing here
+    counts or names a petitioner."""
     days, min_size = days or settings.emerging_days, min_size or settings.emerging_min_size
     end = (aware(until) if until else utcnow()).timestamp()
     matters.refresh(session)
     groups = []
-    for keys in matters.groups(end - days * 86400, end, min_size):
-        # A petition purged since this worker's index took it in is no member: its text is gone.
-        # One case sent twice (a client's retry) is one member.
-        infos = distinct_cases(sorted((i for i in case_infos(session, keys).values() if not i.purged),
-                                      key=lambda i: i.received_at))
-        if len(infos) < min_size:
-            continue
+    for infos in emerging_groups(session, matters, end - days * 86400, end, days * 86400, min_size):
         divisions: dict[str, int] = {}
         for info in infos:
             division = info.decided_division or info.division
