@@ -118,6 +118,21 @@ def test_the_review_queue_filters_by_the_division_a_clerk_reassigned_an_item_to(
     assert tid in listed(decided) and tid not in listed(suggested)
 
 
+def test_resolved_review_items_are_listed_most_recently_resolved_first(api):
+    # Resolved items were listed as open ones are, oldest queued first: once the office had
+    # resolved more than a page of them, what was resolved today could not be listed at all.
+    # Listed together, open items come first, in the order they are worked.
+    client, keys = api
+    ids = [client.post("/v1/triage", json=URGENT | {"external_id": f"R-{n}"}, headers=keys["intake"]).json()["triage_id"]
+           for n in range(4)]
+    for tid in (ids[1], ids[2], ids[0]):
+        assert client.post(f"/v1/review-queue/{tid}/resolve", json={"note": "已处理"}, headers=keys["reviewer"]).status_code == 200
+    listed = client.get("/v1/review-queue", params={"status": "resolved", "limit": 2}, headers=keys["reviewer"]).json()
+    assert [i["triage_id"] for i in listed] == [ids[0], ids[2]]
+    every = client.get("/v1/review-queue", params={"status": "all"}, headers=keys["reviewer"]).json()
+    assert [i["triage_id"] for i in every] == [ids[3], ids[0], ids[2], ids[1]]
+
+
 def test_review_queue_items_carry_the_case(api):
     client, keys = api
     tid = client.post("/v1/triage", json={**URGENT, "external_id": "XF-2026-0001"}, headers=keys["intake"]).json()["triage_id"]

@@ -246,6 +246,26 @@ def test_a_queue_longer_than_the_page_says_so(desks, monkeypatch):
     assert "0 件。" in one and "只列出" not in one
 
 
+def test_the_review_pages_resolved_list_shows_the_most_recently_resolved(desks, monkeypatch):
+    # 已研判 listed the items queued first, and a full page said "处理后刷新": once the office had
+    # resolved a page of them, what a colleague resolved today was on no page.
+    from service.web import review
+
+    monkeypatch.setattr(review, "QUEUE_SHOWN", 2, raising=False)
+    client, intake_key, reviewer_key = desks
+    ids = []
+    for n in range(3):
+        urgent = {"title": f"讨薪无门{n}", "body": f"工地拖欠工资{n + 3}个月，再不解决我就从公司楼顶跳楼。"}
+        ids.append(client.post("/v1/triage", json=urgent, headers={"X-API-Key": intake_key}).json()["triage_id"])
+    for tid in (ids[1], ids[2], ids[0]):
+        resolved = client.post(f"/v1/review-queue/{tid}/resolve", json={"note": "已处理"}, headers={"X-API-Key": reviewer_key})
+        assert resolved.status_code == 200, resolved.text
+    signed_in(client, reviewer_key, landing="/review")
+    page = client.get("/review", params={"status": "resolved"}).text
+    assert re.findall(r'<tr data-triage="([^"]+)"', page) == [ids[0], ids[2]]
+    assert "超过 1 件，只列出最近研判的 2 件" in page and "最先要办" not in page and "最近研判的在前" in page
+
+
 def test_a_ledgers_refused_rows_say_why_in_the_pages_language(intake):
     # Each refused row showed the API's English, a mistyped year as "2062-11-30T16:00:00+00:00
     # is in the future", the day before the ledger's date.

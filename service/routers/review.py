@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from model.taxonomy import Taxonomy
@@ -24,6 +24,15 @@ _decided_division = (select(DecisionRecord.division).where(DecisionRecord.triage
                      .order_by(DecisionRecord.revision.desc()).limit(1).correlate(TriageRecord).scalar_subquery())
 
 
+# Open items first, high risk first, then oldest first: nothing waits behind newer routine cases.
+# Resolved items after them, most recently resolved first: ordered as open ones, oldest queued
+# first, those resolved today were beyond any page once the office had resolved a page of them.
+# The triage id last, so that items queued at one moment (an emerging group's) keep their order.
+_OPEN = ReviewItem.status == "open"
+QUEUE_ORDER = (~_OPEN, case((_OPEN, ReviewItem.reason != "high_risk"), else_=False), case((_OPEN, ReviewItem.created_at)),
+               ReviewItem.resolved_at.desc(), ReviewItem.triage_id)
+
+
 def _out(item: ReviewItem, triage: TriageRecord, session: Session, taxonomy: Taxonomy, settings: Settings) -> ReviewItemOut:
     return ReviewItemOut(triage_id=item.triage_id, reason=item.reason, status=item.status,
                          created_at=item.created_at, division=triage.division, risk=triage.risk,
@@ -35,7 +44,9 @@ def _out(item: ReviewItem, triage: TriageRecord, session: Session, taxonomy: Tax
 @router.get("", response_model=list[ReviewItemOut])
 def list_queue(
     session: SessionDep, _: Reviewer, taxonomy: TaxonomyDep, settings: SettingsDep,
-    status: Literal["open", "resolved", "all"] = "open",
+    status: Annotated[Literal["open", "resolved", "all"], Query(description=(
+        "Open items come first, high risk first and then oldest queued first; resolved ones after them, "
+        "most recently resolved first."))] = "open",
     division: Annotated[str | None, Query(max_length=200, pattern=NO_NUL, description=(
         "Division code or Chinese name: the one a clerk decided, else the one suggested."))] = None,
     reason: ReviewReason | None = None,
@@ -61,9 +72,7 @@ def list_queue(
         query = query.where(ReviewItem.created_at >= since)
     if until:
         query = query.where(ReviewItem.created_at < until)
-    # High risk first, then oldest first: nothing waits behind newer routine cases.
-    query = query.order_by((ReviewItem.reason != "high_risk"), ReviewItem.created_at).limit(limit)
-    return [_out(item, triage, session, taxonomy, settings) for item, triage in session.execute(query)]
+    return [_out(item, triage, session, taxonomy, settings) for item, triage in session.execute(query.order_by(*QUEUE_ORDER).limit(limit))]
 
 
 @router.post("/{triage_id}/resolve", response_model=ReviewItemOut, responses=errors(*BODY_ERRORS, 404, 409))
