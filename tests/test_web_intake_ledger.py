@@ -200,6 +200,21 @@ def test_the_review_page_says_which_filter_or_note_it_cannot_take(desks):
     assert item["status"] == "resolved" and item["note"] == lines.replace("\r\n", "\n")
 
 
+def test_the_review_page_says_when_it_cannot_take_a_reason_or_status(desks):
+    # A reason or status the page does not know (a link with the code mistyped, or one sent
+    # round by e-mail from another system) was dropped: the whole open queue was listed under
+    # the "全部" the reviewer had not chosen, and read as the items of that reason.
+    client, intake_key, reviewer_key = desks
+    urgent = {"title": "讨薪无门", "body": "工资一直拿不到，再不解决我就从公司楼顶跳楼。"}
+    tid = client.post("/v1/triage", json=urgent, headers={"X-API-Key": intake_key}).json()["triage_id"]
+    signed_in(client, reviewer_key, landing="/review")
+    reason = client.get("/review", params={"reason": "emerging"})
+    assert reason.status_code == 422 and "原因：没有 'emerging' 这个原因" in html.unescape(reason.text) and tid not in reason.text
+    status = client.get("/review", params={"status": "closed"})
+    assert status.status_code == 422 and "状态：没有 'closed' 这个状态" in html.unescape(status.text) and tid not in status.text
+    assert tid in client.get("/review", params={"reason": "high_risk", "status": "open"}).text
+
+
 def test_rows_and_dates_a_ledger_upload_sets_aside_are_shown_with_the_results(intake, tmp_path):
     # The reading leaves a total row out and an unreadable date empty (the time limits then
     # run from the triage): said on the page, not only in the server's log.

@@ -25,6 +25,7 @@ from service.web.sessions import Csrf, WebUser, page_user
 router = APIRouter(include_in_schema=False)
 ReviewUser = Annotated[WebUser, Depends(page_user("reviewer"))]
 REASONS = REVIEW_REASONS
+STATUSES = ("open", "resolved", "all")
 # The most items one page lists (the API's own limit); the page has no further pages.
 QUEUE_SHOWN = 500
 
@@ -40,10 +41,11 @@ def _day(value: str, end: bool = False) -> datetime | None:
 @router.get("/review", response_class=HTMLResponse)
 def review_queue(request: Request, user: ReviewUser, session: SessionDep, settings: SettingsDep, taxonomy: TaxonomyDep,
                  status: str = "open", division: str = "", reason: str = "", since: str = "", until: str = "") -> HTMLResponse:
-    status = status if status in ("open", "resolved", "all") else "open"
+    status = status or "open"
     filters = {"status": status, "division": division, "reason": reason, "since": since, "until": until}
     # A filter that cannot apply is said, not dropped: an unfiltered queue under the filter the
-    # reviewer believes applies (a bookmark from before a taxonomy change, a mistyped date) misleads.
+    # reviewer believes applies (a bookmark from before a taxonomy change, a mistyped date or
+    # reason) misleads.
     errors = [f"{label}：无法识别的日期 {value!r}（格式 YYYY-MM-DD）"
               for label, value in (("自", since), ("至", until)) if value and _day(value) is None]
     # Dates the wrong way round match nothing: "0 件" read as an empty queue.
@@ -51,11 +53,15 @@ def review_queue(request: Request, user: ReviewUser, session: SessionDep, settin
         errors.append(f"自 {since} 晚于 至 {until}：没有信访件能同时满足，请对调两个日期")
     if division and taxonomy.resolve("division", division) is None:
         errors.append(f"处室：没有 {division!r} 这个处室")
+    if reason and reason not in REASONS:
+        errors.append(f"原因：没有 {reason!r} 这个原因")
+    if status not in STATUSES:
+        errors.append(f"状态：没有 {status!r} 这个状态")
     if errors:
         return page(request, "review.html", user, status=422, items=[], taxonomy=taxonomy, reasons=REASONS, filters=filters,
                     error="；".join(errors))
     items = list_queue(session=session, _=user.key, taxonomy=taxonomy, settings=settings, status=status,
-                       division=division or None, reason=reason if reason in REASONS else None,
+                       division=division or None, reason=reason or None,
                        since=_day(since), until=_day(until, end=True), limit=QUEUE_SHOWN)
     return page(request, "review.html", user, items=items, taxonomy=taxonomy, reasons=REASONS, filters=filters,
                 shown=QUEUE_SHOWN, who=StaffNames(session))
