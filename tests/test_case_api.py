@@ -133,6 +133,37 @@ def test_resolved_review_items_are_listed_most_recently_resolved_first(api):
     assert [i["triage_id"] for i in every] == [ids[3], ids[0], ids[2], ids[1]]
 
 
+def test_two_reviewers_resolving_one_item_at_once_record_one_resolution(small_model_dir, tmp_path, monkeypatch):
+    # Both read the item open, then both wrote: the second's name and note replaced the first's,
+    # and each was told it had resolved the item. The second is now refused, as when it comes later.
+    from service.routers import review
+
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'triage.db'}", model_dir=small_model_dir)
+    app = create_app(settings)
+    with Database(settings.database_url).sessions() as session:
+        intake, reviewer = ({"X-API-Key": create_key(session, role)} for role in ("intake", "reviewer"))
+    with TestClient(app) as client:
+        tid = client.post("/v1/triage", json=URGENT, headers=intake).json()["triage_id"]
+        now = review.utcnow
+
+        def meanwhile() -> datetime:
+            # The other reviewer's resolution is committed while this request is under way.
+            monkeypatch.setattr(review, "utcnow", now)
+            with app.state.database.sessions() as other:
+                item = other.get(review.ReviewItem, tid)
+                item.status, item.resolved_by, item.resolved_at, item.note = "resolved", "key:other(reviewer)", now(), "先到"
+                other.commit()
+            return now()
+
+        monkeypatch.setattr(review, "utcnow", meanwhile)
+        second = client.post(f"/v1/review-queue/{tid}/resolve", json={"note": "后到"}, headers=reviewer)
+        assert second.status_code == 409, second.text
+        assert "key:other(reviewer)" in second.json()["detail"]
+        item = client.get(f"/v1/triage/{tid}", headers=reviewer).json()["review"]
+        assert (item["resolved_by"], item["note"]) == ("key:other(reviewer)", "先到")
+    app.state.database.engine.dispose()
+
+
 def test_review_queue_items_carry_the_case(api):
     client, keys = api
     tid = client.post("/v1/triage", json={**URGENT, "external_id": "XF-2026-0001"}, headers=keys["intake"]).json()["triage_id"]

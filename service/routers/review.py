@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
 from model.taxonomy import Taxonomy
@@ -83,7 +83,20 @@ def resolve(triage_id: Annotated[str, Path(max_length=200, pattern=NO_NUL)], bod
         raise HTTPException(404, f"triage_id: {triage_id!r} is not in the review queue")
     if item.status == "resolved":
         raise HTTPException(409, f"triage_id: {triage_id!r} was already resolved by {item.resolved_by}")
-    item.status, item.resolved_by, item.resolved_at, item.note = "resolved", actor_of(key), utcnow(), body.note
+    now = utcnow()
     session.add(AuditEntry(actor=actor_of(key), action="review.resolve", target=triage_id, detail={"note": body.note}))
+    session.flush()  # first: on SQLite the flush takes the write lock, held until the commit
+    # Resolved only if still open: two reviewers (two tabs) on one item both found it open
+    # above, and the second's name and note replaced the first's, both told they had resolved it.
+    done = session.execute(update(ReviewItem).where(ReviewItem.triage_id == triage_id, ReviewItem.status == "open")
+                           .values(status="resolved", resolved_by=actor_of(key), resolved_at=now, note=body.note)
+                           .execution_options(synchronize_session=False))
+    if done.rowcount != 1:
+        session.rollback()
+        item = session.get(ReviewItem, triage_id, populate_existing=True)
+        if item is None:
+            raise HTTPException(404, f"triage_id: {triage_id!r} is not in the review queue")
+        raise HTTPException(409, f"triage_id: {triage_id!r} was already resolved by {item.resolved_by}")
     session.commit()
+    item = session.get(ReviewItem, triage_id, populate_existing=True)
     return _out(item, session.get(TriageRecord, triage_id), session, taxonomy, settings)
