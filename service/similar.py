@@ -243,6 +243,27 @@ def case_infos(session: Session, triage_ids: list[str]) -> dict[str, CaseInfo]:
             in session.connection().execute(_CASES_OF, {"ids": triage_ids})}
 
 
+def later_cases(session: Session, shared: SharedMatterIndex, triage_id: str, limit: int) -> tuple[list[tuple[CaseInfo, float]], int]:
+    """The stored petitions about the same matter as `triage_id` received after it, within the
+    window, by time received: the first `limit` of them with their similarity, and how many
+    were found. None when it is not in the index (older than the window, or purged), or while
+    the database cannot be read."""
+    try:
+        shared.refresh(session)
+        if triage_id not in shared.index:
+            return [], 0
+        when = shared.index.when(triage_id)
+        matches = shared.index.query_key(triage_id, limit=LOOKUP_LIMIT, since=when, until=when + shared.window.total_seconds())
+        infos = case_infos(session, [m.key for m in matches])
+    except SQLAlchemyError as exc:
+        session.rollback()
+        log.error("same-matter lookup failed: %s", type(exc).__name__)
+        return [], 0
+    found = sorted(((info, m.similarity) for m in matches if (info := infos.get(m.key)) is not None and not info.purged),
+                   key=lambda pair: (pair[0].received_at, pair[0].triage_id))
+    return found[:limit], len(found)
+
+
 @dataclass
 class Linked:
     """What the same-matter lookup adds to one suggestion."""

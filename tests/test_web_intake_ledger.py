@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import io
 import re
+from datetime import UTC, datetime, timedelta
 
 import openpyxl
 import pandas as pd
@@ -172,6 +173,28 @@ def test_the_review_page_names_and_filters_emerging_groups(desks):
     assert listed.count(f'/cases/{queued[0]["triage_id"]}') >= 1 and ">emerging_group<" not in listed
     case = client.get(f"/cases/{queued[0]['triage_id']}").text
     assert "已进入信访办研判队列（疑似群体性事项）" in case
+
+
+def test_the_first_petition_of_an_emerging_group_shows_the_later_ones_on_its_case_page(desks):
+    # The first two petitions of a group are queued (疑似群体性事项) when the third arrives, and the
+    # queue lists them first: their case pages showed the flag and none of the petitions that made
+    # the group, which came after them. Their pages now list the later petitions of the matter.
+    client, intake_key, reviewer_key = desks
+    letter = {"title": "宏达建筑公司拖欠农民工工资",
+              "body": "我们在宏达建筑公司承建的幸福家园三期项目干活，工程款结了，包工头一直拖欠我们的工资。"}
+    now = datetime.now(UTC)
+    ids = [client.post("/v1/triage", json=letter | {"external_id": f"QT-{days}", "received_at": (now - timedelta(days=days)).isoformat()},
+                       headers={"X-API-Key": intake_key}).json()["triage_id"] for days in (3, 2, 1)]
+    other = client.post("/v1/triage", json={"title": "咨询养老金", "body": "请问我今年退休，缴费十五年，每月养老金大概能领多少？"},
+                        headers={"X-API-Key": intake_key}).json()["triage_id"]
+    queued = client.get("/v1/review-queue", params={"reason": "emerging_group"}, headers={"X-API-Key": reviewer_key}).json()
+    assert ids[0] in {i["triage_id"] for i in queued}
+    signed_in(client, reviewer_key, landing="/review")
+    first = client.get(f"/cases/{ids[0]}").text
+    later = first[first.index('id="later"'):].split("</ul>")[0]
+    assert "同一事项的后续来信" in first and re.findall(r'/cases/([0-9a-f-]{36})', later) == ids[1:]
+    assert "QT-2" in later and other not in first
+    assert 'id="later"' not in client.get(f"/cases/{ids[2]}").text
 
 
 def test_the_review_page_says_which_filter_or_note_it_cannot_take(desks):

@@ -21,7 +21,7 @@ from service.routers.decisions import record
 from service.routers.triage import suggest_one
 from service.schemas import AHEAD, BLANK, OUT_OF_RANGE, DecisionIn, PetitionIn
 from service.settings import Settings
-from service.similar import CaseInfo, MattersDep, case_infos
+from service.similar import CaseInfo, MattersDep, case_infos, later_cases
 from service.web.render import StaffNames, highlight, marks_of, page, shown_heads
 from service.web.sessions import Csrf, WebUser, page_user
 
@@ -29,6 +29,8 @@ router = APIRouter(include_in_schema=False)
 IntakeUser = Annotated[WebUser, Depends(page_user("intake"))]
 CaseReader = Annotated[WebUser, Depends(page_user("intake", "reviewer"))]
 CHANNELS = ("来信", "来访", "网上", "电话")
+# The later petitions about a case's matter its page lists, first received first.
+LATER_SHOWN = 10
 FIELD_NAMES = {"title": "标题", "body": "正文", "external_id": "信访件编号", "received_at": "收件日期", "channel": "来源渠道",
                "reason": "理由", "decided_by": "决定人", "note": "研判意见"}
 
@@ -114,7 +116,7 @@ def case_view(request: Request, user: WebUser, triage_id: str, session: SessionD
     return page(request, "case.html", user, status=status, case=case, error=error, taxonomy=taxonomy,
                 text=highlight(masked_text(row), marks_of(case.explanation)),
                 heads=shown_heads(case.explanation), similar=same_matter(session, row), who=StaffNames(session),
-                sent=sent or {})
+                later=later_cases(session, request.app.state.matters, row.id, LATER_SHOWN), sent=sent or {})
 
 
 def same_matter(session: Session, row: TriageRecord) -> list[tuple[CaseInfo, float | None]]:
