@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from model.text import join_fields
 from service.app import create_app
 from service.cases import rebase_explanation, time_limits
-from service.database import Database
+from service.database import Database, ReviewItem
 from service.keys import create_key
 from service.settings import Settings
 
@@ -97,6 +97,34 @@ def test_a_case_judged_high_risk_at_intake_reaches_the_review_queue(api):
     client.post("/v1/decisions", json={"triage_id": unsure["triage_id"], "division": "external", "risk": "high",
                                        "decided_by": "李四"}, headers=keys["intake"])
     assert queued()[unsure["triage_id"]] == ("high_risk", "open")
+
+
+def test_an_item_moved_up_to_high_risk_gets_its_same_day_target_from_then(small_model_dir, tmp_path):
+    # Queued days ago as low confidence (and resolved), then judged 当日人工研判 by a clerk: the
+    # item was opened again with its old queue time, shown 超时 by days at once, and listed as
+    # if the office had let a high-risk case wait since it was first queued.
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'triage.db'}", model_dir=small_model_dir)
+    app = create_app(settings)
+    with Database(settings.database_url).sessions() as session:
+        intake, reviewer = ({"X-API-Key": create_key(session, role)} for role in ("intake", "reviewer"))
+    with TestClient(app) as client:
+        unsure = client.post("/v1/triage", json={"title": "问题", "body": "有个事情想问一下。"}, headers=intake).json()
+        tid = unsure["triage_id"]
+        with app.state.database.sessions() as session:
+            item = session.get(ReviewItem, tid)
+            assert item is not None and item.reason == "low_confidence"
+            item.created_at = datetime.now(UTC) - timedelta(days=3)
+            session.commit()
+        assert client.post(f"/v1/review-queue/{tid}/resolve", json={"note": "已转"}, headers=reviewer).status_code == 200
+        judged = datetime.now(UTC)
+        made = client.post("/v1/decisions", json={"triage_id": tid, "division": "external", "risk": "high", "decided_by": "李四"},
+                           headers=intake)
+        assert made.status_code == 201, made.text
+        review = client.get(f"/v1/triage/{tid}", headers=reviewer).json()["review"]
+        assert (review["reason"], review["status"]) == ("high_risk", "open")
+        assert datetime.fromisoformat(review["created_at"]) >= judged - timedelta(seconds=1)
+        assert datetime.fromisoformat(review["due_at"]) > datetime.now(UTC)
+    app.state.database.engine.dispose()
 
 
 def test_the_review_queue_filters_by_the_division_a_clerk_reassigned_an_item_to(api):

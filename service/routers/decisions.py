@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from model.taxonomy import Taxonomy
 from service.cases import decision_out
-from service.database import ApiKey, AuditEntry, DecisionRecord, ReviewItem, TriageRecord
+from service.database import ApiKey, AuditEntry, DecisionRecord, ReviewItem, TriageRecord, utcnow
 from service.deps import ModelDep, SessionDep, actor_of, require_role
 from service.pii import mask_pii
 from service.routers import BODY_ERRORS, KEYED_ERRORS, InvalidField, KeyedRoute, errors
@@ -103,3 +103,6 @@ def _queue_as_high_risk(session: Session, triage_id: str) -> None:
         session.add(ReviewItem(triage_id=triage_id, reason="high_risk"))
     elif item.reason != "high_risk":
         item.reason, item.status, item.resolved_by, item.resolved_at, item.note = "high_risk", "open", None, None, None
+        # Queued as high risk now: its same-day target runs from now. With the time it was first
+        # queued for another reason, it showed overdue by days the moment the clerk judged it.
+        item.created_at = utcnow()
