@@ -231,7 +231,6 @@ class SharedMatterIndex:
         return seen
 
 
-
 def case_infos(session: Session, triage_ids: list[str]) -> dict[str, CaseInfo]:
     """The stored facts of these triages, with the latest decided division and the review status
     (one query: it runs on every triage that has similar cases)."""
