@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from model.identifiers import NUMBER_PATTERNS
 from model.text import MASKED_NUMBER
 
 NUM_PERM = 128
@@ -45,13 +46,11 @@ MAX_CHARS = 3000
 
 _MASK = "#"
 _PII = [
-    # Resident ID (18 characters), bank card (16-19 digits), mobile, landline: as service/pii.py masks
-    # them before storage, plus its placeholders and the asterisk runs some boards put in their place.
-    # Other digit runs (an old 15-digit ID among them) become "0" below.
-    re.compile(r"(?<![0-9])[1-9][0-9]{16}[0-9Xx](?![0-9])"),
-    re.compile(r"(?<![0-9])(?:[0-9]{4}[ -]?){3}[0-9]{4,7}(?![0-9])"),
-    re.compile(r"(?<![0-9])(?:\+?86[ -]?)?1[3-9][0-9][ -]?[0-9]{4}[ -]?[0-9]{4}(?![0-9])"),
-    re.compile(r"(?<![0-9])0[1-9][0-9]{1,2}[ -]?[0-9]{7,8}(?![0-9])"),
+    # Resident ID, bank card, mobile, landline: found as service/pii.py finds them before storage,
+    # so that a letter in clear and the same letter as stored lose the same characters; plus the
+    # placeholders masking leaves and the asterisk runs some boards put in their place. Other digit
+    # runs become "0" below.
+    *(pattern for pattern, _ in NUMBER_PATTERNS),
     re.compile(rf"{MASKED_NUMBER.pattern}|[*＊×xX]{{3,}}"),
     # The writer's address in a letter's form (住址, 家庭住址, 联系地址, 通讯地址): it says where the
     # writer lives, not what the matter is, and its place names would otherwise be anchors that keep
