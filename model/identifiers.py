@@ -9,16 +9,20 @@ different characters, and their signatures would disagree.
 Numbers are found however they are written: groups separated by a space, a dash or a
 dot of any kind (138-1234-5678, 138.1234.5678, 6222 0212 3456 7890 123), including the
 non-breaking and zero-width spaces that text pasted from a word processor or a web page
-carries between the groups. Full-width digits are folded by the caller first."""
+carries between the groups, or by a short run of them (138  1234  5678, 138 - 1234 - 5678,
+6222. 0212. 3456. 7890), as typed petitions space their numbers. Full-width digits are
+folded by the caller first."""
 
 from __future__ import annotations
 
 import re
 
-# One optional separator between digit groups: spaces (plain, non-breaking, thin,
-# zero-width), hyphens and dashes, dots. Listed here rather than translated away, as a
-# dash or a space in prose must stay what it was.
-_S = "[ \u00a0\u2000-\u200d\u2060\u202f\u205f\ufeff\\-\u2010-\u2015\u2212.\u00b7\u30fb]?"
+# Between digit groups, nothing or a short run of separators in any mix: spaces (plain,
+# non-breaking, thin, zero-width), hyphens and dashes, dots. Typed petitions put two spaces,
+# " - " or ". " between groups; a longer run is a break in the prose, not a number's. Listed
+# here rather than translated away, as a dash or a space in prose must stay what it was. A
+# match still begins and ends with a digit, so no separator around a number is taken with it.
+_S = "[ \u00a0\u2000-\u200d\u2060\u202f\u205f\ufeff\\-\u2010-\u2015\u2212.\u00b7\u30fb]{0,3}"
 # Each pattern with the placeholder masking stores in its place (model/text.py's MASKED_NUMBER).
 NUMBER_PATTERNS: list[tuple[re.Pattern[str], str]] = [
     # Resident ID: 18 characters (17 digits + digit/X), or the old 15-digit form, grouped 6-8-4 or not.

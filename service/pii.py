@@ -2,7 +2,8 @@
 
 The model reads the full text in memory; only what leaves the process is masked.
 Numbers are found as model/identifiers.py finds them (linking drops the same ones),
-in full-width digits too."""
+in full-width digits too, their groups joined by nothing or by up to three spaces,
+dashes or dots of any kind in any mix (138  1234  5678, 138 - 1234 - 5678)."""
 
 from __future__ import annotations
 

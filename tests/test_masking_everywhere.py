@@ -12,7 +12,10 @@ from pathlib import Path
 import httpx
 from serving import CLI, ServeProcess, make_key, serve_env
 
-from service.pii import mask_pii
+from model.text import MASKED_NUMBER
+from service.pii import mask_pii, mask_pii_placed
+
+FULL_WIDTH = {0xFF0D: ord("-"), 0x3000: ord(" ")}
 
 NUMBERS = {
     "resident ID": "110101199003071234",
@@ -26,6 +29,12 @@ NUMBERS = {
     "landline": "010-62345678",
     "card, 16 digits": "6222021234567890",
     "card, 19 digits grouped": "6217 0012 3456 7890 123",
+    # Typed with several separators between the groups.
+    "mobile, two spaces": "139  8765  4321",
+    "mobile, spaced dash": "137 - 1111 - 2222",
+    "card, dot and space": "6228. 4800. 1234. 5678",
+    "landline, spaced dash": "0755 - 8765 4321",
+    "resident ID, two spaces": "320102  19851212  0027",
 }
 ALL = "；".join(f"{name} {number}" for name, number in NUMBERS.items())
 
@@ -34,6 +43,33 @@ def test_the_masking_of_each_kind_of_number():
     for name, number in NUMBERS.items():
         masked = mask_pii(f"号码{number}。")
         assert not any(ch.isdigit() for ch in masked), (name, masked)
+
+
+# A number typed with several separators, in prose that has separators of its own: the
+# number is masked whole, the prose around it kept as it was.
+SPACED = [
+    ("电话138  1234  5678，谢谢", "电话[手机号]，谢谢"),
+    ("电话：138 - 1234 - 5678 - 请回电", "电话：[手机号] - 请回电"),
+    ("卡号 6222. 0212. 3456. 7890. 请查", "卡号 [银行卡号]. 请查"),
+    ("办公室0755 －8765 4321。", "办公室[电话]。"),
+    ("(010)  6234  5678 ... 无人接", "[电话] ... 无人接"),
+    ("+86 - 138 1234 5678", "[手机号]"),
+    ("身份证110101  19900307  123X；", "身份证[身份证号]；"),
+    ("旧证110101 - 900307 - 123号", "旧证[身份证号]号"),
+]
+
+
+def test_numbers_typed_with_several_separators_are_masked_whole_and_placed_as_masked():
+    # Only one separator between groups was allowed: typed with two spaces or " - ", a
+    # number was stored, exported and logged in clear.
+    for sent, stored in SPACED:
+        assert mask_pii(sent) == stored, sent
+        placed, places = mask_pii_placed(sent)
+        assert placed == stored, sent
+        # Every character kept is where masking put it; the number's characters have no place.
+        kept = [(at, place) for at, place in enumerate(places) if place is not None]
+        assert all(stored[place] == sent[at].translate(FULL_WIDTH) for at, place in kept), sent
+        assert "".join(stored[place] for _, place in kept) == MASKED_NUMBER.sub("", stored), sent
 
 
 def test_no_field_stores_exports_or_logs_a_number(tmp_path: Path, small_model_dir: Path):

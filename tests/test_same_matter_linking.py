@@ -64,9 +64,11 @@ def test_changing_only_masked_numbers_and_names_does_not_change_the_links():
 
 
 # Numbers as petitions write them: grouped by dots, dashes of any kind, spaces a word
-# processor pastes, landlines with an area code, the old 15-digit ID.
+# processor pastes or runs of separators, landlines with an area code, the old 15-digit ID.
 WRITTEN_NUMBERS = ["138.1234.5678", "138\u20131234\u20135678", "138\u200b1234\u200b5678", "(010)1234 5678", "010-1234-5678",
-                   "6222\u00b70212\u00b73456\u00b77890\u00b7123", "110101\u00a019900307\u00a01234", "110101900307123"]
+                   "6222\u00b70212\u00b73456\u00b77890\u00b7123", "110101\u00a019900307\u00a01234", "110101900307123",
+                   # Typed with several separators between the groups.
+                   "138  1234  5678", "138 - 1234 - 5678", "6222. 0212. 3456. 7890", "(010)  6234 - 5678"]
 
 
 @pytest.mark.parametrize("number", WRITTEN_NUMBERS)
