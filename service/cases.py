@@ -75,10 +75,10 @@ def rebase_explanation(explanation: dict[str, Any], text: str) -> dict[str, Any]
                 out.append({"start": found, "end": found + len(word), "text": word})
         return out
 
-    return _with_spans(explanation, moved)
+    return with_spans(explanation, moved)
 
 
-def _with_spans(explanation: dict[str, Any], moved: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]) -> dict[str, Any]:
+def with_spans(explanation: dict[str, Any], moved: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]) -> dict[str, Any]:
     """The explanation with the spans of each term and rule replaced by `moved(spans)`."""
     return {
         head: {**part,
@@ -107,7 +107,7 @@ def _placed(explanation: dict[str, Any], places: list[int | None], onto: str) ->
                 out.append({"start": first, "end": last + 1, "text": onto[first : last + 1]})
         return out
 
-    return _with_spans(explanation, moved)
+    return with_spans(explanation, moved)
 
 
 def placed_explanations(explanation: dict[str, Any], sent: str, masked: str) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import socket
 import sqlite3
@@ -26,11 +27,13 @@ from alembic.migration import MigrationContext
 from fastapi.testclient import TestClient
 from postgres_db import POSTGRES_PARAM, throwaway_database
 from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import text as text_sql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import NullPool
 
 from model.artifact import sign_artifact
 from model.text import PURGED_TEXT as PURGED
+from model.text import join_fields
 from service.app import create_app
 from service.database import Base, Database, alembic_config, head_revision
 from service.keys import create_key
@@ -224,7 +227,7 @@ def statements_run() -> Iterator[list[str]]:
 
 def test_an_empty_database_is_migrated_and_a_second_start_changes_nothing(backend):
     database = Database(backend.url)
-    assert database.migrate() == head_revision() == "0004"
+    assert database.migrate() == head_revision() == "0005"
     with backend.connect() as connection:
         assert set(inspect(connection).get_table_names()) == TABLES | {"alembic_version"}
         assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [head_revision()]
@@ -309,6 +312,83 @@ def test_an_upgrade_masks_numbers_stored_with_other_separators_and_empties_purge
     stored = json.loads(stored) if isinstance(stored, str) else stored
     assert "跳楼" not in json.dumps(stored, ensure_ascii=False)
     assert stored["top3"] == [["pension", 0.9]] and stored["explanation"]["risk"]["rules"][0]["rule"] == "risk.self_harm"
+
+
+def test_an_upgrade_masks_numbers_typed_with_several_separators_in_every_stored_field(backend):
+    # Before 0005 a number with more than one separator between its groups was stored in
+    # clear: in the text, in what staff wrote, and in the explanation's quotes of the text.
+    config = alembic_config(backend.direct_url)
+    command.upgrade(config, "0004")
+    phone, landline = "138  1234  5678", "010 - 6234 5678"
+    title, body = f"电话{phone}", f"我是中专毕业，电话{phone}，没有分配工作。"
+    text = join_fields(title, body)
+
+    def span(words: str, at: int | None = None) -> dict[str, Any]:
+        start = text.index(words) if at is None else at
+        return {"start": start, "end": start + len(words), "text": words}
+
+    quoted = text[text.index("中专毕业") : text.index("没有分配") + 4]
+    explanation = {"key_group": {"label": "graduates", "terms": [
+        {"term": "分配", "kind": "word", "weight": 0.8, "spans": [span("分配")]},
+        # Digits the model read inside the number: no place on the masked text.
+        {"term": "1234", "kind": "char", "weight": 0.1, "spans": [span("1234")]}],
+        "rules": [{"rule": "key_group.graduates", "label": "graduates", "explain": "毕业生", "spans": [span(quoted)]}]}}
+    # Masked in its text by 0004, its explanation still quoting the number where it was.
+    stale = {"risk": {"label": "low", "terms": [], "rules": [{"rule": "r", "label": "low", "explain": "", "spans": [
+        {"start": 9, "end": 25, "text": "电话139\u00a08765\u00a04321，请处理"}]}]}}
+    with backend.connect() as connection:
+        for tid, row_title, row_body, number, suggestion in (
+                ("typed", title, body, f"XF {phone}", {"top3": [["employment", 0.9]], "explanation": explanation}),
+                ("by-0004", "欠薪", "老板欠薪三个月，电话[手机号]，请处理", None, {"explanation": stale})):
+            connection.execute(text_sql(
+                "INSERT INTO triages (id, external_id, created_at, title_masked, body_masked, model_version, division, "
+                "division_confidence, risk, key_group, needs_review, suggestion) "
+                "VALUES (:id, :number, CURRENT_TIMESTAMP, :title, :body, 'm', 'employment', 0.9, 'low', 'none', false, :s)"),
+                {"id": tid, "number": number, "title": row_title, "body": row_body, "s": json.dumps(suggestion, ensure_ascii=False)})
+        connection.execute(text_sql(
+            "INSERT INTO decisions (triage_id, revision, division, risk, key_group, accepted, decided_by, reason, created_at) "
+            "VALUES ('typed', 1, 'employment', 'low', 'none', true, :who, :why, CURRENT_TIMESTAMP)"),
+            {"who": f"受理员 {landline}", "why": f"已电话{phone}联系"})
+        connection.execute(text_sql(
+            "INSERT INTO review_items (triage_id, reason, status, created_at, resolved_by, note) "
+            "VALUES ('typed', 'low_confidence', 'resolved', CURRENT_TIMESTAMP, :who, :note)"),
+            {"who": f"复核员 {landline}", "note": f"回电{phone}"})
+        connection.execute(text_sql(
+            "INSERT INTO api_keys (prefix, key_hash, role, label, created_at) "
+            "VALUES ('p1', 'h', 'intake', :label, CURRENT_TIMESTAMP)"), {"label": f"窗口 {landline}"})
+        connection.execute(text_sql(
+            "INSERT INTO audit (at, actor, action, target, detail) VALUES (CURRENT_TIMESTAMP, 'a', 'decision', 'typed', :d)"),
+            {"d": json.dumps({"reason": f"电话{phone}"}, ensure_ascii=False)})
+        connection.commit()
+
+    database = Database(backend.url)
+    assert database.migrate() == head_revision()
+    database.engine.dispose()
+    with backend.connect() as connection:
+        stored = {table: [dict(row._mapping) for row in connection.execute(text_sql(f"SELECT * FROM {table}"))]
+                  for table in ("triages", "decisions", "review_items", "api_keys", "audit")}
+    everything = json.dumps(stored, ensure_ascii=False, default=str)
+    # No number, whatever separates its groups (a term of four digits the model read is no number).
+    for number in (r"138\D{0,3}1234\D{0,3}5678", r"010\D{0,3}6234\D{0,3}5678", r"139\D{0,3}8765\D{0,3}4321"):
+        assert not re.search(number, everything), number
+    triages = {row["id"]: row for row in stored["triages"]}
+    typed = triages["typed"]
+    assert (typed["title_masked"], typed["body_masked"]) == ("电话[手机号]", "我是中专毕业，电话[手机号]，没有分配工作。")
+    assert typed["external_id"] == "XF [手机号]"
+    masked = join_fields(typed["title_masked"], typed["body_masked"])
+    suggestion = json.loads(typed["suggestion"]) if isinstance(typed["suggestion"], str) else typed["suggestion"]
+    assert suggestion["top3"] == [["employment", 0.9]]
+    placed = suggestion["explanation"]["key_group"]
+    # The evidence on the masked text: the rule's span across the number covers the mask whole.
+    assert placed["rules"][0]["spans"] == [{"start": masked.index("中专"), "end": masked.index("没有分配") + 4,
+                                            "text": "中专毕业，电话[手机号]，没有分配"}]
+    assert placed["terms"][0]["spans"] == [{"start": masked.index("分配"), "end": masked.index("分配") + 2, "text": "分配"}]
+    assert placed["terms"][1]["spans"] == []
+    earlier = triages["by-0004"]
+    suggestion = json.loads(earlier["suggestion"]) if isinstance(earlier["suggestion"], str) else earlier["suggestion"]
+    masked = join_fields(earlier["title_masked"], earlier["body_masked"])
+    assert suggestion["explanation"]["risk"]["rules"][0]["spans"] == [
+        {"start": masked.index("电话"), "end": masked.index("电话") + len("电话[手机号]，请处理"), "text": "电话[手机号]，请处理"}]
 
 
 def test_simultaneous_start_ups_migrate_once(backend):

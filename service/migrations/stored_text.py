@@ -1,5 +1,6 @@
 """Rewriting what is stored, for migrations: free text masked with service/pii.py as it is
-now, and the explanations of purged petitions emptied of the words they quote."""
+now, the explanations stored with it moved onto the masked text, and the explanations of
+purged petitions emptied of the words they quote."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import json
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from model.text import PURGED_TEXT
+from model.text import PURGED_TEXT, join_fields
+from service.cases import placed_explanations, rebase_explanation, with_spans
 from service.maintenance import without_text
 from service.pii import mask_pii, mask_pii_in
 
@@ -54,6 +56,46 @@ def mask_stored_text(connection: Connection) -> None:
             if len(rows) < BATCH:
                 break
             last = rows[-1][0]
+
+
+def mask_stored_explanations(connection: Connection) -> None:
+    """Every stored explanation on its petition's text as masking masks it now, quoting no
+    number in clear.
+
+    Run before `mask_stored_text`: a span is moved with the characters it covers, which
+    needs the text as it was. A span whose ends fall inside a number masked now is dropped,
+    as the service drops it when it stores a triage (service.cases.placed_explanations)."""
+    cast = "CAST(:value AS JSON)" if connection.dialect.name == "postgresql" else ":value"
+    last = ""
+    while True:
+        rows = connection.execute(sa.text(f"SELECT id, title_masked, body_masked, suggestion FROM triages WHERE id > :last "
+                                          f"ORDER BY id LIMIT {BATCH}"), {"last": last}).fetchall()
+        for key, title, body, stored in rows:
+            suggestion = json.loads(stored) if isinstance(stored, str) else stored
+            explanation = suggestion.get("explanation") if isinstance(suggestion, dict) else None
+            if not isinstance(explanation, dict):
+                continue
+            masked = mask_pii_in(_on_masked_text(explanation, join_fields(title, body), join_fields(mask_pii(title), mask_pii(body))))
+            if masked != explanation:
+                connection.execute(sa.text(f"UPDATE triages SET suggestion = {cast} WHERE id = :key"),
+                                   {"value": json.dumps({**suggestion, "explanation": masked}, ensure_ascii=False), "key": key})
+        if len(rows) < BATCH:
+            break
+        last = rows[-1][0]
+
+
+def _on_masked_text(explanation: dict, text: str, masked: str) -> dict:
+    """`explanation`, its spans on `text`, moved onto `masked` (`text` masked now)."""
+    if not all(isinstance(part, dict) and all(isinstance(item, dict) and isinstance(item.get("spans"), list)
+                                              for item in (*part.get("terms", []), *part.get("rules", [])))
+               for part in explanation.values()):
+        return explanation  # not as the service writes one: its strings are masked all the same
+    placed = placed_explanations(explanation, text, masked)[1]
+    # A span still quoting a number in clear was left where it was by an earlier masking
+    # (0004 masked the text, not its explanation): its words masked, it is found again on the
+    # masked text, or dropped. On a span that is where its words are, this changes nothing.
+    return rebase_explanation(with_spans(placed, lambda spans: [{**span, "text": mask_pii(span["text"])} for span in spans]),
+                              masked)
 
 
 def empty_purged_explanations(connection: Connection) -> None:
