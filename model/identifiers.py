@@ -18,11 +18,12 @@ from __future__ import annotations
 import re
 
 # Between digit groups, nothing or a short run of separators in any mix: spaces (plain,
-# non-breaking, thin, zero-width), hyphens and dashes, dots. Typed petitions put two spaces,
-# " - " or ". " between groups; a longer run is a break in the prose, not a number's. Listed
-# here rather than translated away, as a dash or a space in prose must stay what it was. A
-# match still begins and ends with a digit, so no separator around a number is taken with it.
-_S = "[ \u00a0\u2000-\u200d\u2060\u202f\u205f\ufeff\\-\u2010-\u2015\u2212.\u00b7\u30fb]{0,3}"
+# non-breaking, thin, zero-width), hyphens and dashes, dots (the full-width one too, which
+# full-width typing gives with its digits). Typed petitions put two spaces, " - " or ". "
+# between groups; a longer run is a break in the prose, not a number's. Listed here rather
+# than translated away, as a dash or a space in prose must stay what it was. A match still
+# begins and ends with a digit, so no separator around a number is taken with it.
+_S = "[ \u00a0\u2000-\u200d\u2060\u202f\u205f\ufeff\\-\u2010-\u2015\u2212.\uff0e\u00b7\u30fb]{0,3}"
 # Each pattern with the placeholder masking stores in its place (model/text.py's MASKED_NUMBER).
 NUMBER_PATTERNS: list[tuple[re.Pattern[str], str]] = [
     # Resident ID: 18 characters (17 digits + digit/X), or the old 15-digit form, grouped 6-8-4 or not.
