@@ -78,8 +78,11 @@ ROW_COUNTER = "序号"
 # How far down a title block (ledger name, office, period, notes) may push the header row.
 HEADER_SEARCH_ROWS = 20
 TRUE_VALUES = {"true", "1", "yes", "y", "是"}
-# 2026年7月1日 (or 1号), 2026/7/1, 2026.07.01, 2026-7-1, with or without a time after the date.
-CHINESE_DATE = re.compile(r"^(\d{4})\s*[年./-]\s*(\d{1,2})\s*[月./-]\s*(\d{1,2})\s*[日号]?\s*(.*)$")
+# 2026年7月1日 (or 1号), 2026/7/1, 2026.07.01, 2026-7-1, with or without a time after the date;
+# the year may have two digits (26-7-1, 26年7月1日), always first, as Chinese dates are written.
+CHINESE_DATE = re.compile(r"^(\d{4}|\d{2})\s*[年./-]\s*(\d{1,2})\s*[月./-]\s*(\d{1,2})(?!\d)\s*[日号]?\s*(.*)$")
+# A two-digit year as Excel reads it when typed: up to this one in the 2000s, above it in the 1900s.
+TWO_DIGIT_YEAR_PIVOT = 29
 # A month without a day (2026年7月): no date, but the message says what is missing.
 MONTH_ONLY = re.compile(r"^\d{4}\s*[年./-]\s*\d{1,2}\s*月?$")
 # The day of the week written after a date: 星期三, 周三, 礼拜三, in brackets or not.
@@ -725,6 +728,10 @@ def parse_dates(values: pd.Series) -> pd.Series:
         match = CHINESE_DATE.match(value)
         if match:
             year, month, day, rest = match.groups()
+            if len(year) == 2:
+                # pandas read 26-7-1 as day 26 of July 2001, without a word: a petition received
+                # this year was a quarter of a century old, its time limits long run out.
+                year = f"{20 if int(year) <= TWO_DIGIT_YEAR_PIVOT else 19}{year}"
             rest = WEEKDAY.sub("", rest).strip()
             return f"{year}-{int(month):02d}-{int(day):02d}" + (f" {_clock_time(rest)}" if rest else "")
         if EXCEL_SERIAL.match(value) and EXCEL_SERIAL_RANGE[0] <= float(value) <= EXCEL_SERIAL_RANGE[1]:
