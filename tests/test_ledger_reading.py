@@ -287,6 +287,30 @@ def test_a_total_row_under_the_row_counter_is_left_out_of_a_workbook(tmp_path, t
         assert read_ledger(path, taxonomy)["id"].tolist() == ["XF-0501"]
 
 
+@pytest.mark.parametrize("kind", ["xlsx", "csv"])
+def test_a_signature_line_spread_over_its_cells_is_a_footer_not_a_petition(tmp_path, taxonomy, kind):
+    # 制表人 in the first cell and 审核人 under 来信内容, as offices sign a ledger: the line was
+    # refused as a petition with an empty id, and so was 填报人 (a word the footer did not know).
+    from training.ledger import LedgerWarning
+
+    rows = [["序号", "编号", "标题", "来信内容", "承办处室", "风险等级", "重点群体", "登记日期"],
+            [1, "XF-0701", "老板拖欠工资", "厂里三个月没发工资了", "劳动保障监察局", "加急", "无", "2026-07-01"],
+            ["合计：1件", None, None, None, None, None, None, None],
+            ["制表人：王某", None, None, "审核人：李某", None, None, None, "制表日期：2026年10月8日"],
+            ["填报人：张三", None, "联系电话：0571-88888888", None, None, None, None, None],
+            ["注：本表按受理顺序填写", None, None, None, None, None, None, None]]
+    path = tmp_path / f"l.{kind}"
+    frame = pd.DataFrame(rows[1:], columns=rows[0])
+    frame.to_csv(path, index=False) if kind == "csv" else frame.to_excel(path, index=False)
+    with pytest.warns(LedgerWarning, match=r"row\(s\) 3, 4, 5, 6 left out: a total or footer"):
+        assert read_ledger(path, taxonomy)["id"].tolist() == ["XF-0701"]
+    # A row without a case number whose body is a petition is still refused.
+    frame.loc[len(frame)] = ["说明：", None, None, "厂里还欠加班费", None, None, None, None]
+    frame.to_csv(path, index=False) if kind == "csv" else frame.to_excel(path, index=False)
+    with pytest.raises(LedgerError, match="row 7, column 'id': empty id"), pytest.warns(LedgerWarning):
+        read_ledger(path, taxonomy)
+
+
 def test_labels_written_with_half_width_brackets_or_spaces_are_the_taxonomys_labels(tmp_path, taxonomy):
     # The taxonomy names 调解仲裁管理处（劳动人事争议仲裁院） with full-width brackets; typed
     # with half-width ones, or with a space, the division was "unknown".

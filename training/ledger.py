@@ -93,9 +93,11 @@ CHINESE_TIME = re.compile(r"^(上午|早上|凌晨|中午|下午|傍晚|晚上)?
                           r"(?:\s*[:：]?\s*(\d{1,2})\s*秒?)?)?)?$")
 # Parts of the day after noon: 下午3:00 is 15:00.
 AFTERNOON = ("下午", "傍晚", "晚上")
-# A ledger's last rows: a total (合计/总计/小计) and who made and checked the table
-# (制表人, 审核人), the instructions for filling it in (填表说明) and notes (备注).
-FOOTER_WORDS = ("合计", "总计", "小计", "制表", "审核", "填表", "备注")
+# A ledger's last rows: a total (合计/总计/小计) and who made, filled in, checked and answers
+# for the table (制表人, 填报人, 审核人, 负责人, 经办人, 联系人), the instructions for filling
+# it in (填表说明, 说明, 注：) and notes (备注).
+FOOTER_WORDS = ("合计", "总计", "小计", "制表", "填报", "审核", "负责人", "经办人", "联系人", "填表", "说明", "备注",
+                "注：", "注:")
 # A number format of zeros only: Excel pads a whole number with leading zeros to its length.
 ZERO_PADDED = re.compile(r"^0{2,}$")
 # A cell saved by Excel as a text formula (="0000001") so that its leading zeros survive;
@@ -759,7 +761,9 @@ def _resolve_labels(path: Path, frame: pd.DataFrame, rows: np.ndarray, taxonomy:
 
 def _footer_rows(chunk: _Chunk, mapping: dict[object, str]) -> np.ndarray:
     """Which rows are a total or a footer, not petitions: their first filled cell starts
-    with a FOOTER_WORDS word, and neither the id nor the body holds anything else."""
+    with a FOOTER_WORDS word, the id holds nothing else, and the body nothing but another
+    such line (制表人：王某 in the first cell, 审核人：李某 further along, under the body:
+    the line was refused as a petition with an empty id)."""
     cells = chunk.frame.fillna("").astype(str).apply(lambda column: column.str.strip())
     first = pd.Series("", index=cells.index)
     for column in reversed(cells.columns):  # column by column, not row by row: predict streams large ledgers
@@ -769,7 +773,7 @@ def _footer_rows(chunk: _Chunk, mapping: dict[object, str]) -> np.ndarray:
     blank = pd.Series("", index=cells.index)
     # A JSONL record may lack a key the first records had.
     pid, body = (cells[by_name[c]] if by_name[c] in cells.columns else blank for c in ("id", "body"))
-    return (marked & (pid.eq("") | pid.eq(first)) & (body.eq("") | body.eq(first))).to_numpy()
+    return (marked & (pid.eq("") | pid.eq(first)) & (body.eq("") | body.str.startswith(FOOTER_WORDS))).to_numpy()
 
 
 def _without_footer(path: Path, chunk: _Chunk, mapping: dict[object, str], sheet: str | None) -> _Chunk:
