@@ -430,3 +430,33 @@ def test_a_petition_or_ledger_sent_again_from_the_intake_page_says_it_was_regist
     first, again = (client.post("/intake/ledger", data={"csrf_token": csrf}, files={"ledger": ("台账.xls", ledger, "application/vnd.ms-excel")})
                     for _ in range(2))
     assert "此前已登记" not in first.text and again.text.count("此前已登记") == len(OFFICE_ROWS)
+
+
+@pytest.mark.parametrize(("name", "encoding"), [("台账.txt", "utf-16"), ("台账.tsv", "gbk"), ("台账.xlsm", None)])
+def test_a_ledger_saved_as_excel_text_or_with_macros_is_read_by_the_page_as_predict_reads_it(intake, tmp_path, small_model_dir,
+                                                                                           capsys, name, encoding):
+    # Excel's 另存为 "Unicode 文本" or "文本文件(制表符分隔)" writes a tab-separated .txt, and a
+    # workbook with macros is an .xlsm: `triage predict` scored them, the page refused them
+    # ("只接受 .xlsx、.xls、.csv、.jsonl 文件").
+    from triage.cli import main
+
+    client, key, database = intake
+    csrf = signed_in(client, key, landing="/intake")
+    ledger = tmp_path / name
+    frame = pd.DataFrame({"编号": ["TX-1", "TX-2"], "标题": ["拖欠工资", "工地欠薪"],
+                          "内容": ["老板三个月没发工资了。", "包工头跑了，工资没人给。"]})
+    if encoding is None:
+        with pd.ExcelWriter(ledger, engine="openpyxl") as writer:
+            frame.to_excel(writer, index=False)
+    else:
+        frame.to_csv(ledger, sep="\t", index=False, encoding=encoding)
+    out = tmp_path / "predicted.csv"
+    assert main(["predict", "--model", str(small_model_dir), "--input", str(ledger), "--output", str(out)]) == 0
+    capsys.readouterr()
+    predicted = pd.read_csv(out, encoding="utf-8-sig", dtype=str)["id"].tolist()
+    answer = client.post("/intake/ledger", data={"csrf_token": csrf},
+                         files={"ledger": (name, ledger.read_bytes(), "application/octet-stream")})
+    assert answer.status_code == 200, answer.text
+    with database.sessions() as session:
+        stored = sorted(row.external_id for row in session.query(TriageRecord))
+    assert stored == predicted == ["TX-1", "TX-2"]

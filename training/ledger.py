@@ -45,6 +45,10 @@ def local_times(values: pd.Series) -> pd.Series:
     return parsed
 
 MAX_LEDGER_BYTES = 100 * 1024 * 1024
+# The file endings a ledger is saved under, as the 登记 page takes them: workbooks (with
+# macros too), CSV, Excel's "文本文件(制表符分隔)" and "Unicode 文本" (.txt, tab-separated),
+# TSV and JSONL. The reader goes by content; these are what a person is told to upload.
+LEDGER_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".csv", ".txt", ".tsv", ".jsonl")
 # Memory to read a workbook whole, per byte of its sheets unpacked (their XML and shared
 # strings), with room for the second reading of the values saved with formulas.
 WORKBOOK_BYTES_PER_SHEET_BYTE = 8

@@ -30,12 +30,14 @@ from service.similar import MattersDep
 from service.web.intake import form_errors, text_error
 from service.web.render import page
 from service.web.sessions import Csrf, WebUser, page_user
-from training.ledger import LedgerError, LedgerWarning, read_ledger
+from training.ledger import LEDGER_SUFFIXES, LedgerError, LedgerWarning, read_ledger
 
 router = APIRouter(include_in_schema=False)
 IntakeUser = Annotated[WebUser, Depends(page_user("intake"))]
-# Every format `triage predict` reads: Excel 97-2003 .xls is still what many office PCs save.
-SUFFIXES = (".xlsx", ".xls", ".csv", ".jsonl")
+# Every format `triage predict` reads: Excel 97-2003 .xls is still what many office PCs save,
+# and Excel's tab-separated text (.txt) is a "save as" choice clerks make; the page refused
+# both .txt and .xlsm, which `predict` scored.
+SUFFIXES = LEDGER_SUFFIXES
 
 
 def _ids_token(request: Request) -> URLSafeTimedSerializer:
