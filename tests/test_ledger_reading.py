@@ -311,6 +311,20 @@ def test_a_signature_line_spread_over_its_cells_is_a_footer_not_a_petition(tmp_p
         read_ledger(path, taxonomy)
 
 
+def test_a_date_column_under_a_header_not_read_is_named_in_a_warning(tmp_path, taxonomy):
+    # 收件日期 is the 登记 page's own word for the date, and it was not read; nor was 来访日期,
+    # without a word: on the page each petition's time limits then ran from the upload.
+    from training.ledger import LedgerWarning
+
+    path = tmp_path / "l.csv"
+    path.write_text("编号,标题,内容,收件日期\nA1,欠薪,三个月没发工资,2026-7-1\n", encoding="utf-8")
+    assert str(read_ledger(path, taxonomy, require_labels=False)["received_at"].iloc[0]) == "2026-07-01 00:00:00"
+    path.write_text("编号,标题,内容,来访日期,办结时间\nA1,欠薪,三个月没发工资,2026-7-1,2026-7-9\n", encoding="utf-8")
+    with pytest.warns(LedgerWarning, match=r"l\.csv: no column is read as the date received; '来访日期', '办结时间' are "
+                                           r"not one of its headers \(登记日期/.*\): rename it 登记日期 if it is that date"):
+        assert "received_at" not in read_ledger(path, taxonomy, require_labels=False).columns
+
+
 def test_labels_written_with_half_width_brackets_or_spaces_are_the_taxonomys_labels(tmp_path, taxonomy):
     # The taxonomy names 调解仲裁管理处（劳动人事争议仲裁院） with full-width brackets; typed
     # with half-width ones, or with a space, the division was "unknown".

@@ -64,7 +64,9 @@ HEADER_ALIASES: dict[str, tuple[str, ...]] = {
     "division": ("division", "责任处室", "承办处室", "处室", "承办单位", "责任单位", "分办处室"),
     "risk": ("risk", "风险等级", "风险", "风险级别", "紧急程度"),
     "key_group": ("key_group", "重点群体", "群体", "群体类别", "重点群体类别"),
-    "received_at": ("received_at", "登记日期", "来信日期", "受理日期", "登记时间", "来信时间", "日期"),
+    # 收件日期 is the 登记 page's own word for it (its form and its messages).
+    "received_at": ("received_at", "登记日期", "来信日期", "受理日期", "登记时间", "来信时间", "日期", "收件日期",
+                    "收件时间", "收到日期", "信访日期"),
     # Marks petitions written by a generator (the bundled corpus), not by citizens.
     "synthetic": ("synthetic", "生成数据"),
     # Petitions about one matter, or generated from one corpus scenario, share a value;
@@ -297,6 +299,18 @@ def _row_list(rows: Sequence[int], shown: int = 10) -> str:
     return listed + (f" and {len(rows) - shown} more" if len(rows) > shown else "")
 
 
+def _warn_unread_dates(path: Path, columns: list[object], sheet: str | None) -> None:
+    """Warns when no column is read as the date received but some header names a date
+    (来访日期, 收文时间): the dates were dropped without a word, and on the 登记 page each
+    petition's time limits ran from the upload instead; retraining found no dated quarter."""
+    dated = [_header_text(c) for c in columns if re.search(r"日期|时间", _header_text(c))]
+    if dated:
+        warnings.warn(f"{_where(path, sheet)}: no column is read as the date received; "
+                      f"{', '.join(map(repr, dated))} {'is' if len(dated) == 1 else 'are'} not one of its headers "
+                      f"({'/'.join(HEADER_ALIASES['received_at'][1:])}): rename it 登记日期 if it is that date",
+                      LedgerWarning, stacklevel=3)
+
+
 def _mapping(path: Path, columns: list[object], required: tuple[str, ...], sheet: str | None,
              strict: bool = True) -> dict[object, str]:
     """Which column of the file is which canonical column. Two columns with one meaning
@@ -325,6 +339,8 @@ def _mapping(path: Path, columns: list[object], required: tuple[str, ...], sheet
         mapping[column] = canonical
     if "id" not in mapping.values() and counters:
         mapping[counters[0]] = "id"  # no case number: the row counter is all there is
+    if "received_at" not in mapping.values():
+        _warn_unread_dates(path, columns, sheet)
     missing = [c for c in required if c not in mapping.values()]
     if missing:
         accepted = "; ".join(f"{c}: {'/'.join(HEADER_ALIASES[c] + ((ROW_COUNTER,) if c == 'id' else ()))}" for c in missing)
