@@ -325,6 +325,40 @@ def test_a_date_column_under_a_header_not_read_is_named_in_a_warning(tmp_path, t
         assert "received_at" not in read_ledger(path, taxonomy, require_labels=False).columns
 
 
+@pytest.mark.parametrize(("kind", "chunk_rows"), [("xlsx", None), ("csv", None), ("csv", 1)])
+def test_months_pasted_one_under_another_are_read_without_their_headers_and_headings(tmp_path, taxonomy, kind,
+                                                                                   chunk_rows):
+    # Two monthly exports pasted into one ledger, each under its title and header, with a
+    # heading before a block: predict scored the second header as a petition numbered 编号,
+    # train refused it as "unknown division '承办处室'", and a heading stopped both as a
+    # petition with an empty id.
+    from training.ledger import LedgerWarning
+
+    header = ["序号", "编号", "标题", "来信内容", "承办处室", "风险等级", "重点群体"]
+    rows = [["2026年7月台账", None, None, None, None, None, None], header,
+            ["一、欠薪类", None, None, None, None, None, None],
+            [1, "XF-0701", "老板拖欠工资", "厂里三个月没发工资了", "劳动保障监察局", "加急", "无"],
+            [None] * 7,
+            ["2026年8月台账", None, None, None, None, None, None], header,
+            [1, "XF-0801", "养老金算少了", "视同缴费年限没有算进去", "养老保险处", "一般", "无"]]
+    path = tmp_path / f"l.{kind}"
+    frame = pd.DataFrame(rows)
+    frame.to_csv(path, index=False, header=False) if kind == "csv" else frame.to_excel(path, index=False, header=False)
+    with pytest.warns(LedgerWarning) as caught:
+        read = pd.concat(iter_ledger(path, taxonomy, chunk_rows=chunk_rows))
+    assert read["id"].tolist() == ["XF-0701", "XF-0801"]
+    assert read["division"].tolist() == ["labor_inspection", "pension"]
+    said = " ".join(str(w.message) for w in caught)
+    assert "7 left out: the header again, not a petition" in said, said
+    headings = [str(w.message).split("row(s) ")[1].split(" left out")[0] for w in caught if "a heading" in str(w.message)]
+    assert ", ".join(headings) == "3, 6", said
+    # A single cell under the id or the body is a petition without its text or its id: refused.
+    rows[2] = [None, None, None, "一、欠薪类", None, None, None]
+    pd.DataFrame(rows).to_csv(path.with_suffix(".csv"), index=False, header=False)
+    with pytest.raises(LedgerError, match="row 3, column 'id': empty id"), pytest.warns(LedgerWarning):
+        read_ledger(path.with_suffix(".csv"), taxonomy)
+
+
 def test_labels_written_with_half_width_brackets_or_spaces_are_the_taxonomys_labels(tmp_path, taxonomy):
     # The taxonomy names 调解仲裁管理处（劳动人事争议仲裁院） with full-width brackets; typed
     # with half-width ones, or with a space, the division was "unknown".

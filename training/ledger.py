@@ -81,6 +81,9 @@ TEXT_COLUMNS = ("id", "title", "body")
 # 序号 numbers the rows of a printed ledger (1, 2, 3 …) and changes whenever rows are
 # sorted or deleted: it identifies a petition only in a ledger that has no case number.
 ROW_COUNTER = "序号"
+# Every header spelling the reader knows, as _header_text writes it (English ones in any case).
+KNOWN_HEADERS = frozenset({ROW_COUNTER} | {name for names in HEADER_ALIASES.values() for name in names}
+                          | {name.upper() for name in HEADER_ALIASES} | {name.title() for name in HEADER_ALIASES})
 # How far down a title block (ledger name, office, period, notes) may push the header row.
 HEADER_SEARCH_ROWS = 20
 TRUE_VALUES = {"true", "1", "yes", "y", "是"}
@@ -796,18 +799,50 @@ def _footer_rows(chunk: _Chunk, mapping: dict[object, str]) -> np.ndarray:
     return (marked & (pid.eq("") | pid.eq(first)) & (body.eq("") | body.str.startswith(FOOTER_WORDS))).to_numpy()
 
 
-def _without_footer(path: Path, chunk: _Chunk, mapping: dict[object, str], sheet: str | None) -> _Chunk:
-    """`chunk` without its total and footer rows, which are named in a warning: scored as
-    petitions, 合计 or 制表人：… came out with a division and a risk in predict's results,
-    or stopped the ledger as an "empty petition text"."""
+def _repeated_header_rows(chunk: _Chunk, mapping: dict[object, str]) -> np.ndarray:
+    """Which rows repeat the header: each filled cell is a header name (that of its column, or
+    any the reader knows), the id's among them. Ledgers of several months pasted one under
+    another, or printed with the header on every page, carry it again: predict scored it as
+    a petition numbered 编号, and train refused it as an "unknown division '承办处室'"."""
+    by_name = {canonical: column for column, canonical in mapping.items()}
+    if by_name.get("id") not in chunk.frame.columns:
+        return np.zeros(len(chunk.frame), bool)
+    cells = chunk.frame.fillna("").astype(str)
+    # The id first, on the whole chunk (predict streams large ledgers); the rest on its few hits.
+    candidates = cells[by_name["id"]].str.replace(r"\s+", "", regex=True).isin(KNOWN_HEADERS).to_numpy().copy()
+    for i in candidates.nonzero()[0]:
+        candidates[i] = all(_header_text(value) in KNOWN_HEADERS or _header_text(value) == _header_text(column)
+                            for column, value in cells.iloc[i].items() if value.strip())
+    return candidates
+
+
+def _heading_rows(chunk: _Chunk, mapping: dict[object, str]) -> np.ndarray:
+    """Which rows are a heading between blocks of petitions (一、欠薪类, 2026年8月): one filled
+    cell, outside the id, title and body (under 序号, merged across the row). They stopped
+    the ledger as a petition with an empty id. One cell in the id, title or body column is
+    still refused: it is a petition without its id or its text."""
+    cells = chunk.frame.fillna("").astype(str).apply(lambda column: column.str.strip().ne(""))
+    read = [column for column, canonical in mapping.items() if canonical in TEXT_COLUMNS and column in cells.columns]
+    return (cells.sum(axis=1).eq(1) & ~cells[read].any(axis=1)).to_numpy()
+
+
+def _without_other_rows(path: Path, chunk: _Chunk, mapping: dict[object, str], sheet: str | None) -> _Chunk:
+    """`chunk` without its totals, footers, repeated headers and headings, each named in a
+    warning: scored as petitions, 合计 or 制表人：… came out with a division and a risk in
+    predict's results, or stopped the ledger as an "empty petition text"."""
     if chunk.frame.empty:
         return chunk
-    footer = _footer_rows(chunk, mapping)
-    if not footer.any():
+    keep = np.ones(len(chunk.frame), bool)
+    for rows, what in ((_footer_rows(chunk, mapping), "a total or footer (合计, 制表人, 填表说明 …)"),
+                       (_repeated_header_rows(chunk, mapping), "the header again"),
+                       (_heading_rows(chunk, mapping), "a heading between petitions (一、欠薪类 …)")):
+        rows = rows & keep
+        if rows.any():
+            warnings.warn(f"{_where(path, sheet)}: row(s) {_row_list(chunk.rows[rows])} left out: {what}, not a petition",
+                          LedgerWarning, stacklevel=2)
+            keep &= ~rows
+    if keep.all():
         return chunk
-    warnings.warn(f"{_where(path, sheet)}: row(s) {_row_list(chunk.rows[footer])} left out: a total or footer "
-                  "(合计, 制表人, 填表说明 …), not a petition", LedgerWarning, stacklevel=2)
-    keep = ~footer
     return _Chunk(chunk.frame[keep].reset_index(drop=True), chunk.rows[keep], chunk.sheet)
 
 
@@ -887,7 +922,7 @@ def iter_ledger(path: str | Path, taxonomy: Taxonomy, require_labels: bool = Tru
     for chunk in chunks:
         if mapping is None:
             mapping = _mapping(path, list(chunk.frame.columns), required, chunk.sheet, strict=require_labels)
-        chunk = _without_footer(path, chunk, mapping, chunk.sheet)
+        chunk = _without_other_rows(path, chunk, mapping, chunk.sheet)
         if chunk.frame.empty:
             continue
         empty = False
