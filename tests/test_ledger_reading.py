@@ -146,7 +146,15 @@ def test_errors_in_a_workbook_name_the_sheet_and_the_row_people_see(tmp_path, ta
     book = openpyxl.load_workbook(path)
     book["台账"]["F5"] = "很急"
     book.save(path)
-    with pytest.raises(LedgerError, match="sheet '台账', row 5, column 'risk': unknown risk '很急'"):
+    # The ledger's own header is named beside the canonical column, which the person does not
+    # see in their file; an empty cell is said to be one, not an "unknown division ''".
+    with pytest.raises(LedgerError, match="sheet '台账', row 5, column 'risk': unknown risk '很急' under '风险等级' "
+                                          r"\(accepted: the code or the Chinese name"):
+        read_ledger(path, taxonomy)
+    book["台账"]["E5"] = None
+    book.save(path)
+    with pytest.raises(LedgerError, match="sheet '台账', row 5, column 'division': no division: the cell under "
+                                          "'承办处室' is empty"):
         read_ledger(path, taxonomy)
 
 
@@ -189,7 +197,8 @@ def test_what_is_not_a_date_is_still_refused_with_its_row(tmp_path, taxonomy, wr
 def test_a_month_without_a_day_is_refused_saying_a_day_is_needed(tmp_path, taxonomy):
     path = tmp_path / "l.csv"
     path.write_text(office_csv_rows(["2026/7/1", "2026年7月"]), encoding="utf-8")
-    with pytest.raises(LedgerError, match="row 4, column 'received_at': '2026年7月' names a month, not a day; "
+    with pytest.raises(LedgerError, match="row 4, column 'received_at': '2026年7月' under '登记日期' names a month, "
+                                          "not a day; "
                                           "a day is needed"):
         read_ledger(path, taxonomy)
 

@@ -733,11 +733,11 @@ def _clock_time(written: str) -> str:
     return f"{hours:02d}:{minutes:02d}:{int(second or 0):02d}"
 
 
-def _not_a_date(value: str) -> str:
-    """Why `value` is refused as a date, with the spellings that are understood."""
+def _not_a_date(value: str, under: str = "") -> str:
+    """Why `value` (written `under` a header) is refused as a date, with the spellings that are understood."""
     if MONTH_ONLY.match(value.strip()):
-        return f"{value!r} names a month, not a day; a day is needed (e.g. 2026年7月1日)"
-    return (f"not a date: {value!r} (accepted: 2026-07-01, 2026/7/1, 2026.07.01, 2026年7月1日 or 1号, with a time "
+        return f"{value!r}{under} names a month, not a day; a day is needed (e.g. 2026年7月1日)"
+    return (f"not a date: {value!r}{under} (accepted: 2026-07-01, 2026/7/1, 2026.07.01, 2026年7月1日 or 1号, with a time "
             "such as 14:30, 9时30分 or 下午3:00, or an Excel date)")
 
 
@@ -766,16 +766,27 @@ def parse_dates(values: pd.Series) -> pd.Series:
     return local_times(text.map(standard))
 
 
-def _resolve_labels(path: Path, frame: pd.DataFrame, rows: np.ndarray, taxonomy: Taxonomy, sheet: str | None) -> None:
+def _under(head: str, headers: dict[str, str]) -> str:
+    """Where a value was written, for a message: the ledger's own header for `head` (承办处室)
+    when it is not the canonical name the error's column gives."""
+    header = headers.get(head, head)
+    return "" if _header_text(header).lower() == head else f" under '{header}'"
+
+
+def _resolve_labels(path: Path, frame: pd.DataFrame, rows: np.ndarray, taxonomy: Taxonomy, sheet: str | None,
+                    headers: dict[str, str]) -> None:
     for head in HEADS:
         codes = []
         for i, value in enumerate(frame[head].astype(str)):
             value = value.strip()
             code = taxonomy.resolve_written(head, value)
             if code is None:
+                # The ledger's header is named beside the canonical column, which the person
+                # does not see in their file (risk for 风险等级); an empty cell is said to be one.
+                written = f"no {head}: the cell{_under(head, headers)} is empty" if not value else \
+                    f"unknown {head} {value!r}{_under(head, headers)}"
                 raise LedgerError(
-                    path, f"unknown {head} {value!r} (accepted: the code or the Chinese name of one of "
-                          f"{taxonomy.accepted(head)})",
+                    path, f"{written} (accepted: the code or the Chinese name of one of {taxonomy.accepted(head)})",
                     row=int(rows[i]), column=head, sheet=sheet,
                 )
             codes.append(code)
@@ -865,8 +876,9 @@ def _standard(path: Path, chunk: _Chunk, mapping: dict[object, str], taxonomy: T
     frame["id"] = frame["id"].str.strip()
     frame["synthetic"] = (frame["synthetic"].str.strip().str.lower().isin(TRUE_VALUES)
                           if "synthetic" in frame.columns else False)
+    headers = {canonical: str(column).strip() for column, canonical in mapping.items()}
     if require_labels:
-        _resolve_labels(path, frame, chunk.rows, taxonomy, sheet)
+        _resolve_labels(path, frame, chunk.rows, taxonomy, sheet, headers)
     if "received_at" in frame.columns:
         parsed = parse_dates(frame["received_at"])
         bad = frame["received_at"].str.strip().ne("") & parsed.isna()
@@ -878,7 +890,7 @@ def _standard(path: Path, chunk: _Chunk, mapping: dict[object, str], taxonomy: T
                           LedgerWarning, stacklevel=2)
         elif bad.any():
             i = int(bad.to_numpy().nonzero()[0][0])
-            raise LedgerError(path, _not_a_date(frame["received_at"].iloc[i]),
+            raise LedgerError(path, _not_a_date(frame["received_at"].iloc[i], _under("received_at", headers)),
                               row=int(chunk.rows[i]), column="received_at", sheet=sheet)
         frame["received_at"] = parsed
     return frame
