@@ -385,6 +385,20 @@ def test_an_unknown_division_is_refused_listing_the_codes_with_their_chinese_nam
         read_ledger(path, taxonomy)
 
 
+@pytest.mark.parametrize("require_labels", [True, False])
+def test_case_numbers_excel_shortened_when_saving_a_csv_are_refused_saying_how_to_keep_them(tmp_path, taxonomy,
+                                                                                          require_labels):
+    # 信访件编号 of twelve digits in a General column: Excel's CSV holds 2.02607E+11 for each,
+    # so predict wrote one id for different petitions and train called them duplicates.
+    path = tmp_path / "l.csv"
+    path.write_text("信访件编号,标题,来信内容,承办处室,风险等级,重点群体\n"
+                    "202607010001,欠薪,三个月没发工资,劳动保障监察局,中,无\n"
+                    "2.02607E+11,养老,视同缴费年限,养老保险处,低,无\n", encoding="gbk")
+    with pytest.raises(LedgerError, match=r"l\.csv, row 3, column 'id': '2\.02607E\+11' under '信访件编号' is a long "
+                                          "number as Excel shortened it.*format the column as text"):
+        read_ledger(path, taxonomy, require_labels=require_labels)
+
+
 def test_case_numbers_kept_with_their_leading_zeros_are_read_as_excel_shows_them(tmp_path, taxonomy):
     # A CSV export writes ="0000001" so that Excel keeps the zeros; a workbook pads a number
     # with a 00000 format. Both were read as ="0000001" and 3, matching no case on file.

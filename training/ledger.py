@@ -117,6 +117,9 @@ TEXT_FORMULA = r'^="((?:[^"]|"")*)"$'
 EXCEL_SERIAL = re.compile(r"^\d{5}(\.\d+)?$")
 EXCEL_EPOCH = pd.Timestamp("1899-12-30")
 EXCEL_SERIAL_RANGE = (21916, 73415)
+# A long number as Excel shows it in a narrow General cell (2.02607E+11), which is what it
+# writes to a CSV: a case number saved so has lost its last digits.
+SHORTENED_NUMBER = r"\d(?:\.\d+)?[Ee]\+\d+"
 # Bytes decoded at a time when checking a text ledger's encoding; cut at a line end.
 DECODE_BLOCK = 8 * 1024 * 1024
 
@@ -866,6 +869,7 @@ def _standard(path: Path, chunk: _Chunk, mapping: dict[object, str], taxonomy: T
     frame = frame.fillna("").astype(str)
     frame["row"] = chunk.rows
     frame["source"] = str(path)
+    headers = {canonical: str(column).strip() for column, canonical in mapping.items()}
     for i, (pid, title, body) in enumerate(zip(frame["id"], frame["title"], frame["body"], strict=True)):
         if not pid.strip():
             raise LedgerError(path, "empty id", row=int(chunk.rows[i]), column="id", sheet=sheet)
@@ -874,9 +878,17 @@ def _standard(path: Path, chunk: _Chunk, mapping: dict[object, str], taxonomy: T
                                     "invisible characters)", row=int(chunk.rows[i]),
                               column="body", sheet=sheet)
     frame["id"] = frame["id"].str.strip()
+    shortened = frame["id"].str.fullmatch(SHORTENED_NUMBER).to_numpy()
+    if shortened.any():
+        # Case numbers of 12 digits or more come out of Excel's CSV as 2.02607E+11: several
+        # petitions share one, none matches the office's records, and train called them
+        # "duplicate id for another petition".
+        i = int(shortened.nonzero()[0][0])
+        raise LedgerError(path, f"{frame['id'].iloc[i]!r}{_under('id', headers)} is a long number as Excel shortened it when "
+                                "saving the CSV: its last digits are lost. In Excel, format the column as text and "
+                                "save again, or save the workbook as .xlsx", row=int(chunk.rows[i]), column="id", sheet=sheet)
     frame["synthetic"] = (frame["synthetic"].str.strip().str.lower().isin(TRUE_VALUES)
                           if "synthetic" in frame.columns else False)
-    headers = {canonical: str(column).strip() for column, canonical in mapping.items()}
     if require_labels:
         _resolve_labels(path, frame, chunk.rows, taxonomy, sheet, headers)
     if "received_at" in frame.columns:
