@@ -139,6 +139,31 @@ def test_a_named_sheet_is_read_and_a_wrong_name_lists_the_sheets(tmp_path, taxon
     assert caught.value.sheet == "填表说明"
 
 
+def test_a_workbook_with_a_sheet_per_month_names_the_sheets_it_does_not_read(tmp_path, taxonomy, recwarn):
+    # A quarter's workbook with a sheet per month: the first was read and the others
+    # dropped without a word, and a model was trained on a third of the quarter.
+    import openpyxl
+
+    from training.ledger import LedgerWarning
+
+    book = openpyxl.Workbook()
+    book.active.title = "说明"
+    book.active.append(["本表按月分页填写"])
+    for month in ("7月", "8月", "9月"):
+        sheet = book.create_sheet(month)
+        sheet.append(["编号", "标题", "来信内容"])
+        sheet.append([f"{month}-1", "老板拖欠工资", "厂里三个月没发工资了"])
+    book.create_sheet("汇总").append(["承办处室", "件数"])
+    path = tmp_path / "季度台账.xlsx"
+    book.save(path)
+    with pytest.warns(LedgerWarning, match=r"季度台账\.xlsx: sheet '7月' is read; sheet\(s\) '8月', '9月' also hold a "
+                                           r"ledger and are not read \(give --sheet NAME"):
+        assert read_ledger(path, taxonomy, require_labels=False)["id"].tolist() == ["7月-1"]
+    recwarn.clear()
+    assert read_ledger(path, taxonomy, require_labels=False, sheet="8月")["id"].tolist() == ["8月-1"]
+    assert not [w for w in recwarn if issubclass(w.category, LedgerWarning)]
+
+
 def test_errors_in_a_workbook_name_the_sheet_and_the_row_people_see(tmp_path, taxonomy):
     import openpyxl
 

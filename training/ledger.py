@@ -698,6 +698,13 @@ def _workbook_chunks(path: Path, ole2: bool, required: tuple[str, ...], sheet: s
                      if any(any(c.strip() for c in row) for row in texts[i][1][found[i][0] + found[i][1]:])]
         shown_with_data = [i for i in with_data if names[i] not in hidden]
         chosen = (shown_with_data or with_data or complete or [0])[0]
+        others = [names[i] for i in shown_with_data if i != chosen]
+        if others:
+            # A quarter's workbook with a sheet per month (7月, 8月, 9月): only the first was
+            # read, without a word, and a model was trained on a third of the quarter.
+            warnings.warn(f"{path}: sheet '{names[chosen]}' is read; sheet(s) {', '.join(map(repr, others))} also hold "
+                          "a ledger and are not read (give --sheet NAME to read another, or save each sheet as its own "
+                          "file and give them all)", LedgerWarning, stacklevel=2)
     name, rows = texts[chosen]
     shown = name if len(names) > 1 else None
     if not rows:
