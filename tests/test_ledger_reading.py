@@ -393,6 +393,28 @@ def test_months_pasted_one_under_another_are_read_without_their_headers_and_head
         read_ledger(path.with_suffix(".csv"), taxonomy)
 
 
+@pytest.mark.parametrize("header", [["序号", "编号", "标题", "来信内容"], ["序号", "标题", "来信内容"]])
+def test_rows_numbered_ahead_of_the_petitions_in_a_template_are_left_out(tmp_path, taxonomy, header):
+    # A ledger template numbered 1 to 50 down the page, filled in as petitions come: the
+    # numbered rows below the last petition stopped the ledger as "empty id" (or, with 序号
+    # as the only id, "empty petition text").
+    import openpyxl
+
+    from training.ledger import LedgerWarning
+
+    book = openpyxl.Workbook()
+    book.active.append(header)
+    book.active.append([1, *(["XF-0901"] if "编号" in header else []), "老板拖欠工资", "厂里三个月没发工资了"])
+    for number in range(2, 51):
+        book.active.append([number])
+    path = tmp_path / "l.xlsx"
+    book.save(path)
+    with pytest.warns(LedgerWarning, match=r"row\(s\) 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 and 39 more left out: a 序号 and "
+                                           "nothing else, not a petition"):
+        frame = read_ledger(path, taxonomy, require_labels=False)
+    assert frame["id"].tolist() == ["XF-0901" if "编号" in header else "1"]
+
+
 def test_labels_written_with_half_width_brackets_or_spaces_are_the_taxonomys_labels(tmp_path, taxonomy):
     # The taxonomy names 调解仲裁管理处（劳动人事争议仲裁院） with full-width brackets; typed
     # with half-width ones, or with a space, the division was "unknown".

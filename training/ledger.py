@@ -837,6 +837,19 @@ def _repeated_header_rows(chunk: _Chunk, mapping: dict[object, str]) -> np.ndarr
     return candidates
 
 
+def _numbered_empty_rows(chunk: _Chunk) -> np.ndarray:
+    """Which rows hold nothing but their 序号: a ledger template numbered down the page ahead
+    of the petitions. They stopped the ledger as a petition with an empty id (or, with 序号
+    as the only id, with no text)."""
+    text = chunk.frame.fillna("").astype(str).apply(lambda column: column.str.strip())
+    counters = [column for column in text.columns if _header_text(column) == ROW_COUNTER]
+    if not counters:
+        return np.zeros(len(text), bool)
+    # A number: a heading under 序号 (一、欠薪类) is told apart as one.
+    numbered = text[counters].apply(lambda column: column.str.fullmatch(r"\d+")).any(axis=1)
+    return (text.ne("").sum(axis=1).eq(1) & numbered).to_numpy()
+
+
 def _heading_rows(chunk: _Chunk, mapping: dict[object, str]) -> np.ndarray:
     """Which rows are a heading between blocks of petitions (一、欠薪类, 2026年8月): one filled
     cell, outside the id, title and body (under 序号, merged across the row). They stopped
@@ -856,6 +869,7 @@ def _without_other_rows(path: Path, chunk: _Chunk, mapping: dict[object, str], s
     keep = np.ones(len(chunk.frame), bool)
     for rows, what in ((_footer_rows(chunk, mapping), "a total or footer (合计, 制表人, 填表说明 …)"),
                        (_repeated_header_rows(chunk, mapping), "the header again"),
+                       (_numbered_empty_rows(chunk), "a 序号 and nothing else"),
                        (_heading_rows(chunk, mapping), "a heading between petitions (一、欠薪类 …)")):
         rows = rows & keep
         if rows.any():
