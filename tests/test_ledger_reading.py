@@ -287,6 +287,16 @@ def test_headers_spaced_out_or_wrapped_onto_two_lines_are_recognised(tmp_path, t
         ["A1", "老板拖欠工资", "三个月没发工资", "labor_inspection", "medium"]]
 
 
+def test_headers_typed_with_full_width_letters_are_recognised(tmp_path, taxonomy):
+    # A Chinese input method types ＩＤ and ｔｉｔｌｅ full-width: the ledger was refused for a
+    # missing column the person could see.
+    path = tmp_path / "l.csv"
+    path.write_text("ＩＤ,Ｔｉｔｌｅ,ｂｏｄｙ,ｄｉｖｉｓｉｏｎ,ｒｉｓｋ,ｋｅｙ＿ｇｒｏｕｐ\n"
+                    "A1,老板拖欠工资,三个月没发工资,劳动保障监察局,中,无\n", encoding="utf-8")
+    frame = read_ledger(path, taxonomy)
+    assert frame[["id", "title", "division"]].values.tolist() == [["A1", "老板拖欠工资", "labor_inspection"]]
+
+
 @pytest.mark.parametrize("written", ["xlsx, merged down", "xlsx", "csv"])
 def test_a_two_row_header_is_one_header_for_predict_and_train_alike(tmp_path, taxonomy, written):
     # predict read the first header row and scored the second (编号, 来信内容 filled down

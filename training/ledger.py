@@ -16,6 +16,7 @@ import json
 import os
 import re
 import tempfile
+import unicodedata
 import warnings
 import zipfile
 from collections.abc import Iterator, Sequence
@@ -231,7 +232,8 @@ def _header_text(name: object) -> str:
     # Chinese forms space out short headers to line them up ("编  号", "标　题") and wrap long
     # ones onto two lines in their cell ("诉求\n内容"); such a header was not recognised, and
     # the ledger refused for a "missing column" the person could see.
-    return re.sub(r"\s+", "", str(name).lstrip("\ufeff"))
+    # Typed with a Chinese input method, letters come out full-width (ＩＤ): NFKC, as labels are read.
+    return re.sub(r"\s+", "", unicodedata.normalize("NFKC", str(name).lstrip("\ufeff")))
 
 
 def _canonical(name: object) -> str | None:
