@@ -805,12 +805,11 @@ def _resolve_labels(path: Path, frame: pd.DataFrame, rows: np.ndarray, taxonomy:
         frame[head] = codes
 
 
-def _footer_rows(chunk: _Chunk, mapping: dict[object, str]) -> np.ndarray:
+def _footer_rows(cells: pd.DataFrame, mapping: dict[object, str]) -> np.ndarray:
     """Which rows are a total or a footer, not petitions: their first filled cell starts
     with a FOOTER_WORDS word, the id holds nothing else, and the body nothing but another
     such line (制表人：王某 in the first cell, 审核人：李某 further along, under the body:
-    the line was refused as a petition with an empty id)."""
-    cells = chunk.frame.fillna("").astype(str).apply(lambda column: column.str.strip())
+    the line was refused as a petition with an empty id). `cells` are the chunk's, stripped."""
     first = pd.Series("", index=cells.index)
     for column in reversed(cells.columns):  # column by column, not row by row: predict streams large ledgers
         first = cells[column].where(cells[column].ne(""), first)
@@ -822,15 +821,14 @@ def _footer_rows(chunk: _Chunk, mapping: dict[object, str]) -> np.ndarray:
     return (marked & (pid.eq("") | pid.eq(first)) & (body.eq("") | body.str.startswith(FOOTER_WORDS))).to_numpy()
 
 
-def _repeated_header_rows(chunk: _Chunk, mapping: dict[object, str]) -> np.ndarray:
+def _repeated_header_rows(cells: pd.DataFrame, mapping: dict[object, str]) -> np.ndarray:
     """Which rows repeat the header: each filled cell is a header name (that of its column, or
     any the reader knows), the id's among them. Ledgers of several months pasted one under
     another, or printed with the header on every page, carry it again: predict scored it as
     a petition numbered 编号, and train refused it as an "unknown division '承办处室'"."""
     by_name = {canonical: column for column, canonical in mapping.items()}
-    if by_name.get("id") not in chunk.frame.columns:
-        return np.zeros(len(chunk.frame), bool)
-    cells = chunk.frame.fillna("").astype(str)
+    if by_name.get("id") not in cells.columns:
+        return np.zeros(len(cells), bool)
     # The id first, on the whole chunk (predict streams large ledgers); the rest on its few hits.
     candidates = cells[by_name["id"]].str.replace(r"\s+", "", regex=True).isin(KNOWN_HEADERS).to_numpy().copy()
     for i in candidates.nonzero()[0]:
@@ -839,27 +837,27 @@ def _repeated_header_rows(chunk: _Chunk, mapping: dict[object, str]) -> np.ndarr
     return candidates
 
 
-def _numbered_empty_rows(chunk: _Chunk) -> np.ndarray:
+def _numbered_empty_rows(cells: pd.DataFrame, filled: pd.Series) -> np.ndarray:
     """Which rows hold nothing but their 序号: a ledger template numbered down the page ahead
     of the petitions. They stopped the ledger as a petition with an empty id (or, with 序号
-    as the only id, with no text)."""
-    text = chunk.frame.fillna("").astype(str).apply(lambda column: column.str.strip())
-    counters = [column for column in text.columns if _header_text(column) == ROW_COUNTER]
+    as the only id, with no text). `filled` counts each row's filled cells."""
+    counters = [column for column in cells.columns if _header_text(column) == ROW_COUNTER]
     if not counters:
-        return np.zeros(len(text), bool)
-    # A number: a heading under 序号 (一、欠薪类) is told apart as one.
-    numbered = text[counters].apply(lambda column: column.str.fullmatch(r"\d+")).any(axis=1)
-    return (text.ne("").sum(axis=1).eq(1) & numbered).to_numpy()
+        return np.zeros(len(cells), bool)
+    alone = filled.eq(1).to_numpy().copy()
+    # A number: a heading under 序号 (一、欠薪类) is told apart as one. Only rows of one cell
+    # are looked at, few in a ledger.
+    alone[alone] = cells.loc[alone, counters].apply(lambda column: column.str.fullmatch(r"\d+")).any(axis=1).to_numpy()
+    return alone
 
 
-def _heading_rows(chunk: _Chunk, mapping: dict[object, str]) -> np.ndarray:
+def _heading_rows(cells: pd.DataFrame, filled: pd.Series, mapping: dict[object, str]) -> np.ndarray:
     """Which rows are a heading between blocks of petitions (一、欠薪类, 2026年8月): one filled
     cell, outside the id, title and body (under 序号, merged across the row). They stopped
     the ledger as a petition with an empty id. One cell in the id, title or body column is
     still refused: it is a petition without its id or its text."""
-    cells = chunk.frame.fillna("").astype(str).apply(lambda column: column.str.strip().ne(""))
     read = [column for column, canonical in mapping.items() if canonical in TEXT_COLUMNS and column in cells.columns]
-    return (cells.sum(axis=1).eq(1) & ~cells[read].any(axis=1)).to_numpy()
+    return (filled.eq(1) & ~cells[read].ne("").any(axis=1)).to_numpy()
 
 
 def _without_other_rows(path: Path, chunk: _Chunk, mapping: dict[object, str], sheet: str | None) -> _Chunk:
@@ -869,10 +867,13 @@ def _without_other_rows(path: Path, chunk: _Chunk, mapping: dict[object, str], s
     if chunk.frame.empty:
         return chunk
     keep = np.ones(len(chunk.frame), bool)
-    for rows, what in ((_footer_rows(chunk, mapping), "a total or footer (合计, 制表人, 填表说明 …)"),
-                       (_repeated_header_rows(chunk, mapping), "the header again"),
-                       (_numbered_empty_rows(chunk), "a 序号 and nothing else"),
-                       (_heading_rows(chunk, mapping), "a heading between petitions (一、欠薪类 …)")):
+    # Stripped once for every test below: predict streams large ledgers through here.
+    cells = chunk.frame.fillna("").astype(str).apply(lambda column: column.str.strip())
+    filled = cells.ne("").sum(axis=1)
+    for rows, what in ((_footer_rows(cells, mapping), "a total or footer (合计, 制表人, 填表说明 …)"),
+                       (_repeated_header_rows(cells, mapping), "the header again"),
+                       (_numbered_empty_rows(cells, filled), "a 序号 and nothing else"),
+                       (_heading_rows(cells, filled, mapping), "a heading between petitions (一、欠薪类 …)")):
         rows = rows & keep
         if rows.any():
             warnings.warn(f"{_where(path, sheet)}: row(s) {_row_list(chunk.rows[rows])} left out: {what}, not a petition",
