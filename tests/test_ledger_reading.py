@@ -200,6 +200,9 @@ def office_csv_rows(dates):
     # A two-digit year, first as Chinese dates write it: pandas read 26-7-1 as 2001-07-26.
     ("26-7-1", "2026-07-01"), ("26/7/1", "2026-07-01"), ("26.07.01 9:30", "2026-07-01 09:30:00"),
     ("26年7月1日", "2026-07-01"), ("98-3-1", "1998-03-01"),
+    # Chinese numerals, as formal letters date themselves: refused as not a date.
+    ("二〇二六年七月一日", "2026-07-01"), ("二零二六年十二月三十一日", "2026-12-31"),
+    ("二〇二六年七月十一日 下午3点", "2026-07-11 15:00:00"),
 ])
 def test_dates_as_offices_write_them(tmp_path, taxonomy, written, meant):
     path = tmp_path / "l.csv"

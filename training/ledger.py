@@ -93,6 +93,9 @@ TRUE_VALUES = {"true", "1", "yes", "y", "是"}
 CHINESE_DATE = re.compile(r"^(\d{4}|\d{2})\s*[年./-]\s*(\d{1,2})\s*[月./-]\s*(\d{1,2})(?!\d)\s*[日号]?\s*(.*)$")
 # A two-digit year as Excel reads it when typed: up to this one in the 2000s, above it in the 1900s.
 TWO_DIGIT_YEAR_PIVOT = 29
+# A date in Chinese numerals, as formal letters write it: 二〇二六年七月一日, 二零二六年七月二十一日.
+NUMERAL_DATE = re.compile(r"^([〇零一二三四五六七八九]{2,4})年([一二三四五六七八九十]{1,3})月([一二三四五六七八九十]{1,3})[日号]")
+NUMERALS = {c: i for i, c in enumerate("〇一二三四五六七八九")} | {"零": 0}
 # A month without a day (2026年7月): no date, but the message says what is missing.
 MONTH_ONLY = re.compile(r"^\d{4}\s*[年./-]\s*\d{1,2}\s*月?$")
 # The day of the week written after a date: 星期三, 周三, 礼拜三, in brackets or not.
@@ -745,6 +748,24 @@ def _clock_time(written: str) -> str:
     return f"{hours:02d}:{minutes:02d}:{int(second or 0):02d}"
 
 
+def _numeral_number(written: str) -> int:
+    """A month or a day in Chinese numerals (七, 十一, 二十, 三十一) as a number."""
+    tens, _, units = written.rpartition("十")
+    if "十" not in written:
+        return NUMERALS[written]
+    return (NUMERALS[tens] if tens else 1) * 10 + (NUMERALS[units] if units else 0)
+
+
+def _with_digits(value: str) -> str:
+    """`value` with a date in Chinese numerals at its start written in digits (二〇二六年七月一日
+    as 2026年7月1日); anything else as it is. Such dates were refused as not a date."""
+    match = NUMERAL_DATE.match(value)
+    if match is None:
+        return value
+    year = "".join(str(NUMERALS[c]) for c in match[1])
+    return f"{year}年{_numeral_number(match[2])}月{_numeral_number(match[3])}日{value[match.end():]}"
+
+
 def _not_a_date(value: str, under: str = "") -> str:
     """Why `value` (written `under` a header) is refused as a date, with the spellings that are understood."""
     if MONTH_ONLY.match(value.strip()):
@@ -762,7 +783,7 @@ def parse_dates(values: pd.Series) -> pd.Series:
     def standard(value: str) -> str | None:
         if not value:
             return None
-        match = CHINESE_DATE.match(value)
+        match = CHINESE_DATE.match(_with_digits(value))
         if match:
             year, month, day, rest = match.groups()
             if len(year) == 2:
