@@ -213,6 +213,32 @@ def test_dates_as_offices_write_them(tmp_path, taxonomy, written, meant):
     assert frame["row"].tolist() == [3]  # under the title row and the header
 
 
+@pytest.mark.parametrize("time_first", [False, True])
+def test_a_date_and_its_time_of_day_in_two_columns_are_one_moment(tmp_path, taxonomy, time_first):
+    # 登记日期 and 登记时间 side by side: train refused "two columns map to 'received_at'",
+    # and predict and the 登记 page read the date without its time.
+    import datetime as dt
+
+    import openpyxl
+
+    header = ["编号", "标题", "来信内容", "承办处室", "风险等级", "重点群体", "登记日期", "登记时间"]
+    rows = [["XF-1", "欠薪", "厂里三个月没发工资了", "劳动保障监察局", "中", "无", dt.date(2026, 7, 1), dt.time(9, 30)],
+            ["XF-2", "欠薪", "工地欠薪", "劳动保障监察局", "中", "无", "2026年7月2日", "下午3点"],
+            ["XF-3", "欠薪", "包工头跑了", "劳动保障监察局", "中", "无", "2026-07-03 08:00", "9:30"],
+            ["XF-4", "欠薪", "老板不见了", "劳动保障监察局", "中", "无", "2026-07-04", "不详"]]
+    if time_first:
+        header[-2:], rows = header[:-3:-1], [[*r[:-2], r[-1], r[-2]] for r in rows]
+    book = openpyxl.Workbook()
+    for row in [header, *rows]:
+        book.active.append(row)
+    path = tmp_path / "l.xlsx"
+    book.save(path)
+    for frame in (read_ledger(path, taxonomy), read_ledger(path, taxonomy, require_labels=False)):
+        assert [str(t) for t in frame["received_at"]] == [
+            "2026-07-01 09:30:00", "2026-07-02 15:00:00", "2026-07-03 08:00:00", "2026-07-04 00:00:00"]
+        assert "received_time" not in frame.columns
+
+
 @pytest.mark.parametrize("written", ["2026年13月1日", "下周一", "123"])
 def test_what_is_not_a_date_is_still_refused_with_its_row(tmp_path, taxonomy, written):
     path = tmp_path / "l.csv"

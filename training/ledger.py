@@ -322,6 +322,12 @@ def _warn_unread_dates(path: Path, columns: list[object], sheet: str | None) -> 
                       LedgerWarning, stacklevel=3)
 
 
+def _date_and_time(first: str, second: str) -> bool:
+    """Whether two headers are one moment's date and time of day (登记日期 and 登记时间)."""
+    first, second = _header_text(first), _header_text(second)
+    return "日期" in first and "时间" in second and first.replace("日期", "") == second.replace("时间", "")
+
+
 def _mapping(path: Path, columns: list[object], required: tuple[str, ...], sheet: str | None,
              strict: bool = True) -> dict[object, str]:
     """Which column of the file is which canonical column. Two columns with one meaning
@@ -340,6 +346,14 @@ def _mapping(path: Path, columns: list[object], required: tuple[str, ...], sheet
             continue
         if canonical in mapping.values():
             first = str(next(c for c, meant in mapping.items() if meant == canonical)).strip().lstrip("\ufeff")
+            if canonical == "received_at" and "received_time" not in mapping.values():
+                if _date_and_time(first, name):
+                    mapping[column] = "received_time"
+                    continue
+                if _date_and_time(name, first):  # the time's column before the date's
+                    earlier = next(c for c, meant in mapping.items() if meant == canonical)
+                    mapping[earlier], mapping[column] = "received_time", canonical
+                    continue
             if strict or canonical in TEXT_COLUMNS:
                 raise LedgerError(path, f"two columns map to '{canonical}': '{first}' and '{name}'; remove one of them, "
                                         f"or rename '{name}' to a header that is not read (e.g. '{name}（备用）')",
@@ -806,6 +820,19 @@ def _under(head: str, headers: dict[str, str]) -> str:
     return "" if _header_text(header).lower() == head else f" under '{header}'"
 
 
+def _add_time_of_day(frame: pd.DataFrame) -> None:
+    """The date received with its time of day from a column of its own (登记日期 2026-07-01,
+    登记时间 9:30), where it has none: `train` refused the ledger for two date columns, and
+    `predict` and the 登记 page dropped the time. A time that is not a time of day, or a date
+    that already has one, leaves the date as it is."""
+    dates = frame["received_at"].str.strip()
+    alone = parse_dates(dates)
+    clock = frame.pop("received_time").str.strip().map(_clock_time)
+    combined = (dates + " " + clock).where(clock.str.fullmatch(r"\d{2}:\d{2}:\d{2}") & alone.eq(alone.dt.normalize()))
+    read = parse_dates(combined.fillna(""))
+    frame["received_at"] = combined.where(read.notna(), dates)
+
+
 def _resolve_labels(path: Path, frame: pd.DataFrame, rows: np.ndarray, taxonomy: Taxonomy, sheet: str | None,
                     headers: dict[str, str]) -> None:
     for head in HEADS:
@@ -936,6 +963,8 @@ def _standard(path: Path, chunk: _Chunk, mapping: dict[object, str], taxonomy: T
                           if "synthetic" in frame.columns else False)
     if require_labels:
         _resolve_labels(path, frame, chunk.rows, taxonomy, sheet, headers)
+    if "received_time" in frame.columns:
+        _add_time_of_day(frame)
     if "received_at" in frame.columns:
         parsed = parse_dates(frame["received_at"])
         bad = frame["received_at"].str.strip().ne("") & parsed.isna()
