@@ -37,6 +37,21 @@ def test_csv_in_every_office_encoding_loads(tmp_path, taxonomy, encoding):
     assert str(frame["received_at"].iloc[1].date()) == "2025-04-01"
 
 
+@pytest.mark.parametrize(("name", "chunk_rows"), [("l.csv", None), ("l.csv", 1), ("l.jsonl", None)])
+def test_gbk_text_behind_a_utf8_byte_order_mark_is_read(tmp_path, taxonomy, name, chunk_rows):
+    # Some export programs write a UTF-8 byte-order mark whatever the encoding: GBK text
+    # behind one was refused as "unreadable encoding".
+    import codecs
+
+    text = ("编号,标题,内容\nA1,欠薪,三个月没发工资\nA2,养老,视同缴费年限\n" if name.endswith(".csv") else
+            '{"编号": "A1", "标题": "欠薪", "内容": "三个月没发工资"}\n{"编号": "A2", "标题": "养老", "内容": "视同缴费年限"}\n')
+    path = tmp_path / name
+    path.write_bytes(codecs.BOM_UTF8 + text.encode("gbk"))
+    frame = pd.concat(iter_ledger(path, taxonomy, require_labels=False, chunk_rows=chunk_rows))
+    assert frame[["id", "title", "body"]].values.tolist() == [["A1", "欠薪", "三个月没发工资"], ["A2", "养老", "视同缴费年限"]]
+    assert frame["row"].tolist() == ([2, 3] if name.endswith(".csv") else [1, 2])
+
+
 def test_xlsx_and_jsonl_load(tmp_path, taxonomy):
     xlsx = tmp_path / "l.xlsx"
     pd.DataFrame(CHINESE).to_excel(xlsx, index=False)

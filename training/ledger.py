@@ -411,10 +411,13 @@ def _encoding(path: Path, head: bytes) -> str:
                     except UnicodeDecodeError as exc:
                         utf8_failed_at = offset + exc.start
                 if utf8_failed_at is not None:
+                    # A UTF-8 byte-order mark before GBK text (some export programs write one
+                    # whatever the encoding) is not part of the text: see _text_handle.
+                    skip = len(codecs.BOM_UTF8) if bom and offset == 0 else 0
                     try:
-                        data.decode("gb18030")
+                        data[skip:].decode("gb18030")
                     except UnicodeDecodeError as exc:
-                        raise _decode_error(path, data, offset, utf8_failed_at - offset, exc.start, lines) from None
+                        raise _decode_error(path, data, offset, utf8_failed_at - offset, skip + exc.start, lines) from None
                 offset += len(data)
                 lines += data.count(b"\n")
             if not block and not pending:
@@ -422,6 +425,16 @@ def _encoding(path: Path, head: bytes) -> str:
     if utf8_failed_at is None:
         return "utf-8-sig" if bom else "utf-8"
     return "gb18030"
+
+
+def _text_handle(path: Path, encoding: str) -> io.TextIOWrapper:
+    """The text of a ledger in `encoding`, past a UTF-8 byte-order mark written before GBK
+    text: decoded with the text, the mark ate the first header's first character, and the
+    ledger was refused as an unreadable encoding."""
+    handle = path.open("rb")
+    if encoding != "gb18030" or handle.read(len(codecs.BOM_UTF8)) != codecs.BOM_UTF8:
+        handle.seek(0)
+    return io.TextIOWrapper(handle, encoding=encoding, newline="")
 
 
 def _not_text(raw: bytes) -> str:
@@ -488,7 +501,7 @@ def _text_chunks(path: Path, required: tuple[str, ...], chunk_rows: int | None) 
     if b"\x00" in head[:4096] and not head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         raise LedgerError(path, _not_text(head))
     encoding = _encoding(path, head)
-    text_head = head.decode(encoding, errors="ignore")
+    text_head = (head.removeprefix(codecs.BOM_UTF8) if encoding == "gb18030" else head).decode(encoding, errors="ignore")
     if not text_head.strip():
         raise LedgerError(path, "the file is empty")
     if text_head.lstrip("\ufeff \t\r\n")[:1] == "<":
@@ -509,9 +522,10 @@ def _text_chunks(path: Path, required: tuple[str, ...], chunk_rows: int | None) 
     first = layout.above + layout.header_rows + 1
     try:
         with contextlib.ExitStack() as stack:
+            source = stack.enter_context(_text_handle(path, encoding)) if encoding == "gb18030" else path
             frames: Iterator[pd.DataFrame] | list[pd.DataFrame] = (
-                stack.enter_context(pd.read_csv(path, chunksize=chunk_rows, **options)) if chunk_rows
-                else [pd.read_csv(path, **options)])
+                stack.enter_context(pd.read_csv(source, chunksize=chunk_rows, **options)) if chunk_rows
+                else [pd.read_csv(source, **options)])
             for frame in frames:
                 if not isinstance(frame.index, pd.RangeIndex):
                     # pandas turns the surplus leading fields into an index and shifts every column by as many.
@@ -548,7 +562,7 @@ def _unwrapped(frame: pd.DataFrame) -> pd.DataFrame:
 def _jsonl_chunks(path: Path, encoding: str, chunk_rows: int | None) -> Iterator[_Chunk]:
     records: list[dict[str, str]] = []
     numbers: list[int] = []
-    with path.open(encoding=encoding) as handle:
+    with _text_handle(path, encoding) as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
