@@ -460,3 +460,52 @@ def test_a_ledger_saved_as_excel_text_or_with_macros_is_read_by_the_page_as_pred
     with database.sessions() as session:
         stored = sorted(row.external_id for row in session.query(TriageRecord))
     assert stored == predicted == ["TX-1", "TX-2"]
+
+
+def test_the_emerging_groups_page_lists_a_group_with_its_members_and_links(desks):
+    # GET /v1/emerging listed the groups, but reviewers had no page for them: they saw a group
+    # only through its members' queue items or on a case page. 群体苗头 lists each group with its
+    # members linked to their case pages, by number and never by petitioner.
+    client, intake_key, reviewer_key = desks
+    letter = {"title": "宏达建筑公司拖欠农民工工资",
+              "body": "我叫王建国，我们在宏达建筑公司承建的幸福家园三期项目干活，工程款结了，包工头一直拖欠我们的工资。"}
+    now = datetime.now(UTC)
+    ids = [client.post("/v1/triage", json=letter | {"external_id": f"QZ-{days}", "received_at": (now - timedelta(days=days)).isoformat()},
+                       headers={"X-API-Key": intake_key}).json()["triage_id"] for days in (3, 2, 1)]
+    other = client.post("/v1/triage", json={"title": "咨询养老金", "body": "请问我今年退休，缴费十五年，每月养老金大概能领多少？"},
+                        headers={"X-API-Key": intake_key}).json()["triage_id"]
+    signed_in(client, reviewer_key, landing="/review")
+    assert '<a href="/emerging">群体苗头</a>' in client.get("/review").text
+    listed = client.get("/emerging")
+    assert listed.status_code == 200, listed.text[-800:]
+    text = html.unescape(listed.text)
+    assert 'value="14"' in text and 'value="3"' in text, "the filters show the settings' defaults"
+    group = text[text.index('id="group-1"'):]
+    assert re.findall(r'<a href="/cases/([0-9a-f-]{36})">QZ-', group) == ids
+    assert "3 件" in group and "首件收到" in group and "待研判" in group and "宏达建筑" in group
+    assert other not in text and "王建国" not in text
+    assert 'id="group-2"' not in text
+    assert "没有群体苗头" in client.get("/emerging", params={"min_size": "4"}).text
+    # An analyst sees the groups too, numbered without links: the case pages are not theirs to open.
+    database = Database(client.app.state.settings.database_url)
+    with database.sessions() as session:
+        analyst_key = create_key(session, "analyst")
+    database.engine.dispose()
+    signed_in(client, analyst_key, landing="/overview")
+    analysed = client.get("/emerging").text
+    assert all(f'<tr data-triage="{tid}">' in analysed for tid in ids) and "/cases/" not in analysed and "QZ-1" in analysed
+
+
+def test_the_emerging_groups_page_refuses_other_roles_and_unreadable_filters_in_chinese(desks):
+    client, intake_key, reviewer_key = desks
+    signed_in(client, intake_key, landing="/intake")
+    assert "群体苗头" not in client.get("/intake").text
+    refused = client.get("/emerging")
+    assert refused.status_code == 403 and "当前密钥的角色是登记（intake）" in refused.text and "研判（reviewer）" in refused.text
+    signed_in(client, reviewer_key, landing="/review")
+    days = client.get("/emerging", params={"days": "两周"})
+    assert days.status_code == 422 and "天数：无法识别 '两周'" in html.unescape(days.text)
+    size = client.get("/emerging", params={"days": "400", "min_size": "1"})
+    assert size.status_code == 422
+    assert "天数：应大于 0 且不超过 366，现为 400；最少件数：应在 2 到 1000 件之间，现为 1" in html.unescape(size.text)
+    assert 'id="group-count"' not in size.text

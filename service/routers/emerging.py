@@ -16,17 +16,21 @@ from service.similar import MattersDep, aware, emerging_groups
 
 router = APIRouter(prefix="/v1/emerging", tags=["emerging"], route_class=KeyedRoute,
                    responses=errors(*KEYED_ERRORS))
-Reader = Annotated[ApiKey, Depends(require_role("reviewer", "analyst"))]
+READERS = ("reviewer", "analyst")
+Reader = Annotated[ApiKey, Depends(require_role(*READERS))]
+# The bounds of the filters, which the 群体苗头 page checks too (service/web/emerging.py).
+MOST_DAYS = 366
+FEWEST_MEMBERS, MOST_MEMBERS = 2, 1000
 
 
 @router.get("", response_model=list[EmergingGroup])
 def emerging(
     session: SessionDep, settings: SettingsDep, matters: MattersDep, _: Reader,
-    days: Annotated[float | None, Query(gt=0, le=366, description=(
+    days: Annotated[float | None, Query(gt=0, le=MOST_DAYS, description=(
         "The look-back before `until`, and the span a group's petitions arrive within: a group is "
         "listed when some span of `days` holds `min_size` of them, one at least received in the look-back "
         "(the span may begin before it). Default: the settings' emerging_days."))] = None,
-    min_size: Annotated[int | None, Query(ge=2, le=1000)] = None,
+    min_size: Annotated[int | None, Query(ge=FEWEST_MEMBERS, le=MOST_MEMBERS)] = None,
     until: Annotated[Moment | None, Query(description="The end of the look-back (default now); petitions received after it are not seen.")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[EmergingGroup]:

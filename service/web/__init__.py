@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.web import intake, ledger, models, overview, review, signin
+from service.web import emerging, intake, ledger, models, overview, review, signin
 from service.web.render import HERE, page
 from service.web.sessions import PageRefused, SignInRequired, end_session, signin_url
 
@@ -38,7 +38,7 @@ def install(app: FastAPI) -> None:
     # for all its workers (triage/cli.py), so only a restart signs everyone out.
     app.state.session_secret = settings.session_secret or secrets.token_urlsafe(32)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    for module in (signin, intake, ledger, review, overview, models):
+    for module in (signin, intake, ledger, review, emerging, overview, models):
         app.include_router(module.router)
 
     @app.get("/docs", include_in_schema=False)

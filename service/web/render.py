@@ -26,9 +26,10 @@ from service.web.sessions import CSRF_FIELD, WebUser
 HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=HERE / "templates")
 HEAD_NAMES = {"division": "承办处室", "risk": "风险等级", "key_group": "重点群体"}
-# What each role sees in the navigation: the pages whose checks it passes.
+# What each role sees in the navigation: the pages whose checks it passes. The first a role
+# may open is where it lands on signing in: 群体苗头 comes after 统计 so analysts still land there.
 PAGES = (("/intake", "登记", ("intake",)), ("/review", "研判", ("reviewer",)),
-         ("/overview", "统计", ("analyst",)), ("/models", "模型", ("admin",)))
+         ("/overview", "统计", ("analyst",)), ("/emerging", "群体苗头", ("reviewer", "analyst")), ("/models", "模型", ("admin",)))
 
 
 @dataclass(frozen=True)
