@@ -1,5 +1,5 @@
 """The pages, driven in the system Chromium against a real `triage serve` on 127.0.0.1:
-sign-in and roles, triage with highlighted evidence, decisions, the review queue, the
+sign-in and roles, triage with highlighted evidence, decisions, the review queue, the emerging groups, the
 overview charts, keyboard-only intake, CSRF refusal and session expiry."""
 
 from __future__ import annotations
@@ -510,3 +510,28 @@ def test_a_refused_decision_or_resolve_keeps_what_was_chosen_and_typed(site, pag
     page.click("#resolve")
     page.wait_for_selector("p.error")
     assert "控制字符" in page.inner_text("p.error") and "已联系属地街道" in page.input_value("#note")
+
+
+def test_the_emerging_groups_page_renders_a_group(site, page, browser):
+    # Three petitions about one matter from the intake desk make a group the reviewer sees on
+    # 群体苗头, reached from the navigation, its members linked to their case pages.
+    matter = ("东湖花园小区物业停水", "东湖花园小区三号楼至八号楼从上周起反复停水，物业公司一直不给说法，请有关部门督促解决。")
+    sign_in(page, site.base, site.keys["intake"], "/intake")
+    ids = [triage(page, site.base, *matter, external_id=f"WEB-GROUP-{n}") for n in (1, 2, 3)]
+    reviewer = browser.new_context(locale="zh-CN", viewport={"width": 1280, "height": 900}).new_page()
+    try:
+        sign_in(reviewer, site.base, site.keys["reviewer"], "/review")
+        reviewer.click("header nav >> text=群体苗头")
+        reviewer.wait_for_url("**/emerging")
+        assert reviewer.input_value("#days") == "14" and reviewer.input_value("#min_size") == "3"
+        group = reviewer.locator("section.group", has=reviewer.locator(f'tr[data-triage="{ids[0]}"]'))
+        assert group.count() == 1
+        assert [group.locator(f'tr[data-triage="{tid}"] a').inner_text() for tid in ids] == [f"WEB-GROUP-{n}" for n in (1, 2, 3)]
+        assert "3 件" in group.locator("h2").inner_text() and "待研判" in group.inner_text()
+        if SCREENSHOTS:
+            reviewer.screenshot(path=f"{SCREENSHOTS}/emerging.png", full_page=True)
+        group.locator(f'tr[data-triage="{ids[1]}"] a').click()
+        reviewer.wait_for_url(f"**/cases/{ids[1]}")
+        assert "WEB-GROUP-2" in reviewer.inner_text("h1")
+    finally:
+        reviewer.context.close()
