@@ -492,6 +492,7 @@ def test_the_emerging_groups_page_lists_a_group_with_its_members_and_links(desks
         analyst_key = create_key(session, "analyst")
     database.engine.dispose()
     signed_in(client, analyst_key, landing="/overview")
+    assert client.get("/", follow_redirects=False).headers["location"] == "/overview", "analysts still land on 统计"
     analysed = client.get("/emerging").text
     assert all(f'<tr data-triage="{tid}">' in analysed for tid in ids) and "/cases/" not in analysed and "QZ-1" in analysed
 
