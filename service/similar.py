@@ -97,10 +97,17 @@ class CaseInfo:
     risk: str
     review_status: str | None
     text: str
+    registered_at: datetime
 
     @property
     def purged(self) -> bool:
         return self.text == PURGED
+
+    @property
+    def order(self) -> tuple[datetime, datetime, str]:
+        """Where the case stands among others: by time received, then, as a form gives only the
+        day, by when it was registered; the id keeps the order one everywhere."""
+        return self.received_at, self.registered_at, self.triage_id
 
 
 class SharedMatterIndex:
@@ -237,7 +244,8 @@ def case_infos(session: Session, triage_ids: list[str]) -> dict[str, CaseInfo]:
     if not triage_ids:
         return {}
     return {tid: CaseInfo(triage_id=tid, external_id=external_id, received_at=aware(received or created), division=division,
-                          decided_division=decided, risk=risk, review_status=status, text=text_of(title, body))
+                          decided_division=decided, risk=risk, review_status=status, text=text_of(title, body),
+                          registered_at=aware(created))
             for tid, external_id, received, created, division, risk, title, body, decided, status
             in session.connection().execute(_CASES_OF, {"ids": triage_ids})}
 
@@ -259,7 +267,7 @@ def later_cases(session: Session, shared: SharedMatterIndex, triage_id: str, lim
         log.error("same-matter lookup failed: %s", type(exc).__name__)
         return [], 0
     found = sorted(((info, m.similarity) for m in matches if (info := infos.get(m.key)) is not None and not info.purged),
-                   key=lambda pair: (pair[0].received_at, pair[0].triage_id))
+                   key=lambda pair: pair[0].order)
     return found[:limit], len(found)
 
 
@@ -341,7 +349,7 @@ def _members_of(infos: Iterable[CaseInfo], number: str | None) -> list[CaseInfo]
     text is gone), nor are copies of the petition itself (its case number `number`), and one
     case sent twice is one member."""
     return distinct_cases(sorted((i for i in infos if not i.purged and (number is None or i.external_id != number)),
-                                 key=lambda i: (i.received_at, i.triage_id)))
+                                 key=lambda i: i.order))
 
 
 def _members_around(session: Session, shared: SharedMatterIndex, matches: list[Match], text: str, when: float,
@@ -471,7 +479,7 @@ def emerging_groups(session: Session, shared: SharedMatterIndex, start: float, e
         # A petition purged since this worker's index took it in is no member: its text is gone.
         members = {key for key, info in infos.items() if not info.purged}
         listed = _linked_in_a_span(members, links, whens, infos, start, span, min_size)
-        kept = distinct_cases(sorted((infos[key] for key in listed), key=lambda i: (i.received_at, i.triage_id)))
+        kept = distinct_cases(sorted((infos[key] for key in listed), key=lambda i: i.order))
         if len(kept) >= min_size:
             groups.append(kept)
     return groups

@@ -347,6 +347,25 @@ def stored_on(database: Database, triage_id: str, facts: dict[str, str], receive
         session.commit()
 
 
+def test_emerging_members_received_at_one_moment_are_listed_as_registered_and_groups_alike_in_one_order(tmp_path, small_model_dir):
+    # The intake form gives the day received, so a day's petitions share one moment: their
+    # members were listed by random id, not as the clerk registered them, and two groups alike in
+    # size, growth and first day came in the order a worker's index took them, so `limit` could
+    # cut a different one on each worker.
+    url = f"sqlite:///{tmp_path / 'triage.db'}"
+    database = Database(url)
+    database.ensure_migrated()
+    day = datetime.now(UTC) - timedelta(days=1)
+    for triage_id in ("z-1", "z-2", "z-3"):
+        stored_on(database, triage_id, FIRST, day)
+    for triage_id in ("a-3", "a-2", "a-1"):
+        stored_on(database, triage_id, OTHER, day)
+    database.engine.dispose()
+    with running(url, small_model_dir) as (client, keys):
+        groups = client.get("/v1/emerging", params={"days": 7}, headers={"X-API-Key": keys["reviewer"]}).json()
+    assert [[m["triage_id"] for m in g["members"]] for g in groups] == [["a-3", "a-2", "a-1"], ["z-1", "z-2", "z-3"]]
+
+
 def test_emerging_group_found_around_a_new_petition_when_the_earlier_members_are_copies_of_one_case(tmp_path):
     # One case sent twice three days before a new petition, and another three days after it: the
     # copies made the window before look full, and once they counted as one member the petition

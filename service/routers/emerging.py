@@ -55,5 +55,7 @@ def emerging(
             members=[EmergingMember(triage_id=i.triage_id, external_id=i.external_id, received_at=i.received_at,
                                     division=i.decided_division or i.division, risk=i.risk, review_status=i.review_status)
                      for i in infos]))
-    groups.sort(key=lambda g: (-g.size, -g.growth, g.first_seen))
+    # The first member's id last: groups alike in all else come in one order from every worker,
+    # whatever order its index took them in, so a `limit` cuts the same ones.
+    groups.sort(key=lambda g: (-g.size, -g.growth, g.first_seen, g.members[0].triage_id))
     return groups[:limit]
