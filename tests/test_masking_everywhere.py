@@ -74,6 +74,37 @@ def test_numbers_typed_with_several_separators_are_masked_whole_and_placed_as_ma
         assert "".join(stored[place] for _, place in kept) == MASKED_NUMBER.sub("", stored), sent
 
 
+# Periods of work or of contributions, as petitions write them: as many digits as a card,
+# but grouped as dates are.
+DATES = [
+    "工作时间2023.10.12-2024.10.12，未签合同",
+    "参保2023. 10. 12 - 2024. 10. 12期间断缴",
+    "分别于2019.03.01 2020.05.01两次入职",
+    "工作时间2021.07.01—2023.06.30",
+]
+# Cards as they are printed or typed, beside a period of work: the card is masked, the dates kept.
+CARDS_BESIDE_DATES = [
+    ("2023.10.12-2024.10.12期间工资打到卡号6222 0212 3456 7890", "2023.10.12-2024.10.12期间工资打到卡号[银行卡号]"),
+    ("卡号6217. 0012. 3456. 7890. 123，2019.03.01 2020.05.01", "卡号[银行卡号]，2019.03.01 2020.05.01"),
+    ("工资卡6222021234567890123，工作时间2021.07.01—2023.06.30", "工资卡[银行卡号]，工作时间2021.07.01—2023.06.30"),
+    ("存折账号622202 1234567890123，2023. 10. 12 - 2024. 10. 12", "存折账号[银行卡号]，2023. 10. 12 - 2024. 10. 12"),
+    ("账号622848-1234567890-123至2023.10.12-2024.10.12", "账号[银行卡号]至2023.10.12-2024.10.12"),
+]
+
+
+def test_dates_are_kept_as_typed_and_card_numbers_beside_them_masked():
+    # Any 16-19 digits with separators between them were taken for a bank card (and an ID
+    # has a date inside): a period of work was stored as 工作时间[银行卡号], and the office
+    # lost the dates a wage or insurance claim turns on.
+    for sent, stored in [(text, text) for text in DATES] + CARDS_BESIDE_DATES:
+        assert mask_pii(sent) == stored, sent
+        placed, places = mask_pii_placed(sent)
+        assert placed == stored, sent
+        kept = [(at, place) for at, place in enumerate(places) if place is not None]
+        assert all(stored[place] == sent[at] for at, place in kept), sent
+        assert "".join(stored[place] for _, place in kept) == MASKED_NUMBER.sub("", stored), sent
+
+
 def test_no_field_stores_exports_or_logs_a_number(tmp_path: Path, small_model_dir: Path):
     db = tmp_path / "private" / "triage.db"
     env = serve_env(f"sqlite:///{db}", small_model_dir, tmp_path, log_level="debug")
