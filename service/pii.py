@@ -48,7 +48,7 @@ def mask_pii_placed(text: str) -> tuple[str, list[int | None]]:
         moved: list[int | None] = []
         length = last = 0
         for match in pattern.finditer(current):
-            kept = current[last:match.start()]
+            kept = current[last : match.start()]
             moved.extend(range(length, length + len(kept)))
             moved.extend([None] * (match.end() - match.start()))
             pieces += [kept, replacement]

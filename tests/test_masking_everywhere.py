@@ -113,14 +113,22 @@ def test_no_field_stores_exports_or_logs_a_number(tmp_path: Path, small_model_di
         server.start()
         intake, reviewer = make_key(env, tmp_path, "intake"), make_key(env, tmp_path, "reviewer")
         with httpx.Client(base_url=server.base, timeout=60, trust_env=False) as client:
-            triaged = client.post("/v1/triage", headers={"X-API-Key": intake}, json={
-                "title": f"讨薪 {NUMBERS['mobile']}", "body": f"再不发工资我就跳楼。{ALL}", "external_id": f"XF {NUMBERS['mobile, dashed']}",
-            }).json()
+            triaged = client.post(
+                "/v1/triage",
+                headers={"X-API-Key": intake},
+                json={
+                    "title": f"讨薪 {NUMBERS['mobile']}",
+                    "body": f"再不发工资我就跳楼。{ALL}",
+                    "external_id": f"XF {NUMBERS['mobile, dashed']}",
+                },
+            ).json()
             assert triaged["stored"] is True and triaged["needs_review"] is True
             tid = triaged["triage_id"]
-            decided = client.post("/v1/decisions", headers={"X-API-Key": intake}, json={
-                "triage_id": tid, "division": triaged["division"]["code"], "decided_by": f"受理员 {NUMBERS['landline']}",
-                "reason": ALL})
+            decided = client.post(
+                "/v1/decisions",
+                headers={"X-API-Key": intake},
+                json={"triage_id": tid, "division": triaged["division"]["code"], "decided_by": f"受理员 {NUMBERS['landline']}", "reason": ALL},
+            )
             assert decided.status_code == 201, decided.text
             resolved = client.post(f"/v1/review-queue/{tid}/resolve", headers={"X-API-Key": reviewer}, json={"note": ALL})
             assert resolved.status_code == 200, resolved.text
@@ -131,12 +139,16 @@ def test_no_field_stores_exports_or_logs_a_number(tmp_path: Path, small_model_di
         server.stop()
 
     export = tmp_path / "export.csv"
-    exported = subprocess.run([*CLI, "export-decisions", "--db", str(db), "--out", str(export)], env=env, cwd=tmp_path,
-                              capture_output=True, text=True, timeout=120)
+    exported = subprocess.run(
+        [*CLI, "export-decisions", "--db", str(db), "--out", str(export)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
     assert exported.returncode == 0, exported.stderr
     stored = b"".join(p.read_bytes() for p in db.parent.iterdir() if p.name.startswith("triage.db"))
-    places = {"database": stored.decode("utf-8", "replace"), "log": server.log.read_text(encoding="utf-8"),
-              "export": export.read_text(encoding="utf-8-sig")}
+    places = {
+        "database": stored.decode("utf-8", "replace"),
+        "log": server.log.read_text(encoding="utf-8"),
+        "export": export.read_text(encoding="utf-8-sig"),
+    }
     assert "DEBUG" in places["log"]
     assert "[身份证号]" in places["export"] and "[银行卡号]" in places["export"]
     for place, content in places.items():
