@@ -519,3 +519,29 @@ def test_case_numbers_kept_with_their_leading_zeros_are_read_as_excel_shows_them
     sheet.append([2026070100000004, "养老金", "视同缴费年限"])
     book.save(tmp_path / "l.xlsx")
     assert read_ledger(tmp_path / "l.xlsx", taxonomy, require_labels=False)["id"].tolist() == ["00003", "2026070100000004"]
+
+
+@pytest.mark.parametrize("chunk_rows", [None, 1])
+@pytest.mark.parametrize("hint", ["", "sep=;\r\n"])
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "gbk"])
+def test_a_semicolon_separated_csv_from_a_european_excel_is_read(tmp_path, taxonomy, hint, encoding, chunk_rows):
+    # Excel writes the system's list separator, a semicolon in European locales, sometimes after
+    # a first line sep=;. The header was read as one unknown column: "missing column(s)".
+    path = tmp_path / "l.csv"
+    path.write_bytes((f"{hint}编号;标题;内容;承办处室;风险等级;重点群体\r\nA1;欠薪;三个月没发工资;劳动保障监察局;中;无\r\n"
+                      'A2;养老;"视同缴费年限; 怎么算";养老保险处;低;无\r\n').encode(encoding))
+    frame = pd.concat(list(iter_ledger(path, taxonomy, chunk_rows=chunk_rows)), ignore_index=True)
+    assert frame["id"].tolist() == ["A1", "A2"]
+    assert frame["body"].tolist() == ["三个月没发工资", "视同缴费年限; 怎么算"]
+    assert frame["division"].tolist() == ["labor_inspection", "pension"]
+    assert frame["row"].tolist() == ([3, 4] if hint else [2, 3])
+
+
+def test_semicolons_in_the_text_of_a_comma_separated_csv_do_not_change_its_delimiter(tmp_path, taxonomy):
+    # The header line decides: a petition's ASCII semicolons, quoted or not, stay in its text.
+    path = tmp_path / "l.csv"
+    path.write_text('sep=,\n编号,标题,内容\nA1,欠薪;拖欠,三个月没发工资;老板说再等等;还没发\n'
+                    'A2,养老,"视同缴费年限;怎么算,请答复"\n', encoding="utf-8")
+    frame = read_ledger(path, taxonomy, require_labels=False)
+    assert frame["title"].tolist() == ["欠薪;拖欠", "养老"]
+    assert frame["body"].tolist() == ["三个月没发工资;老板说再等等;还没发", "视同缴费年限;怎么算,请答复"]

@@ -124,6 +124,10 @@ EXCEL_SERIAL_RANGE = (21916, 73415)
 # A long number as Excel shows it in a narrow General cell (2.02607E+11), which is what it
 # writes to a CSV: a case number saved so has lost its last digits.
 SHORTENED_NUMBER = r"\d(?:\.\d+)?[Ee]\+\d+"
+# The column separators of text ledgers: comma; tab (Excel's "文本文件(制表符分隔)" and
+# "Unicode 文本"); semicolon, which Excel writes to a CSV where the system's list separator
+# is one (European locales, with a first line sep=; when asked for it).
+DELIMITERS = (",", "\t", ";")
 # Bytes decoded at a time when checking a text ledger's encoding; cut at a line end.
 DECODE_BLOCK = 8 * 1024 * 1024
 
@@ -463,7 +467,7 @@ class _CsvLayout:
 def _csv_layout(text_head: str, required: tuple[str, ...]) -> _CsvLayout:
     """The header's layout, from the file's first lines."""
     found = {}
-    for delimiter in (",", "\t"):
+    for delimiter in DELIMITERS:
         reader = csv.reader(io.StringIO(text_head), delimiter=delimiter)
         rows, line_starts = [], []
         with contextlib.suppress(StopIteration, csv.Error):
@@ -473,14 +477,19 @@ def _csv_layout(text_head: str, required: tuple[str, ...]) -> _CsvLayout:
         index, depth, header = _header_block(rows, required)
         # Rows, not lines, as pandas counts them: a header cell may hold a line break.
         found[delimiter] = _CsvLayout(delimiter, index, depth, header, line_starts[index] if index < len(line_starts) else 0)
+    # The delimiter is the one that splits the header row into the most known columns: a
+    # semicolon in a petition's text under a comma header never changes it.
     count = {d: len(_recognised(layout.header)) for d, layout in found.items()}
-    if count[","] != count["\t"]:
-        delimiter = max(found, key=lambda d: count[d])
+    best = [d for d in DELIMITERS if count[d] == max(count.values())]
+    if len(best) == 1:
+        delimiter = best[0]
     else:
+        # No header tells them apart (none is known): the line where one would be does.
         # Excel's "Text (tab delimited)" and "Unicode Text" exports separate columns with tabs.
         lines = text_head.lstrip("\ufeff").splitlines() or [""]
         line = lines[min(found[","].line, len(lines) - 1)]
-        delimiter = "\t" if "\t" in line and "," not in line else ","
+        alone = [d for d in best if d in line and all(o not in line for o in DELIMITERS if o != d)]
+        delimiter = (alone or best)[0]
     return found[delimiter]
 
 
