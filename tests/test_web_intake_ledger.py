@@ -332,6 +332,21 @@ def test_a_refused_ledger_says_where_and_why_in_the_pages_language(intake, ledge
     assert answer.status_code == 422 and said in html.unescape(answer.text), answer.text[-1500:]
 
 
+def test_a_case_number_excel_shortened_is_refused_in_the_pages_language_saying_how_to_keep_it(intake):
+    # The page showed 台账无法读取（'2.02607E+11' under '信访件编号' is a long number as Excel shortened it …）.
+    client, key, _ = intake
+    csrf = signed_in(client, key, landing="/intake")
+    ledger = "信访件编号,标题,来信内容\n202607010001,欠薪,三个月没发工资\n2.02607E+11,养老,视同缴费年限\n"
+    answer = client.post("/intake/ledger", data={"csrf_token": csrf},
+                         files={"ledger": ("台账.csv", ledger.encode("gbk"), "text/csv")})
+    text = html.unescape(answer.text)
+    assert answer.status_code == 422, text[-1500:]
+    said = re.search(r"台账\.csv，第 3 行，「信访件编号」列：[^<]*", text)
+    assert said, text[-1500:]
+    assert "2.02607E+11" in said[0] and '在 Excel 中把该列设为"文本"格式后重新导出' in said[0]
+    assert "Excel shortened" not in text and "台账无法读取" not in text
+
+
 def test_a_key_revoked_while_signed_in_is_named_on_the_sign_in_form(intake):
     # The next click landed on 登录 without a word, and the clerk tried the revoked key again.
     from service.keys import revoke_key

@@ -217,6 +217,18 @@ class LedgerError(ValueError):
         self.path, self.row, self.column, self.sheet, self.message = str(path), row, column, sheet, message
 
 
+class ShortenedNumberError(LedgerError):
+    """A case number Excel wrote to a CSV in scientific notation (2.02607E+11), its last
+    digits lost. `value` is the cell as written and `header` the ledger's own header over
+    it, so that the 登记 page can say both in its own words."""
+
+    def __init__(self, path: str | Path, value: str, header: str, row: int, sheet: str | None = None) -> None:
+        super().__init__(path, f"{value!r}{_under('id', {'id': header})} is a long number as Excel shortened it when saving the CSV: its last "
+                               "digits are lost. In Excel, format the column as text and save again, or save the workbook "
+                               "as .xlsx", row=row, column="id", sheet=sheet)
+        self.value, self.header = value, header
+
+
 @dataclass
 class Ledger:
     frame: pd.DataFrame  # id, title, body, [division, risk, key_group], [received_at], source, row
@@ -979,9 +991,7 @@ def _standard(path: Path, chunk: _Chunk, mapping: dict[object, str], taxonomy: T
         # petitions share one, none matches the office's records, and train called them
         # "duplicate id for another petition".
         i = int(shortened.nonzero()[0][0])
-        raise LedgerError(path, f"{frame['id'].iloc[i]!r}{_under('id', headers)} is a long number as Excel shortened it when "
-                                "saving the CSV: its last digits are lost. In Excel, format the column as text and "
-                                "save again, or save the workbook as .xlsx", row=int(chunk.rows[i]), column="id", sheet=sheet)
+        raise ShortenedNumberError(path, frame["id"].iloc[i], headers.get("id", "id"), int(chunk.rows[i]), sheet)
     frame["synthetic"] = (frame["synthetic"].str.strip().str.lower().isin(TRUE_VALUES)
                           if "synthetic" in frame.columns else False)
     if require_labels:

@@ -30,7 +30,7 @@ from service.similar import MattersDep
 from service.web.intake import form_errors, text_error
 from service.web.render import page
 from service.web.sessions import Csrf, WebUser, page_user
-from training.ledger import LEDGER_SUFFIXES, LedgerError, LedgerWarning, read_ledger
+from training.ledger import LEDGER_SUFFIXES, LedgerError, LedgerWarning, ShortenedNumberError, read_ledger
 
 router = APIRouter(include_in_schema=False)
 IntakeUser = Annotated[WebUser, Depends(page_user("intake"))]
@@ -81,6 +81,11 @@ def ledger_error_in_chinese(exc: LedgerError, name: str) -> str:
     where = name + (f"，工作表「{exc.sheet}」" if exc.sheet else "") + (f"，第 {exc.row} 行" if exc.row else "")
     if exc.column:
         where += f"，「{LEDGER_COLUMNS.get(exc.column, exc.column)}」列"
+    if isinstance(exc, ShortenedNumberError):
+        # The value and the ledger's own header, as the clerk sees them in Excel, and how to keep the number whole.
+        where = name + (f"，工作表「{exc.sheet}」" if exc.sheet else "") + f"，第 {exc.row} 行，「{exc.header}」列"
+        return (f"{where}：编号「{exc.value}」是 Excel 把长数字缩写成的科学计数法，另存为 CSV 时后几位已丢失，"
+                '无法对应到案件。请在 Excel 中把该列设为"文本"格式后重新导出（或另存为 .xlsx）。')
     message = exc.message.replace(exc.path, name)
     for english, chinese, with_detail in LEDGER_PROBLEMS:
         if message.startswith(english):
