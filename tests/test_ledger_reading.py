@@ -545,3 +545,38 @@ def test_semicolons_in_the_text_of_a_comma_separated_csv_do_not_change_its_delim
     frame = read_ledger(path, taxonomy, require_labels=False)
     assert frame["title"].tolist() == ["欠薪;拖欠", "养老"]
     assert frame["body"].tolist() == ["三个月没发工资;老板说再等等;还没发", "视同缴费年限;怎么算,请答复"]
+
+
+@pytest.mark.parametrize("chunk_rows", [None, 1])
+@pytest.mark.parametrize("request_first", [False, True])
+def test_the_account_and_the_request_in_two_columns_are_one_body(tmp_path, taxonomy, request_first, chunk_rows):
+    # Offices keep 主要诉求 beside 信访内容: the ledger was refused, "two columns map to 'body'".
+    # The account comes first, the request on a line of its own, whichever column is first.
+    header = ["编号", "标题", "信访内容", "主要诉求", "承办处室", "风险等级", "重点群体"]
+    rows = [["A1", "欠薪", "厂里三个月没发工资", "要求老板结清工资", "劳动保障监察局", "中", "无"],
+            ["A2", "养老", "", "要求补缴养老保险", "养老保险处", "低", "无"],
+            ["A3", "养老", "视同缴费年限怎么算", "", "养老保险处", "低", "无"]]
+    frame = pd.DataFrame(rows, columns=header)
+    if request_first:
+        frame = frame[["编号", "标题", "主要诉求", "信访内容", "承办处室", "风险等级", "重点群体"]]
+    path = tmp_path / "l.csv"
+    frame.to_csv(path, index=False, encoding="gbk")
+    for require_labels in (True, False):
+        read = pd.concat(list(iter_ledger(path, taxonomy, require_labels, chunk_rows=chunk_rows)), ignore_index=True)
+        assert read["body"].tolist() == ["厂里三个月没发工资\n要求老板结清工资", "要求补缴养老保险", "视同缴费年限怎么算"]
+        assert "body_request" not in read.columns
+
+
+@pytest.mark.parametrize(("header", "named"), [
+    (["编号", "标题", "信访内容", "来信内容"], "'信访内容' and '来信内容'"),
+    (["编号", "标题", "主要诉求", "诉求"], "'主要诉求' and '诉求'"),
+    (["编号", "标题", "信访内容", "主要诉求", "诉求"], "'主要诉求' and '诉求'"),
+])
+def test_two_columns_of_one_kind_of_body_are_still_refused(tmp_path, taxonomy, header, named):
+    # Only an account beside a request is joined: two accounts, or two requests, are two
+    # columns of one meaning, and which one is meant cannot be guessed.
+    path = tmp_path / "l.csv"
+    path.write_text(",".join(header) + "\n" + ",".join(["A1", "欠薪"] + ["工资没发"] * (len(header) - 2)) + "\n",
+                    encoding="utf-8")
+    with pytest.raises(LedgerError, match=f"two columns map to 'body': {named}"):
+        read_ledger(path, taxonomy, require_labels=False)

@@ -525,3 +525,27 @@ def test_the_emerging_groups_page_refuses_other_roles_and_unreadable_filters_in_
     assert size.status_code == 422
     assert "天数：应大于 0 且不超过 366，现为 400；最少件数：应在 2 到 1000 件之间，现为 1" in html.unescape(size.text)
     assert 'id="group-count"' not in size.text
+
+
+def test_the_account_and_the_request_in_two_columns_are_read_by_the_page_as_predict_reads_them(intake, tmp_path,
+                                                                                             small_model_dir, capsys):
+    # A ledger with 主要诉求 beside 信访内容 was refused by both ("two columns map to 'body'");
+    # joined, the page must score the same body `triage predict` scores.
+    from triage.cli import main
+
+    client, key, database = intake
+    csrf = signed_in(client, key, landing="/intake")
+    ledger = tmp_path / "台账.csv"
+    ledger.write_text("编号,标题,信访内容,主要诉求\nSQ-1,拖欠工资,老板三个月没发工资了。,要求结清工资\n"
+                      "SQ-2,咨询养老,我想问视同缴费年限怎么算。,要求答复\n", encoding="gbk")
+    out = tmp_path / "predicted.csv"
+    assert main(["predict", "--model", str(small_model_dir), "--input", str(ledger), "--output", str(out)]) == 0
+    capsys.readouterr()
+    predicted = pd.read_csv(out, encoding="utf-8-sig", dtype=str)
+    answer = client.post("/intake/ledger", data={"csrf_token": csrf},
+                         files={"ledger": ("台账.csv", ledger.read_bytes(), "text/csv")})
+    assert answer.status_code == 200, answer.text
+    with database.sessions() as session:
+        stored = {row.external_id: (row.body_masked, row.division) for row in session.query(TriageRecord)}
+    assert stored == {"SQ-1": ("老板三个月没发工资了。\n要求结清工资", predicted["division"][0]),
+                      "SQ-2": ("我想问视同缴费年限怎么算。\n要求答复", predicted["division"][1])}

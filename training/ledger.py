@@ -77,6 +77,12 @@ HEADER_ALIASES: dict[str, tuple[str, ...]] = {
     # scored by models that did not see their board (training/train.py, matter_groups).
     "board": ("board", "source", "地市", "来源地区"),
 }
+# Body headers that name the petitioner's request (主要诉求), which offices often keep in a
+# column of its own beside the account of the matter (信访内容): the two are one body, the
+# account first. Two columns of one kind are still two of one meaning.
+REQUEST_HEADERS = ("主要诉求", "诉求")
+# The canonical name of the request's column while a chunk is read; joined into the body.
+BODY_REQUEST = "body_request"
 # The columns every command reads: which of two is meant cannot be guessed.
 TEXT_COLUMNS = ("id", "title", "body")
 # 序号 numbers the rows of a printed ledger (1, 2, 3 …) and changes whenever rows are
@@ -349,7 +355,8 @@ def _mapping(path: Path, columns: list[object], required: tuple[str, ...], sheet
     """Which column of the file is which canonical column. Two columns with one meaning
     (来信日期 and 受理日期, 群体 and 重点群体) are refused when `strict` (training, where
     the column may be learnt from) or when they are the id or the text, which every
-    command uses; otherwise the first is read, with a warning."""
+    command uses; otherwise the first is read, with a warning. A request's column beside
+    the account's (主要诉求 beside 信访内容) is BODY_REQUEST, joined into the body."""
     mapping: dict[object, str] = {}
     counters = []
     for column in columns:
@@ -361,7 +368,10 @@ def _mapping(path: Path, columns: list[object], required: tuple[str, ...], sheet
             counters.append(column)
             continue
         if canonical in mapping.values():
-            first = str(next(c for c, meant in mapping.items() if meant == canonical)).strip().lstrip("\ufeff")
+            # A second request column is named beside the first request's, not beside the account's.
+            same = BODY_REQUEST if canonical == "body" and BODY_REQUEST in mapping.values() and \
+                _header_text(name) in REQUEST_HEADERS else canonical
+            first = str(next(c for c, meant in mapping.items() if meant == same)).strip().lstrip("\ufeff")
             if canonical == "received_at" and "received_time" not in mapping.values():
                 if _date_and_time(first, name):
                     mapping[column] = "received_time"
@@ -370,6 +380,15 @@ def _mapping(path: Path, columns: list[object], required: tuple[str, ...], sheet
                     earlier = next(c for c, meant in mapping.items() if meant == canonical)
                     mapping[earlier], mapping[column] = "received_time", canonical
                     continue
+            if canonical == "body" and BODY_REQUEST not in mapping.values() and \
+                    (_header_text(first) in REQUEST_HEADERS) != (_header_text(name) in REQUEST_HEADERS):
+                # The account and the request in two columns (信访内容, 主要诉求): read as one body.
+                if _header_text(name) in REQUEST_HEADERS:
+                    mapping[column] = BODY_REQUEST
+                else:  # the request's column before the account's
+                    earlier = next(c for c, meant in mapping.items() if meant == canonical)
+                    mapping[earlier], mapping[column] = BODY_REQUEST, canonical
+                continue
             if strict or canonical in TEXT_COLUMNS:
                 raise LedgerError(path, f"two columns map to '{canonical}': '{first}' and '{name}'; remove one of them, "
                                         f"or rename '{name}' to a header that is not read (e.g. '{name}（备用）')",
@@ -939,7 +958,8 @@ def _heading_rows(cells: pd.DataFrame, filled: pd.Series, mapping: dict[object, 
     cell, outside the id, title and body (under 序号, merged across the row). They stopped
     the ledger as a petition with an empty id. One cell in the id, title or body column is
     still refused: it is a petition without its id or its text."""
-    read = [column for column, canonical in mapping.items() if canonical in TEXT_COLUMNS and column in cells.columns]
+    read = [column for column, canonical in mapping.items()
+            if (canonical in TEXT_COLUMNS or canonical == BODY_REQUEST) and column in cells.columns]
     return (filled.eq(1) & ~cells[read].ne("").any(axis=1)).to_numpy()
 
 
@@ -967,6 +987,15 @@ def _without_other_rows(path: Path, chunk: _Chunk, mapping: dict[object, str], s
     return _Chunk(chunk.frame[keep].reset_index(drop=True), chunk.rows[keep], chunk.sheet)
 
 
+def _join_request(frame: pd.DataFrame) -> None:
+    """The body as the account of the matter followed, on a line of its own, by the request
+    kept in a column of its own (信访内容, 主要诉求); either alone when the other is empty. The
+    ledger was refused for two columns meaning the body."""
+    account, request = frame["body"], frame.pop(BODY_REQUEST)
+    both = account.str.strip().ne("") & request.str.strip().ne("")
+    frame["body"] = (account + "\n" + request).where(both, account.where(account.str.strip().ne(""), request))
+
+
 def _standard(path: Path, chunk: _Chunk, mapping: dict[object, str], taxonomy: Taxonomy, require_labels: bool,
               sheet: str | None) -> pd.DataFrame:
     # reindex, not [...]: a JSONL record may lack a key the first records had.
@@ -974,6 +1003,8 @@ def _standard(path: Path, chunk: _Chunk, mapping: dict[object, str], taxonomy: T
     if "title" not in frame.columns:
         frame["title"] = ""
     frame = frame.fillna("").astype(str)
+    if BODY_REQUEST in frame.columns:
+        _join_request(frame)
     frame["row"] = chunk.rows
     frame["source"] = str(path)
     headers = {canonical: str(column).strip() for column, canonical in mapping.items()}
