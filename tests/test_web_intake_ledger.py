@@ -175,18 +175,25 @@ def test_the_review_page_names_and_filters_emerging_groups(desks):
     assert "已进入信访办研判队列（疑似群体性事项）" in case
 
 
+def a_group_and_another_matter(client, intake_key: str, prefix: str, opening: str) -> tuple[list[str], str]:
+    """Three petitions about one matter received one, two and three days ago (an emerging group),
+    the oldest first, and one about another matter; their triage ids."""
+    letter = {"title": "宏达建筑公司拖欠农民工工资",
+              "body": f"{opening}我们在宏达建筑公司承建的幸福家园三期项目干活，工程款结了，包工头一直拖欠我们的工资。"}
+    now = datetime.now(UTC)
+    ids = [client.post("/v1/triage", json=letter | {"external_id": f"{prefix}-{days}", "received_at": (now - timedelta(days=days)).isoformat()},
+                       headers={"X-API-Key": intake_key}).json()["triage_id"] for days in (3, 2, 1)]
+    other = client.post("/v1/triage", json={"title": "咨询养老金", "body": "请问我今年退休，缴费十五年，每月养老金大概能领多少？"},
+                        headers={"X-API-Key": intake_key}).json()["triage_id"]
+    return ids, other
+
+
 def test_the_first_petition_of_an_emerging_group_shows_the_later_ones_on_its_case_page(desks):
     # The first two petitions of a group are queued (疑似群体性事项) when the third arrives, and the
     # queue lists them first: their case pages showed the flag and none of the petitions that made
     # the group, which came after them. Their pages now list the later petitions of the matter.
     client, intake_key, reviewer_key = desks
-    letter = {"title": "宏达建筑公司拖欠农民工工资",
-              "body": "我们在宏达建筑公司承建的幸福家园三期项目干活，工程款结了，包工头一直拖欠我们的工资。"}
-    now = datetime.now(UTC)
-    ids = [client.post("/v1/triage", json=letter | {"external_id": f"QT-{days}", "received_at": (now - timedelta(days=days)).isoformat()},
-                       headers={"X-API-Key": intake_key}).json()["triage_id"] for days in (3, 2, 1)]
-    other = client.post("/v1/triage", json={"title": "咨询养老金", "body": "请问我今年退休，缴费十五年，每月养老金大概能领多少？"},
-                        headers={"X-API-Key": intake_key}).json()["triage_id"]
+    ids, other = a_group_and_another_matter(client, intake_key, "QT", "")
     queued = client.get("/v1/review-queue", params={"reason": "emerging_group"}, headers={"X-API-Key": reviewer_key}).json()
     assert ids[0] in {i["triage_id"] for i in queued}
     signed_in(client, reviewer_key, landing="/review")
@@ -482,13 +489,7 @@ def test_the_emerging_groups_page_lists_a_group_with_its_members_and_links(desks
     # only through its members' queue items or on a case page. 群体苗头 lists each group with its
     # members linked to their case pages, by number and never by petitioner.
     client, intake_key, reviewer_key = desks
-    letter = {"title": "宏达建筑公司拖欠农民工工资",
-              "body": "我叫王建国，我们在宏达建筑公司承建的幸福家园三期项目干活，工程款结了，包工头一直拖欠我们的工资。"}
-    now = datetime.now(UTC)
-    ids = [client.post("/v1/triage", json=letter | {"external_id": f"QZ-{days}", "received_at": (now - timedelta(days=days)).isoformat()},
-                       headers={"X-API-Key": intake_key}).json()["triage_id"] for days in (3, 2, 1)]
-    other = client.post("/v1/triage", json={"title": "咨询养老金", "body": "请问我今年退休，缴费十五年，每月养老金大概能领多少？"},
-                        headers={"X-API-Key": intake_key}).json()["triage_id"]
+    ids, other = a_group_and_another_matter(client, intake_key, "QZ", "我叫王建国，")
     signed_in(client, reviewer_key, landing="/review")
     assert '<a href="/emerging">群体苗头</a>' in client.get("/review").text
     listed = client.get("/emerging")
