@@ -42,16 +42,19 @@ NUMBER_PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(rf"(?<![0-9])[1-9][0-9]{{5}}{_S}[0-9]{{2}}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01]){_S}[0-9]{{3}}(?![0-9])"), "[身份证号]"),
     # Bank card: 16-19 digits written as cards print them, not any 16-19 digits with
     # separators anywhere, which took date ranges and lists of dates (2023.10.12-2024.10.12)
-    # for cards and stored them as a mask. Groups of four with a last group of one to
-    # three digits (4-4-4-4, 4-4-4-4-3), as a card's face and a bank's app show it; the
-    # runs between them may be empty, so a run without separators, or with one space
-    # forgotten, is still a card (and so are two dates written without their dots, a
-    # smaller loss than a card kept in clear). And the issuer's six digits set apart from
-    # the account (6-13, 6-12, 6-10-3), as some passbooks and bank statements print it: no
-    # date is so grouped, so taking these costs nothing, and a card left in clear costs much.
+    # for cards and stored them as a mask. A run without separators, all of it: a short
+    # number after it (卡号6222021234567890 300元) is an amount or a count, not the card's
+    # last group, which an ungrouped card does not have. Groups of four with a last group
+    # of one to three digits (4-4-4-4, 4-4-4-4-3), as a card's face and a bank's app show
+    # it; the runs between them may be empty, so a card with one space forgotten is still
+    # a card (and so are two dates written without their dots, a smaller loss than a card
+    # kept in clear). And the issuer's six digits set apart from the account (6-13, 6-12,
+    # 6-10-3), as some passbooks and bank statements print it: no date is so grouped, so
+    # taking these costs nothing, and a card left in clear costs much.
     (
         re.compile(
-            rf"(?<![0-9])(?:[0-9]{{4}}(?:{_S}[0-9]{{4}}){{3}}(?:{_S}[0-9]{{1,3}})?"
+            rf"(?<![0-9])(?:[0-9]{{16,19}}"
+            rf"|[0-9]{{4}}(?:{_S}[0-9]{{4}}){{3}}(?:{_S}[0-9]{{1,3}})?"
             rf"|[0-9]{{6}}{_S}(?:[0-9]{{10}}{_S}[0-9]{{3}}|[0-9]{{10,13}}))(?![0-9])"
         ),
         "[银行卡号]",
