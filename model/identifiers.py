@@ -16,7 +16,8 @@ folded by the caller first.
 A bank card is found only grouped as cards are printed (4-4-4-4, 4-4-4-4-3, the issuer's
 six digits apart: 6-13, 6-10-3, or no groups), so that dates, which are not identifiers,
 stay as typed: a period of work or of contributions (2023.10.12-2024.10.12, 2019.03.01
-2020.05.01) has as many digits as a card but is grouped 4-2-2."""
+2020.05.01) has as many digits as a card but is grouped 4-2-2, and one written without
+its dots (20231012-20241012) is two dates joined by a dash, which no card is."""
 
 from __future__ import annotations
 
@@ -29,6 +30,12 @@ import re
 # than translated away, as a dash or a space in prose must stay what it was. A match still
 # begins and ends with a digit, so no separator around a number is taken with it.
 _S = "[ \u00a0\u2000-\u200d\u2060\u202f\u205f\ufeff\\-\u2010-\u2015\u2212.\uff0e\u00b7\u30fb]{0,3}"
+# A date as written without separators (20231012), in the years a petition speaks of: a
+# month that exists and a day that month has (a leap day in any year: telling leap years
+# apart would save nothing). No card's issuer number begins with such a year (the cards
+# that begin with a two begin above this century's years), so a card cut in two halves
+# is not two dates.
+_DATE = "(?:19[5-9][0-9]|20[0-9]{2})(?:(?:0[1-9]|1[0-2])(?:0[1-9]|1[0-9]|2[0-9])|(?:0[13-9]|1[0-2])30|(?:0[13578]|1[02])31)"
 # Each pattern with the placeholder masking stores in its place (model/text.py's MASKED_NUMBER).
 NUMBER_PATTERNS: list[tuple[re.Pattern[str], str]] = [
     # Resident ID: 18 characters (17 digits + digit/X), or the old 15-digit form, grouped 6-8-4 or not.
@@ -47,14 +54,16 @@ NUMBER_PATTERNS: list[tuple[re.Pattern[str], str]] = [
     # last group, which an ungrouped card does not have. Groups of four with a last group
     # of one to three digits (4-4-4-4, 4-4-4-4-3), as a card's face and a bank's app show
     # it; the runs between them may be empty, so a card with one space forgotten is still
-    # a card (and so are two dates written without their dots, a smaller loss than a card
-    # kept in clear). And the issuer's six digits set apart from the account (6-13, 6-12,
-    # 6-10-3), as some passbooks and bank statements print it: no date is so grouped, so
-    # taking these costs nothing, and a card left in clear costs much.
+    # a card, but two dates written without their dots and joined by a dash
+    # (20231012-20241012) are not: they are the period a wage or contract claim turns on.
+    # And the issuer's six digits set apart from the account (6-13, 6-12, 6-10-3), as some
+    # passbooks and bank statements print it: no date is so grouped, so taking these costs
+    # nothing, and a card left in clear costs much.
     (
         re.compile(
             rf"(?<![0-9])(?:[0-9]{{16,19}}"
-            rf"|[0-9]{{4}}(?:{_S}[0-9]{{4}}){{3}}(?:{_S}[0-9]{{1,3}})?"
+            rf"|(?!{_DATE}(?=[^0-9]{{0,2}}[\-\u2010-\u2015\u2212]){_S}{_DATE}(?![0-9]))"
+            rf"[0-9]{{4}}(?:{_S}[0-9]{{4}}){{3}}(?:{_S}[0-9]{{1,3}})?"
             rf"|[0-9]{{6}}{_S}(?:[0-9]{{10}}{_S}[0-9]{{3}}|[0-9]{{10,13}}))(?![0-9])"
         ),
         "[银行卡号]",

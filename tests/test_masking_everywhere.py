@@ -165,6 +165,44 @@ def test_no_field_stores_exports_or_logs_a_number(tmp_path: Path, small_model_di
     assert stat.S_IMODE(export.stat().st_mode) == 0o600  # it holds the masked petition text
 
 
+# Two dates written without separators and joined by a dash (or by ~, 至, 到): a period of
+# work or of a contract, kept. A card cut in two at the same place is not two dates: no
+# card begins with a year (UnionPay 62, Visa 4, Mastercard 5 and 2221 up, JCB 35), and
+# neither half of a card printed in fours is eight digits.
+DATES_WITHOUT_SEPARATORS = [
+    "工作时间20231012-20241012，未签合同",
+    "合同期20230101—20231231",
+    "参保 19980701 - 20230630 共25年",
+    "20230101~20231231欠薪",
+    "20230101至20231231",
+    "20230101到20231231",
+    "20200229-20240229",
+]
+CARDS_CUT_IN_TWO = [
+    ("卡号62220212-34567890", "卡号[银行卡号]"),
+    ("卡号62170012—34567890123", "卡号[银行卡号]"),
+    ("卡号6222-0212-3456-7890", "卡号[银行卡号]"),
+    ("卡号22210101-20230101", "卡号[银行卡号]"),
+    ("卡号35281012 - 20241012", "卡号[银行卡号]"),
+    # Not two dates: no thirteenth month, no thirtieth of February, no year so early.
+    ("卡号20231012-20241312", "卡号[银行卡号]"),
+    ("卡号20230230-20240101", "卡号[银行卡号]"),
+    ("卡号18991012-20241012", "卡号[银行卡号]"),
+    ("工资卡6222021234567890，20231012-20241012", "工资卡[银行卡号]，20231012-20241012"),
+]
+
+
+def test_two_dates_without_separators_joined_by_a_dash_are_kept_and_a_card_cut_in_two_masked():
+    # Two dates typed without dots and joined by a dash were masked as a card: the office
+    # read 工作时间[银行卡号] where the period a wage or contract claim turns on had been.
+    for sent, stored in [(text, text) for text in DATES_WITHOUT_SEPARATORS] + CARDS_CUT_IN_TWO:
+        assert mask_pii(sent) == stored, sent
+        placed, places = mask_pii_placed(sent)
+        assert placed == stored, sent
+        kept = [(at, place) for at, place in enumerate(places) if place is not None]
+        assert all(stored[place] == sent[at] for at, place in kept), sent
+
+
 # A card typed without separators, then an amount or a count after a space: the card is
 # masked, the number after it kept. A card printed in groups may end in a short group
 # (4-4-4-4-3, 6-10-3), so there a short number after it is still taken for the card's.
