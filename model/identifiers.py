@@ -9,9 +9,9 @@ different characters, and their signatures would disagree.
 Numbers are found however they are written: groups separated by a space, a dash or a
 dot of any kind (138-1234-5678, 138.1234.5678, 6222 0212 3456 7890 123), including the
 non-breaking and zero-width spaces that text pasted from a word processor or a web page
-carries between the groups, or by a short run of them (138  1234  5678, 138 - 1234 - 5678,
-6222. 0212. 3456. 7890), as typed petitions space their numbers. Full-width digits are
-folded by the caller first.
+carries between the groups and the tabs of text pasted from a spreadsheet, or by a short
+run of them (138  1234  5678, 138 - 1234 - 5678, 6222. 0212. 3456. 7890), as typed
+petitions space their numbers. Full-width digits are folded by the caller first.
 
 A bank card is found only grouped as cards are printed (4-4-4-4, 4-4-4-4-3, the issuer's
 six digits apart: 6-13, 6-10-3, or no groups), so that dates, which are not identifiers,
@@ -24,12 +24,13 @@ from __future__ import annotations
 import re
 
 # Between digit groups, nothing or a short run of separators in any mix: spaces (plain,
-# non-breaking, thin, zero-width), hyphens and dashes, dots (the full-width one too, which
-# full-width typing gives with its digits). Typed petitions put two spaces, " - " or ". "
-# between groups; a longer run is a break in the prose, not a number's. Listed here rather
-# than translated away, as a dash or a space in prose must stay what it was. A match still
-# begins and ends with a digit, so no separator around a number is taken with it.
-_S = "[ \u00a0\u2000-\u200d\u2060\u202f\u205f\ufeff\\-\u2010-\u2015\u2212.\uff0e\u00b7\u30fb]{0,3}"
+# non-breaking, thin, zero-width) and tabs (a number pasted from a spreadsheet, one group
+# to a cell), hyphens and dashes, dots (the full-width one too, which full-width typing
+# gives with its digits). Typed petitions put two spaces, " - " or ". " between groups;
+# a longer run is a break in the prose, not a number's. Listed here rather than translated
+# away, as a dash or a space in prose must stay what it was. A match still begins and ends
+# with a digit, so no separator around a number is taken with it.
+_S = "[ \t\u00a0\u2000-\u200d\u2060\u202f\u205f\ufeff\\-\u2010-\u2015\u2212.\uff0e\u00b7\u30fb]{0,3}"
 # A date as written without separators (20231012), in the years a petition speaks of: a
 # month that exists and a day that month has (a leap day in any year: telling leap years
 # apart would save nothing). No card's issuer number begins with such a year (the cards

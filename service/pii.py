@@ -2,7 +2,7 @@
 
 The model reads the full text in memory; only what leaves the process is masked.
 Numbers are found as model/identifiers.py finds them (linking drops the same ones),
-in full-width digits too, their groups joined by nothing or by up to three spaces,
+in full-width digits too, their groups joined by nothing or by up to three spaces, tabs,
 dashes or dots of any kind in any mix (138  1234  5678, 138 - 1234 - 5678). A bank
 card is found only grouped as cards print it, so that a period of work typed as dates
 (2023.10.12-2024.10.12) is stored as typed."""

@@ -25,6 +25,8 @@ NUMBERS = {
     "mobile, dotted": "138.1234.5678",
     # Pasted from a word processor or a web page: non-breaking and zero-width spaces.
     "mobile, non-breaking spaces": "138\u00a01234\u00a05678",
+    # Pasted from a spreadsheet, one group to a cell.
+    "mobile, tabs": "139\t2345\t6789",
     "card, zero-width spaces": "6222\u200b0212\u200b3456\u200b7890",
     "landline": "010-62345678",
     "card, 16 digits": "6222021234567890",
@@ -163,6 +165,27 @@ def test_no_field_stores_exports_or_logs_a_number(tmp_path: Path, small_model_di
             assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, f"{path.name} is {oct(path.stat().st_mode)}"
     assert os.access(db, os.R_OK)
     assert stat.S_IMODE(export.stat().st_mode) == 0o600  # it holds the masked petition text
+
+
+# Pasted from a spreadsheet, one group to a cell: tabs between the groups, as spaces are.
+TABBED = [
+    ("电话138\t1234\t5678，欠薪", "电话[手机号]，欠薪"),
+    ("卡号\t6222\t0212\t3456\t7890\t已冻结", "卡号\t[银行卡号]\t已冻结"),
+    ("身份证110101\t19900307\t123X", "身份证[身份证号]"),
+    ("办公室0755\t8765\t4321", "办公室[电话]"),
+    ("电话 138 \t1234\t 5678", "电话 [手机号]"),
+]
+
+
+def test_numbers_pasted_from_a_spreadsheet_with_tabs_between_their_groups_are_masked():
+    # A tab was no separator: a phone number pasted from a spreadsheet (138<tab>1234<tab>5678)
+    # was stored, exported and logged in clear.
+    for sent, stored in TABBED:
+        assert mask_pii(sent) == stored, sent
+        placed, places = mask_pii_placed(sent)
+        assert placed == stored, sent
+        kept = [(at, place) for at, place in enumerate(places) if place is not None]
+        assert all(stored[place] == sent[at] for at, place in kept), sent
 
 
 # Two dates written without separators and joined by a dash (or by ~, 至, 到): a period of

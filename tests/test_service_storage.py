@@ -227,7 +227,7 @@ def statements_run() -> Iterator[list[str]]:
 
 def test_an_empty_database_is_migrated_and_a_second_start_changes_nothing(backend):
     database = Database(backend.url)
-    assert database.migrate() == head_revision() == "0005"
+    assert database.migrate() == head_revision() == "0006"
     with backend.connect() as connection:
         assert set(inspect(connection).get_table_names()) == TABLES | {"alembic_version"}
         assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [head_revision()]
@@ -389,6 +389,61 @@ def test_an_upgrade_masks_numbers_typed_with_several_separators_in_every_stored_
     masked = join_fields(earlier["title_masked"], earlier["body_masked"])
     assert suggestion["explanation"]["risk"]["rules"][0]["spans"] == [
         {"start": masked.index("电话"), "end": masked.index("电话") + len("电话[手机号]，请处理"), "text": "电话[手机号]，请处理"}]
+
+
+def test_an_upgrade_masks_numbers_stored_with_tabs_between_their_groups(backend):
+    # Before 0006 a tab was no separator: a number pasted from a spreadsheet, one group to a
+    # cell, was stored in clear, in the text, in what staff wrote and in the explanation.
+    config = alembic_config(backend.direct_url)
+    command.upgrade(config, "0005")
+    phone, card = "138\t1234\t5678", "6222\t0212\t3456\t7890"
+    title, body = "欠薪", f"工资没发，电话{phone}，卡号{card}，请处理。"
+    text = join_fields(title, body)
+    quoted = text[text.index("工资") : text.index("请处理") + 3]
+    explanation = {"risk": {"label": "low", "terms": [{"term": "工资", "kind": "word", "weight": 0.5, "spans": [
+        {"start": text.index("工资"), "end": text.index("工资") + 2, "text": "工资"}]}],
+        "rules": [{"rule": "r", "label": "low", "explain": "", "spans": [
+            {"start": text.index(quoted), "end": text.index(quoted) + len(quoted), "text": quoted}]}]}}
+    with backend.connect() as connection:
+        connection.execute(text_sql(
+            "INSERT INTO triages (id, external_id, created_at, title_masked, body_masked, model_version, division, "
+            "division_confidence, risk, key_group, needs_review, suggestion) "
+            "VALUES ('tabbed', :number, CURRENT_TIMESTAMP, :title, :body, 'm', 'labor', 0.9, 'low', 'none', false, :s)"),
+            {"number": f"XF\t{phone}", "title": title, "body": body,
+             "s": json.dumps({"top3": [["labor", 0.9]], "explanation": explanation}, ensure_ascii=False)})
+        connection.execute(text_sql(
+            "INSERT INTO decisions (triage_id, revision, division, risk, key_group, accepted, decided_by, reason, created_at) "
+            "VALUES ('tabbed', 1, 'labor', 'low', 'none', true, 'a', :why, CURRENT_TIMESTAMP)"), {"why": f"已电话{phone}联系"})
+        connection.execute(text_sql(
+            "INSERT INTO review_items (triage_id, reason, status, created_at, resolved_by, note) "
+            "VALUES ('tabbed', 'low_confidence', 'resolved', CURRENT_TIMESTAMP, 'b', :note)"), {"note": f"卡号{card}"})
+        connection.execute(text_sql(
+            "INSERT INTO audit (at, actor, action, target, detail) VALUES (CURRENT_TIMESTAMP, 'a', 'decision', 'tabbed', :d)"),
+            {"d": json.dumps({"reason": f"电话{phone}"}, ensure_ascii=False)})
+        connection.commit()
+
+    database = Database(backend.url)
+    assert database.migrate() == head_revision()
+    database.engine.dispose()
+    with backend.connect() as connection:
+        stored = {table: [dict(row._mapping) for row in connection.execute(text_sql(f"SELECT * FROM {table}"))]
+                  for table in ("triages", "decisions", "review_items", "audit")}
+    everything = json.dumps(stored, ensure_ascii=False, default=str)
+    for number in (r"138\D{0,6}1234\D{0,6}5678", r"6222\D{0,6}0212\D{0,6}3456\D{0,6}7890"):
+        assert not re.search(number, everything), number
+    tabbed = stored["triages"][0]
+    assert tabbed["body_masked"] == "工资没发，电话[手机号]，卡号[银行卡号]，请处理。"
+    assert tabbed["external_id"] == "XF\t[手机号]"
+    assert stored["decisions"][0]["reason"] == "已电话[手机号]联系"
+    assert stored["review_items"][0]["note"] == "卡号[银行卡号]"
+    masked = join_fields(tabbed["title_masked"], tabbed["body_masked"])
+    suggestion = json.loads(tabbed["suggestion"]) if isinstance(tabbed["suggestion"], str) else tabbed["suggestion"]
+    assert suggestion["top3"] == [["labor", 0.9]]
+    # The rule's span across the numbers covers their masks whole on the masked text.
+    assert suggestion["explanation"]["risk"]["rules"][0]["spans"] == [
+        {"start": masked.index("工资"), "end": masked.index("请处理") + 3, "text": "工资没发，电话[手机号]，卡号[银行卡号]，请处理"}]
+    assert suggestion["explanation"]["risk"]["terms"][0]["spans"] == [
+        {"start": masked.index("工资"), "end": masked.index("工资") + 2, "text": "工资"}]
 
 
 def test_simultaneous_start_ups_migrate_once(backend):
