@@ -123,16 +123,22 @@ class Taxonomy:
         return ", ".join(f"{label.code} ({label.name})" for label in self.labels(head))
 
     def resolve_written(self, head: str, value: str) -> str | None:
-        """The code of a label as ledgers and people write it: a code, a Chinese name, or a
+        """The code of a label as ledgers and people write it: a code (in any case), a Chinese name, or a
         common way of writing a risk level (高, 紧急, High) or "no key group" (无, -); None
         when unknown. The one rule for ledgers and for decisions sent to the API, which took
         only codes and names, so a decision with risk "高" was refused that a ledger took."""
         value = written_form(value)
         code = self.resolve(head, value)
         if code is None and head == "risk":
-            code = RISK_ALIASES.get(value) or self.resolve(head, value.lower())
+            code = RISK_ALIASES.get(value)
         if code is None and head == "key_group" and value.lower() in NONE_ALIASES:
             code = "none"
+        if code is None:
+            # A code in another case (Pension, HIGH, Laid_Off_Workers: a ledger typed by hand or
+            # exported by a system that capitalises) was unknown; only risk took one. Taken when
+            # it names one code alone, in case a province's taxonomy has two differing by case.
+            same = [label.code for label in self.labels(head) if written_form(label.code).casefold() == value.casefold()]
+            code = same[0] if len(same) == 1 else None
         return code
 
     def to_dict(self) -> dict:

@@ -479,6 +479,24 @@ def test_labels_written_with_half_width_brackets_or_spaces_are_the_taxonomys_lab
     assert frame[["risk", "key_group"]].values.tolist() == [["medium", "none"], ["high", "none"]]
 
 
+@pytest.mark.parametrize("kind", ["csv", "xlsx"])
+def test_label_codes_written_in_another_case_are_the_taxonomys_codes(tmp_path, taxonomy, kind):
+    # An office system that capitalises its codes, or a clerk typing them: Pension and
+    # Laid_Off_Workers were refused as unknown (only a risk level took another case).
+    rows = [{**ROWS[0], "division": "Labor_Inspection", "risk": "HIGH", "key_group": " Laid_Off_Workers "},
+            {**ROWS[1], "division": "ＰＥＮＳＩＯＮ", "risk": "Medium", "key_group": "国企改制、下岗、买断工龄职工"}]
+    path = tmp_path / f"l.{kind}"
+    pd.DataFrame(rows).to_csv(path, index=False) if kind == "csv" else pd.DataFrame(rows).to_excel(path, index=False)
+    frame = read_ledger(path, taxonomy)
+    assert frame[["division", "risk", "key_group"]].values.tolist() == [["labor_inspection", "high", "laid_off_workers"],
+                                                                       ["pension", "medium", "laid_off_workers"]]
+    # A label that is no code in any case is still refused with its file, row and column.
+    rows[1]["key_group"] = "Laid_Off"
+    pd.DataFrame(rows).to_csv(path, index=False) if kind == "csv" else pd.DataFrame(rows).to_excel(path, index=False)
+    with pytest.raises(LedgerError, match=rf"l\.{kind}, row 3, column 'key_group': unknown key_group 'Laid_Off'"):
+        read_ledger(path, taxonomy)
+
+
 def test_an_unknown_division_is_refused_listing_the_codes_with_their_chinese_names(tmp_path, taxonomy):
     path = write_csv(tmp_path / "l.csv", [{**ROWS[0], "division": "住建局"}])
     with pytest.raises(LedgerError, match=r"unknown division '住建局'.*pension \(养老保险处\), .*"

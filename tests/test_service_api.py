@@ -257,6 +257,11 @@ def test_a_decision_takes_labels_as_ledgers_write_them(service, taxonomy):
                                                   "decided_by": "王五", "reason": "改派"}, headers=h(keys["intake"]))
         assert made.status_code == 201, made.text
         assert (made.json()["risk"], made.json()["key_group"]) == expected
+    # Codes in another case, as a ledger may write them, are taken here as well.
+    made = client.post("/v1/decisions", json={"triage_id": tid, "division": "Pension", "risk": "HIGH", "key_group": "Laid_Off_Workers",
+                                              "decided_by": "王五", "reason": "改派"}, headers=h(keys["intake"]))
+    assert made.status_code == 201, made.text
+    assert (made.json()["division"], made.json()["key_group"]) == ("pension", "laid_off_workers")
     refused = client.post("/v1/decisions", json={"triage_id": tid, "division": "pension", "risk": "很高", "decided_by": "王五"},
                           headers=h(keys["intake"]))
     assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["body", "risk"]
