@@ -86,3 +86,32 @@ def two_row_header_xlsx(path, merged_down=True):
     sheet.merge_cells("D1:F1")
     book.save(path)
     return path
+
+
+# A quarter's ledger filtered in Excel to its last month (登记月份 = 9月) and saved: the other
+# months' rows are still in the file, marked hidden, as Excel marks the rows a filter hides.
+QUARTER_HEADER = ["编号", "标题", "来信内容", "承办处室", "风险等级", "重点群体", "登记月份"]
+QUARTER_ROWS = [
+    ["XF-2026-0701", "老板拖欠工资", "厂里三个月没发工资了", "劳动保障监察局", "加急", "无", "7月"],
+    ["XF-2026-0801", "养老金算少了", "视同缴费年限没有算进去", "养老保险处", "一般", "无", "8月"],
+    ["XF-2026-0901", "工伤认定太慢", "单位不给申报工伤认定", "工伤保险处", "一般", "无", "9月"],
+    ["XF-2026-0802", "失业金没到账", "申领了两个月还没发", "就业促进和失业保险处", "一般", "无", "8月"],
+    ["XF-2026-0902", "工地欠薪", "包工头跑了，工资没人给", "劳动保障监察局", "加急", "无", "9月"],
+]
+SHOWN_MONTH = "9月"
+
+
+def filtered_xlsx(path, shown=SHOWN_MONTH):
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(QUARTER_HEADER)
+    for row in QUARTER_ROWS:
+        sheet.append(row)
+    sheet.auto_filter.ref = f"A1:G{len(QUARTER_ROWS) + 1}"
+    sheet.auto_filter.add_filter_column(len(QUARTER_HEADER) - 1, [shown])
+    for number, row in enumerate(QUARTER_ROWS, start=2):
+        sheet.row_dimensions[number].hidden = row[-1] != shown
+    book.save(path)
+    return path

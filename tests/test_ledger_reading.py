@@ -4,7 +4,15 @@ import json
 
 import pandas as pd
 import pytest
-from office_ledgers import OFFICE_HEADER, OFFICE_TITLE, office_xls, office_xlsx, two_row_header_csv, two_row_header_xlsx
+from office_ledgers import (
+    OFFICE_HEADER,
+    OFFICE_TITLE,
+    filtered_xlsx,
+    office_xls,
+    office_xlsx,
+    two_row_header_csv,
+    two_row_header_xlsx,
+)
 from serving import app_with_key
 
 from training.ledger import LedgerError, iter_ledger, read_ledger, read_ledgers
@@ -354,6 +362,30 @@ def test_a_two_row_header_is_one_header_for_predict_and_train_alike(tmp_path, ta
         assert frame["id"].tolist() == ["XF-2026-0301", "XF-2026-0302"]
         assert frame["row"].tolist() == [3, 4]
     assert labelled["division"].tolist() == ["labor_inspection", "pension"]
+
+
+def test_rows_hidden_by_a_filter_in_excel_are_left_out_by_train_and_predict_with_a_warning(tmp_path, taxonomy):
+    # An office filters its quarter's ledger to September and saves: the hidden months were
+    # still read as petitions, scored by predict and trained on, with nothing said.
+    import openpyxl
+
+    from training.ledger import LedgerWarning
+
+    path = filtered_xlsx(tmp_path / "l.xlsx")
+    with pytest.warns(LedgerWarning, match=r"l\.xlsx: 3 hidden row\(s\) left out: 2, 3, 5 \(filtered out or hidden in Excel"):
+        trained = read_ledger(path, taxonomy)
+    with pytest.warns(LedgerWarning, match=r"3 hidden row\(s\) left out: 2, 3, 5"):
+        predicted = pd.concat(iter_ledger(path, taxonomy, require_labels=False, chunk_rows=1))
+    for frame in (trained, predicted):
+        assert frame["id"].tolist() == ["XF-2026-0901", "XF-2026-0902"]
+        assert frame["row"].tolist() == [4, 6]
+    # A filter that hides every row leaves nothing to read: said so, not "no data rows".
+    book = openpyxl.load_workbook(path)
+    for number in range(2, 7):
+        book.active.row_dimensions[number].hidden = True
+    book.save(path)
+    with pytest.raises(LedgerError, match=r"all 5 rows under the header are hidden in Excel"):
+        read_ledger(path, taxonomy)
 
 
 def test_a_total_row_under_the_row_counter_is_left_out_of_a_workbook(tmp_path, taxonomy):

@@ -12,7 +12,7 @@ import openpyxl
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
-from office_ledgers import OFFICE_ROWS, office_xls
+from office_ledgers import OFFICE_ROWS, filtered_xlsx, office_xls
 from serving import app_with_key
 from test_web_models import signed_in
 
@@ -482,6 +482,28 @@ def test_a_ledger_saved_as_excel_text_or_with_macros_is_read_by_the_page_as_pred
     with database.sessions() as session:
         stored = sorted(row.external_id for row in session.query(TriageRecord))
     assert stored == predicted == ["TX-1", "TX-2"]
+
+
+def test_rows_hidden_by_a_filter_are_left_out_by_the_page_as_by_predict_and_said_with_the_results(intake, tmp_path,
+                                                                                                  small_model_dir, capsys):
+    # A ledger filtered to this month in Excel and saved: the page registered last months'
+    # hidden rows as new cases, and predict scored them, without a word.
+    from triage.cli import main
+
+    client, key, database = intake
+    csrf = signed_in(client, key, landing="/intake")
+    ledger = filtered_xlsx(tmp_path / "台账.xlsx")
+    out = tmp_path / "predicted.csv"
+    assert main(["predict", "--model", str(small_model_dir), "--input", str(ledger), "--output", str(out)]) == 0
+    assert "3 hidden row(s) left out: 2, 3, 5" in capsys.readouterr().err
+    predicted = pd.read_csv(out, encoding="utf-8-sig", dtype=str)["id"].tolist()
+    answer = client.post("/intake/ledger", data={"csrf_token": csrf},
+                         files={"ledger": ("台账.xlsx", ledger.read_bytes(), "application/octet-stream")})
+    assert answer.status_code == 200, answer.text
+    assert "台账.xlsx: 3 hidden row(s) left out: 2, 3, 5" in html.unescape(answer.text)
+    with database.sessions() as session:
+        stored = sorted(row.external_id for row in session.query(TriageRecord))
+    assert stored == predicted == ["XF-2026-0901", "XF-2026-0902"]
 
 
 def test_the_emerging_groups_page_lists_a_group_with_its_members_and_links(desks):

@@ -684,8 +684,9 @@ def _check_workbook_memory(path: Path) -> None:
                                 f"chunks, or split it (or set {SKIP_VARIABLE}=1 to try anyway)")
 
 
-def _xlsx_sheets(path: Path) -> tuple[list[tuple[str, list[list[object]]]], set[str]]:
-    """Every sheet's name and cells, and the names of the hidden sheets."""
+def _xlsx_sheets(path: Path) -> tuple[list[tuple[str, list[list[object]]]], set[str], dict[str, set[int]]]:
+    """Every sheet's name and cells, the names of the hidden sheets, and each sheet's hidden
+    rows (numbered as Excel numbers them)."""
     import openpyxl
 
     _check_workbook_memory(path)
@@ -724,14 +725,18 @@ def _xlsx_sheets(path: Path) -> tuple[list[tuple[str, list[list[object]]]], set[
             _fill_down(cells, merged.min_row - 1, merged.min_col - 1, merged.max_row - 1)
         sheets.append((sheet.title, cells))
     hidden = {sheet.title for sheet in book.worksheets if sheet.sheet_state != "visible"}
+    # Rows filtered out in Excel (an office keeps this quarter's) or hidden by hand are marked
+    # hidden in the file; the workbook is loaded whole, so knowing them costs nothing more.
+    hidden_rows = {sheet.title: {r for r, row in sheet.row_dimensions.items() if row.hidden} for sheet in book.worksheets}
     book.close()
     if saved is not None:
         saved.close()
-    return sheets, hidden
+    return sheets, hidden, hidden_rows
 
 
-def _xls_sheets(path: Path) -> tuple[list[tuple[str, list[list[object]]]], set[str]]:
-    """Every sheet's name and cells, and the names of the hidden sheets."""
+def _xls_sheets(path: Path) -> tuple[list[tuple[str, list[list[object]]]], set[str], dict[str, set[int]]]:
+    """Every sheet's name and cells, the names of the hidden sheets, and no hidden rows:
+    calamine does not say which rows of an .xls are hidden, so all of them are read."""
     # python-calamine (Rust calamine) reads the Excel 97-2003 format, which openpyxl does not.
     from python_calamine import CalamineWorkbook, SheetVisibleEnum
 
@@ -749,12 +754,12 @@ def _xls_sheets(path: Path) -> tuple[list[tuple[str, list[list[object]]]], set[s
     except Exception as exc:  # calamine raises its own error types for a damaged or encrypted file
         raise LedgerError(path, f"not a readable Excel 97-2003 workbook (.xls), or a password-protected workbook "
                                 f"({type(exc).__name__}: {exc}); save it without a password as .xlsx or UTF-8 CSV") from None
-    return sheets, hidden
+    return sheets, hidden, {}
 
 
 def _workbook_chunks(path: Path, ole2: bool, required: tuple[str, ...], sheet: str | None,
                      chunk_rows: int | None) -> Iterator[_Chunk]:
-    sheets, hidden = _xls_sheets(path) if ole2 else _xlsx_sheets(path)
+    sheets, hidden, hidden_rows = _xls_sheets(path) if ole2 else _xlsx_sheets(path)
     texts = [(name, [[_cell_text(v) for v in row] for row in cells]) for name, cells in sheets]
     names = [name for name, _ in sheets]
     if sheet is not None:
@@ -786,6 +791,17 @@ def _workbook_chunks(path: Path, ole2: bool, required: tuple[str, ...], sheet: s
     columns = _column_names(header)
     data = [(index + depth + 1 + i, (row + [""] * len(columns))[: len(columns)])
             for i, row in enumerate(rows[index + depth:]) if any(c.strip() for c in row)]
+    left_out = [number for number, _ in data if number in hidden_rows.get(name, ())]
+    if left_out:
+        # What the person sees is read: the rows an office filtered out (last quarter's) or
+        # hid were read as petitions, scored and trained on. Said, so that none is lost unseen.
+        if len(left_out) == len(data):
+            raise LedgerError(path, f"all {len(data)} rows under the header are hidden in Excel (filtered out or hidden); "
+                                    "show them (clear the filter or unhide them) and save again", sheet=shown)
+        warnings.warn(f"{_where(path, shown)}: {len(left_out)} hidden row(s) left out: {_row_list(left_out)} (filtered "
+                      "out or hidden in Excel; to read them, clear the filter or unhide them and save again)",
+                      LedgerWarning, stacklevel=2)
+        data = [(number, row) for number, row in data if number not in hidden_rows[name]]
     raw = sheets[chosen][1]
     for number, _ in data:
         for j, value in enumerate(raw[number - 1][: len(columns)]):
