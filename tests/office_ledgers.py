@@ -64,26 +64,43 @@ TWO_ROW_PETITIONS = [
 ]
 
 
-def two_row_header_csv(path):
+# Another layout: a group heading over every column (基本信息 over the case, 办理情况 over
+# its handling), all the names in the second row.
+GROUPED_HEADER = [["基本信息", None, None, "办理情况", None, None],
+                  ["编号", "标题", "来信内容", "承办处室", "风险等级", "重点群体"]]
+# A second month's export pasted below the first, its two-row header with it.
+NEXT_MONTH_PETITIONS = [["XF-2026-0401", "工伤认定太慢", "单位不给申报工伤认定", "工伤保险处", "一般", "非重点群体"]]
+
+
+def _blocks(header, months):
+    return [[*header, *petitions] for petitions in (TWO_ROW_PETITIONS, NEXT_MONTH_PETITIONS)[:months]]
+
+
+def two_row_header_csv(path, header=TWO_ROW_HEADER, months=1):
     """The two-row header as Excel saves it to CSV: a merged cell's text in its first cell only."""
     import csv
 
     with open(path, "w", encoding="utf-8-sig", newline="") as handle:
-        csv.writer(handle).writerows([["" if v is None else v for v in row] for row in [*TWO_ROW_HEADER, *TWO_ROW_PETITIONS]])
+        csv.writer(handle).writerows([["" if v is None else v for v in row] for block in _blocks(header, months) for row in block])
     return path
 
 
-def two_row_header_xlsx(path, merged_down=True):
+def two_row_header_xlsx(path, merged_down=True, header=TWO_ROW_HEADER, months=1):
     import openpyxl
 
     book = openpyxl.Workbook()
     sheet = book.active
-    for row in [*TWO_ROW_HEADER, *TWO_ROW_PETITIONS]:
-        sheet.append(row)
-    if merged_down:
-        for column in "ABC":
-            sheet.merge_cells(f"{column}1:{column}2")
-    sheet.merge_cells("D1:F1")
+    top = 1
+    for block in _blocks(header, months):
+        for row in block:
+            sheet.append(row)
+        if merged_down and header is TWO_ROW_HEADER:
+            for column in "ABC":
+                sheet.merge_cells(f"{column}{top}:{column}{top + 1}")
+        if header is GROUPED_HEADER:
+            sheet.merge_cells(f"A{top}:C{top}")
+        sheet.merge_cells(f"D{top}:F{top}")
+        top += len(block)
     book.save(path)
     return path
 

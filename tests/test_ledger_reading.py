@@ -5,8 +5,10 @@ import json
 import pandas as pd
 import pytest
 from office_ledgers import (
+    GROUPED_HEADER,
     OFFICE_HEADER,
     OFFICE_TITLE,
+    TWO_ROW_HEADER,
     filtered_xlsx,
     office_xls,
     office_xlsx,
@@ -362,6 +364,30 @@ def test_a_two_row_header_is_one_header_for_predict_and_train_alike(tmp_path, ta
         assert frame["id"].tolist() == ["XF-2026-0301", "XF-2026-0302"]
         assert frame["row"].tolist() == [3, 4]
     assert labelled["division"].tolist() == ["labor_inspection", "pension"]
+
+
+@pytest.mark.parametrize("written", ["xlsx, merged down", "xlsx", "csv", "xlsx, grouped", "csv, grouped"])
+@pytest.mark.parametrize("chunk_rows", [None, 1, 4])
+def test_a_two_row_header_pasted_again_with_the_next_month_is_left_out_as_the_header_again(tmp_path, taxonomy, written,
+                                                                                           chunk_rows):
+    # Two months' exports pasted one under the other, each under its two-row header: the
+    # second header's upper row (编号 … 办理情况, or the group headings 基本信息 and 办理情况)
+    # was scored as a petition numbered 编号, or refused as an unknown division 办理情况, and
+    # its lower row stopped the ledger as a petition with an empty id, however it was cut.
+    from training.ledger import LedgerWarning
+
+    header = GROUPED_HEADER if "grouped" in written else TWO_ROW_HEADER
+    path = (two_row_header_csv(tmp_path / "l.csv", header=header, months=2) if written.startswith("csv")
+            else two_row_header_xlsx(tmp_path / "l.xlsx", merged_down=written == "xlsx, merged down", header=header, months=2))
+    with pytest.warns(LedgerWarning) as caught:
+        unlabelled = pd.concat(iter_ledger(path, taxonomy, require_labels=False, chunk_rows=chunk_rows))
+        labelled = pd.concat(iter_ledger(path, taxonomy, chunk_rows=chunk_rows))
+    for frame in (unlabelled, labelled):
+        assert frame["id"].tolist() == ["XF-2026-0301", "XF-2026-0302", "XF-2026-0401"]
+        assert frame["row"].tolist() == [3, 4, 7]
+    assert labelled["division"].tolist() == ["labor_inspection", "pension", "work_injury"]
+    said = [str(w.message) for w in caught]
+    assert said == [f"{path}: row(s) 5, 6 left out: the header again, not a petition"] * 2, said
 
 
 def test_rows_hidden_by_a_filter_in_excel_are_left_out_by_train_and_predict_with_a_warning(tmp_path, taxonomy):

@@ -12,7 +12,7 @@ import openpyxl
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
-from office_ledgers import OFFICE_ROWS, filtered_xlsx, office_xls
+from office_ledgers import GROUPED_HEADER, OFFICE_ROWS, filtered_xlsx, office_xls, two_row_header_csv
 from serving import app_with_key
 from test_web_models import signed_in
 
@@ -504,6 +504,26 @@ def test_rows_hidden_by_a_filter_are_left_out_by_the_page_as_by_predict_and_said
     with database.sessions() as session:
         stored = sorted(row.external_id for row in session.query(TriageRecord))
     assert stored == predicted == ["XF-2026-0901", "XF-2026-0902"]
+
+
+def test_a_two_row_header_pasted_again_is_left_out_by_the_page_as_by_predict(intake, tmp_path, small_model_dir, capsys):
+    # Two months pasted one under the other, each under 基本信息/办理情况 over the names: the
+    # second header's rows stopped both, the group headings as a petition numbered 基本信息.
+    from triage.cli import main
+
+    client, key, database = intake
+    csrf = signed_in(client, key, landing="/intake")
+    ledger = two_row_header_csv(tmp_path / "台账.csv", header=GROUPED_HEADER, months=2)
+    out = tmp_path / "predicted.csv"
+    assert main(["predict", "--model", str(small_model_dir), "--input", str(ledger), "--output", str(out)]) == 0
+    assert "row(s) 5, 6 left out: the header again" in capsys.readouterr().err
+    predicted = pd.read_csv(out, encoding="utf-8-sig", dtype=str)["id"].tolist()
+    answer = client.post("/intake/ledger", data={"csrf_token": csrf}, files={"ledger": ("台账.csv", ledger.read_bytes(), "text/csv")})
+    assert answer.status_code == 200, answer.text
+    assert "台账.csv: row(s) 5, 6 left out: the header again" in html.unescape(answer.text)
+    with database.sessions() as session:
+        stored = sorted(row.external_id for row in session.query(TriageRecord))
+    assert stored == predicted == ["XF-2026-0301", "XF-2026-0302", "XF-2026-0401"]
 
 
 def test_the_emerging_groups_page_lists_a_group_with_its_members_and_links(desks):

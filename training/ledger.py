@@ -250,6 +250,7 @@ class _Chunk:
     frame: pd.DataFrame
     rows: np.ndarray
     sheet: str | None = None  # named in errors when the workbook has several
+    header: list[list[str]] = field(default_factory=list)  # the header's rows and the one above, as written
 
 
 # ------------------------------------------------------------------ headers
@@ -319,6 +320,13 @@ def _header_block(rows: list[list[str]], required: tuple[str, ...]) -> tuple[int
                 header[j] = text
         end += 1
     return index, end - index, header
+
+
+def _header_as_written(rows: list[list[str]], index: int, depth: int) -> list[list[str]]:
+    """The rows the header spans and the row above it, as written: a group heading (办理情况,
+    基本信息) merged over the names below is the header's first row, which `train`, needing
+    the label names, reads as a row above a header that names every column."""
+    return rows[max(index - 1, 0):index + depth]
 
 
 def _where(path: Path, sheet: str | None) -> str:
@@ -486,13 +494,15 @@ def _not_text(raw: bytes) -> str:
 @dataclass(frozen=True)
 class _CsvLayout:
     """Where a CSV file's header is: its delimiter, the rows above the header, the rows the
-    header spans (two when Excel saved a two-row header), its names, and the line it starts on."""
+    header spans (two when Excel saved a two-row header), its names, the line it starts on,
+    and its rows as written."""
 
     delimiter: str
     above: int
     header_rows: int
     header: list[str]
     line: int
+    written: list[list[str]]
 
 
 def _csv_layout(text_head: str, required: tuple[str, ...]) -> _CsvLayout:
@@ -507,7 +517,8 @@ def _csv_layout(text_head: str, required: tuple[str, ...]) -> _CsvLayout:
                 rows.append(next(reader))
         index, depth, header = _header_block(rows, required)
         # Rows, not lines, as pandas counts them: a header cell may hold a line break.
-        found[delimiter] = _CsvLayout(delimiter, index, depth, header, line_starts[index] if index < len(line_starts) else 0)
+        found[delimiter] = _CsvLayout(delimiter, index, depth, header, line_starts[index] if index < len(line_starts) else 0,
+                                      _header_as_written(rows, index, depth))
     # The delimiter is the one that splits the header row into the most known columns: a
     # semicolon in a petition's text under a comma header never changes it.
     count = {d: len(_recognised(layout.header)) for d, layout in found.items()}
@@ -578,7 +589,7 @@ def _text_chunks(path: Path, required: tuple[str, ...], chunk_rows: int | None) 
                 # ",,,,," lines Excel saves below the data when formatted cells reach further down.
                 frame = _unwrapped(frame.fillna(""))
                 filled = frame.apply(lambda column: column.str.strip().ne("")).any(axis=1).to_numpy()
-                yield _Chunk(frame[filled].reset_index(drop=True), rows[filled])
+                yield _Chunk(frame[filled].reset_index(drop=True), rows[filled], header=layout.written)
     except pd.errors.ParserError as exc:
         raise LedgerError(path, f"not a valid CSV file ({exc})") from None
     except pd.errors.EmptyDataError:
@@ -809,12 +820,13 @@ def _workbook_chunks(path: Path, ole2: bool, required: tuple[str, ...], sheet: s
                 raise LedgerError(path, "an array formula; replace it by its value (paste as values)",
                                   row=number, column=columns[j], sheet=shown)
     step = chunk_rows or max(len(data), 1)
+    written = _header_as_written(rows, index, depth)
     if not data:
-        yield _Chunk(pd.DataFrame(columns=columns), np.zeros(0, int), shown)
+        yield _Chunk(pd.DataFrame(columns=columns), np.zeros(0, int), shown, written)
     for start in range(0, len(data), step):
         part = data[start:start + step]
         yield _Chunk(pd.DataFrame([r for _, r in part], columns=columns, dtype=str),
-                     np.asarray([n for n, _ in part]), shown)
+                     np.asarray([n for n, _ in part]), shown, written)
 
 
 # ------------------------------------------------------------------ values
@@ -939,20 +951,71 @@ def _footer_rows(cells: pd.DataFrame, mapping: dict[object, str]) -> np.ndarray:
     return (marked & (pid.eq("") | pid.eq(first)) & (body.eq("") | body.str.startswith(FOOTER_WORDS))).to_numpy()
 
 
-def _repeated_header_rows(cells: pd.DataFrame, mapping: dict[object, str]) -> np.ndarray:
+def _header_words(columns: Sequence[object], header: list[list[str]]) -> list[set[str]]:
+    """Each column's own header words: its name, and what the header's rows hold above it
+    (办理情况, a group heading merged over the label columns)."""
+    return [{_header_text(column)} | {_header_text(row[j]) for row in header if j < len(row) and str(row[j]).strip()}
+            for j, column in enumerate(columns)]
+
+
+def _holds_header_words(values: Sequence[object], words: list[set[str]]) -> bool:
+    """Whether a row holds header words only: each filled cell a header name the reader knows,
+    or one its own column's header holds."""
+    filled = [(j, _header_text(value)) for j, value in enumerate(values) if str(value).strip()]
+    return bool(filled) and all(text in KNOWN_HEADERS or (j < len(words) and text in words[j]) for j, text in filled)
+
+
+def _repeated_header_rows(cells: pd.DataFrame, mapping: dict[object, str], header: list[list[str]]) -> np.ndarray:
     """Which rows repeat the header: each filled cell is a header name (that of its column, or
     any the reader knows), the id's among them. Ledgers of several months pasted one under
     another, or printed with the header on every page, carry it again: predict scored it as
-    a petition numbered 编号, and train refused it as an "unknown division '承办处室'"."""
+    a petition numbered 编号, and train refused it as an "unknown division '承办处室'". The
+    rows of a header over several rows (`header`) come again together: the rows beside a
+    repeated one, within the header's height, that hold its words only go with it."""
     by_name = {canonical: column for column, canonical in mapping.items()}
     if by_name.get("id") not in cells.columns:
         return np.zeros(len(cells), bool)
+    words = _header_words(cells.columns, header)
     # The id first, on the whole chunk (predict streams large ledgers); the rest on its few hits.
     candidates = cells[by_name["id"]].str.replace(r"\s+", "", regex=True).isin(KNOWN_HEADERS).to_numpy().copy()
     for i in candidates.nonzero()[0]:
-        candidates[i] = all(_header_text(value) in KNOWN_HEADERS or _header_text(value) == _header_text(column)
-                            for column, value in cells.iloc[i].items() if value.strip())
-    return candidates
+        candidates[i] = _holds_header_words(cells.iloc[i].tolist(), words)
+    repeated = candidates.copy()
+    for i in candidates.nonzero()[0]:
+        # 办理情况 above the repeated 承办处室 row, or the label names below an id merged down:
+        # the other row was read as a petition named 编号, or refused as one with an empty id.
+        for step in (-1, 1):
+            j = i + step
+            while abs(j - i) < len(header) and 0 <= j < len(cells) and not repeated[j] \
+                    and _holds_header_words(cells.iloc[j].tolist(), words):
+                repeated[j] = True
+                j += step
+    return repeated
+
+
+def _headers_kept_whole(chunks: Iterator[_Chunk]) -> Iterator[_Chunk]:
+    """`chunks` with the rows at a chunk's end that could begin a header over several rows
+    repeated (header words only) moved to the front of the next one, so that predict, which
+    cuts a large ledger into chunks, leaves the repeat out as a whole reading does."""
+    held: _Chunk | None = None
+    for chunk in chunks:
+        if held is not None:
+            chunk = _Chunk(pd.concat([held.frame, chunk.frame], ignore_index=True), np.concatenate([held.rows, chunk.rows]),
+                           chunk.sheet, chunk.header)
+            held = None
+        words = _header_words(chunk.frame.columns, chunk.header)
+        tail = 0
+        # All such rows, not only the header's height less one: rows held once come back here.
+        while len(chunk.header) > 1 and tail < min(HEADER_SEARCH_ROWS, len(chunk.frame)) and \
+                _holds_header_words(chunk.frame.iloc[len(chunk.frame) - 1 - tail].tolist(), words):
+            tail += 1
+        if tail:
+            cut = len(chunk.frame) - tail
+            held = _Chunk(chunk.frame.iloc[cut:].reset_index(drop=True), chunk.rows[cut:], chunk.sheet, chunk.header)
+            chunk = _Chunk(chunk.frame.iloc[:cut].reset_index(drop=True), chunk.rows[:cut], chunk.sheet, chunk.header)
+        yield chunk
+    if held is not None:
+        yield held
 
 
 def _numbered_empty_rows(cells: pd.DataFrame, filled: pd.Series) -> np.ndarray:
@@ -990,7 +1053,7 @@ def _without_other_rows(path: Path, chunk: _Chunk, mapping: dict[object, str], s
     cells = chunk.frame.fillna("").astype(str).apply(lambda column: column.str.strip())
     filled = cells.ne("").sum(axis=1)
     for rows, what in ((_footer_rows(cells, mapping), "a total or footer (合计, 制表人, 填表说明 …)"),
-                       (_repeated_header_rows(cells, mapping), "the header again"),
+                       (_repeated_header_rows(cells, mapping, chunk.header), "the header again"),
                        (_numbered_empty_rows(cells, filled), "a 序号 and nothing else"),
                        (_heading_rows(cells, filled, mapping), "a heading between petitions (一、欠薪类 …)")):
         rows = rows & keep
@@ -1000,7 +1063,7 @@ def _without_other_rows(path: Path, chunk: _Chunk, mapping: dict[object, str], s
             keep &= ~rows
     if keep.all():
         return chunk
-    return _Chunk(chunk.frame[keep].reset_index(drop=True), chunk.rows[keep], chunk.sheet)
+    return _Chunk(chunk.frame[keep].reset_index(drop=True), chunk.rows[keep], chunk.sheet, chunk.header)
 
 
 def _join_request(frame: pd.DataFrame) -> None:
@@ -1097,7 +1160,7 @@ def iter_ledger(path: str | Path, taxonomy: Taxonomy, require_labels: bool = Tru
               else _text_chunks(path, required, chunk_rows))
     mapping: dict[object, str] | None = None
     empty = True
-    for chunk in chunks:
+    for chunk in _headers_kept_whole(chunks):
         if mapping is None:
             mapping = _mapping(path, list(chunk.frame.columns), required, chunk.sheet, strict=require_labels)
         chunk = _without_other_rows(path, chunk, mapping, chunk.sheet)
