@@ -7,14 +7,15 @@ import contextlib
 import os
 import sqlite3
 import tempfile
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import exists, func, select, update
 
 from model.text import PURGED_TEXT as PURGED
-from service.database import AuditEntry, Database, TriageRecord, _sqlite_path
+from service.database import AuditEntry, Database, ReviewItem, TriageRecord, _sqlite_path
 
 
 class MaintenanceError(RuntimeError):
@@ -135,22 +136,39 @@ def without_text(suggestion: dict[str, Any] | None) -> dict[str, Any]:
     return suggestion
 
 
-def purge_petitions(database: Database, before: datetime, actor: str) -> int:
+@dataclass(frozen=True)
+class Purged:
+    """What one `triage purge` did."""
+
+    petitions: int  # whose text was emptied
+    awaiting_review: int  # old enough, kept: their review item is still open
+
+
+def purge_petitions(database: Database, before: datetime, actor: str) -> Purged:
     """Empties the title and body of petitions triaged before `before`, and the words their
     explanations quote; their suggestions, decisions and labels stay (stats, retraining on
-    labels, the audit trail). Recorded in the audit log in the same transaction. Returns
-    how many were purged."""
+    labels, the audit trail). A petition whose review item is still open keeps its text:
+    purged, it stayed in the queue with nothing left to review, a high-risk case lost
+    unread; a later purge takes it once it is resolved. Recorded in the audit log in the
+    same transaction."""
     with database.sessions() as session:
+        audit = AuditEntry(actor=actor, action="retention.purge", target=before.isoformat(), detail={})
+        session.add(audit)
+        # First: on SQLite the flush takes the write lock, so no item is queued for a petition
+        # between reading which ones are open and emptying the others.
+        session.flush()
         # Purged already: the placeholder as its body and no title. The body alone is what a
         # petition may have been sent with, and its title was then kept past retention.
         purged = (TriageRecord.body_masked == PURGED) & (TriageRecord.title_masked == "")
-        ids = list(session.scalars(select(TriageRecord.id).where(TriageRecord.created_at < before, ~purged)))
+        awaiting = exists().where(ReviewItem.triage_id == TriageRecord.id, ReviewItem.status == "open")
+        old = (TriageRecord.created_at < before) & ~purged
+        ids = list(session.scalars(select(TriageRecord.id).where(old, ~awaiting)))
+        kept = session.scalar(select(func.count()).select_from(TriageRecord).where(old, awaiting))
         for start in range(0, len(ids), 500):
             rows = session.execute(select(TriageRecord.id, TriageRecord.suggestion)
                                    .where(TriageRecord.id.in_(ids[start:start + 500]))).all()
             session.execute(update(TriageRecord), [{"id": tid, "title_masked": "", "body_masked": PURGED,
                                                     "suggestion": without_text(suggestion)} for tid, suggestion in rows])
-        session.add(AuditEntry(actor=actor, action="retention.purge", target=before.isoformat(),
-                               detail={"petitions": len(ids)}))
+        audit.detail = {"petitions": len(ids), "kept_awaiting_review": kept}
         session.commit()
-    return len(ids)
+    return Purged(petitions=len(ids), awaiting_review=kept)

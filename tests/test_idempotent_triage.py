@@ -237,7 +237,10 @@ def test_a_purged_triage_is_never_answered_as_a_replay(service):
 
     client, keys, database = service
     first = client.post("/v1/triage", json=PETITION, headers=keys["intake"]).json()
-    assert purge_petitions(database, datetime.now(UTC), actor="test") == 1
+    # Reviewed first: a petition still open in the review queue keeps its text.
+    resolved = client.post(f"/v1/review-queue/{first['triage_id']}/resolve", json={"note": "已回电"}, headers=keys["reviewer"])
+    assert resolved.status_code == 200, resolved.text
+    assert purge_petitions(database, datetime.now(UTC), actor="test").petitions == 1
     placeholder = {**PETITION, "title": "", "body": PURGED_TEXT}
     posing = client.post("/v1/triage", json=placeholder, headers=keys["intake"]).json()
     assert posing["stored"] is True and posing["replayed"] is False

@@ -18,7 +18,7 @@ import pytest
 from serving import CLI, ROOT
 
 from model.artifact import load_model, signing_key
-from service.database import AuditEntry, Database, DecisionRecord, TriageRecord
+from service.database import AuditEntry, Database, DecisionRecord, ReviewItem, TriageRecord
 from service.keys import create_key
 from service.logs import JSONFormatter, log_config
 from service.maintenance import PURGED
@@ -154,10 +154,43 @@ def test_purge_empties_old_petition_texts_keeps_labels_and_is_audited(database):
         assert session.get(TriageRecord, "new").body_masked == "最近的信访内容"
         assert session.query(DecisionRecord).count() == 2
         audit = session.query(AuditEntry).filter_by(action="retention.purge").one()
-        assert audit.detail == {"petitions": 1} and audit.target.startswith("2025-01-01T00:00:00+08:00")
+        assert audit.detail == {"petitions": 1, "kept_awaiting_review": 0}
+        assert audit.target.startswith("2025-01-01T00:00:00+08:00")
     assert main(["purge", "--before", "2025-01-01"]) == 0  # nothing left to purge: recorded as 0
     with database.sessions() as session:
         assert [a.detail["petitions"] for a in session.query(AuditEntry).filter_by(action="retention.purge")] == [1, 0]
+
+
+def test_purge_keeps_the_text_of_a_petition_still_open_in_the_review_queue(database, capsys):
+    # Purged with its review item still open, a high-risk petition stayed in the 研判 queue
+    # with no title and no body: nobody could review it, and the case was lost unread.
+    old = datetime(2024, 3, 1, tzinfo=UTC)
+    with database.sessions() as session:
+        for tid, status in (("waiting", "open"), ("reviewed", "resolved"), ("routine", None)):
+            _triage(session, tid, old, f"老板拖欠工资半年，再不给就去跳楼（{tid}）")
+            if status:
+                session.add(ReviewItem(triage_id=tid, reason="high_risk", status=status, created_at=old,
+                                       resolved_at=old if status == "resolved" else None))
+        session.commit()
+    assert main(["purge", "--before", "2025-01-01"]) == 0
+    said = capsys.readouterr().err
+    assert "purged the text of 2 petitions" in said and "1 still open in the review queue were kept" in said
+    with database.sessions() as session:
+        assert session.get(TriageRecord, "waiting").body_masked == "老板拖欠工资半年，再不给就去跳楼（waiting）"
+        assert session.get(TriageRecord, "waiting").title_masked == "标题"
+        assert {session.get(TriageRecord, tid).body_masked for tid in ("reviewed", "routine")} == {PURGED}
+        audit = session.query(AuditEntry).filter_by(action="retention.purge").one()
+        assert audit.detail == {"petitions": 2, "kept_awaiting_review": 1}
+        item = session.get(ReviewItem, "waiting")
+        item.status, item.resolved_by, item.resolved_at = "resolved", "研判员", datetime.now(UTC)
+        session.commit()
+    # Once reviewed, the next purge takes it.
+    assert main(["purge", "--before", "2025-01-01"]) == 0
+    assert "purged the text of 1 petitions" in capsys.readouterr().err
+    with database.sessions() as session:
+        assert session.get(TriageRecord, "waiting").body_masked == PURGED
+        details = [a.detail for a in session.query(AuditEntry).filter_by(action="retention.purge").order_by(AuditEntry.id)]
+        assert details[-1] == {"petitions": 1, "kept_awaiting_review": 0}
 
 
 def test_log_settings_give_the_level_and_json_lines_with_utc_timestamps():
@@ -195,7 +228,7 @@ def test_purge_empties_the_title_of_a_petition_whose_body_is_the_placeholder(dat
     with database.sessions() as session:
         record = session.get(TriageRecord, "old")
         assert (record.title_masked, record.body_masked) == ("", PURGED)
-        assert session.query(AuditEntry).filter_by(action="retention.purge").one().detail == {"petitions": 1}
+        assert session.query(AuditEntry).filter_by(action="retention.purge").one().detail["petitions"] == 1
 
 
 def test_purge_takes_the_words_its_explanation_quotes_out_too(database):

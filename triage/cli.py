@@ -525,9 +525,10 @@ def cmd_purge(args: argparse.Namespace) -> int:
         print(f"triage purge: error: {exc}", file=sys.stderr)
         return 2
     database.migrate()
-    count = purge_petitions(database, args.before, actor=f"cli:{current_user()}")
-    _progress(f"purged the text of {count} petitions triaged before {args.before.isoformat()}; "
-              "their labels and decisions are kept")
+    done = purge_petitions(database, args.before, actor=f"cli:{current_user()}")
+    _progress(f"purged the text of {done.petitions} petitions triaged before {args.before.isoformat()}; "
+              f"their labels and decisions are kept; {done.awaiting_review} still open in the review queue were "
+              "kept (a later purge takes them once they are resolved)")
     return 0
 
 
@@ -782,7 +783,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", required=True, metavar="FILE", help="a file written by `triage backup`")
     p.set_defaults(func=cmd_restore)
 
-    p = sub.add_parser("purge", help="delete the text of petitions triaged before a date (labels and decisions kept)")
+    p = sub.add_parser("purge", help="delete the text of petitions triaged before a date (labels, decisions and those awaiting review kept)")
     p.add_argument("--before", required=True, type=_moment,
                    help="date or ISO 8601 time; without an offset it is UTC (2025-01-01T00:00:00+08:00 for Beijing midnight)")
     p.set_defaults(func=cmd_purge)
