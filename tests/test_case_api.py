@@ -3,6 +3,8 @@ review-queue items carrying the case, and the statutory time limits."""
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -159,6 +161,80 @@ def test_resolved_review_items_are_listed_most_recently_resolved_first(api):
     assert [i["triage_id"] for i in listed] == [ids[0], ids[2]]
     every = client.get("/v1/review-queue", params={"status": "all"}, headers=keys["reviewer"]).json()
     assert [i["triage_id"] for i in every] == [ids[3], ids[0], ids[2], ids[1]]
+
+
+def _pages(client, reviewer: dict[str, str], url: str, **params: object) -> list[list[str]]:
+    """The queue's pages from `url` on, each followed by the Link header of the one before."""
+    pages, first = [], params or None  # httpx drops a link's own query for any params, empty ones too
+    while True:
+        answer = client.get(url, params=first, headers=reviewer)
+        assert answer.status_code == 200, answer.text
+        first = None
+        pages.append([i["triage_id"] for i in answer.json()])
+        if "next" not in answer.links:
+            return pages
+        url = answer.links["next"]["url"]
+
+
+def test_the_review_queue_pages_through_every_item_once_while_it_changes(api, tmp_path):
+    # GET /v1/review-queue took `limit` (at most 500) and nothing else: the 501st item and the
+    # ones after it could not be listed at all.
+    client, keys = api
+    reviewer = keys["reviewer"]
+    ids = [client.post("/v1/triage", json=URGENT | {"external_id": f"P-{n}", "body": f"{URGENT['body']}第{n}次来信。"},
+                       headers=keys["intake"]).json()["triage_id"] for n in range(7)]
+    ids += [client.post("/v1/triage", json={"title": "问题", "body": f"有个事情想问一下，编号{n}。", "external_id": f"Q-{n}"},
+                        headers=keys["intake"]).json()["triage_id"] for n in range(3)]
+    for tid in ids[:3]:
+        assert client.post(f"/v1/review-queue/{tid}/resolve", json={"note": "已处理"}, headers=reviewer).status_code == 200
+    # Items queued at one moment (an emerging group's) and resolved at one moment: the page
+    # boundary falls between equals, told apart by their ids.
+    database = Database(f"sqlite:///{tmp_path / 'triage.db'}")
+    with database.sessions() as session:
+        moment = datetime.now(UTC) - timedelta(hours=1)
+        for tid in ids[3:6]:
+            session.get(ReviewItem, tid).created_at = moment
+        for tid in ids[:2]:
+            session.get(ReviewItem, tid).resolved_at = moment
+        session.commit()
+    database.engine.dispose()
+    for status in ("open", "resolved", "all"):
+        whole = client.get("/v1/review-queue", params={"status": status, "limit": 500}, headers=reviewer)
+        assert "link" not in whole.headers
+        every = [i["triage_id"] for i in whole.json()]
+        assert len(every) == {"open": 7, "resolved": 3, "all": 10}[status]
+        for limit in (1, 2, 3):
+            pages = _pages(client, reviewer, "/v1/review-queue", status=status, limit=limit)
+            assert [tid for page in pages for tid in page] == every, (status, limit)
+            assert all(len(page) == limit for page in pages[:-1]) and 0 < len(pages[-1]) <= limit
+
+    # Resolved from the first page, and a new item queued, while the reviewer reads it: the
+    # next pages hold every other item once, none pushed back onto the page already read.
+    first = client.get("/v1/review-queue", params={"limit": 2}, headers=reviewer)
+    read = [i["triage_id"] for i in first.json()]
+    assert client.post(f"/v1/review-queue/{read[0]}/resolve", json={"note": "已处理"}, headers=reviewer).status_code == 200
+    new = client.post("/v1/triage", json=URGENT | {"external_id": "P-new", "body": f"{URGENT['body']}又来信。"},
+                      headers=keys["intake"]).json()["triage_id"]
+    rest = [tid for page in _pages(client, reviewer, first.links["next"]["url"]) for tid in page]
+    now = [i["triage_id"] for i in client.get("/v1/review-queue", params={"limit": 500}, headers=reviewer).json()]
+    assert rest == [tid for tid in now if tid not in read] and new in rest
+
+
+@pytest.mark.parametrize("cursor", [
+    "not-a-cursor", "", "x" * 2000,
+    base64.urlsafe_b64encode(json.dumps(["open", True, "2026-01-01T00:00:00+00:00", "a\x00b"]).encode()).decode(),
+    base64.urlsafe_b64encode(json.dumps(["open", True, "0001-01-01T00:00:00+14:00", "a"]).encode()).decode(),
+    base64.urlsafe_b64encode(json.dumps(["resolved", "yesterday", "a"]).encode()).decode(),
+    base64.urlsafe_b64encode(json.dumps({"open": True}).encode()).decode()],
+    ids=["garbage", "empty", "too-long", "nul-in-its-id", "beyond-year-one", "not-a-time", "not-a-place"])
+def test_a_review_queue_cursor_it_did_not_give_is_refused_naming_the_field(api, cursor):
+    client, keys = api
+    answer = client.get("/v1/review-queue", params={"cursor": cursor}, headers=keys["reviewer"])
+    if cursor == "":
+        assert answer.status_code == 200  # left empty: the first page
+        return
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"][0]["loc"] == ["query", "cursor"]
 
 
 def test_two_reviewers_resolving_one_item_at_once_record_one_resolution(small_model_dir, tmp_path, monkeypatch):

@@ -286,9 +286,44 @@ def test_a_queue_longer_than_the_page_says_so(desks, monkeypatch):
         assert client.post("/v1/triage", json=urgent, headers={"X-API-Key": intake_key}).json()["needs_review"]
     signed_in(client, reviewer_key, landing="/review")
     full = client.get("/review").text
-    assert "超过 1 件，只列出最先要办的 2 件" in full and "2 件。" not in full
+    assert "超过 2 件，本页列出最先要办的 2 件" in full and "2 件。" not in full
     one = client.get("/review", params={"status": "resolved"}).text
-    assert "0 件。" in one and "只列出" not in one
+    assert "0 件。" in one and "本页列出" not in one and "下一页" not in one
+
+
+def test_the_review_pages_next_page_link_lists_the_rest_of_the_queue_under_the_same_filters(desks, monkeypatch):
+    # The page listed the first 500 items and had no further pages: the 501st was never seen.
+    from service.web import review
+
+    monkeypatch.setattr(review, "QUEUE_SHOWN", 2, raising=False)
+    client, intake_key, reviewer_key = desks
+    for n in range(5):
+        urgent = {"title": f"讨薪无门{n}", "body": f"工地拖欠工资{n + 3}个月，再不解决我就从公司楼顶跳楼。"}
+        assert client.post("/v1/triage", json=urgent, headers={"X-API-Key": intake_key}).json()["needs_review"]
+    client.post("/v1/triage", json={"title": "问题", "body": "有个事情想问一下。"}, headers={"X-API-Key": intake_key})
+    queue = client.get("/v1/review-queue", params={"reason": "high_risk"}, headers={"X-API-Key": reviewer_key}).json()
+    assert len(queue) == 5
+    signed_in(client, reviewer_key, landing="/review")
+    listed, pages, url = [], [], "/review?status=open&reason=high_risk"
+    while url:
+        answer = client.get(url)
+        assert answer.status_code == 200, answer.text
+        pages.append(answer.text)
+        listed += re.findall(r'<tr data-triage="([^"]+)"', answer.text)
+        following = re.search(r'<a href="([^"]+)" rel="next">下一页</a>', answer.text)
+        url = html.unescape(following.group(1)) if following else None
+        if url:
+            assert "reason=high_risk" in url and "status=open" in url
+    assert listed == [i["triage_id"] for i in queue]
+    assert len(pages) == 3
+    assert "超过 2 件，本页列出最先要办的 2 件" in pages[0] and "回到第一页" not in pages[0]
+    assert "续前页，本页列出最先要办的 2 件" in pages[1]
+    assert "续前页，本页 1 件，已是最后一页" in pages[2] and "下一页" not in pages[2]
+    first = html.unescape(re.search(r'<a href="([^"]+)">回到第一页</a>', pages[2]).group(1))
+    assert first == "/review?status=open&reason=high_risk"
+    # A cut or edited link is said, in Chinese, not answered with the queue's first page.
+    cut = client.get("/review?status=open&cursor=abc")
+    assert cut.status_code == 422 and "翻页：链接中的页码无法识别" in cut.text and "<tr data-triage=" not in cut.text
 
 
 def test_the_review_pages_resolved_list_shows_the_most_recently_resolved(desks, monkeypatch):
@@ -308,7 +343,7 @@ def test_the_review_pages_resolved_list_shows_the_most_recently_resolved(desks, 
     signed_in(client, reviewer_key, landing="/review")
     page = client.get("/review", params={"status": "resolved"}).text
     assert re.findall(r'<tr data-triage="([^"]+)"', page) == [ids[0], ids[2]]
-    assert "超过 1 件，只列出最近研判的 2 件" in page and "最先要办" not in page and "最近研判的在前" in page
+    assert "超过 2 件，本页列出最近研判的 2 件" in page and "最先要办" not in page and "最近研判的在前" in page
 
 
 def test_a_ledgers_refused_rows_say_why_in_the_pages_language(intake):

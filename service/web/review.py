@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -15,8 +16,8 @@ from model.office_time import office_midnight
 from service.cases import TaxonomyDep
 from service.database import ReviewItem
 from service.deps import SessionDep, SettingsDep
-from service.routers import error_text
-from service.routers.review import list_queue, resolve
+from service.routers import InvalidField, error_text
+from service.routers.review import queue_page, resolve
 from service.schemas import ResolveIn
 from service.web.intake import case_view, form_errors
 from service.web.render import REVIEW_REASONS, StaffNames, local_time, page
@@ -26,7 +27,7 @@ router = APIRouter(include_in_schema=False)
 ReviewUser = Annotated[WebUser, Depends(page_user("reviewer"))]
 REASONS = REVIEW_REASONS
 STATUSES = ("open", "resolved", "all")
-# The most items one page lists (the API's own limit); the page has no further pages.
+# The most items one page lists (the API's own limit); 下一页 lists the ones after them.
 QUEUE_SHOWN = 500
 
 
@@ -40,9 +41,13 @@ def _day(value: str, end: bool = False) -> datetime | None:
 
 @router.get("/review", response_class=HTMLResponse)
 def review_queue(request: Request, user: ReviewUser, session: SessionDep, settings: SettingsDep, taxonomy: TaxonomyDep,
-                 status: str = "open", division: str = "", reason: str = "", since: str = "", until: str = "") -> HTMLResponse:
+                 status: str = "open", division: str = "", reason: str = "", since: str = "", until: str = "",
+                 cursor: str = "") -> HTMLResponse:
     status = status or "open"
     filters = {"status": status, "division": division, "reason": reason, "since": since, "until": until}
+    # The pages' links keep the filters: a 下一页 without them listed the whole queue from there.
+    chosen = {k: v for k, v in filters.items() if v}
+    first_page = f"/review?{urlencode(chosen)}" if cursor else None
     # A filter that cannot apply is said, not dropped: an unfiltered queue under the filter the
     # reviewer believes applies (a bookmark from before a taxonomy change, a mistyped date or
     # reason) misleads.
@@ -57,14 +62,20 @@ def review_queue(request: Request, user: ReviewUser, session: SessionDep, settin
         errors.append(f"原因：没有 {reason!r} 这个原因")
     if status not in STATUSES:
         errors.append(f"状态：没有 {status!r} 这个状态")
-    if errors:
+    queue = None
+    if not errors:
+        try:
+            queue = queue_page(session, taxonomy, settings, status=status, division=division or None, reason=reason or None,
+                               since=_day(since), until=_day(until, end=True), limit=QUEUE_SHOWN, cursor=cursor or None)
+        except InvalidField:
+            # The filters were checked above: only the cursor is left, from an edited or cut link.
+            errors.append("翻页：链接中的页码无法识别，请从第一页看起")
+    if queue is None:
         return page(request, "review.html", user, status=422, items=[], taxonomy=taxonomy, reasons=REASONS, filters=filters,
-                    error="；".join(errors))
-    items = list_queue(session=session, _=user.key, taxonomy=taxonomy, settings=settings, status=status,
-                       division=division or None, reason=reason or None,
-                       since=_day(since), until=_day(until, end=True), limit=QUEUE_SHOWN)
-    return page(request, "review.html", user, items=items, taxonomy=taxonomy, reasons=REASONS, filters=filters,
-                shown=QUEUE_SHOWN, who=StaffNames(session))
+                    error="；".join(errors), first_page=first_page)
+    next_page = f"/review?{urlencode({**chosen, 'cursor': queue.next_cursor})}" if queue.next_cursor else None
+    return page(request, "review.html", user, items=queue.items, taxonomy=taxonomy, reasons=REASONS, filters=filters,
+                who=StaffNames(session), next_page=next_page, first_page=first_page)
 
 
 @router.post("/review/{triage_id}/resolve", response_class=HTMLResponse)
