@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 
+from model.office_time import CHINA_TIME
 from model.text import has_text
 
 Channel = Literal["来信", "来访", "网上", "电话"]
@@ -33,8 +34,11 @@ def _plus_restored(value: Any) -> Any:
 
 
 def _in_utc(value: datetime) -> datetime:
+    # A time without an offset is the office's, as the pages and ledgers read it: taken as UTC, a
+    # clerk's system sending 09:00 had the petition received eight hours late, and one received
+    # just after midnight counted its deadlines from the day before.
     try:
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return (value.replace(tzinfo=CHINA_TIME) if value.tzinfo is None else value).astimezone(UTC)
     except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00 is before the first moment there is in UTC
         raise ValueError(OUT_OF_RANGE) from None
 
@@ -70,10 +74,14 @@ def _not_ahead(value: datetime) -> datetime:
     return value
 
 
-# A moment: any ISO 8601 offset ("Z", "+08:00"); without one, UTC. Held in UTC from here on.
+# A moment: any ISO 8601 offset ("Z", "+08:00"); without one, Beijing time (a date alone is that
+# day's midnight there). Held in UTC from here on.
 UTCMoment = Annotated[datetime, AfterValidator(_in_utc)]
 # The same as a query parameter, where an unencoded "+" of the offset arrives as a space.
 Moment = Annotated[datetime, BeforeValidator(_plus_restored), AfterValidator(_in_utc)]
+# How every moment the API takes is read, for its descriptions.
+MOMENT_READ = ("ISO 8601 with any offset (`Z` for UTC, `+08:00`); without one, Beijing time, the office's clock, "
+               "and a date alone is that day's midnight there.")
 
 
 class PetitionIn(BaseModel):
@@ -92,7 +100,7 @@ class PetitionIn(BaseModel):
                                                 "retry, and each sending is stored.")
     received_at: Annotated[UTCMoment, AfterValidator(_not_ahead)] | None = Field(
         None, description="When the office received it; the statutory time limits run from it. "
-                          "At most a day ahead of the server's clock.")
+                          "At most a day ahead of the server's clock. " + MOMENT_READ)
     channel: Channel | None = Field(None, description="How it arrived: 来信 (letter), 来访 (visit), 网上 (online), 电话 (phone).")
 
 
@@ -143,8 +151,8 @@ class TimeLimits(BaseModel):
     accept_by: datetime = Field(description="Deadline to decide whether to accept the petition (受理告知).")
     conclude_by: datetime = Field(description="Deadline to conclude it (办结).")
     conclude_by_extended: datetime = Field(description="Deadline to conclude it if the extension is granted (延期办结).")
-    days_left_to_accept: int = Field(description="Whole days from today (UTC) to accept_by; negative when overdue.")
-    days_left_to_conclude: int = Field(description="Whole days from today (UTC) to conclude_by; negative when overdue.")
+    days_left_to_accept: int = Field(description="Whole days from today (the office's calendar, Beijing time) to accept_by; negative when overdue.")
+    days_left_to_conclude: int = Field(description="Whole days from today (the office's calendar) to conclude_by; negative when overdue.")
 
 
 class SimilarCase(BaseModel):

@@ -83,3 +83,49 @@ def test_every_moment_is_written_with_an_offset_and_stored_in_utc(service):
         assert received.startswith("2026-12-06 01:00:00")
     else:
         assert received.astimezone(UTC) == datetime(2026, 12, 6, 1, 0, tzinfo=UTC)
+
+
+def test_a_received_at_without_an_offset_is_beijing_time(service):
+    # A clerk's system writes the office's wall clock. Taken as UTC, a petition received at
+    # 20:00 in Beijing was received at 04:00 the next day, and its deadlines fell a day late.
+    client, keys, _ = service
+    sent = lambda received_at: client.post("/v1/triage", json={**URGENT, "received_at": received_at},  # noqa: E731
+                                           headers={"X-API-Key": keys["intake"]}).json()["time_limits"]
+    evening = sent("2026-07-01T20:00:00")
+    assert datetime.fromisoformat(evening["starts_at"]) == datetime(2026, 7, 1, 12, tzinfo=UTC)
+    assert datetime.fromisoformat(evening["accept_by"]).astimezone(BEIJING).date().isoformat() == "2026-07-16"
+    # A date alone is that day's midnight in Beijing, as the pages and ledgers read it.
+    assert datetime.fromisoformat(sent("2026-07-01")["starts_at"]) == datetime(2026, 6, 30, 16, tzinfo=UTC)
+    # An offset says which clock: "Z" is still UTC.
+    assert datetime.fromisoformat(sent("2026-07-01T20:00:00Z")["starts_at"]) == datetime(2026, 7, 1, 20, tzinfo=UTC)
+
+
+def test_since_and_until_without_an_offset_are_beijing_time(service):
+    client, keys, _ = service
+    for _ in range(3):
+        assert client.post("/v1/triage", json=URGENT, headers={"X-API-Key": keys["intake"]}).json()["stored"] is True
+    # The office's wall clock an hour ago, written without an offset: taken as UTC it was
+    # seven hours ahead, and `since` found nothing triaged today while `until` found it all.
+    hour_ago = (datetime.now(BEIJING) - timedelta(hours=1)).replace(tzinfo=None)
+    stats = lambda query: client.get("/v1/stats", params=query, headers={"X-API-Key": keys["analyst"]}).json()["suggestions"]  # noqa: E731
+    queue = lambda query: len(client.get("/v1/review-queue", params=query, headers={"X-API-Key": keys["reviewer"]}).json())  # noqa: E731
+    for count in (stats, queue):
+        assert count({"since": hour_ago.isoformat(timespec="minutes")}) == 3
+        assert count({"until": hour_ago.isoformat(timespec="minutes")}) == 0
+        # A date alone is that day's midnight in Beijing: today's petitions are since today.
+        today = datetime.now(BEIJING).date()
+        assert count({"since": today.isoformat()}) == 3
+        assert count({"until": today.isoformat()}) == 0
+        assert count({"until": (today + timedelta(days=1)).isoformat()}) == 3
+    # An explicit offset keeps its meaning: the same wall clock in UTC is eight hours earlier.
+    assert stats({"until": hour_ago.isoformat(timespec="minutes") + "Z"}) == 3
+
+
+def test_the_contract_says_a_time_without_an_offset_is_beijing_time(service):
+    client, _, _ = service
+    spec = client.get("/openapi.json").json()
+    described = [spec["components"]["schemas"]["PetitionIn"]["properties"]["received_at"]["description"]]
+    for path, names in (("/v1/review-queue", ("since", "until")), ("/v1/stats", ("since", "until")), ("/v1/emerging", ("until",))):
+        described += [p["description"] for p in spec["paths"][path]["get"]["parameters"] if p["name"] in names]
+    assert len(described) == 6
+    assert all("without one, Beijing time" in text for text in described), described

@@ -11,7 +11,7 @@ from model.taxonomy import RISK_ORDER
 from service.database import ApiKey, utcnow
 from service.deps import SessionDep, SettingsDep, require_role
 from service.routers import KEYED_ERRORS, KeyedRoute, errors
-from service.schemas import EmergingGroup, EmergingMember, Moment
+from service.schemas import MOMENT_READ, EmergingGroup, EmergingMember, Moment
 from service.similar import MattersDep, aware, emerging_groups
 
 router = APIRouter(prefix="/v1/emerging", tags=["emerging"], route_class=KeyedRoute,
@@ -31,7 +31,8 @@ def emerging(
         "listed when some span of `days` holds `min_size` of them, one at least received in the look-back "
         "(the span may begin before it). Default: the settings' emerging_days."))] = None,
     min_size: Annotated[int | None, Query(ge=FEWEST_MEMBERS, le=MOST_MEMBERS)] = None,
-    until: Annotated[Moment | None, Query(description="The end of the look-back (default now); petitions received after it are not seen.")] = None,
+    until: Annotated[Moment | None, Query(description=(
+        "The end of the look-back (default now); petitions received after it are not seen. " + MOMENT_READ))] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[EmergingGroup]:
     """Groups of at least `min_size` petitions about one matter received within a span of `days`,

@@ -17,7 +17,7 @@ from service.cases import TaxonomyDep, case_out
 from service.database import ApiKey, AuditEntry, DecisionRecord, ReviewItem, TriageRecord, utcnow
 from service.deps import SessionDep, SettingsDep, actor_of, require_role
 from service.routers import BODY_ERRORS, KEYED_ERRORS, InvalidField, KeyedRoute, errors
-from service.schemas import NO_NUL, Moment, ResolveIn, ReviewItemOut, ReviewReason
+from service.schemas import MOMENT_READ, NO_NUL, Moment, ResolveIn, ReviewItemOut, ReviewReason
 from service.settings import Settings
 
 router = APIRouter(prefix="/v1/review-queue", tags=["review-queue"], route_class=KeyedRoute,
@@ -140,8 +140,8 @@ def list_queue(
     division: Annotated[str | None, Query(max_length=200, pattern=NO_NUL, description=(
         "Division code or Chinese name: the one a clerk decided, else the one suggested."))] = None,
     reason: ReviewReason | None = None,
-    since: Moment | None = None,
-    until: Moment | None = None,
+    since: Annotated[Moment | None, Query(description="Items queued at or after it. " + MOMENT_READ)] = None,
+    until: Annotated[Moment | None, Query(description="Items queued before it. " + MOMENT_READ)] = None,
     limit: Annotated[int, Query(ge=1, le=500, description="The most items one page lists.")] = 100,
     cursor: Annotated[str | None, Query(max_length=CURSOR_CHARS, pattern=NO_NUL, description=(
         "Where the page starts: the `cursor` of the `Link` header (rel=\"next\") of the page before, with the "

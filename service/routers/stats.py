@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from sqlalchemy import func, select
 
 from service.cases import TaxonomyDep
 from service.database import ApiKey, DecisionRecord, TriageRecord
 from service.deps import SessionDep, require_role
 from service.routers import KEYED_ERRORS, KeyedRoute, errors
-from service.schemas import Moment
+from service.schemas import MOMENT_READ, Moment
 
 router = APIRouter(prefix="/v1/stats", tags=["stats"], route_class=KeyedRoute,
                    responses=errors(*KEYED_ERRORS))
@@ -19,7 +19,8 @@ router = APIRouter(prefix="/v1/stats", tags=["stats"], route_class=KeyedRoute,
 
 @router.get("")
 def stats(session: SessionDep, _: Annotated[ApiKey, Depends(require_role("analyst"))], taxonomy: TaxonomyDep,
-          since: Moment | None = None, until: Moment | None = None) -> dict[str, Any]:
+          since: Annotated[Moment | None, Query(description="Petitions triaged at or after it. " + MOMENT_READ)] = None,
+          until: Annotated[Moment | None, Query(description="Petitions triaged before it. " + MOMENT_READ)] = None) -> dict[str, Any]:
     triages = select(TriageRecord.division, func.count()).group_by(TriageRecord.division)
     # The latest revision of each decision is the one that counts.
     latest = (select(DecisionRecord.triage_id, func.max(DecisionRecord.revision).label("rev"))

@@ -47,9 +47,9 @@ def _ids_token(request: Request) -> URLSafeTimedSerializer:
 
 def _received(value: object) -> str | None:
     # A ledger's 登记时间 is the office's wall-clock time (model/office_time.py), a date alone
-    # that day's midnight there, as the intake form takes it. Sent on without an offset, the
-    # API took 09:30 for UTC: the petition was received eight hours late, and its time
-    # limits ran from then.
+    # that day's midnight there, as the intake form takes it. Sent on with the offset written:
+    # the API once took 09:30 without one for UTC, and the petition was received eight hours
+    # late, its time limits running from then.
     if value is None or pd.isna(value):
         return None
     moment = pd.Timestamp(value)
