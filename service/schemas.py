@@ -23,7 +23,8 @@ OFFSETS = ("Character offsets (Python str indices, 0-based, end exclusive) into 
            "the title, a newline, then the body (title + '\\n' + body).")
 
 
-_UNENCODED_PLUS = re.compile(r"^(.*[0-9]) ([0-9]{2}:?[0-9]{2})$")
+# The space must follow a time: in "2026-12-06 09:00" it only separates the date from the time.
+_UNENCODED_PLUS = re.compile(r"^(.*[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]+)?)?) ([0-9]{2}:?[0-9]{2})$")
 
 
 def _plus_restored(value: Any) -> Any:

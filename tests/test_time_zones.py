@@ -121,6 +121,20 @@ def test_since_and_until_without_an_offset_are_beijing_time(service):
     assert stats({"until": hour_ago.isoformat(timespec="minutes") + "Z"}) == 3
 
 
+def test_a_time_written_with_a_space_is_not_taken_for_an_offset(service):
+    # "2026-07-01 09:00" is how a spreadsheet or a database writes a time: its space is no
+    # "+" lost in a URL, and read as one it made a date with an offset +09:00, refused.
+    client, keys, _ = service
+    assert client.post("/v1/triage", json=URGENT, headers={"X-API-Key": keys["intake"]}).json()["stored"] is True
+    hour_ago = datetime.now(BEIJING) - timedelta(hours=1)
+    answer = client.get("/v1/stats", params={"since": hour_ago.strftime("%Y-%m-%d %H:%M")}, headers={"X-API-Key": keys["analyst"]})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["suggestions"] == 1
+    # The space of an offset's "+" typed unencoded is still read as the "+", with seconds or without.
+    for written in (hour_ago.strftime("%Y-%m-%dT%H:%M:%S 08:00"), hour_ago.strftime("%Y-%m-%d %H:%M 08:00")):
+        assert client.get(f"/v1/stats?since={quote(written)}", headers={"X-API-Key": keys["analyst"]}).json()["suggestions"] == 1
+
+
 def test_the_contract_says_a_time_without_an_offset_is_beijing_time(service):
     client, _, _ = service
     spec = client.get("/openapi.json").json()
