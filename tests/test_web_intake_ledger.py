@@ -3,6 +3,7 @@ client), a real SQLite database and the small model."""
 
 from __future__ import annotations
 
+import csv
 import html
 import io
 import re
@@ -643,10 +644,62 @@ def test_the_emerging_groups_page_refuses_an_unreadable_until_in_chinese(desks):
     signed_in(client, reviewer_key, landing="/review")
     for typed, said in (("2026/07/01", "截至：无法识别的日期 '2026/07/01'（格式 YYYY-MM-DD）"),
                         ("9999-12-31", "截至：超出可以查询的日期范围，现为 9999-12-31")):
-        refused = client.get("/emerging", params={"until": typed})
-        assert refused.status_code == 422 and said in html.unescape(refused.text)
-        assert 'id="group-count"' not in refused.text
+        for path in ("/emerging", "/emerging.csv"):
+            refused = client.get(path, params={"until": typed})
+            assert refused.status_code == 422 and said in html.unescape(refused.text), path
+            assert 'id="group-count"' not in refused.text and 'id="csv"' not in refused.text
 
+
+def test_the_emerging_groups_download_holds_the_listed_groups_with_the_pages_filters(desks):
+    client, intake_key, reviewer_key = desks
+    day, ids = a_group_up_to_an_evening(client, intake_key)
+    signed_in(client, reviewer_key, landing="/review")
+    listed = client.get("/emerging", params={"days": "14", "min_size": "3", "until": day.isoformat()}).text
+    link = html.unescape(re.search(r'<a href="([^"]+)" id="csv">导出 CSV</a>', listed).group(1))
+    assert link == f"/emerging.csv?days=14&min_size=3&until={day.isoformat()}"
+    download = client.get(link)
+    assert download.status_code == 200 and download.headers["content-type"].startswith("text/csv")
+    assert 'filename="emerging.csv"' in download.headers["content-disposition"]
+    assert download.content.startswith(b"\xef\xbb\xbf"), "Excel reads Chinese as UTF-8 only after a BOM"
+    header, *rows = list(csv.reader(io.StringIO(download.content.decode("utf-8-sig"))))
+    assert header[:2] == ["组", "件数"] and "首件收到（北京时间）" in header and "共同词语" in header
+    assert len(rows) == 1
+    row = dict(zip(header, rows[0], strict=True))
+    assert row["件数"] == "3" and row["信访件编号"] == "JZ-1、JZ-2、JZ-3" and row["研判编号"] == "、".join(ids[:3])
+    assert row["首件收到（北京时间）"] == f"{day - timedelta(days=2)} 10:00"
+    assert row["最近一件收到（北京时间）"] == f"{day} 23:30"
+    assert "宏达建筑" in row["共同词语"] and row["最高风险"] and "1 件" not in row["涉及处室"]
+    # The current filters, as on the page: without 截至, the next day's petition is in the group.
+    assert list(csv.reader(io.StringIO(client.get("/emerging.csv").content.decode("utf-8-sig"))))[1][1] == "4"
+
+
+def test_the_emerging_groups_download_keeps_formula_like_case_numbers_as_text(desks):
+    # Case numbers come from clients' systems: one starting with "=" was a formula Excel ran.
+    client, intake_key, reviewer_key = desks
+    letter = {"title": "宏达建筑公司拖欠农民工工资",
+              "body": "我们在宏达建筑公司承建的幸福家园三期项目干活，工程款结了，包工头一直拖欠我们的工资。"}
+    for i in range(3):
+        assert client.post("/v1/triage", json=letter | {"external_id": f"=1+{i}"}, headers={"X-API-Key": intake_key}).status_code == 200
+    signed_in(client, reviewer_key, landing="/review")
+    header, row = list(csv.reader(io.StringIO(client.get("/emerging.csv").content.decode("utf-8-sig"))))
+    assert dict(zip(header, row, strict=True))["信访件编号"] == "'=1+0、=1+1、=1+2"
+
+def test_the_emerging_groups_download_is_for_those_who_may_open_the_page(desks):
+    client, intake_key, reviewer_key = desks
+    a_group_up_to_an_evening(client, intake_key)
+    database = Database(client.app.state.settings.database_url)
+    with database.sessions() as session:
+        analyst_key, admin_key = create_key(session, "analyst"), create_key(session, "admin")
+    database.engine.dispose()
+    for key, landing in ((reviewer_key, "/review"), (analyst_key, "/overview"), (admin_key, "/models")):
+        signed_in(client, key, landing=landing)
+        download = client.get("/emerging.csv")
+        assert download.status_code == 200 and download.headers["content-type"].startswith("text/csv"), landing
+    signed_in(client, intake_key, landing="/intake")
+    refused = client.get("/emerging.csv")
+    assert refused.status_code == 403 and "当前密钥的角色是登记（intake）" in refused.text
+    client.cookies.clear()
+    assert client.get("/emerging.csv", follow_redirects=False).status_code in (302, 303)
 
 def test_the_account_and_the_request_in_two_columns_are_read_by_the_page_as_predict_reads_them(intake, tmp_path,
                                                                                              small_model_dir, capsys):

@@ -3,16 +3,19 @@ sign of a collective case. Lists the groups through the API's own GET /v1/emergi
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import date, datetime, timedelta
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
-from model.office_time import office_midnight
+from model.office_time import CHINA_TIME, office_midnight
 from model.taxonomy import Taxonomy
-from service.cases import TaxonomyDep
+from service.cases import TaxonomyDep, as_utc
 from service.deps import SessionDep, SettingsDep
 from service.routers.emerging import FEWEST_MEMBERS, MOST_DAYS, MOST_MEMBERS, READERS, emerging
 from service.schemas import EmergingGroup
@@ -20,6 +23,7 @@ from service.settings import Settings
 from service.similar import MattersDep, SharedMatterIndex
 from service.web.render import page
 from service.web.sessions import WebUser, page_user
+from training.ledger import spreadsheet_safe
 
 router = APIRouter(include_in_schema=False)
 GroupReader = Annotated[WebUser, Depends(page_user(*READERS))]
@@ -114,5 +118,51 @@ def emerging_page(
     context = _context(user, filters, taxonomy)
     if errors:
         return page(request, "emerging.html", user, status=422, groups=[], error="；".join(errors), **context)
-    return page(request, "emerging.html", user, groups=groups, shown=GROUPS_SHOWN, look_back=look_back, **context)
+    return page(request, "emerging.html", user, groups=groups, shown=GROUPS_SHOWN, look_back=look_back,
+                csv_link="/emerging.csv?" + urlencode({k: v for k, v in filters.items() if v}), **context)
 
+
+def _beijing(moment: datetime) -> str:
+    return as_utc(moment).astimezone(CHINA_TIME).strftime("%Y-%m-%d %H:%M")
+
+
+def _rows(groups: list[EmergingGroup], look_back: float, until: str, taxonomy: Taxonomy) -> list[list[object]]:
+    """One row per group, with what the page shows of it; the members' numbers joined in one cell."""
+    recent = f"其中截至日前 {look_back / 4:g} 天件数" if until else f"其中近 {look_back / 4:g} 天件数"
+    rows: list[list[object]] = [["组", "件数", recent, "首件收到（北京时间）", "最近一件收到（北京时间）", "涉及处室",
+                                 "最高风险", "共同词语", "信访件编号", "研判编号"]]
+    for number, group in enumerate(groups, 1):
+        divisions = sorted(group.divisions.items(), key=lambda kv: kv[1], reverse=True)
+        rows.append([number, group.size, group.growth, _beijing(group.first_seen), _beijing(group.last_seen),
+                     "、".join(f"{taxonomy.display_name('division', code)} {n} 件" for code, n in divisions),
+                     taxonomy.display_name("risk", group.highest_risk),
+                     # Words and numbers come from petitions and clients: none is run as a formula.
+                     spreadsheet_safe("、".join(group.shared_words)),
+                     spreadsheet_safe("、".join(m.external_id or "（无编号）" for m in group.members)),
+                     "、".join(m.triage_id for m in group.members)])
+    return rows
+
+
+@router.get("/emerging.csv", response_model=None)
+def emerging_csv(
+    request: Request,
+    user: GroupReader,
+    session: SessionDep,
+    settings: SettingsDep,
+    matters: MattersDep,
+    taxonomy: TaxonomyDep,
+    days: str = "",
+    min_size: str = "",
+    until: str = "",
+) -> Response:
+    """The groups the page lists with the same filters, one row per group."""
+    filters, look_back, errors, groups = _listed(user, session, settings, matters, days, min_size, until)
+    if errors:
+        # The page with its error, not a file of nothing that reads as no groups.
+        return page(request, "emerging.html", user, status=422, groups=[], error="；".join(errors),
+                    **_context(user, filters, taxonomy))
+    out = io.StringIO()
+    csv.writer(out).writerows(_rows(groups, look_back, filters["until"], taxonomy))
+    # A BOM so that Excel opens the Chinese as UTF-8, as 统计's download does.
+    return Response("\ufeff" + out.getvalue(), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": 'attachment; filename="emerging.csv"'})
