@@ -471,6 +471,29 @@ def test_a_date_column_under_a_header_not_read_is_named_in_a_warning(tmp_path, t
         assert "received_at" not in read_ledger(path, taxonomy, require_labels=False).columns
 
 
+def test_a_ledgers_warnings_carry_their_kind_rows_and_headers_as_well_as_the_english(tmp_path, taxonomy):
+    # The 登记 page showed clerks the command line's English; it says them in Chinese from
+    # these parts. Every row is carried, not only the ten the English lists.
+    from training.ledger import LedgerWarning, LedgerWarningDetail, LedgerWarningKind
+
+    path = tmp_path / "l.csv"
+    dates = "".join(f"A{i},欠薪,三个月没发工资,{'七月一日' if i > 1 else '2026-7-1'},无,无\n" for i in range(1, 14))
+    path.write_text("编号,标题,内容,来信日期,群体,重点群体\n" + dates, encoding="utf-8")
+    with pytest.warns(LedgerWarning) as caught:
+        read_ledger(path, taxonomy, require_labels=False)
+    assert [str(w.message) for w in caught] == [
+        f"{path}: columns '群体' and '重点群体' both mean 'key_group'; '群体' is read and '重点群体' left out",
+        f"{path}: row(s) 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 and 2 more, column 'received_at': not a date, left empty "
+        "(e.g. '七月一日')"]
+    assert [w.message.detail for w in caught] == [
+        LedgerWarningDetail(LedgerWarningKind.SAME_MEANING, str(path), headers=("群体", "重点群体"), column="key_group"),
+        LedgerWarningDetail(LedgerWarningKind.DATES_LEFT_EMPTY, str(path), rows=tuple(range(3, 15)), headers=("来信日期",),
+                            column="received_at", value="七月一日")]
+    with pytest.warns(LedgerWarning) as caught:
+        read_ledger(filtered_xlsx(tmp_path / "l.xlsx"), taxonomy, require_labels=False)
+    assert [(w.message.detail.kind, w.message.detail.rows) for w in caught] == [(LedgerWarningKind.HIDDEN_ROWS, (2, 3, 5))]
+
+
 @pytest.mark.parametrize(("kind", "chunk_rows"), [("xlsx", None), ("csv", None), ("csv", 1)])
 def test_months_pasted_one_under_another_are_read_without_their_headers_and_headings(tmp_path, taxonomy, kind,
                                                                                    chunk_rows):

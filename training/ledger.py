@@ -21,6 +21,7 @@ import warnings
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 
 import numpy as np
@@ -203,8 +204,42 @@ def replaced_when_complete(out: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+class LedgerWarningKind(Enum):
+    """What a ledger's reading left out or set aside, one kind per warning the reader gives."""
+
+    DATES_NOT_READ = "no column is read as the date received"
+    SAME_MEANING = "two columns of one meaning: the second is left out"
+    OTHER_SHEETS = "other sheets hold a ledger and are not read"
+    HIDDEN_ROWS = "rows hidden or filtered out in Excel are left out"
+    FOOTER_ROWS = "a total or footer is left out"
+    HEADER_AGAIN = "the header again is left out"
+    COUNTER_ONLY = "a row with a 序号 and nothing else is left out"
+    HEADING_ROWS = "a heading between petitions is left out"
+    DATES_LEFT_EMPTY = "a date that cannot be read is left empty"
+
+
+@dataclass(frozen=True)
+class LedgerWarningDetail:
+    """What a LedgerWarning says, as its parts: the 登记 page says it in its own words from
+    these, where it showed clerks the command line's English."""
+
+    kind: LedgerWarningKind
+    path: str
+    sheet: str | None = None  # the rows' sheet when the workbook has several; for OTHER_SHEETS the one read
+    rows: tuple[int, ...] = ()  # every row meant, numbered as a person sees them in a spreadsheet
+    headers: tuple[str, ...] = ()  # the ledger's own headers meant, as written
+    column: str | None = None  # the canonical column they stand for (received_at, key_group …)
+    value: str | None = None  # one of the values set aside, as written
+    sheets: tuple[str, ...] = ()  # the other sheets holding a ledger, not read
+
+
 class LedgerWarning(UserWarning):
-    """A ledger that is read, with rows left out or values set aside; the message names the file."""
+    """A ledger that is read, with rows left out or values set aside; str() is the message naming
+    the file, as the command line prints it, and `detail` its parts (None from other readers)."""
+
+    def __init__(self, message: str, detail: LedgerWarningDetail | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 class LedgerError(ValueError):
@@ -346,10 +381,12 @@ def _warn_unread_dates(path: Path, columns: list[object], sheet: str | None) -> 
     petition's time limits ran from the upload instead; retraining found no dated quarter."""
     dated = [_header_text(c) for c in columns if re.search(r"日期|时间", _header_text(c))]
     if dated:
-        warnings.warn(f"{_where(path, sheet)}: no column is read as the date received; "
-                      f"{', '.join(map(repr, dated))} {'is' if len(dated) == 1 else 'are'} not one of its headers "
-                      f"({'/'.join(HEADER_ALIASES['received_at'][1:])}): rename it 登记日期 if it is that date",
-                      LedgerWarning, stacklevel=3)
+        warnings.warn(LedgerWarning(
+            f"{_where(path, sheet)}: no column is read as the date received; "
+            f"{', '.join(map(repr, dated))} {'is' if len(dated) == 1 else 'are'} not one of its headers "
+            f"({'/'.join(HEADER_ALIASES['received_at'][1:])}): rename it 登记日期 if it is that date",
+            LedgerWarningDetail(LedgerWarningKind.DATES_NOT_READ, str(path), sheet, headers=tuple(dated),
+                                column="received_at")), stacklevel=3)
 
 
 def _date_and_time(first: str, second: str) -> bool:
@@ -401,8 +438,10 @@ def _mapping(path: Path, columns: list[object], required: tuple[str, ...], sheet
                 raise LedgerError(path, f"two columns map to '{canonical}': '{first}' and '{name}'; remove one of them, "
                                         f"or rename '{name}' to a header that is not read (e.g. '{name}（备用）')",
                                   column=name, sheet=sheet)
-            warnings.warn(f"{_where(path, sheet)}: columns '{first}' and '{name}' both mean '{canonical}'; "
-                          f"'{first}' is read and '{name}' left out", LedgerWarning, stacklevel=2)
+            warnings.warn(LedgerWarning(f"{_where(path, sheet)}: columns '{first}' and '{name}' both mean '{canonical}'; "
+                                        f"'{first}' is read and '{name}' left out",
+                                        LedgerWarningDetail(LedgerWarningKind.SAME_MEANING, str(path), sheet,
+                                                            headers=(first, name), column=canonical)), stacklevel=2)
             continue
         mapping[column] = canonical
     if "id" not in mapping.values() and counters:
@@ -791,9 +830,12 @@ def _workbook_chunks(path: Path, ole2: bool, required: tuple[str, ...], sheet: s
         if others:
             # A quarter's workbook with a sheet per month (7月, 8月, 9月): only the first was
             # read, without a word, and a model was trained on a third of the quarter.
-            warnings.warn(f"{path}: sheet '{names[chosen]}' is read; sheet(s) {', '.join(map(repr, others))} also hold "
-                          "a ledger and are not read (give --sheet NAME to read another, or save each sheet as its own "
-                          "file and give them all)", LedgerWarning, stacklevel=2)
+            warnings.warn(LedgerWarning(
+                f"{path}: sheet '{names[chosen]}' is read; sheet(s) {', '.join(map(repr, others))} also hold "
+                "a ledger and are not read (give --sheet NAME to read another, or save each sheet as its own "
+                "file and give them all)",
+                LedgerWarningDetail(LedgerWarningKind.OTHER_SHEETS, str(path), names[chosen], sheets=tuple(others))),
+                stacklevel=2)
     name, rows = texts[chosen]
     shown = name if len(names) > 1 else None
     if not rows:
@@ -809,9 +851,10 @@ def _workbook_chunks(path: Path, ole2: bool, required: tuple[str, ...], sheet: s
         if len(left_out) == len(data):
             raise LedgerError(path, f"all {len(data)} rows under the header are hidden in Excel (filtered out or hidden); "
                                     "show them (clear the filter or unhide them) and save again", sheet=shown)
-        warnings.warn(f"{_where(path, shown)}: {len(left_out)} hidden row(s) left out: {_row_list(left_out)} (filtered "
-                      "out or hidden in Excel; to read them, clear the filter or unhide them and save again)",
-                      LedgerWarning, stacklevel=2)
+        warnings.warn(LedgerWarning(
+            f"{_where(path, shown)}: {len(left_out)} hidden row(s) left out: {_row_list(left_out)} (filtered "
+            "out or hidden in Excel; to read them, clear the filter or unhide them and save again)",
+            LedgerWarningDetail(LedgerWarningKind.HIDDEN_ROWS, str(path), shown, rows=tuple(left_out))), stacklevel=2)
         data = [(number, row) for number, row in data if number not in hidden_rows[name]]
     raw = sheets[chosen][1]
     for number, _ in data:
@@ -1052,14 +1095,17 @@ def _without_other_rows(path: Path, chunk: _Chunk, mapping: dict[object, str], s
     # Stripped once for every test below: predict streams large ledgers through here.
     cells = chunk.frame.fillna("").astype(str).apply(lambda column: column.str.strip())
     filled = cells.ne("").sum(axis=1)
-    for rows, what in ((_footer_rows(cells, mapping), "a total or footer (合计, 制表人, 填表说明 …)"),
-                       (_repeated_header_rows(cells, mapping, chunk.header), "the header again"),
-                       (_numbered_empty_rows(cells, filled), "a 序号 and nothing else"),
-                       (_heading_rows(cells, filled, mapping), "a heading between petitions (一、欠薪类 …)")):
+    for rows, kind, what in (
+            (_footer_rows(cells, mapping), LedgerWarningKind.FOOTER_ROWS, "a total or footer (合计, 制表人, 填表说明 …)"),
+            (_repeated_header_rows(cells, mapping, chunk.header), LedgerWarningKind.HEADER_AGAIN, "the header again"),
+            (_numbered_empty_rows(cells, filled), LedgerWarningKind.COUNTER_ONLY, "a 序号 and nothing else"),
+            (_heading_rows(cells, filled, mapping), LedgerWarningKind.HEADING_ROWS,
+             "a heading between petitions (一、欠薪类 …)")):
         rows = rows & keep
         if rows.any():
-            warnings.warn(f"{_where(path, sheet)}: row(s) {_row_list(chunk.rows[rows])} left out: {what}, not a petition",
-                          LedgerWarning, stacklevel=2)
+            warnings.warn(LedgerWarning(
+                f"{_where(path, sheet)}: row(s) {_row_list(chunk.rows[rows])} left out: {what}, not a petition",
+                LedgerWarningDetail(kind, str(path), sheet, rows=tuple(int(r) for r in chunk.rows[rows]))), stacklevel=2)
             keep &= ~rows
     if keep.all():
         return chunk
@@ -1114,9 +1160,14 @@ def _standard(path: Path, chunk: _Chunk, mapping: dict[object, str], taxonomy: T
         if bad.any() and not require_labels:
             # Scoring and linking do not need the date: a date that cannot be read is left
             # empty, where it stopped a ledger whose results have no date at all.
-            warnings.warn(f"{_where(path, sheet)}: row(s) {_row_list(chunk.rows[bad.to_numpy()])}, column "
-                          f"'received_at': not a date, left empty (e.g. {frame['received_at'][bad].iloc[0]!r})",
-                          LedgerWarning, stacklevel=2)
+            example = frame["received_at"][bad].iloc[0]
+            warnings.warn(LedgerWarning(
+                f"{_where(path, sheet)}: row(s) {_row_list(chunk.rows[bad.to_numpy()])}, column "
+                f"'received_at': not a date, left empty (e.g. {example!r})",
+                LedgerWarningDetail(LedgerWarningKind.DATES_LEFT_EMPTY, str(path), sheet,
+                                    rows=tuple(int(r) for r in chunk.rows[bad.to_numpy()]),
+                                    headers=(headers.get("received_at", "received_at"),), column="received_at",
+                                    value=example)), stacklevel=2)
         elif bad.any():
             i = int(bad.to_numpy().nonzero()[0][0])
             raise LedgerError(path, _not_a_date(frame["received_at"].iloc[i], _under("received_at", headers)),
