@@ -21,6 +21,7 @@ from service.app import create_app
 from service.database import Database, TriageRecord
 from service.keys import create_key
 from service.settings import Settings
+from training.ledger import LedgerWarningKind
 
 BEIJING = timezone(timedelta(hours=8))
 
@@ -260,9 +261,9 @@ def test_rows_and_dates_a_ledger_upload_sets_aside_are_shown_with_the_results(in
     answer = client.post("/intake/ledger", data={"csrf_token": csrf},
                          files={"ledger": ("台账.csv", ledger.read_bytes(), "text/csv")})
     assert answer.status_code == 200, answer.text
-    shown = html.unescape(answer.text)
-    assert "row(s) 4 left out: a total or footer" in shown and "台账.csv" in shown and "upload.csv" not in shown
-    assert "row(s) 3, column 'received_at': not a date, left empty" in shown
+    notices = [html.unescape(n) for n in re.findall(r'<p class="notice">([^<]*)</p>', answer.text)]
+    assert "台账.csv：第 4 行是合计或表尾" in notices[0] and "upload.csv" not in answer.text
+    assert notices[1].startswith("台账.csv，「登记日期」列：第 3 行不是能识别的日期（如「七月一日」），已留空"), notices
 
 
 def test_a_received_date_with_a_wrong_year_is_refused_in_the_pages_language(intake):
@@ -538,7 +539,7 @@ def test_rows_hidden_by_a_filter_are_left_out_by_the_page_as_by_predict_and_said
     answer = client.post("/intake/ledger", data={"csrf_token": csrf},
                          files={"ledger": ("台账.xlsx", ledger.read_bytes(), "application/octet-stream")})
     assert answer.status_code == 200, answer.text
-    assert "台账.xlsx: 3 hidden row(s) left out: 2, 3, 5" in html.unescape(answer.text)
+    assert "台账.xlsx：第 2、3、5 行在 Excel 中被筛选掉或隐藏，未读取" in html.unescape(answer.text)
     with database.sessions() as session:
         stored = sorted(row.external_id for row in session.query(TriageRecord))
     assert stored == predicted == ["XF-2026-0901", "XF-2026-0902"]
@@ -558,7 +559,7 @@ def test_a_two_row_header_pasted_again_is_left_out_by_the_page_as_by_predict(int
     predicted = pd.read_csv(out, encoding="utf-8-sig", dtype=str)["id"].tolist()
     answer = client.post("/intake/ledger", data={"csrf_token": csrf}, files={"ledger": ("台账.csv", ledger.read_bytes(), "text/csv")})
     assert answer.status_code == 200, answer.text
-    assert "台账.csv: row(s) 5, 6 left out: the header again" in html.unescape(answer.text)
+    assert "台账.csv：第 5、6 行是重复的表头，不是信访件，未读取" in html.unescape(answer.text)
     with database.sessions() as session:
         stored = sorted(row.external_id for row in session.query(TriageRecord))
     assert stored == predicted == ["XF-2026-0301", "XF-2026-0302", "XF-2026-0401"]
@@ -723,3 +724,80 @@ def test_the_account_and_the_request_in_two_columns_are_read_by_the_page_as_pred
         stored = {row.external_id: (row.body_masked, row.division) for row in session.query(TriageRecord)}
     assert stored == {"SQ-1": ("老板三个月没发工资了。\n要求结清工资", predicted["division"][0]),
                       "SQ-2": ("我想问视同缴费年限怎么算。\n要求答复", predicted["division"][1])}
+
+
+def _months_on_sheets(path):
+    book = openpyxl.Workbook()
+    book.active.title = "7月"
+    book.active.append(["编号", "标题", "内容"])
+    book.active.append(["A-7", "拖欠工资", "老板三个月没发工资了。"])
+    other = book.create_sheet("8月")
+    other.append(["编号", "标题", "内容"])
+    other.append(["A-8", "工地欠薪", "包工头跑了，工资没人给。"])
+    book.save(path)
+    return path
+
+
+def _written(text):
+    def write(path):
+        path.write_text(text, encoding="utf-8")
+        return path
+    return write
+
+
+PETITION = "拖欠工资,老板三个月没发工资了。"
+# A ledger that makes the reader give each kind of warning, and what the page says of it.
+LEDGERS_SETTING_ASIDE = {
+    LedgerWarningKind.DATES_NOT_READ: ("台账.csv", _written(f"编号,标题,内容,来访日期\nA-1,{PETITION},2026-7-1\n"),
+                                       "台账.csv：没有读到收件日期：「来访日期」不是收件日期的列名"),
+    LedgerWarningKind.SAME_MEANING: ("台账.csv", _written(f"编号,标题,内容,群体,重点群体\nA-1,{PETITION},无,无\n"),
+                                     "台账.csv：「群体」和「重点群体」两列都是重点群体，只读取了「群体」"),
+    LedgerWarningKind.OTHER_SHEETS: ("台账.xlsx", _months_on_sheets, "台账.xlsx：读取了工作表「7月」；工作表「8月」也有台账，未读取"),
+    LedgerWarningKind.HIDDEN_ROWS: ("台账.xlsx", filtered_xlsx, "台账.xlsx：第 2、3、5 行在 Excel 中被筛选掉或隐藏，未读取"),
+    LedgerWarningKind.FOOTER_ROWS: ("台账.csv", _written(f"编号,标题,内容\nA-1,{PETITION}\n合计：1件,,\n"),
+                                    "台账.csv：第 3 行是合计或表尾"),
+    LedgerWarningKind.HEADER_AGAIN: ("台账.csv", lambda path: two_row_header_csv(path, header=GROUPED_HEADER, months=2),
+                                     "台账.csv：第 5、6 行是重复的表头"),
+    LedgerWarningKind.COUNTER_ONLY: ("台账.csv", _written(f"序号,编号,标题,内容\n1,A-1,{PETITION}\n2,,,\n3,,,\n"),
+                                     "台账.csv：第 3、4 行只有序号，没有其他内容，未读取"),
+    LedgerWarningKind.HEADING_ROWS: ("台账.csv", _written(f"序号,编号,标题,内容\n一、欠薪类,,,\n1,A-1,{PETITION}\n"),
+                                     "台账.csv：第 2 行是信访件之间的分类标题"),
+    LedgerWarningKind.DATES_LEFT_EMPTY: ("台账.csv", _written(f"编号,标题,内容,来信日期\nA-1,{PETITION},七月一日\n"),
+                                         "台账.csv，「来信日期」列：第 2 行不是能识别的日期（如「七月一日」），已留空"),
+}
+# Two English words in a row: a sentence of the command line's, where the page speaks Chinese.
+ENGLISH = re.compile(r"[A-Za-z]{2,}[\s,;:'()]+[A-Za-z]{2,}")
+
+
+@pytest.mark.parametrize("kind", list(LEDGERS_SETTING_ASIDE), ids=lambda kind: kind.name)
+def test_what_a_ledger_upload_sets_aside_is_said_in_the_pages_language(intake, tmp_path, taxonomy, kind):
+    # The page showed clerks the command line's English for every warning of the reader
+    # (upload.xlsx: 3 hidden row(s) left out: 2, 3, 5 …): each kind is said in Chinese.
+    from training.ledger import LedgerWarning, read_ledger
+
+    name, build, said = LEDGERS_SETTING_ASIDE[kind]
+    ledger = build(tmp_path / name)
+    with pytest.warns(LedgerWarning) as caught:
+        read_ledger(ledger, taxonomy, require_labels=False)
+    assert kind in {w.message.detail.kind for w in caught}
+    client, key, _ = intake
+    csrf = signed_in(client, key, landing="/intake")
+    answer = client.post("/intake/ledger", data={"csrf_token": csrf},
+                         files={"ledger": (name, ledger.read_bytes(), "application/octet-stream")})
+    assert answer.status_code == 200, answer.text[-1500:]
+    notices = [html.unescape(n) for n in re.findall(r'<p class="notice">([^<]*)</p>', answer.text)]
+    assert any(notice.startswith(said) for notice in notices), notices
+    assert not [notice for notice in notices if ENGLISH.search(notice) or "upload" in notice], notices
+
+
+def test_every_kind_of_ledger_warning_is_said_in_the_pages_language():
+    # A warning the reader learns to give must be said in Chinese too, and shown by a ledger above.
+    from service.web.ledger import ledger_warning_in_chinese
+    from training.ledger import LedgerWarning, LedgerWarningDetail
+
+    assert set(LEDGERS_SETTING_ASIDE) == set(LedgerWarningKind)
+    for kind in LedgerWarningKind:
+        detail = LedgerWarningDetail(kind, "/tmp/upload.xlsx", "7月", rows=(2, 3), headers=("群体", "重点群体"),
+                                     column="key_group", value="七月一日", sheets=("8月",))
+        said = ledger_warning_in_chinese(LedgerWarning("/tmp/upload.xlsx: set aside in English words", detail), "台账.xlsx")
+        assert said.startswith("台账.xlsx") and not ENGLISH.search(said) and "upload" not in said, (kind, said)

@@ -30,7 +30,7 @@ from service.similar import MattersDep
 from service.web.intake import form_errors, text_error
 from service.web.render import page
 from service.web.sessions import Csrf, WebUser, page_user
-from training.ledger import LEDGER_SUFFIXES, LedgerError, LedgerWarning, ShortenedNumberError, read_ledger
+from training.ledger import HEADER_ALIASES, LEDGER_SUFFIXES, LedgerError, LedgerWarning, LedgerWarningKind, ShortenedNumberError, read_ledger
 
 router = APIRouter(include_in_schema=False)
 IntakeUser = Annotated[WebUser, Depends(page_user("intake"))]
@@ -93,6 +93,51 @@ def ledger_error_in_chinese(exc: LedgerError, name: str) -> str:
     return f"{where}：台账无法读取（{message}）"
 
 
+def _rows_in_chinese(rows: tuple[int, ...], shown: int = 10) -> str:
+    """Row numbers as the clerk finds them in Excel: the first `shown` of them, and how many in all."""
+    listed = "、".join(map(str, rows[:shown]))
+    return f"第 {listed} 等 {len(rows)} 行" if len(rows) > shown else f"第 {listed} 行"
+
+
+def ledger_warning_in_chinese(warning: LedgerWarning, name: str) -> str:
+    """What the reading left out or set aside, in Chinese, from the warning's parts, naming the
+    uploaded file (not the temporary copy), the sheet and the rows. Clerks were shown the command
+    line's English (`upload.xlsx: 3 hidden row(s) left out: 2, 3, 5 …`). A warning without its
+    parts (none the reader gives) keeps the English after a Chinese lead."""
+    detail = warning.detail
+    if detail is None:
+        return f"{name}：读取台账时的提示（{warning}）"
+    where = name + (f"，工作表「{detail.sheet}」" if detail.sheet else "")
+    rows = _rows_in_chinese(detail.rows)
+    kind = detail.kind
+    if kind is LedgerWarningKind.DATES_NOT_READ:
+        named = "".join(f"「{header}」" for header in detail.headers)
+        return (f"{where}：没有读到收件日期：{named}不是收件日期的列名（{'/'.join(HEADER_ALIASES['received_at'][1:])}），"
+                "这些日期未读取，各件的办理时限从本次上传时起算。如果其中一列是收件日期，请把列名改为「登记日期」后再上传。")
+    if kind is LedgerWarningKind.SAME_MEANING:
+        first, second = detail.headers
+        meaning = f"都是{LEDGER_COLUMNS[detail.column]}" if detail.column in LEDGER_COLUMNS else "含义相同"
+        return f"{where}：「{first}」和「{second}」两列{meaning}，只读取了「{first}」，「{second}」列未读取。"
+    if kind is LedgerWarningKind.OTHER_SHEETS:
+        others = "".join(f"「{sheet}」" for sheet in detail.sheets)
+        return (f"{name}：读取了工作表「{detail.sheet}」；工作表{others}也有台账，未读取。"
+                "请把每个工作表另存为单独的文件，分别上传。")
+    if kind is LedgerWarningKind.HIDDEN_ROWS:
+        return f"{where}：{rows}在 Excel 中被筛选掉或隐藏，未读取。如需登记，请清除筛选或取消隐藏，保存后再上传。"
+    if kind is LedgerWarningKind.FOOTER_ROWS:
+        return f"{where}：{rows}是合计或表尾（合计、制表人、填表说明等），不是信访件，未读取。"
+    if kind is LedgerWarningKind.HEADER_AGAIN:
+        return f"{where}：{rows}是重复的表头，不是信访件，未读取。"
+    if kind is LedgerWarningKind.COUNTER_ONLY:
+        return f"{where}：{rows}只有序号，没有其他内容，未读取。"
+    if kind is LedgerWarningKind.HEADING_ROWS:
+        return f"{where}：{rows}是信访件之间的分类标题（如“一、欠薪类”），不是信访件，未读取。"
+    if kind is LedgerWarningKind.DATES_LEFT_EMPTY:
+        return (f"{where}，「{detail.headers[0]}」列：{rows}不是能识别的日期（如「{detail.value}」），已留空，"
+                "这些件的办理时限从本次上传时起算。")
+    return f"{where}：读取台账时的提示（{str(warning).replace(detail.path, name)}）"
+
+
 def _row_error(petition: dict, settings: Settings) -> str | None:
     """Why a row was refused, in the page's words: the batch route answers in the API's English,
     and gave a date typed with the wrong year in UTC, the day before the ledger's."""
@@ -121,7 +166,7 @@ async def upload(request: Request, user: IntakeUser, _: Csrf, loaded: ModelDep, 
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", LedgerWarning)
                 frame = read_ledger(path, loaded.model.taxonomy, require_labels=False)
-            notices = [str(w.message).replace(str(path), name) for w in caught if issubclass(w.category, LedgerWarning)]
+            notices = [ledger_warning_in_chinese(w.message, name) for w in caught if issubclass(w.category, LedgerWarning)]
         except LedgerError as exc:
             return page(request, "ledger.html", user, status=422, error=ledger_error_in_chinese(exc, name), items=[],
                         name=name)
