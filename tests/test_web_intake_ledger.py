@@ -447,6 +447,20 @@ def test_the_review_page_says_when_its_dates_are_the_wrong_way_round(desks):
     assert client.get("/review", params={"since": "2026-12-01", "until": "2026-12-01"}).status_code == 200
 
 
+def test_the_review_page_refuses_a_date_beyond_the_calendar_in_chinese(desks):
+    # 至 9999-12-31 ends at the day after it, past the last date there is, and 自 0001-01-01
+    # begins in Beijing before UTC's first moment: both were answered with a 500.
+    client, intake_key, reviewer_key = desks
+    urgent = {"title": "讨薪无门", "body": "工资一直拿不到，再不解决我就从公司楼顶跳楼。"}
+    tid = client.post("/v1/triage", json=urgent, headers={"X-API-Key": intake_key}).json()["triage_id"]
+    signed_in(client, reviewer_key, landing="/review")
+    for field, label, typed in (("until", "至", "9999-12-31"), ("since", "自", "0001-01-01")):
+        refused = client.get("/review", params={field: typed})
+        assert refused.status_code == 422, field
+        assert f"{label}：超出可以查询的日期范围，现为 {typed}" in html.unescape(refused.text) and tid not in refused.text
+    assert tid in client.get("/review", params={"since": "0001-01-02", "until": "9999-12-30"}).text
+
+
 def test_the_review_queue_shows_the_division_a_clerk_reassigned_it_to(desks):
     # Reassigned at intake, the queued item still showed the model's division only: the
     # reviewer followed it up with a division that no longer handled it.

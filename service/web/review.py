@@ -3,7 +3,7 @@ Lists and resolves through the API's own review-queue functions."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -31,12 +31,19 @@ STATUSES = ("open", "resolved", "all")
 QUEUE_SHOWN = 500
 
 
-def _day(value: str, end: bool = False) -> datetime | None:
+def _day(value: str, label: str, end: bool = False) -> tuple[datetime | None, str | None]:
+    """The moment the day typed in 自 begins, or for 至 the day after it (the day is included),
+    or why it cannot be taken."""
+    if not value:
+        return None, None
     try:
         day = date.fromisoformat(value)
     except ValueError:
-        return None
-    return office_midnight(day + timedelta(days=1) if end else day)
+        return None, f"{label}：无法识别的日期 {value!r}（格式 YYYY-MM-DD）"
+    try:
+        return office_midnight(day + timedelta(days=1) if end else day).astimezone(UTC), None
+    except OverflowError:  # the day after 9999-12-31, or Beijing's 0001-01-01, before UTC's first moment
+        return None, f"{label}：超出可以查询的日期范围，现为 {value}"
 
 
 @router.get("/review", response_class=HTMLResponse)
@@ -51,8 +58,8 @@ def review_queue(request: Request, user: ReviewUser, session: SessionDep, settin
     # A filter that cannot apply is said, not dropped: an unfiltered queue under the filter the
     # reviewer believes applies (a bookmark from before a taxonomy change, a mistyped date or
     # reason) misleads.
-    errors = [f"{label}：无法识别的日期 {value!r}（格式 YYYY-MM-DD）"
-              for label, value in (("自", since), ("至", until)) if value and _day(value) is None]
+    (start, since_error), (end, until_error) = _day(since, "自"), _day(until, "至", end=True)
+    errors = [e for e in (since_error, until_error) if e]
     # Dates the wrong way round match nothing: "0 件" read as an empty queue.
     if not errors and since and until and date.fromisoformat(since) > date.fromisoformat(until):
         errors.append(f"自 {since} 晚于 至 {until}：没有信访件能同时满足，请对调两个日期")
@@ -66,7 +73,7 @@ def review_queue(request: Request, user: ReviewUser, session: SessionDep, settin
     if not errors:
         try:
             queue = queue_page(session, taxonomy, settings, status=status, division=division or None, reason=reason or None,
-                               since=_day(since), until=_day(until, end=True), limit=QUEUE_SHOWN, cursor=cursor or None)
+                               since=start, until=end, limit=QUEUE_SHOWN, cursor=cursor or None)
         except InvalidField:
             # The filters were checked above: only the cursor is left, from an edited or cut link.
             errors.append("翻页：链接中的页码无法识别，请从第一页看起")
