@@ -161,6 +161,29 @@ def test_purge_empties_old_petition_texts_keeps_labels_and_is_audited(database):
         assert [a.detail["petitions"] for a in session.query(AuditEntry).filter_by(action="retention.purge")] == [1, 0]
 
 
+def test_purge_reads_a_cut_off_without_an_offset_as_beijing_time(database, capsys):
+    # The API and the pages read a time without an offset as Beijing time; `--before 2025-01-01`
+    # was midnight UTC, eight hours into the office's 1 January, and took that morning's petitions.
+    with database.sessions() as session:
+        _triage(session, "evening", datetime(2024, 12, 31, 15, 0, tzinfo=UTC), "年底最后一天晚上的信访内容")  # 23:00 in Beijing
+        _triage(session, "morning", datetime(2024, 12, 31, 17, 0, tzinfo=UTC), "元旦凌晨一点的信访内容")  # 01:00 on 1 January
+        _triage(session, "at-nine", datetime(2025, 1, 1, 1, 30, tzinfo=UTC), "元旦上午九点半的信访内容")  # 09:30 on 1 January
+        session.commit()
+    assert main(["purge", "--before", "2025-01-01"]) == 0
+    assert "triaged before 2025-01-01T00:00:00+08:00" in capsys.readouterr().err
+    with database.sessions() as session:
+        assert [t.id for t in session.query(TriageRecord).filter_by(body_masked=PURGED)] == ["evening"]
+    assert main(["purge", "--before", "2025-01-01T09:00"]) == 0  # a time of day, also the office's
+    with database.sessions() as session:
+        assert {t.id for t in session.query(TriageRecord).filter_by(body_masked=PURGED)} == {"evening", "morning"}
+        assert session.query(AuditEntry).filter_by(action="retention.purge").order_by(AuditEntry.id.desc()).first().target \
+            == "2025-01-01T09:00:00+08:00"
+    # Beijing's first day begins before UTC's first moment: said, not a traceback.
+    with pytest.raises(SystemExit) as stopped:
+        main(["purge", "--before", "0001-01-01"])
+    assert stopped.value.code == 2 and "--before: '0001-01-01': before the first moment" in capsys.readouterr().err
+
+
 def test_purge_keeps_the_text_of_a_petition_still_open_in_the_review_queue(database, capsys):
     # Purged with its review item still open, a high-risk petition stayed in the 研判 queue
     # with no title and no body: nobody could review it, and the case was lost unread.
@@ -257,7 +280,7 @@ def test_purge_refuses_a_cut_off_in_the_future(database, capsys):
         _triage(session, "today", datetime.now(UTC) - timedelta(minutes=5), "最近的信访内容，工资拖欠")
         session.commit()
     assert main(["purge", "--before", "2062-01-01"]) == 2
-    assert "--before 2062-01-01T00:00:00+00:00 is in the future" in capsys.readouterr().err
+    assert "--before 2062-01-01T00:00:00+08:00 is in the future" in capsys.readouterr().err
     with database.sessions() as session:
         assert session.get(TriageRecord, "today").body_masked == "最近的信访内容，工资拖欠"
         assert session.query(AuditEntry).filter_by(action="retention.purge").count() == 0

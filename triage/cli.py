@@ -494,14 +494,25 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def _moment(value: str) -> datetime:
+    """A moment typed on the command line. Without an offset it is Beijing time, as the API, the
+    pages and ledgers read it (a date alone is that day's midnight there): read as UTC, `--before
+    2025-01-01` ran eight hours into the office's 1 January."""
     from datetime import UTC
+
+    from model.office_time import CHINA_TIME
 
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{value!r}: expected a date or an ISO 8601 time, e.g. 2025-01-01 or "
                                          "2025-01-01T00:00:00+08:00") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+    moment = moment.replace(tzinfo=CHINA_TIME) if moment.tzinfo is None else moment
+    try:
+        moment.astimezone(UTC)  # stored and compared in UTC
+    except OverflowError:
+        raise argparse.ArgumentTypeError(f"{value!r}: before the first moment that can be stored (UTC's 0001-01-01); "
+                                         "give a later date") from None
+    return moment
 
 
 def cmd_purge(args: argparse.Namespace) -> int:
@@ -785,7 +796,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("purge", help="delete the text of petitions triaged before a date (labels, decisions and those awaiting review kept)")
     p.add_argument("--before", required=True, type=_moment,
-                   help="date or ISO 8601 time; without an offset it is UTC (2025-01-01T00:00:00+08:00 for Beijing midnight)")
+                   help="date or ISO 8601 time; without an offset it is Beijing time, a date alone that day's midnight there "
+                        "(2025-01-01T00:00:00Z for midnight UTC)")
     p.set_defaults(func=cmd_purge)
 
     p = sub.add_parser("retrain", help="train a challenger, score it and the champion on the latest quarter, register it")
