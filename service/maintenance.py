@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import exists, func, select, update
+from sqlalchemy.orm import Session
 
 from model.text import PURGED_TEXT as PURGED
 from service.database import AuditEntry, Database, ReviewItem, TriageRecord, _sqlite_path
@@ -136,6 +137,20 @@ def without_text(suggestion: dict[str, Any] | None) -> dict[str, Any]:
     return suggestion
 
 
+# Purged already: the placeholder as its body and no title. The body alone is what a petition
+# may have been sent with, and its title was then kept past retention.
+PURGED_ROW = (TriageRecord.body_masked == PURGED) & (TriageRecord.title_masked == "")
+
+
+def text_purged(session: Session, triage_id: str) -> bool:
+    """Whether retention has deleted the text of this triage, read so that a purge running at
+    the same moment either has finished or waits for this session: call it after the session's
+    first flush and before it opens a review item for the triage. On SQLite that flush holds the
+    write lock; on PostgreSQL the row lock taken here waits for a purge that has locked the row,
+    and makes one that has not wait until this session has committed (purge_petitions)."""
+    return bool(session.scalar(select(PURGED_ROW).where(TriageRecord.id == triage_id).with_for_update(read=True)))
+
+
 @dataclass(frozen=True)
 class Purged:
     """What one `triage purge` did."""
@@ -157,11 +172,8 @@ def purge_petitions(database: Database, before: datetime, actor: str) -> Purged:
         # First: on SQLite the flush takes the write lock, so no item is queued for a petition
         # between reading which ones are open and emptying the others.
         session.flush()
-        # Purged already: the placeholder as its body and no title. The body alone is what a
-        # petition may have been sent with, and its title was then kept past retention.
-        purged = (TriageRecord.body_masked == PURGED) & (TriageRecord.title_masked == "")
         awaiting = exists().where(ReviewItem.triage_id == TriageRecord.id, ReviewItem.status == "open")
-        old = (TriageRecord.created_at < before) & ~purged
+        old = (TriageRecord.created_at < before) & ~PURGED_ROW
         ids = list(session.scalars(select(TriageRecord.id).where(old, ~awaiting)))
         kept = session.scalar(select(func.count()).select_from(TriageRecord).where(old, awaiting))
         for start in range(0, len(ids), 500):

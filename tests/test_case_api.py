@@ -15,6 +15,7 @@ from service.app import create_app
 from service.cases import rebase_explanation, time_limits
 from service.database import Database, ReviewItem
 from service.keys import create_key
+from service.maintenance import purge_petitions
 from service.settings import Settings
 
 PHONE = "13812345678"
@@ -99,6 +100,37 @@ def test_a_case_judged_high_risk_at_intake_reaches_the_review_queue(api):
     client.post("/v1/decisions", json={"triage_id": unsure["triage_id"], "division": "external", "risk": "high",
                                        "decided_by": "李四"}, headers=keys["intake"])
     assert queued()[unsure["triage_id"]] == ("high_risk", "open")
+
+
+def test_a_decision_does_not_queue_a_petition_whose_text_was_purged(api):
+    # After `triage purge`, a decision of 当日人工研判 queued the petition (or opened its resolved
+    # item again) with no title and no text: nobody could review it. Refused, saying why; a
+    # label correction that queues nothing is still recorded (the statistics count it).
+    client, keys = api
+    routine = client.post("/v1/triage", json={"title": "咨询职称评审", "body": "请问今年中级职称评审什么时候开始报名？"},
+                          headers=keys["intake"]).json()
+    unsure = client.post("/v1/triage", json={"title": "问题", "body": "有个事情想问一下。"}, headers=keys["intake"]).json()
+    assert client.post(f"/v1/review-queue/{unsure['triage_id']}/resolve", json={"note": "已转"},
+                       headers=keys["reviewer"]).status_code == 200
+    assert purge_petitions(client.app.state.database, datetime.now(UTC), actor="test").petitions == 2
+
+    def queued() -> dict[str, tuple[str, str]]:
+        items = client.get("/v1/review-queue", params={"status": "all"}, headers=keys["reviewer"]).json()
+        return {i["triage_id"]: (i["reason"], i["status"]) for i in items}
+
+    for suggestion in (routine, unsure):
+        tid = suggestion["triage_id"]
+        refused = client.post("/v1/decisions", json={"triage_id": tid, "division": "external", "risk": "当日人工研判",
+                                                     "decided_by": "李四", "reason": "来电称要轻生"}, headers=keys["intake"])
+        assert refused.status_code == 409, refused.text
+        said = refused.json()["detail"]
+        assert tid in said and "deleted under retention" in said and "NOT recorded" in said
+        assert client.get(f"/v1/triage/{tid}/decisions", headers=keys["intake"]).json() == []
+    assert routine["triage_id"] not in queued() and queued()[unsure["triage_id"]] == ("low_confidence", "resolved")
+    corrected = client.post("/v1/decisions", json={"triage_id": routine["triage_id"], "division": "external",
+                                                   "decided_by": "李四", "reason": "属医保"}, headers=keys["intake"])
+    assert corrected.status_code == 201, corrected.text
+    assert routine["triage_id"] not in queued()
 
 
 def test_an_item_moved_up_to_high_risk_gets_its_same_day_target_from_then(small_model_dir, tmp_path):

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,9 @@ from model.artifact import sign_artifact
 from model.text import PURGED_TEXT as PURGED
 from model.text import join_fields
 from service.app import create_app
-from service.database import Base, Database, alembic_config, head_revision
+from service.database import Base, Database, ReviewItem, TriageRecord, alembic_config, head_revision
 from service.keys import create_key
+from service.maintenance import purge_petitions
 from service.registry_watch import RegistryError, read_champion
 from service.settings import Settings
 
@@ -489,6 +491,44 @@ def test_triages_are_stored_masked_and_decisions_as_revisions(backend, small_mod
         rows = connection.execute(text("SELECT revision, division, decided_by, accepted FROM decisions "
                                        "WHERE triage_id = :t ORDER BY revision"), {"t": tid}).all()
     assert [tuple(r) for r in rows] == [(1, predicted, "张三", True), (2, other, "李四", False)]
+
+
+def _old_triage(database: Database, *ids: str) -> None:
+    with database.sessions() as session:
+        for tid in ids:
+            session.add(TriageRecord(id=tid, created_at=datetime(2024, 3, 1, tzinfo=UTC), title_masked="标题",
+                                     body_masked=f"老板拖欠工资半年，再不给就去跳楼（{tid}）", model_version="m",
+                                     division="pension", division_confidence=0.9, risk="low", key_group="none",
+                                     needs_review=False, suggestion={}))
+        session.commit()
+
+
+def test_a_decision_made_while_a_purge_runs_does_not_queue_the_purged_petition(backend, small_model_dir):
+    # The decision read the petition before the purge committed, found its text, and queued it
+    # as the purge emptied it: an open item with nothing to review.
+    purging = Database(backend.direct_url)
+    purging.migrate()
+    _old_triage(purging, "judged")
+    reached = threading.Event()
+
+    def hold_before_commit(session, *_: Any) -> None:
+        reached.set()
+        time.sleep(1.0)  # the decision is sent meanwhile, and must wait for this commit
+
+    event.listen(purging.sessions, "before_commit", hold_before_commit)
+    with running(settings_for(backend.url, small_model_dir)) as client:
+        key = make_keys(backend.url, "intake")["intake"]
+        purge = threading.Thread(target=purge_petitions, args=(purging, datetime.now(UTC), "test"))
+        purge.start()
+        assert reached.wait(30)
+        decided = client.post("/v1/decisions", json={"triage_id": "judged", "division": "pension", "risk": "high",
+                                                     "decided_by": "李四"}, headers=h(key))
+        purge.join(30)
+    assert decided.status_code == 409, decided.text
+    with purging.sessions() as session:
+        assert session.get(TriageRecord, "judged").body_masked == PURGED
+        assert session.get(ReviewItem, "judged") is None
+    purging.engine.dispose()
 
 
 # --- outages ----------------------------------------------------------------

@@ -20,6 +20,7 @@ from test_web_models import signed_in
 from service.app import create_app
 from service.database import Database, TriageRecord
 from service.keys import create_key
+from service.maintenance import purge_petitions
 from service.settings import Settings
 from training.ledger import LedgerWarningKind
 
@@ -445,6 +446,23 @@ def test_the_review_page_says_when_its_dates_are_the_wrong_way_round(desks):
     assert reversed_dates.status_code == 422
     assert "自 2026-12-08 晚于 至 2026-12-01" in reversed_dates.text
     assert client.get("/review", params={"since": "2026-12-01", "until": "2026-12-01"}).status_code == 200
+
+
+def test_the_case_page_says_a_purged_petition_cannot_be_queued_as_high_risk(desks):
+    # A clerk marking 当日人工研判 on a petition whose text retention deleted put it back in the
+    # 研判 queue with nothing to review. The page says why it was not recorded, in Chinese.
+    client, intake_key, reviewer_key = desks
+    routine = {"title": "咨询职称评审", "body": "请问今年中级职称评审什么时候开始报名？"}
+    suggestion = client.post("/v1/triage", json=routine, headers={"X-API-Key": intake_key}).json()
+    tid = suggestion["triage_id"]
+    assert purge_petitions(client.app.state.database, datetime.now(UTC), actor="test").petitions == 1
+    csrf = signed_in(client, intake_key, landing="/intake")
+    refused = client.post(f"/cases/{tid}/decision", data={"csrf_token": csrf, "division": suggestion["division"]["code"],
+                                                          "risk": "high", "reason": "来电称要轻生"}, follow_redirects=False)
+    assert refused.status_code == 409
+    assert "此件正文已按保留期限删除，无法再进入研判队列：标为“当日人工研判”的决定未记录" in html.unescape(refused.text)
+    assert "来电称要轻生" in refused.text, "the reason typed is kept in the form"
+    assert client.get("/v1/review-queue", params={"status": "all"}, headers={"X-API-Key": reviewer_key}).json() == []
 
 
 def test_the_review_page_refuses_a_date_beyond_the_calendar_in_chinese(desks):

@@ -14,6 +14,7 @@ from model.taxonomy import Taxonomy
 from service.cases import decision_out
 from service.database import ApiKey, AuditEntry, DecisionRecord, ReviewItem, TriageRecord, utcnow
 from service.deps import ModelDep, SessionDep, actor_of, require_role
+from service.maintenance import text_purged
 from service.pii import mask_pii
 from service.routers import BODY_ERRORS, KEYED_ERRORS, InvalidField, KeyedRoute, errors
 from service.schemas import DecisionIn, DecisionOut
@@ -25,9 +26,11 @@ Intake = Annotated[ApiKey, Depends(require_role("intake"))]
 REVISION_ATTEMPTS = 20
 
 
-@router.post("", response_model=DecisionOut, status_code=201, responses=errors(*BODY_ERRORS, 404))
+@router.post("", response_model=DecisionOut, status_code=201, responses=errors(*BODY_ERRORS, 404, 409))
 def record_decision(decision: DecisionIn, session: SessionDep, loaded: ModelDep, key: Intake) -> DecisionOut:
-    """Records a person's labels for a triage: codes or Chinese names, as in ledgers."""
+    """Records a person's labels for a triage: codes or Chinese names, as in ledgers. Risk high
+    (当日人工研判) queues the triage for review: refused with 409 when `triage purge` has deleted
+    its text; other labels are recorded on such a triage."""
     return record(decision, session, loaded.model.taxonomy, key)
 
 
@@ -67,8 +70,9 @@ def record(decision: DecisionIn, session: Session, taxonomy: Taxonomy, key: ApiK
                                  # As stored, so that this answer and a later one say the same.
                                  reason=None if decision.reason is None else mask_pii(decision.reason), **final)
             session.add(row)
-            if final["risk"] == "high":
-                _queue_as_high_risk(session, triage_id)
+            if final["risk"] == "high" and not _queue_as_high_risk(session, triage_id):
+                session.rollback()
+                raise HTTPException(409, purged_text_refusal(triage_id))
             session.add(AuditEntry(actor=actor_of(key), action="decision", target=triage_id,
                                    detail={**final, "revision": revision, "accepted": accepted,
                                            "decided_by": decision.decided_by}))
@@ -94,11 +98,23 @@ def _same_decision(row: DecisionRecord, final: dict[str, str], decision: Decisio
             and row.reason == (None if decision.reason is None else mask_pii(decision.reason)))
 
 
-def _queue_as_high_risk(session: Session, triage_id: str) -> None:
+def purged_text_refusal(triage_id: str) -> str:
+    return (f"triage_id: the text of triage {triage_id!r} was deleted under retention (triage purge); it cannot be "
+            "queued for review as high risk, where nobody could review it; the decision was NOT recorded")
+
+
+def _queue_as_high_risk(session: Session, triage_id: str) -> bool:
     """A case a person judges 当日人工研判 reaches the petition office as one the model flagged
     would: queued, or moved up to high risk (and opened again) when queued for another reason.
-    The model misses some threats of self-harm; the clerk who reads one is the last safeguard."""
+    The model misses some threats of self-harm; the clerk who reads one is the last safeguard.
+    False, and nothing queued, when retention has deleted the petition's text: queued, it
+    stood in the review queue with no title and no text, and nobody could review it."""
     item = session.get(ReviewItem, triage_id)
+    if item is not None and item.reason == "high_risk":
+        return True
+    session.flush()  # first: on SQLite the flush takes the write lock, so no purge runs meanwhile
+    if text_purged(session, triage_id):
+        return False
     if item is None:
         session.add(ReviewItem(triage_id=triage_id, reason="high_risk"))
     elif item.reason != "high_risk":
@@ -106,3 +122,4 @@ def _queue_as_high_risk(session: Session, triage_id: str) -> None:
         # Queued as high risk now: its same-day target runs from now. With the time it was first
         # queued for another reason, it showed overdue by days the moment the clerk judged it.
         item.created_at = utcnow()
+    return True

@@ -159,6 +159,8 @@ def decide(request: Request, triage_id: str, user: IntakeUser, _: Csrf, loaded: 
         return case_view(request, user, triage_id, session, settings, taxonomy, error="；".join(form_errors(exc)), status=422,
                          sent=sent)
     except HTTPException as exc:
-        return case_view(request, user, triage_id, session, settings, taxonomy, error=error_text(exc), status=exc.status_code,
-                         sent=sent)
+        # The one refusal a clerk meets in the course of work, said in the page's words.
+        error = (f"此件正文已按保留期限删除，无法再进入研判队列：标为“{taxonomy.name_of('risk', 'high')}”的决定未记录。"
+                 "如确需研判，请凭原件另行报送。") if exc.status_code == 409 else error_text(exc)
+        return case_view(request, user, triage_id, session, settings, taxonomy, error=error, status=exc.status_code, sent=sent)
     return RedirectResponse(f"/cases/{triage_id}?decided=1", status_code=303)
