@@ -170,17 +170,24 @@ def purge_petitions(database: Database, before: datetime, actor: str) -> Purged:
         audit = AuditEntry(actor=actor, action="retention.purge", target=before.isoformat(), detail={})
         session.add(audit)
         # First: on SQLite the flush takes the write lock, so no item is queued for a petition
-        # between reading which ones are open and emptying the others.
+        # while the purge reads which ones are open and empties the others.
         session.flush()
-        awaiting = exists().where(ReviewItem.triage_id == TriageRecord.id, ReviewItem.status == "open")
         old = (TriageRecord.created_at < before) & ~PURGED_ROW
-        ids = list(session.scalars(select(TriageRecord.id).where(old, ~awaiting)))
+        # On PostgreSQL the flush serialises nothing. The rows are locked first, waiting for a
+        # session that is opening a review item for one of them (it holds a lock on the row:
+        # text_purged, or the review item's foreign key); the update below, a statement of its
+        # own, then sees that item. Read in the update's own statement, an item committed while
+        # the update waited for the row was not seen, and the petition was purged.
+        session.execute(select(TriageRecord.id).where(old).order_by(TriageRecord.id).with_for_update()).all()
+        awaiting = exists().where(ReviewItem.triage_id == TriageRecord.id, ReviewItem.status == "open")
+        # One conditional update: which petitions have an open item is read as they are emptied.
+        rows = session.execute(update(TriageRecord).where(old, ~awaiting).values(title_masked="", body_masked=PURGED)
+                               .returning(TriageRecord.id, TriageRecord.suggestion)
+                               .execution_options(synchronize_session=False)).all()
         kept = session.scalar(select(func.count()).select_from(TriageRecord).where(old, awaiting))
-        for start in range(0, len(ids), 500):
-            rows = session.execute(select(TriageRecord.id, TriageRecord.suggestion)
-                                   .where(TriageRecord.id.in_(ids[start:start + 500]))).all()
-            session.execute(update(TriageRecord), [{"id": tid, "title_masked": "", "body_masked": PURGED,
-                                                    "suggestion": without_text(suggestion)} for tid, suggestion in rows])
-        audit.detail = {"petitions": len(ids), "kept_awaiting_review": kept}
+        for start in range(0, len(rows), 500):
+            session.execute(update(TriageRecord), [{"id": tid, "suggestion": without_text(suggestion)}
+                                                   for tid, suggestion in rows[start:start + 500]])
+        audit.detail = {"petitions": len(rows), "kept_awaiting_review": kept}
         session.commit()
-    return Purged(petitions=len(ids), awaiting_review=kept)
+    return Purged(petitions=len(rows), awaiting_review=kept)

@@ -38,7 +38,7 @@ from model.text import join_fields
 from service.app import create_app
 from service.database import Base, Database, ReviewItem, TriageRecord, alembic_config, head_revision
 from service.keys import create_key
-from service.maintenance import purge_petitions
+from service.maintenance import Purged, purge_petitions, text_purged
 from service.registry_watch import RegistryError, read_champion
 from service.settings import Settings
 
@@ -501,6 +501,32 @@ def _old_triage(database: Database, *ids: str) -> None:
                                      division="pension", division_confidence=0.9, risk="low", key_group="none",
                                      needs_review=False, suggestion={}))
         session.commit()
+
+
+def test_a_purge_waits_for_a_review_item_being_opened_and_keeps_that_petitions_text(backend):
+    # On PostgreSQL the purge read which petitions had an open item, then emptied the others:
+    # an item a clerk's decision was opening at that moment was not seen, and the petition
+    # stood in the queue with no text. SQLite's write lock serialised the two; PostgreSQL's
+    # row locks must.
+    database = Database(backend.direct_url)
+    database.migrate()
+    _old_triage(database, "judged", "routine")
+    opening = database.sessions()
+    opening.add(ReviewItem(triage_id="judged", reason="high_risk"))
+    opening.flush()
+    assert not text_purged(opening, "judged")
+    done: list[Purged] = []
+    purge = threading.Thread(target=lambda: done.append(purge_petitions(database, datetime.now(UTC), actor="test")))
+    purge.start()
+    purge.join(1.0)  # time for the purge to reach the petitions: it must wait for this session
+    opening.commit()
+    opening.close()
+    purge.join(30)
+    assert done == [Purged(petitions=1, awaiting_review=1)]
+    with database.sessions() as session:
+        assert session.get(TriageRecord, "judged").body_masked != PURGED
+        assert session.get(TriageRecord, "routine").body_masked == PURGED
+    database.engine.dispose()
 
 
 def test_a_decision_made_while_a_purge_runs_does_not_queue_the_purged_petition(backend, small_model_dir):
