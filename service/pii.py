@@ -9,14 +9,23 @@ card is found only grouped as cards print it, so that a period of work typed as 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from model.identifiers import NUMBER_PATTERNS
 
 _FULL_WIDTH = {cp: cp - 0xFEE0 for cp in range(0xFF10, 0xFF1A)} | {0xFF0D: ord("-"), 0x3000: ord(" ")}
+# A digit, or a character the translation above changes. Every number pattern needs digits,
+# so a text without any of these comes out as it went in.
+_DIGIT_OR_FULL_WIDTH = re.compile("[0-9\uff10-\uff19\uff0d\u3000]")
 
 
 def mask_pii(text: str) -> str:
+    # Most strings masked hold no digit (an explanation's words and labels, names, most notes):
+    # they are handed back without the translation and the pattern passes, which were most of
+    # the time a migration spends re-masking every stored petition.
+    if _DIGIT_OR_FULL_WIDTH.search(text) is None:
+        return text
     # Full-width digits, dashes and spaces are common in typed petitions; mask them too.
     text = text.translate(_FULL_WIDTH)
     for pattern, replacement in NUMBER_PATTERNS:

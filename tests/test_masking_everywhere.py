@@ -47,6 +47,14 @@ def test_the_masking_of_each_kind_of_number():
         assert not any(ch.isdigit() for ch in masked), (name, masked)
 
 
+def test_text_without_digits_is_stored_as_masking_always_stored_it():
+    # Strings without a digit skip the patterns (most strings a migration re-masks have none);
+    # the full-width space and dash in them are still folded, as they were before.
+    assert mask_pii("欠薪\u3000三个月－至今") == "欠薪 三个月-至今"
+    assert mask_pii("分配") == "分配" and mask_pii("") == ""
+    assert mask_pii("电话１３８\u30001234\u30005678") == "电话[手机号]"
+
+
 # A number typed with several separators, in prose that has separators of its own: the
 # number is masked whole, the prose around it kept as it was.
 SPACED = [
