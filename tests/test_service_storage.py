@@ -448,6 +448,36 @@ def test_an_upgrade_masks_numbers_stored_with_tabs_between_their_groups(backend)
         {"start": masked.index("工资"), "end": masked.index("工资") + 2, "text": "工资"}]
 
 
+def test_an_upgrade_that_masks_every_stored_petition_says_how_far_it_has_come(backend, caplog):
+    # 0005 and 0006 read every stored petition again, at the service's start: on a department's
+    # database that is minutes, and the log said nothing from the start to "schema at revision".
+    config = alembic_config(backend.direct_url)
+    command.upgrade(config, "0004")
+    with backend.connect() as connection:
+        for number in range(3):
+            connection.execute(text_sql(
+                "INSERT INTO triages (id, created_at, title_masked, body_masked, model_version, division, "
+                "division_confidence, risk, key_group, needs_review, suggestion) "
+                "VALUES (:id, CURRENT_TIMESTAMP, '欠薪', :body, 'm', 'labor', 0.9, 'low', 'none', false, '{}')"),
+                {"id": f"t{number}", "body": "工资没发，电话138  1234  5678，请处理。"})
+        connection.execute(text_sql(
+            "INSERT INTO audit (at, actor, action, target, detail) VALUES (CURRENT_TIMESTAMP, 'a', 'decision', 't0', '{}')"))
+        connection.commit()
+    caplog.set_level(logging.INFO, logger="service.migrations")
+    database = Database(backend.url)
+    assert database.migrate() == head_revision()
+    database.engine.dispose()
+    said = [record.getMessage() for record in caplog.records if record.name.startswith("service.migrations")]
+    # Each of 0005 and 0006 says, per table, how many rows it goes through, and when it is done.
+    for line in ("moving stored explanations onto the masked text: 3 rows of triages",
+                 "masking stored text again: 3 rows of triages", "masking stored text again: 1 rows of audit"):
+        assert said.count(line) == 2, said
+    assert sum(re.fullmatch(r"masking stored text again: 3 rows of triages done in \d+ s", line) is not None
+               for line in said) == 2, said
+    # Counts only: no petition's words in the log.
+    assert not any("工资" in line or "138" in line for line in said), said
+
+
 def test_simultaneous_start_ups_migrate_once(backend):
     databases = [Database(backend.url) for _ in range(3)]
     barrier = threading.Barrier(len(databases))

@@ -5,6 +5,8 @@ purged petitions emptied of the words they quote."""
 from __future__ import annotations
 
 import json
+import logging
+import time
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -23,6 +25,32 @@ _FREE_TEXT = [
     ("audit", "id", (), ("detail",)),
 ]
 BATCH = 1000
+# How often a pass over a table says how far it has come: an upgrade runs them at the service's
+# start, and on a department's database they take minutes, which the log would otherwise pass
+# over in silence, as if the service hung.
+PROGRESS_SECONDS = 10.0
+log = logging.getLogger(__name__)
+
+
+class _Progress:
+    """Log lines for one pass over a table: its size when it begins, then how far it has come
+    every PROGRESS_SECONDS, and when it is done."""
+
+    def __init__(self, connection: Connection, table: str, doing: str, where: str = "", **params: object) -> None:
+        self.table, self.doing, self.done = table, doing, 0
+        self.total = connection.execute(sa.text(f"SELECT count(*) FROM {table} {where}"), params).scalar() or 0
+        self.began = self.said = time.monotonic()
+        log.info("%s: %d rows of %s", doing, self.total, table)
+
+    def add(self, rows: int) -> None:
+        self.done += rows
+        now = time.monotonic()
+        if now - self.said >= PROGRESS_SECONDS:
+            self.said = now
+            log.info("%s: %d of %d rows of %s", self.doing, self.done, self.total, self.table)
+
+    def end(self) -> None:
+        log.info("%s: %d rows of %s done in %.0f s", self.doing, self.done, self.table, time.monotonic() - self.began)
 
 
 def mask_stored_text(connection: Connection) -> None:
@@ -31,6 +59,7 @@ def mask_stored_text(connection: Connection) -> None:
     for table, key, texts, documents in _FREE_TEXT:
         columns = [key, *texts, *documents]
         last = None
+        progress = _Progress(connection, table, "masking stored text again")
         while True:
             query = f"SELECT {', '.join(columns)} FROM {table}"  # names from the list above, never input
             if last is not None:
@@ -53,9 +82,11 @@ def mask_stored_text(connection: Connection) -> None:
                     assignments = ", ".join(f"{name} = CAST(:{name} AS JSON)" if name in documents and postgres
                                             else f"{name} = :{name}" for name in changed)
                     connection.execute(sa.text(f"UPDATE {table} SET {assignments} WHERE {key} = :key"), {**changed, "key": row[0]})
+            progress.add(len(rows))
             if len(rows) < BATCH:
                 break
             last = rows[-1][0]
+        progress.end()
 
 
 def mask_stored_explanations(connection: Connection) -> None:
@@ -67,6 +98,7 @@ def mask_stored_explanations(connection: Connection) -> None:
     as the service drops it when it stores a triage (service.cases.placed_explanations)."""
     cast = "CAST(:value AS JSON)" if connection.dialect.name == "postgresql" else ":value"
     last = ""
+    progress = _Progress(connection, "triages", "moving stored explanations onto the masked text")
     while True:
         rows = connection.execute(sa.text(f"SELECT id, title_masked, body_masked, suggestion FROM triages WHERE id > :last "
                                           f"ORDER BY id LIMIT {BATCH}"), {"last": last}).fetchall()
@@ -79,9 +111,11 @@ def mask_stored_explanations(connection: Connection) -> None:
             if masked != explanation:
                 connection.execute(sa.text(f"UPDATE triages SET suggestion = {cast} WHERE id = :key"),
                                    {"value": json.dumps({**suggestion, "explanation": masked}, ensure_ascii=False), "key": key})
+        progress.add(len(rows))
         if len(rows) < BATCH:
             break
         last = rows[-1][0]
+    progress.end()
 
 
 def _on_masked_text(explanation: dict, text: str, masked: str) -> dict:
