@@ -293,6 +293,23 @@ class MatterIndex:
         with self._lock:
             return [k for k, w in zip(self._keys, self._when, strict=True) if since <= w <= until]
 
+    def links_between(self, since: float, until: float, limit: int = 50) -> tuple[list[str], dict[str, set[str]]]:
+        """The keys stored with `when` in [since, until], in the order they were added, each with
+        the keys among them it is linked to: those `query_key(key, limit, since, until)` finds for
+        each key, linked both ways. Found for all the keys at once from their own band hashes:
+        a lookup per key compares it with every stored petition sharing a band with it, whenever
+        received, which for a look-back of weeks in a year of petitions took seconds."""
+        with self._lock:
+            whens = np.fromiter(self._when, np.float64, count=self._size)
+            rows = np.flatnonzero((whens >= since) & (whens <= until))
+            keys = [self._keys[row] for row in rows.tolist()]
+            sigs, anchor_list = self._sigs[rows], [self._anchors[row] for row in rows.tolist()]
+        links: dict[str, set[str]] = {key: set() for key in keys}
+        for query, match in zip(*(side.tolist() for side in _links(sigs, anchor_list, self.threshold, limit)), strict=True):
+            links[keys[query]].add(keys[match])
+            links[keys[match]].add(keys[query])
+        return keys, links
+
     def when(self, key: str) -> float:
         return self._when[self._positions[key]]
 
@@ -467,6 +484,32 @@ def _band_pairs(bands: np.ndarray) -> np.ndarray:
     return np.column_stack([codes // n, codes % n])
 
 
+def _links(sigs: np.ndarray, anchor_list: Sequence[dict[str, frozenset[str]]], threshold: float,
+           limit: int = 50) -> tuple[np.ndarray, np.ndarray]:
+    """(query, match) rows: each row linked to its `limit` most similar rows (ties: the earlier
+    row) at `threshold` or above whose anchors do not conflict, as `MatterIndex.query_key`
+    finds them one row at a time; found for all rows at once."""
+    pairs = _band_pairs(_band_keys(sigs))
+    similar = np.empty(len(pairs), np.float64)
+    for start in range(0, len(pairs), 100_000):
+        i, j = pairs[start:start + 100_000].T
+        similar[start:start + 100_000] = (sigs[i] == sigs[j]).mean(axis=1)
+    keep = similar >= threshold
+    pairs, similar = pairs[keep], similar[keep]
+    # anchors_conflict is symmetric: checked once per pair.
+    agree = np.fromiter((not anchors_conflict(anchor_list[i], anchor_list[j]) for i, j in pairs.tolist()),
+                        dtype=bool, count=len(pairs))
+    pairs, similar = pairs[agree], similar[agree]
+    query = np.concatenate([pairs[:, 0], pairs[:, 1]])
+    match = np.concatenate([pairs[:, 1], pairs[:, 0]])
+    similarity = np.concatenate([similar, similar])
+    order = np.lexsort((match, -similarity, query))
+    query, match = query[order], match[order]
+    first = np.searchsorted(query, query, "left")
+    kept = np.arange(len(query)) - first < limit
+    return query[kept], match[kept]
+
+
 def link_matters(texts: Sequence[str], threshold: float = LINK_THRESHOLD, n_jobs: int | None = None) -> list[str]:
     """A matter id per text: texts linked directly or through others share one.
 
@@ -506,27 +549,8 @@ def link_matters(texts: Sequence[str], threshold: float = LINK_THRESHOLD, n_jobs
         get_reusable_executor().shutdown(wait=True)
         anchor_list = [a for part, _ in parts for a in part]
         sigs = np.concatenate([s for _, s in parts])
-    pairs = _band_pairs(_band_keys(sigs))
-    similar = np.empty(len(pairs), np.float64)
-    for start in range(0, len(pairs), 100_000):
-        i, j = pairs[start:start + 100_000].T
-        similar[start:start + 100_000] = (sigs[i] == sigs[j]).mean(axis=1)
-    keep = similar >= threshold
-    pairs, similar = pairs[keep], similar[keep]
-    # anchors_conflict is symmetric: checked once per pair.
-    agree = np.fromiter((not anchors_conflict(anchor_list[i], anchor_list[j]) for i, j in pairs.tolist()),
-                        dtype=bool, count=len(pairs))
-    pairs, similar = pairs[agree], similar[agree]
-    # Each text keeps its `limit` most similar matches (ties: the earlier text), as
-    # `components` asks query_key for 50.
-    query = np.concatenate([pairs[:, 0], pairs[:, 1]])
-    match = np.concatenate([pairs[:, 1], pairs[:, 0]])
-    similarity = np.concatenate([similar, similar])
-    order = np.lexsort((match, -similarity, query))
-    query, match = query[order], match[order]
-    first = np.searchsorted(query, query, "left")
-    kept = np.arange(len(query)) - first < 50
-    graph = coo_matrix((np.ones(int(kept.sum())), (query[kept], match[kept])), shape=(n, n))
+    query, match = _links(sigs, anchor_list, threshold)
+    graph = coo_matrix((np.ones(len(query)), (query, match)), shape=(n, n))
     labels = connected_components(graph, directed=False)[1]
     # Numbered by their first text.
     first_of = np.full(labels.max() + 1, n)

@@ -462,14 +462,7 @@ def emerging_groups(session: Session, shared: SharedMatterIndex, start: float, e
     list of list of CaseInfo
         Each group's members by time received, in the order of the groups' first petitions.
     """
-    reach = start - span
-    keys = shared.index.keys_between(reach, end)
-    links: dict[str, set[str]] = {key: set() for key in keys}
-    for key in keys:
-        for match in shared.index.query_key(key, limit=LOOKUP_LIMIT, since=reach, until=end):
-            if match.key in links:
-                links[key].add(match.key)
-                links[match.key].add(key)
+    keys, links = shared.index.links_between(start - span, end, limit=LOOKUP_LIMIT)
     groups = []
     for component in _connected(keys, links, set(keys)):
         whens = {key: shared.index.when(key) for key in component}

@@ -653,3 +653,28 @@ def test_linking_a_ledger_at_once_finds_the_links_of_one_lookup_per_petition():
     assert len(set(expected)) < len(texts) - 40  # the corpus's scenarios do link
     assert link_matters(texts, n_jobs=2) == expected
     assert link_matters(texts[:600]) == _linked_by_lookup(texts[:600])
+
+
+@pytest.mark.parametrize("limit", [50, 2])
+def test_the_links_of_a_look_back_are_those_of_one_lookup_per_petition_in_it(limit):
+    # GET /v1/emerging made one lookup per petition of its look-back, each comparing it with every
+    # stored petition that shares a band with it, whenever received: seconds per request on a
+    # year of petitions. links_between finds them all at once; they must be the same links.
+    texts = [join_fields(p["title"], p["body"]) for p in generate(n=1500, seed=7)]
+    texts += texts[:30]  # exact repeats: more matches than a small limit keeps
+    index = MatterIndex()
+    # Received in the corpus's order, the repeats with their originals: a look-back holds some
+    # petitions of each of its matters, and other petitions of them are received after it.
+    index.add_many((str(i), text, (i % 1500) * 0.04) for i, text in enumerate(texts))
+    since, until = 0.0, 30.0
+    keys, links = index.links_between(since, until, limit=limit)
+    assert keys == index.keys_between(since, until)
+    expected: dict[str, set[str]] = {key: set() for key in keys}
+    for key in keys:
+        for match in index.query_key(key, limit=limit, since=since, until=until):
+            expected[key].add(match.key)
+            expected[match.key].add(key)
+    assert links == expected
+    # Each repeat with its original, both ways, and petitions the corpus tells of one matter.
+    assert sum(map(len, links.values())) > 2 * 30
+    assert index.links_between(1000.0, 2000.0) == ([], {})
