@@ -459,9 +459,13 @@ def _prepare(texts: Sequence[str]) -> tuple[list[dict[str, frozenset[str]]], np.
     return anchors_list, sigs
 
 
-def _band_pairs(bands: np.ndarray) -> np.ndarray:
-    """(i, j), i < j, of every two rows sharing the hash of at least one band: the
-    candidates MatterIndex finds, for all rows at once, each pair once."""
+def _similar_pairs(sigs: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """(i, j), i < j, of every two rows sharing the hash of at least one band (the candidates
+    MatterIndex finds, for all rows at once) whose similarity is `threshold` or above, each pair
+    once, and their similarities. Candidates are weighed band by band as they are found and only
+    the similar ones kept: they far outnumber the pairs kept, and held all at once, those of a
+    year of petitions took more memory than all else a service worker holds."""
+    bands = _band_keys(sigs)
     n = len(bands)
     found = []
     for b in range(bands.shape[1]):
@@ -474,14 +478,15 @@ def _band_pairs(bands: np.ndarray) -> np.ndarray:
         while len(active):
             active = active[active + d < n]
             active = active[keys[active] == keys[active + d]]
-            if len(active):
-                i, j = order[active], order[active + d]
+            for start in range(0, len(active), 100_000):
+                i, j = order[active[start:start + 100_000]], order[active[start:start + 100_000] + d]
+                close = (sigs[i] == sigs[j]).mean(axis=1) >= threshold
+                i, j = i[close], j[close]
                 found.append(np.minimum(i, j).astype(np.int64) * n + np.maximum(i, j))
             d += 1
-    if not found:
-        return np.empty((0, 2), np.int64)
-    codes = np.unique(np.concatenate(found))
-    return np.column_stack([codes // n, codes % n])
+    codes = np.unique(np.concatenate(found)) if found else np.empty(0, np.int64)
+    pairs = np.column_stack([codes // n, codes % n])
+    return pairs, (sigs[pairs[:, 0]] == sigs[pairs[:, 1]]).mean(axis=1)
 
 
 def _links(sigs: np.ndarray, anchor_list: Sequence[dict[str, frozenset[str]]], threshold: float,
@@ -489,13 +494,7 @@ def _links(sigs: np.ndarray, anchor_list: Sequence[dict[str, frozenset[str]]], t
     """(query, match) rows: each row linked to its `limit` most similar rows (ties: the earlier
     row) at `threshold` or above whose anchors do not conflict, as `MatterIndex.query_key`
     finds them one row at a time; found for all rows at once."""
-    pairs = _band_pairs(_band_keys(sigs))
-    similar = np.empty(len(pairs), np.float64)
-    for start in range(0, len(pairs), 100_000):
-        i, j = pairs[start:start + 100_000].T
-        similar[start:start + 100_000] = (sigs[i] == sigs[j]).mean(axis=1)
-    keep = similar >= threshold
-    pairs, similar = pairs[keep], similar[keep]
+    pairs, similar = _similar_pairs(sigs, threshold)
     # anchors_conflict is symmetric: checked once per pair.
     agree = np.fromiter((not anchors_conflict(anchor_list[i], anchor_list[j]) for i, j in pairs.tolist()),
                         dtype=bool, count=len(pairs))
@@ -515,8 +514,8 @@ def link_matters(texts: Sequence[str], threshold: float = LINK_THRESHOLD, n_jobs
 
     The links are those of `components` over a MatterIndex holding every text (each
     text linked to its 50 most similar ones without conflicting anchors), found for all
-    texts at once: candidate pairs by sorting the band hashes, their similarities in
-    one pass, rather than one lookup per text.
+    texts at once: candidate pairs by sorting the band hashes, weighed as they are found,
+    rather than one lookup per text.
 
     Parameters
     ----------
