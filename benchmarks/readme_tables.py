@@ -320,6 +320,34 @@ def http_ceiling(results: dict[str, Any]) -> str:
             f"{saturated['server_cpu_ms_per_request']:.1f} ms saturated.\n")
 
 
+def stored_scale(results: dict[str, Any]) -> str:
+    """The migrations that re-mask every stored petition, and the same-matter lists, by the size of the database."""
+    sizes = results["sizes"]
+    loads = [*results["machine"]["load_avg_at_start"][:1], *results["machine"]["load_avg_at_end"][:1],
+             *(e[step]["load_avg"] for e in sizes for step in ("0005", "0006", "lists"))]
+    first = sizes[0]["built"]
+    lines = [f"SQLite files of {results['per_day']:g} petitions a day (`python benchmarks/stored_scale.py`; texts "
+             f"{results['texts']}, mean {first['mean_chars']} characters, {100 * results['group_share']:.0f} % of them in groups "
+             f"of one matter), upgraded from revision 0004, each migration and the lists in a fresh process; "
+             f"{machine_state(loads, results['machine']['cpus'])}:", "",
+             "| stored triages (days of intake) | decisions, review items, audit entries | database | 0005 | 0006 "
+             "| peak memory, migrating | longest silence in the log | index built at start | GET /v1/emerging, 14 days "
+             "| GET /v1/emerging, 366 days | case page's lists, p50 / max |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for e in sizes:
+        rows, lists = e["built"]["rows"], e["lists"]
+        lines.append(
+            f"| {e['size']:,} ({e['built']['days_of_intake']:,}) | {rows['decisions']:,}, {rows['review_items']:,}, {rows['audit']:,} "
+            f"| {e['built']['database_mb']:,} MB | {e['0005']['seconds']:.0f} s | {e['0006']['seconds']:.0f} s "
+            f"| {max(e['0005']['peak_rss_mb'], e['0006']['peak_rss_mb'])} MB ({e['0005']['rss_before_mb']} MB before it began) "
+            f"| {max(e['0005']['longest_silence_s'], e['0006']['longest_silence_s']):.0f} s "
+            f"| {lists['index_built_s']:.0f} s ({lists['indexed']:,} petitions) "
+            f"| {lists['emerging_default']['seconds_median']:.2f} s ({lists['emerging_default']['groups']} groups) "
+            f"| {lists['emerging_widest']['seconds_median']:.1f} s ({lists['emerging_widest']['groups']} groups) "
+            f"| {lists['case_page_lists']['ms_p50']:.1f} / {lists['case_page_lists']['ms_max']:.0f} ms |")
+    return "\n".join(lines) + "\n"
+
+
 # table name: (results file, how to render it)
 TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "accuracy_lobo": ("accuracy.json", accuracy_table("lobo")),
@@ -339,6 +367,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "http_ceiling": ("http_ceiling.json", http_ceiling),
     "accuracy_encoder_below": ("accuracy_encoder_below_lobo.json", accuracy_encoder_below),
     "load_encoder_below": ("load_encoder_below_0.99.json", load),
+    "stored_scale": ("stored_scale.json", stored_scale),
 }
 
 
