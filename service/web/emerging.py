@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Annotated
 from urllib.parse import urlencode
@@ -70,11 +71,23 @@ def _until(value: str) -> tuple[datetime | None, str | None]:
         return None, f"截至：超出可以查询的日期范围，现为 {value}"
 
 
-def _listed(user: WebUser, session: Session, settings: Settings, matters: SharedMatterIndex, days: str, min_size: str,
-            until: str) -> tuple[dict[str, str], float | None, list[str], list[EmergingGroup]]:
+@dataclass
+class TypedFilters:
+    """The filters as typed on the page (天数, 最少件数, 截至), the page and its download alike."""
+
+    days: str = ""
+    min_size: str = ""
+    until: str = ""
+
+
+Typed = Annotated[TypedFilters, Depends()]
+
+
+def _listed(user: WebUser, session: Session, settings: Settings, matters: SharedMatterIndex,
+            typed: TypedFilters) -> tuple[dict[str, str], float | None, list[str], list[EmergingGroup]]:
     """The filters as shown, the look-back, why the filters cannot apply, and the groups: one
     reading of the filters for the page and its download, so the file holds what the page lists."""
-    days, min_size, until = days.strip(), min_size.strip(), until.strip()
+    days, min_size, until = typed.days.strip(), typed.min_size.strip(), typed.until.strip()
     # An empty field is the settings' value, shown filled in so the reviewer sees what applies.
     filters = {"days": days or f"{settings.emerging_days:g}", "min_size": min_size or str(settings.emerging_min_size),
                "until": until}
@@ -110,11 +123,9 @@ def emerging_page(
     settings: SettingsDep,
     matters: MattersDep,
     taxonomy: TaxonomyDep,
-    days: str = "",
-    min_size: str = "",
-    until: str = "",
+    typed: Typed,
 ) -> HTMLResponse:
-    filters, look_back, errors, groups = _listed(user, session, settings, matters, days, min_size, until)
+    filters, look_back, errors, groups = _listed(user, session, settings, matters, typed)
     context = _context(user, filters, taxonomy)
     if errors:
         return page(request, "emerging.html", user, status=422, groups=[], error="；".join(errors), **context)
@@ -151,12 +162,10 @@ def emerging_csv(
     settings: SettingsDep,
     matters: MattersDep,
     taxonomy: TaxonomyDep,
-    days: str = "",
-    min_size: str = "",
-    until: str = "",
+    typed: Typed,
 ) -> Response:
     """The groups the page lists with the same filters, one row per group."""
-    filters, look_back, errors, groups = _listed(user, session, settings, matters, days, min_size, until)
+    filters, look_back, errors, groups = _listed(user, session, settings, matters, typed)
     if errors:
         # The page with its error, not a file of nothing that reads as no groups.
         return page(request, "emerging.html", user, status=422, groups=[], error="；".join(errors),
