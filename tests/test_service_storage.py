@@ -316,6 +316,17 @@ def test_an_upgrade_masks_numbers_stored_with_other_separators_and_empties_purge
     assert stored["top3"] == [["pension", 0.9]] and stored["explanation"]["risk"]["rules"][0]["rule"] == "risk.self_harm"
 
 
+def _stored_after_upgrade(backend, tables: tuple[str, ...]) -> dict[str, list[dict]]:
+    """Every row of `tables`, by table, once the database is upgraded to the head revision."""
+    database = Database(backend.url)
+    assert database.migrate() == head_revision()
+    database.engine.dispose()
+    with backend.connect() as connection:
+        stored = {table: [dict(row._mapping) for row in connection.execute(text_sql(f"SELECT * FROM {table}"))]
+                  for table in tables}
+    return stored
+
+
 def test_an_upgrade_masks_numbers_typed_with_several_separators_in_every_stored_field(backend):
     # Before 0005 a number with more than one separator between its groups was stored in
     # clear: in the text, in what staff wrote, and in the explanation's quotes of the text.
@@ -363,12 +374,7 @@ def test_an_upgrade_masks_numbers_typed_with_several_separators_in_every_stored_
             {"d": json.dumps({"reason": f"电话{phone}"}, ensure_ascii=False)})
         connection.commit()
 
-    database = Database(backend.url)
-    assert database.migrate() == head_revision()
-    database.engine.dispose()
-    with backend.connect() as connection:
-        stored = {table: [dict(row._mapping) for row in connection.execute(text_sql(f"SELECT * FROM {table}"))]
-                  for table in ("triages", "decisions", "review_items", "api_keys", "audit")}
+    stored = _stored_after_upgrade(backend, ("triages", "decisions", "review_items", "api_keys", "audit"))
     everything = json.dumps(stored, ensure_ascii=False, default=str)
     # No number, whatever separates its groups (a term of four digits the model read is no number).
     for number in (r"138\D{0,3}1234\D{0,3}5678", r"010\D{0,3}6234\D{0,3}5678", r"139\D{0,3}8765\D{0,3}4321"):
@@ -424,12 +430,7 @@ def test_an_upgrade_masks_numbers_stored_with_tabs_between_their_groups(backend)
             {"d": json.dumps({"reason": f"电话{phone}"}, ensure_ascii=False)})
         connection.commit()
 
-    database = Database(backend.url)
-    assert database.migrate() == head_revision()
-    database.engine.dispose()
-    with backend.connect() as connection:
-        stored = {table: [dict(row._mapping) for row in connection.execute(text_sql(f"SELECT * FROM {table}"))]
-                  for table in ("triages", "decisions", "review_items", "audit")}
+    stored = _stored_after_upgrade(backend, ("triages", "decisions", "review_items", "audit"))
     everything = json.dumps(stored, ensure_ascii=False, default=str)
     for number in (r"138\D{0,6}1234\D{0,6}5678", r"6222\D{0,6}0212\D{0,6}3456\D{0,6}7890"):
         assert not re.search(number, everything), number

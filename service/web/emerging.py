@@ -115,6 +115,13 @@ def _context(user: WebUser, filters: dict[str, str], taxonomy: Taxonomy) -> dict
     }
 
 
+def _refused(request: Request, user: WebUser, filters: dict[str, str], taxonomy: Taxonomy,
+             errors: list[str]) -> HTMLResponse:
+    """The page with the filters as typed and why they cannot apply."""
+    return page(request, "emerging.html", user, status=422, groups=[], error="；".join(errors),
+                **_context(user, filters, taxonomy))
+
+
 @router.get("/emerging", response_class=HTMLResponse)
 def emerging_page(
     request: Request,
@@ -126,11 +133,11 @@ def emerging_page(
     typed: Typed,
 ) -> HTMLResponse:
     filters, look_back, errors, groups = _listed(user, session, settings, matters, typed)
-    context = _context(user, filters, taxonomy)
     if errors:
-        return page(request, "emerging.html", user, status=422, groups=[], error="；".join(errors), **context)
+        return _refused(request, user, filters, taxonomy, errors)
     return page(request, "emerging.html", user, groups=groups, shown=GROUPS_SHOWN, look_back=look_back,
-                csv_link="/emerging.csv?" + urlencode({k: v for k, v in filters.items() if v}), **context)
+                csv_link="/emerging.csv?" + urlencode({k: v for k, v in filters.items() if v}),
+                **_context(user, filters, taxonomy))
 
 
 def _beijing(moment: datetime) -> str:
@@ -168,8 +175,7 @@ def emerging_csv(
     filters, look_back, errors, groups = _listed(user, session, settings, matters, typed)
     if errors:
         # The page with its error, not a file of nothing that reads as no groups.
-        return page(request, "emerging.html", user, status=422, groups=[], error="；".join(errors),
-                    **_context(user, filters, taxonomy))
+        return _refused(request, user, filters, taxonomy, errors)
     out = io.StringIO()
     csv.writer(out).writerows(_rows(groups, look_back, filters["until"], taxonomy))
     # A BOM so that Excel opens the Chinese as UTF-8, as 统计's download does.
