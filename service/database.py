@@ -54,6 +54,10 @@ MIGRATIONS = "service:migrations"
 CONNECT_TIMEOUT_S = 5
 # How long SQLite itself waits for another writer before failing the write.
 SQLITE_BUSY_TIMEOUT_S = 5
+# How long a migration waits for another process's migration (or other write) to end before
+# this attempt gives up and is retried later: long enough for a short upgrade to finish in
+# it, short enough that a worker's start does not wait on a long one without a word.
+MIGRATION_BUSY_TIMEOUT_S = 30
 # Any fixed 64-bit number; it names this project's migration lock on a shared PostgreSQL.
 MIGRATION_LOCK_KEY = 0x7472696167650001
 
@@ -367,7 +371,8 @@ def migration_engine(url: str, create: bool = True) -> Engine:
     if create:
         _make_parent(path)
         _create_private(path)
-    engine = create_engine(url if create else _sqlite_existing(path), connect_args={"timeout": 30}, poolclass=NullPool)
+    engine = create_engine(url if create else _sqlite_existing(path), connect_args={"timeout": MIGRATION_BUSY_TIMEOUT_S},
+                           poolclass=NullPool)
 
     @event.listens_for(engine, "connect")
     def _autocommit_driver(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -461,6 +466,7 @@ class Database:
         self._lock = threading.Lock()
         self._last_attempt = float("-inf")
         self._unwritable: str | None = None
+        self._waiting_for: Path | None = None  # the SQLite file another process was migrating, last attempt
 
     def migrate(self) -> str:
         """Brings the schema to the newest revision (a no-op when it is there) and returns it."""
@@ -502,13 +508,37 @@ class Database:
             try:
                 self.migrate()
             except Exception as exc:  # driver, OS or Alembic errors alike: log, keep serving, retry later
-                log.error("database unavailable, schema not migrated (retrying in %.0fs): %s",
-                          self.retry_seconds, _first_line(exc))
-                return False
+                path = _sqlite_path(self.url)
+                if path is None or not _sqlite_locked(exc):
+                    self._waiting_for = None
+                    log.error("database unavailable, schema not migrated (retrying in %.0fs): %s",
+                              self.retry_seconds, _first_line(exc))
+                    return False
+                # Another process holds the write lock: during an upgrade, the worker or command
+                # that started first, migrating. The database is there and answering; nothing
+                # for IT staff to act on, so no ERROR.
+                revision = _committed_revision(path)
+                if revision == head_revision():
+                    # Migrated already; the lock is some other write, which this process need not wait for.
+                    self.migrated = self._migrated_once = True
+                else:
+                    self._say_waiting(path, revision)
+                    return False
         finally:
             self._lock.release()
+        self._waiting_for = None
         log.info("database schema at revision %s", head_revision())
         return True
+
+    def _say_waiting(self, path: Path, revision: str | None) -> None:
+        # A warning when the wait begins, then INFO lines while it goes on: one upgrade, one warning.
+        if revision is None:
+            what = "is locked by another process (a migration or a long write)"
+        else:
+            what = f"is being migrated by another process (from revision {revision} to {head_revision()})"
+        level = logging.INFO if self._waiting_for == path else logging.WARNING
+        self._waiting_for = path
+        log.log(level, "database %s %s; waiting, trying again in %.0fs", path, what, self.retry_seconds)
 
     def check(self) -> bool:
         """True when the database answers and its schema is the one this code needs."""
@@ -538,6 +568,31 @@ class Database:
     def session(self) -> Iterator[Session]:
         with self.sessions() as session:
             yield session
+
+
+def _sqlite_locked(exc: BaseException) -> bool:
+    """True for SQLite's "database is locked" (SQLITE_BUSY): another connection held the write
+    lock for longer than this one would wait."""
+    orig = getattr(exc, "orig", exc)
+    code = getattr(orig, "sqlite_errorcode", None)
+    return isinstance(orig, sqlite3.OperationalError) and (
+        (code is not None and code & 0xFF == sqlite3.SQLITE_BUSY) or "database is locked" in str(orig))
+
+
+def _committed_revision(path: Path) -> str | None:
+    """The schema revision committed in the SQLite file, read without waiting for its writer
+    (in WAL mode a reader sees the last commit); None when it cannot be read at once."""
+    try:
+        connection = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=1)
+    except sqlite3.Error:
+        return None
+    try:
+        row = connection.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.Error:
+        return None
+    finally:
+        connection.close()
+    return None if row is None else str(row[0])
 
 
 def _first_line(exc: BaseException) -> str:

@@ -502,6 +502,48 @@ def test_simultaneous_start_ups_migrate_once(backend):
         database.engine.dispose()
 
 
+def test_a_start_while_another_process_migrates_sqlite_says_so_without_an_error(tmp_path, monkeypatch, caplog):
+    # A second worker (or a CLI command) started during the first one's long upgrade found the
+    # file locked and logged an ERROR that the database was unavailable, alarming IT staff.
+    monkeypatch.setattr("service.database.MIGRATION_BUSY_TIMEOUT_S", 0.2)
+    path = tmp_path / "triage.db"
+    command.upgrade(alembic_config(f"sqlite:///{path}"), "0005")
+    migrating = sqlite3.connect(path, isolation_level=None)
+    migrating.execute("BEGIN IMMEDIATE")  # as migration_engine's transactions begin
+    database = Database(f"sqlite:///{path}", retry_seconds=0)
+    try:
+        with caplog.at_level(logging.INFO, logger="service.database"):
+            assert database.ensure_migrated() is False
+            assert database.ensure_migrated() is False
+        said = [(record.levelno, record.getMessage()) for record in caplog.records if record.name == "service.database"]
+        assert not [line for level, line in said if level >= logging.ERROR], said
+        waiting = f"database {path} is being migrated by another process (from revision 0005 to {head_revision()}); waiting"
+        # One warning when the wait begins, then quieter lines while it goes on.
+        assert [level for level, line in said if line.startswith(waiting)] == [logging.WARNING, logging.INFO], said
+    finally:
+        migrating.execute("ROLLBACK")
+        migrating.close()
+    assert database.ensure_migrated() is True
+    database.engine.dispose()
+
+
+def test_a_sqlite_file_already_at_head_is_ready_while_another_process_writes(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr("service.database.MIGRATION_BUSY_TIMEOUT_S", 0.2)
+    path = tmp_path / "triage.db"
+    Database(f"sqlite:///{path}").migrate()
+    writing = sqlite3.connect(path, isolation_level=None)
+    writing.execute("BEGIN IMMEDIATE")  # e.g. another worker's long write
+    try:
+        database = Database(f"sqlite:///{path}", retry_seconds=0)
+        with caplog.at_level(logging.WARNING, logger="service.database"):
+            assert database.ensure_migrated() is True
+        assert not caplog.records
+    finally:
+        writing.execute("ROLLBACK")
+        writing.close()
+    database.engine.dispose()
+
+
 # --- what is stored ---------------------------------------------------------
 
 
