@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import socket
 import sqlite3
@@ -214,6 +215,34 @@ def test_purge_keeps_the_text_of_a_petition_still_open_in_the_review_queue(datab
         assert session.get(TriageRecord, "waiting").body_masked == PURGED
         details = [a.detail for a in session.query(AuditEntry).filter_by(action="retention.purge").order_by(AuditEntry.id)]
         assert details[-1] == {"petitions": 1, "kept_awaiting_review": 0}
+
+
+@pytest.mark.parametrize("command", [["keys", "list"], ["purge", "--before", "2025-01-01"]])
+def test_commands_that_migrate_an_older_database_show_the_migrations_progress(command, tmp_path, monkeypatch, capsys):
+    # After an upgrade, the first command to open the database runs 0005 and 0006, minutes on
+    # a department's database: `triage serve` logs how far they are, these said nothing.
+    from alembic import command as alembic
+
+    from service.database import alembic_config, head_revision
+
+    url = f"sqlite:///{tmp_path / 'var' / 'triage.db'}"
+    alembic.upgrade(alembic_config(url), "0004")
+    with sqlite3.connect(tmp_path / "var" / "triage.db") as connection:
+        connection.execute("INSERT INTO triages (id, created_at, title_masked, body_masked, model_version, division, "
+                           "division_confidence, risk, key_group, needs_review, suggestion) VALUES ('t0', "
+                           "'2026-01-01 00:00:00', '欠薪', '工资没发', 'm', 'labor', 0.9, 'low', 'none', 0, '{}')")
+    capsys.readouterr()
+    assert _main_with(monkeypatch, command, TRIAGE_DATABASE_URL=url) == 0
+    said = capsys.readouterr().err.splitlines()
+    for line in ("moving stored explanations onto the masked text: 1 rows of triages",
+                 "masking stored text again: 1 rows of triages"):
+        assert sum(re.fullmatch(rf"\[\d\d:\d\d:\d\d\] {line}", shown) is not None for shown in said) == 2, said
+    # The migrations' lines only: not Alembic's own, nor anything else the service logs at INFO.
+    assert all(re.match(r"\[\d\d:\d\d:\d\d\] ", shown) for shown in said), said
+    assert not any("alembic" in shown.lower() or "Running upgrade" in shown or "工资" in shown for shown in said), said
+    with sqlite3.connect(tmp_path / "var" / "triage.db") as connection:
+        assert connection.execute("SELECT version_num FROM alembic_version").fetchone() == (head_revision(),)
+    assert logging.getLogger("service.migrations").level == logging.NOTSET  # left as it was found
 
 
 def test_log_settings_give_the_level_and_json_lines_with_utc_timestamps():

@@ -425,6 +425,29 @@ def _database_name(url: str) -> str:
     return str(path.absolute()) if path is not None else make_url(url).render_as_string(hide_password=True)
 
 
+@contextlib.contextmanager
+def _migration_progress() -> Iterator[None]:
+    """The migrations' progress lines (service/migrations/stored_text.py) on stderr, as
+    `triage serve` logs them: a command that finds the database at an older schema migrates it
+    first, which after an upgrade takes minutes, and said nothing meanwhile, as if it hung.
+    Their logger only, at INFO: the rest of the service's logging stays as quiet as it was."""
+    import logging
+
+    logger = logging.getLogger("service.migrations")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("[%(asctime)s] %(message)s", datefmt="%H:%M:%S"))
+    handler.setLevel(logging.INFO)
+    previous = logger.level
+    logger.addHandler(handler)
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
     from service.database import Database
     from service.keys import create_key, list_keys, revoke_key
@@ -439,7 +462,8 @@ def cmd_keys(args: argparse.Namespace) -> int:
             print(f"triage keys {args.action}: error: {exc}", file=sys.stderr)
             return 2
     database = Database(url)
-    database.migrate()
+    with _migration_progress():
+        database.migrate()
     with database.sessions() as session:
         if args.action == "create":
             print(create_key(session, args.role, args.label or ""))
@@ -535,7 +559,8 @@ def cmd_purge(args: argparse.Namespace) -> int:
     except MaintenanceError as exc:
         print(f"triage purge: error: {exc}", file=sys.stderr)
         return 2
-    database.migrate()
+    with _migration_progress():
+        database.migrate()
     done = purge_petitions(database, args.before, actor=f"cli:{current_user()}")
     _progress(f"purged the text of {done.petitions} petitions triaged before {args.before.isoformat()}; "
               f"their labels and decisions are kept; {done.awaiting_review} still open in the review queue were "
