@@ -142,6 +142,12 @@ def without_text(suggestion: dict[str, Any] | None) -> dict[str, Any]:
 PURGED_ROW = (TriageRecord.body_masked == PURGED) & (TriageRecord.title_masked == "")
 
 
+def row_purged(row: TriageRecord) -> bool:
+    """PURGED_ROW for a row already read, e.g. for a page to show what a decision on it may do.
+    A decision itself checks with text_purged, which a concurrent purge cannot slip past."""
+    return row.body_masked == PURGED and row.title_masked == ""
+
+
 def text_purged(session: Session, triage_id: str) -> bool:
     """Whether retention has deleted the text of this triage, read so that a purge running at
     the same moment either has finished or waits for this session: call it after the session's

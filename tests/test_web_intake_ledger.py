@@ -833,3 +833,28 @@ def test_every_kind_of_ledger_warning_is_said_in_the_pages_language():
                                      column="key_group", value="七月一日", sheets=("8月",))
         said = ledger_warning_in_chinese(LedgerWarning("/tmp/upload.xlsx: set aside in English words", detail), "台账.xlsx")
         assert said.startswith("台账.xlsx") and not ENGLISH.search(said) and "upload" not in said, (kind, said)
+
+
+def _risk_options(page: str) -> dict[str, str]:
+    """The case page's 风险等级 options: each name with its attributes as written."""
+    select = re.search(r'<select id="risk" name="risk">(.*?)</select>', page, re.S)[1]
+    return {name: attributes for attributes, name in re.findall(r'<option value="[^"]*"([^>]*)>([^<（]*)', select)}
+
+
+def test_the_case_page_of_a_purged_petition_does_not_offer_high_risk(desks):
+    # The page offered 当日人工研判 on a petition whose text retention deleted, and the clerk
+    # learnt only after sending it that it could not be recorded. Still offered on a petition
+    # whose text is there; the server's refusal stays for a page loaded before the purge.
+    client, intake_key, _ = desks
+    routine = {"title": "咨询职称评审", "body": "请问今年中级职称评审什么时候开始报名？"}
+    purged = client.post("/v1/triage", json=routine, headers={"X-API-Key": intake_key}).json()["triage_id"]
+    assert purge_petitions(client.app.state.database, datetime.now(UTC), actor="test").petitions == 1
+    kept = client.post("/v1/triage", json={**routine, "body": "请问明年的职称评审有什么新规定？"},
+                       headers={"X-API-Key": intake_key}).json()["triage_id"]
+    signed_in(client, intake_key, landing="/intake")
+    page = html.unescape(client.get(f"/cases/{purged}").text)
+    options = _risk_options(page)
+    assert "disabled" in options["当日人工研判"] and all("disabled" not in a for n, a in options.items() if n != "当日人工研判")
+    assert "此件正文已按保留期限删除，无法再进入研判队列，不能标为“当日人工研判”" in page
+    page = html.unescape(client.get(f"/cases/{kept}").text)
+    assert "disabled" not in _risk_options(page)["当日人工研判"] and 'id="high-refused"' not in page

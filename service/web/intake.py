@@ -12,10 +12,12 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from model.office_time import office_date, office_midnight
+from model.taxonomy import Taxonomy
 from model.text import has_text, join_fields
 from service.cases import TaxonomyDep, case_out, masked_text
 from service.database import TriageRecord
 from service.deps import GroupCommitDep, ModelDep, SessionDep, SettingsDep
+from service.maintenance import row_purged
 from service.routers import error_text
 from service.routers.decisions import record
 from service.routers.triage import suggest_one
@@ -113,10 +115,20 @@ def case_view(request: Request, user: WebUser, triage_id: str, session: SessionD
     if row is None:
         return page(request, "error.html", user, status=404, message=f"没有编号为 {triage_id} 的研判记录")
     case = case_out(session, row, taxonomy, settings)
+    # The server refuses 当日人工研判 on a purged petition (it would queue one with nothing left to
+    # review); offered on the page, a clerk learnt so only after sending it. Already queued as
+    # high risk, it is recorded as any other decision.
+    high_refused = row_purged(row) and not (case.review is not None and case.review.reason == "high_risk")
     return page(request, "case.html", user, status=status, case=case, error=error, taxonomy=taxonomy,
+                high_refused=_purged_not_queued(taxonomy) if high_refused else "",
                 text=highlight(masked_text(row), marks_of(case.explanation)),
                 heads=shown_heads(case.explanation), similar=same_matter(session, row), who=StaffNames(session),
                 later=later_cases(session, request.app.state.matters, row.id, LATER_SHOWN), sent=sent or {})
+
+
+def _purged_not_queued(taxonomy: Taxonomy) -> str:
+    return (f"此件正文已按保留期限删除，无法再进入研判队列，不能标为“{taxonomy.name_of('risk', 'high')}”。"
+            "如确需研判，请凭原件另行报送。")
 
 
 def same_matter(session: Session, row: TriageRecord) -> list[tuple[CaseInfo, float | None]]:
