@@ -21,13 +21,13 @@ import pytest
 from fastapi.testclient import TestClient
 from postgres_db import POSTGRES_PARAM, POSTGRES_URL, throwaway_database
 from serving import CLI, ROOT, ServeProcess, make_key, serve_env
-from sqlalchemy import event
+from sqlalchemy import Engine, event
 
 from model.matter import _A, _B, MatterIndex, anchors_of, components, link_matters, normalize_for_linking, shingles, signature
 from model.text import PURGED_TEXT, join_fields
 from service import similar
 from service.app import create_app
-from service.database import Database, TriageRecord
+from service.database import Database, ReviewItem, TriageRecord
 from service.keys import create_key
 from service.maintenance import purge_petitions
 from service.pii import mask_pii
@@ -678,3 +678,40 @@ def test_the_links_of_a_look_back_are_those_of_one_lookup_per_petition_in_it(lim
     # Each repeat with its original, both ways, and petitions the corpus tells of one matter.
     assert sum(map(len, links.values())) > 2 * 30
     assert index.links_between(1000.0, 2000.0) == ([], {})
+
+
+def test_a_purge_between_reading_a_group_and_queueing_it_leaves_no_purged_member_queued(database_url, small_model_dir,
+                                                                                         monkeypatch):
+    # The petition that makes a group read which earlier members were neither queued nor purged,
+    # then queued them: a `triage purge` committed in between emptied their text, and they stood
+    # in the review queue with nothing to review.
+    monkeypatch.setattr("service.database.SQLITE_BUSY_TIMEOUT_S", 0.5)
+    start = datetime.now(UTC) - timedelta(days=6)
+    purged: list[int] = []
+    with running(database_url, small_model_dir) as (client, keys):
+        members = [triage(client, keys, petition(FIRST | {"name": name}, received_at=(start + timedelta(days=i)).isoformat()))
+                   ["triage_id"] for i, name in enumerate(["王建国", "李秀英"])]
+
+        def purge_before_queueing(_conn, _cursor, statement, parameters, *_: object) -> None:  # type: ignore[no-untyped-def]
+            if purged or not statement.startswith("INSERT INTO review_items") or not any(m in repr(parameters) for m in members):
+                return
+            purged.append(0)
+            # Another process, as `triage purge` is: a thread with its own engine, waited for here.
+            purging = Database(database_url)
+            purge = threading.Thread(target=lambda: purged.append(
+                purge_petitions(purging, datetime.now(UTC), actor="test").petitions))
+            purge.start()
+            purge.join(30)
+            purging.engine.dispose()
+
+        event.listen(Engine, "before_cursor_execute", purge_before_queueing)
+        try:
+            third = triage(client, keys, petition(RETOLD, received_at=(start + timedelta(days=4)).isoformat()))
+        finally:
+            event.remove(Engine, "before_cursor_execute", purge_before_queueing)
+        assert third["needs_review"] and purged == [0, 2], purged
+        with Database(database_url).sessions() as session:
+            for member in members:
+                assert session.get(TriageRecord, member).body_masked == PURGED_TEXT
+                assert session.get(ReviewItem, member) is None, member
+            assert session.get(ReviewItem, third["triage_id"]) is not None

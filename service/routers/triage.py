@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from anyio import CapacityLimiter, to_thread
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
 from pydantic import ValidationError
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, exists, insert, literal, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -24,6 +24,7 @@ from service.cases import case_out, decisions_of, masked_text, placed_explanatio
 from service.database import ApiKey, ReviewItem, TriageRecord, utcnow
 from service.deps import GroupCommitDep, ModelDep, SessionDep, SettingsDep, require_role
 from service.group_commit import GroupCommit, Once
+from service.maintenance import PURGED_ROW
 from service.metrics import PREDICTIONS, REPLAYED
 from service.pii import mask_pii
 from service.routers import BODY_ERRORS, KEYED_ERRORS, InvalidField, KeyedRoute, errors
@@ -234,11 +235,18 @@ def _queue_group(session: Session, group: list[str]) -> None:
     that makes a group of three is queued as it arrives, and the reviewer must see the first
     two with it. Best effort after the petition's own rows are committed: another request
     may queue the same member meanwhile, and a failure here must not unsay `stored`."""
+    # One statement reads which members are neither queued nor purged and queues them: read
+    # first and queued after, a `triage purge` in between emptied a member's text and it stood
+    # in the queue with nothing to review. On SQLite the statement holds the write lock
+    # throughout; on PostgreSQL FOR SHARE waits for a purge that has locked the row, then
+    # reads it as purged, and a purge reaching it later waits for this commit and sees the item.
+    members = (select(TriageRecord.id, literal("emerging_group", ReviewItem.reason.type),
+                      literal("open", ReviewItem.status.type), literal(utcnow(), ReviewItem.created_at.type))
+               .where(TriageRecord.id.in_(group), ~PURGED_ROW, ~exists().where(ReviewItem.triage_id == TriageRecord.id))
+               .with_for_update(read=True, of=TriageRecord))
     try:
-        waiting = [i.triage_id for i in case_infos(session, group).values() if i.review_status is None and not i.purged]
-        if waiting:
-            session.add_all(ReviewItem(triage_id=t, reason="emerging_group") for t in waiting)
-            session.commit()
+        session.execute(insert(ReviewItem).from_select(["triage_id", "reason", "status", "created_at"], members))
+        session.commit()
     except SQLAlchemyError as exc:
         session.rollback()
         log.warning("earlier members of an emerging group not queued: %s", type(exc).__name__)
