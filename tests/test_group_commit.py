@@ -13,9 +13,11 @@ import pytest
 from postgres_db import POSTGRES_PARAM, throwaway_database
 from sqlalchemy import event, func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from service.database import Database, ReviewItem, TriageRecord
 from service.group_commit import GroupCommit, Once
+from service.routers.triage import _queue_group
 
 WRITERS, EACH = 8, 5
 
@@ -170,3 +172,29 @@ def test_rows_stored_once_by_two_workers_at_once_are_stored_once(dialect, tmp_pa
         assert sorted(stored) == [False, True]
         with database.sessions() as session:
             assert session.scalar(select(func.count()).select_from(TriageRecord)) == 1
+
+
+def test_queueing_an_emerging_groups_members_waits_its_turn_to_write(database):
+    # The members are queued by one INSERT … SELECT, which no ORM flush precedes: it must take
+    # the writers' queue itself, as the group commit does, not meet the other writers as
+    # SQLite's busy retries.
+    members = [triage_row("同一件事"), triage_row("同一件事，再次反映")]
+    with database.sessions() as session:
+        session.add_all(members)
+        session.commit()
+    seen: list[str] = []
+
+    def before_write(session: Session) -> None:
+        seen.append("lock")
+        database.write_lock.hold(session)
+
+    @event.listens_for(database.engine, "before_cursor_execute")
+    def _statements(_conn, _cursor, statement, *_: object) -> None:  # type: ignore[no-untyped-def]
+        if statement.startswith("INSERT INTO review_items"):
+            seen.append("insert")
+
+    with database.sessions() as session:
+        _queue_group(session, GroupCommit(before_write), [m.id for m in members])
+        assert seen == ["lock", "insert"]
+        assert not session.info.get("write_lock")  # let go with the commit
+        assert {item.triage_id for item in session.query(ReviewItem)} == {m.id for m in members}

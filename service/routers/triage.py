@@ -218,7 +218,7 @@ def _suggest(petition: PetitionIn, loaded: LoadedModel, session: Session, writes
     suggestion.stored = True
     matters.add(suggestion.triage_id, text_of(record.title_masked, record.body_masked), received)
     if group:
-        _queue_group(session, group)
+        _queue_group(session, writes, group)
     return suggestion
 
 
@@ -230,7 +230,7 @@ def _made(suggestion: Suggestion) -> Suggestion:
     return suggestion
 
 
-def _queue_group(session: Session, group: list[str]) -> None:
+def _queue_group(session: Session, writes: GroupCommit, group: list[str]) -> None:
     """Queues the earlier members of an emerging group that are not queued yet: the petition
     that makes a group of three is queued as it arrives, and the reviewer must see the first
     two with it. Best effort after the petition's own rows are committed: another request
@@ -245,6 +245,11 @@ def _queue_group(session: Session, group: list[str]) -> None:
                .where(TriageRecord.id.in_(group), ~PURGED_ROW, ~exists().where(ReviewItem.triage_id == TriageRecord.id))
                .with_for_update(read=True, of=TriageRecord))
     try:
+        if writes.before_write is not None:
+            # The queue of writers the ORM's flush would join (service/database.py,
+            # SQLiteWriteLock): a statement of its own does not flush, and without it this
+            # insert met the group commits of busy workers as SQLite's busy retries.
+            writes.before_write(session)
         session.execute(insert(ReviewItem).from_select(["triage_id", "reason", "status", "created_at"], members))
         session.commit()
     except SQLAlchemyError as exc:
