@@ -679,3 +679,56 @@ def test_two_columns_of_one_kind_of_body_are_still_refused(tmp_path, taxonomy, h
                     encoding="utf-8")
     with pytest.raises(LedgerError, match=f"two columns map to 'body': {named}"):
         read_ledger(path, taxonomy, require_labels=False)
+
+
+@pytest.mark.parametrize(("kind", "chunk_rows"), [("xlsx", None), ("xlsx", 1), ("csv", 1), ("copied", None)])
+def test_a_month_title_merged_across_a_ledger_without_a_row_counter_is_left_out(tmp_path, taxonomy, kind, chunk_rows):
+    # A year's ledger split into months by a title row merged across the columns (2026年8月,
+    # 八月份): without 序号 the title sits under 编号, and the row stopped the ledger as a
+    # petition numbered 2026年8月 with no text. Unmerged with its cells filled, each column
+    # holds a copy of the title.
+    import openpyxl
+
+    from training.ledger import LedgerWarning, LedgerWarningKind
+
+    header = ["编号", "标题", "来信内容", "承办处室", "风险等级", "重点群体"]
+    petitions = {4: ["XF-0701", "老板拖欠工资", "厂里三个月没发工资了", "劳动保障监察局", "加急", "无"],
+                 6: ["XF-0801", "养老金算少了", "视同缴费年限没有算进去", "养老保险处", "一般", "无"],
+                 8: ["XF-0802", "八月份", "八月份", "养老保险处", "一般", "无"]}
+    titles = {3: "2026年7月", 5: "八月份", 7: "（二）养老类"}
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["2026年信访事项台账"])
+    sheet.append(header)
+    for number in range(3, 9):
+        if number in titles:
+            sheet.append([titles[number]] * (len(header) if kind == "copied" else 1))
+            if kind != "copied":
+                sheet.merge_cells(start_row=number, start_column=1, end_row=number, end_column=len(header))
+        else:
+            sheet.append(petitions[number])
+    path = tmp_path / "l.xlsx"
+    book.save(path)
+    if kind == "csv":
+        pd.read_excel(path, header=None, engine="openpyxl").to_csv(path := tmp_path / "l.csv", index=False, header=False)
+    with pytest.warns(LedgerWarning) as caught:
+        trained = read_ledger(path, taxonomy)
+    with pytest.warns(LedgerWarning):
+        predicted = pd.concat(iter_ledger(path, taxonomy, require_labels=False, chunk_rows=chunk_rows))
+    for frame in (trained, predicted):
+        # A petition whose title and text happen to be a month's name is still a petition.
+        assert frame["id"].tolist() == ["XF-0701", "XF-0801", "XF-0802"]
+    left_out = [row for w in caught if w.message.detail.kind is LedgerWarningKind.HEADING_ROWS
+                for row in w.message.detail.rows]
+    assert left_out == [3, 5, 7], [str(w.message) for w in caught]
+    assert f"{path}: row(s) 3, 5, 7 left out: a heading between petitions" in " ".join(str(w.message) for w in caught)
+    # A case number with no text is still refused, and so is a month's name alone under the
+    # body, away from the first column a title merged across the row starts in.
+    for cells, refused in ((["XF-0800"], "column 'body': empty petition text"),
+                           ([None, None, "八月份"], "column 'id': empty id")):
+        again = openpyxl.Workbook()
+        for row in (header, petitions[4], cells):
+            again.active.append(row)
+        again.save(tmp_path / "again.xlsx")
+        with pytest.raises(LedgerError, match=f"row 3, {refused}"):
+            read_ledger(tmp_path / "again.xlsx", taxonomy)

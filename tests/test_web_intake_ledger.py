@@ -597,6 +597,34 @@ def test_a_two_row_header_pasted_again_is_left_out_by_the_page_as_by_predict(int
     assert stored == predicted == ["XF-2026-0301", "XF-2026-0302", "XF-2026-0401"]
 
 
+def test_a_month_title_in_a_ledger_without_a_row_counter_is_left_out_by_the_page_as_by_predict(intake, tmp_path,
+                                                                                               small_model_dir, capsys):
+    # A year's ledger split into months by 八月份 merged across the row, with no 序号: the
+    # title sat under 编号 and stopped the upload and predict as a petition with no text.
+    from triage.cli import main
+
+    client, key, database = intake
+    csrf = signed_in(client, key, landing="/intake")
+    book = openpyxl.Workbook()
+    for row in (["编号", "标题", "内容"], ["A-7", "拖欠工资", "老板三个月没发工资了。"], ["八月份"],
+                ["A-8", "工地欠薪", "包工头跑了，工资没人给。"]):
+        book.active.append(row)
+    book.active.merge_cells("A3:C3")
+    ledger = tmp_path / "台账.xlsx"
+    book.save(ledger)
+    out = tmp_path / "predicted.csv"
+    assert main(["predict", "--model", str(small_model_dir), "--input", str(ledger), "--output", str(out)]) == 0
+    assert "row(s) 3 left out: a heading between petitions" in capsys.readouterr().err
+    predicted = pd.read_csv(out, encoding="utf-8-sig", dtype=str)["id"].tolist()
+    answer = client.post("/intake/ledger", data={"csrf_token": csrf},
+                         files={"ledger": ("台账.xlsx", ledger.read_bytes(), "application/octet-stream")})
+    assert answer.status_code == 200, answer.text[-1500:]
+    assert "台账.xlsx：第 3 行是信访件之间的分类标题或月份标题" in html.unescape(answer.text)
+    with database.sessions() as session:
+        stored = sorted(row.external_id for row in session.query(TriageRecord))
+    assert stored == predicted == ["A-7", "A-8"]
+
+
 def test_the_emerging_groups_page_lists_a_group_with_its_members_and_links(desks):
     # GET /v1/emerging listed the groups, but reviewers had no page for them: they saw a group
     # only through its members' queue items or on a case page. 群体苗头 lists each group with its

@@ -118,6 +118,15 @@ AFTERNOON = ("下午", "傍晚", "晚上")
 # it in (填表说明, 说明, 注：) and notes (备注).
 FOOTER_WORDS = ("合计", "总计", "小计", "制表", "填报", "审核", "负责人", "经办人", "联系人", "填表", "说明", "备注",
                 "注：", "注:")
+# A title between blocks of petitions that names a period (2026年8月, 八月份, 2026年第三季度台账)
+# or a section (一、欠薪类, （二）养老类), as written after NFKC with spaces removed. An office
+# splits a year's ledger into months by such a row merged across the columns.
+_MONTH = r"(?:\d{1,2}|十[一二]|[一二三四五六七八九十])月份?"
+PERIOD_TITLE = re.compile(
+    r"^(?:(?:\d{4}|[〇零一二三四五六七八九]{4})年(?:" + _MONTH + r"|第?[一二三四1-4]季度|[上下]半年|全年)?|"
+    + _MONTH + r"|第?[一二三四1-4]季度|[上下]半年)(?:[至到~—-]" + _MONTH + r")?"
+    r"(?:信访)?(?:事项)?(?:登记)?(?:台账|登记表|明细|汇总)?(?:\(续\))?$"
+    r"|^(?:\([一二三四五六七八九十]{1,3}\)|[一二三四五六七八九十]{1,3}[、.])\S{1,20}$")
 # A number format of zeros only: Excel pads a whole number with leading zeros to its length.
 ZERO_PADDED = re.compile(r"^0{2,}$")
 # A cell saved by Excel as a text formula (="0000001") so that its leading zeros survive;
@@ -1079,10 +1088,22 @@ def _heading_rows(cells: pd.DataFrame, filled: pd.Series, mapping: dict[object, 
     """Which rows are a heading between blocks of petitions (一、欠薪类, 2026年8月): one filled
     cell, outside the id, title and body (under 序号, merged across the row). They stopped
     the ledger as a petition with an empty id. One cell in the id, title or body column is
-    still refused: it is a petition without its id or its text."""
+    still refused: it is a petition without its id or its text. In a ledger without 序号 a
+    title merged across the row sits under the first column, the id's: there it is a heading
+    when it names a period or a section (PERIOD_TITLE) and every other filled cell is a copy
+    of it (the merge unmerged and filled), so that no petition, whose case number differs
+    from its text, is taken for one."""
     read = [column for column, canonical in mapping.items()
             if (canonical in TEXT_COLUMNS or canonical == BODY_REQUEST) and column in cells.columns]
-    return (filled.eq(1) & ~cells[read].ne("").any(axis=1)).to_numpy()
+    outside = filled.eq(1) & ~cells[read].ne("").any(axis=1)
+    if cells.empty or not read:
+        return outside.to_numpy()
+    first = cells.iloc[:, 0]
+    # Copies only, on the whole chunk (predict streams large ledgers); the title's words on its few hits.
+    copies = first.ne("") & (cells.eq(first, axis=0) | cells.eq("")).all(axis=1)
+    titled = copies.copy()
+    titled[copies] = first[copies].map(lambda text: bool(PERIOD_TITLE.match(_header_text(text))))
+    return (outside | titled).to_numpy()
 
 
 def _without_other_rows(path: Path, chunk: _Chunk, mapping: dict[object, str], sheet: str | None) -> _Chunk:
@@ -1100,7 +1121,7 @@ def _without_other_rows(path: Path, chunk: _Chunk, mapping: dict[object, str], s
             (_repeated_header_rows(cells, mapping, chunk.header), LedgerWarningKind.HEADER_AGAIN, "the header again"),
             (_numbered_empty_rows(cells, filled), LedgerWarningKind.COUNTER_ONLY, "a 序号 and nothing else"),
             (_heading_rows(cells, filled, mapping), LedgerWarningKind.HEADING_ROWS,
-             "a heading between petitions (一、欠薪类 …)")):
+             "a heading between petitions (一、欠薪类, 2026年8月 …)")):
         rows = rows & keep
         if rows.any():
             warnings.warn(LedgerWarning(

@@ -131,7 +131,7 @@ def ledger_warning_in_chinese(warning: LedgerWarning, name: str) -> str:
     if kind is LedgerWarningKind.COUNTER_ONLY:
         return f"{where}：{rows}只有序号，没有其他内容，未读取。"
     if kind is LedgerWarningKind.HEADING_ROWS:
-        return f"{where}：{rows}是信访件之间的分类标题（如“一、欠薪类”），不是信访件，未读取。"
+        return f"{where}：{rows}是信访件之间的分类标题或月份标题（如“一、欠薪类”“2026年8月”），不是信访件，未读取。"
     if kind is LedgerWarningKind.DATES_LEFT_EMPTY:
         return (f"{where}，「{detail.headers[0]}」列：{rows}不是能识别的日期（如「{detail.value}」），已留空，"
                 "这些件的办理时限从本次上传时起算。")
