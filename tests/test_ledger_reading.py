@@ -732,3 +732,39 @@ def test_a_month_title_merged_across_a_ledger_without_a_row_counter_is_left_out(
         again.save(tmp_path / "again.xlsx")
         with pytest.raises(LedgerError, match=f"row 3, {refused}"):
             read_ledger(tmp_path / "again.xlsx", taxonomy)
+
+
+@pytest.mark.parametrize("chunk_rows", [None, 1])
+def test_a_column_hidden_in_excel_beside_a_shown_one_of_its_meaning_is_left_out(tmp_path, taxonomy, chunk_rows):
+    # An office keeps last year's 内容 and 承办处室 hidden beside the ones it fills in now
+    # (hidden together as a group): train refused the ledger for two columns meaning the
+    # division (责任处室, 承办处室), and a hidden column with the shown one's very header (内容)
+    # was read in its place, without a word.
+    import openpyxl
+
+    from training.ledger import LedgerWarning, LedgerWarningKind
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["编号", "标题", "内容", "责任处室", "内容", "承办处室", "风险等级", "重点群体"])
+    sheet.append(["XF-1", "老板拖欠工资", "旧的内容", "养老保险处", "厂里三个月没发工资了", "劳动保障监察局", "加急", "无"])
+    sheet.append(["XF-2", "养老金算少了", "旧的内容", "劳动保障监察局", "视同缴费年限没有算进去", "养老保险处", "一般", "无"])
+    sheet.column_dimensions.group("C", "D", hidden=True)
+    sheet.column_dimensions["G"].hidden = True  # the only 风险等级: read, and said to be hidden
+    path = tmp_path / "l.xlsx"
+    book.save(path)
+    with pytest.warns(LedgerWarning) as caught:
+        trained = read_ledger(path, taxonomy)
+    with pytest.warns(LedgerWarning):
+        predicted = pd.concat(iter_ledger(path, taxonomy, require_labels=False, chunk_rows=chunk_rows))
+    assert trained["body"].tolist() == ["厂里三个月没发工资了", "视同缴费年限没有算进去"]
+    assert trained["division"].tolist() == ["labor_inspection", "pension"]
+    assert trained["risk"].tolist() == ["medium", "low"]
+    assert predicted["body"].tolist() == trained["body"].tolist()
+    details = [(w.message.detail.kind, w.message.detail.headers, w.message.detail.column) for w in caught]
+    assert details == [(LedgerWarningKind.HIDDEN_COLUMNS, ("内容", "内容"), "body"),
+                       (LedgerWarningKind.HIDDEN_COLUMNS, ("责任处室", "承办处室"), "division"),
+                       (LedgerWarningKind.HIDDEN_COLUMN_READ, ("风险等级",), "risk")], details
+    said = " ".join(str(w.message) for w in caught)
+    assert f"{path}: column C '内容' is hidden in Excel and left out; column E '内容' is read" in said, said
+    assert "column G '风险等级' is hidden in Excel, and read" in said, said

@@ -625,6 +625,29 @@ def test_a_month_title_in_a_ledger_without_a_row_counter_is_left_out_by_the_page
     assert stored == predicted == ["A-7", "A-8"]
 
 
+def test_a_column_hidden_beside_a_shown_one_is_left_out_by_the_page_as_by_predict(intake, tmp_path, small_model_dir,
+                                                                                 capsys):
+    # Last year's 内容 kept hidden beside this year's, under the same header: predict and the
+    # page read the hidden one, the text the clerk cannot see, in place of the shown one.
+    from triage.cli import main
+
+    client, key, database = intake
+    csrf = signed_in(client, key, landing="/intake")
+    ledger = _hidden_columns_xlsx(tmp_path / "台账.xlsx")
+    out = tmp_path / "predicted.csv"
+    assert main(["predict", "--model", str(small_model_dir), "--input", str(ledger), "--output", str(out)]) == 0
+    assert "column C '内容' is hidden in Excel and left out; column D '内容' is read" in capsys.readouterr().err
+    predicted = pd.read_csv(out, encoding="utf-8-sig", dtype=str)["id"].tolist()
+    answer = client.post("/intake/ledger", data={"csrf_token": csrf},
+                         files={"ledger": ("台账.xlsx", ledger.read_bytes(), "application/octet-stream")})
+    assert answer.status_code == 200, answer.text[-1500:]
+    assert "台账.xlsx：C 列「内容」在 Excel 中被隐藏，未读取" in html.unescape(answer.text)
+    with database.sessions() as session:
+        stored = {row.external_id: row.body_masked for row in session.query(TriageRecord)}
+    assert sorted(stored) == predicted == ["A-7", "A-8"]
+    assert "旧的内容" not in " ".join(stored.values())
+
+
 def test_the_emerging_groups_page_lists_a_group_with_its_members_and_links(desks):
     # GET /v1/emerging listed the groups, but reviewers had no page for them: they saw a group
     # only through its members' queue items or on a case page. 群体苗头 lists each group with its
@@ -798,6 +821,18 @@ def _months_on_sheets(path):
     return path
 
 
+def _hidden_columns_xlsx(path):
+    # Last year's 内容 hidden beside this year's, and the only 群体 hidden too.
+    book = openpyxl.Workbook()
+    book.active.append(["编号", "标题", "内容", "内容", "群体"])
+    book.active.append(["A-7", "拖欠工资", "旧的内容", "老板三个月没发工资了。", "无"])
+    book.active.append(["A-8", "工地欠薪", "旧的内容", "包工头跑了，工资没人给。", "无"])
+    book.active.column_dimensions["C"].hidden = True
+    book.active.column_dimensions["E"].hidden = True
+    book.save(path)
+    return path
+
+
 def _written(text):
     def write(path):
         path.write_text(text, encoding="utf-8")
@@ -814,6 +849,10 @@ LEDGERS_SETTING_ASIDE = {
                                      "台账.csv：「群体」和「重点群体」两列都是重点群体，只读取了「群体」"),
     LedgerWarningKind.OTHER_SHEETS: ("台账.xlsx", _months_on_sheets, "台账.xlsx：读取了工作表「7月」；工作表「8月」也有台账，未读取"),
     LedgerWarningKind.HIDDEN_ROWS: ("台账.xlsx", filtered_xlsx, "台账.xlsx：第 2、3、5 行在 Excel 中被筛选掉或隐藏，未读取"),
+    LedgerWarningKind.HIDDEN_COLUMNS: ("台账.xlsx", _hidden_columns_xlsx,
+                                       "台账.xlsx：C 列「内容」在 Excel 中被隐藏，未读取；读取的是D 列「内容」（两列都是内容）"),
+    LedgerWarningKind.HIDDEN_COLUMN_READ: ("台账.xlsx", _hidden_columns_xlsx,
+                                           "台账.xlsx：E 列「群体」在 Excel 中被隐藏，但没有未隐藏的重点群体列，已读取该列"),
     LedgerWarningKind.FOOTER_ROWS: ("台账.csv", _written(f"编号,标题,内容\nA-1,{PETITION}\n合计：1件,,\n"),
                                     "台账.csv：第 3 行是合计或表尾"),
     LedgerWarningKind.HEADER_AGAIN: ("台账.csv", lambda path: two_row_header_csv(path, header=GROUPED_HEADER, months=2),

@@ -220,6 +220,8 @@ class LedgerWarningKind(Enum):
     SAME_MEANING = "two columns of one meaning: the second is left out"
     OTHER_SHEETS = "other sheets hold a ledger and are not read"
     HIDDEN_ROWS = "rows hidden or filtered out in Excel are left out"
+    HIDDEN_COLUMNS = "a column hidden in Excel beside a shown one of its meaning is left out"
+    HIDDEN_COLUMN_READ = "a column hidden in Excel is read: no shown column has its meaning"
     FOOTER_ROWS = "a total or footer is left out"
     HEADER_AGAIN = "the header again is left out"
     COUNTER_ONLY = "a row with a 序号 and nothing else is left out"
@@ -240,6 +242,7 @@ class LedgerWarningDetail:
     column: str | None = None  # the canonical column they stand for (received_at, key_group …)
     value: str | None = None  # one of the values set aside, as written
     sheets: tuple[str, ...] = ()  # the other sheets holding a ledger, not read
+    letters: tuple[str, ...] = ()  # the spreadsheet's column letters of `headers`, when they can be alike
 
 
 class LedgerWarning(UserWarning):
@@ -743,9 +746,10 @@ def _check_workbook_memory(path: Path) -> None:
                                 f"chunks, or split it (or set {SKIP_VARIABLE}=1 to try anyway)")
 
 
-def _xlsx_sheets(path: Path) -> tuple[list[tuple[str, list[list[object]]]], set[str], dict[str, set[int]]]:
-    """Every sheet's name and cells, the names of the hidden sheets, and each sheet's hidden
-    rows (numbered as Excel numbers them)."""
+def _xlsx_sheets(path: Path) -> tuple[list[tuple[str, list[list[object]]]], set[str], dict[str, set[int]],
+                                     dict[str, set[int]]]:
+    """Every sheet's name and cells, the names of the hidden sheets, each sheet's hidden
+    rows (numbered as Excel numbers them) and its hidden columns (0-based)."""
     import openpyxl
 
     _check_workbook_memory(path)
@@ -787,15 +791,21 @@ def _xlsx_sheets(path: Path) -> tuple[list[tuple[str, list[list[object]]]], set[
     # Rows filtered out in Excel (an office keeps this quarter's) or hidden by hand are marked
     # hidden in the file; the workbook is loaded whole, so knowing them costs nothing more.
     hidden_rows = {sheet.title: {r for r, row in sheet.row_dimensions.items() if row.hidden} for sheet in book.worksheets}
+    # Columns are hidden by ranges (a group of columns folded away is one entry, its first
+    # and last column), not one by one.
+    hidden_columns = {sheet.title: {c - 1 for dimension in sheet.column_dimensions.values() if dimension.hidden
+                                    and dimension.min for c in range(dimension.min, (dimension.max or dimension.min) + 1)}
+                      for sheet in book.worksheets}
     book.close()
     if saved is not None:
         saved.close()
-    return sheets, hidden, hidden_rows
+    return sheets, hidden, hidden_rows, hidden_columns
 
 
-def _xls_sheets(path: Path) -> tuple[list[tuple[str, list[list[object]]]], set[str], dict[str, set[int]]]:
-    """Every sheet's name and cells, the names of the hidden sheets, and no hidden rows:
-    calamine does not say which rows of an .xls are hidden, so all of them are read."""
+def _xls_sheets(path: Path) -> tuple[list[tuple[str, list[list[object]]]], set[str], dict[str, set[int]],
+                                    dict[str, set[int]]]:
+    """Every sheet's name and cells, the names of the hidden sheets, and no hidden rows or
+    columns: calamine does not say which of an .xls are hidden, so all of them are read."""
     # python-calamine (Rust calamine) reads the Excel 97-2003 format, which openpyxl does not.
     from python_calamine import CalamineWorkbook, SheetVisibleEnum
 
@@ -813,12 +823,60 @@ def _xls_sheets(path: Path) -> tuple[list[tuple[str, list[list[object]]]], set[s
     except Exception as exc:  # calamine raises its own error types for a damaged or encrypted file
         raise LedgerError(path, f"not a readable Excel 97-2003 workbook (.xls), or a password-protected workbook "
                                 f"({type(exc).__name__}: {exc}); save it without a password as .xlsx or UTF-8 CSV") from None
-    return sheets, hidden, {}
+    return sheets, hidden, {}, {}
+
+
+def _same_meaning(first: str, second: str) -> bool:
+    """Whether two headers are two columns of one meaning, as _mapping tells them apart: not
+    a date and its time of day, nor the account of the matter and the request, which are
+    read together, nor 序号, which is the id only when there is no other."""
+    meaning = _canonical(first)
+    if meaning is None or meaning != _canonical(second) or ROW_COUNTER in (_header_text(first), _header_text(second)):
+        return False
+    if meaning == "received_at" and (_date_and_time(first, second) or _date_and_time(second, first)):
+        return False
+    return not (meaning == "body" and (_header_text(first) in REQUEST_HEADERS) != (_header_text(second) in REQUEST_HEADERS))
+
+
+def _shown_columns(path: Path, header: list[str], hidden: set[int], sheet: str | None) -> list[int]:
+    """The columns to read, by place: all but those hidden in Excel beside a shown column of
+    their meaning (last year's 内容 kept hidden beside this year's), each said. Such a ledger
+    was refused for two columns of one meaning, or, the two headers alike, the hidden column
+    was read in place of the shown one. A hidden column with no shown one of its meaning is
+    read, and said to be: what it holds is not what the person sees."""
+    from openpyxl.utils import get_column_letter
+
+    keep = list(range(len(header)))
+    for j in sorted(c for c in hidden if c < len(header)):
+        name = str(header[j]).strip()
+        meaning = _canonical(name)
+        if meaning is None:
+            continue  # not read whether hidden or not
+        if _header_text(name) == ROW_COUNTER and any(
+                _canonical(other) == "id" and _header_text(other) != ROW_COUNTER for other in header):
+            continue  # 序号 beside a case number is not read
+        shown = [k for k in range(len(header)) if k not in hidden and _same_meaning(header[k], name)]
+        letter = get_column_letter(j + 1)
+        if shown:
+            other, other_letter = str(header[shown[0]]).strip(), get_column_letter(shown[0] + 1)
+            keep.remove(j)
+            warnings.warn(LedgerWarning(
+                f"{_where(path, sheet)}: column {letter} '{name}' is hidden in Excel and left out; column {other_letter} "
+                f"'{other}' is read (both mean '{meaning}')",
+                LedgerWarningDetail(LedgerWarningKind.HIDDEN_COLUMNS, str(path), sheet, headers=(name, other),
+                                    column=meaning, letters=(letter, other_letter))), stacklevel=3)
+        else:
+            warnings.warn(LedgerWarning(
+                f"{_where(path, sheet)}: column {letter} '{name}' is hidden in Excel, and read: no shown column "
+                f"means '{meaning}'",
+                LedgerWarningDetail(LedgerWarningKind.HIDDEN_COLUMN_READ, str(path), sheet, headers=(name,),
+                                    column=meaning, letters=(letter,))), stacklevel=3)
+    return keep
 
 
 def _workbook_chunks(path: Path, ole2: bool, required: tuple[str, ...], sheet: str | None,
                      chunk_rows: int | None) -> Iterator[_Chunk]:
-    sheets, hidden, hidden_rows = _xls_sheets(path) if ole2 else _xlsx_sheets(path)
+    sheets, hidden, hidden_rows, hidden_columns = _xls_sheets(path) if ole2 else _xlsx_sheets(path)
     texts = [(name, [[_cell_text(v) for v in row] for row in cells]) for name, cells in sheets]
     names = [name for name, _ in sheets]
     if sheet is not None:
@@ -850,6 +908,10 @@ def _workbook_chunks(path: Path, ole2: bool, required: tuple[str, ...], sheet: s
     if not rows:
         raise LedgerError(path, "the sheet is empty", sheet=shown)
     index, depth, header = _header_block(rows, required)
+    keep = _shown_columns(path, header, hidden_columns.get(name, set()), shown)
+    if len(keep) < len(header):
+        header = [header[j] for j in keep]
+        rows = [[row[j] for j in keep if j < len(row)] for row in rows]
     columns = _column_names(header)
     data = [(index + depth + 1 + i, (row + [""] * len(columns))[: len(columns)])
             for i, row in enumerate(rows[index + depth:]) if any(c.strip() for c in row)]
@@ -867,7 +929,7 @@ def _workbook_chunks(path: Path, ole2: bool, required: tuple[str, ...], sheet: s
         data = [(number, row) for number, row in data if number not in hidden_rows[name]]
     raw = sheets[chosen][1]
     for number, _ in data:
-        for j, value in enumerate(raw[number - 1][: len(columns)]):
+        for j, value in enumerate([raw[number - 1][k] for k in keep if k < len(raw[number - 1])]):
             if type(value).__name__ == "ArrayFormula":  # openpyxl's object, which has no text of its own
                 raise LedgerError(path, "an array formula; replace it by its value (paste as values)",
                                   row=number, column=columns[j], sheet=shown)

@@ -124,6 +124,16 @@ def ledger_warning_in_chinese(warning: LedgerWarning, name: str) -> str:
                 "请把每个工作表另存为单独的文件，分别上传。")
     if kind is LedgerWarningKind.HIDDEN_ROWS:
         return f"{where}：{rows}在 Excel 中被筛选掉或隐藏，未读取。如需登记，请清除筛选或取消隐藏，保存后再上传。"
+    if kind in (LedgerWarningKind.HIDDEN_COLUMNS, LedgerWarningKind.HIDDEN_COLUMN_READ):
+        # By letter as well as by name: a hidden column often has the shown one's very header.
+        named = [f"{detail.letters[i] if i < len(detail.letters) else ''} 列「{header}」".lstrip()
+                 for i, header in enumerate(detail.headers)]
+        meaning = LEDGER_COLUMNS.get(detail.column or "")
+        if kind is LedgerWarningKind.HIDDEN_COLUMNS:
+            return (f"{where}：{named[0]}在 Excel 中被隐藏，未读取；读取的是{named[1]}"
+                    f"（两列{'都是' + meaning if meaning else '含义相同'}）。")
+        return (f"{where}：{named[0]}在 Excel 中被隐藏，但没有未隐藏的{meaning or '同类'}列，已读取该列。"
+                "如不应读取，请删除该列后再上传。")
     if kind is LedgerWarningKind.FOOTER_ROWS:
         return f"{where}：{rows}是合计或表尾（合计、制表人、填表说明等），不是信访件，未读取。"
     if kind is LedgerWarningKind.HEADER_AGAIN:
