@@ -31,12 +31,13 @@ import re
 # away, as a dash or a space in prose must stay what it was. A match still begins and ends
 # with a digit, so no separator around a number is taken with it.
 _S = "[ \t\u00a0\u2000-\u200d\u2060\u202f\u205f\ufeff\\-\u2010-\u2015\u2212.\uff0e\u00b7\u30fb]{0,3}"
-# A date as written without separators (20231012), in the years a petition speaks of: a
+# A date as written without separators (20231012), in the years a petition speaks of (a
+# birth date or a period of work in the archives goes back to the 1940s and before): a
 # month that exists and a day that month has (a leap day in any year: telling leap years
-# apart would save nothing). No card's issuer number begins with such a year (the cards
-# that begin with a two begin above this century's years), so a card cut in two halves
-# is not two dates.
-_DATE = "(?:19[5-9][0-9]|20[0-9]{2})(?:(?:0[1-9]|1[0-2])(?:0[1-9]|1[0-9]|2[0-9])|(?:0[13-9]|1[0-2])30|(?:0[13578]|1[02])31)"
+# apart would save nothing). No card's issuer number begins with such a year (none begins
+# with a one, and the cards that begin with a two begin above this century's years), so a
+# card cut in two halves is not two dates.
+_DATE = "(?:19[0-9]{2}|20[0-9]{2})(?:(?:0[1-9]|1[0-2])(?:0[1-9]|1[0-9]|2[0-9])|(?:0[13-9]|1[0-2])30|(?:0[13578]|1[02])31)"
 # Each pattern with the placeholder masking stores in its place (model/text.py's MASKED_NUMBER).
 NUMBER_PATTERNS: list[tuple[re.Pattern[str], str]] = [
     # Resident ID: 18 characters (17 digits + digit/X), or the old 15-digit form, grouped 6-8-4 or not.

@@ -234,6 +234,29 @@ def test_two_dates_without_separators_joined_by_a_dash_are_kept_and_a_card_cut_i
         assert all(stored[place] == sent[at] for at, place in kept), sent
 
 
+# Dates of the last century before 1950 written without separators: a birth date's range, a
+# period of work in the old archives (档案) that a pension claim turns on. ID and phone numbers
+# with such a year in them, and a card cut in two, are still masked.
+EARLY_DATES = [
+    ("出生日期19480101-19501231，档案记载", "出生日期19480101-19501231，档案记载"),
+    ("参加工作19461001至19491001", "参加工作19461001至19491001"),
+    ("工龄 19000101 - 19491231", "工龄 19000101 - 19491231"),
+    ("身份证110101194801011234，19480101-19501231", "身份证[身份证号]，19480101-19501231"),
+    ("电话19480101234", "电话[手机号]"),
+    ("卡号18991012-19481012", "卡号[银行卡号]"),
+    ("卡号62220212-19481012", "卡号[银行卡号]"),
+]
+
+
+def test_dates_before_1950_joined_by_a_dash_are_kept_as_later_ones_are():
+    # A birth date range or a period of work before 1950 (19480101-19501231) was masked as a
+    # card, while one from 1950 on was kept: the office lost the dates a pension claim turns on.
+    for sent, stored in EARLY_DATES:
+        assert mask_pii(sent) == stored, sent
+        placed, _ = mask_pii_placed(sent)
+        assert placed == stored, sent
+
+
 # A card typed without separators, then an amount or a count after a space: the card is
 # masked, the number after it kept. A card printed in groups may end in a short group
 # (4-4-4-4-3, 6-10-3), so there a short number after it is still taken for the card's.
