@@ -243,7 +243,8 @@ class MatterIndex:
     -----
     The band hashes of the first rows are kept sorted (binary search per band); rows
     added since are compared directly, and sorted in once they are a sixteenth of
-    the index. Thread-safe: a service worker adds and queries from several threads.
+    the index. Rows no lookup needs any more are removed with `drop`. Thread-safe: a
+    service worker adds, queries and drops from several threads.
     """
 
     def __init__(self, threshold: float = LINK_THRESHOLD) -> None:
@@ -311,7 +312,17 @@ class MatterIndex:
         return keys, links
 
     def when(self, key: str) -> float:
-        return self._when[self._positions[key]]
+        """The `when` stored with `key`; KeyError when it is not stored (or was dropped)."""
+        with self._lock:
+            return self._when[self._positions[key]]
+
+    def whens(self, keys: Iterable[str]) -> dict[str, float]:
+        """`when` of each of `keys` still stored, in the order of `keys`.
+
+        Keys not stored are left out: a key found by one lookup may have been dropped
+        (`drop`) before the next, and is then outside any window asked for."""
+        with self._lock:
+            return {key: self._when[position] for key in keys if (position := self._positions.get(key)) is not None}
 
     def add(self, key: str, text: str, when: float = 0.0) -> None:
         """Stores one petition (unless its key is already there); `when` is a timestamp in seconds."""
@@ -340,6 +351,50 @@ class MatterIndex:
             self._size += len(prepared)
             if self._size - self._sorted_upto > max(256, self._sorted_upto // 16):
                 self._sort()
+
+    def drop(self, keys: Iterable[str]) -> int:
+        """Removes stored petitions: those no lookup will ask for again.
+
+        Parameters
+        ----------
+        keys : iterable of str
+            Keys to drop; those not stored are ignored.
+
+        Returns
+        -------
+        int
+            How many rows were dropped.
+
+        Notes
+        -----
+        The rows kept stay in the order they were added, so every lookup, `links_between`
+        and `components` among them finds what an index built from them alone would find
+        (ties keep going to the earlier row). The arrays are copied to the size of the rows
+        kept, which is what frees the memory, and the band hashes sorted again: one pass
+        over the index, meant to be done rarely. Texts looked up lately (kept for the
+        petition stored next) belong to no row and stay.
+        """
+        with self._lock:
+            gone = [position for key in set(keys) if (position := self._positions.get(key)) is not None]
+            if not gone:
+                return 0
+            keep = np.ones(self._size, bool)
+            keep[gone] = False
+            rows = np.flatnonzero(keep)
+            kept = rows.tolist()
+            # Fancy indexing copies: the old, larger arrays are freed once replaced.
+            self._sigs, self._bands = self._sigs[rows], self._bands[rows]
+            # The lists are changed in place: the objects a worker has frozen (service/heap.py)
+            # stay the ones it holds.
+            self._keys[:] = [self._keys[row] for row in kept]
+            self._when[:] = [self._when[row] for row in kept]
+            self._anchors[:] = [self._anchors[row] for row in kept]
+            # A new mapping, swapped in whole: `in` is asked without the lock.
+            self._positions = {key: position for position, key in enumerate(self._keys)}
+            self._size = len(kept)
+            self.latest = max(self._when, default=float("-inf"))
+            self._sort()
+            return len(gone)
 
     def _grow(self, needed: int) -> None:
         if needed <= len(self._sigs):
@@ -389,9 +444,12 @@ class MatterIndex:
         return self._query(sig, anchor, limit, since, until, exclude)
 
     def query_key(self, key: str, limit: int = 50, since: float | None = None, until: float | None = None) -> list[Match]:
-        """Like `query`, for a petition already stored under `key`."""
+        """Like `query`, for a petition already stored under `key`; none when it is not stored
+        (a key found by an earlier lookup may have been dropped since)."""
         with self._lock:
-            position = self._positions[key]
+            position = self._positions.get(key)
+            if position is None:
+                return []
             sig, anchor = self._sigs[position].copy(), self._anchors[position]
         return self._query(sig, anchor, limit, since, until, key)
 

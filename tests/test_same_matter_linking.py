@@ -715,3 +715,38 @@ def test_a_purge_between_reading_a_group_and_queueing_it_leaves_no_purged_member
                 assert session.get(TriageRecord, member).body_masked == PURGED_TEXT
                 assert session.get(ReviewItem, member) is None, member
             assert session.get(ReviewItem, third["triage_id"]) is not None
+
+
+def test_dropping_rows_leaves_the_index_an_index_of_the_rows_kept_would_be():
+    # A worker's index only grew: rows older than any window a lookup asks for stayed for the
+    # worker's life. Dropped, the rows kept must be found, linked and ordered as in an index
+    # built from them alone, before and after more rows are added.
+    texts = [join_fields(p["title"], p["body"]) for p in generate(n=900, seed=11)]
+    texts += texts[450:480]  # exact repeats, received with their originals: ties, which go to the earlier row
+    rows = [(str(i), text, float(i if i < 900 else i - 450)) for i, text in enumerate(texts)]
+    index = MatterIndex()
+    index.add_many(rows)
+    bytes_before = index.nbytes()
+    dropped = {key for key, _text, when in rows if when < 400.0} | {str(i) for i in [*range(600, 900, 7), *range(900, 930, 4)]}
+    assert index.drop([*dropped, "never-stored"]) == len(dropped)
+    kept = [row for row in rows if row[0] not in dropped]
+    alone = MatterIndex()
+    alone.add_many(kept)
+    later = [(f"later{i}", text, 900.0 + i) for i, text in enumerate(texts[400:460])]
+    for stage in ("dropped", "added to"):
+        assert len(index) == len(alone) and index.latest == alone.latest
+        assert index.keys_between(0.0, 2000.0) == alone.keys_between(0.0, 2000.0)
+        links = index.links_between(300.0, 1000.0)
+        assert links == alone.links_between(300.0, 1000.0) and sum(map(len, links[1].values())) > 30
+        for key, text, when in kept[::5]:
+            assert index.query_key(key, since=when - 200, until=when + 200) == alone.query_key(key, since=when - 200, until=when + 200)
+            assert index.query(text, limit=10) == alone.query(text, limit=10)
+        if stage == "dropped":
+            index.add_many(later)
+            alone.add_many(later)
+            kept += later
+    assert index.nbytes() < bytes_before
+    # A dropped key is no longer stored: it has no time and finds nothing.
+    assert "0" not in index and index.whens(["0", "500"]) == {"500": 500.0} and index.query_key("0") == []
+    assert index.drop(key for key, _text, _when in kept) == len(kept)
+    assert len(index) == 0 and index.latest == float("-inf") and index.query(texts[500]) == []
