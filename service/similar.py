@@ -227,8 +227,9 @@ class SharedMatterIndex:
 
     def group_of(self, matches: list[Match], since: float, until: float, cap: int) -> set[str]:
         """The stored petitions linked, directly or through others, to a petition whose matches
-        these are, received between the timestamps (the search stops once it has `cap`)."""
-        frontier = [m.key for m in matches if since <= self.index.when(m.key) <= until]
+        these are, received between the timestamps (the search stops once it has `cap`). A match
+        dropped from the index since it was found is outside the window: a restart would not read it."""
+        frontier = [key for key, when in self.index.whens(m.key for m in matches).items() if since <= when <= until]
         seen = set(frontier)
         while frontier and len(seen) < cap:
             for match in self.index.query_key(frontier.pop(), limit=cap, since=since, until=until):
@@ -257,9 +258,9 @@ def later_cases(session: Session, shared: SharedMatterIndex, triage_id: str, lim
     the database cannot be read."""
     try:
         shared.refresh(session)
-        if triage_id not in shared.index:
+        # Looked up once: a row may be dropped between asking whether it is there and its time.
+        if (when := shared.index.whens([triage_id]).get(triage_id)) is None:
             return [], 0
-        when = shared.index.when(triage_id)
         matches = shared.index.query_key(triage_id, limit=LOOKUP_LIMIT, since=when, until=when + shared.window.total_seconds())
         infos = case_infos(session, [m.key for m in matches])
     except SQLAlchemyError as exc:
@@ -363,14 +364,16 @@ def _members_around(session: Session, shared: SharedMatterIndex, matches: list[M
     later = shared.index.query(text, limit=LOOKUP_LIMIT, since=when, until=until)
     # The petitions found, each with those it links to; the new one is not stored, and is
     # known by the petitions it links to directly.
-    direct = {m.key for m in (*matches, *later) if since <= shared.index.when(m.key) <= until}
+    # Petitions dropped from the index since they were found are left out, as outside the window.
+    found = {key: t for key, t in shared.index.whens(m.key for m in (*matches, *later)).items() if since <= t <= until}
+    direct = set(found)
     links: dict[str, set[str]] = {key: set() for key in direct}
-    frontier = sorted(direct, key=lambda key: (shared.index.when(key), key))
+    frontier = sorted(direct, key=lambda key: (found[key], key))
     infos: dict[str, CaseInfo] = {}
     weighed = 0
     while True:
         done = not frontier or len(links) >= AROUND_CAP
-        whens = {key: shared.index.when(key) for key in links}
+        whens = shared.index.whens(links)
         # Weighed again only once the petitions found have doubled, and at the end: a span that
         # held too few (copies of one case, purged petitions) is not weighed after every link.
         if ((done and len(links) > weighed) or len(links) >= 2 * weighed) \
@@ -465,10 +468,11 @@ def emerging_groups(session: Session, shared: SharedMatterIndex, start: float, e
     keys, links = shared.index.links_between(start - span, end, limit=LOOKUP_LIMIT)
     groups = []
     for component in _connected(keys, links, set(keys)):
-        whens = {key: shared.index.when(key) for key in component}
-        if len(component) < min_size or max(whens.values()) < start:
+        # A petition dropped from the index since links_between is left out, as outside the look-back.
+        whens = shared.index.whens(component)
+        if not whens or len(whens) < min_size or max(whens.values()) < start:
             continue
-        infos = case_infos(session, sorted(component))
+        infos = case_infos(session, sorted(whens))
         # A petition purged since this worker's index took it in is no member: its text is gone.
         members = {key for key, info in infos.items() if not info.purged}
         listed = _linked_in_a_span(members, links, whens, infos, start, span, min_size)

@@ -750,3 +750,32 @@ def test_dropping_rows_leaves_the_index_an_index_of_the_rows_kept_would_be():
     assert "0" not in index and index.whens(["0", "500"]) == {"500": 500.0} and index.query_key("0") == []
     assert index.drop(key for key, _text, _when in kept) == len(kept)
     assert len(index) == 0 and index.latest == float("-inf") and index.query(texts[500]) == []
+
+
+def test_a_row_dropped_between_a_lookup_and_the_search_for_its_group_is_outside_the_window(tmp_path, monkeypatch):
+    # The group of a petition is searched from the keys a lookup found, asking the index for
+    # their times; /v1/emerging asks for the times of the keys links_between found. A row
+    # dropped in between (a worker drops the rows stored before its window) raised KeyError.
+    database = Database(f"sqlite:///{tmp_path / 'triage.db'}")
+    database.ensure_migrated()
+    now = datetime.now(UTC)
+    for day, name in enumerate(["王建国", "李秀英", "张伟", "赵六"]):
+        stored_on(database, f"member{day}", FIRST | {"name": name}, now - timedelta(days=6 - day))
+    shared = SharedMatterIndex(window_days=365, threshold=0.5)
+    when = now.timestamp()
+    with database.sessions() as session:
+        matches = shared.lookup(session, joined(petition(RETOLD)), now)
+        assert {m.key for m in matches} == {"member0", "member1", "member2", "member3"}
+        shared.index.drop(["member0", "member1"])
+        assert shared.group_of(matches, when - 14 * 86400, when, cap=10) == {"member2", "member3"}
+        links_between = shared.index.links_between
+
+        def dropped_meanwhile(*args, **kwargs):  # type: ignore[no-untyped-def]
+            found = links_between(*args, **kwargs)
+            shared.index.drop(["member2"])
+            return found
+
+        monkeypatch.setattr(shared.index, "links_between", dropped_meanwhile)
+        groups = similar.emerging_groups(session, shared, when - 7 * 86400, when, 14 * 86400, min_size=1)
+        assert [[info.triage_id for info in group] for group in groups] == [["member3"]]
+    database.engine.dispose()
