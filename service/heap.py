@@ -30,8 +30,9 @@ def settle() -> None:
 
 def freeze_new() -> None:
     """Freezes the objects made since the last freeze, without collecting first: for a
-    structure that only grows, such as the same-matter index, whose new rows would
-    otherwise make each full collection longer. Garbage in a reference cycle made just
+    structure that mostly grows, such as the same-matter index, whose new rows would
+    otherwise make each full collection longer (the rows it drops, once a day, hold no
+    reference cycle: they are freed when dropped, frozen or not). Garbage in a reference cycle made just
     before is kept for the worker's life, which is why this is not done per request."""
     with _lock:
         gc.freeze()

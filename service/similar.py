@@ -4,7 +4,8 @@ Every worker holds a model.matter.MatterIndex of the petitions stored within the
 It is built from the database on first use and, before each lookup, takes in the rows
 stored since by any worker: so a petition stored by one worker is found by the others,
 and a restart or a model reload loses nothing (the index depends on the stored, masked
-text only, never on the model).
+text only, never on the model). Once a day it drops the rows stored before the window,
+which a restart would not read: a worker's index stays the size of a restarted one's.
 
 On SQLite "stored since" is read by rowid: SQLite writes one transaction at a time and
 gives each new row a rowid above every committed one, so the rows after the last rowid
@@ -20,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
@@ -54,6 +55,9 @@ AROUND_CAP = 200
 PURGED = f"\n{PURGED_TEXT}"
 # The index's objects are frozen (service/heap.py) each time it has grown by this many rows.
 FREEZE_EVERY_ROWS = 5_000
+# How often, at most, a worker drops from its index the rows a restart would not read: sorting
+# the band hashes again costs a pass over the index, and a day's rows are a small part of it.
+PRUNE_EVERY_SECONDS = 86_400.0
 
 # Built once: these run on every triage, and building a statement costs more than running it.
 _TEXT_COLUMNS = (TriageRecord.id, TriageRecord.title_masked, TriageRecord.body_masked, TriageRecord.received_at, TriageRecord.created_at)
@@ -131,6 +135,13 @@ class SharedMatterIndex:
         self._rows_frozen = 0
         # When the last refresh that succeeded began (time.monotonic).
         self._refresh_began: float | None = None
+        # When each row in the index was stored (its created_at, a timestamp): a restart reads
+        # the rows stored within the window, and the others leave the index as they would.
+        # Its own lock: a request adding its row must not wait for a refresh.
+        self._created: dict[str, float] = {}
+        self._created_lock = threading.Lock()
+        # When rows were last dropped (time.monotonic); None before the first refresh.
+        self._pruned_at: float | None = None
 
     def refresh(self, session: Session) -> None:
         """Adds the rows stored since the last refresh (all rows within the window the first time)."""
@@ -149,6 +160,7 @@ class SharedMatterIndex:
             if sqlite and self._last_row is not None and self._refresh_by_rowid(session):
                 self._seen_until = now
                 self._refresh_began = began
+                self._prune_when_due(began, now)
                 return
             # Read before the texts: a row stored in between is read twice, and taken in once.
             last_rowid = (session.scalar(_LAST_ROWID) or 0) if sqlite else None
@@ -164,6 +176,33 @@ class SharedMatterIndex:
             if last_rowid is not None:
                 self._last_row = (last_rowid, None)
             self._refresh_began = began
+            self._prune_when_due(began, now)
+
+    def _prune_when_due(self, began: float, now: datetime) -> None:
+        """Drops the rows stored before the window a restart reads, once PRUNE_EVERY_SECONDS
+        have passed since it was last done (under the lock, after a refresh).
+
+        Without it a worker kept every petition since it started, however long it ran.
+        By when the row was stored, not when it was received: a petition entered today with
+        an old date received is read by a restart, and stays."""
+        if self._pruned_at is None:
+            self._pruned_at = began  # the first refresh read the window, no more
+            return
+        if began - self._pruned_at < PRUNE_EVERY_SECONDS:
+            return
+        self._pruned_at = began
+        # As the first refresh reads them; in seconds, so that no window overflows a datetime.
+        since = now.timestamp() - self.window.total_seconds() - 86_400
+        with self._created_lock:
+            old = [key for key, created in self._created.items() if created < since]
+            for key in old:
+                del self._created[key]
+        dropped = self.index.drop(old)
+        # The rows dropped are the oldest, frozen long ago: the rows not yet frozen are still
+        # those added since, and the next freeze comes after FREEZE_EVERY_ROWS more of them.
+        self._rows_frozen = max(0, self._rows_frozen - dropped)
+        if dropped:
+            log.info("same-matter index: %d petitions stored before the window dropped, %d kept", dropped, len(self.index))
 
     def _refresh_by_rowid(self, session: Session) -> bool:
         """Takes in the rows after the last one seen; False when that row is no longer
@@ -186,10 +225,20 @@ class SharedMatterIndex:
         return True
 
     def _add_rows(self, rows: Iterable[Row]) -> None:
-        # A purged petition has no text left to link by; taken in, every purged petition would
-        # carry the same placeholder and all of them would link into one matter.
-        self.index.add_many((tid, text, aware(received or created).timestamp())
-                            for tid, title, body, received, created in rows if (text := text_of(title, body)) != PURGED)
+        stored: dict[str, float] = {}
+
+        def taken() -> Iterator[tuple[str, str, float]]:
+            # One row at a time: at start the rows are a year of texts.
+            for tid, title, body, received, created in rows:
+                # A purged petition has no text left to link by; taken in, every purged petition
+                # would carry the same placeholder and all of them would link into one matter.
+                if (text := text_of(title, body)) != PURGED:
+                    stored[tid] = aware(created).timestamp()
+                    yield tid, text, aware(received or created).timestamp()
+
+        self.index.add_many(taken())
+        with self._created_lock:
+            self._created.update(stored)
         self._freeze_growth()
 
     def _freeze_growth(self) -> None:
@@ -214,8 +263,12 @@ class SharedMatterIndex:
 
         threading.Thread(target=build, name="matter-index", daemon=True).start()
 
-    def add(self, triage_id: str, text: str, received: datetime) -> None:
+    def add(self, triage_id: str, text: str, received: datetime, stored: datetime | None = None) -> None:
+        """Takes in a petition this worker has just stored (`stored`: its created_at, by default now)."""
         self.index.add(triage_id, text, aware(received).timestamp())
+        with self._created_lock:
+            # A refresh may have read the row meanwhile, with the time it was stored.
+            self._created.setdefault(triage_id, (stored or datetime.now(UTC)).timestamp())
         self._freeze_growth()
 
     def lookup(self, session: Session, text: str, received: datetime, limit: int = LOOKUP_LIMIT) -> list[Match]:

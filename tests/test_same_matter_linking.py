@@ -752,6 +752,69 @@ def test_dropping_rows_leaves_the_index_an_index_of_the_rows_kept_would_be():
     assert len(index) == 0 and index.latest == float("-inf") and index.query(texts[500]) == []
 
 
+def stored_at(database: Database, triage_id: str, facts: dict[str, str], received: datetime, created: datetime) -> None:
+    """A petition about `facts` received at `received` and stored at `created`, put in the database directly."""
+    p = petition(facts)
+    with database.sessions() as session:
+        session.add(TriageRecord(id=triage_id, received_at=received, created_at=created, title_masked=p["title"],
+                                 body_masked=p["body"], model_version="test", division="labor_relations",
+                                 division_confidence=0.9, risk="low", key_group="none", needs_review=False, suggestion={}))
+        session.commit()
+
+
+def test_a_worker_drops_the_rows_stored_before_its_window_as_a_restart_would(tmp_path, monkeypatch):
+    # A worker's index took in every new row and dropped none: one running for months held every
+    # petition since it started, a few KB each, where a restarted one holds the window's. Once a
+    # day it now drops the rows stored before the window, by when they were stored: a petition
+    # entered today with an old date received is read by a restart, and stays.
+    database = Database(f"sqlite:///{tmp_path / 'triage.db'}")
+    database.ensure_migrated()
+    start = datetime.now(UTC)
+    clock = {"now": start, "monotonic": 1000.0}
+
+    class Clock(datetime):
+        @classmethod
+        def now(cls, tz=None):  # type: ignore[no-untyped-def, override]
+            return clock["now"]
+
+    monkeypatch.setattr(similar, "datetime", Clock)
+    monkeypatch.setattr(similar, "time", type("Monotonic", (), {"monotonic": staticmethod(lambda: clock["monotonic"])}))
+    shared = SharedMatterIndex(window_days=30, threshold=0.5)
+    stored_at(database, "stored-at-start", FIRST, start - timedelta(days=1), start - timedelta(days=1))
+    with database.sessions() as session:
+        shared.refresh(session)
+    stored_at(database, "stored-by-another-worker", RETOLD, start, start)
+    stored_at(database, "stored-here", OTHER, start, start)
+    shared.add("stored-here", joined(petition(OTHER)), start)
+    shared._rows_frozen = len(shared.index)  # as a worker freezes its rows (service/heap.py)
+
+    def refreshed() -> set[str]:
+        with database.sessions() as session:
+            shared.refresh(session)
+        return set(shared.index.keys_between(float("-inf"), float("inf")))
+
+    assert refreshed() == {"stored-at-start", "stored-by-another-worker", "stored-here"}
+    clock["now"] = start + timedelta(days=35)
+    later = clock["now"]
+    stored_at(database, "backfilled", FIRST | {"name": "张伟"}, later - timedelta(days=300), later)
+    stored_at(database, "stored-lately", RETOLD | {"name": "赵六"}, later - timedelta(days=3), later - timedelta(days=3))
+    # Not due yet: lookups meanwhile pay for no pass over the index.
+    clock["monotonic"] += 12 * 3600
+    assert refreshed() == {"stored-at-start", "stored-by-another-worker", "stored-here", "backfilled", "stored-lately"}
+    clock["monotonic"] += 24 * 3600
+    assert refreshed() == {"backfilled", "stored-lately"}
+    restarted = SharedMatterIndex(window_days=30, threshold=0.5)
+    with database.sessions() as session:
+        restarted.refresh(session)
+    assert set(restarted.index.keys_between(float("-inf"), float("inf"))) == refreshed()
+    assert shared.index.latest == later.timestamp() - 3 * 86400
+    # The rows not yet frozen are the ones added since the last freeze, not fewer than none.
+    assert 0 <= shared._rows_frozen <= len(shared.index)
+    with database.sessions() as session:
+        assert [m.key for m in shared.lookup(session, joined(petition(FIRST)), later)] == ["stored-lately"]
+    database.engine.dispose()
+
+
 def test_a_row_dropped_between_a_lookup_and_the_search_for_its_group_is_outside_the_window(tmp_path, monkeypatch):
     # The group of a petition is searched from the keys a lookup found, asking the index for
     # their times; /v1/emerging asks for the times of the keys links_between found. A row
