@@ -786,7 +786,6 @@ def test_a_worker_drops_the_rows_stored_before_its_window_as_a_restart_would(tmp
     stored_at(database, "stored-by-another-worker", RETOLD, start, start)
     stored_at(database, "stored-here", OTHER, start, start)
     shared.add("stored-here", joined(petition(OTHER)), start)
-    shared._rows_frozen = len(shared.index)  # as a worker freezes its rows (service/heap.py)
 
     def refreshed() -> set[str]:
         with database.sessions() as session:
@@ -794,6 +793,7 @@ def test_a_worker_drops_the_rows_stored_before_its_window_as_a_restart_would(tmp
         return set(shared.index.keys_between(float("-inf"), float("inf")))
 
     assert refreshed() == {"stored-at-start", "stored-by-another-worker", "stored-here"}
+    shared._rows_frozen = len(shared.index)  # as a worker freezes its rows (service/heap.py)
     clock["now"] = start + timedelta(days=35)
     later = clock["now"]
     stored_at(database, "backfilled", FIRST | {"name": "张伟"}, later - timedelta(days=300), later)
