@@ -216,7 +216,7 @@ def _suggest(petition: PetitionIn, loaded: LoadedModel, session: Session, writes
         return _stored_copy(petition, masked, loaded, session, settings) or _made(suggestion)
     _made(suggestion)
     suggestion.stored = True
-    matters.add(suggestion.triage_id, text_of(record.title_masked, record.body_masked), received)
+    matters.add(suggestion.triage_id, text_of(record.title_masked, record.body_masked), received, stored=record.created_at)
     if group:
         _queue_group(session, writes, group)
     return suggestion
