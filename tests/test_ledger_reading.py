@@ -768,3 +768,50 @@ def test_a_column_hidden_in_excel_beside_a_shown_one_of_its_meaning_is_left_out(
     said = " ".join(str(w.message) for w in caught)
     assert f"{path}: column C '内容' is hidden in Excel and left out; column E '内容' is read" in said, said
     assert "column G '风险等级' is hidden in Excel, and read" in said, said
+
+
+def _alike_headers(path, header, rows):
+    # A ledger whose header names one column twice, as an .xlsx or a CSV (two-row header or not).
+    if path.suffix == ".xlsx":
+        import openpyxl
+
+        book = openpyxl.Workbook()
+        for row in (header, *rows):
+            book.active.append(row)
+        book.save(path)
+    else:
+        path.write_text("".join(",".join(row) + "\n" for row in (header, *rows)), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("name", ["l.xlsx", "l.csv"])
+def test_two_columns_under_one_header_are_two_columns_of_one_meaning(tmp_path, taxonomy, name):
+    # Two columns both headed 内容: the second was read under a name made unique (内容' or
+    # 内容.1) and left out without a word, while 内容 beside 来信内容 was refused. Which of the
+    # two is meant cannot be guessed: refused by every command, naming both by letter.
+    from training.ledger import LedgerWarning, LedgerWarningDetail, LedgerWarningKind, SameMeaningError
+
+    header = ["编号", "标题", "内容", "群体", "内容", "备注", "备注"]
+    path = _alike_headers(tmp_path / name, header, [["A-1", "拖欠工资", "旧的内容", "无", "老板三个月没发工资了", "甲", "乙"]])
+    for require_labels, chunk_rows in ((False, None), (False, 1), (True, None)):
+        with pytest.raises(SameMeaningError) as refused:
+            list(iter_ledger(path, taxonomy, require_labels=require_labels, chunk_rows=chunk_rows))
+        assert str(refused.value).startswith(
+            f"{path}, column '内容': two columns map to 'body': columns C '内容' and E '内容'; remove one of them, "
+            "or rename column E '内容'"), str(refused.value)
+        assert (refused.value.headers, refused.value.letters) == (("内容", "内容"), ("C", "E"))
+    # A column the commands do not need (群体, for predict) is read from the first, said by
+    # letter; two alike headers of no known column (备注) are not read, and need nothing.
+    header[4] = "群体"
+    path = _alike_headers(tmp_path / name, header, [["A-1", "拖欠工资", "老板三个月没发工资了", "无", "农民工", "甲", "乙"]])
+    with pytest.warns(LedgerWarning) as caught:
+        frame = read_ledger(path, taxonomy, require_labels=False)
+    assert frame["body"].tolist() == ["老板三个月没发工资了"] and frame["key_group"].tolist() == ["无"]
+    assert [str(w.message) for w in caught] == [
+        f"{path}: columns D '群体' and E '群体' both mean 'key_group'; column D '群体' is read and column E '群体' left out"]
+    assert caught[0].message.detail == LedgerWarningDetail(LedgerWarningKind.SAME_MEANING, str(path),
+                                                           headers=("群体", "群体"), column="key_group", letters=("D", "E"))
+    header[4] = "来信内容"
+    _alike_headers(tmp_path / name, header, [["A-1", "拖欠工资", "老板三个月没发工资了", "无", "x", "甲", "乙"]])
+    with pytest.raises(SameMeaningError, match="two columns map to 'body': '内容' and '来信内容'; remove one"):
+        read_ledger(path, taxonomy, require_labels=False)

@@ -925,3 +925,40 @@ def test_the_case_page_of_a_purged_petition_does_not_offer_high_risk(desks):
     assert "此件正文已按保留期限删除，无法再进入研判队列，不能标为“当日人工研判”" in page
     page = html.unescape(client.get(f"/cases/{kept}").text)
     assert "disabled" not in _risk_options(page)["当日人工研判"] and 'id="high-refused"' not in page
+
+
+def test_two_columns_under_one_header_are_refused_by_the_page_as_by_predict(intake, tmp_path, small_model_dir, capsys):
+    # Two columns both headed 内容: predict and the page read the first and left the second
+    # out without a word. Both refuse it now, naming the two columns by letter; a column
+    # they do not need (群体) is read from the first, said by letter too.
+    from triage.cli import main
+
+    client, key, database = intake
+    csrf = signed_in(client, key, landing="/intake")
+    book = openpyxl.Workbook()
+    for row in (["编号", "标题", "内容", "群体", "内容"], ["A-7", "拖欠工资", "旧的内容", "无", "老板三个月没发工资了。"]):
+        book.active.append(row)
+    ledger = tmp_path / "台账.xlsx"
+    book.save(ledger)
+    out = tmp_path / "predicted.csv"
+    assert main(["predict", "--model", str(small_model_dir), "--input", str(ledger), "--output", str(out)]) == 2
+    assert "two columns map to 'body': columns C '内容' and E '内容'" in capsys.readouterr().err
+    answer = client.post("/intake/ledger", data={"csrf_token": csrf},
+                         files={"ledger": ("台账.xlsx", ledger.read_bytes(), "application/octet-stream")})
+    text = html.unescape(answer.text)
+    assert answer.status_code == 422, text[-1500:]
+    assert "台账.xlsx：C 列「内容」和E 列「内容」两列都是内容，无法确定读取哪一列" in text, text[-1500:]
+    assert "two columns" not in text
+    with database.sessions() as session:
+        assert session.query(TriageRecord).count() == 0
+    book.active["E1"] = "群体"
+    book.save(ledger)
+    assert main(["predict", "--model", str(small_model_dir), "--input", str(ledger), "--output", str(out)]) == 0
+    assert "columns D '群体' and E '群体' both mean 'key_group'" in capsys.readouterr().err
+    answer = client.post("/intake/ledger", data={"csrf_token": csrf},
+                         files={"ledger": ("台账.xlsx", ledger.read_bytes(), "application/octet-stream")})
+    assert answer.status_code == 200, answer.text[-1500:]
+    assert "台账.xlsx：D 列「群体」和E 列「群体」两列都是重点群体，只读取了D 列「群体」，E 列「群体」未读取" in \
+        html.unescape(answer.text)
+    with database.sessions() as session:
+        assert [row.external_id for row in session.query(TriageRecord)] == pd.read_csv(out, encoding="utf-8-sig", dtype=str)["id"].tolist()

@@ -20,7 +20,7 @@ import unicodedata
 import warnings
 import zipfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 
@@ -282,6 +282,26 @@ class ShortenedNumberError(LedgerError):
         self.value, self.header = value, header
 
 
+class SameMeaningError(LedgerError):
+    """Two columns of one meaning where which is meant cannot be guessed. `headers` are the
+    ledger's own headers, `letters` their spreadsheet column letters when the headers are
+    alike (two 内容), so that the 登记 page can say which two in its own words."""
+
+    def __init__(self, path: str | Path, meaning: str, headers: tuple[str, str], letters: tuple[str, ...],
+                 sheet: str | None = None) -> None:
+        first, second = _named(headers, letters)
+        both = ("columns " if letters else "") + f"{first} and {second}"
+        rename = ("column " if letters else "") + f"{second} to a header that is not read (e.g. '{headers[1]}（备用）')"
+        super().__init__(path, f"two columns map to '{meaning}': {both}; remove one of them, or rename {rename}",
+                         column=headers[1], sheet=sheet)
+        self.meaning, self.headers, self.letters = meaning, headers, letters
+
+
+def _named(headers: tuple[str, ...], letters: tuple[str, ...]) -> list[str]:
+    """Headers as messages name them: after their letters when there are letters (C '内容')."""
+    return [(f"{letters[i]} " if i < len(letters) else "") + f"'{header}'" for i, header in enumerate(headers)]
+
+
 @dataclass
 class Ledger:
     frame: pd.DataFrame  # id, title, body, [division, risk, key_group], [received_at], source, row
@@ -298,6 +318,10 @@ class _Chunk:
     rows: np.ndarray
     sheet: str | None = None  # named in errors when the workbook has several
     header: list[list[str]] = field(default_factory=list)  # the header's rows and the one above, as written
+    # Each column's header as written and its spreadsheet letter, by place: the frame's names
+    # are made unique (a second 内容 is 内容' or 内容.1), which hid a second column of a meaning.
+    names: list[str] = field(default_factory=list)
+    letters: list[str] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------ headers
@@ -408,16 +432,20 @@ def _date_and_time(first: str, second: str) -> bool:
 
 
 def _mapping(path: Path, columns: list[object], required: tuple[str, ...], sheet: str | None,
-             strict: bool = True) -> dict[object, str]:
+             strict: bool = True, names: Sequence[str] = (), letters: Sequence[str] = ()) -> dict[object, str]:
     """Which column of the file is which canonical column. Two columns with one meaning
-    (来信日期 and 受理日期, 群体 and 重点群体) are refused when `strict` (training, where
-    the column may be learnt from) or when they are the id or the text, which every
-    command uses; otherwise the first is read, with a warning. A request's column beside
-    the account's (主要诉求 beside 信访内容) is BODY_REQUEST, joined into the body."""
+    (来信日期 and 受理日期, 群体 and 重点群体, or two headed 内容) are refused when `strict`
+    (training, where the column may be learnt from) or when they are the id or the text,
+    which every command uses; otherwise the first is read, with a warning. A request's
+    column beside the account's (主要诉求 beside 信访内容) is BODY_REQUEST, joined into the
+    body. `names` are the headers as written, by place, when `columns` were made unique,
+    and `letters` the columns' spreadsheet letters, which tell two alike headers apart."""
     mapping: dict[object, str] = {}
+    written: dict[object, tuple[str, str | None]] = {}
     counters = []
-    for column in columns:
-        name = str(column).strip().lstrip("\ufeff")
+    for i, column in enumerate(columns):
+        name = str(names[i] if len(names) == len(columns) else column).strip().lstrip("\ufeff")
+        written[column] = (name, letters[i] if len(letters) == len(columns) else None)
         canonical = _canonical(name)
         if canonical is None:
             continue
@@ -428,7 +456,8 @@ def _mapping(path: Path, columns: list[object], required: tuple[str, ...], sheet
             # A second request column is named beside the first request's, not beside the account's.
             same = BODY_REQUEST if canonical == "body" and BODY_REQUEST in mapping.values() and \
                 _header_text(name) in REQUEST_HEADERS else canonical
-            first = str(next(c for c, meant in mapping.items() if meant == same)).strip().lstrip("\ufeff")
+            first_column = next(c for c, meant in mapping.items() if meant == same)
+            first = written[first_column][0]
             if canonical == "received_at" and "received_time" not in mapping.values():
                 if _date_and_time(first, name):
                     mapping[column] = "received_time"
@@ -446,14 +475,22 @@ def _mapping(path: Path, columns: list[object], required: tuple[str, ...], sheet
                     earlier = next(c for c, meant in mapping.items() if meant == canonical)
                     mapping[earlier], mapping[column] = BODY_REQUEST, canonical
                 continue
+            # Headers alike (two 内容) are told apart by their letters; the second was read
+            # under a name made unique (内容') and left out without a word.
+            alike = _header_text(first) == _header_text(name)
+            letters_of = tuple(letter for letter in (written[first_column][1], written[column][1])
+                               if alike and letter is not None)
+            letters_of = letters_of if len(letters_of) == 2 else ()
             if strict or canonical in TEXT_COLUMNS:
-                raise LedgerError(path, f"two columns map to '{canonical}': '{first}' and '{name}'; remove one of them, "
-                                        f"or rename '{name}' to a header that is not read (e.g. '{name}（备用）')",
-                                  column=name, sheet=sheet)
-            warnings.warn(LedgerWarning(f"{_where(path, sheet)}: columns '{first}' and '{name}' both mean '{canonical}'; "
-                                        f"'{first}' is read and '{name}' left out",
+                raise SameMeaningError(path, canonical, (first, name), letters_of, sheet=sheet)
+            named = _named((first, name), letters_of)
+            column_word = "column " if letters_of else ""
+            warnings.warn(LedgerWarning(f"{_where(path, sheet)}: columns {named[0]} and {named[1]} both mean "
+                                        f"'{canonical}'; {column_word}{named[0]} is read and {column_word}{named[1]} "
+                                        "left out",
                                         LedgerWarningDetail(LedgerWarningKind.SAME_MEANING, str(path), sheet,
-                                                            headers=(first, name), column=canonical)), stacklevel=2)
+                                                            headers=(first, name), column=canonical,
+                                                            letters=letters_of)), stacklevel=2)
             continue
         mapping[column] = canonical
     if "id" not in mapping.values() and counters:
@@ -640,7 +677,8 @@ def _text_chunks(path: Path, required: tuple[str, ...], chunk_rows: int | None) 
                 # ",,,,," lines Excel saves below the data when formatted cells reach further down.
                 frame = _unwrapped(frame.fillna(""))
                 filled = frame.apply(lambda column: column.str.strip().ne("")).any(axis=1).to_numpy()
-                yield _Chunk(frame[filled].reset_index(drop=True), rows[filled], header=layout.written)
+                yield _Chunk(frame[filled].reset_index(drop=True), rows[filled], header=layout.written,
+                             names=layout.header, letters=[_column_letter(j + 1) for j in range(len(layout.header))])
     except pd.errors.ParserError as exc:
         raise LedgerError(path, f"not a valid CSV file ({exc})") from None
     except pd.errors.EmptyDataError:
@@ -826,6 +864,15 @@ def _xls_sheets(path: Path) -> tuple[list[tuple[str, list[list[object]]]], set[s
     return sheets, hidden, {}, {}
 
 
+def _column_letter(index: int) -> str:
+    """The spreadsheet's letter of the column at 1-based `index` (1 is A, 27 is AA)."""
+    letters = ""
+    while index > 0:
+        index, rest = divmod(index - 1, 26)
+        letters = chr(ord("A") + rest) + letters
+    return letters
+
+
 def _same_meaning(first: str, second: str) -> bool:
     """Whether two headers are two columns of one meaning, as _mapping tells them apart: not
     a date and its time of day, nor the account of the matter and the request, which are
@@ -844,8 +891,6 @@ def _shown_columns(path: Path, header: list[str], hidden: set[int], sheet: str |
     was refused for two columns of one meaning, or, the two headers alike, the hidden column
     was read in place of the shown one. A hidden column with no shown one of its meaning is
     read, and said to be: what it holds is not what the person sees."""
-    from openpyxl.utils import get_column_letter
-
     keep = list(range(len(header)))
     for j in sorted(c for c in hidden if c < len(header)):
         name = str(header[j]).strip()
@@ -856,9 +901,9 @@ def _shown_columns(path: Path, header: list[str], hidden: set[int], sheet: str |
                 _canonical(other) == "id" and _header_text(other) != ROW_COUNTER for other in header):
             continue  # 序号 beside a case number is not read
         shown = [k for k in range(len(header)) if k not in hidden and _same_meaning(header[k], name)]
-        letter = get_column_letter(j + 1)
+        letter = _column_letter(j + 1)
         if shown:
-            other, other_letter = str(header[shown[0]]).strip(), get_column_letter(shown[0] + 1)
+            other, other_letter = str(header[shown[0]]).strip(), _column_letter(shown[0] + 1)
             keep.remove(j)
             warnings.warn(LedgerWarning(
                 f"{_where(path, sheet)}: column {letter} '{name}' is hidden in Excel and left out; column {other_letter} "
@@ -909,6 +954,7 @@ def _workbook_chunks(path: Path, ole2: bool, required: tuple[str, ...], sheet: s
         raise LedgerError(path, "the sheet is empty", sheet=shown)
     index, depth, header = _header_block(rows, required)
     keep = _shown_columns(path, header, hidden_columns.get(name, set()), shown)
+    letters = [_column_letter(j + 1) for j in keep]
     if len(keep) < len(header):
         header = [header[j] for j in keep]
         rows = [[row[j] for j in keep if j < len(row)] for row in rows]
@@ -936,11 +982,11 @@ def _workbook_chunks(path: Path, ole2: bool, required: tuple[str, ...], sheet: s
     step = chunk_rows or max(len(data), 1)
     written = _header_as_written(rows, index, depth)
     if not data:
-        yield _Chunk(pd.DataFrame(columns=columns), np.zeros(0, int), shown, written)
+        yield _Chunk(pd.DataFrame(columns=columns), np.zeros(0, int), shown, written, header, letters)
     for start in range(0, len(data), step):
         part = data[start:start + step]
         yield _Chunk(pd.DataFrame([r for _, r in part], columns=columns, dtype=str),
-                     np.asarray([n for n, _ in part]), shown, written)
+                     np.asarray([n for n, _ in part]), shown, written, header, letters)
 
 
 # ------------------------------------------------------------------ values
@@ -1114,8 +1160,8 @@ def _headers_kept_whole(chunks: Iterator[_Chunk]) -> Iterator[_Chunk]:
     held: _Chunk | None = None
     for chunk in chunks:
         if held is not None:
-            chunk = _Chunk(pd.concat([held.frame, chunk.frame], ignore_index=True), np.concatenate([held.rows, chunk.rows]),
-                           chunk.sheet, chunk.header)
+            chunk = replace(chunk, frame=pd.concat([held.frame, chunk.frame], ignore_index=True),
+                            rows=np.concatenate([held.rows, chunk.rows]))
             held = None
         words = _header_words(chunk.frame.columns, chunk.header)
         tail = 0
@@ -1125,8 +1171,8 @@ def _headers_kept_whole(chunks: Iterator[_Chunk]) -> Iterator[_Chunk]:
             tail += 1
         if tail:
             cut = len(chunk.frame) - tail
-            held = _Chunk(chunk.frame.iloc[cut:].reset_index(drop=True), chunk.rows[cut:], chunk.sheet, chunk.header)
-            chunk = _Chunk(chunk.frame.iloc[:cut].reset_index(drop=True), chunk.rows[:cut], chunk.sheet, chunk.header)
+            held = replace(chunk, frame=chunk.frame.iloc[cut:].reset_index(drop=True), rows=chunk.rows[cut:])
+            chunk = replace(chunk, frame=chunk.frame.iloc[:cut].reset_index(drop=True), rows=chunk.rows[:cut])
         yield chunk
     if held is not None:
         yield held
@@ -1192,7 +1238,7 @@ def _without_other_rows(path: Path, chunk: _Chunk, mapping: dict[object, str], s
             keep &= ~rows
     if keep.all():
         return chunk
-    return _Chunk(chunk.frame[keep].reset_index(drop=True), chunk.rows[keep], chunk.sheet, chunk.header)
+    return replace(chunk, frame=chunk.frame[keep].reset_index(drop=True), rows=chunk.rows[keep])
 
 
 def _join_request(frame: pd.DataFrame) -> None:
@@ -1296,7 +1342,8 @@ def iter_ledger(path: str | Path, taxonomy: Taxonomy, require_labels: bool = Tru
     empty = True
     for chunk in _headers_kept_whole(chunks):
         if mapping is None:
-            mapping = _mapping(path, list(chunk.frame.columns), required, chunk.sheet, strict=require_labels)
+            mapping = _mapping(path, list(chunk.frame.columns), required, chunk.sheet, strict=require_labels,
+                               names=chunk.names, letters=chunk.letters)
         chunk = _without_other_rows(path, chunk, mapping, chunk.sheet)
         if chunk.frame.empty:
             continue

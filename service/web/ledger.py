@@ -30,7 +30,16 @@ from service.similar import MattersDep
 from service.web.intake import form_errors, text_error
 from service.web.render import page
 from service.web.sessions import Csrf, WebUser, page_user
-from training.ledger import HEADER_ALIASES, LEDGER_SUFFIXES, LedgerError, LedgerWarning, LedgerWarningKind, ShortenedNumberError, read_ledger
+from training.ledger import (
+    HEADER_ALIASES,
+    LEDGER_SUFFIXES,
+    LedgerError,
+    LedgerWarning,
+    LedgerWarningKind,
+    SameMeaningError,
+    ShortenedNumberError,
+    read_ledger,
+)
 
 router = APIRouter(include_in_schema=False)
 IntakeUser = Annotated[WebUser, Depends(page_user("intake"))]
@@ -86,11 +95,23 @@ def ledger_error_in_chinese(exc: LedgerError, name: str) -> str:
         where = name + (f"，工作表「{exc.sheet}」" if exc.sheet else "") + f"，第 {exc.row} 行，「{exc.header}」列"
         return (f"{where}：编号「{exc.value}」是 Excel 把长数字缩写成的科学计数法，另存为 CSV 时后几位已丢失，"
                 '无法对应到案件。请在 Excel 中把该列设为"文本"格式后重新导出（或另存为 .xlsx）。')
+    if isinstance(exc, SameMeaningError):
+        # Which two columns, by letter when their headers are alike (two 内容), and what to do.
+        first, second = _columns_in_chinese(exc.headers, exc.letters)
+        where = name + (f"，工作表「{exc.sheet}」" if exc.sheet else "")
+        meaning = LEDGER_COLUMNS.get(exc.meaning, exc.meaning)
+        return (f"{where}：{first}和{second}两列都是{meaning}，无法确定读取哪一列。请删除其中一列，"
+                f"或把不读取的一列改为其他列名（如「{exc.headers[1]}（备用）」）后再上传。")
     message = exc.message.replace(exc.path, name)
     for english, chinese, with_detail in LEDGER_PROBLEMS:
         if message.startswith(english):
             return f"{where}：{chinese}" + (f"（{message}）" if with_detail else "")
     return f"{where}：台账无法读取（{message}）"
+
+
+def _columns_in_chinese(headers: tuple[str, ...], letters: tuple[str, ...]) -> list[str]:
+    """Headers as the clerk finds them in Excel: by letter as well when there are letters."""
+    return [f"{letters[i]} 列「{header}」" if i < len(letters) else f"「{header}」" for i, header in enumerate(headers)]
 
 
 def _rows_in_chinese(rows: tuple[int, ...], shown: int = 10) -> str:
@@ -115,9 +136,11 @@ def ledger_warning_in_chinese(warning: LedgerWarning, name: str) -> str:
         return (f"{where}：没有读到收件日期：{named}不是收件日期的列名（{'/'.join(HEADER_ALIASES['received_at'][1:])}），"
                 "这些日期未读取，各件的办理时限从本次上传时起算。如果其中一列是收件日期，请把列名改为「登记日期」后再上传。")
     if kind is LedgerWarningKind.SAME_MEANING:
-        first, second = detail.headers
+        first, second = _columns_in_chinese(detail.headers, detail.letters)
         meaning = f"都是{LEDGER_COLUMNS[detail.column]}" if detail.column in LEDGER_COLUMNS else "含义相同"
-        return f"{where}：「{first}」和「{second}」两列{meaning}，只读取了「{first}」，「{second}」列未读取。"
+        if detail.letters:  # headers alike (two 群体): the letters tell them apart
+            return f"{where}：{first}和{second}两列{meaning}，只读取了{first}，{second}未读取。"
+        return f"{where}：{first}和{second}两列{meaning}，只读取了{first}，{second}列未读取。"
     if kind is LedgerWarningKind.OTHER_SHEETS:
         others = "".join(f"「{sheet}」" for sheet in detail.sheets)
         return (f"{name}：读取了工作表「{detail.sheet}」；工作表{others}也有台账，未读取。"
@@ -126,8 +149,7 @@ def ledger_warning_in_chinese(warning: LedgerWarning, name: str) -> str:
         return f"{where}：{rows}在 Excel 中被筛选掉或隐藏，未读取。如需登记，请清除筛选或取消隐藏，保存后再上传。"
     if kind in (LedgerWarningKind.HIDDEN_COLUMNS, LedgerWarningKind.HIDDEN_COLUMN_READ):
         # By letter as well as by name: a hidden column often has the shown one's very header.
-        named = [f"{detail.letters[i] if i < len(detail.letters) else ''} 列「{header}」".lstrip()
-                 for i, header in enumerate(detail.headers)]
+        named = _columns_in_chinese(detail.headers, detail.letters)
         meaning = LEDGER_COLUMNS.get(detail.column or "")
         if kind is LedgerWarningKind.HIDDEN_COLUMNS:
             return (f"{where}：{named[0]}在 Excel 中被隐藏，未读取；读取的是{named[1]}"
