@@ -11,7 +11,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -58,6 +58,13 @@ SQLITE_BUSY_TIMEOUT_S = 5
 # this attempt gives up and is retried later: long enough for a short upgrade to finish in
 # it, short enough that a worker's start does not wait on a long one without a word.
 MIGRATION_BUSY_TIMEOUT_S = 30
+# How long a command run by hand (triage keys, triage purge) waits for another process's
+# migration of a SQLite file before giving up: a re-masking revision takes minutes on a
+# department's database, and one that has not finished in this long is not finishing.
+MIGRATION_WAIT_S = 3600
+# How long such a command's first attempt waits for the write lock before it looks at why:
+# another writer's ordinary transaction ends well within it.
+MIGRATION_FIRST_TRY_S = 2
 # Any fixed 64-bit number; it names this project's migration lock on a shared PostgreSQL.
 MIGRATION_LOCK_KEY = 0x7472696167650001
 
@@ -358,21 +365,22 @@ def head_revision() -> str:
     return head
 
 
-def migration_engine(url: str, create: bool = True) -> Engine:
+def migration_engine(url: str, create: bool = True, busy_timeout: float | None = None) -> Engine:
     """The engine migrations run on. PostgreSQL's DDL is transactional as it is; SQLite
     needs this: pysqlite runs DDL outside any transaction by default, so a crash
     mid-migration would leave half a schema and two processes starting together could
     both create the tables. Here every transaction is an explicit BEGIN IMMEDIATE: DDL
     and the version stamp commit together, and a second migrator waits for the first,
-    then finds head. `create=False` refuses to make a missing SQLite file."""
+    then finds head. `create=False` refuses to make a missing SQLite file. `busy_timeout`
+    is how long to wait for another writer (MIGRATION_BUSY_TIMEOUT_S by default)."""
     path = _sqlite_path(url)
     if path is None:
         return create_engine(url, poolclass=NullPool)
     if create:
         _make_parent(path)
         _create_private(path)
-    engine = create_engine(url if create else _sqlite_existing(path), connect_args={"timeout": MIGRATION_BUSY_TIMEOUT_S},
-                           poolclass=NullPool)
+    timeout = MIGRATION_BUSY_TIMEOUT_S if busy_timeout is None else busy_timeout
+    engine = create_engine(url if create else _sqlite_existing(path), connect_args={"timeout": timeout}, poolclass=NullPool)
 
     @event.listens_for(engine, "connect")
     def _autocommit_driver(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -468,11 +476,13 @@ class Database:
         self._unwritable: str | None = None
         self._waiting_for: Path | None = None  # the SQLite file another process was migrating, last attempt
 
-    def migrate(self) -> str:
-        """Brings the schema to the newest revision (a no-op when it is there) and returns it."""
+    def migrate(self, busy_timeout: float | None = None) -> str:
+        """Brings the schema to the newest revision (a no-op when it is there) and returns it.
+        `busy_timeout`: how long a SQLite migration waits for another writer."""
         # A first start creates a SQLite database; later attempts (after an outage) never do.
         sqlite = _sqlite_path(self.url) is not None
-        engine = migration_engine(self.url, create=not self._migrated_once) if sqlite else self.engine
+        engine = (migration_engine(self.url, create=not self._migrated_once, busy_timeout=busy_timeout) if sqlite
+                  else self.engine)
         config = alembic_config(self.url)
         try:
             with engine.begin() as connection:
@@ -491,6 +501,35 @@ class Database:
                 engine.dispose()
         self.migrated = self._migrated_once = True
         return head_revision()
+
+    def migrate_waiting(self, say: Callable[[str], None], wait_s: float | None = None) -> str:
+        """migrate(), for a command run by hand: while another process migrates the SQLite file
+        (`triage serve` started after an upgrade), waits for it to finish, saying so with `say`
+        at each try, for at most `wait_s` (MIGRATION_WAIT_S), then raises MigrationBusy. Such a
+        command waited out the busy timeout and failed with "database is locked", which sent
+        IT staff to check a database that was fine. Other errors are raised as migrate() raises them."""
+        wait_s = MIGRATION_WAIT_S if wait_s is None else wait_s
+        path = _sqlite_path(self.url)
+        started = time.monotonic()
+        busy_timeout = min(MIGRATION_FIRST_TRY_S, MIGRATION_BUSY_TIMEOUT_S)
+        while True:
+            try:
+                return self.migrate(busy_timeout=busy_timeout)
+            except Exception as exc:
+                if path is None or not _sqlite_locked(exc):
+                    raise
+            revision = _committed_revision(path)
+            if revision == head_revision():
+                # Migrated already; the lock is some other write, which the command's own writes wait for.
+                self.migrated = self._migrated_once = True
+                return revision
+            waited = time.monotonic() - started
+            if waited >= wait_s:
+                raise MigrationBusy(f"database {path} {_busy(revision)}, still after {waited:.0f}s of waiting; "
+                                    "run the command again once it has finished (triage serve logs how far it is)")
+            say(f"database {path} {_busy(revision)}; waiting for it to finish "
+                f"({waited:.0f}s so far, at most {wait_s:.0f}s)")
+            busy_timeout = max(min(MIGRATION_BUSY_TIMEOUT_S, wait_s - waited), 0.05)
 
     def ensure_migrated(self) -> bool:
         """True once the schema is at head; otherwise tries to migrate, never raising."""
@@ -532,10 +571,7 @@ class Database:
 
     def _say_waiting(self, path: Path, revision: str | None) -> None:
         # A warning when the wait begins, then INFO lines while it goes on: one upgrade, one warning.
-        if revision is None:
-            what = "is locked by another process (a migration or a long write)"
-        else:
-            what = f"is being migrated by another process (from revision {revision} to {head_revision()})"
+        what = _busy(revision)
         level = logging.INFO if self._waiting_for == path else logging.WARNING
         self._waiting_for = path
         log.log(level, "database %s %s; waiting, trying again in %.0fs", path, what, self.retry_seconds)
@@ -568,6 +604,17 @@ class Database:
     def session(self) -> Iterator[Session]:
         with self.sessions() as session:
             yield session
+
+
+class MigrationBusy(RuntimeError):
+    """Another process was still migrating the SQLite file when a command gave up waiting."""
+
+
+def _busy(revision: str | None) -> str:
+    """What holds a SQLite file's write lock while its schema is at `revision`, not head."""
+    if revision is None:
+        return "is locked by another process (a migration or a long write)"
+    return f"is being migrated by another process (from revision {revision} to {head_revision()})"
 
 
 def _sqlite_locked(exc: BaseException) -> bool:

@@ -245,6 +245,54 @@ def test_commands_that_migrate_an_older_database_show_the_migrations_progress(co
     assert logging.getLogger("service.migrations").level == logging.NOTSET  # left as it was found
 
 
+@pytest.mark.parametrize("command", [["keys", "list"], ["purge", "--before", "2025-01-01"]])
+def test_commands_wait_for_another_process_migrating_the_database_and_say_so(command, tmp_path, monkeypatch, capsys):
+    # `triage serve` migrating a department's database after an upgrade holds its write lock for
+    # minutes: these commands waited out the busy timeout, then failed with "database is locked;
+    # check that it is reachable and writable", which sent IT staff to check a sound database.
+    import threading
+
+    from alembic import command as alembic
+
+    from service.database import alembic_config, head_revision
+
+    monkeypatch.setattr("service.database.MIGRATION_BUSY_TIMEOUT_S", 0.2)
+    monkeypatch.setattr("service.database.MIGRATION_FIRST_TRY_S", 0.2)
+    path = tmp_path / "var" / "triage.db"
+    url = f"sqlite:///{path}"
+    alembic.upgrade(alembic_config(url), "0005")
+    migrating = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    migrating.execute("BEGIN IMMEDIATE")  # as migration_engine's transactions begin
+    finished = threading.Timer(1.5, lambda: migrating.execute("ROLLBACK"))
+    finished.start()
+    capsys.readouterr()
+    try:
+        assert _main_with(monkeypatch, command, TRIAGE_DATABASE_URL=url) == 0
+    finally:
+        finished.join()
+        migrating.close()
+    said = capsys.readouterr().err
+    waiting = f"database {path} is being migrated by another process (from revision 0005 to {head_revision()}); waiting"
+    assert waiting in said, said
+    assert "database is locked" not in said and "reachable and writable" not in said, said
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("SELECT version_num FROM alembic_version").fetchone() == (head_revision(),)
+    # A migration that does not finish within the wait: the command says so and gives up.
+    alembic.downgrade(alembic_config(url), "0005")
+    monkeypatch.setattr("service.database.MIGRATION_WAIT_S", 0.5)
+    migrating = sqlite3.connect(path, isolation_level=None)
+    migrating.execute("BEGIN IMMEDIATE")
+    try:
+        assert _main_with(monkeypatch, command, TRIAGE_DATABASE_URL=url) == 2
+    finally:
+        migrating.execute("ROLLBACK")
+        migrating.close()
+    said = capsys.readouterr().err
+    assert f"triage {command[0]}" in said and (f"error: database {path} is being migrated by another process (from "
+                                               f"revision 0005 to {head_revision()}), still after") in said, said
+    assert "database is locked" not in said, said
+
+
 def test_log_settings_give_the_level_and_json_lines_with_utc_timestamps():
     config = log_config("debug", as_json=True)
     assert config["loggers"]["triage"]["level"] == "DEBUG" and config["loggers"]["sqlalchemy"]["level"] == "WARNING"

@@ -20,6 +20,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from model.artifact import ArtifactError, load_model
 from model.encoder import EncoderError, TextEncoder
@@ -35,6 +36,9 @@ from triage.defaults import (
     settings,
     signing_settings_in_environment,
 )
+
+if TYPE_CHECKING:  # the commands that never open a database do not load SQLAlchemy
+    from service.database import Database
 
 EXAMPLES = [
     ("老板拖欠工资三个月", "我在{company}上班，老板已经三个月没发工资了，春节快到了，我们二十多个工友连回家的路费都没有，请劳动监察部门帮帮我们。"),
@@ -448,6 +452,21 @@ def _migration_progress() -> Iterator[None]:
         logger.setLevel(previous)
 
 
+def _migrated(database: Database, command: str) -> bool:
+    """Brings the database to the current schema, showing the migrations' progress and waiting,
+    with a line each try, while another process (`triage serve` after an upgrade) migrates it;
+    False, said, when that has not finished within MIGRATION_WAIT_S."""
+    from service.database import MigrationBusy
+
+    try:
+        with _migration_progress():
+            database.migrate_waiting(_progress)
+    except MigrationBusy as exc:
+        print(f"triage {command}: error: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
     from service.database import Database
     from service.keys import create_key, list_keys, revoke_key
@@ -462,8 +481,8 @@ def cmd_keys(args: argparse.Namespace) -> int:
             print(f"triage keys {args.action}: error: {exc}", file=sys.stderr)
             return 2
     database = Database(url)
-    with _migration_progress():
-        database.migrate()
+    if not _migrated(database, f"keys {args.action}"):
+        return 2
     with database.sessions() as session:
         if args.action == "create":
             print(create_key(session, args.role, args.label or ""))
@@ -559,8 +578,8 @@ def cmd_purge(args: argparse.Namespace) -> int:
     except MaintenanceError as exc:
         print(f"triage purge: error: {exc}", file=sys.stderr)
         return 2
-    with _migration_progress():
-        database.migrate()
+    if not _migrated(database, "purge"):
+        return 2
     done = purge_petitions(database, args.before, actor=f"cli:{current_user()}")
     _progress(f"purged the text of {done.petitions} petitions triaged before {args.before.isoformat()}; "
               f"their labels and decisions are kept; {done.awaiting_review} still open in the review queue were "
