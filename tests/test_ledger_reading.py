@@ -521,8 +521,9 @@ def test_months_pasted_one_under_another_are_read_without_their_headers_and_head
     assert "7 left out: the header again, not a petition" in said, said
     headings = [str(w.message).split("row(s) ")[1].split(" left out")[0] for w in caught if "a heading" in str(w.message)]
     assert ", ".join(headings) == "3, 6", said
-    # A single cell under the id or the body is a petition without its text or its id: refused.
-    rows[2] = [None, None, None, "一、欠薪类", None, None, None]
+    # A single cell under the id or the body that names no period or section is a petition
+    # without its text or its id: refused.
+    rows[2] = [None, None, None, "厂里三个月没发工资了", None, None, None]
     pd.DataFrame(rows).to_csv(path.with_suffix(".csv"), index=False, header=False)
     with pytest.raises(LedgerError, match="row 3, column 'id': empty id"), pytest.warns(LedgerWarning):
         read_ledger(path.with_suffix(".csv"), taxonomy)
@@ -722,10 +723,10 @@ def test_a_month_title_merged_across_a_ledger_without_a_row_counter_is_left_out(
                 for row in w.message.detail.rows]
     assert left_out == [3, 5, 7], [str(w.message) for w in caught]
     assert f"{path}: row(s) 3, 5, 7 left out: a heading between petitions" in " ".join(str(w.message) for w in caught)
-    # A case number with no text is still refused, and so is a month's name alone under the
-    # body, away from the first column a title merged across the row starts in.
+    # A case number with no text is still refused, and so is a month's name as the title of a
+    # petition with a text of its own and no case number.
     for cells, refused in ((["XF-0800"], "column 'body': empty petition text"),
-                           ([None, None, "八月份"], "column 'id': empty id")):
+                           ([None, "八月份", "厂里三个月没发工资了"], "column 'id': empty id")):
         again = openpyxl.Workbook()
         for row in (header, petitions[4], cells):
             again.active.append(row)
@@ -814,4 +815,43 @@ def test_two_columns_under_one_header_are_two_columns_of_one_meaning(tmp_path, t
     header[4] = "来信内容"
     _alike_headers(tmp_path / name, header, [["A-1", "拖欠工资", "老板三个月没发工资了", "无", "x", "甲", "乙"]])
     with pytest.raises(SameMeaningError, match="two columns map to 'body': '内容' and '来信内容'; remove one"):
+        read_ledger(path, taxonomy, require_labels=False)
+
+
+@pytest.mark.parametrize("chunk_rows", [None, 1])
+def test_a_month_title_merged_from_the_title_or_body_column_on_is_a_heading(tmp_path, taxonomy, chunk_rows):
+    # An office merges its month titles from the title's column across (the 编号 column left
+    # empty) or types one in the body's column alone: only the first cell was looked at, and
+    # the ledger stopped at the title as a petition with an empty id.
+    import openpyxl
+
+    from training.ledger import LedgerWarning, LedgerWarningKind
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    header = ["编号", "标题", "来信内容", "承办处室", "风险等级", "重点群体"]
+    for row in (header,
+                [None, "2026年7月"],  # merged B2:F2
+                ["XF-0701", "老板拖欠工资", "厂里三个月没发工资了", "劳动保障监察局", "加急", "无"],
+                [None, None, "八月份"],  # alone under the body
+                ["XF-0801", "八月份", "八月份", "养老保险处", "一般", "无"],  # a petition with its own case number
+                [None, "（二）养老类", "（二）养老类", "（二）养老类"],  # the merge unmerged and filled
+                ["XF-0802", "养老金算少了", "视同缴费年限没有算进去", "养老保险处", "一般", "无"]):
+        sheet.append(row)
+    sheet.merge_cells("B2:F2")
+    path = tmp_path / "l.xlsx"
+    book.save(path)
+    with pytest.warns(LedgerWarning) as caught:
+        trained = read_ledger(path, taxonomy)
+    with pytest.warns(LedgerWarning):
+        predicted = pd.concat(iter_ledger(path, taxonomy, require_labels=False, chunk_rows=chunk_rows))
+    for frame in (trained, predicted):
+        assert frame["id"].tolist() == ["XF-0701", "XF-0801", "XF-0802"]
+    left_out = [row for w in caught if w.message.detail.kind is LedgerWarningKind.HEADING_ROWS
+                for row in w.message.detail.rows]
+    assert left_out == [2, 4, 6], [str(w.message) for w in caught]
+    # A month's name beside other fields of a petition with no case number is no heading.
+    sheet.append([None, "八月份", None, "养老保险处"])
+    book.save(path)
+    with pytest.raises(LedgerError, match="row 8, column 'id': empty id"):
         read_ledger(path, taxonomy, require_labels=False)

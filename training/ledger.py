@@ -1196,17 +1196,21 @@ def _heading_rows(cells: pd.DataFrame, filled: pd.Series, mapping: dict[object, 
     """Which rows are a heading between blocks of petitions (一、欠薪类, 2026年8月): one filled
     cell, outside the id, title and body (under 序号, merged across the row). They stopped
     the ledger as a petition with an empty id. One cell in the id, title or body column is
-    still refused: it is a petition without its id or its text. In a ledger without 序号 a
-    title merged across the row sits under the first column, the id's: there it is a heading
-    when it names a period or a section (PERIOD_TITLE) and every other filled cell is a copy
-    of it (the merge unmerged and filled), so that no petition, whose case number differs
-    from its text, is taken for one."""
+    still refused unless it names a period or a section: it is a petition without its id or
+    its text. In a ledger without 序号 a title merged across the row sits under the id, or
+    further right under the title or the body when the merge starts there (the first column
+    left empty): it is a heading when it names a period or a section (PERIOD_TITLE) and every
+    other filled cell is a copy of it (the merge unmerged and filled), so that no petition,
+    whose case number differs from its text, is taken for one."""
     read = [column for column, canonical in mapping.items()
             if (canonical in TEXT_COLUMNS or canonical == BODY_REQUEST) and column in cells.columns]
     outside = filled.eq(1) & ~cells[read].ne("").any(axis=1)
     if cells.empty or not read:
         return outside.to_numpy()
-    first = cells.iloc[:, 0]
+    # Each row's first filled cell, wherever it is: only the first column was looked at, and a
+    # title merged from the title's column on stopped the ledger as a petition with an empty id.
+    values = cells.to_numpy()
+    first = pd.Series(values[np.arange(len(values)), (values != "").argmax(axis=1)], index=cells.index)
     # Copies only, on the whole chunk (predict streams large ledgers); the title's words on its few hits.
     copies = first.ne("") & (cells.eq(first, axis=0) | cells.eq("")).all(axis=1)
     titled = copies.copy()
