@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -17,7 +18,7 @@ from office_ledgers import (
 )
 from serving import app_with_key
 
-from training.ledger import LedgerError, iter_ledger, read_ledger, read_ledgers
+from training.ledger import LedgerError, LedgerWarning, LedgerWarningKind, iter_ledger, read_ledger, read_ledgers
 
 ROWS = [
     {"id": "A1", "title": "老板拖欠工资", "body": "三个月没发工资", "division": "labor_inspection", "risk": "medium",
@@ -682,6 +683,20 @@ def test_two_columns_of_one_kind_of_body_are_still_refused(tmp_path, taxonomy, h
         read_ledger(path, taxonomy, require_labels=False)
 
 
+def read_as_trained_and_predicted(path: Path, taxonomy, chunk_rows: int | None) -> tuple[list, pd.DataFrame, pd.DataFrame]:
+    """The warnings of reading `path` for training, and the rows training and `triage predict`
+    (in chunks of `chunk_rows`) read from it: the two must read the same rows."""
+    with pytest.warns(LedgerWarning) as caught:
+        trained = read_ledger(path, taxonomy)
+    with pytest.warns(LedgerWarning):
+        predicted = pd.concat(iter_ledger(path, taxonomy, require_labels=False, chunk_rows=chunk_rows))
+    return list(caught), trained, predicted
+
+
+def headings_left_out(caught: list) -> list[int]:
+    return [row for w in caught if w.message.detail.kind is LedgerWarningKind.HEADING_ROWS for row in w.message.detail.rows]
+
+
 @pytest.mark.parametrize(("kind", "chunk_rows"), [("xlsx", None), ("xlsx", 1), ("csv", 1), ("copied", None)])
 def test_a_month_title_merged_across_a_ledger_without_a_row_counter_is_left_out(tmp_path, taxonomy, kind, chunk_rows):
     # A year's ledger split into months by a title row merged across the columns (2026年8月,
@@ -690,7 +705,6 @@ def test_a_month_title_merged_across_a_ledger_without_a_row_counter_is_left_out(
     # holds a copy of the title.
     import openpyxl
 
-    from training.ledger import LedgerWarning, LedgerWarningKind
 
     header = ["编号", "标题", "来信内容", "承办处室", "风险等级", "重点群体"]
     petitions = {4: ["XF-0701", "老板拖欠工资", "厂里三个月没发工资了", "劳动保障监察局", "加急", "无"],
@@ -712,15 +726,11 @@ def test_a_month_title_merged_across_a_ledger_without_a_row_counter_is_left_out(
     book.save(path)
     if kind == "csv":
         pd.read_excel(path, header=None, engine="openpyxl").to_csv(path := tmp_path / "l.csv", index=False, header=False)
-    with pytest.warns(LedgerWarning) as caught:
-        trained = read_ledger(path, taxonomy)
-    with pytest.warns(LedgerWarning):
-        predicted = pd.concat(iter_ledger(path, taxonomy, require_labels=False, chunk_rows=chunk_rows))
+    caught, trained, predicted = read_as_trained_and_predicted(path, taxonomy, chunk_rows)
     for frame in (trained, predicted):
         # A petition whose title and text happen to be a month's name is still a petition.
         assert frame["id"].tolist() == ["XF-0701", "XF-0801", "XF-0802"]
-    left_out = [row for w in caught if w.message.detail.kind is LedgerWarningKind.HEADING_ROWS
-                for row in w.message.detail.rows]
+    left_out = headings_left_out(caught)
     assert left_out == [3, 5, 7], [str(w.message) for w in caught]
     assert f"{path}: row(s) 3, 5, 7 left out: a heading between petitions" in " ".join(str(w.message) for w in caught)
     # A case number with no text is still refused, and so is a month's name as the title of a
@@ -743,7 +753,7 @@ def test_a_column_hidden_in_excel_beside_a_shown_one_of_its_meaning_is_left_out(
     # was read in its place, without a word.
     import openpyxl
 
-    from training.ledger import LedgerWarning, LedgerWarningKind
+    from training.ledger import LedgerWarningKind
 
     book = openpyxl.Workbook()
     sheet = book.active
@@ -754,10 +764,7 @@ def test_a_column_hidden_in_excel_beside_a_shown_one_of_its_meaning_is_left_out(
     sheet.column_dimensions["G"].hidden = True  # the only 风险等级: read, and said to be hidden
     path = tmp_path / "l.xlsx"
     book.save(path)
-    with pytest.warns(LedgerWarning) as caught:
-        trained = read_ledger(path, taxonomy)
-    with pytest.warns(LedgerWarning):
-        predicted = pd.concat(iter_ledger(path, taxonomy, require_labels=False, chunk_rows=chunk_rows))
+    caught, trained, predicted = read_as_trained_and_predicted(path, taxonomy, chunk_rows)
     assert trained["body"].tolist() == ["厂里三个月没发工资了", "视同缴费年限没有算进去"]
     assert trained["division"].tolist() == ["labor_inspection", "pension"]
     assert trained["risk"].tolist() == ["medium", "low"]
@@ -825,7 +832,6 @@ def test_a_month_title_merged_from_the_title_or_body_column_on_is_a_heading(tmp_
     # the ledger stopped at the title as a petition with an empty id.
     import openpyxl
 
-    from training.ledger import LedgerWarning, LedgerWarningKind
 
     book = openpyxl.Workbook()
     sheet = book.active
@@ -841,14 +847,10 @@ def test_a_month_title_merged_from_the_title_or_body_column_on_is_a_heading(tmp_
     sheet.merge_cells("B2:F2")
     path = tmp_path / "l.xlsx"
     book.save(path)
-    with pytest.warns(LedgerWarning) as caught:
-        trained = read_ledger(path, taxonomy)
-    with pytest.warns(LedgerWarning):
-        predicted = pd.concat(iter_ledger(path, taxonomy, require_labels=False, chunk_rows=chunk_rows))
+    caught, trained, predicted = read_as_trained_and_predicted(path, taxonomy, chunk_rows)
     for frame in (trained, predicted):
         assert frame["id"].tolist() == ["XF-0701", "XF-0801", "XF-0802"]
-    left_out = [row for w in caught if w.message.detail.kind is LedgerWarningKind.HEADING_ROWS
-                for row in w.message.detail.rows]
+    left_out = headings_left_out(caught)
     assert left_out == [2, 4, 6], [str(w.message) for w in caught]
     # A month's name beside other fields of a petition with no case number is no heading.
     sheet.append([None, "八月份", None, "养老保险处"])

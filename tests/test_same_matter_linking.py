@@ -27,7 +27,7 @@ from model.matter import _A, _B, MatterIndex, anchors_of, components, link_matte
 from model.text import PURGED_TEXT, join_fields
 from service import similar
 from service.app import create_app
-from service.database import Database, ReviewItem, TriageRecord
+from service.database import Database, ReviewItem, TriageRecord, utcnow
 from service.keys import create_key
 from service.maintenance import purge_petitions
 from service.pii import mask_pii
@@ -337,11 +337,14 @@ def test_emerging_lists_a_group_of_the_look_back_whose_span_began_before_it(tmp_
         assert [sorted(m["triage_id"] for m in g["members"]) for g in then] == [sorted(stale)]
 
 
-def stored_on(database: Database, triage_id: str, facts: dict[str, str], received: datetime, external_id: str | None = None) -> None:
-    """A petition about `facts` received at `received`, put in the database directly."""
+def stored_on(database: Database, triage_id: str, facts: dict[str, str], received: datetime, external_id: str | None = None,
+              created: datetime | None = None) -> None:
+    """A petition about `facts` received at `received` (and stored at `created`, by default
+    now), put in the database directly."""
     p = petition(facts)
     with database.sessions() as session:
-        session.add(TriageRecord(id=triage_id, external_id=external_id, received_at=received, title_masked=p["title"],
+        session.add(TriageRecord(id=triage_id, external_id=external_id, received_at=received, created_at=created or utcnow(),
+                                 title_masked=p["title"],
                                  body_masked=p["body"], model_version="test", division="labor_relations",
                                  division_confidence=0.9, risk="low", key_group="none", needs_review=False, suggestion={}))
         session.commit()
@@ -752,16 +755,6 @@ def test_dropping_rows_leaves_the_index_an_index_of_the_rows_kept_would_be():
     assert len(index) == 0 and index.latest == float("-inf") and index.query(texts[500]) == []
 
 
-def stored_at(database: Database, triage_id: str, facts: dict[str, str], received: datetime, created: datetime) -> None:
-    """A petition about `facts` received at `received` and stored at `created`, put in the database directly."""
-    p = petition(facts)
-    with database.sessions() as session:
-        session.add(TriageRecord(id=triage_id, received_at=received, created_at=created, title_masked=p["title"],
-                                 body_masked=p["body"], model_version="test", division="labor_relations",
-                                 division_confidence=0.9, risk="low", key_group="none", needs_review=False, suggestion={}))
-        session.commit()
-
-
 def test_a_worker_drops_the_rows_stored_before_its_window_as_a_restart_would(tmp_path, monkeypatch):
     # A worker's index took in every new row and dropped none: one running for months held every
     # petition since it started, a few KB each, where a restarted one holds the window's. Once a
@@ -780,11 +773,11 @@ def test_a_worker_drops_the_rows_stored_before_its_window_as_a_restart_would(tmp
     monkeypatch.setattr(similar, "datetime", Clock)
     monkeypatch.setattr(similar, "time", type("Monotonic", (), {"monotonic": staticmethod(lambda: clock["monotonic"])}))
     shared = SharedMatterIndex(window_days=30, threshold=0.5)
-    stored_at(database, "stored-at-start", FIRST, start - timedelta(days=1), start - timedelta(days=1))
+    stored_on(database, "stored-at-start", FIRST, start - timedelta(days=1), created=start - timedelta(days=1))
     with database.sessions() as session:
         shared.refresh(session)
-    stored_at(database, "stored-by-another-worker", RETOLD, start, start)
-    stored_at(database, "stored-here", OTHER, start, start)
+    stored_on(database, "stored-by-another-worker", RETOLD, start, created=start)
+    stored_on(database, "stored-here", OTHER, start, created=start)
     shared.add("stored-here", joined(petition(OTHER)), start)
 
     def refreshed() -> set[str]:
@@ -796,8 +789,8 @@ def test_a_worker_drops_the_rows_stored_before_its_window_as_a_restart_would(tmp
     shared._rows_frozen = len(shared.index)  # as a worker freezes its rows (service/heap.py)
     clock["now"] = start + timedelta(days=35)
     later = clock["now"]
-    stored_at(database, "backfilled", FIRST | {"name": "张伟"}, later - timedelta(days=300), later)
-    stored_at(database, "stored-lately", RETOLD | {"name": "赵六"}, later - timedelta(days=3), later - timedelta(days=3))
+    stored_on(database, "backfilled", FIRST | {"name": "张伟"}, later - timedelta(days=300), created=later)
+    stored_on(database, "stored-lately", RETOLD | {"name": "赵六"}, later - timedelta(days=3), created=later - timedelta(days=3))
     # Not due yet: lookups meanwhile pay for no pass over the index.
     clock["monotonic"] += 12 * 3600
     assert refreshed() == {"stored-at-start", "stored-by-another-worker", "stored-here", "backfilled", "stored-lately"}
