@@ -615,7 +615,11 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     try:
         # Warm-up: first requests load lazy parts (the matter index, imports); not counted.
         warm = asyncio.run(closed_loop(server.port, requests, offset, 2, args.warmup_seconds, args.timeout))
-        offset += warm.sent
+        # Past every petition a phase took, sent or not: each request has a case number of its own,
+        # and one scheduled but not sent in an overloaded phase (no connection free in time) left
+        # its place to the next phase, which sent again the ones after it that had been stored,
+        # answered as copies with no row of their own.
+        offset += warm.scheduled
         results["warmup_requests"] = len(warm.latencies_ms)
         phases: list[tuple[str, float]] = [(f"{rate:g}/s", rate) for rate in args.rates]
         if args.saturate_seconds > 0:
@@ -639,7 +643,7 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
             seconds = max(tally.last_answer - started, args.seconds if rate else 0.0)
             after = (own_cpu(), process_tree(server.process.pid))
             machine_after = machine_cpu()
-            offset += tally.sent
+            offset += tally.scheduled
             row = summary(tally, seconds, cpu_delta(before, after, len(tally.latencies_ms), time.monotonic() - started))
             busy, total = (a - b for a, b in zip(machine_after, machine_before, strict=True))
             row["machine_cpu_busy"] = round(busy / total, 3) if total else None
