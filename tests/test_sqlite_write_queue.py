@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.exc import IntegrityError
 
 from service.database import ApiKey, AuditEntry, Database
@@ -74,3 +74,40 @@ def test_concurrent_writers_all_get_stored(database):
     with database.sessions() as session:
         assert len(session.scalars(select(AuditEntry).where(AuditEntry.action == "write")).all()) == 160
     assert lock_file_free(database)
+
+
+def test_clerks_deciding_one_triage_at_once_each_get_the_next_revision_without_a_conflict(database):
+    # Each decision read the latest revision before it queued to write: clerks deciding at once
+    # took the same number, all but one failed the insert and tried again, and on a busy machine
+    # one lost every try and was answered 503. Queued before the read, none conflicts.
+    from model.taxonomy import load_taxonomy
+    from service.database import DecisionRecord, TriageRecord
+    from service.routers.decisions import record
+    from service.schemas import DecisionIn
+
+    with database.sessions() as session:
+        session.add(TriageRecord(id="t1", title_masked="欠薪", body_masked="工资三个月没发", model_version="test",
+                                 division="labor_relations", division_confidence=0.9, risk="low", key_group="none",
+                                 needs_review=False, suggestion={}))
+        session.commit()
+    conflicts: list[int] = []
+    event.listen(database.engine, "handle_error", lambda context: conflicts.append(1)
+                 if isinstance(context.sqlalchemy_exception, IntegrityError) else None)
+    taxonomy, clerks = load_taxonomy(), 8
+    start = threading.Barrier(clerks)
+
+    def decide(clerk: int) -> None:
+        start.wait()
+        with database.sessions() as session:
+            record(DecisionIn(triage_id="t1", division="pension", decided_by=f"clerk {clerk}"), session, taxonomy,
+                   ApiKey(prefix="k", role="intake"), database.group_commit)
+
+    threads = [threading.Thread(target=decide, args=(clerk,)) for clerk in range(clerks)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    with database.sessions() as session:
+        revisions = sorted(session.scalars(select(DecisionRecord.revision).where(DecisionRecord.triage_id == "t1")))
+    assert revisions == list(range(1, clerks + 1))
+    assert conflicts == []

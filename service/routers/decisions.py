@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 from model.taxonomy import Taxonomy
 from service.cases import decision_out
 from service.database import ApiKey, AuditEntry, DecisionRecord, ReviewItem, TriageRecord, utcnow
-from service.deps import ModelDep, SessionDep, actor_of, require_role
+from service.deps import GroupCommitDep, ModelDep, SessionDep, actor_of, require_role
+from service.group_commit import GroupCommit
 from service.maintenance import text_purged
 from service.pii import mask_pii
 from service.routers import BODY_ERRORS, KEYED_ERRORS, InvalidField, KeyedRoute, errors
@@ -27,14 +28,15 @@ REVISION_ATTEMPTS = 20
 
 
 @router.post("", response_model=DecisionOut, status_code=201, responses=errors(*BODY_ERRORS, 404, 409))
-def record_decision(decision: DecisionIn, session: SessionDep, loaded: ModelDep, key: Intake) -> DecisionOut:
+def record_decision(decision: DecisionIn, session: SessionDep, loaded: ModelDep, writes: GroupCommitDep,
+                    key: Intake) -> DecisionOut:
     """Records a person's labels for a triage: codes or Chinese names, as in ledgers. Risk high
     (当日人工研判) queues the triage for review: refused with 409 when `triage purge` has deleted
     its text; other labels are recorded on such a triage."""
-    return record(decision, session, loaded.model.taxonomy, key)
+    return record(decision, session, loaded.model.taxonomy, key, writes)
 
 
-def record(decision: DecisionIn, session: Session, taxonomy: Taxonomy, key: ApiKey) -> DecisionOut:
+def record(decision: DecisionIn, session: Session, taxonomy: Taxonomy, key: ApiKey, writes: GroupCommit) -> DecisionOut:
     """The one way a decision is recorded: the API's route and the intake page both call it."""
     try:
         triage = session.get(TriageRecord, decision.triage_id)
@@ -57,6 +59,11 @@ def record(decision: DecisionIn, session: Session, taxonomy: Taxonomy, key: ApiK
     triage_id = triage.id
     for _attempt in range(REVISION_ATTEMPTS):
         try:
+            if writes.before_write is not None:
+                # On SQLite, the writers' queue before the latest revision is read: read first,
+                # several clerks deciding at once each took the same number, all but one failed
+                # the insert and read again, and on a busy machine one could lose every time.
+                writes.before_write(session)
             latest = session.scalars(select(DecisionRecord).where(DecisionRecord.triage_id == triage_id)
                                      .order_by(DecisionRecord.revision.desc()).limit(1)).first()
             if latest is not None and _same_decision(latest, final, decision):

@@ -150,7 +150,7 @@ def case_page(request: Request, triage_id: str, user: CaseReader, session: Sessi
 
 @router.post("/cases/{triage_id}/decision", response_class=HTMLResponse)
 def decide(request: Request, triage_id: str, user: IntakeUser, _: Csrf, loaded: ModelDep, session: SessionDep,
-           settings: SettingsDep, taxonomy: TaxonomyDep, division: Annotated[str, Form()] = "",
+           writes: GroupCommitDep, settings: SettingsDep, taxonomy: TaxonomyDep, division: Annotated[str, Form()] = "",
            risk: Annotated[str, Form()] = "", key_group: Annotated[str, Form()] = "",
            reason: Annotated[str, Form()] = "") -> Response:
     row = session.get(TriageRecord, triage_id)
@@ -166,7 +166,7 @@ def decide(request: Request, triage_id: str, user: IntakeUser, _: Csrf, loaded: 
         decision = DecisionIn(triage_id=triage_id, division=division, risk=risk or None, key_group=key_group or None,
                               decided_by=(user.key.label or "").strip() or user.actor,
                               reason=reason.replace("\r\n", "\n").strip() or None)
-        record(decision, session, loaded.model.taxonomy, user.key)
+        record(decision, session, loaded.model.taxonomy, user.key, writes)
     except ValidationError as exc:
         return case_view(request, user, triage_id, session, settings, taxonomy, error="；".join(form_errors(exc)), status=422,
                          sent=sent)
