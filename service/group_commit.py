@@ -82,6 +82,12 @@ class GroupCommit:
         self._pending_lock = threading.Lock()
         self._commit_lock = threading.Lock()
 
+    def join_writers(self, session: Session) -> None:
+        """Takes `before_write` in `session`, for a statement outside a group commit: the
+        queue of writers the ORM's flush would join, which a statement of its own does not."""
+        if self.before_write is not None:
+            self.before_write(session)
+
     def store(self, session: Session, first: Sequence[DeclarativeBase], then: Sequence[DeclarativeBase] = (), once: Once | None = None) -> bool:
         """Returns once these rows are committed (`first` flushed before `then`, whose rows
         reference them), True; False, having stored nothing, when `once` found them stored
@@ -106,8 +112,7 @@ class GroupCommit:
 
     def _commit(self, session: Session, batch: list[_Write]) -> None:
         try:
-            if self.before_write is not None:
-                self.before_write(session)
+            self.join_writers(session)
             kept = self._not_stored(session, batch)
             # Inserted as statements, one per table and set of columns, not through the ORM's
             # unit of work: its bookkeeping for rows nobody reads back cost more than the

@@ -59,11 +59,10 @@ def record(decision: DecisionIn, session: Session, taxonomy: Taxonomy, key: ApiK
     triage_id = triage.id
     for _attempt in range(REVISION_ATTEMPTS):
         try:
-            if writes.before_write is not None:
-                # On SQLite, the writers' queue before the latest revision is read: read first,
-                # several clerks deciding at once each took the same number, all but one failed
-                # the insert and read again, and on a busy machine one could lose every time.
-                writes.before_write(session)
+            # On SQLite, the writers' queue before the latest revision is read: read first,
+            # several clerks deciding at once each took the same number, all but one failed
+            # the insert and read again, and on a busy machine one could lose every time.
+            writes.join_writers(session)
             latest = session.scalars(select(DecisionRecord).where(DecisionRecord.triage_id == triage_id)
                                      .order_by(DecisionRecord.revision.desc()).limit(1)).first()
             if latest is not None and _same_decision(latest, final, decision):

@@ -245,11 +245,9 @@ def _queue_group(session: Session, writes: GroupCommit, group: list[str]) -> Non
                .where(TriageRecord.id.in_(group), ~PURGED_ROW, ~exists().where(ReviewItem.triage_id == TriageRecord.id))
                .with_for_update(read=True, of=TriageRecord))
     try:
-        if writes.before_write is not None:
-            # The queue of writers the ORM's flush would join (service/database.py,
-            # SQLiteWriteLock): a statement of its own does not flush, and without it this
-            # insert met the group commits of busy workers as SQLite's busy retries.
-            writes.before_write(session)
+        # Without the writers' queue (service/database.py, SQLiteWriteLock) this insert met the
+        # group commits of busy workers as SQLite's busy retries.
+        writes.join_writers(session)
         session.execute(insert(ReviewItem).from_select(["triage_id", "reason", "status", "created_at"], members))
         session.commit()
     except SQLAlchemyError as exc:
