@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -777,6 +778,26 @@ def test_a_column_hidden_in_excel_beside_a_shown_one_of_its_meaning_is_left_out(
     assert f"{path}: column C '内容' is hidden in Excel and left out; column E '内容' is read" in said, said
     assert "column G '风险等级' is hidden in Excel, and read" in said, said
 
+
+def test_two_hidden_columns_of_one_meaning_are_refused_without_saying_either_is_read(tmp_path, taxonomy):
+    # With no shown 内容, each hidden one was said to be "read" just before the ledger was
+    # refused for having two: the refusal alone names both.
+    import openpyxl
+
+    from training.ledger import SameMeaningError
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["编号", "标题", "内容", "内容"])
+    sheet.append(["XF-1", "老板拖欠工资", "厂里三个月没发工资了", "旧的内容"])
+    sheet.column_dimensions.group("C", "D", hidden=True)
+    path = tmp_path / "l.xlsx"
+    book.save(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(SameMeaningError, match="columns C '内容' and D '内容'"):
+            read_ledger(path, taxonomy)
+    assert not [str(w.message) for w in caught if "hidden" in str(w.message)]
 
 def _alike_headers(path, header, rows):
     # A ledger whose header names one column twice, as an .xlsx or a CSV (two-row header or not).

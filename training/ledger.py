@@ -910,7 +910,9 @@ def _shown_columns(path: Path, header: list[str], hidden: set[int], sheet: str |
                 f"'{other}' is read (both mean '{meaning}')",
                 LedgerWarningDetail(LedgerWarningKind.HIDDEN_COLUMNS, str(path), sheet, headers=(name, other),
                                     column=meaning, letters=(letter, other_letter))), stacklevel=3)
-        else:
+        elif not any(k != j and k < len(header) and _same_meaning(header[k], name) for k in hidden):
+            # Two hidden columns of one meaning and no shown one: the ledger is refused for two
+            # columns of one meaning, naming both; saying first that each is read misleads.
             warnings.warn(LedgerWarning(
                 f"{_where(path, sheet)}: column {letter} '{name}' is hidden in Excel, and read: no shown column "
                 f"means '{meaning}'",
