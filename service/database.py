@@ -38,7 +38,7 @@ from sqlalchemy import (
     make_url,
     text,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.pool import NullPool
@@ -54,19 +54,23 @@ MIGRATIONS = "service:migrations"
 CONNECT_TIMEOUT_S = 5
 # How long SQLite itself waits for another writer before failing the write.
 SQLITE_BUSY_TIMEOUT_S = 5
-# How long a migration waits for another process's migration (or other write) to end before
-# this attempt gives up and is retried later: long enough for a short upgrade to finish in
-# it, short enough that a worker's start does not wait on a long one without a word.
+# How long a migration waits for another process's migration (or, on SQLite, other write) to
+# end before this attempt gives up and is retried later: long enough for a short upgrade to
+# finish in it, short enough that a worker's start does not wait on a long one without a word.
 MIGRATION_BUSY_TIMEOUT_S = 30
 # How long a command run by hand (triage keys, triage purge) waits for another process's
-# migration of a SQLite file before giving up: a re-masking revision takes minutes on a
+# migration of the database before giving up: a re-masking revision takes minutes on a
 # department's database, and one that has not finished in this long is not finishing.
 MIGRATION_WAIT_S = 3600
-# How long such a command's first attempt waits for the write lock before it looks at why:
-# another writer's ordinary transaction ends well within it.
+# How long such a command's first attempt waits for the write lock (the migration lock on
+# PostgreSQL) before it looks at why: another writer's ordinary transaction, or another
+# process finding its schema current, ends well within it.
 MIGRATION_FIRST_TRY_S = 2
 # Any fixed 64-bit number; it names this project's migration lock on a shared PostgreSQL.
 MIGRATION_LOCK_KEY = 0x7472696167650001
+# How long a PostgreSQL migration sleeps between asks for the migration lock another process
+# holds: short beside a migration, long enough not to busy the server with asking.
+MIGRATION_LOCK_POLL_S = 0.1
 
 
 def utcnow() -> datetime:
@@ -474,11 +478,13 @@ class Database:
         self._lock = threading.Lock()
         self._last_attempt = float("-inf")
         self._unwritable: str | None = None
-        self._waiting_for: Path | None = None  # the SQLite file another process was migrating, last attempt
+        self._waiting_for: str | None = None  # the database another process was migrating, last attempt
 
     def migrate(self, busy_timeout: float | None = None) -> str:
         """Brings the schema to the newest revision (a no-op when it is there) and returns it.
-        `busy_timeout`: how long a SQLite migration waits for another writer."""
+        `busy_timeout`: how long a SQLite migration waits for another writer, and a PostgreSQL
+        one for the migration lock (MIGRATION_BUSY_TIMEOUT_S by default); past it, SQLite's
+        "database is locked" or MigrationLocked is raised."""
         # A first start creates a SQLite database; later attempts (after an outage) never do.
         sqlite = _sqlite_path(self.url) is not None
         engine = (migration_engine(self.url, create=not self._migrated_once, busy_timeout=busy_timeout) if sqlite
@@ -488,7 +494,7 @@ class Database:
             with engine.begin() as connection:
                 if connection.dialect.name == "postgresql":
                     # Several replicas may start together; one migrates, the others wait and find head.
-                    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+                    _take_migration_lock(connection, MIGRATION_BUSY_TIMEOUT_S if busy_timeout is None else busy_timeout)
                 config.attributes["connection"] = connection
                 names = set(inspect(connection).get_table_names())
                 if "alembic_version" not in names and "triages" in names:
@@ -503,33 +509,47 @@ class Database:
         return head_revision()
 
     def migrate_waiting(self, say: Callable[[str], None], wait_s: float | None = None) -> str:
-        """migrate(), for a command run by hand: while another process migrates the SQLite file
+        """migrate(), for a command run by hand: while another process migrates the database
         (`triage serve` started after an upgrade), waits for it to finish, saying so with `say`
         at each try, for at most `wait_s` (MIGRATION_WAIT_S), then raises MigrationBusy. Such a
-        command waited out the busy timeout and failed with "database is locked", which sent
-        IT staff to check a database that was fine. Other errors are raised as migrate() raises them."""
+        command waited out the busy timeout and failed with "database is locked" on SQLite, which
+        sent IT staff to check a database that was fine, and waited without a word for as long as
+        the migration ran on PostgreSQL, as if it hung. Other errors are raised as migrate() raises them."""
         wait_s = MIGRATION_WAIT_S if wait_s is None else wait_s
-        path = _sqlite_path(self.url)
         started = time.monotonic()
         busy_timeout = min(MIGRATION_FIRST_TRY_S, MIGRATION_BUSY_TIMEOUT_S)
         while True:
             try:
                 return self.migrate(busy_timeout=busy_timeout)
             except Exception as exc:
-                if path is None or not _sqlite_locked(exc):
+                busy = self._migration_elsewhere(exc)
+                if busy is None:
                     raise
-            revision = _committed_revision(path)
+            name, revision = busy
             if revision == head_revision():
-                # Migrated already; the lock is some other write, which the command's own writes wait for.
+                # Migrated already; the lock is some other write, which the command's own writes
+                # wait for, or another process finding the schema current.
                 self.migrated = self._migrated_once = True
                 return revision
             waited = time.monotonic() - started
+            what = _busy(revision, sqlite=_sqlite_path(self.url) is not None)
             if waited >= wait_s:
-                raise MigrationBusy(f"database {path} {_busy(revision)}, still after {waited:.0f}s of waiting; "
+                raise MigrationBusy(f"database {name} {what}, still after {waited:.0f}s of waiting; "
                                     "run the command again once it has finished (triage serve logs how far it is)")
-            say(f"database {path} {_busy(revision)}; waiting for it to finish "
-                f"({waited:.0f}s so far, at most {wait_s:.0f}s)")
+            say(f"database {name} {what}; waiting for it to finish ({waited:.0f}s so far, at most {wait_s:.0f}s)")
             busy_timeout = max(min(MIGRATION_BUSY_TIMEOUT_S, wait_s - waited), 0.05)
+
+    def _migration_elsewhere(self, exc: BaseException) -> tuple[str, str | None] | None:
+        """When `exc` says another process holds the migration's lock (SQLite's write lock, or
+        the migration lock on PostgreSQL): the database as a person recognises it (a file's path,
+        or the URL without its password) and its committed revision, None when that cannot be
+        read at once. None for any other error."""
+        path = _sqlite_path(self.url)
+        if path is not None:
+            return (str(path), _committed_revision(path)) if _sqlite_locked(exc) else None
+        if not isinstance(exc, MigrationLocked):
+            return None
+        return make_url(self.url).render_as_string(hide_password=True), _postgres_revision(self.engine)
 
     def ensure_migrated(self) -> bool:
         """True once the schema is at head; otherwise tries to migrate, never raising."""
@@ -547,21 +567,22 @@ class Database:
             try:
                 self.migrate()
             except Exception as exc:  # driver, OS or Alembic errors alike: log, keep serving, retry later
-                path = _sqlite_path(self.url)
-                if path is None or not _sqlite_locked(exc):
+                busy = self._migration_elsewhere(exc)
+                if busy is None:
                     self._waiting_for = None
                     log.error("database unavailable, schema not migrated (retrying in %.0fs): %s",
                               self.retry_seconds, _first_line(exc))
                     return False
-                # Another process holds the write lock: during an upgrade, the worker or command
-                # that started first, migrating. The database is there and answering; nothing
-                # for IT staff to act on, so no ERROR.
-                revision = _committed_revision(path)
+                # Another process holds the migration's lock: during an upgrade, the worker or
+                # command that started first, migrating. The database is there and answering;
+                # nothing for IT staff to act on, so no ERROR.
+                name, revision = busy
                 if revision == head_revision():
-                    # Migrated already; the lock is some other write, which this process need not wait for.
+                    # Migrated already; the lock is some other write (or another process finding
+                    # the schema current), which this process need not wait for.
                     self.migrated = self._migrated_once = True
                 else:
-                    self._say_waiting(path, revision)
+                    self._say_waiting(name, revision)
                     return False
         finally:
             self._lock.release()
@@ -569,12 +590,12 @@ class Database:
         log.info("database schema at revision %s", head_revision())
         return True
 
-    def _say_waiting(self, path: Path, revision: str | None) -> None:
+    def _say_waiting(self, name: str, revision: str | None) -> None:
         # A warning when the wait begins, then INFO lines while it goes on: one upgrade, one warning.
-        what = _busy(revision)
-        level = logging.INFO if self._waiting_for == path else logging.WARNING
-        self._waiting_for = path
-        log.log(level, "database %s %s; waiting, trying again in %.0fs", path, what, self.retry_seconds)
+        what = _busy(revision, sqlite=_sqlite_path(self.url) is not None)
+        level = logging.INFO if self._waiting_for == name else logging.WARNING
+        self._waiting_for = name
+        log.log(level, "database %s %s; waiting, trying again in %.0fs", name, what, self.retry_seconds)
 
     def check(self) -> bool:
         """True when the database answers and its schema is the one this code needs."""
@@ -607,12 +628,50 @@ class Database:
 
 
 class MigrationBusy(RuntimeError):
-    """Another process was still migrating the SQLite file when a command gave up waiting."""
+    """Another process was still migrating the database when a command gave up waiting."""
 
 
-def _busy(revision: str | None) -> str:
-    """What holds a SQLite file's write lock while its schema is at `revision`, not head."""
+class MigrationLocked(RuntimeError):
+    """Another process held PostgreSQL's migration lock for longer than this attempt would wait."""
+
+
+def _take_migration_lock(connection: Connection, wait_s: float) -> None:
+    """The migration lock, for the rest of `connection`'s transaction, or MigrationLocked once
+    `wait_s` has passed without it. Asked for without blocking: a blocking ask held a command run
+    by hand, or a worker's start and its requests, without a word for as long as another
+    process's migration ran."""
+    deadline = time.monotonic() + wait_s
+    ask = text("SELECT pg_try_advisory_xact_lock(:key)")
+    while not connection.execute(ask, {"key": MIGRATION_LOCK_KEY}).scalar():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise MigrationLocked(f"another process held the migration lock for longer than {wait_s:.1f}s")
+        time.sleep(min(MIGRATION_LOCK_POLL_S, left))
+
+
+def _postgres_revision(engine: Engine) -> str | None:
+    """The schema revision committed in a PostgreSQL database, read without waiting for the
+    process migrating it (a reader sees the last commit); None when it cannot be read at once,
+    e.g. while the first migration is still creating the tables."""
+    try:
+        with engine.connect() as connection:
+            # A migration that changes the version table itself holds its readers: give up then
+            # rather than wait. Local to this transaction: the pooled connection goes back as it was.
+            connection.execute(text("SELECT set_config('lock_timeout', :wait, true)"),
+                               {"wait": f"{int(MIGRATION_FIRST_TRY_S * 1000)}ms"})
+            revision = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except SQLAlchemyError:
+        return None
+    return None if revision is None else str(revision)
+
+
+def _busy(revision: str | None, sqlite: bool = True) -> str:
+    """What holds the migration's lock while the schema is at `revision`, not head: on SQLite,
+    the file's write lock, which any long write also holds; on PostgreSQL, the migration lock,
+    which only a migration holds."""
     if revision is None:
+        if not sqlite:
+            return f"is being migrated by another process (to revision {head_revision()})"
         return "is locked by another process (a migration or a long write)"
     return f"is being migrated by another process (from revision {revision} to {head_revision()})"
 

@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
@@ -46,3 +47,33 @@ def throwaway_database(prefix: str) -> Iterator[URL]:
                     raise
                 time.sleep(0.2)
         admin.dispose()
+
+
+@contextmanager
+def migration_lock_held(url: str, seconds: float) -> Iterator[Callable[[], None]]:
+    """The migration lock held by another connection, as a process migrating the database holds
+    it (Database.migrate's transaction), for `seconds`, or until the block ends or the callable
+    it yields is called. A bounded hold: code that waits for the lock without limit then goes
+    on late, and the test fails on what it says, rather than hanging."""
+    from service.database import MIGRATION_LOCK_KEY
+
+    engine = create_engine(url, poolclass=NullPool)
+    connection = engine.connect()
+    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+    ended = threading.Lock()
+
+    def end() -> None:
+        with ended:
+            if connection.in_transaction():
+                connection.rollback()
+
+    timer = threading.Timer(seconds, end)
+    timer.start()
+    try:
+        yield end
+    finally:
+        timer.cancel()
+        timer.join()
+        end()
+        connection.close()
+        engine.dispose()

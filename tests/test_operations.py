@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from postgres_db import POSTGRES_URL, migration_lock_held, throwaway_database
 from serving import CLI, ROOT
 
 from model.artifact import load_model, signing_key
@@ -291,6 +292,54 @@ def test_commands_wait_for_another_process_migrating_the_database_and_say_so(com
     assert f"triage {command[0]}" in said and (f"error: database {path} is being migrated by another process (from "
                                                f"revision 0005 to {head_revision()}), still after") in said, said
     assert "database is locked" not in said, said
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="TRIAGE_TEST_POSTGRES_URL is not set (.ci/run sets it when it can start PostgreSQL)")
+@pytest.mark.parametrize("command", [["keys", "list"], ["purge", "--before", "2025-01-01"]])
+def test_commands_wait_for_another_process_migrating_a_postgresql_database_and_say_so(command, monkeypatch, capsys):
+    # On PostgreSQL these commands waited for the migration lock without a word, for as long as
+    # another process's migration ran (minutes on a department's database), as if they hung.
+    from alembic import command as alembic
+    from sqlalchemy import make_url
+
+    from service.database import alembic_config, head_revision
+
+    monkeypatch.setattr("service.database.MIGRATION_BUSY_TIMEOUT_S", 0.2)
+    monkeypatch.setattr("service.database.MIGRATION_FIRST_TRY_S", 0.2)
+    with throwaway_database("triage_pgwait") as made:
+        url = made.render_as_string(hide_password=False)
+        named = make_url(url).render_as_string(hide_password=True)
+        alembic.upgrade(alembic_config(url), "0005")
+        capsys.readouterr()
+        with migration_lock_held(url, seconds=1.5):
+            assert _main_with(monkeypatch, command, TRIAGE_DATABASE_URL=url) == 0
+        said = capsys.readouterr().err
+        waiting = f"database {named} is being migrated by another process (from revision 0005 to {head_revision()}); waiting"
+        assert waiting in said, said
+        assert made.password not in said, said
+        assert _postgres_revision(url) == head_revision()
+        # A migration that does not finish within the wait: the command says so and gives up.
+        alembic.downgrade(alembic_config(url), "0005")
+        monkeypatch.setattr("service.database.MIGRATION_WAIT_S", 0.5)
+        with migration_lock_held(url, seconds=10):
+            assert _main_with(monkeypatch, command, TRIAGE_DATABASE_URL=url) == 2
+        said = capsys.readouterr().err
+        assert f"triage {command[0]}" in said and (f"error: database {named} is being migrated by another process (from "
+                                                   f"revision 0005 to {head_revision()}), still after") in said, said
+        assert made.password not in said, said
+        assert _postgres_revision(url) == "0005"
+
+
+def _postgres_revision(url: str) -> str | None:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    finally:
+        engine.dispose()
 
 
 def test_log_settings_give_the_level_and_json_lines_with_utc_timestamps():

@@ -26,8 +26,8 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from fastapi.testclient import TestClient
-from postgres_db import POSTGRES_PARAM, throwaway_database
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from postgres_db import POSTGRES_PARAM, POSTGRES_URL, migration_lock_held, throwaway_database
+from sqlalchemy import Engine, create_engine, event, inspect, make_url, text
 from sqlalchemy import text as text_sql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import NullPool
@@ -525,6 +525,38 @@ def test_a_start_while_another_process_migrates_sqlite_says_so_without_an_error(
         migrating.close()
     assert database.ensure_migrated() is True
     database.engine.dispose()
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="TRIAGE_TEST_POSTGRES_URL is not set (.ci/run sets it when it can start PostgreSQL)")
+def test_a_start_while_another_process_migrates_postgresql_says_so_and_serves(monkeypatch, caplog, small_model_dir):
+    # A worker started during another process's long migration of a PostgreSQL database waited
+    # for the migration lock without a word, and so did the request that tried again, for as
+    # long as that migration ran.
+    monkeypatch.setattr("service.database.MIGRATION_BUSY_TIMEOUT_S", 0.2)
+    with postgres_backend() as backend:
+        command.upgrade(alembic_config(backend.direct_url), "0005")
+        named = make_url(backend.direct_url).render_as_string(hide_password=True)
+        with migration_lock_held(backend.direct_url, seconds=10) as end:
+            database = Database(backend.direct_url, retry_seconds=0)
+            with caplog.at_level(logging.INFO, logger="service.database"):
+                assert database.ensure_migrated() is False
+                assert database.ensure_migrated() is False
+            said = [(record.levelno, record.getMessage()) for record in caplog.records if record.name == "service.database"]
+            assert not [line for level, line in said if level >= logging.ERROR], said
+            waiting = f"database {named} is being migrated by another process (from revision 0005 to {head_revision()}); waiting"
+            # One warning when the wait begins, then quieter lines while it goes on.
+            assert [level for level, line in said if line.startswith(waiting)] == [logging.WARNING, logging.INFO], said
+            with running(settings_for(backend.direct_url, small_model_dir)) as client:
+                # The worker answers meanwhile: not ready, and the request that tried again gave up in time.
+                asked = time.monotonic()
+                assert client.get("/readyz").status_code == 503
+                assert client.get("/healthz").status_code == 200
+                assert time.monotonic() - asked < 5
+                end()
+                assert client.get("/readyz").status_code == 200
+        assert database.ensure_migrated() is True
+        database.engine.dispose()
+    assert make_url(backend.direct_url).password not in caplog.text
 
 
 def test_a_sqlite_file_already_at_head_is_ready_while_another_process_writes(tmp_path, monkeypatch, caplog):
