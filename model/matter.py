@@ -71,13 +71,17 @@ _NOT_WORD = re.compile(r"[\W_]+")
 # Anchors: the thing a matter is about, by the suffix that ends its name. A pair naming different
 # things of one kind (two employers, two projects, two villages) is not linked: anchors_conflict.
 _ANCHOR_KINDS = {
-    "organisation": "有限责任公司|有限公司|分公司|公司|集团|工厂|厂|医院|学校|中学|小学|幼儿园|酒店|银行|合作社",
+    "organisation": "有限责任公司|有限公司|分公司|公司|集团|工厂|厂|医院|学校|中学|小学|幼儿园|酒店|银行|合作社|"
+                    "超市|购物广场|购物中心|大药房|药房|药店|商店|商行|商场|百货|便利店|专卖店|饭店|餐厅|酒楼|店",
     "project": "项目部|项目|工地|工程|楼盘|小区|花园|家园|广场|园区|开发区|矿",
     "place": "街道|社区|村|镇|乡|县|区|市",
 }
 _SUFFIX = re.compile("|".join(f"(?P<{k}>{v})" for k, v in _ANCHOR_KINDS.items()))
 # Characters that end a name when read backwards from its suffix ("在华建公司" -> "华建").
-_STOP = set("在的和与及是了向到从对给被把将我你他她们该本此这那某其个家所之于为由找去来说叫")
+_STOP = set("在的和与及是了向到从对给被把将我你他她们该本此这那某其个所之于为由找去来说叫")
+# 家 ends a name only as a counter (一家超市, 两家公司; after 这, 那, 该 it is cut there anyway):
+# in 万家百货 or 家乐福 it is part of the name, and cutting there left the shop unnamed.
+_COUNTED = set("一两几每哪整多")
 _GENERIC = {"建筑", "劳务", "物业", "保安", "科技", "工程", "建设", "实业", "发展", "贸易", "投资", "置业", "地产", "房地产",
             "人民", "政府", "原来", "原", "老", "新", "当地", "全", "各", "一", "用人", "施工", "承包", "总", "子"}
 _NAME_WINDOW = 6
@@ -127,7 +131,9 @@ def anchors(masked: str) -> dict[str, frozenset[str]]:
         # A name does not run back over the anchor before it ("A区华建公司" names 华建, not 区华建).
         window = masked[max(previous_end, match.start() - _NAME_WINDOW):match.start()]
         previous_end = match.end()
-        cut = max((i for i, ch in enumerate(window) if ch in _STOP or not (ch.isalnum() and ch.isprintable())), default=-1)
+        cut = max((i for i, ch in enumerate(window)
+                   if ch in _STOP or not (ch.isalnum() and ch.isprintable()) or (ch == "家" and i and window[i - 1] in _COUNTED)),
+                  default=-1)
         name = window[cut + 1:].lstrip("0")
         if len(name) < 2 and not (name and name.isascii() and name.isalpha()):
             continue

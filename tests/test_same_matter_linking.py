@@ -106,6 +106,25 @@ def test_two_matters_written_from_one_template_are_not_linked():
     assert link_matters([joined(petition(FIRST)), joined(petition(OTHER))]) == ["M1", "M2"]
 
 
+# One consumer's complaint form, sent about one shop after another: each is a matter of its
+# own (another shop, another purchase), and linking them would link by who wrote them.
+SHOP_TEMPLATE = ("{shop}", "本人于2026年5月{day}日在{shop}购买了一袋饼干，价格8元，回家后发现已过保质期，{shop}的行为"
+                 "违反了食品安全法的相关规定。请贵局依法查处，并责令其按规定给予十倍赔偿，同时要求超市规范经营。")
+
+
+@pytest.mark.parametrize("other", ["华联商店", "康宁大药房", "万家百货", "新天地购物广场", "好邻居便利店", "东门分店"])
+def test_one_complaint_form_about_two_shops_is_two_matters(other):
+    def complaint(shop, day):
+        title, body = SHOP_TEMPLATE
+        return f"{title.format(shop=shop)}\n{body.format(shop=shop, day=day)}"
+
+    index = MatterIndex()
+    index.add("first", complaint("福满多超市", 3))
+    # The same shop complained of again, another day: the same matter.
+    assert [m.key for m in index.query(complaint("福满多超市", 9))] == ["first"]
+    assert index.query(complaint(other, 9)) == []
+    assert link_matters([complaint("福满多超市", 3), complaint(other, 9)]) == ["M1", "M2"]
+
 def test_an_unrelated_petition_is_not_linked():
     index = MatterIndex()
     index.add("wages", joined(petition(FIRST)))
