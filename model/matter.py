@@ -311,8 +311,10 @@ class MatterIndex:
             rows = np.flatnonzero((whens >= since) & (whens <= until))
             keys = [self._keys[row] for row in rows.tolist()]
             sigs, anchor_list = self._sigs[rows], [self._anchors[row] for row in rows.tolist()]
+            # Kept since each row was added: computed again, they were a tenth of a wide look-back's time.
+            bands = self._bands[rows]
         links: dict[str, set[str]] = {key: set() for key in keys}
-        for query, match in zip(*(side.tolist() for side in _links(sigs, anchor_list, self.threshold, limit)), strict=True):
+        for query, match in zip(*(side.tolist() for side in _links(sigs, anchor_list, self.threshold, limit, bands)), strict=True):
             links[keys[query]].add(keys[match])
             links[keys[match]].add(keys[query])
         return keys, links
@@ -523,18 +525,27 @@ def _prepare(texts: Sequence[str]) -> tuple[list[dict[str, frozenset[str]]], np.
     return anchors_list, sigs
 
 
-def _similar_pairs(sigs: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+def _similar_pairs(sigs: np.ndarray, threshold: float, bands: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(i, j), i < j, of every two rows sharing the hash of at least one band (the candidates
     MatterIndex finds, for all rows at once) whose similarity is `threshold` or above, each pair
     once, and their similarities. Candidates are weighed band by band as they are found and only
     the similar ones kept: they far outnumber the pairs kept, and held all at once, those of a
-    year of petitions took more memory than all else a service worker holds."""
-    bands = _band_keys(sigs)
+    year of petitions took more memory than all else a service worker holds. `bands`: the rows'
+    band hashes when the caller holds them already (MatterIndex does), else computed here."""
+    bands = _band_keys(sigs) if bands is None else bands
     n = len(bands)
+    width = sigs.shape[1]
+    # Candidates are first weighed on the low byte of each signature value: equal values have
+    # equal low bytes, so a pair whose low bytes agree too seldom cannot be similar, and only the
+    # few others are compared on the whole values. Texts sharing a stock phrase share a band,
+    # and such candidates, nearly all dissimilar, were most of a wide look-back's time.
+    low = sigs.astype(np.uint8)
     found = []
     for b in range(bands.shape[1]):
         order = np.argsort(bands[:, b], kind="stable")
         keys = bands[order, b]
+        # In the band's order, so that the rows of a run are read from one place in memory.
+        ordered = np.take(low, order, axis=0)
         # Rows with equal keys are neighbours once sorted: pair each with the ones d
         # places on, for growing d, as long as any run is still that long.
         active = np.arange(n - 1)
@@ -542,8 +553,13 @@ def _similar_pairs(sigs: np.ndarray, threshold: float) -> tuple[np.ndarray, np.n
         while len(active):
             active = active[active + d < n]
             active = active[keys[active] == keys[active + d]]
-            for start in range(0, len(active), 100_000):
-                i, j = order[active[start:start + 100_000]], order[active[start:start + 100_000] + d]
+            # In slices small enough for the bytes compared to stay in the processor's cache.
+            for start in range(0, len(active), 8192):
+                at = active[start:start + 8192]
+                # A count over the width is the mean computed below, exactly: a similar pair passes.
+                agree = (np.take(ordered, at, axis=0) == np.take(ordered, at + d, axis=0)).sum(axis=1, dtype=np.int32)
+                at = at[agree / width >= threshold]
+                i, j = order[at], order[at + d]
                 close = (sigs[i] == sigs[j]).mean(axis=1) >= threshold
                 i, j = i[close], j[close]
                 found.append(np.minimum(i, j).astype(np.int64) * n + np.maximum(i, j))
@@ -554,11 +570,11 @@ def _similar_pairs(sigs: np.ndarray, threshold: float) -> tuple[np.ndarray, np.n
 
 
 def _links(sigs: np.ndarray, anchor_list: Sequence[dict[str, frozenset[str]]], threshold: float,
-           limit: int = 50) -> tuple[np.ndarray, np.ndarray]:
+           limit: int = 50, bands: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(query, match) rows: each row linked to its `limit` most similar rows (ties: the earlier
     row) at `threshold` or above whose anchors do not conflict, as `MatterIndex.query_key`
-    finds them one row at a time; found for all rows at once."""
-    pairs, similar = _similar_pairs(sigs, threshold)
+    finds them one row at a time; found for all rows at once (`bands`: see _similar_pairs)."""
+    pairs, similar = _similar_pairs(sigs, threshold, bands)
     # anchors_conflict is symmetric: checked once per pair.
     agree = np.fromiter((not anchors_conflict(anchor_list[i], anchor_list[j]) for i, j in pairs.tolist()),
                         dtype=bool, count=len(pairs))

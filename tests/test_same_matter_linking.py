@@ -23,7 +23,19 @@ from postgres_db import POSTGRES_PARAM, POSTGRES_URL, throwaway_database
 from serving import CLI, ROOT, ServeProcess, make_key, serve_env
 from sqlalchemy import Engine, event
 
-from model.matter import _A, _B, MatterIndex, anchors_of, components, link_matters, normalize_for_linking, shingles, signature
+from model.matter import (
+    _A,
+    _B,
+    MatterIndex,
+    _band_keys,
+    _similar_pairs,
+    anchors_of,
+    components,
+    link_matters,
+    normalize_for_linking,
+    shingles,
+    signature,
+)
 from model.text import PURGED_TEXT, join_fields
 from service import similar
 from service.app import create_app
@@ -700,6 +712,33 @@ def test_the_links_of_a_look_back_are_those_of_one_lookup_per_petition_in_it(lim
     # Each repeat with its original, both ways, and petitions the corpus tells of one matter.
     assert sum(map(len, links.values())) > 2 * 30
     assert index.links_between(1000.0, 2000.0) == ([], {})
+
+
+def test_similar_pairs_weighed_first_on_low_bytes_are_every_similar_pair_sharing_a_band():
+    # Candidates are weighed on the low byte of each signature value before the whole values are
+    # compared (a year of candidates sharing a stock phrase took seconds read whole). The pairs must
+    # be the definition's: every two rows sharing a band hash, similar at the threshold or above.
+    rng = np.random.default_rng(3)
+    sigs = rng.integers(0, 2**32, (60, 128), dtype=np.uint64).astype(np.uint32)
+    sigs[:, :4] = sigs[0, :4]  # one band shared by all: every pair a candidate
+    # Exactly at the threshold: 64 values equal, the others unequal in their low byte.
+    sigs[1, :64] = sigs[0, :64]
+    sigs[1, 64:] = sigs[0, 64:] ^ 1
+    # Just under it, though every low byte is equal: only the whole values tell.
+    sigs[3, :63] = sigs[2, :63]
+    sigs[3, 63:] = sigs[2, 63:] ^ (1 << 20)
+    # Similar, sharing a band other than the first.
+    sigs[5], sigs[5, :4] = sigs[4], sigs[4, :4] ^ 1
+    # Similar, sharing no band: never a candidate.
+    sigs[7], sigs[7, 3::4] = sigs[6], sigs[6, 3::4] ^ 1
+    bands = _band_keys(sigs)
+    expected = [(i, j) for i in range(60) for j in range(i + 1, 60)
+                if (bands[i] == bands[j]).any() and (sigs[i] == sigs[j]).mean() >= 0.5]
+    assert {(0, 1), (4, 5)} <= set(expected) and (2, 3) not in expected and (6, 7) not in expected
+    for given in (None, bands):
+        pairs, similarity = _similar_pairs(sigs, 0.5, given)
+        assert [tuple(pair) for pair in pairs.tolist()] == expected
+        assert similarity.tolist() == [(sigs[i] == sigs[j]).mean() for i, j in expected]
 
 
 def test_a_purge_between_reading_a_group_and_queueing_it_leaves_no_purged_member_queued(database_url, small_model_dir,
