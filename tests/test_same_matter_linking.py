@@ -397,7 +397,10 @@ def test_emerging_members_received_at_one_moment_are_listed_as_registered_and_gr
     database.engine.dispose()
     with running(url, small_model_dir) as (client, keys):
         groups = client.get("/v1/emerging", params={"days": 7}, headers={"X-API-Key": keys["reviewer"]}).json()
+        # Only the groups listed are described (their shared words), and `limit` cuts them once ordered.
+        first = client.get("/v1/emerging", params={"days": 7, "limit": 1}, headers={"X-API-Key": keys["reviewer"]}).json()
     assert [[m["triage_id"] for m in g["members"]] for g in groups] == [["a-3", "a-2", "a-1"], ["z-1", "z-2", "z-3"]]
+    assert first == groups[:1]
 
 
 def test_emerging_group_found_around_a_new_petition_when_the_earlier_members_are_copies_of_one_case(tmp_path):

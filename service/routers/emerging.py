@@ -12,7 +12,7 @@ from service.database import ApiKey, utcnow
 from service.deps import SessionDep, SettingsDep, require_role
 from service.routers import KEYED_ERRORS, KeyedRoute, errors
 from service.schemas import MOMENT_READ, EmergingGroup, EmergingMember, Moment
-from service.similar import MattersDep, aware, emerging_groups
+from service.similar import CaseInfo, MattersDep, aware, emerging_groups
 
 router = APIRouter(prefix="/v1/emerging", tags=["emerging"], route_class=KeyedRoute,
                    responses=errors(*KEYED_ERRORS))
@@ -42,21 +42,28 @@ def emerging(
     days, min_size = days or settings.emerging_days, min_size or settings.emerging_min_size
     end = (aware(until) if until else utcnow()).timestamp()
     matters.refresh(session)
+    found = emerging_groups(session, matters, end - days * 86400, end, days * 86400, min_size)
+    recent = end - days * 86400 / 4
+
+    def growth(infos: list[CaseInfo]) -> int:
+        return sum(i.received_at.timestamp() >= recent for i in infos)
+
+    # The first member's id last: groups alike in all else come in one order from every worker,
+    # whatever order its index took them in, so a `limit` cuts the same ones. Ordered before
+    # they are described: the shared words of every group of a year took longer than finding them.
+    found.sort(key=lambda infos: (-len(infos), -growth(infos), infos[0].received_at, infos[0].triage_id))
     groups = []
-    for infos in emerging_groups(session, matters, end - days * 86400, end, days * 86400, min_size):
+    for infos in found[:limit]:
         divisions: dict[str, int] = {}
         for info in infos:
             division = info.decided_division or info.division
             divisions[division] = divisions.get(division, 0) + 1
         groups.append(EmergingGroup(
-            size=len(infos), growth=sum(i.received_at.timestamp() >= end - days * 86400 / 4 for i in infos),
+            size=len(infos), growth=growth(infos),
             first_seen=infos[0].received_at, last_seen=infos[-1].received_at, divisions=divisions,
             highest_risk=max((i.risk for i in infos), key=RISK_ORDER.index),
             shared_words=shared_words([i.text for i in infos]),
             members=[EmergingMember(triage_id=i.triage_id, external_id=i.external_id, received_at=i.received_at,
                                     division=i.decided_division or i.division, risk=i.risk, review_status=i.review_status)
                      for i in infos]))
-    # The first member's id last: groups alike in all else come in one order from every worker,
-    # whatever order its index took them in, so a `limit` cuts the same ones.
-    groups.sort(key=lambda g: (-g.size, -g.growth, g.first_seen, g.members[0].triage_id))
-    return groups[:limit]
+    return groups
