@@ -744,6 +744,64 @@ def test_similar_pairs_weighed_first_on_low_bytes_are_every_similar_pair_sharing
         assert similarity.tolist() == [(sigs[i] == sigs[j]).mean() for i, j in expected]
 
 
+def _emerging_by_definition(shared: SharedMatterIndex, session, start: float, end: float, span: float,
+                            min_size: int) -> list[list[str]]:
+    """The groups of a look-back as docs/linking.md defines them, computed the plain way: links by one
+    lookup per petition, every span beginning at a petition's time tried over the matter's petitions."""
+    keys = shared.index.keys_between(start - span, end)
+    links = {key: {m.key for m in shared.index.query_key(key, limit=50, since=start - span, until=end)} for key in keys}
+    for key in keys:
+        for other in links[key]:
+            links[other].add(key)
+    whens = shared.index.whens(keys)
+    infos = similar.case_infos(session, keys)
+    groups = []
+    for matter in similar._connected(keys, links, set(keys)):
+        if len(matter) < min_size or max(whens[k] for k in matter) < start:
+            continue
+        listed: set[str] = set()
+        for begin in {whens[k] for k in matter if whens[k] + span >= start}:
+            inside = {k for k in matter if begin <= whens[k] <= begin + span}
+            for linked in similar._connected(sorted(inside), links, inside):
+                found = {k for k in linked if not infos[k].purged}
+                cases = {similar.case_number(infos[k].external_id) or k for k in found}
+                if len(cases) >= min_size and any(whens[k] >= start for k in found):
+                    listed |= found
+        kept = similar.distinct_cases(sorted((infos[k] for k in listed), key=lambda i: i.order))
+        if len(kept) >= min_size:
+            groups.append([i.triage_id for i in kept])
+    return groups
+
+
+def test_emerging_groups_of_a_matter_petitioned_about_far_longer_than_one_span_are_those_of_its_spans(tmp_path, monkeypatch):
+    # The spans of a matter petitioned about all year were each found by looking at every petition
+    # of the matter, seconds for a year's look-back; they are found by bisection now. The groups
+    # must be the definition's, spans ending exactly at a petition included.
+    database = Database(f"sqlite:///{tmp_path / 'triage.db'}")
+    database.ensure_migrated()
+    base = datetime.now(UTC) - timedelta(days=90)
+    names = iter(["王建国", "李秀英", "张伟", "刘洋", "陈静", "周强", "孙丽", "赵六", "钱七", "吴九", "郑十", "冯一", "何二"])
+    # Days after `base`: bursts of three within five days, the first spanning exactly five; a copy
+    # of one case (day 41); a petition alone in its spans (30); one before the links' reach (12).
+    for day, external_id in ((12, None), (16, None), (18, None), (21, None), (30, None), (40, "XF-7"), (41, "XF-7"),
+                             (43, None), (45, None), (55, None), (56, None), (58, None)):
+        stored_on(database, f"first-{day}", FIRST | {"name": next(names)}, base + timedelta(days=day), external_id=external_id)
+    for day in (50, 51, 52):
+        stored_on(database, f"other-{day}", OTHER | {"name": f"{next(names, '林')}{day}"}, base + timedelta(days=day))
+    shared = SharedMatterIndex(window_days=365, threshold=0.5)
+    day = 86400.0
+    start, end, span = base.timestamp() + 20 * day, base.timestamp() + 60 * day, 5 * day
+    with database.sessions() as session:
+        shared.refresh(session)
+        expected = _emerging_by_definition(shared, session, start, end, span, 3)
+        assert sorted(expected) == [[f"first-{d}" for d in (16, 18, 21, 40, 43, 45, 55, 56, 58)], ["other-50", "other-51", "other-52"]]
+        # The members' rows are read a few at a time: here, in several reads.
+        monkeypatch.setattr(similar, "CASES_READ", 4)
+        found = similar.emerging_groups(session, shared, start, end, span, 3)
+        assert [[info.triage_id for info in group] for group in found] == expected
+    database.engine.dispose()
+
+
 def test_a_purge_between_reading_a_group_and_queueing_it_leaves_no_purged_member_queued(database_url, small_model_dir,
                                                                                          monkeypatch):
     # The petition that makes a group read which earlier members were neither queued nor purged,
