@@ -311,7 +311,7 @@ class MatterIndex:
             rows = np.flatnonzero((whens >= since) & (whens <= until))
             keys = [self._keys[row] for row in rows.tolist()]
             sigs, anchor_list = self._sigs[rows], [self._anchors[row] for row in rows.tolist()]
-            # Kept since each row was added: computed again, they were a tenth of a wide look-back's time.
+            # Kept since each row was added: no need to compute them again for every row of the look-back.
             bands = self._bands[rows]
         links: dict[str, set[str]] = {key: set() for key in keys}
         for query, match in zip(*(side.tolist() for side in _links(sigs, anchor_list, self.threshold, limit, bands)), strict=True):

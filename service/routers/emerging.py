@@ -50,7 +50,8 @@ def emerging(
 
     # The first member's id last: groups alike in all else come in one order from every worker,
     # whatever order its index took them in, so a `limit` cuts the same ones. Ordered before
-    # they are described: the shared words of every group of a year took longer than finding them.
+    # they are described: reading the shared words of every group of a year's look-back cost
+    # seconds, for groups the `limit` then cut.
     found.sort(key=lambda infos: (-len(infos), -growth(infos), infos[0].received_at, infos[0].triage_id))
     groups = []
     for infos in found[:limit]:
