@@ -502,6 +502,18 @@ def test_simultaneous_start_ups_migrate_once(backend):
         database.engine.dispose()
 
 
+def _tries_twice_and_says_it_waits(database, caplog, name):
+    """Two attempts to migrate while another process migrates from 0005: no ERROR, one warning
+    when the wait begins, then quieter lines while it goes on."""
+    with caplog.at_level(logging.INFO, logger="service.database"):
+        assert database.ensure_migrated() is False
+        assert database.ensure_migrated() is False
+    said = [(record.levelno, record.getMessage()) for record in caplog.records if record.name == "service.database"]
+    assert not [line for level, line in said if level >= logging.ERROR], said
+    waiting = f"database {name} is being migrated by another process (from revision 0005 to {head_revision()}); waiting"
+    assert [level for level, line in said if line.startswith(waiting)] == [logging.WARNING, logging.INFO], said
+
+
 def test_a_start_while_another_process_migrates_sqlite_says_so_without_an_error(tmp_path, monkeypatch, caplog):
     # A second worker (or a CLI command) started during the first one's long upgrade found the
     # file locked and logged an ERROR that the database was unavailable, alarming IT staff.
@@ -512,14 +524,7 @@ def test_a_start_while_another_process_migrates_sqlite_says_so_without_an_error(
     migrating.execute("BEGIN IMMEDIATE")  # as migration_engine's transactions begin
     database = Database(f"sqlite:///{path}", retry_seconds=0)
     try:
-        with caplog.at_level(logging.INFO, logger="service.database"):
-            assert database.ensure_migrated() is False
-            assert database.ensure_migrated() is False
-        said = [(record.levelno, record.getMessage()) for record in caplog.records if record.name == "service.database"]
-        assert not [line for level, line in said if level >= logging.ERROR], said
-        waiting = f"database {path} is being migrated by another process (from revision 0005 to {head_revision()}); waiting"
-        # One warning when the wait begins, then quieter lines while it goes on.
-        assert [level for level, line in said if line.startswith(waiting)] == [logging.WARNING, logging.INFO], said
+        _tries_twice_and_says_it_waits(database, caplog, str(path))
     finally:
         migrating.execute("ROLLBACK")
         migrating.close()
@@ -538,14 +543,7 @@ def test_a_start_while_another_process_migrates_postgresql_says_so_and_serves(mo
         named = make_url(backend.direct_url).render_as_string(hide_password=True)
         with migration_lock_held(backend.direct_url, seconds=10) as end:
             database = Database(backend.direct_url, retry_seconds=0)
-            with caplog.at_level(logging.INFO, logger="service.database"):
-                assert database.ensure_migrated() is False
-                assert database.ensure_migrated() is False
-            said = [(record.levelno, record.getMessage()) for record in caplog.records if record.name == "service.database"]
-            assert not [line for level, line in said if level >= logging.ERROR], said
-            waiting = f"database {named} is being migrated by another process (from revision 0005 to {head_revision()}); waiting"
-            # One warning when the wait begins, then quieter lines while it goes on.
-            assert [level for level, line in said if line.startswith(waiting)] == [logging.WARNING, logging.INFO], said
+            _tries_twice_and_says_it_waits(database, caplog, named)
             with running(settings_for(backend.direct_url, small_model_dir)) as client:
                 # The worker answers meanwhile: not ready, and the request that tried again gave up in time.
                 asked = time.monotonic()
