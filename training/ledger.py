@@ -900,7 +900,8 @@ def _shown_columns(path: Path, header: list[str], hidden: set[int], sheet: str |
         if _header_text(name) == ROW_COUNTER and any(
                 _canonical(other) == "id" and _header_text(other) != ROW_COUNTER for other in header):
             continue  # 序号 beside a case number is not read
-        shown = [k for k in range(len(header)) if k not in hidden and _same_meaning(header[k], name)]
+        alike = [k for k in range(len(header)) if k != j and _same_meaning(header[k], name)]
+        shown = [k for k in alike if k not in hidden]
         letter = _column_letter(j + 1)
         if shown:
             other, other_letter = str(header[shown[0]]).strip(), _column_letter(shown[0] + 1)
@@ -910,7 +911,7 @@ def _shown_columns(path: Path, header: list[str], hidden: set[int], sheet: str |
                 f"'{other}' is read (both mean '{meaning}')",
                 LedgerWarningDetail(LedgerWarningKind.HIDDEN_COLUMNS, str(path), sheet, headers=(name, other),
                                     column=meaning, letters=(letter, other_letter))), stacklevel=3)
-        elif not any(k != j and k < len(header) and _same_meaning(header[k], name) for k in hidden):
+        elif not alike:
             # Two hidden columns of one meaning and no shown one: the ledger is refused for two
             # columns of one meaning, naming both; saying first that each is read misleads.
             warnings.warn(LedgerWarning(
